@@ -1,0 +1,1 @@
+//! vagt engine.

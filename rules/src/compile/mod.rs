@@ -1,0 +1,531 @@
+//! Compiling loaded rules into an immutable, shareable [`RuleSet`].
+//!
+//! ```text
+//!  Sigma rules ──lower──► Cond trees ──intern──► leaves (field, test), shared by all rules
+//!                                         │
+//!                                         ├─► per field: one Aho-Corasick automaton over the
+//!                                         │   required literal of every leaf reading it
+//!                                         └─► per logsource: one routing condition (profile)
+//! ```
+//! Evaluation ([`crate::matcher`]) runs each field's automaton once per batch
+//! over its whole string column, and verifies exact predicates only on the
+//! rows where the literal was found.
+
+pub(crate) mod literal;
+
+use std::collections::HashMap;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use regex::{Regex, RegexBuilder};
+
+use crate::error::RuleError;
+use crate::loader::{Origin, Rejection, RuleCollection};
+use crate::profile::{Profile, Routing};
+use crate::sigma::{CmpOp, Cond, LogSource, Part, RuleMeta, Target, Test, TimePart};
+
+/// Column name of the raw event text, searched by keyword rules.
+pub const RAW_COLUMN: &str = "_raw";
+
+pub(crate) type FieldId = usize;
+pub(crate) type LeafId = usize;
+pub(crate) type NeedleId = usize;
+
+/// A compiled boolean tree.
+#[derive(Debug, Clone)]
+pub(crate) enum Node {
+    Leaf(LeafId),
+    And(Vec<Node>),
+    Or(Vec<Node>),
+    Not(Box<Node>),
+    AtLeast(usize, Vec<Node>),
+}
+
+/// Where a literal must sit in a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Exact,
+    Prefix,
+    Suffix,
+    Contains,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum TextCheck {
+    Literal {
+        mode: Mode,
+        text: String,
+        /// Lowercased text (ASCII or full Unicode lowercase).
+        lower: String,
+        cased: bool,
+        /// The literal as an integer, for exact comparison with numeric columns.
+        int: Option<i128>,
+    },
+    Regex(Regex),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum LeafKind {
+    /// A string test; `needle` is a literal every match contains.
+    Text {
+        needle: Option<NeedleId>,
+        check: TextCheck,
+    },
+    AnyValue,
+    Null,
+    Exists,
+    Compare {
+        op: CmpOp,
+        value: f64,
+    },
+    Cidr(ipnet::IpNet),
+    FieldRef {
+        other: FieldId,
+        cased: bool,
+    },
+    TimePart {
+        part: TimePart,
+        op: CmpOp,
+        value: f64,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Leaf {
+    pub(crate) field: FieldId,
+    pub(crate) kind: LeafKind,
+}
+
+impl Leaf {
+    /// Leaves whose full-batch result is cheap (driven by prefilter hits or
+    /// validity bitmaps) are computed once per batch and shared.
+    pub(crate) fn cacheable(&self) -> bool {
+        matches!(
+            self.kind,
+            LeafKind::Text { needle: Some(_), .. } | LeafKind::AnyValue | LeafKind::Null | LeafKind::Exists
+        )
+    }
+
+    fn cost(&self) -> u32 {
+        if self.cacheable() {
+            1
+        } else {
+            match self.kind {
+                LeafKind::Text { .. } | LeafKind::Cidr(_) | LeafKind::TimePart { .. } => 20,
+                _ => 10,
+            }
+        }
+    }
+}
+
+/// One field's prefilter automaton.
+#[derive(Debug, Clone)]
+pub(crate) struct FieldAutomaton {
+    pub(crate) automaton: AhoCorasick,
+    /// Pattern index → needle.
+    pub(crate) needles: Vec<NeedleId>,
+}
+
+/// Metadata of a compiled rule, for alerts and reports.
+#[derive(Debug, Clone)]
+pub struct RuleInfo {
+    /// Rule metadata.
+    pub meta: RuleMeta,
+    /// The rule's logsource.
+    pub logsource: LogSource,
+    /// Where it was loaded from.
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledRule {
+    pub(crate) info: RuleInfo,
+    pub(crate) route: usize,
+    pub(crate) node: Node,
+}
+
+/// A rule that loaded but whose logsource the profile cannot recognise.
+#[derive(Debug, Clone)]
+pub struct Unroutable {
+    /// The rule.
+    pub info: RuleInfo,
+    /// The logsource part the profile does not know, e.g. `product=linux`.
+    pub reason: String,
+}
+
+/// The result of compilation.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    /// The rule set, ready to evaluate.
+    pub set: RuleSet,
+    /// Rules rejected at load or compile time (including those from the
+    /// collection).
+    pub rejected: Vec<Rejection>,
+    /// Rules that loaded but can never match under the profile.
+    pub unroutable: Vec<Unroutable>,
+}
+
+/// An immutable, compiled set of rules; `Send + Sync`, shared between
+/// workers. Per-worker state lives in [`crate::Scratch`].
+#[derive(Debug, Clone)]
+pub struct RuleSet {
+    pub(crate) rules: Vec<CompiledRule>,
+    pub(crate) routes: Vec<Option<Node>>,
+    pub(crate) leaves: Vec<Leaf>,
+    pub(crate) fields: Vec<Vec<String>>,
+    pub(crate) automata: Vec<Option<FieldAutomaton>>,
+    pub(crate) needle_count: usize,
+    pub(crate) profile_name: String,
+}
+
+impl RuleSet {
+    /// Number of rules that can match.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// True if no rule can match.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Metadata of rule `index` (as in [`crate::RuleMatch::rule`]).
+    pub fn rule(&self, index: usize) -> &RuleInfo {
+        &self.rules[index].info
+    }
+
+    /// Number of distinct literals in the prefilter automata.
+    pub fn literal_count(&self) -> usize {
+        self.needle_count
+    }
+
+    /// Name of the profile the set was compiled with.
+    pub fn profile_name(&self) -> &str {
+        &self.profile_name
+    }
+}
+
+/// Builds a [`RuleSet`] from loaded rules under a profile.
+///
+/// ```
+/// use vagt_rules::{load_text, Profile, RuleCollection, RuleSetBuilder, Placeholders};
+/// let mut rules = RuleCollection::default();
+/// let yaml = "title: t\nlogsource: {product: test}\ndetection:\n  sel: {CommandLine|contains: mimikatz}\n  condition: sel\n";
+/// load_text("t.yml".as_ref(), yaml, &Placeholders::new(), &mut rules);
+/// let compiled = RuleSetBuilder::new(Profile::passthrough()).build(&rules);
+/// assert_eq!(compiled.set.len(), 1);
+/// ```
+#[derive(Debug)]
+pub struct RuleSetBuilder {
+    profile: Profile,
+}
+
+#[derive(Default)]
+struct Interner {
+    fields: Vec<Vec<String>>,
+    field_index: HashMap<Vec<String>, FieldId>,
+    leaves: Vec<Leaf>,
+    leaf_index: HashMap<(FieldId, String), LeafId>,
+    needles: Vec<Vec<(String, NeedleId)>>,
+    needle_index: HashMap<(FieldId, String), NeedleId>,
+    needle_count: usize,
+}
+
+impl Interner {
+    fn field(&mut self, columns: Vec<String>) -> FieldId {
+        if let Some(id) = self.field_index.get(&columns) {
+            return *id;
+        }
+        let id = self.fields.len();
+        self.fields.push(columns.clone());
+        self.needles.push(Vec::new());
+        self.field_index.insert(columns, id);
+        id
+    }
+
+    fn needle(&mut self, field: FieldId, text: String) -> NeedleId {
+        if let Some(id) = self.needle_index.get(&(field, text.clone())) {
+            return *id;
+        }
+        let id = self.needle_count;
+        self.needle_count += 1;
+        self.needles[field].push((text.clone(), id));
+        self.needle_index.insert((field, text), id);
+        id
+    }
+}
+
+impl RuleSetBuilder {
+    /// A builder mapping fields and logsources with `profile`.
+    pub fn new(profile: Profile) -> Self {
+        RuleSetBuilder { profile }
+    }
+
+    /// Compiles every rule of the collection, applying its global filters.
+    /// A rule that fails to compile is reported, never fatal.
+    pub fn build(&self, collection: &RuleCollection) -> Compiled {
+        let mut rejected = collection.rejected.clone();
+        let mut unroutable = Vec::new();
+        let mut interner = Interner::default();
+        let mut routes: Vec<Option<Node>> = Vec::new();
+        let mut route_index: HashMap<LogSource, usize> = HashMap::new();
+        let mut rules = Vec::new();
+
+        // Global filters: rule condition AND filter condition.
+        let mut filters_for: HashMap<usize, Vec<&Cond>> = HashMap::new();
+        for f in &collection.filters {
+            for target in &f.filter.rules {
+                let hits: Vec<usize> = collection
+                    .rules
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| {
+                        r.rule.meta.id.as_deref() == Some(target.as_str())
+                            || r.rule.meta.name.as_deref() == Some(target.as_str())
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                if hits.is_empty() {
+                    rejected.push(Rejection {
+                        origin: f.origin.clone(),
+                        rule_id: f.filter.id.clone(),
+                        title: Some(f.filter.title.clone()),
+                        error: RuleError::UnknownFilterTarget(target.clone()),
+                    });
+                }
+                for i in hits {
+                    filters_for.entry(i).or_default().push(&f.filter.condition);
+                }
+            }
+        }
+
+        for (index, loaded) in collection.rules.iter().enumerate() {
+            let rule = &loaded.rule;
+            let info = RuleInfo {
+                meta: rule.meta.clone(),
+                logsource: rule.logsource.clone(),
+                origin: loaded.origin.clone(),
+            };
+            let route_cond = match self.profile.route(&rule.logsource) {
+                Routing::Unroutable(reason) => {
+                    unroutable.push(Unroutable { info, reason });
+                    continue;
+                }
+                Routing::Events(cond) => cond,
+            };
+            let mut condition = rule.condition.clone();
+            if let Some(extra) = filters_for.get(&index) {
+                let mut all = vec![condition];
+                all.extend(extra.iter().map(|c| (*c).clone()));
+                condition = Cond::And(all);
+            }
+            let node = match compile_cond(&condition, &rule.logsource, &self.profile, &mut interner) {
+                Ok(n) => n,
+                Err(error) => {
+                    rejected.push(Rejection {
+                        origin: loaded.origin.clone(),
+                        rule_id: rule.meta.id.clone(),
+                        title: Some(rule.meta.title.clone()),
+                        error,
+                    });
+                    continue;
+                }
+            };
+            let route = match route_index.get(&rule.logsource) {
+                Some(r) => *r,
+                None => {
+                    let compiled = match route_cond {
+                        None => None,
+                        Some(c) => match compile_cond(&c, &rule.logsource, &self.profile, &mut interner) {
+                            Ok(n) => Some(n),
+                            Err(error) => {
+                                rejected.push(Rejection {
+                                    origin: loaded.origin.clone(),
+                                    rule_id: rule.meta.id.clone(),
+                                    title: Some(rule.meta.title.clone()),
+                                    error,
+                                });
+                                continue;
+                            }
+                        },
+                    };
+                    routes.push(compiled);
+                    route_index.insert(rule.logsource.clone(), routes.len() - 1);
+                    routes.len() - 1
+                }
+            };
+            rules.push(CompiledRule { info, route, node });
+        }
+
+        let automata = interner
+            .needles
+            .iter()
+            .map(|needles| {
+                if needles.is_empty() {
+                    return None;
+                }
+                let automaton = AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    .build(needles.iter().map(|(t, _)| t.as_bytes()))
+                    .ok()?;
+                Some(FieldAutomaton {
+                    automaton,
+                    needles: needles.iter().map(|(_, id)| *id).collect(),
+                })
+            })
+            .collect();
+
+        Compiled {
+            set: RuleSet {
+                rules,
+                routes,
+                leaves: interner.leaves,
+                fields: interner.fields,
+                automata,
+                needle_count: interner.needle_count,
+                profile_name: self.profile.name.clone(),
+            },
+            rejected,
+            unroutable,
+        }
+    }
+}
+
+fn compile_cond(
+    cond: &Cond,
+    logsource: &LogSource,
+    profile: &Profile,
+    interner: &mut Interner,
+) -> Result<Node, RuleError> {
+    let mut compile_all = |items: &[Cond]| -> Result<Vec<Node>, RuleError> {
+        items
+            .iter()
+            .map(|c| compile_cond(c, logsource, profile, interner))
+            .collect()
+    };
+    Ok(match cond {
+        Cond::Pred(p) => {
+            let columns = match &p.target {
+                Target::Raw => vec![RAW_COLUMN.to_string()],
+                Target::Field(name) => profile.columns_for(name, logsource),
+            };
+            let field = interner.field(columns);
+            let key = (field, format!("{:?}", p.test));
+            if let Some(id) = interner.leaf_index.get(&key) {
+                return Ok(Node::Leaf(*id));
+            }
+            let kind = compile_test(&p.test, field, logsource, profile, interner)?;
+            let id = interner.leaves.len();
+            interner.leaves.push(Leaf { field, kind });
+            interner.leaf_index.insert(key, id);
+            Node::Leaf(id)
+        }
+        Cond::And(items) => {
+            let mut nodes = compile_all(items)?;
+            nodes.sort_by_key(|n| node_cost(n, &interner.leaves));
+            Node::And(nodes)
+        }
+        Cond::Or(items) => Node::Or(compile_all(items)?),
+        Cond::Not(inner) => Node::Not(Box::new(compile_cond(inner, logsource, profile, interner)?)),
+        Cond::AtLeast(n, items) => Node::AtLeast(*n, compile_all(items)?),
+    })
+}
+
+fn node_cost(node: &Node, leaves: &[Leaf]) -> u32 {
+    match node {
+        Node::Leaf(id) => leaves[*id].cost(),
+        Node::And(v) | Node::Or(v) | Node::AtLeast(_, v) => v.iter().map(|n| node_cost(n, leaves)).sum(),
+        Node::Not(n) => node_cost(n, leaves) + 1,
+    }
+}
+
+fn compile_test(
+    test: &Test,
+    field: FieldId,
+    logsource: &LogSource,
+    profile: &Profile,
+    interner: &mut Interner,
+) -> Result<LeafKind, RuleError> {
+    Ok(match test {
+        Test::Match { pattern, cased } => {
+            let parts = pattern.parts();
+            let literal = |mode: Mode, text: &String, interner: &mut Interner| {
+                let ascii = text.is_ascii();
+                let lower = if ascii { text.to_ascii_lowercase() } else { text.to_lowercase() };
+                let needle = (ascii && !text.is_empty()).then(|| interner.needle(field, lower.clone()));
+                let int = (mode == Mode::Exact)
+                    .then(|| text.parse::<i128>().ok().filter(|i| i.to_string() == *text))
+                    .flatten();
+                LeafKind::Text {
+                    needle,
+                    check: TextCheck::Literal {
+                        mode,
+                        text: text.clone(),
+                        lower,
+                        cased: *cased,
+                        int,
+                    },
+                }
+            };
+            match parts {
+                [] => literal(Mode::Exact, &String::new(), interner),
+                [Part::AnyMany] => LeafKind::AnyValue,
+                [Part::Literal(t)] => literal(Mode::Exact, t, interner),
+                [Part::Literal(t), Part::AnyMany] => literal(Mode::Prefix, t, interner),
+                [Part::AnyMany, Part::Literal(t)] => literal(Mode::Suffix, t, interner),
+                [Part::AnyMany, Part::Literal(t), Part::AnyMany] => literal(Mode::Contains, t, interner),
+                _ => {
+                    let regex = Regex::new(&literal::glob_to_regex(pattern, *cased)).map_err(|e| {
+                        RuleError::Unsupported(format!("wildcard pattern '{pattern}' too complex: {e}"))
+                    })?;
+                    let needle =
+                        literal::glob_required_literal(pattern).map(|t| interner.needle(field, t));
+                    LeafKind::Text {
+                        needle,
+                        check: TextCheck::Regex(regex),
+                    }
+                }
+            }
+        }
+        Test::Regex { pattern, flags } => {
+            let regex = RegexBuilder::new(pattern)
+                .case_insensitive(flags.insensitive)
+                .multi_line(flags.multi_line)
+                .dot_matches_new_line(flags.dot_all)
+                .size_limit(1 << 22)
+                .build()
+                .map_err(|e| RuleError::Value {
+                    key: "re".into(),
+                    message: format!("invalid regex: {e}"),
+                })?;
+            let hir = regex_syntax::ParserBuilder::new()
+                .case_insensitive(flags.insensitive)
+                .multi_line(flags.multi_line)
+                .dot_matches_new_line(flags.dot_all)
+                .build()
+                .parse(pattern)
+                .ok();
+            let needle = hir
+                .as_ref()
+                .and_then(literal::regex_required_literal)
+                .map(|t| interner.needle(field, t));
+            LeafKind::Text {
+                needle,
+                check: TextCheck::Regex(regex),
+            }
+        }
+        Test::Compare { op, value } => LeafKind::Compare { op: *op, value: *value },
+        Test::Cidr(net) => LeafKind::Cidr(*net),
+        Test::Null => LeafKind::Null,
+        Test::Exists => LeafKind::Exists,
+        Test::FieldRef { other, cased } => {
+            let other = interner.field(profile.columns_for(other, logsource));
+            LeafKind::FieldRef { other, cased: *cased }
+        }
+        Test::TimePart { part, op, value } => LeafKind::TimePart {
+            part: *part,
+            op: *op,
+            value: *value,
+        },
+    })
+}

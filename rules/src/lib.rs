@@ -1,0 +1,27 @@
+//! vagt's rule languages: Sigma (specification v2.1) parsed, lowered and
+//! compiled into an immutable [`RuleSet`] that evaluates whole Arrow
+//! batches at a time.
+//!
+//! ```text
+//!  files/folders ──loader──► RuleCollection ──RuleSetBuilder(profile)──► RuleSet
+//!                                                                          │
+//!  RecordBatch ────────────────────────────────────────► RuleSet::evaluate(batch, &mut Scratch)
+//!                                                                          │
+//!                                                                 Vec<RuleMatch { row, rule }>
+//! ```
+//! The crate is synchronous and knows nothing of I/O runtimes; the engine
+//! feeds it batches.
+
+pub mod compile;
+pub mod error;
+pub mod loader;
+pub mod matcher;
+pub mod profile;
+pub mod sigma;
+
+pub use compile::{Compiled, RuleInfo, RuleSet, RuleSetBuilder, Unroutable, RAW_COLUMN};
+pub use error::{LoadError, ProfileError, RuleError};
+pub use loader::{load_paths, load_text, LoadedRule, Origin, Rejection, RuleCollection};
+pub use matcher::{RowSet, RuleMatch, Scratch};
+pub use profile::Profile;
+pub use sigma::{Level, LogSource, Placeholders, RuleMeta};

@@ -1,0 +1,246 @@
+//! Loading rules from files and folders: every `.yml`/`.yaml` file, every
+//! YAML document in it. A document that fails becomes a [`Rejection`]
+//! naming file, line, rule id and reason; the others still load.
+
+use std::path::{Path, PathBuf};
+
+use serde_yaml_ng::Value;
+
+use crate::error::{LoadError, RuleError};
+use crate::sigma::{parse_document, Document, Placeholders, SigmaFilter, SigmaRule};
+
+/// Where a document came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line where the document starts.
+    pub line: usize,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.path.display(), self.line)
+    }
+}
+
+/// A rule that loaded.
+#[derive(Debug, Clone)]
+pub struct LoadedRule {
+    /// The rule.
+    pub rule: SigmaRule,
+    /// Where it is defined.
+    pub origin: Origin,
+}
+
+/// A global filter that loaded.
+#[derive(Debug, Clone)]
+pub struct LoadedFilter {
+    /// The filter.
+    pub filter: SigmaFilter,
+    /// Where it is defined.
+    pub origin: Origin,
+}
+
+/// A document that was rejected, and why.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    /// Where.
+    pub origin: Origin,
+    /// The document's `id`, if it could be read.
+    pub rule_id: Option<String>,
+    /// The document's `title`, if it could be read.
+    pub title: Option<String>,
+    /// The reason.
+    pub error: RuleError,
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} [{}] {}: {}",
+            self.origin,
+            self.rule_id.as_deref().unwrap_or("no id"),
+            self.title.as_deref().unwrap_or("(untitled)"),
+            self.error
+        )
+    }
+}
+
+/// Everything loaded from a set of paths.
+#[derive(Debug, Clone, Default)]
+pub struct RuleCollection {
+    /// Detection rules.
+    pub rules: Vec<LoadedRule>,
+    /// Global filters.
+    pub filters: Vec<LoadedFilter>,
+    /// Rejected documents.
+    pub rejected: Vec<Rejection>,
+}
+
+/// Reads rules from files and folders (recursively, `.yml` and `.yaml`,
+/// in sorted order so that loading is deterministic).
+pub fn load_paths<P: AsRef<Path>>(
+    paths: &[P],
+    placeholders: &Placeholders,
+) -> Result<RuleCollection, LoadError> {
+    let mut files = Vec::new();
+    for path in paths {
+        collect_files(path.as_ref(), &mut files)?;
+    }
+    let mut out = RuleCollection::default();
+    for file in files {
+        let bytes = std::fs::read(&file).map_err(|source| LoadError::Io {
+            path: file.clone(),
+            source,
+        })?;
+        match String::from_utf8(bytes) {
+            Ok(text) => load_text(&file, &text, placeholders, &mut out),
+            Err(_) => out.rejected.push(Rejection {
+                origin: Origin {
+                    path: file.clone(),
+                    line: 1,
+                },
+                rule_id: None,
+                title: None,
+                error: RuleError::Yaml("file is not valid UTF-8".into()),
+            }),
+        }
+    }
+    Ok(out)
+}
+
+fn collect_files(path: &Path, files: &mut Vec<PathBuf>) -> Result<(), LoadError> {
+    let meta = std::fs::metadata(path).map_err(|source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if meta.is_file() {
+        files.push(path.to_path_buf());
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|source| LoadError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for entry in entries {
+        if entry.is_dir() {
+            collect_files(&entry, files)?;
+        } else if matches!(
+            entry.extension().and_then(|e| e.to_str()),
+            Some("yml") | Some("yaml")
+        ) {
+            files.push(entry);
+        }
+    }
+    Ok(())
+}
+
+/// Splits a YAML stream into documents with their 1-based start lines.
+fn split_documents(text: &str) -> Vec<(usize, String)> {
+    let mut docs = Vec::new();
+    let mut current = String::new();
+    let mut start = 1;
+    for (index, line) in text.lines().enumerate() {
+        let trimmed = line.trim_end();
+        if trimmed == "---" || trimmed.starts_with("--- ") || trimmed.starts_with("---#") {
+            docs.push((start, std::mem::take(&mut current)));
+            start = index + 2;
+            continue;
+        }
+        if trimmed == "..." {
+            continue;
+        }
+        current.push_str(line);
+        current.push('\n');
+    }
+    docs.push((start, current));
+    docs.into_iter()
+        .filter(|(_, d)| d.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')))
+        .collect()
+}
+
+/// Parses every document of one rules file into `out`.
+pub fn load_text(path: &Path, text: &str, placeholders: &Placeholders, out: &mut RuleCollection) {
+    for (line, doc_text) in split_documents(text) {
+        let origin = Origin {
+            path: path.to_path_buf(),
+            line,
+        };
+        let value: Value = match serde_yaml_ng::from_str(&doc_text) {
+            Ok(v) => v,
+            Err(e) => {
+                let message = match e.location() {
+                    Some(loc) => format!(
+                        "{} (line {}, column {})",
+                        e.to_string().split(" at line").next().unwrap_or_default(),
+                        loc.line() + line - 1,
+                        loc.column()
+                    ),
+                    None => e.to_string(),
+                };
+                out.rejected.push(Rejection {
+                    origin,
+                    rule_id: None,
+                    title: None,
+                    error: RuleError::Yaml(message),
+                });
+                continue;
+            }
+        };
+        let text_of = |k: &str| value.get(k).and_then(Value::as_str).map(str::to_string);
+        if value.get("action").is_some() {
+            out.rejected.push(Rejection {
+                origin,
+                rule_id: text_of("id"),
+                title: text_of("title"),
+                error: RuleError::Unsupported(
+                    "Sigma 1.0 rule collections ('action: global/reset/repeat') are not part of Sigma 2".into(),
+                ),
+            });
+            continue;
+        }
+        match parse_document(&value, placeholders) {
+            Ok(Document::Rule(rule)) => out.rules.push(LoadedRule {
+                rule: *rule,
+                origin,
+            }),
+            Ok(Document::Filter(filter)) => out.filters.push(LoadedFilter { filter, origin }),
+            Err(error) => out.rejected.push(Rejection {
+                origin,
+                rule_id: text_of("id"),
+                title: text_of("title"),
+                error,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_keep_their_lines() {
+        let text = "title: a\n---\n# comment only\n---\ntitle: b\nx: 1\n";
+        let docs = split_documents(text);
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[0].0, 1);
+        assert_eq!(docs[1].0, 5);
+    }
+
+    #[test]
+    fn a_broken_document_does_not_stop_the_next() {
+        let text = "title: broken\ndetection: [\n---\ntitle: ok\nlogsource: {product: x}\ndetection:\n  sel: {a: 1}\n  condition: sel\n";
+        let mut out = RuleCollection::default();
+        load_text(Path::new("r.yml"), text, &Placeholders::new(), &mut out);
+        assert_eq!(out.rules.len(), 1);
+        assert_eq!(out.rejected.len(), 1);
+        assert!(out.rejected[0].error.to_string().contains("YAML"));
+    }
+}

@@ -1,0 +1,499 @@
+//! Evaluating a [`RuleSet`] over one Arrow `RecordBatch`.
+//!
+//! Per batch: resolve each field to the batch's columns; run each field's
+//! Aho-Corasick automaton once over the contiguous bytes of its string
+//! columns (lazily, the first time a rule needs it); compute each rule's
+//! logsource rows once per logsource; then evaluate rule conditions as
+//! bitmap operations, narrowing the candidate rows as an `and` proceeds so
+//! that expensive tests (regexes without a literal, CIDR, time parts) only
+//! run on rows that are still candidates.
+
+pub(crate) mod columns;
+mod rowset;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::Schema;
+use chrono::{Datelike, NaiveDateTime, Timelike};
+
+pub use rowset::RowSet;
+
+use crate::compile::{FieldId, LeafId, LeafKind, Mode, Node, RuleSet, TextCheck};
+use crate::sigma::TimePart;
+use columns::Column;
+
+/// One rule matching one row of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RuleMatch {
+    /// Row in the batch.
+    pub row: usize,
+    /// Rule index in the [`RuleSet`].
+    pub rule: usize,
+}
+
+/// Per-worker mutable state for evaluation; reuse it across batches.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    schema: Option<Arc<Schema>>,
+    column_index: HashMap<String, usize>,
+    field_columns: Vec<Option<Vec<usize>>>,
+    columns: Vec<Option<Column>>,
+    scanned: Vec<bool>,
+    hits: Vec<Option<RowSet>>,
+    touched: Vec<usize>,
+    leaf_cache: Vec<Option<RowSet>>,
+    route_cache: Vec<Option<RowSet>>,
+    rows: usize,
+}
+
+impl RuleSet {
+    /// Fresh scratch state for this set.
+    pub fn scratch(&self) -> Scratch {
+        Scratch::default()
+    }
+
+    /// Evaluates every rule over the batch; matches are ordered by row,
+    /// then rule.
+    pub fn evaluate(&self, batch: &RecordBatch, scratch: &mut Scratch) -> Vec<RuleMatch> {
+        self.prepare(batch, scratch);
+        let mut matches = Vec::new();
+        let rows = batch.num_rows();
+        if rows == 0 {
+            return matches;
+        }
+        let all = RowSet::full(rows);
+        for (index, rule) in self.rules.iter().enumerate() {
+            let domain = self.route_rows(rule.route, batch, scratch, &all);
+            if domain.is_empty() {
+                continue;
+            }
+            let hit = self.eval(&rule.node, &domain, batch, scratch);
+            matches.extend(hit.iter().map(|row| RuleMatch { row, rule: index }));
+        }
+        matches.sort_unstable();
+        matches
+    }
+
+    fn prepare(&self, batch: &RecordBatch, s: &mut Scratch) {
+        let schema = batch.schema();
+        if s.schema.as_ref() != Some(&schema) {
+            s.column_index = schema
+                .fields()
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (f.name().clone(), i))
+                .collect();
+            s.field_columns = vec![None; self.fields.len()];
+            s.schema = Some(schema.clone());
+        }
+        s.field_columns.resize(self.fields.len(), None);
+        s.columns.clear();
+        s.columns.resize(batch.num_columns(), None);
+        s.scanned.clear();
+        s.scanned.resize(self.fields.len(), false);
+        for n in s.touched.drain(..) {
+            s.hits[n] = None;
+        }
+        s.hits.resize(self.needle_count, None);
+        s.leaf_cache.clear();
+        s.leaf_cache.resize(self.leaves.len(), None);
+        s.route_cache.clear();
+        s.route_cache.resize(self.routes.len(), None);
+        s.rows = batch.num_rows();
+    }
+
+    fn route_rows(&self, route: usize, batch: &RecordBatch, s: &mut Scratch, all: &RowSet) -> RowSet {
+        if let Some(r) = &s.route_cache[route] {
+            return r.clone();
+        }
+        let rows = match &self.routes[route] {
+            None => all.clone(),
+            Some(node) => self.eval(node, all, batch, s),
+        };
+        s.route_cache[route] = Some(rows.clone());
+        rows
+    }
+
+    fn eval(&self, node: &Node, domain: &RowSet, batch: &RecordBatch, s: &mut Scratch) -> RowSet {
+        match node {
+            Node::Leaf(id) => self.leaf(*id, domain, batch, s),
+            Node::And(children) => {
+                let mut current = domain.clone();
+                for child in children {
+                    if current.is_empty() {
+                        break;
+                    }
+                    current = self.eval(child, &current, batch, s);
+                }
+                current
+            }
+            Node::Or(children) => {
+                let mut matched = RowSet::empty(domain.capacity());
+                let mut rest = domain.clone();
+                for child in children {
+                    if rest.is_empty() {
+                        break;
+                    }
+                    let hit = self.eval(child, &rest, batch, s);
+                    rest.and_not_with(&hit);
+                    matched.or_with(&hit);
+                }
+                matched
+            }
+            Node::Not(inner) => {
+                let hit = self.eval(inner, domain, batch, s);
+                let mut out = domain.clone();
+                out.and_not_with(&hit);
+                out
+            }
+            Node::AtLeast(n, children) => {
+                let mut counts = vec![0usize; domain.capacity()];
+                for child in children {
+                    for row in self.eval(child, domain, batch, s).iter() {
+                        counts[row] += 1;
+                    }
+                }
+                let mut out = RowSet::empty(domain.capacity());
+                for row in domain.iter() {
+                    if counts[row] >= *n {
+                        out.insert(row);
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    fn resolve_field(&self, field: FieldId, batch: &RecordBatch, s: &mut Scratch) -> Vec<usize> {
+        if let Some(cols) = &s.field_columns[field] {
+            return cols.clone();
+        }
+        let mut cols = Vec::new();
+        for candidate in &self.fields[field] {
+            if candidate.contains('*') {
+                let pattern: Vec<&str> = candidate.split('.').collect();
+                for (i, f) in batch.schema().fields().iter().enumerate() {
+                    let name: Vec<&str> = f.name().split('.').collect();
+                    if name.len() == pattern.len()
+                        && name.iter().zip(&pattern).all(|(n, p)| *p == "*" || n == p)
+                        && !cols.contains(&i)
+                    {
+                        cols.push(i);
+                    }
+                }
+            } else if let Some(i) = s.column_index.get(candidate) {
+                if !cols.contains(i) {
+                    cols.push(*i);
+                }
+            }
+        }
+        s.field_columns[field] = Some(cols.clone());
+        cols
+    }
+
+    fn column<'s>(&self, index: usize, batch: &RecordBatch, s: &'s mut Scratch) -> &'s Column {
+        s.columns[index].get_or_insert_with(|| Column::new(batch.column(index)))
+    }
+
+    /// Runs the field's automaton over its string columns, filling `hits`.
+    fn scan_field(&self, field: FieldId, batch: &RecordBatch, s: &mut Scratch) {
+        if s.scanned[field] {
+            return;
+        }
+        s.scanned[field] = true;
+        let Some(automaton) = &self.automata[field] else {
+            return;
+        };
+        let rows = s.rows;
+        for col_index in self.resolve_field(field, batch, s) {
+            let column = self.column(col_index, batch, s).clone();
+            let Column::Str { values, .. } = &column else {
+                continue;
+            };
+            let offsets = values.value_offsets();
+            let data = values.value_data();
+            let (start, end) = (offsets[0] as usize, offsets[offsets.len() - 1] as usize);
+            let mut element = 0usize;
+            for m in automaton.automaton.find_overlapping_iter(&data[start..end]) {
+                let (ms, me) = (start + m.start(), start + m.end());
+                while element + 1 < offsets.len() && (offsets[element + 1] as usize) < me {
+                    element += 1;
+                }
+                if element + 1 >= offsets.len() || (offsets[element] as usize) > ms || !values.is_valid(element) {
+                    continue;
+                }
+                let row = column.row_of_element(element);
+                let needle = automaton.needles[m.pattern().as_usize()];
+                let slot = &mut s.hits[needle];
+                if slot.is_none() {
+                    *slot = Some(RowSet::empty(rows));
+                    s.touched.push(needle);
+                }
+                if let Some(set) = slot {
+                    set.insert(row);
+                }
+            }
+        }
+    }
+
+    fn leaf(&self, id: LeafId, domain: &RowSet, batch: &RecordBatch, s: &mut Scratch) -> RowSet {
+        let leaf = &self.leaves[id];
+        if leaf.cacheable() {
+            if s.leaf_cache[id].is_none() {
+                let full = self.leaf_full(id, batch, s);
+                s.leaf_cache[id] = Some(full);
+            }
+            let mut out = domain.clone();
+            if let Some(cached) = &s.leaf_cache[id] {
+                out.and_with(cached);
+            }
+            return out;
+        }
+        let columns: Vec<Column> = self
+            .resolve_field(leaf.field, batch, s)
+            .into_iter()
+            .map(|c| self.column(c, batch, s).clone())
+            .collect();
+        let mut out = RowSet::empty(domain.capacity());
+        match &leaf.kind {
+            LeafKind::Text { check, .. } => {
+                for row in domain.iter() {
+                    if columns.iter().any(|c| c.any_value(row, &mut |v| text_check(check, v))) {
+                        out.insert(row);
+                    }
+                }
+            }
+            LeafKind::Compare { op, value } => {
+                for row in domain.iter() {
+                    if columns.iter().any(|c| c.any_number(row, &mut |n| op.holds(n, *value))) {
+                        out.insert(row);
+                    }
+                }
+            }
+            LeafKind::Cidr(net) => {
+                for row in domain.iter() {
+                    if columns.iter().any(|c| c.any_value(row, &mut |v| parse_ip(v).is_some_and(|ip| net.contains(&ip)))) {
+                        out.insert(row);
+                    }
+                }
+            }
+            LeafKind::TimePart { part, op, value } => {
+                for row in domain.iter() {
+                    if columns.iter().any(|c| {
+                        c.any_value(row, &mut |v| time_part(v, *part).is_some_and(|p| op.holds(p as f64, *value)))
+                    }) {
+                        out.insert(row);
+                    }
+                }
+            }
+            LeafKind::FieldRef { other, cased } => {
+                let others: Vec<Column> = self
+                    .resolve_field(*other, batch, s)
+                    .into_iter()
+                    .map(|c| self.column(c, batch, s).clone())
+                    .collect();
+                for row in domain.iter() {
+                    let equal = columns.iter().any(|c| {
+                        c.any_value(row, &mut |a| {
+                            others.iter().any(|o| {
+                                o.any_value(row, &mut |b| if *cased { a == b } else { eq_fold(a, b) })
+                            })
+                        })
+                    });
+                    if equal {
+                        out.insert(row);
+                    }
+                }
+            }
+            LeafKind::AnyValue | LeafKind::Null | LeafKind::Exists => {}
+        }
+        out
+    }
+
+    /// Full-batch result of a cacheable leaf.
+    fn leaf_full(&self, id: LeafId, batch: &RecordBatch, s: &mut Scratch) -> RowSet {
+        let leaf = &self.leaves[id];
+        let rows = s.rows;
+        let col_indices = self.resolve_field(leaf.field, batch, s);
+        let columns: Vec<Column> = col_indices
+            .iter()
+            .map(|c| self.column(*c, batch, s).clone())
+            .collect();
+        let mut out = RowSet::empty(rows);
+        match &leaf.kind {
+            LeafKind::AnyValue | LeafKind::Exists => {
+                for c in &columns {
+                    for row in 0..rows {
+                        if c.is_valid(row) {
+                            out.insert(row);
+                        }
+                    }
+                }
+            }
+            LeafKind::Null => {
+                let mut present = RowSet::empty(rows);
+                for c in &columns {
+                    for row in 0..rows {
+                        if c.is_valid(row) {
+                            present.insert(row);
+                        }
+                    }
+                }
+                out = RowSet::full(rows);
+                out.and_not_with(&present);
+            }
+            LeafKind::Text {
+                needle: Some(needle),
+                check,
+            } => {
+                self.scan_field(leaf.field, batch, s);
+                if let Some(candidates) = &s.hits[*needle] {
+                    for row in candidates.iter() {
+                        if columns
+                            .iter()
+                            .any(|c| c.is_text() && c.any_value(row, &mut |v| text_check(check, v)))
+                        {
+                            out.insert(row);
+                        }
+                    }
+                }
+                // Numeric and boolean columns are not in the automaton.
+                for c in columns.iter().filter(|c| !c.is_text()) {
+                    match check {
+                        TextCheck::Literal {
+                            mode: Mode::Exact,
+                            int: Some(wanted),
+                            ..
+                        } if matches!(c, Column::Int(_) | Column::UInt(_)) => {
+                            for row in 0..rows {
+                                if c.int_value(row) == Some(*wanted) {
+                                    out.insert(row);
+                                }
+                            }
+                        }
+                        _ => {
+                            for row in 0..rows {
+                                if c.any_value(row, &mut |v| text_check(check, v)) {
+                                    out.insert(row);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        out
+    }
+}
+
+fn eq_fold(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a.to_lowercase() == b.to_lowercase()
+    }
+}
+
+fn contains_ascii_fold(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+fn text_check(check: &TextCheck, value: &str) -> bool {
+    match check {
+        TextCheck::Regex(re) => re.is_match(value),
+        TextCheck::Literal {
+            mode,
+            text,
+            lower,
+            cased,
+            ..
+        } => {
+            if *cased {
+                let (v, t) = (value.as_bytes(), text.as_bytes());
+                return match mode {
+                    Mode::Exact => v == t,
+                    Mode::Prefix => v.starts_with(t),
+                    Mode::Suffix => v.ends_with(t),
+                    Mode::Contains => memchr::memmem::find(v, t).is_some(),
+                };
+            }
+            if text.is_ascii() {
+                let (v, t) = (value.as_bytes(), lower.as_bytes());
+                let n = t.len();
+                return match mode {
+                    Mode::Exact => v.len() == n && v.eq_ignore_ascii_case(t),
+                    Mode::Prefix => v.len() >= n && v[..n].eq_ignore_ascii_case(t),
+                    Mode::Suffix => v.len() >= n && v[v.len() - n..].eq_ignore_ascii_case(t),
+                    Mode::Contains => contains_ascii_fold(v, t),
+                };
+            }
+            let v = value.to_lowercase();
+            match mode {
+                Mode::Exact => v == *lower,
+                Mode::Prefix => v.starts_with(lower.as_str()),
+                Mode::Suffix => v.ends_with(lower.as_str()),
+                Mode::Contains => v.contains(lower.as_str()),
+            }
+        }
+    }
+}
+
+fn parse_ip(value: &str) -> Option<std::net::IpAddr> {
+    let v = value.trim().trim_start_matches('[').trim_end_matches(']');
+    let ip: std::net::IpAddr = v.parse().ok()?;
+    Some(match ip {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(std::net::IpAddr::V4)
+            .unwrap_or(ip),
+        v4 => v4,
+    })
+}
+
+/// Extracts a time part from common timestamp formats.
+fn time_part(value: &str, part: TimePart) -> Option<u32> {
+    let v = value.trim();
+    let dt: NaiveDateTime = chrono::DateTime::parse_from_rfc3339(v)
+        .map(|d| d.naive_utc())
+        .ok()
+        .or_else(|| {
+            [
+                "%Y-%m-%d %H:%M:%S%.f",
+                "%Y-%m-%dT%H:%M:%S%.f",
+                "%Y-%m-%d %H:%M:%S",
+                "%Y-%m-%dT%H:%M:%S",
+            ]
+            .iter()
+            .find_map(|f| NaiveDateTime::parse_from_str(v.trim_end_matches('Z'), f).ok())
+        })?;
+    Some(match part {
+        TimePart::Minute => dt.minute(),
+        TimePart::Hour => dt.hour(),
+        TimePart::Day => dt.day(),
+        TimePart::Week => dt.iso_week().week(),
+        TimePart::Month => dt.month(),
+        TimePart::Year => dt.year().max(0) as u32,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_parts_from_common_formats() {
+        assert_eq!(time_part("2025-03-14T21:05:09Z", TimePart::Hour), Some(21));
+        assert_eq!(time_part("2025-03-14 21:05:09.123", TimePart::Minute), Some(5));
+        assert_eq!(time_part("2025-03-14T21:05:09+02:00", TimePart::Hour), Some(19));
+        assert_eq!(time_part("not a date", TimePart::Hour), None);
+    }
+
+    #[test]
+    fn ips_including_v4_mapped() {
+        assert_eq!(parse_ip("::ffff:10.1.2.3"), "10.1.2.3".parse().ok());
+        assert!(parse_ip("host.example").is_none());
+    }
+}

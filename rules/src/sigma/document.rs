@@ -1,0 +1,289 @@
+//! Sigma YAML documents: detection rules and global filters, with their
+//! metadata. Correlation rules are recognised and rejected as unsupported
+//! until windowed evaluation lands.
+
+use std::fmt;
+
+use serde::Serialize;
+use serde_yaml_ng::{Mapping, Value};
+
+use crate::error::RuleError;
+use crate::sigma::detection::lower_detection;
+use crate::sigma::modifiers::Placeholders;
+use crate::sigma::predicate::Cond;
+
+/// Rule severity level as defined by Sigma.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// `informational`.
+    Informational,
+    /// `low`.
+    Low,
+    /// `medium` (the default when a rule names none).
+    Medium,
+    /// `high`.
+    High,
+    /// `critical`.
+    Critical,
+}
+
+impl Level {
+    /// Parses a Sigma level name.
+    pub fn parse(s: &str) -> Option<Level> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "informational" | "info" => Level::Informational,
+            "low" => Level::Low,
+            "medium" => Level::Medium,
+            "high" => Level::High,
+            "critical" => Level::Critical,
+            _ => return None,
+        })
+    }
+
+    /// Rank 0 (informational) to 4 (critical).
+    pub fn rank(self) -> u8 {
+        self as u8
+    }
+
+    /// The level of a rank, saturating at critical.
+    pub fn from_rank(rank: u8) -> Level {
+        match rank {
+            0 => Level::Informational,
+            1 => Level::Low,
+            2 => Level::Medium,
+            3 => Level::High,
+            _ => Level::Critical,
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Level::Informational => "informational",
+            Level::Low => "low",
+            Level::Medium => "medium",
+            Level::High => "high",
+            Level::Critical => "critical",
+        })
+    }
+}
+
+/// A rule's `logsource`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct LogSource {
+    /// e.g. `windows`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub product: Option<String>,
+    /// e.g. `process_creation`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// e.g. `security`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+}
+
+impl fmt::Display for LogSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = [
+            ("product", &self.product),
+            ("category", &self.category),
+            ("service", &self.service),
+        ]
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+        .collect();
+        if parts.is_empty() {
+            f.write_str("(any)")
+        } else {
+            f.write_str(&parts.join(","))
+        }
+    }
+}
+
+/// Descriptive metadata carried into alerts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleMeta {
+    /// The rule's `id` (a UUID in SigmaHQ), if any.
+    pub id: Option<String>,
+    /// The rule's `name` (used by correlations and filters), if any.
+    pub name: Option<String>,
+    /// `title`.
+    pub title: String,
+    /// `level` (medium when absent).
+    pub level: Level,
+    /// `status`.
+    pub status: Option<String>,
+    /// `tags`, e.g. `attack.t1059.001`.
+    pub tags: Vec<String>,
+    /// `description`.
+    pub description: Option<String>,
+    /// `author`.
+    pub author: Option<String>,
+    /// `references`.
+    pub references: Vec<String>,
+    /// `falsepositives`.
+    pub falsepositives: Vec<String>,
+}
+
+/// A parsed and lowered Sigma detection rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SigmaRule {
+    /// Metadata.
+    pub meta: RuleMeta,
+    /// Which events the rule applies to.
+    pub logsource: LogSource,
+    /// The detection, lowered.
+    pub condition: Cond,
+}
+
+/// A Sigma global filter: tuning applied to the rules it names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SigmaFilter {
+    /// `id`.
+    pub id: Option<String>,
+    /// `title`.
+    pub title: String,
+    /// `logsource`.
+    pub logsource: LogSource,
+    /// Ids or names of the rules it applies to.
+    pub rules: Vec<String>,
+    /// The filter's condition; a rule keeps only events for which it holds
+    /// (pySigma semantics: `rule and filter`), so filters usually say
+    /// `condition: not selection`.
+    pub condition: Cond,
+}
+
+/// One YAML document of a rules file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Document {
+    /// A detection rule.
+    Rule(Box<SigmaRule>),
+    /// A global filter.
+    Filter(SigmaFilter),
+}
+
+/// Parses one YAML document (already loaded) into a Sigma document.
+pub fn parse_document(doc: &Value, placeholders: &Placeholders) -> Result<Document, RuleError> {
+    let Value::Mapping(map) = doc else {
+        return Err(RuleError::Attribute {
+            attribute: "(document)".into(),
+            message: "a Sigma document must be a map".into(),
+        });
+    };
+    if map.contains_key("correlation") {
+        return Err(RuleError::Unsupported(
+            "correlation rules (windowed evaluation is not implemented yet)".into(),
+        ));
+    }
+    let title = get_str(map, "title")?.ok_or(RuleError::Missing("title"))?;
+    let logsource = parse_logsource(map.get("logsource"))?;
+    if let Some(filter) = map.get("filter") {
+        let Value::Mapping(filter_map) = filter else {
+            return Err(RuleError::Attribute {
+                attribute: "filter".into(),
+                message: "must be a map with rules, search identifiers and a condition".into(),
+            });
+        };
+        let rules = string_list(filter_map.get("rules"), "filter.rules")?;
+        if rules.is_empty() {
+            return Err(RuleError::Missing("filter.rules"));
+        }
+        let mut detection = filter_map.clone();
+        detection.remove("rules");
+        let condition = lower_detection(&Value::Mapping(detection), placeholders)?;
+        return Ok(Document::Filter(SigmaFilter {
+            id: get_str(map, "id")?,
+            title,
+            logsource,
+            rules,
+            condition,
+        }));
+    }
+    let detection = map.get("detection").ok_or(RuleError::Missing("detection"))?;
+    if map.get("logsource").is_none() {
+        return Err(RuleError::Missing("logsource"));
+    }
+    let condition = lower_detection(detection, placeholders)?;
+    let level = match get_str(map, "level")? {
+        None => Level::Medium,
+        Some(l) => Level::parse(&l).ok_or_else(|| RuleError::Attribute {
+            attribute: "level".into(),
+            message: format!("'{l}' is not one of informational, low, medium, high, critical"),
+        })?,
+    };
+    let meta = RuleMeta {
+        id: get_str(map, "id")?,
+        name: get_str(map, "name")?,
+        title,
+        level,
+        status: get_str(map, "status")?,
+        tags: string_list(map.get("tags"), "tags")?,
+        description: get_str(map, "description")?,
+        author: get_str(map, "author")?,
+        references: string_list(map.get("references"), "references")?,
+        falsepositives: string_list(map.get("falsepositives"), "falsepositives")?,
+    };
+    Ok(Document::Rule(Box::new(SigmaRule {
+        meta,
+        logsource,
+        condition,
+    })))
+}
+
+fn get_str(map: &Mapping, key: &'static str) -> Result<Option<String>, RuleError> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(Value::Bool(b)) => Ok(Some(b.to_string())),
+        Some(_) => Err(RuleError::Attribute {
+            attribute: key.into(),
+            message: "must be a string".into(),
+        }),
+    }
+}
+
+fn string_list(value: Option<&Value>, attribute: &str) -> Result<Vec<String>, RuleError> {
+    match value {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::String(s)) => Ok(vec![s.clone()]),
+        Some(Value::Sequence(seq)) => seq
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s.clone()),
+                Value::Number(n) => Ok(n.to_string()),
+                Value::Null => Ok(String::new()),
+                _ => Err(RuleError::Attribute {
+                    attribute: attribute.into(),
+                    message: "must be a list of strings".into(),
+                }),
+            })
+            .collect(),
+        Some(_) => Err(RuleError::Attribute {
+            attribute: attribute.into(),
+            message: "must be a list of strings".into(),
+        }),
+    }
+}
+
+fn parse_logsource(value: Option<&Value>) -> Result<LogSource, RuleError> {
+    let Some(value) = value else {
+        return Ok(LogSource::default());
+    };
+    let Value::Mapping(map) = value else {
+        return Err(RuleError::Attribute {
+            attribute: "logsource".into(),
+            message: "must be a map".into(),
+        });
+    };
+    let lower = |k: &'static str| -> Result<Option<String>, RuleError> {
+        Ok(get_str(map, k)?.map(|s| s.to_ascii_lowercase()))
+    };
+    Ok(LogSource {
+        product: lower("product")?,
+        category: lower("category")?,
+        service: lower("service")?,
+    })
+}
