@@ -1,1 +1,13 @@
-//! vagt engine.
+//! The vagt engine: the pipeline runtime, the critical-process catalog,
+//! alerting, and the `vagt` binary's commands.
+
+pub mod alert;
+pub mod catalog;
+pub mod config;
+pub mod defaults;
+pub mod pipeline;
+
+pub use alert::Alert;
+pub use catalog::Catalog;
+pub use config::{InputConfig, RunConfig};
+pub use pipeline::{run, RunSummary};

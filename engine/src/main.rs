@@ -1,1 +1,196 @@
-fn main() {}
+//! The `vagt` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use vagt_engine::config::{InputConfig, RunConfig};
+use vagt_engine::{defaults, pipeline};
+
+/// vagt: streaming Sigma detection that says which critical processes an
+/// attack threatens and which organisations must act.
+#[derive(Debug, Parser)]
+#[command(name = "vagt", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a pipeline: from a config file, from flags, or (with neither)
+    /// the built-in default over the sample logs in fixtures/.
+    Run(RunArgs),
+    /// Work with rules.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Config file (YAML). Flags given as well override its settings.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Sigma rule file or folder (repeatable).
+    #[arg(long, num_args = 1..)]
+    rules: Vec<PathBuf>,
+    /// Input file, `.gz` read transparently, `-` for stdin (repeatable).
+    #[arg(long, num_args = 1..)]
+    input: Vec<PathBuf>,
+    /// Critical-process catalog (YAML).
+    #[arg(long)]
+    catalog: Option<PathBuf>,
+    /// Alert output file, `-` for stdout.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Dead-letter output file (default: stderr).
+    #[arg(long)]
+    dead_letters: Option<PathBuf>,
+    /// Field/logsource profile: `windows`, `passthrough`, or a profile file.
+    #[arg(long)]
+    profile: Option<String>,
+    /// Events per Arrow batch.
+    #[arg(long)]
+    batch_size: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+enum RulesCommand {
+    /// Load and compile rules; print what loaded and every rejection with
+    /// its reason. Exits non-zero if any rule was rejected.
+    Check {
+        /// Rule files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Profile to compile against.
+        #[arg(long, default_value = "windows")]
+        profile: String,
+        /// Also list rules whose logsource the profile cannot route.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Rules {
+            command:
+                RulesCommand::Check {
+                    paths,
+                    profile,
+                    verbose,
+                },
+        } => check(paths, &profile, verbose),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vagt: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn build_config(args: RunArgs) -> anyhow::Result<RunConfig> {
+    let flags_given = !args.rules.is_empty() || !args.input.is_empty();
+    let mut config = match &args.config {
+        Some(path) => RunConfig::from_file(path)?,
+        None if flags_given => {
+            if args.rules.is_empty() || args.input.is_empty() {
+                anyhow::bail!("without --config, both --rules and --input are needed");
+            }
+            let mut c = defaults::default_config();
+            c.catalog = None;
+            c
+        }
+        None => defaults::default_config(),
+    };
+    if !args.rules.is_empty() {
+        config.rules = args.rules;
+    }
+    if !args.input.is_empty() {
+        config.inputs = args
+            .input
+            .into_iter()
+            .map(|path| InputConfig { path, actor: None })
+            .collect();
+    }
+    if let Some(c) = args.catalog {
+        config.catalog = Some(c);
+    }
+    if let Some(o) = args.output {
+        config.output = o;
+    }
+    if let Some(d) = args.dead_letters {
+        config.dead_letters = Some(d);
+    }
+    if let Some(p) = args.profile {
+        config.profile = p;
+    }
+    if let Some(b) = args.batch_size {
+        config.decoder.batch_size = b;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let config = build_config(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let summary = runtime.block_on(pipeline::run(
+        config,
+        |r| eprintln!("vagt: rule rejected: {r}"),
+        |_| {},
+    ))?;
+    eprintln!("{summary}");
+    Ok(if summary.failed_inputs.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn check(paths: Vec<PathBuf>, profile: &str, verbose: bool) -> anyhow::Result<ExitCode> {
+    let profile = pipeline::load_profile(profile)?;
+    let collection = vagt_rules::load_paths(&paths, &Default::default())?;
+    let compiled = vagt_rules::RuleSetBuilder::new(profile.clone()).build(&collection);
+    for r in &compiled.rejected {
+        println!("rejected: {r}");
+    }
+    if verbose {
+        for u in &compiled.unroutable {
+            println!(
+                "not routable: {} [{}] {}: profile '{}' has no {}",
+                u.info.origin,
+                u.info.meta.id.as_deref().unwrap_or("no id"),
+                u.info.meta.title,
+                profile.name,
+                u.reason
+            );
+        }
+    }
+    let loaded = compiled.set.len() + compiled.unroutable.len();
+    println!(
+        "{loaded} rules loaded ({} routable under profile '{}', {} with a logsource it does not route{}), {} filters, {} rejected; {} literals in the prefilter",
+        compiled.set.len(),
+        profile.name,
+        compiled.unroutable.len(),
+        if verbose || compiled.unroutable.is_empty() { "" } else { ": list them with --verbose" },
+        collection.filters.len(),
+        compiled.rejected.len(),
+        compiled.set.literal_count(),
+    );
+    Ok(if compiled.rejected.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -19,7 +19,9 @@ pub mod matcher;
 pub mod profile;
 pub mod sigma;
 
-pub use compile::{Compiled, RuleInfo, RuleSet, RuleSetBuilder, Unroutable, RAW_COLUMN};
+pub use compile::{
+    Compiled, RuleInfo, RuleSet, RuleSetBuilder, Unroutable, NULLS_COLUMN, RAW_COLUMN,
+};
 pub use error::{LoadError, ProfileError, RuleError};
 pub use loader::{load_paths, load_text, LoadedRule, Origin, Rejection, RuleCollection};
 pub use matcher::{RowSet, RuleMatch, Scratch};

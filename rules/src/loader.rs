@@ -161,7 +161,10 @@ fn split_documents(text: &str) -> Vec<(usize, String)> {
     }
     docs.push((start, current));
     docs.into_iter()
-        .filter(|(_, d)| d.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')))
+        .filter(|(_, d)| {
+            d.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        })
         .collect()
 }
 

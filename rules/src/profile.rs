@@ -177,13 +177,13 @@ impl Profile {
             let label = format!("{key:?}={value}").to_lowercase();
             let when = match &entry.when {
                 None | Some(Value::Null) => None,
-                Some(v) => Some(lower_search("when", v, &Placeholders::new()).map_err(|source| {
-                    ProfileError::Condition {
+                Some(v) => Some(lower_search("when", v, &Placeholders::new()).map_err(
+                    |source| ProfileError::Condition {
                         origin: origin.to_string(),
                         logsource: label.clone(),
                         source,
-                    }
-                })?),
+                    },
+                )?),
             };
             routes.push(LogSourceRoute {
                 key: *key,
@@ -232,7 +232,10 @@ impl Profile {
                 matching.iter().filter_map(|r| r.when.clone()).collect(),
             ));
         }
-        if logsource.product.is_none() && logsource.category.is_none() && logsource.service.is_none() {
+        if logsource.product.is_none()
+            && logsource.category.is_none()
+            && logsource.service.is_none()
+        {
             return Routing::Unroutable("empty logsource".into());
         }
         Routing::Events(if conjuncts.is_empty() {
@@ -261,7 +264,9 @@ impl Profile {
         for route in &self.routes {
             let applies = match route.key {
                 LogSourceKey::Product => logsource.product.as_deref() == Some(route.value.as_str()),
-                LogSourceKey::Category => logsource.category.as_deref() == Some(route.value.as_str()),
+                LogSourceKey::Category => {
+                    logsource.category.as_deref() == Some(route.value.as_str())
+                }
                 LogSourceKey::Service => logsource.service.as_deref() == Some(route.value.as_str()),
             };
             if !applies {
@@ -313,11 +318,8 @@ mod tests {
 
     #[test]
     fn entries_must_set_one_key() {
-        let e = Profile::from_yaml(
-            "t",
-            "name: t\nlogsources:\n  - {product: a, service: b}\n",
-        )
-        .unwrap_err();
+        let e = Profile::from_yaml("t", "name: t\nlogsources:\n  - {product: a, service: b}\n")
+            .unwrap_err();
         assert!(e.to_string().contains("exactly one"));
         let e = Profile::from_yaml("t", "name: t\nbogus: 1\n").unwrap_err();
         assert!(e.to_string().contains("unknown field"));

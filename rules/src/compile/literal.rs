@@ -126,11 +126,15 @@ fn case_pair(class: &Class) -> Option<char> {
     };
     match chars.as_slice() {
         [a] if a.is_ascii() => Some(a.to_ascii_lowercase()),
-        [a, b] if a.is_ascii_alphabetic() && a.to_ascii_lowercase() == b.to_ascii_lowercase() => {
+        [a, b] if a.is_ascii_alphabetic() && a.eq_ignore_ascii_case(b) => {
             Some(a.to_ascii_lowercase())
         }
         // (?i)k also matches the Kelvin sign; s matches the long s.
-        [a, b, c] if a.is_ascii_alphabetic() && a.to_ascii_lowercase() == b.to_ascii_lowercase() && !c.is_ascii() => {
+        [a, b, c]
+            if a.is_ascii_alphabetic()
+                && a.eq_ignore_ascii_case(b)
+                && !c.is_ascii() =>
+        {
             Some(a.to_ascii_lowercase())
         }
         _ => None,
@@ -148,8 +152,14 @@ mod tests {
 
     #[test]
     fn finds_the_longest_required_piece() {
-        assert_eq!(required(r"\\AppData\\.*\.exe$").as_deref(), Some("\\appdata\\"));
-        assert_eq!(required(r"(?i)powershell.{0,5}-enc").as_deref(), Some("powershell"));
+        assert_eq!(
+            required(r"\\AppData\\.*\.exe$").as_deref(),
+            Some("\\appdata\\")
+        );
+        assert_eq!(
+            required(r"(?i)powershell.{0,5}-enc").as_deref(),
+            Some("powershell")
+        );
         assert_eq!(required(r"(foo|bar)baz").as_deref(), Some("baz"));
         assert_eq!(required(r"(abc)+x").as_deref(), Some("abc"));
         assert_eq!(required(r"a|b"), None);

@@ -26,6 +26,10 @@ use crate::sigma::{CmpOp, Cond, LogSource, Part, RuleMeta, Target, Test, TimePar
 /// Column name of the raw event text, searched by keyword rules.
 pub const RAW_COLUMN: &str = "_raw";
 
+/// Column listing, per row, the columns present with a JSON `null` (which
+/// `exists` counts as present); a `List<Utf8>`, absent when there are none.
+pub const NULLS_COLUMN: &str = "_nulls";
+
 pub(crate) type FieldId = usize;
 pub(crate) type LeafId = usize;
 pub(crate) type NeedleId = usize;
@@ -101,7 +105,12 @@ impl Leaf {
     pub(crate) fn cacheable(&self) -> bool {
         matches!(
             self.kind,
-            LeafKind::Text { needle: Some(_), .. } | LeafKind::AnyValue | LeafKind::Null | LeafKind::Exists
+            LeafKind::Text {
+                needle: Some(_),
+                ..
+            } | LeafKind::AnyValue
+                | LeafKind::Null
+                | LeafKind::Exists
         )
     }
 
@@ -282,6 +291,7 @@ impl RuleSetBuilder {
                         r.rule.meta.id.as_deref() == Some(target.as_str())
                             || r.rule.meta.name.as_deref() == Some(target.as_str())
                     })
+                    .filter(|(_, r)| logsource_covers(&f.filter.logsource, &r.rule.logsource))
                     .map(|(i, _)| i)
                     .collect();
                 if hits.is_empty() {
@@ -318,7 +328,8 @@ impl RuleSetBuilder {
                 all.extend(extra.iter().map(|c| (*c).clone()));
                 condition = Cond::And(all);
             }
-            let node = match compile_cond(&condition, &rule.logsource, &self.profile, &mut interner) {
+            let node = match compile_cond(&condition, &rule.logsource, &self.profile, &mut interner)
+            {
                 Ok(n) => n,
                 Err(error) => {
                     rejected.push(Rejection {
@@ -335,18 +346,20 @@ impl RuleSetBuilder {
                 None => {
                     let compiled = match route_cond {
                         None => None,
-                        Some(c) => match compile_cond(&c, &rule.logsource, &self.profile, &mut interner) {
-                            Ok(n) => Some(n),
-                            Err(error) => {
-                                rejected.push(Rejection {
-                                    origin: loaded.origin.clone(),
-                                    rule_id: rule.meta.id.clone(),
-                                    title: Some(rule.meta.title.clone()),
-                                    error,
-                                });
-                                continue;
+                        Some(c) => {
+                            match compile_cond(&c, &rule.logsource, &self.profile, &mut interner) {
+                                Ok(n) => Some(n),
+                                Err(error) => {
+                                    rejected.push(Rejection {
+                                        origin: loaded.origin.clone(),
+                                        rule_id: rule.meta.id.clone(),
+                                        title: Some(rule.meta.title.clone()),
+                                        error,
+                                    });
+                                    continue;
+                                }
                             }
-                        },
+                        }
                     };
                     routes.push(compiled);
                     route_index.insert(rule.logsource.clone(), routes.len() - 1);
@@ -389,6 +402,15 @@ impl RuleSetBuilder {
             unroutable,
         }
     }
+}
+
+/// A filter's logsource covers a rule's when every attribute the filter
+/// sets is the rule's too (pySigma).
+fn logsource_covers(filter: &LogSource, rule: &LogSource) -> bool {
+    let covers = |f: &Option<String>, r: &Option<String>| f.is_none() || f == r;
+    covers(&filter.product, &rule.product)
+        && covers(&filter.category, &rule.category)
+        && covers(&filter.service, &rule.service)
 }
 
 fn compile_cond(
@@ -434,7 +456,9 @@ fn compile_cond(
 fn node_cost(node: &Node, leaves: &[Leaf]) -> u32 {
     match node {
         Node::Leaf(id) => leaves[*id].cost(),
-        Node::And(v) | Node::Or(v) | Node::AtLeast(_, v) => v.iter().map(|n| node_cost(n, leaves)).sum(),
+        Node::And(v) | Node::Or(v) | Node::AtLeast(_, v) => {
+            v.iter().map(|n| node_cost(n, leaves)).sum()
+        }
         Node::Not(n) => node_cost(n, leaves) + 1,
     }
 }
@@ -451,8 +475,13 @@ fn compile_test(
             let parts = pattern.parts();
             let literal = |mode: Mode, text: &String, interner: &mut Interner| {
                 let ascii = text.is_ascii();
-                let lower = if ascii { text.to_ascii_lowercase() } else { text.to_lowercase() };
-                let needle = (ascii && !text.is_empty()).then(|| interner.needle(field, lower.clone()));
+                let lower = if ascii {
+                    text.to_ascii_lowercase()
+                } else {
+                    text.to_lowercase()
+                };
+                let needle =
+                    (ascii && !text.is_empty()).then(|| interner.needle(field, lower.clone()));
                 let int = (mode == Mode::Exact)
                     .then(|| text.parse::<i128>().ok().filter(|i| i.to_string() == *text))
                     .flatten();
@@ -473,11 +502,16 @@ fn compile_test(
                 [Part::Literal(t)] => literal(Mode::Exact, t, interner),
                 [Part::Literal(t), Part::AnyMany] => literal(Mode::Prefix, t, interner),
                 [Part::AnyMany, Part::Literal(t)] => literal(Mode::Suffix, t, interner),
-                [Part::AnyMany, Part::Literal(t), Part::AnyMany] => literal(Mode::Contains, t, interner),
+                [Part::AnyMany, Part::Literal(t), Part::AnyMany] => {
+                    literal(Mode::Contains, t, interner)
+                }
                 _ => {
-                    let regex = Regex::new(&literal::glob_to_regex(pattern, *cased)).map_err(|e| {
-                        RuleError::Unsupported(format!("wildcard pattern '{pattern}' too complex: {e}"))
-                    })?;
+                    let regex =
+                        Regex::new(&literal::glob_to_regex(pattern, *cased)).map_err(|e| {
+                            RuleError::Unsupported(format!(
+                                "wildcard pattern '{pattern}' too complex: {e}"
+                            ))
+                        })?;
                     let needle =
                         literal::glob_required_literal(pattern).map(|t| interner.needle(field, t));
                     LeafKind::Text {
@@ -514,13 +548,19 @@ fn compile_test(
                 check: TextCheck::Regex(regex),
             }
         }
-        Test::Compare { op, value } => LeafKind::Compare { op: *op, value: *value },
+        Test::Compare { op, value } => LeafKind::Compare {
+            op: *op,
+            value: *value,
+        },
         Test::Cidr(net) => LeafKind::Cidr(*net),
         Test::Null => LeafKind::Null,
         Test::Exists => LeafKind::Exists,
         Test::FieldRef { other, cased } => {
             let other = interner.field(profile.columns_for(other, logsource));
-            LeafKind::FieldRef { other, cased: *cased }
+            LeafKind::FieldRef {
+                other,
+                cased: *cased,
+            }
         }
         Test::TimePart { part, op, value } => LeafKind::TimePart {
             part: *part,

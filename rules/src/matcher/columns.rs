@@ -4,7 +4,9 @@
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, UInt64Type};
-use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray, UInt64Array};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray, UInt64Array,
+};
 use arrow_buffer::OffsetBuffer;
 use arrow_schema::DataType;
 
@@ -95,7 +97,9 @@ impl Column {
             Column::Int(a) => f(a.value(row) as f64),
             Column::UInt(a) => f(a.value(row) as f64),
             Column::Float(a) => f(a.value(row)),
-            Column::Str { .. } => self.any_value(row, &mut |s| parse_number(s).is_some_and(&mut *f)),
+            Column::Str { .. } => {
+                self.any_value(row, &mut |s| parse_number(s).is_some_and(&mut *f))
+            }
             Column::Bool(_) | Column::Other => false,
         }
     }
@@ -121,7 +125,9 @@ impl Column {
             Column::Str {
                 list: Some((offsets, _)),
                 ..
-            } => offsets.partition_point(|&o| o as usize <= element).saturating_sub(1),
+            } => offsets
+                .partition_point(|&o| o as usize <= element)
+                .saturating_sub(1),
             _ => element,
         }
     }

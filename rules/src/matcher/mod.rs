@@ -20,7 +20,7 @@ use chrono::{Datelike, NaiveDateTime, Timelike};
 
 pub use rowset::RowSet;
 
-use crate::compile::{FieldId, LeafId, LeafKind, Mode, Node, RuleSet, TextCheck};
+use crate::compile::{FieldId, LeafId, LeafKind, Mode, Node, RuleSet, TextCheck, NULLS_COLUMN};
 use crate::sigma::TimePart;
 use columns::Column;
 
@@ -85,6 +85,13 @@ impl RuleSet {
                 .enumerate()
                 .map(|(i, f)| (f.name().clone(), i))
                 .collect();
+            // Sigma: field names are the log's names with spaces stripped
+            // ("Threat Name" is ThreatName).
+            for (i, f) in schema.fields().iter().enumerate() {
+                if f.name().contains(' ') {
+                    s.column_index.entry(f.name().replace(' ', "")).or_insert(i);
+                }
+            }
             s.field_columns = vec![None; self.fields.len()];
             s.schema = Some(schema.clone());
         }
@@ -104,7 +111,13 @@ impl RuleSet {
         s.rows = batch.num_rows();
     }
 
-    fn route_rows(&self, route: usize, batch: &RecordBatch, s: &mut Scratch, all: &RowSet) -> RowSet {
+    fn route_rows(
+        &self,
+        route: usize,
+        batch: &RecordBatch,
+        s: &mut Scratch,
+        all: &RowSet,
+    ) -> RowSet {
         if let Some(r) = &s.route_cache[route] {
             return r.clone();
         }
@@ -221,7 +234,10 @@ impl RuleSet {
                 while element + 1 < offsets.len() && (offsets[element + 1] as usize) < me {
                     element += 1;
                 }
-                if element + 1 >= offsets.len() || (offsets[element] as usize) > ms || !values.is_valid(element) {
+                if element + 1 >= offsets.len()
+                    || (offsets[element] as usize) > ms
+                    || !values.is_valid(element)
+                {
                     continue;
                 }
                 let row = column.row_of_element(element);
@@ -260,21 +276,31 @@ impl RuleSet {
         match &leaf.kind {
             LeafKind::Text { check, .. } => {
                 for row in domain.iter() {
-                    if columns.iter().any(|c| c.any_value(row, &mut |v| text_check(check, v))) {
+                    if columns
+                        .iter()
+                        .any(|c| c.any_value(row, &mut |v| text_check(check, v)))
+                    {
                         out.insert(row);
                     }
                 }
             }
             LeafKind::Compare { op, value } => {
                 for row in domain.iter() {
-                    if columns.iter().any(|c| c.any_number(row, &mut |n| op.holds(n, *value))) {
+                    if columns
+                        .iter()
+                        .any(|c| c.any_number(row, &mut |n| op.holds(n, *value)))
+                    {
                         out.insert(row);
                     }
                 }
             }
             LeafKind::Cidr(net) => {
                 for row in domain.iter() {
-                    if columns.iter().any(|c| c.any_value(row, &mut |v| parse_ip(v).is_some_and(|ip| net.contains(&ip)))) {
+                    if columns.iter().any(|c| {
+                        c.any_value(row, &mut |v| {
+                            parse_ip(v).is_some_and(|ip| net.contains(&ip))
+                        })
+                    }) {
                         out.insert(row);
                     }
                 }
@@ -282,7 +308,9 @@ impl RuleSet {
             LeafKind::TimePart { part, op, value } => {
                 for row in domain.iter() {
                     if columns.iter().any(|c| {
-                        c.any_value(row, &mut |v| time_part(v, *part).is_some_and(|p| op.holds(p as f64, *value)))
+                        c.any_value(row, &mut |v| {
+                            time_part(v, *part).is_some_and(|p| op.holds(p as f64, *value))
+                        })
                     }) {
                         out.insert(row);
                     }
@@ -298,7 +326,13 @@ impl RuleSet {
                     let equal = columns.iter().any(|c| {
                         c.any_value(row, &mut |a| {
                             others.iter().any(|o| {
-                                o.any_value(row, &mut |b| if *cased { a == b } else { eq_fold(a, b) })
+                                o.any_value(row, &mut |b| {
+                                    if *cased {
+                                        a == b
+                                    } else {
+                                        eq_fold(a, b)
+                                    }
+                                })
                             })
                         })
                     });
@@ -310,6 +344,33 @@ impl RuleSet {
             LeafKind::AnyValue | LeafKind::Null | LeafKind::Exists => {}
         }
         out
+    }
+
+    /// Adds the rows where one of `columns` is present with a JSON null.
+    fn add_explicit_nulls(
+        &self,
+        columns: &[usize],
+        batch: &RecordBatch,
+        s: &mut Scratch,
+        out: &mut RowSet,
+    ) {
+        let Some(&nulls_index) = s.column_index.get(NULLS_COLUMN) else {
+            return;
+        };
+        if columns.is_empty() {
+            return;
+        }
+        let schema = batch.schema();
+        let names: Vec<&str> = columns
+            .iter()
+            .map(|c| schema.field(*c).name().as_str())
+            .collect();
+        let nulls = self.column(nulls_index, batch, s).clone();
+        for row in 0..s.rows {
+            if nulls.any_value(row, &mut |name| names.contains(&name)) {
+                out.insert(row);
+            }
+        }
     }
 
     /// Full-batch result of a cacheable leaf.
@@ -330,6 +391,9 @@ impl RuleSet {
                             out.insert(row);
                         }
                     }
+                }
+                if matches!(leaf.kind, LeafKind::Exists) {
+                    self.add_explicit_nulls(&col_indices, batch, s, &mut out);
                 }
             }
             LeafKind::Null => {
@@ -398,7 +462,10 @@ fn eq_fold(a: &str, b: &str) -> bool {
 }
 
 fn contains_ascii_fold(hay: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty() || hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+    needle.is_empty()
+        || hay
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 fn text_check(check: &TextCheck, value: &str) -> bool {
@@ -445,10 +512,7 @@ fn parse_ip(value: &str) -> Option<std::net::IpAddr> {
     let v = value.trim().trim_start_matches('[').trim_end_matches(']');
     let ip: std::net::IpAddr = v.parse().ok()?;
     Some(match ip {
-        std::net::IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(std::net::IpAddr::V4)
-            .unwrap_or(ip),
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip),
         v4 => v4,
     })
 }
@@ -486,8 +550,14 @@ mod tests {
     #[test]
     fn time_parts_from_common_formats() {
         assert_eq!(time_part("2025-03-14T21:05:09Z", TimePart::Hour), Some(21));
-        assert_eq!(time_part("2025-03-14 21:05:09.123", TimePart::Minute), Some(5));
-        assert_eq!(time_part("2025-03-14T21:05:09+02:00", TimePart::Hour), Some(19));
+        assert_eq!(
+            time_part("2025-03-14 21:05:09.123", TimePart::Minute),
+            Some(5)
+        );
+        assert_eq!(
+            time_part("2025-03-14T21:05:09+02:00", TimePart::Hour),
+            Some(19)
+        );
         assert_eq!(time_part("not a date", TimePart::Hour), None);
     }
 

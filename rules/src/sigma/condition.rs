@@ -153,7 +153,10 @@ impl Parser {
     }
 
     fn position(&self) -> usize {
-        self.tokens.get(self.pos).map(|(p, _)| *p).unwrap_or(self.len)
+        self.tokens
+            .get(self.pos)
+            .map(|(p, _)| *p)
+            .unwrap_or(self.len)
     }
 
     fn error<T>(&self, message: impl Into<String>) -> Result<T, ConditionSyntaxError> {
@@ -235,7 +238,8 @@ impl Parser {
                 if let (Some(quantity), true) = (quantity, next_is_of) {
                     self.pos += 2;
                     let Some(target) = self.peek_word().map(str::to_string) else {
-                        return self.error("'of' must be followed by 'them' or an identifier pattern");
+                        return self
+                            .error("'of' must be followed by 'them' or an identifier pattern");
                     };
                     self.pos += 1;
                     let selection = if target.eq_ignore_ascii_case("them") {
@@ -293,12 +297,21 @@ mod tests {
 
     #[test]
     fn errors_name_the_problem() {
-        assert!(parse_condition("(a and b").unwrap_err().message.contains("unbalanced"));
-        assert!(parse_condition("a and").unwrap_err().message.contains("condition ends"));
+        assert!(parse_condition("(a and b")
+            .unwrap_err()
+            .message
+            .contains("unbalanced"));
+        assert!(parse_condition("a and")
+            .unwrap_err()
+            .message
+            .contains("condition ends"));
         assert!(parse_condition("sel | count() > 5")
             .unwrap_err()
             .message
             .contains("correlation"));
-        assert!(parse_condition("a b").unwrap_err().message.contains("unexpected 'b'"));
+        assert!(parse_condition("a b")
+            .unwrap_err()
+            .message
+            .contains("unexpected 'b'"));
     }
 }

@@ -27,11 +27,10 @@ pub fn lower_detection(detection: &Value, placeholders: &Placeholders) -> Result
         };
         match name {
             "condition" => condition = Some(v),
-            "timeframe" => {
-                return Err(RuleError::Unsupported(
-                    "'timeframe' in detection is deprecated Sigma 1.0 syntax; use a correlation rule".into(),
-                ))
-            }
+            "timeframe" => return Err(RuleError::Unsupported(
+                "'timeframe' in detection is deprecated Sigma 1.0 syntax; use a correlation rule"
+                    .into(),
+            )),
             _ => searches.push((name.to_string(), lower_search(name, v, placeholders)?)),
         }
     }
@@ -43,10 +42,12 @@ pub fn lower_detection(detection: &Value, placeholders: &Placeholders) -> Result
         Value::Sequence(seq) if !seq.is_empty() => seq
             .iter()
             .map(|c| {
-                c.as_str().map(str::to_string).ok_or_else(|| RuleError::Attribute {
-                    attribute: "detection.condition".into(),
-                    message: "every condition in the list must be a string".into(),
-                })
+                c.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| RuleError::Attribute {
+                        attribute: "detection.condition".into(),
+                        message: "every condition in the list must be a string".into(),
+                    })
             })
             .collect::<Result<_, _>>()?,
         _ => {
@@ -68,7 +69,11 @@ pub fn lower_detection(detection: &Value, placeholders: &Placeholders) -> Result
 }
 
 /// Lowers one search identifier's value.
-pub fn lower_search(name: &str, value: &Value, placeholders: &Placeholders) -> Result<Cond, RuleError> {
+pub fn lower_search(
+    name: &str,
+    value: &Value,
+    placeholders: &Placeholders,
+) -> Result<Cond, RuleError> {
     match value {
         Value::Mapping(map) => lower_map(map, placeholders),
         Value::Sequence(items) => {
@@ -158,8 +163,16 @@ fn resolve(ast: &ConditionAst, searches: &[(String, Cond)]) -> Result<Cond, Rule
             .find(|(n, _)| n == name)
             .map(|(_, c)| c.clone())
             .ok_or_else(|| RuleError::UndefinedIdentifier(name.clone()))?,
-        ConditionAst::And(v) => Cond::And(v.iter().map(|a| resolve(a, searches)).collect::<Result<_, _>>()?),
-        ConditionAst::Or(v) => Cond::Or(v.iter().map(|a| resolve(a, searches)).collect::<Result<_, _>>()?),
+        ConditionAst::And(v) => Cond::And(
+            v.iter()
+                .map(|a| resolve(a, searches))
+                .collect::<Result<_, _>>()?,
+        ),
+        ConditionAst::Or(v) => Cond::Or(
+            v.iter()
+                .map(|a| resolve(a, searches))
+                .collect::<Result<_, _>>()?,
+        ),
         ConditionAst::Not(a) => Cond::Not(Box::new(resolve(a, searches)?)),
         ConditionAst::Of {
             quantity,

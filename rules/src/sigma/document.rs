@@ -201,7 +201,9 @@ pub fn parse_document(doc: &Value, placeholders: &Placeholders) -> Result<Docume
             condition,
         }));
     }
-    let detection = map.get("detection").ok_or(RuleError::Missing("detection"))?;
+    let detection = map
+        .get("detection")
+        .ok_or(RuleError::Missing("detection"))?;
     if map.get("logsource").is_none() {
         return Err(RuleError::Missing("logsource"));
     }

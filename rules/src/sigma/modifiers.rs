@@ -142,7 +142,11 @@ fn parse_modifiers(key: &str, names: &[&str]) -> Result<Modifiers, RuleError> {
 
 /// Lowers one `key: value` detection item. `key` is the field name with its
 /// modifiers; an empty field name (e.g. `'|all'`) means a keyword search.
-pub fn lower_item(key: &str, value: &Value, placeholders: &Placeholders) -> Result<Cond, RuleError> {
+pub fn lower_item(
+    key: &str,
+    value: &Value,
+    placeholders: &Placeholders,
+) -> Result<Cond, RuleError> {
     let mut pieces = key.split('|');
     let field = pieces.next().unwrap_or_default();
     let names: Vec<&str> = pieces.collect();
@@ -248,7 +252,10 @@ fn lower_value(
     match m.kind {
         Some(Kind::Exists) => {
             let Value::Bool(wanted) = v else {
-                return Err(value_error(key, "the 'exists' modifier needs true or false"));
+                return Err(value_error(
+                    key,
+                    "the 'exists' modifier needs true or false",
+                ));
             };
             let exists = pred(Test::Exists);
             Ok(if *wanted != m.neq {
@@ -264,9 +271,8 @@ fn lower_value(
         }
         Some(Kind::Cidr) => {
             let text = scalar_text(key, v)?;
-            let net = parse_cidr(&text).ok_or_else(|| {
-                value_error(key, format!("'{text}' is not a valid cidr network"))
-            })?;
+            let net = parse_cidr(&text)
+                .ok_or_else(|| value_error(key, format!("'{text}' is not a valid cidr network")))?;
             Ok(negate(pred(Test::Cidr(net))))
         }
         Some(Kind::FieldRef) => {
@@ -360,9 +366,11 @@ fn json_escape(text: &str) -> String {
 
 fn parse_cidr(text: &str) -> Option<ipnet::IpNet> {
     let text = text.trim();
-    text.parse::<ipnet::IpNet>()
-        .ok()
-        .or_else(|| text.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+    text.parse::<ipnet::IpNet>().ok().or_else(|| {
+        text.parse::<std::net::IpAddr>()
+            .ok()
+            .map(ipnet::IpNet::from)
+    })
 }
 
 fn expand_placeholders(
@@ -390,7 +398,10 @@ fn expand_placeholders(
                     name.push(n);
                 }
                 if !closed {
-                    return Err(value_error(key, format!("unterminated placeholder '%{name}'")));
+                    return Err(value_error(
+                        key,
+                        format!("unterminated placeholder '%{name}'"),
+                    ));
                 }
                 segments.push(Err(name));
                 segments.push(Ok(String::new()));
@@ -457,7 +468,10 @@ fn apply_transform(key: &str, t: Transform, vals: Vec<Val>) -> Result<Vec<Val>, 
                 let mut s = match val {
                     Val::Str(s) => s,
                     Val::Bytes(b) => SigmaString::literal(String::from_utf8(b).map_err(|_| {
-                        value_error(key, "encoded value is not text; follow utf16 modifiers with base64")
+                        value_error(
+                            key,
+                            "encoded value is not text; follow utf16 modifiers with base64",
+                        )
                     })?),
                 };
                 if matches!(t, Transform::Contains | Transform::EndsWith) {
@@ -538,7 +552,11 @@ fn windash(s: &SigmaString) -> Vec<SigmaString> {
                         None => matches!(parts.get(index + 1), Some(Part::AnyOne)),
                     };
                     let is_flag = (c == '-' || c == '/') && !prev_is_word && next_is_word;
-                    let options: &[char] = if is_flag { &DASHES } else { std::slice::from_ref(&chars[i]) };
+                    let options: &[char] = if is_flag {
+                        &DASHES
+                    } else {
+                        std::slice::from_ref(&chars[i])
+                    };
                     let mut next = Vec::with_capacity(variants.len() * options.len());
                     for v in &variants {
                         for o in options {
@@ -604,7 +622,10 @@ mod tests {
     #[test]
     fn wide_base64offset_encodes_utf16le_first() {
         let c = lower("CommandLine|wide|base64offset|contains", "'ping'").unwrap();
-        assert_eq!(texts(&c), vec!["*cABpAG4AZw*", "*AAaQBuAGcA*", "*wAGkAbgBnA*"]);
+        assert_eq!(
+            texts(&c),
+            vec!["*cABpAG4AZw*", "*AAaQBuAGcA*", "*wAGkAbgBnA*"]
+        );
     }
 
     #[test]

@@ -178,13 +178,19 @@ mod tests {
     #[test]
     fn escaping_follows_the_spec_table() {
         // Plain backslash not followed by a wildcard stays a backslash.
-        assert_eq!(SigmaString::parse(r"C:\Windows").parts(), &[lit(r"C:\Windows")]);
+        assert_eq!(
+            SigmaString::parse(r"C:\Windows").parts(),
+            &[lit(r"C:\Windows")]
+        );
         // Double backslash not before a wildcard is one backslash.
         assert_eq!(SigmaString::parse(r"a\\b").parts(), &[lit(r"a\b")]);
         // Escaped wildcard is literal.
         assert_eq!(SigmaString::parse(r"a\*").parts(), &[lit("a*")]);
         // Escaped backslash before a wildcard: backslash then wildcard.
-        assert_eq!(SigmaString::parse(r"a\\*").parts(), &[lit(r"a\"), Part::AnyMany]);
+        assert_eq!(
+            SigmaString::parse(r"a\\*").parts(),
+            &[lit(r"a\"), Part::AnyMany]
+        );
         // Three backslashes: backslash and a literal star.
         assert_eq!(SigmaString::parse(r"a\\\*").parts(), &[lit(r"a\*")]);
         // Four backslashes: two backslashes.

@@ -1,0 +1,339 @@
+//! Alerts: one per detection, following the alert contract (see README):
+//! deterministic id, rule metadata, severity raised by the criticality of
+//! the processes at risk, actor, critical processes, event time, detection
+//! time and the matching event.
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type, UInt64Type};
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::DataType;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+use vagt_rules::{Level, LogSource, Profile, RuleInfo};
+
+use crate::catalog::{Catalog, EventFacts, Impact};
+
+/// The rule part of an alert.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertRule {
+    /// Rule id (UUID in SigmaHQ) or, lacking one, its title.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Sigma level.
+    pub level: Level,
+    /// Tags, e.g. `attack.t1059.001`.
+    pub tags: Vec<String>,
+    /// ATT&CK technique ids from the tags, e.g. `T1059.001`.
+    pub attack_techniques: Vec<String>,
+    /// Logsource.
+    pub logsource: LogSource,
+    /// Where the rule was loaded from (`file:line`).
+    pub source: String,
+}
+
+/// First and last event time (equal for single-event rules).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EventTime {
+    /// Earliest contributing event.
+    pub first: Option<String>,
+    /// Latest contributing event.
+    pub last: Option<String>,
+}
+
+/// Where the event came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventSource {
+    /// Input name (file path, `stdin`).
+    pub input: String,
+    /// Line where the event starts.
+    pub line: u64,
+    /// Byte offset where the event starts.
+    pub offset: u64,
+}
+
+/// One alert, serialised as one JSON line.
+#[derive(Debug, Clone, Serialize)]
+pub struct Alert {
+    /// Deterministic: hash of rule id and event text.
+    pub id: String,
+    /// The rule that fired.
+    pub rule: AlertRule,
+    /// Rule level raised by the criticality of the processes at risk.
+    pub severity: Level,
+    /// The organisation that must act (owner of the first matched asset,
+    /// or the input's configured actor), if known.
+    pub actor: Option<String>,
+    /// Every organisation owning a matched asset.
+    pub actors: Vec<String>,
+    /// Critical processes at risk (ids), empty if none.
+    pub critical_processes: Vec<String>,
+    /// Matched assets (ids).
+    pub assets: Vec<String>,
+    /// Event time, first/last.
+    pub event_time: EventTime,
+    /// When vagt detected it (RFC 3339, UTC).
+    pub detected_at: String,
+    /// Group-by values of a windowed rule (null for single-event rules).
+    pub group: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Number of events behind the alert.
+    pub count: u64,
+    /// Where the event came from.
+    pub source: EventSource,
+    /// The matching event, verbatim.
+    pub event: Option<Box<RawValue>>,
+}
+
+/// Reads the values of named columns from rows of a batch.
+#[derive(Debug)]
+pub struct FieldCandidates {
+    host: Vec<String>,
+    ip: Vec<String>,
+    application: Vec<String>,
+    time: Vec<String>,
+}
+
+const TIME_FIELDS: &[&str] = &[
+    "TimeCreated_SystemTime",
+    "@timestamp",
+    "timestamp",
+    "EventTime",
+    "UtcTime",
+    "time",
+];
+
+impl FieldCandidates {
+    /// Column candidates for the catalog's fields and event time.
+    pub fn new(catalog: &Catalog, profile: &Profile) -> Self {
+        let resolve = |names: &[String]| -> Vec<String> {
+            let mut out = Vec::new();
+            for n in names {
+                for c in profile.columns_for(n, &LogSource::default()) {
+                    if !out.contains(&c) {
+                        out.push(c);
+                    }
+                }
+            }
+            out
+        };
+        let time: Vec<String> = TIME_FIELDS.iter().map(|s| s.to_string()).collect();
+        FieldCandidates {
+            host: resolve(&catalog.fields().host),
+            ip: resolve(&catalog.fields().ip),
+            application: resolve(&catalog.fields().application),
+            time: resolve(&time),
+        }
+    }
+
+    /// Facts about one row for the catalog.
+    pub fn facts(&self, batch: &RecordBatch, row: usize) -> EventFacts {
+        EventFacts {
+            hosts: values(batch, &self.host, row),
+            ips: values(batch, &self.ip, row)
+                .iter()
+                .filter_map(|v| parse_ip(v))
+                .collect(),
+            applications: values(batch, &self.application, row),
+        }
+    }
+
+    /// The event time of a row, normalised to RFC 3339 when parseable.
+    pub fn event_time(&self, batch: &RecordBatch, row: usize) -> Option<String> {
+        let raw = values(batch, &self.time, row).into_iter().next()?;
+        Some(normalise_time(&raw).unwrap_or(raw))
+    }
+}
+
+fn parse_ip(v: &str) -> Option<std::net::IpAddr> {
+    let ip: std::net::IpAddr = v
+        .trim()
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse()
+        .ok()?;
+    Some(match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    })
+}
+
+fn normalise_time(raw: &str) -> Option<String> {
+    use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+    if let Ok(dt) = DateTime::parse_from_rfc3339(raw.trim()) {
+        return Some(
+            dt.with_timezone(&Utc)
+                .to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        );
+    }
+    for f in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
+        if let Ok(n) = NaiveDateTime::parse_from_str(raw.trim().trim_end_matches('Z'), f) {
+            return Some(n.and_utc().to_rfc3339_opts(SecondsFormat::AutoSi, true));
+        }
+    }
+    None
+}
+
+/// String values of the first candidate columns present and non-null.
+fn values(batch: &RecordBatch, candidates: &[String], row: usize) -> Vec<String> {
+    let schema = batch.schema();
+    let mut out = Vec::new();
+    for name in candidates {
+        let Ok(index) = schema.index_of(name) else {
+            continue;
+        };
+        let array = batch.column(index);
+        if array.is_null(row) {
+            continue;
+        }
+        match array.data_type() {
+            DataType::Utf8 => out.push(array.as_string::<i32>().value(row).to_string()),
+            DataType::Int64 => out.push(array.as_primitive::<Int64Type>().value(row).to_string()),
+            DataType::UInt64 => out.push(array.as_primitive::<UInt64Type>().value(row).to_string()),
+            DataType::Float64 => {
+                out.push(array.as_primitive::<Float64Type>().value(row).to_string())
+            }
+            DataType::Boolean => out.push(array.as_boolean().value(row).to_string()),
+            DataType::List(_) => {
+                let list = array.as_list::<i32>().value(row);
+                if let Some(strings) = list.as_string_opt::<i32>() {
+                    out.extend(strings.iter().flatten().map(str::to_string));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The JSON text without insignificant whitespace, so that an alert with
+/// a pretty-printed event stays on one line. The input is valid JSON (it
+/// was decoded); only whitespace outside strings is removed, so key order
+/// and number spelling are kept.
+pub fn compact_json(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.bytes().any(|b| matches!(b, b'\n' | b'\r' | b'\t')) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut in_string = false;
+    let mut escape = false;
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            if escape {
+                escape = false;
+            } else if c == '\\' {
+                escape = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if !matches!(c, ' ' | '\n' | '\r' | '\t') {
+            if c == '"' {
+                in_string = true;
+            }
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Deterministic alert id: the same rule on the same event text always
+/// gets the same id, formatted like a UUID.
+pub fn alert_id(rule_key: &str, event_text: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(rule_key.as_bytes());
+    h.update([0u8]);
+    h.update(event_text.as_bytes());
+    let d = h.finalize();
+    let hex: String = d.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// Severity: the rule level raised one step for a high-criticality process
+/// and two for a critical one, capped at critical; never lowered.
+pub fn severity(level: Level, impact: &Impact) -> Level {
+    let raise = impact
+        .max_criticality
+        .map(|c| c.severity_raise())
+        .unwrap_or(0);
+    Level::from_rank(level.rank().saturating_add(raise))
+}
+
+/// The rule section of an alert.
+pub fn alert_rule(info: &RuleInfo) -> AlertRule {
+    AlertRule {
+        id: info
+            .meta
+            .id
+            .clone()
+            .unwrap_or_else(|| info.meta.title.clone()),
+        title: info.meta.title.clone(),
+        level: info.meta.level,
+        tags: info.meta.tags.clone(),
+        attack_techniques: info
+            .meta
+            .tags
+            .iter()
+            .filter_map(|t| t.strip_prefix("attack.t"))
+            .map(|t| format!("T{}", t.to_ascii_uppercase()))
+            .collect(),
+        logsource: info.logsource.clone(),
+        source: info.origin.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Criticality;
+
+    #[test]
+    fn ids_are_deterministic_and_distinct() {
+        let a = alert_id("rule-1", "{\"a\":1}");
+        assert_eq!(a, alert_id("rule-1", "{\"a\":1}"));
+        assert_ne!(a, alert_id("rule-2", "{\"a\":1}"));
+        assert_ne!(a, alert_id("rule-1", "{\"a\":2}"));
+        assert_eq!(a.len(), 36);
+    }
+
+    #[test]
+    fn severity_is_raised_by_criticality() {
+        let mut impact = Impact::default();
+        assert_eq!(severity(Level::Medium, &impact), Level::Medium);
+        impact.max_criticality = Some(Criticality::High);
+        assert_eq!(severity(Level::Medium, &impact), Level::High);
+        impact.max_criticality = Some(Criticality::Critical);
+        assert_eq!(severity(Level::Medium, &impact), Level::Critical);
+        assert_eq!(severity(Level::High, &impact), Level::Critical);
+        impact.max_criticality = Some(Criticality::Low);
+        assert_eq!(severity(Level::Low, &impact), Level::Low);
+    }
+
+    #[test]
+    fn compaction_keeps_strings_and_order() {
+        let pretty = "{\n  \"b\": \"a  b\\\" }\",\n  \"a\": [1, 2]\n}";
+        assert_eq!(compact_json(pretty), "{\"b\":\"a  b\\\" }\",\"a\":[1,2]}");
+        assert!(matches!(
+            compact_json("{\"a\": 1}"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn times_are_normalised() {
+        assert_eq!(
+            normalise_time("2025-11-27T07:40:10.165324Z").as_deref(),
+            Some("2025-11-27T07:40:10.165324Z")
+        );
+        assert_eq!(
+            normalise_time("2025-11-27 07:40:10.132").as_deref(),
+            Some("2025-11-27T07:40:10.132Z")
+        );
+    }
+}

@@ -1,0 +1,371 @@
+//! The pipeline runtime: sources → decode → detect → alert sinks, as tokio
+//! tasks joined by bounded channels (the channels provide backpressure: a
+//! slow sink slows detection, which slows reading).
+//!
+//! ```text
+//!  input 1 ─┐ (blocking reader: framing + JSON→Arrow)
+//!  input 2 ─┼──► batches (bounded) ──► detect (blocking: RuleSet::evaluate + catalog)
+//!  stdin  ──┘        │                        │
+//!                    └► dead letters ──► sink  └──► alerts (bounded) ──► alert sink
+//! ```
+//! CPU-heavy stages run on blocking threads, not on the I/O workers.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::value::RawValue;
+use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::sync::mpsc;
+use vagt_connectors::{read_events, DeadLetter, EventBatch, InputSource};
+use vagt_rules::{
+    load_paths, Compiled, LoadError, Profile, ProfileError, Rejection, RuleSet, RuleSetBuilder,
+    Unroutable, RAW_COLUMN,
+};
+
+use crate::alert::{
+    alert_id, alert_rule, compact_json, severity, Alert, EventSource, EventTime, FieldCandidates,
+};
+use crate::catalog::{Catalog, CatalogError};
+use crate::config::RunConfig;
+
+/// Why a run could not start or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// Rules could not be read.
+    #[error(transparent)]
+    Rules(#[from] LoadError),
+    /// The profile is invalid.
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    /// The catalog is invalid.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// An output could not be opened or written.
+    #[error("output {path}: {source}")]
+    Output {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A pipeline task failed unexpectedly.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// What a run did.
+#[derive(Debug, Default, Clone)]
+pub struct RunSummary {
+    /// Rules that can match.
+    pub rules_loaded: usize,
+    /// Rules rejected.
+    pub rules_rejected: usize,
+    /// Rules whose logsource the profile cannot route.
+    pub rules_unroutable: usize,
+    /// Events decoded and evaluated.
+    pub events: u64,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Alerts written.
+    pub alerts: u64,
+    /// Records that went to the dead-letter output.
+    pub dead_letters: u64,
+    /// Inputs that could not be read, with the reason.
+    pub failed_inputs: Vec<String>,
+    /// Wall-clock time.
+    pub elapsed: Duration,
+}
+
+impl std::fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        write!(
+            f,
+            "vagt: {} events ({:.1} MB) in {:.2}s ({:.0} events/s), {} alerts, {} dead letters, {} rules loaded ({} rejected, {} not routable)",
+            self.events,
+            self.bytes as f64 / 1e6,
+            secs,
+            self.events as f64 / secs,
+            self.alerts,
+            self.dead_letters,
+            self.rules_loaded,
+            self.rules_rejected,
+            self.rules_unroutable
+        )?;
+        for failed in &self.failed_inputs {
+            write!(f, "\nvagt: input failed: {failed}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Resolves the profile setting: `windows`, `passthrough`, or a file.
+pub fn load_profile(setting: &str) -> Result<Profile, ProfileError> {
+    match setting {
+        "windows" => Profile::windows(),
+        "passthrough" => Ok(Profile::passthrough()),
+        path => Profile::from_file(Path::new(path)),
+    }
+}
+
+/// Loads and compiles the configured rules.
+pub fn compile_rules(config: &RunConfig, profile: &Profile) -> Result<Compiled, PipelineError> {
+    let collection = load_paths(&config.rules, &config.placeholders)?;
+    Ok(RuleSetBuilder::new(profile.clone()).build(&collection))
+}
+
+struct InputBatch {
+    input: usize,
+    events: EventBatch,
+}
+
+/// Runs a whole pipeline to completion. Rejected rules are reported through
+/// `on_rejected` before events flow.
+pub async fn run(
+    config: RunConfig,
+    on_rejected: impl Fn(&Rejection),
+    on_unroutable: impl Fn(&Unroutable),
+) -> Result<RunSummary, PipelineError> {
+    let started = Instant::now();
+    let profile = load_profile(&config.profile)?;
+    let compiled = compile_rules(&config, &profile)?;
+    compiled.rejected.iter().for_each(&on_rejected);
+    compiled.unroutable.iter().for_each(&on_unroutable);
+    let catalog = match &config.catalog {
+        Some(path) => Catalog::from_file(path)?,
+        None => Catalog::empty(),
+    };
+    let mut summary = RunSummary {
+        rules_loaded: compiled.set.len(),
+        rules_rejected: compiled.rejected.len(),
+        rules_unroutable: compiled.unroutable.len(),
+        ..RunSummary::default()
+    };
+
+    let (batch_tx, mut batch_rx) = mpsc::channel::<InputBatch>(config.channel_capacity);
+    let (dead_tx, mut dead_rx) = mpsc::channel::<DeadLetter>(1024);
+    let (alert_tx, mut alert_rx) = mpsc::channel::<Vec<Alert>>(config.channel_capacity);
+
+    // Readers.
+    let mut readers = Vec::new();
+    for (index, input) in config.inputs.iter().enumerate() {
+        let source = InputSource::parse(&input.path.display().to_string());
+        let decoder = config.decoder.clone();
+        let batch_tx = batch_tx.clone();
+        let dead_tx = dead_tx.clone();
+        readers.push(tokio::task::spawn_blocking(move || {
+            let name = source.name();
+            read_events(
+                &source,
+                &decoder,
+                |events| {
+                    // A closed channel means detection stopped; nothing more to do.
+                    let _ = batch_tx.blocking_send(InputBatch {
+                        input: index,
+                        events,
+                    });
+                },
+                |dead| {
+                    let _ = dead_tx.blocking_send(dead);
+                },
+            )
+            .map_err(|e| format!("{name}: {e}"))
+        }));
+    }
+    drop(batch_tx);
+    drop(dead_tx);
+
+    // Detection.
+    let set = Arc::new(compiled.set);
+    let catalog = Arc::new(catalog);
+    let actors: Vec<Option<String>> = config.inputs.iter().map(|i| i.actor.clone()).collect();
+    let detect = {
+        let set = set.clone();
+        let catalog = catalog.clone();
+        let profile = profile.clone();
+        tokio::task::spawn_blocking(move || {
+            let fields = FieldCandidates::new(&catalog, &profile);
+            let mut scratch = set.scratch();
+            let mut events = 0u64;
+            while let Some(InputBatch {
+                input,
+                events: batch,
+            }) = batch_rx.blocking_recv()
+            {
+                events += batch.batch.num_rows() as u64;
+                let matches = set.evaluate(&batch.batch, &mut scratch);
+                if matches.is_empty() {
+                    continue;
+                }
+                let alerts = build_alerts(
+                    &set,
+                    &catalog,
+                    &fields,
+                    &batch,
+                    &matches,
+                    actors[input].as_deref(),
+                );
+                if alert_tx.blocking_send(alerts).is_err() {
+                    break;
+                }
+            }
+            events
+        })
+    };
+
+    // Sinks.
+    let dead_path = config.dead_letters.clone();
+    let dead_sink = tokio::spawn(async move {
+        let mut out = open_output(dead_path.as_deref(), true).await?;
+        let mut count = 0u64;
+        while let Some(dead) = dead_rx.recv().await {
+            count += 1;
+            let mut line =
+                serde_json::to_vec(&dead).map_err(|e| io_error(dead_path.as_deref(), e.into()))?;
+            line.push(b'\n');
+            out.write_all(&line)
+                .await
+                .map_err(|e| io_error(dead_path.as_deref(), e))?;
+            out.flush()
+                .await
+                .map_err(|e| io_error(dead_path.as_deref(), e))?;
+        }
+        Ok::<u64, PipelineError>(count)
+    });
+    let output = config.output.clone();
+    let alert_sink = tokio::spawn(async move {
+        let path = (output.as_os_str() != "-").then_some(output.as_path());
+        let mut out = open_output(path, false).await?;
+        let mut count = 0u64;
+        let mut buf = Vec::with_capacity(64 * 1024);
+        while let Some(alerts) = alert_rx.recv().await {
+            buf.clear();
+            for alert in &alerts {
+                serde_json::to_writer(&mut buf, alert).map_err(|e| io_error(path, e.into()))?;
+                buf.push(b'\n');
+            }
+            count += alerts.len() as u64;
+            out.write_all(&buf).await.map_err(|e| io_error(path, e))?;
+            out.flush().await.map_err(|e| io_error(path, e))?;
+        }
+        Ok::<u64, PipelineError>(count)
+    });
+
+    for reader in readers {
+        match reader.await {
+            Ok(Ok(stats)) => summary.bytes += stats.bytes,
+            Ok(Err(message)) => summary.failed_inputs.push(message),
+            Err(e) => return Err(PipelineError::Internal(format!("reader task: {e}"))),
+        }
+    }
+    summary.events = detect
+        .await
+        .map_err(|e| PipelineError::Internal(format!("detection task: {e}")))?;
+    summary.alerts = alert_sink
+        .await
+        .map_err(|e| PipelineError::Internal(format!("alert sink: {e}")))??;
+    summary.dead_letters = dead_sink
+        .await
+        .map_err(|e| PipelineError::Internal(format!("dead-letter sink: {e}")))??;
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+fn io_error(path: Option<&Path>, source: std::io::Error) -> PipelineError {
+    PipelineError::Output {
+        path: path
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("-")),
+        source,
+    }
+}
+
+async fn open_output(
+    path: Option<&Path>,
+    stderr: bool,
+) -> Result<Box<dyn AsyncWrite + Unpin + Send>, PipelineError> {
+    Ok(match path {
+        Some(p) => {
+            if let Some(parent) = p.parent().filter(|p| !p.as_os_str().is_empty()) {
+                tokio::fs::create_dir_all(parent)
+                    .await
+                    .map_err(|e| io_error(Some(p), e))?;
+            }
+            let file = tokio::fs::File::create(p)
+                .await
+                .map_err(|e| io_error(Some(p), e))?;
+            Box::new(BufWriter::new(file))
+        }
+        None if stderr => Box::new(tokio::io::stderr()),
+        None => Box::new(BufWriter::new(tokio::io::stdout())),
+    })
+}
+
+fn build_alerts(
+    set: &RuleSet,
+    catalog: &Catalog,
+    fields: &FieldCandidates,
+    batch: &EventBatch,
+    matches: &[vagt_rules::RuleMatch],
+    input_actor: Option<&str>,
+) -> Vec<Alert> {
+    use arrow_array::cast::AsArray;
+    let raw = batch
+        .batch
+        .schema()
+        .index_of(RAW_COLUMN)
+        .ok()
+        .map(|i| batch.batch.column(i).as_string::<i32>().clone());
+    let detected_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut alerts = Vec::with_capacity(matches.len());
+    for m in matches {
+        let info = set.rule(m.rule);
+        let text = raw.as_ref().map(|r| r.value(m.row)).unwrap_or("{}");
+        let facts = fields.facts(&batch.batch, m.row);
+        let impact = catalog.impact(&facts, &info.logsource);
+        let rule = alert_rule(info);
+        let time = fields.event_time(&batch.batch, m.row);
+        let origin = &batch.origins[m.row];
+        // The text was validated as a JSON object when decoded; should it
+        // not be, the alert carries it as a JSON string instead.
+        let event = RawValue::from_string(compact_json(text).into_owned())
+            .or_else(|_| serde_json::value::to_raw_value(text))
+            .ok();
+        alerts.push(Alert {
+            id: alert_id(&rule.id, text),
+            severity: severity(info.meta.level, &impact),
+            actor: input_actor
+                .map(str::to_string)
+                .or_else(|| impact.actors.first().cloned()),
+            actors: impact.actors.clone(),
+            critical_processes: impact.processes.clone(),
+            assets: impact.assets.clone(),
+            event_time: EventTime {
+                first: time.clone(),
+                last: time,
+            },
+            detected_at: detected_at.clone(),
+            group: None,
+            count: 1,
+            source: EventSource {
+                input: origin.source.to_string(),
+                line: origin.line,
+                offset: origin.offset,
+            },
+            event,
+            rule,
+        });
+    }
+    alerts
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn connectors_and_rules_agree_on_special_columns() {
+        assert_eq!(vagt_connectors::RAW_COLUMN, vagt_rules::RAW_COLUMN);
+        assert_eq!(vagt_connectors::NULLS_COLUMN, vagt_rules::NULLS_COLUMN);
+    }
+}

@@ -1,0 +1,191 @@
+//! `vagt rules check` and `vagt run` with flags and config files.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+pub fn vagt(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vagt"))
+        .args(args)
+        .env_remove("VAGT_FIXTURES")
+        .output()
+        .expect("run vagt")
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+pub fn corpora() -> PathBuf {
+    let path = repo().join("../shared/corpora");
+    assert!(
+        path.join("sigmahq/rules").is_dir(),
+        "the shared corpora are missing: expected {}",
+        path.display()
+    );
+    path
+}
+
+pub fn alerts(output: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("alert line is not JSON ({e}): {l}"))
+        })
+        .collect()
+}
+
+#[test]
+fn rules_check_loads_the_sigmahq_corpus() {
+    let rules = corpora().join("sigmahq/rules");
+    let out = vagt(&["rules", "check", rules.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary = stdout.lines().last().unwrap_or_default();
+    let loaded: usize = summary
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no summary line: {stdout}"));
+    assert!(
+        loaded * 100 >= 3141 * 99,
+        "only {loaded} of 3141 rules loaded: {summary}"
+    );
+    let rejected = stdout
+        .lines()
+        .filter(|l| l.starts_with("rejected: "))
+        .count();
+    assert_eq!(
+        out.status.success(),
+        rejected == 0,
+        "exit status follows rejections"
+    );
+}
+
+#[test]
+fn rules_check_names_file_rule_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("good.yml"),
+        "title: Good\nid: 11111111-0000-4000-8000-000000000001\nlogsource: {product: windows, service: security}\ndetection:\n  sel: {EventID: 4625}\n  condition: sel\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("bad.yml"),
+        "title: Bad modifier\nid: 22222222-0000-4000-8000-000000000002\nlogsource: {product: windows}\ndetection:\n  sel: {CommandLine|contians: x}\n  condition: sel\n---\ntitle: Bad condition\nid: 33333333-0000-4000-8000-000000000003\nlogsource: {product: windows}\ndetection:\n  sel: {a: 1}\n  condition: sel and (filter\n---\ntitle: [unclosed\n",
+    )
+    .unwrap();
+    let out = vagt(&["rules", "check", dir.path().to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "rejections give a non-zero exit");
+    assert!(stdout.contains("bad.yml:1 [22222222-0000-4000-8000-000000000002] Bad modifier: unknown modifier 'contians'"), "{stdout}");
+    assert!(
+        stdout
+            .contains("bad.yml:8 [33333333-0000-4000-8000-000000000003] Bad condition: condition"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("unbalanced parenthesis"), "{stdout}");
+    assert!(
+        stdout.contains("bad.yml:15") && stdout.contains("invalid YAML"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .starts_with("1 rules loaded"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn run_with_flags_and_with_a_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rule.yml"),
+        "title: Encoded PowerShell\nid: 44444444-0000-4000-8000-000000000004\nlevel: high\ntags: [attack.execution, attack.t1059.001]\nlogsource: {product: windows, category: process_creation}\ndetection:\n  sel:\n    Image|endswith: '\\powershell.exe'\n    CommandLine|windash|contains: ' -enc '\n  condition: sel\n",
+    )
+    .unwrap();
+    let events = [
+        r#"{"EventID": 1, "Channel": "Microsoft-Windows-Sysmon/Operational", "Hostname": "PC1", "Image": "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe", "CommandLine": "powershell /enc SQBFAFgA", "UtcTime": "2026-01-02 03:04:05.678"}"#,
+        r#"{"EventID": 1, "Channel": "Microsoft-Windows-Sysmon/Operational", "Hostname": "PC1", "Image": "C:\\Windows\\System32\\cmd.exe", "CommandLine": "cmd /c dir"}"#,
+        r#"{"EventID": 4688, "Channel": "Security", "Computer": "PC2", "NewProcessName": "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe", "CommandLine": "powershell -enc AAAA"}"#,
+        r#"{"EventID": 3, "Channel": "Microsoft-Windows-Sysmon/Operational", "Image": "C:\\x\\powershell.exe", "CommandLine": "powershell -enc AAAA"}"#,
+    ];
+    std::fs::write(dir.path().join("events.jsonl"), events.join("\n")).unwrap();
+    let rule = dir.path().join("rule.yml");
+    let input = dir.path().join("events.jsonl");
+    let out = vagt(&[
+        "run",
+        "--rules",
+        rule.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let alerts = alerts(&out);
+    assert_eq!(
+        alerts.len(),
+        2,
+        "Sysmon 1 and Security 4688 match, network event does not"
+    );
+    assert_eq!(
+        alerts[0]["rule"]["id"],
+        "44444444-0000-4000-8000-000000000004"
+    );
+    assert_eq!(alerts[0]["rule"]["attack_techniques"][0], "T1059.001");
+    assert_eq!(alerts[0]["event_time"]["first"], "2026-01-02T03:04:05.678Z");
+    assert_eq!(alerts[1]["source"]["line"], 3);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("4 events")
+            && stderr.contains("2 alerts")
+            && stderr.contains("1 rules loaded"),
+        "{stderr}"
+    );
+
+    // The same through a config file, with output to a file.
+    std::fs::write(
+        dir.path().join("vagt.yaml"),
+        "rules: [rule.yml]\ninputs: [{path: events.jsonl, actor: rnv-hospital-nord}]\noutput: out/alerts.jsonl\ndecoder: {batch_size: 1}\n",
+    )
+    .unwrap();
+    let out = vagt(&[
+        "run",
+        "--config",
+        dir.path().join("vagt.yaml").to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = std::fs::read_to_string(dir.path().join("out/alerts.jsonl")).unwrap();
+    let from_file: Vec<serde_json::Value> = written
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(from_file.len(), 2);
+    assert_eq!(from_file[0]["actor"], "rnv-hospital-nord");
+    assert_eq!(
+        from_file[0]["id"], alerts[0]["id"],
+        "alert ids are deterministic across runs and batch sizes"
+    );
+
+    // A config with an unknown key is refused with the key named.
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "rules: [rule.yml]\ninputs: [{path: events.jsonl}]\nouptut: x\n",
+    )
+    .unwrap();
+    let out = vagt(&[
+        "run",
+        "--config",
+        dir.path().join("bad.yaml").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `ouptut`"));
+}

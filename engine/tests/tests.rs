@@ -1,0 +1,6 @@
+//! Integration tests of the engine through the `vagt` binary, one test
+//! binary with a module per area.
+
+mod bad_input;
+mod cli;
+mod default_run;

@@ -1,0 +1,5 @@
+//! Integration tests of the rules crate, one binary.
+
+mod corpus;
+mod regression;
+mod semantics;
