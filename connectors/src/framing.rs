@@ -57,6 +57,7 @@ pub struct RecordSplitter<R> {
     pos: usize,
     filled: usize,
     eof: bool,
+    last_read_short: bool,
     line: u64,
     offset: u64,
     at_line_start: bool,
@@ -85,12 +86,26 @@ impl<R: Read> RecordSplitter<R> {
             pos: 0,
             filled: 0,
             eof: false,
+            last_read_short: false,
             line: 1,
             offset: 0,
             at_line_start: true,
             in_array: false,
             pending: VecDeque::new(),
         }
+    }
+
+    /// True when everything read so far has been consumed (but whitespace)
+    /// and the last
+    /// read returned less than asked for: the reader is at the live edge of
+    /// a pipe or socket (or at the end of a file), so the next read may
+    /// wait. Callers flush partial batches here to keep latency low while
+    /// files still get full batches.
+    pub fn at_live_edge(&self) -> bool {
+        (self.last_read_short || self.eof)
+            && self.buf[self.pos..self.filled]
+                .iter()
+                .all(|b| b.is_ascii_whitespace())
     }
 
     /// Bytes consumed so far.
@@ -114,6 +129,7 @@ impl<R: Read> RecordSplitter<R> {
                 Ok(n) => {
                     self.pos = 0;
                     self.filled = n;
+                    self.last_read_short = n < self.buf.len();
                     return Ok(true);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

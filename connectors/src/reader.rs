@@ -21,8 +21,10 @@ pub struct ReadStats {
     pub bytes: u64,
 }
 
-/// Reads `source` to its end, handing out full batches (and the last,
-/// partial one) and dead letters as they occur.
+/// Reads `source` to its end, handing out batches and dead letters as they
+/// occur. A batch is handed out when it is full, or, for stdin, early when
+/// no more input is waiting, so that streaming input is not held back until
+/// a batch fills.
 ///
 /// # Errors
 /// Opening or reading the source failed; batches before the failure have
@@ -40,6 +42,9 @@ pub fn read_events(
     let mut decoder = BatchDecoder::new();
     let mut stats = ReadStats::default();
     let batch_size = config.batch_size.max(1);
+    // Files are read in full batches (a gzip stream returns short reads
+    // all the time); live sources hand out what they have when idle.
+    let live = matches!(source, InputSource::Stdin);
     loop {
         let frame = match splitter.next_frame() {
             Ok(Some(f)) => f,
@@ -59,7 +64,7 @@ pub fn read_events(
             Frame::Record(record) => match decoder.push(record, &source_name) {
                 None => {
                     stats.records += 1;
-                    if decoder.len() >= batch_size {
+                    if decoder.len() >= batch_size || (live && splitter.at_live_edge()) {
                         if let Some(batch) = decoder.finish() {
                             on_batch(batch);
                         }

@@ -55,6 +55,25 @@ struct RunArgs {
     /// Events per Arrow batch.
     #[arg(long)]
     batch_size: Option<usize>,
+    /// Values for a Sigma `|expand` placeholder: `NAME=VALUE[,VALUE...]` (repeatable).
+    #[arg(long = "placeholder", value_parser = parse_placeholder)]
+    placeholders: Vec<(String, Vec<String>)>,
+}
+
+fn parse_placeholder(s: &str) -> Result<(String, Vec<String>), String> {
+    let (name, values) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not NAME=VALUE[,VALUE...]"))?;
+    let name = name.trim().trim_matches('%').to_string();
+    let values: Vec<String> = values
+        .split(',')
+        .map(str::to_string)
+        .filter(|v| !v.is_empty())
+        .collect();
+    if name.is_empty() || values.is_empty() {
+        return Err(format!("'{s}' needs a name and at least one value"));
+    }
+    Ok((name, values))
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,6 +90,9 @@ enum RulesCommand {
         /// Also list rules whose logsource the profile cannot route.
         #[arg(long, short)]
         verbose: bool,
+        /// Values for a Sigma `|expand` placeholder: `NAME=VALUE[,VALUE...]` (repeatable).
+        #[arg(long = "placeholder", value_parser = parse_placeholder)]
+        placeholders: Vec<(String, Vec<String>)>,
     },
 }
 
@@ -84,8 +106,9 @@ fn main() -> ExitCode {
                     paths,
                     profile,
                     verbose,
+                    placeholders,
                 },
-        } => check(paths, &profile, verbose),
+        } => check(paths, &profile, verbose, placeholders.into_iter().collect()),
     };
     match result {
         Ok(code) => code,
@@ -135,6 +158,7 @@ fn build_config(args: RunArgs) -> anyhow::Result<RunConfig> {
     if let Some(b) = args.batch_size {
         config.decoder.batch_size = b;
     }
+    config.placeholders.extend(args.placeholders);
     config.validate()?;
     Ok(config)
 }
@@ -158,9 +182,14 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn check(paths: Vec<PathBuf>, profile: &str, verbose: bool) -> anyhow::Result<ExitCode> {
+fn check(
+    paths: Vec<PathBuf>,
+    profile: &str,
+    verbose: bool,
+    placeholders: vagt_rules::Placeholders,
+) -> anyhow::Result<ExitCode> {
     let profile = pipeline::load_profile(profile)?;
-    let collection = vagt_rules::load_paths(&paths, &Default::default())?;
+    let collection = vagt_rules::load_paths(&paths, &placeholders)?;
     let compiled = vagt_rules::RuleSetBuilder::new(profile.clone()).build(&collection);
     for r in &compiled.rejected {
         println!("rejected: {r}");

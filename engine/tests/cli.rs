@@ -189,3 +189,72 @@ fn run_with_flags_and_with_a_config_file() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `ouptut`"));
 }
+
+#[test]
+fn stdin_events_alert_while_the_stream_is_still_open() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let rule = dir.path().join("rule.yml");
+    std::fs::write(
+        &rule,
+        "title: Whoami\nid: 77777777-0000-4000-8000-000000000007\nlogsource: {product: windows, category: process_creation}\ndetection:\n  sel: {Image|endswith: '\\whoami.exe'}\n  condition: sel\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vagt"))
+        .args(["run", "--rules", rule.to_str().unwrap(), "--input", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vagt");
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    writeln!(
+        stdin,
+        r#"{{"EventID": 1, "Channel": "Microsoft-Windows-Sysmon/Operational", "Image": "C:\\Windows\\System32\\whoami.exe"}}"#
+    )
+    .unwrap();
+    stdin.flush().unwrap();
+    // The batch is not full and stdin is still open: the alert must come anyway.
+    let first = rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("an alert before stdin is closed");
+    let alert: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(alert["rule"]["id"], "77777777-0000-4000-8000-000000000007");
+    assert_eq!(alert["source"]["input"], "stdin");
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn placeholders_come_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("admins.yml"),
+        "title: Admin logon\nid: 88888888-0000-4000-8000-000000000008\nlogsource: {product: windows, service: security}\ndetection:\n  sel: {TargetUserName|expand: '%Admins%'}\n  condition: sel\n",
+    )
+    .unwrap();
+    let path = dir.path().to_str().unwrap();
+    let out = vagt(&["rules", "check", path]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("placeholder '%Admins%' has no configured values"));
+    let out = vagt(&["rules", "check", path, "--placeholder", "Admins=adm_*,root"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = vagt(&["rules", "check", path, "--placeholder", "Admins"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NAME=VALUE"));
+}

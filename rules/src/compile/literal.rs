@@ -130,11 +130,7 @@ fn case_pair(class: &Class) -> Option<char> {
             Some(a.to_ascii_lowercase())
         }
         // (?i)k also matches the Kelvin sign; s matches the long s.
-        [a, b, c]
-            if a.is_ascii_alphabetic()
-                && a.eq_ignore_ascii_case(b)
-                && !c.is_ascii() =>
-        {
+        [a, b, c] if a.is_ascii_alphabetic() && a.eq_ignore_ascii_case(b) && !c.is_ascii() => {
             Some(a.to_ascii_lowercase())
         }
         _ => None,
