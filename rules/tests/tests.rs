@@ -2,4 +2,5 @@
 
 mod corpus;
 mod regression;
+mod scoping;
 mod semantics;

@@ -15,7 +15,7 @@ pub(crate) mod literal;
 
 use std::collections::HashMap;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex::{Regex, RegexBuilder};
 
 use crate::error::RuleError;
@@ -29,6 +29,9 @@ pub const RAW_COLUMN: &str = "_raw";
 /// Column listing, per row, the columns present with a JSON `null` (which
 /// `exists` counts as present); a `List<Utf8>`, absent when there are none.
 pub const NULLS_COLUMN: &str = "_nulls";
+
+/// Fields with at most this many literals get a DFA automaton.
+const DFA_MAX_PATTERNS: usize = 1000;
 
 pub(crate) type FieldId = usize;
 pub(crate) type LeafId = usize;
@@ -183,7 +186,19 @@ pub struct RuleSet {
     pub(crate) fields: Vec<Vec<String>>,
     pub(crate) automata: Vec<Option<FieldAutomaton>>,
     pub(crate) needle_count: usize,
+    /// Per field: which rows can ever need its prefilter hits.
+    pub(crate) field_scopes: Vec<FieldScope>,
     pub(crate) profile_name: String,
+}
+
+/// The rows of a batch for which a field's prefilter hits can matter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FieldScope {
+    /// Every row (the field is read by a logsource condition).
+    All,
+    /// The rows of these routes (logsources); the rules reading the field
+    /// never look at other rows.
+    Routes(Vec<usize>),
 }
 
 impl RuleSet {
@@ -376,9 +391,18 @@ impl RuleSetBuilder {
                 if needles.is_empty() {
                     return None;
                 }
+                // A DFA searches fastest but grows with the pattern count;
+                // the few fields with thousands of literals (hashes) hold
+                // short values, where a contiguous NFA is as good.
+                let kind = if needles.len() <= DFA_MAX_PATTERNS {
+                    AhoCorasickKind::DFA
+                } else {
+                    AhoCorasickKind::ContiguousNFA
+                };
                 let automaton = AhoCorasickBuilder::new()
                     .ascii_case_insensitive(true)
                     .match_kind(MatchKind::Standard)
+                    .kind(Some(kind))
                     .build(needles.iter().map(|(t, _)| t.as_bytes()))
                     .ok()?;
                 Some(FieldAutomaton {
@@ -388,8 +412,10 @@ impl RuleSetBuilder {
             })
             .collect();
 
+        let scopes = field_scopes(&rules, &routes, &interner.leaves, interner.fields.len());
         Compiled {
             set: RuleSet {
+                field_scopes: scopes,
                 rules,
                 routes,
                 leaves: interner.leaves,
@@ -451,6 +477,50 @@ fn compile_cond(
         Cond::Not(inner) => Node::Not(Box::new(compile_cond(inner, logsource, profile, interner)?)),
         Cond::AtLeast(n, items) => Node::AtLeast(*n, compile_all(items)?),
     })
+}
+
+fn node_fields(node: &Node, leaves: &[Leaf], out: &mut Vec<FieldId>) {
+    match node {
+        Node::Leaf(id) => out.push(leaves[*id].field),
+        Node::And(v) | Node::Or(v) | Node::AtLeast(_, v) => {
+            v.iter().for_each(|n| node_fields(n, leaves, out))
+        }
+        Node::Not(n) => node_fields(n, leaves, out),
+    }
+}
+
+fn field_scopes(
+    rules: &[CompiledRule],
+    routes: &[Option<Node>],
+    leaves: &[Leaf],
+    field_count: usize,
+) -> Vec<FieldScope> {
+    let mut scopes = vec![FieldScope::Routes(Vec::new()); field_count];
+    let mut fields = Vec::new();
+    for route in routes.iter().flatten() {
+        node_fields(route, leaves, &mut fields);
+    }
+    for f in fields.drain(..) {
+        scopes[f] = FieldScope::All;
+    }
+    for rule in rules {
+        node_fields(&rule.node, leaves, &mut fields);
+        for f in fields.drain(..) {
+            if let FieldScope::Routes(r) = &mut scopes[f] {
+                if !r.contains(&rule.route) {
+                    r.push(rule.route);
+                }
+            }
+        }
+        // A rule without a logsource condition sees every row.
+        if routes[rule.route].is_none() {
+            node_fields(&rule.node, leaves, &mut fields);
+            for f in fields.drain(..) {
+                scopes[f] = FieldScope::All;
+            }
+        }
+    }
+    scopes
 }
 
 fn node_cost(node: &Node, leaves: &[Leaf]) -> u32 {

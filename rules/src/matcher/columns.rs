@@ -119,6 +119,17 @@ impl Column {
         matches!(self, Column::Str { .. })
     }
 
+    /// The string elements of a row (one, unless this is a list column).
+    pub(crate) fn elements_of(&self, row: usize) -> std::ops::Range<usize> {
+        match self {
+            Column::Str {
+                list: Some((offsets, _)),
+                ..
+            } => offsets[row] as usize..offsets[row + 1] as usize,
+            _ => row..row + 1,
+        }
+    }
+
     /// Row of a string element (identity unless this is a list column).
     pub(crate) fn row_of_element(&self, element: usize) -> usize {
         match self {

@@ -20,7 +20,9 @@ use chrono::{Datelike, NaiveDateTime, Timelike};
 
 pub use rowset::RowSet;
 
-use crate::compile::{FieldId, LeafId, LeafKind, Mode, Node, RuleSet, TextCheck, NULLS_COLUMN};
+use crate::compile::{
+    FieldId, FieldScope, LeafId, LeafKind, Mode, Node, RuleSet, TextCheck, NULLS_COLUMN,
+};
 use crate::sigma::TimePart;
 use columns::Column;
 
@@ -220,11 +222,41 @@ impl RuleSet {
             return;
         };
         let rows = s.rows;
+        // Only the rows some rule reading this field can look at; if they
+        // are few, search them one by one instead of the whole column.
+        let scope = match &self.field_scopes[field] {
+            FieldScope::All => None,
+            FieldScope::Routes(routes) => {
+                let all = RowSet::full(rows);
+                let mut scope = RowSet::empty(rows);
+                for route in routes {
+                    scope.or_with(&self.route_rows(*route, batch, s, &all));
+                }
+                (scope.count() * 2 < rows).then_some(scope)
+            }
+        };
         for col_index in self.resolve_field(field, batch, s) {
             let column = self.column(col_index, batch, s).clone();
             let Column::Str { values, .. } = &column else {
                 continue;
             };
+            if let Some(scope) = &scope {
+                for row in scope.iter() {
+                    for element in column.elements_of(row) {
+                        if !values.is_valid(element) {
+                            continue;
+                        }
+                        for m in automaton
+                            .automaton
+                            .find_overlapping_iter(values.value(element))
+                        {
+                            let needle = automaton.needles[m.pattern().as_usize()];
+                            record_hit(s, needle, row, rows);
+                        }
+                    }
+                }
+                continue;
+            }
             let offsets = values.value_offsets();
             let data = values.value_data();
             let (start, end) = (offsets[0] as usize, offsets[offsets.len() - 1] as usize);
@@ -242,14 +274,7 @@ impl RuleSet {
                 }
                 let row = column.row_of_element(element);
                 let needle = automaton.needles[m.pattern().as_usize()];
-                let slot = &mut s.hits[needle];
-                if slot.is_none() {
-                    *slot = Some(RowSet::empty(rows));
-                    s.touched.push(needle);
-                }
-                if let Some(set) = slot {
-                    set.insert(row);
-                }
+                record_hit(s, needle, row, rows);
             }
         }
     }
@@ -450,6 +475,17 @@ impl RuleSet {
             _ => {}
         }
         out
+    }
+}
+
+fn record_hit(s: &mut Scratch, needle: usize, row: usize, rows: usize) {
+    let slot = &mut s.hits[needle];
+    if slot.is_none() {
+        *slot = Some(RowSet::empty(rows));
+        s.touched.push(needle);
+    }
+    if let Some(set) = slot {
+        set.insert(row);
     }
 }
 
