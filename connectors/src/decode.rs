@@ -19,6 +19,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Instant;
 
 use arrow_array::builder::{
     BooleanBuilder, Float64Builder, Int64Builder, ListBuilder, StringBuilder,
@@ -97,6 +98,9 @@ pub struct EventBatch {
     pub batch: RecordBatch,
     /// One per row.
     pub origins: Vec<EventOrigin>,
+    /// When the batch's first record was handed to the decoder: the
+    /// ingest time that alert latency is measured from.
+    pub received: Instant,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -143,6 +147,7 @@ pub struct BatchDecoder {
     origins: Vec<EventOrigin>,
     path: String,
     touched: Vec<usize>,
+    received: Option<Instant>,
 }
 
 impl BatchDecoder {
@@ -184,6 +189,9 @@ impl BatchDecoder {
                 )));
             }
         };
+        if self.received.is_none() {
+            self.received = Some(Instant::now());
+        }
         let row = self.origins.len() as u32;
         let arena_mark = self.arena.len();
         let items_mark = self.list_items.len();
@@ -297,8 +305,13 @@ impl BatchDecoder {
         let schema = Arc::new(Schema::new(fields));
         let batch = RecordBatch::try_new(schema, arrays).ok()?;
         let origins = std::mem::take(&mut self.origins);
+        let received = self.received.take().unwrap_or_else(Instant::now);
         self.reset();
-        Some(EventBatch { batch, origins })
+        Some(EventBatch {
+            batch,
+            origins,
+            received,
+        })
     }
 
     fn reset(&mut self) {

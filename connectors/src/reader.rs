@@ -62,14 +62,7 @@ pub fn read_events(
         };
         match frame {
             Frame::Record(record) => match decoder.push(record, &source_name) {
-                None => {
-                    stats.records += 1;
-                    if decoder.len() >= batch_size || (live && splitter.at_live_edge()) {
-                        if let Some(batch) = decoder.finish() {
-                            on_batch(batch);
-                        }
-                    }
-                }
+                None => stats.records += 1,
                 Some(dead) => {
                     stats.dead_letters += 1;
                     on_dead(dead);
@@ -78,6 +71,11 @@ pub fn read_events(
             Frame::Dead(dead) => {
                 stats.dead_letters += 1;
                 on_dead(dead);
+            }
+        }
+        if decoder.len() >= batch_size || (live && !decoder.is_empty() && splitter.at_live_edge()) {
+            if let Some(batch) = decoder.finish() {
+                on_batch(batch);
             }
         }
     }

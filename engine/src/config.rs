@@ -12,6 +12,7 @@
 //! dead_letters: dead.jsonl        # default: stderr
 //! decoder: {batch_size: 1024, max_record_bytes: 4194304}
 //! channel_capacity: 8             # batches in flight between stages
+//! metrics_listen: 127.0.0.1:9898  # Prometheus endpoint (off when unset)
 //! ```
 //! Relative paths are resolved against the config file's folder.
 
@@ -61,6 +62,9 @@ pub struct RunConfig {
     /// Batches in flight between two stages (backpressure bound).
     #[serde(default = "default_channel_capacity")]
     pub channel_capacity: usize,
+    /// Serve Prometheus metrics on this address (e.g. `127.0.0.1:9898`).
+    #[serde(default)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 fn default_profile() -> String {

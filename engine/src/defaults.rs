@@ -52,5 +52,6 @@ pub fn default_config() -> RunConfig {
         dead_letters: None,
         decoder: DecoderConfig::default(),
         channel_capacity: 8,
+        metrics_listen: None,
     }
 }

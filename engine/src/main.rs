@@ -58,6 +58,9 @@ struct RunArgs {
     /// Values for a Sigma `|expand` placeholder: `NAME=VALUE[,VALUE...]` (repeatable).
     #[arg(long = "placeholder", value_parser = parse_placeholder)]
     placeholders: Vec<(String, Vec<String>)>,
+    /// Serve Prometheus metrics on this address, e.g. `127.0.0.1:9898`.
+    #[arg(long = "metrics")]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 fn parse_placeholder(s: &str) -> Result<(String, Vec<String>), String> {
@@ -159,6 +162,9 @@ fn build_config(args: RunArgs) -> anyhow::Result<RunConfig> {
         config.decoder.batch_size = b;
     }
     config.placeholders.extend(args.placeholders);
+    if let Some(addr) = args.metrics_listen {
+        config.metrics_listen = Some(addr);
+    }
     config.validate()?;
     Ok(config)
 }

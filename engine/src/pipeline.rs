@@ -28,6 +28,7 @@ use crate::alert::{
 };
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::RunConfig;
+use crate::telemetry::{self, DetectionMetrics, MetricsError, SinkMetrics, SourceMetrics};
 
 /// Why a run could not start or finish.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,9 @@ pub enum PipelineError {
         #[source]
         source: std::io::Error,
     },
+    /// The metrics endpoint could not start.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
     /// A pipeline task failed unexpectedly.
     #[error("internal: {0}")]
     Internal(String),
@@ -137,6 +141,10 @@ pub async fn run(
         Some(path) => Catalog::from_file(path)?,
         None => Catalog::empty(),
     };
+    if let Some(addr) = config.metrics_listen {
+        telemetry::install(addr)?;
+    }
+    telemetry::rules(compiled.set.len(), compiled.rejected.len());
     let mut summary = RunSummary {
         rules_loaded: compiled.set.len(),
         rules_rejected: compiled.rejected.len(),
@@ -146,7 +154,12 @@ pub async fn run(
 
     let (batch_tx, mut batch_rx) = mpsc::channel::<InputBatch>(config.channel_capacity);
     let (dead_tx, mut dead_rx) = mpsc::channel::<DeadLetter>(1024);
-    let (alert_tx, mut alert_rx) = mpsc::channel::<Vec<Alert>>(config.channel_capacity);
+    let (alert_tx, mut alert_rx) = mpsc::channel::<(Vec<Alert>, Instant)>(config.channel_capacity);
+    let source_metrics: Vec<SourceMetrics> = config
+        .inputs
+        .iter()
+        .map(|i| SourceMetrics::new(&InputSource::parse(&i.path.display().to_string()).name()))
+        .collect();
 
     // Readers.
     let mut readers = Vec::new();
@@ -155,12 +168,14 @@ pub async fn run(
         let decoder = config.decoder.clone();
         let batch_tx = batch_tx.clone();
         let dead_tx = dead_tx.clone();
+        let metrics = source_metrics[index].clone();
         readers.push(tokio::task::spawn_blocking(move || {
             let name = source.name();
-            read_events(
+            let stats = read_events(
                 &source,
                 &decoder,
                 |events| {
+                    metrics.decoded(events.batch.num_rows());
                     // A closed channel means detection stopped; nothing more to do.
                     let _ = batch_tx.blocking_send(InputBatch {
                         input: index,
@@ -168,10 +183,13 @@ pub async fn run(
                     });
                 },
                 |dead| {
+                    metrics.dead_letter();
                     let _ = dead_tx.blocking_send(dead);
                 },
             )
-            .map_err(|e| format!("{name}: {e}"))
+            .map_err(|e| format!("{name}: {e}"))?;
+            metrics.read(stats.bytes);
+            Ok::<_, String>(stats)
         }));
     }
     drop(batch_tx);
@@ -185,8 +203,10 @@ pub async fn run(
         let set = set.clone();
         let catalog = catalog.clone();
         let profile = profile.clone();
+        let source_metrics = source_metrics.clone();
         tokio::task::spawn_blocking(move || {
             let fields = FieldCandidates::new(&catalog, &profile);
+            let metrics = DetectionMetrics::new(&set);
             let mut scratch = set.scratch();
             let mut events = 0u64;
             while let Some(InputBatch {
@@ -195,7 +215,11 @@ pub async fn run(
             }) = batch_rx.blocking_recv()
             {
                 events += batch.batch.num_rows() as u64;
+                let evaluating = Instant::now();
                 let matches = set.evaluate(&batch.batch, &mut scratch);
+                metrics.batch(evaluating.elapsed());
+                scratch.drain_rule_stats(|rule, stats| metrics.rule(rule, stats));
+                source_metrics[input].evaluated(batch.batch.num_rows());
                 if matches.is_empty() {
                     continue;
                 }
@@ -207,7 +231,7 @@ pub async fn run(
                     &matches,
                     actors[input].as_deref(),
                 );
-                if alert_tx.blocking_send(alerts).is_err() {
+                if alert_tx.blocking_send((alerts, batch.received)).is_err() {
                     break;
                 }
             }
@@ -218,6 +242,7 @@ pub async fn run(
     // Sinks.
     let dead_path = config.dead_letters.clone();
     let dead_sink = tokio::spawn(async move {
+        let sink = SinkMetrics::new("dead_letters");
         let mut out = open_output(dead_path.as_deref(), true).await?;
         let mut count = 0u64;
         while let Some(dead) = dead_rx.recv().await {
@@ -225,30 +250,45 @@ pub async fn run(
             let mut line =
                 serde_json::to_vec(&dead).map_err(|e| io_error(dead_path.as_deref(), e.into()))?;
             line.push(b'\n');
-            out.write_all(&line)
-                .await
-                .map_err(|e| io_error(dead_path.as_deref(), e))?;
-            out.flush()
-                .await
-                .map_err(|e| io_error(dead_path.as_deref(), e))?;
+            let writing = Instant::now();
+            let written = match out.write_all(&line).await {
+                Ok(()) => out.flush().await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                sink.failed();
+                return Err(io_error(dead_path.as_deref(), e));
+            }
+            sink.wrote(writing.elapsed());
         }
         Ok::<u64, PipelineError>(count)
     });
     let output = config.output.clone();
     let alert_sink = tokio::spawn(async move {
+        let sink = SinkMetrics::new("alerts");
         let path = (output.as_os_str() != "-").then_some(output.as_path());
         let mut out = open_output(path, false).await?;
         let mut count = 0u64;
         let mut buf = Vec::with_capacity(64 * 1024);
-        while let Some(alerts) = alert_rx.recv().await {
+        while let Some((alerts, received)) = alert_rx.recv().await {
             buf.clear();
             for alert in &alerts {
                 serde_json::to_writer(&mut buf, alert).map_err(|e| io_error(path, e.into()))?;
                 buf.push(b'\n');
+                telemetry::alert(&alert.severity.to_string());
             }
             count += alerts.len() as u64;
-            out.write_all(&buf).await.map_err(|e| io_error(path, e))?;
-            out.flush().await.map_err(|e| io_error(path, e))?;
+            let writing = Instant::now();
+            let written = match out.write_all(&buf).await {
+                Ok(()) => out.flush().await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                sink.failed();
+                return Err(io_error(path, e));
+            }
+            sink.wrote(writing.elapsed());
+            sink.delivered(received.elapsed());
         }
         Ok::<u64, PipelineError>(count)
     });

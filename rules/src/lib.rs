@@ -24,6 +24,6 @@ pub use compile::{
 };
 pub use error::{LoadError, ProfileError, RuleError};
 pub use loader::{load_paths, load_text, LoadedRule, Origin, Rejection, RuleCollection};
-pub use matcher::{RowSet, RuleMatch, Scratch};
+pub use matcher::{RowSet, RuleMatch, RuleStats, Scratch};
 pub use profile::Profile;
 pub use sigma::{Level, LogSource, Placeholders, RuleMeta};

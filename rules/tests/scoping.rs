@@ -23,11 +23,20 @@ detection:
 
 fn matches(security_events: usize, sysmon_events: usize) -> Vec<(usize, String)> {
     let mut collection = RuleCollection::default();
-    load_text("rules.yml".as_ref(), RULES, &Placeholders::new(), &mut collection);
-    let set = RuleSetBuilder::new(Profile::windows().unwrap()).build(&collection).set;
+    load_text(
+        "rules.yml".as_ref(),
+        RULES,
+        &Placeholders::new(),
+        &mut collection,
+    );
+    let set = RuleSetBuilder::new(Profile::windows().unwrap())
+        .build(&collection)
+        .set;
     let mut lines = Vec::new();
     for i in 0..security_events {
-        lines.push(format!(r#"{{"Channel": "Security", "EventID": 4688, "Note": "event {i} sekurlsa::x"}}"#));
+        lines.push(format!(
+            r#"{{"Channel": "Security", "EventID": 4688, "Note": "event {i} sekurlsa::x"}}"#
+        ));
     }
     for i in 0..sysmon_events {
         lines.push(format!(

@@ -13,6 +13,7 @@ mod rowset;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::Schema;
@@ -35,9 +36,22 @@ pub struct RuleMatch {
     pub rule: usize,
 }
 
+/// Work done for one rule since the stats were last drained.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RuleStats {
+    /// Batches in which the rule was evaluated (its logsource had rows).
+    pub evaluations: u64,
+    /// Rows it matched.
+    pub matches: u64,
+    /// Time spent evaluating it, in nanoseconds. Shared work (a field's
+    /// prefilter search) is counted for the first rule that needs it.
+    pub nanos: u64,
+}
+
 /// Per-worker mutable state for evaluation; reuse it across batches.
 #[derive(Debug, Default)]
 pub struct Scratch {
+    rule_stats: Vec<RuleStats>,
     schema: Option<Arc<Schema>>,
     column_index: HashMap<String, usize>,
     field_columns: Vec<Option<Vec<usize>>>,
@@ -48,6 +62,19 @@ pub struct Scratch {
     leaf_cache: Vec<Option<RowSet>>,
     route_cache: Vec<Option<RowSet>>,
     rows: usize,
+}
+
+impl Scratch {
+    /// Hands the per-rule stats accumulated since the last call to `f`
+    /// (rule index, stats), for rules that did any work, and resets them.
+    pub fn drain_rule_stats(&mut self, mut f: impl FnMut(usize, RuleStats)) {
+        for (index, stats) in self.rule_stats.iter_mut().enumerate() {
+            if stats.evaluations > 0 {
+                f(index, *stats);
+                *stats = RuleStats::default();
+            }
+        }
+    }
 }
 
 impl RuleSet {
@@ -66,13 +93,22 @@ impl RuleSet {
             return matches;
         }
         let all = RowSet::full(rows);
+        scratch
+            .rule_stats
+            .resize(self.rules.len(), RuleStats::default());
         for (index, rule) in self.rules.iter().enumerate() {
             let domain = self.route_rows(rule.route, batch, scratch, &all);
             if domain.is_empty() {
                 continue;
             }
+            let started = Instant::now();
             let hit = self.eval(&rule.node, &domain, batch, scratch);
+            let before = matches.len();
             matches.extend(hit.iter().map(|row| RuleMatch { row, rule: index }));
+            let stats = &mut scratch.rule_stats[index];
+            stats.evaluations += 1;
+            stats.matches += (matches.len() - before) as u64;
+            stats.nanos += started.elapsed().as_nanos() as u64;
         }
         matches.sort_unstable();
         matches
