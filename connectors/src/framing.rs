@@ -139,13 +139,13 @@ impl<R: Read> RecordSplitter<R> {
     }
 
     fn advance(&mut self, n: usize) {
-        for &b in &self.buf[self.pos..self.pos + n] {
-            if b == b'\n' {
-                self.line += 1;
-                self.at_line_start = true;
-            } else {
-                self.at_line_start = false;
-            }
+        let consumed = &self.buf[self.pos..self.pos + n];
+        let newlines = memchr::memchr_iter(b'\n', consumed).count();
+        if newlines > 0 {
+            self.line += newlines as u64;
+        }
+        if let Some(&last) = consumed.last() {
+            self.at_line_start = last == b'\n';
         }
         self.pos += n;
         self.offset += n as u64;
@@ -253,44 +253,62 @@ impl<R: Read> RecordSplitter<R> {
                 ));
             }
             let start = self.pos;
-            let mut col0 = self.at_line_start;
             let mut end_kind = None;
             let mut i = start;
             while i < self.filled {
-                let b = self.buf[i];
                 if in_string {
                     if escape {
                         escape = false;
-                    } else if b == b'\\' {
-                        escape = true;
-                    } else if b == b'"' {
-                        in_string = false;
-                    } else if b == b'\n' {
-                        end_kind = Some(End::BrokenString);
                         i += 1;
-                        break;
+                        continue;
                     }
-                } else {
-                    match b {
-                        b'"' => in_string = true,
-                        b'{' if col0 && !first && depth > 0 => {
-                            end_kind = Some(End::Truncated);
+                    // Most bytes of an event are inside strings: jump to
+                    // the next quote, backslash or (invalid) newline.
+                    match memchr::memchr3(b'"', b'\\', b'\n', &self.buf[i..self.filled]) {
+                        None => {
+                            i = self.filled;
                             break;
                         }
-                        b'{' | b'[' => depth += 1,
-                        b'}' | b']' => {
-                            depth = depth.saturating_sub(1);
-                            if depth == 0 {
-                                end_kind = Some(End::Closed);
-                                i += 1;
-                                break;
+                        Some(k) => {
+                            i += k;
+                            match self.buf[i] {
+                                b'\\' => escape = true,
+                                b'"' => in_string = false,
+                                _ => {
+                                    end_kind = Some(End::BrokenString);
+                                    i += 1;
+                                    break;
+                                }
                             }
+                            i += 1;
+                            continue;
                         }
-                        _ => {}
                     }
                 }
+                let b = self.buf[i];
+                let col0 = if i == start {
+                    self.at_line_start
+                } else {
+                    self.buf[i - 1] == b'\n'
+                };
+                match b {
+                    b'"' => in_string = true,
+                    b'{' if col0 && !first && depth > 0 => {
+                        end_kind = Some(End::Truncated);
+                        break;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth = depth.saturating_sub(1);
+                        if depth == 0 {
+                            end_kind = Some(End::Closed);
+                            i += 1;
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
                 first = false;
-                col0 = b == b'\n';
                 i += 1;
             }
             let chunk_len = i - start;

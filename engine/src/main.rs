@@ -61,6 +61,9 @@ struct RunArgs {
     /// Serve Prometheus metrics on this address, e.g. `127.0.0.1:9898`.
     #[arg(long = "metrics")]
     metrics_listen: Option<std::net::SocketAddr>,
+    /// Also write the run summary as JSON to this file (for scripts and benchmarks).
+    #[arg(long)]
+    stats: Option<PathBuf>,
 }
 
 fn parse_placeholder(s: &str) -> Result<(String, Vec<String>), String> {
@@ -170,22 +173,42 @@ fn build_config(args: RunArgs) -> anyhow::Result<RunConfig> {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let stats = args.stats.clone();
     let config = build_config(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    let summary = runtime.block_on(pipeline::run(
-        config,
-        |r| eprintln!("vagt: rule rejected: {r}"),
-        |_| {},
-    ))?;
+    let summary = runtime.block_on(pipeline::run(config, &StderrObserver))?;
     eprintln!("{summary}");
+    if let Some(path) = stats {
+        let json = serde_json::to_string_pretty(&summary)?;
+        std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(if summary.failed_inputs.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Reports rejected rules and readiness on stderr.
+struct StderrObserver;
+
+impl pipeline::RunObserver for StderrObserver {
+    fn rejected(&self, r: &vagt_rules::Rejection) {
+        eprintln!("vagt: rule rejected: {r}");
+    }
+
+    fn ready(&self, s: &pipeline::RunSummary) {
+        eprintln!(
+            "vagt: ready: {} rules loaded ({} rejected, {} not routable) in {:.2}s",
+            s.rules_loaded,
+            s.rules_rejected,
+            s.rules_unroutable,
+            s.startup.as_secs_f64()
+        );
+    }
 }
 
 fn check(

@@ -59,8 +59,8 @@ pub enum PipelineError {
     Internal(String),
 }
 
-/// What a run did.
-#[derive(Debug, Default, Clone)]
+/// What a run did (also written as JSON with `--stats FILE`).
+#[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct RunSummary {
     /// Rules that can match.
     pub rules_loaded: usize,
@@ -78,8 +78,16 @@ pub struct RunSummary {
     pub dead_letters: u64,
     /// Inputs that could not be read, with the reason.
     pub failed_inputs: Vec<String>,
-    /// Wall-clock time.
+    /// Loading the profile, rules and catalog, and compiling the rules.
+    #[serde(rename = "startup_seconds", serialize_with = "seconds")]
+    pub startup: Duration,
+    /// From the first read to the last alert written.
+    #[serde(rename = "processing_seconds", serialize_with = "seconds")]
     pub elapsed: Duration,
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
 }
 
 impl std::fmt::Display for RunSummary {
@@ -87,11 +95,13 @@ impl std::fmt::Display for RunSummary {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         write!(
             f,
-            "vagt: {} events ({:.1} MB) in {:.2}s ({:.0} events/s), {} alerts, {} dead letters, {} rules loaded ({} rejected, {} not routable)",
+            "vagt: {} events ({:.1} MB) in {:.2}s ({:.0} events/s, {:.0} MB/s; startup {:.2}s), {} alerts, {} dead letters, {} rules loaded ({} rejected, {} not routable)",
             self.events,
             self.bytes as f64 / 1e6,
             secs,
             self.events as f64 / secs,
+            self.bytes as f64 / 1e6 / secs,
+            self.startup.as_secs_f64(),
             self.alerts,
             self.dead_letters,
             self.rules_loaded,
@@ -125,18 +135,30 @@ struct InputBatch {
     events: EventBatch,
 }
 
-/// Runs a whole pipeline to completion. Rejected rules are reported through
-/// `on_rejected` before events flow.
+/// What a run tells its caller before events flow.
+pub trait RunObserver {
+    /// A rule was rejected.
+    fn rejected(&self, _rejection: &Rejection) {}
+    /// A rule's logsource cannot be routed by the profile.
+    fn unroutable(&self, _rule: &Unroutable) {}
+    /// Rules and catalog are loaded; inputs are about to be read.
+    fn ready(&self, _summary: &RunSummary) {}
+}
+
+/// Runs a whole pipeline to completion, telling `observer` about rejected
+/// rules and readiness before events flow.
 pub async fn run(
     config: RunConfig,
-    on_rejected: impl Fn(&Rejection),
-    on_unroutable: impl Fn(&Unroutable),
+    observer: &dyn RunObserver,
 ) -> Result<RunSummary, PipelineError> {
     let started = Instant::now();
     let profile = load_profile(&config.profile)?;
     let compiled = compile_rules(&config, &profile)?;
-    compiled.rejected.iter().for_each(&on_rejected);
-    compiled.unroutable.iter().for_each(&on_unroutable);
+    compiled.rejected.iter().for_each(|r| observer.rejected(r));
+    compiled
+        .unroutable
+        .iter()
+        .for_each(|u| observer.unroutable(u));
     let catalog = match &config.catalog {
         Some(path) => Catalog::from_file(path)?,
         None => Catalog::empty(),
@@ -152,6 +174,9 @@ pub async fn run(
         ..RunSummary::default()
     };
 
+    summary.startup = started.elapsed();
+    observer.ready(&summary);
+    let started = Instant::now();
     let (batch_tx, mut batch_rx) = mpsc::channel::<InputBatch>(config.channel_capacity);
     let (dead_tx, mut dead_rx) = mpsc::channel::<DeadLetter>(1024);
     let (alert_tx, mut alert_rx) = mpsc::channel::<(Vec<Alert>, Instant)>(config.channel_capacity);
@@ -275,7 +300,6 @@ pub async fn run(
             for alert in &alerts {
                 serde_json::to_writer(&mut buf, alert).map_err(|e| io_error(path, e.into()))?;
                 buf.push(b'\n');
-                telemetry::alert(&alert.severity.to_string());
             }
             count += alerts.len() as u64;
             let writing = Instant::now();
@@ -289,6 +313,11 @@ pub async fn run(
             }
             sink.wrote(writing.elapsed());
             sink.delivered(received.elapsed());
+            // Counted once written, after the latency metrics, so that a
+            // scrape seeing the count also sees how they were delivered.
+            for alert in &alerts {
+                telemetry::alert(&alert.severity.to_string());
+            }
         }
         Ok::<u64, PipelineError>(count)
     });

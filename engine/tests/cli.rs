@@ -114,12 +114,15 @@ fn run_with_flags_and_with_a_config_file() {
     std::fs::write(dir.path().join("events.jsonl"), events.join("\n")).unwrap();
     let rule = dir.path().join("rule.yml");
     let input = dir.path().join("events.jsonl");
+    let stats = dir.path().join("stats.json");
     let out = vagt(&[
         "run",
         "--rules",
         rule.to_str().unwrap(),
         "--input",
         input.to_str().unwrap(),
+        "--stats",
+        stats.to_str().unwrap(),
     ]);
     assert!(
         out.status.success(),

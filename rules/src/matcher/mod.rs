@@ -114,6 +114,18 @@ impl RuleSet {
         matches
     }
 
+    /// Runs only the multi-pattern prefilter: every field's automaton over
+    /// the batch (on the rows its rules can look at), no rule logic.
+    /// Returns the number of (literal, row) hits. For benchmarks and
+    /// diagnostics.
+    pub fn prefilter_hits(&self, batch: &RecordBatch, scratch: &mut Scratch) -> usize {
+        self.prepare(batch, scratch);
+        for field in 0..self.fields.len() {
+            self.scan_field(field, batch, scratch);
+        }
+        scratch.hits.iter().flatten().map(RowSet::count).sum()
+    }
+
     fn prepare(&self, batch: &RecordBatch, s: &mut Scratch) {
         let schema = batch.schema();
         if s.schema.as_ref() != Some(&schema) {

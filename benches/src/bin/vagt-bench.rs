@@ -1,0 +1,427 @@
+//! End-to-end harness: replays the OTRF Windows sample through the real
+//! `vagt` binary and reports throughput (events/s, MB/s, ratio to a
+//! parse-only baseline measured in the same run), peak memory, and
+//! ingest-to-alert latency percentiles (hdrhistogram) at fixed offered
+//! rates and at full speed.
+//!
+//! ```text
+//! cargo build --release --bin vagt
+//! cargo run --release -p vagt-benches --bin vagt-bench -- --markdown benches/results.md
+//! ```
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use hdrhistogram::Histogram;
+use vagt_benches::{otrf_events, rule_subset, windows_rule_files, write_rules};
+
+/// Alerts the full SigmaHQ Windows rule set raises on one pass over the
+/// OTRF sample (checked, so that a fast but wrong build fails the bench).
+const ALERTS_PER_PASS_ALL_RULES: u64 = 621;
+
+#[derive(Debug, Parser)]
+#[command(about = "vagt end-to-end throughput and latency benchmark")]
+struct Args {
+    /// The vagt binary to measure.
+    #[arg(long, default_value = "target/release/vagt")]
+    vagt: PathBuf,
+    /// Passes over the 120,000-event sample for throughput runs.
+    #[arg(long, default_value_t = 3)]
+    replays: usize,
+    /// Throughput repetitions per configuration (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Rule counts to measure besides parse-only and all rules.
+    #[arg(long, value_delimiter = ',', default_value = "10,100,1000")]
+    rule_counts: Vec<usize>,
+    /// Offered rates (events/s) for latency runs; full speed is always added.
+    #[arg(long, value_delimiter = ',', default_value = "5000,20000")]
+    rates: Vec<u64>,
+    /// Events per latency run.
+    #[arg(long, default_value_t = 120_000)]
+    latency_events: usize,
+    /// Also write the report (markdown) to this file.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+}
+
+struct Throughput {
+    label: String,
+    rules: usize,
+    events_per_s: f64,
+    mb_per_s: f64,
+    alerts: u64,
+    peak_rss_mb: f64,
+}
+
+struct Latency {
+    label: String,
+    offered: String,
+    achieved: f64,
+    alerts: u64,
+    hist: Histogram<u64>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if !args.vagt.is_file() {
+        bail!(
+            "{} not found: build it first with `cargo build --release --bin vagt`",
+            args.vagt.display()
+        );
+    }
+    let work = tempfile::tempdir()?;
+    eprintln!("loading the OTRF sample ...");
+    let events = otrf_events().context("reading the OTRF sample")?;
+    let lines: Vec<&[u8]> = events.split_inclusive(|b| *b == b'\n').collect();
+    let replayed = work.path().join("otrf-replayed.jsonl");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&replayed)?);
+        for _ in 0..args.replays {
+            f.write_all(&events)?;
+        }
+    }
+
+    let all = windows_rule_files();
+    let mut configs: Vec<(String, Vec<PathBuf>)> =
+        vec![("parse-only (no rules)".into(), Vec::new())];
+    for n in &args.rule_counts {
+        configs.push((format!("{n} rules"), rule_subset(*n)));
+    }
+    configs.push((
+        format!("all {} SigmaHQ Windows rules", all.len()),
+        all.clone(),
+    ));
+
+    let mut throughput = Vec::new();
+    let mut latency = Vec::new();
+    for (i, (label, files)) in configs.iter().enumerate() {
+        let dir = work.path().join(format!("rules-{i}"));
+        write_rules(&dir, files)?;
+        let mut runs = Vec::new();
+        for r in 0..args.repeats {
+            eprintln!("throughput: {label}, run {}/{}", r + 1, args.repeats);
+            runs.push(throughput_run(&args.vagt, &dir, &replayed, work.path())?);
+        }
+        runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (events_per_s, mb_per_s, alerts, rss) = runs[runs.len() / 2];
+        if files.len() == all.len() && alerts != ALERTS_PER_PASS_ALL_RULES * args.replays as u64 {
+            bail!(
+                "all rules raised {alerts} alerts, expected {}: the build under test is wrong",
+                ALERTS_PER_PASS_ALL_RULES * args.replays as u64
+            );
+        }
+        throughput.push(Throughput {
+            label: label.clone(),
+            rules: files.len(),
+            events_per_s,
+            mb_per_s,
+            alerts,
+            peak_rss_mb: rss,
+        });
+        if files.is_empty() {
+            continue;
+        }
+        let n = args.latency_events.min(lines.len());
+        for rate in args.rates.iter().map(|r| Some(*r)).chain([None]) {
+            eprintln!(
+                "latency: {label}, offered {}",
+                rate.map(|r| format!("{r}/s"))
+                    .unwrap_or("full speed".into())
+            );
+            latency.push(latency_run(&args.vagt, &dir, &lines[..n], rate, label)?);
+        }
+    }
+
+    let report = render(&args, &throughput, &latency);
+    println!("{report}");
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, &report)?;
+    }
+    Ok(())
+}
+
+/// Peak resident memory (VmHWM) of a process, in MB.
+fn peak_rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Watches a process's peak memory until told to stop.
+fn watch_memory(pid: u32) -> (Arc<AtomicBool>, std::thread::JoinHandle<f64>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let handle = std::thread::spawn(move || {
+        let mut peak = 0.0f64;
+        while !flag.load(Ordering::Relaxed) {
+            if let Some(p) = peak_rss_mb(pid) {
+                peak = peak.max(p);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        peak
+    });
+    (stop, handle)
+}
+
+/// One file run: (events/s, MB/s, alerts, peak RSS MB) over the processing
+/// phase as vagt reports it (rule compilation excluded).
+fn throughput_run(
+    vagt: &Path,
+    rules: &Path,
+    input: &Path,
+    work: &Path,
+) -> anyhow::Result<(f64, f64, u64, f64)> {
+    let stats = work.join("stats.json");
+    let mut child = Command::new(vagt)
+        .args([
+            "run",
+            "--profile",
+            "windows",
+            "--output",
+            "/dev/null",
+            "--dead-letters",
+            "/dev/null",
+        ])
+        .arg("--rules")
+        .arg(rules)
+        .arg("--input")
+        .arg(input)
+        .arg("--stats")
+        .arg(&stats)
+        .stderr(Stdio::null())
+        .spawn()?;
+    let (stop, watcher) = watch_memory(child.id());
+    let status = child.wait()?;
+    stop.store(true, Ordering::Relaxed);
+    let rss = watcher.join().unwrap_or(0.0);
+    if !status.success() {
+        bail!("vagt failed: {status}");
+    }
+    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats)?)?;
+    let secs = s["processing_seconds"].as_f64().unwrap_or(f64::NAN);
+    let events = s["events"].as_f64().unwrap_or(0.0);
+    let bytes = s["bytes"].as_f64().unwrap_or(0.0);
+    Ok((
+        events / secs,
+        bytes / 1e6 / secs,
+        s["alerts"].as_u64().unwrap_or(0),
+        rss,
+    ))
+}
+
+/// The stdin line number an alert is about.
+fn alert_line(alert: &str) -> Option<usize> {
+    const KEY: &str = "\"input\":\"stdin\",\"line\":";
+    let at = alert.find(KEY)? + KEY.len();
+    let digits: String = alert[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// Streams `lines` into `vagt --input -` at `rate` events/s (or as fast as
+/// possible) and measures, for every alert, the time from writing its
+/// event to reading the alert.
+fn latency_run(
+    vagt: &Path,
+    rules: &Path,
+    lines: &[&[u8]],
+    rate: Option<u64>,
+    label: &str,
+) -> anyhow::Result<Latency> {
+    let mut child = Command::new(vagt)
+        .args([
+            "run",
+            "--profile",
+            "windows",
+            "--input",
+            "-",
+            "--dead-letters",
+            "/dev/null",
+        ])
+        .arg("--rules")
+        .arg(rules)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdin = child.stdin.take().context("stdin")?;
+    let stdout = child.stdout.take().context("stdout")?;
+    // Start sending once vagt has compiled its rules (it says so on stderr),
+    // so that latency is not the start-up time; keep draining stderr after.
+    let stderr = child.stderr.take().context("stderr")?;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.starts_with("vagt: ready") {
+                let _ = ready_tx.send(());
+            }
+        }
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(300))
+        .context("vagt never said it was ready")?;
+    let origin = Instant::now();
+    // Send times in nanoseconds since `origin`, per line (0 = not sent).
+    let sent: Arc<Vec<AtomicU64>> = Arc::new((0..lines.len()).map(|_| AtomicU64::new(0)).collect());
+    let reader = {
+        let sent = sent.clone();
+        std::thread::spawn(move || {
+            let mut hist =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+            let mut alerts = 0u64;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let now = origin.elapsed().as_nanos() as u64;
+                if let Some(n) = alert_line(&line) {
+                    let at = sent
+                        .get(n - 1)
+                        .map(|s| s.load(Ordering::Acquire))
+                        .unwrap_or(0);
+                    if at > 0 {
+                        alerts += 1;
+                        let _ = hist.record(((now.saturating_sub(at)) / 1000).max(1));
+                    }
+                }
+            }
+            (hist, alerts)
+        })
+    };
+    let started = Instant::now();
+    let mut next = 0usize;
+    while next < lines.len() {
+        let due = match rate {
+            None => lines.len(),
+            Some(r) => ((started.elapsed().as_secs_f64() * r as f64) as usize + 1).min(lines.len()),
+        };
+        if due <= next {
+            std::thread::sleep(Duration::from_micros(200));
+            continue;
+        }
+        // Write what is due in one go; at full speed, in chunks.
+        let end = if rate.is_none() {
+            (next + 256).min(lines.len())
+        } else {
+            due
+        };
+        let mut chunk = Vec::with_capacity(64 * 1024);
+        for l in &lines[next..end] {
+            chunk.extend_from_slice(l);
+        }
+        let now = origin.elapsed().as_nanos() as u64;
+        for s in &sent[next..end] {
+            s.store(now.max(1), Ordering::Release);
+        }
+        stdin.write_all(&chunk)?;
+        next = end;
+    }
+    stdin.flush()?;
+    let elapsed = started.elapsed().as_secs_f64();
+    drop(stdin);
+    let status = child.wait()?;
+    let (hist, alerts) = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("reader thread panicked"))?;
+    if !status.success() {
+        bail!("vagt failed: {status}");
+    }
+    Ok(Latency {
+        label: label.to_string(),
+        offered: rate
+            .map(|r| format!("{r}/s"))
+            .unwrap_or_else(|| "full speed".into()),
+        achieved: lines.len() as f64 / elapsed,
+        alerts,
+        hist,
+    })
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2}", us as f64 / 1000.0)
+}
+
+fn render(args: &Args, throughput: &[Throughput], latency: &[Latency]) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let base = throughput
+        .first()
+        .map(|t| t.events_per_s)
+        .unwrap_or(f64::NAN);
+    let mut out = String::new();
+    out.push_str(&format!(
+        "Machine: {cpu}, {cores} cores. Input: OTRF sample (120,000 Windows events, 339 MB) replayed {} times \
+         from a file; median of {} runs; rule compilation excluded.\n\n",
+        args.replays, args.repeats
+    ));
+    out.push_str("| configuration | rules | events/s | MB/s | ratio to parse-only | alerts | peak RSS (MB) |\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
+    for t in throughput {
+        out.push_str(&format!(
+            "| {} | {} | {:.0} | {:.0} | {:.2} | {} | {:.0} |\n",
+            t.label,
+            t.rules,
+            t.events_per_s,
+            t.mb_per_s,
+            t.events_per_s / base,
+            t.alerts,
+            t.peak_rss_mb
+        ));
+    }
+    out.push_str(&format!(
+        "\nIngest-to-alert latency: {} events written to `vagt run --input -` at the offered rate; per alert, the \
+         time from writing its event to reading the alert (ms).\n\n",
+        args.latency_events
+    ));
+    out.push_str(
+        "| configuration | offered | achieved events/s | alerts | p50 | p99 | p99.9 | max |\n",
+    );
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    for l in latency {
+        let h = &l.hist;
+        out.push_str(&format!(
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} |\n",
+            l.label,
+            l.offered,
+            l.achieved,
+            l.alerts,
+            ms(h.value_at_quantile(0.5)),
+            ms(h.value_at_quantile(0.99)),
+            ms(h.value_at_quantile(0.999)),
+            ms(h.max())
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_stdin_line_of_an_alert() {
+        let alert = r#"{"id":"x","source":{"input":"stdin","line":4711,"offset":9},"event":{}}"#;
+        assert_eq!(alert_line(alert), Some(4711));
+        assert_eq!(
+            alert_line(r#"{"source":{"input":"file.json","line":3}}"#),
+            None
+        );
+    }
+}
