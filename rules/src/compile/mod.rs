@@ -133,6 +133,8 @@ impl Leaf {
 #[derive(Debug, Clone)]
 pub(crate) struct FieldAutomaton {
     pub(crate) automaton: AhoCorasick,
+    /// The rows its literals can matter for.
+    pub(crate) scope: FieldScope,
     /// Pattern index → needle.
     pub(crate) needles: Vec<NeedleId>,
 }
@@ -184,10 +186,13 @@ pub struct RuleSet {
     pub(crate) routes: Vec<Option<Node>>,
     pub(crate) leaves: Vec<Leaf>,
     pub(crate) fields: Vec<Vec<String>>,
-    pub(crate) automata: Vec<Option<FieldAutomaton>>,
+    /// Per field: its prefilter automata, one per scope (the literals read
+    /// by rules that see every row, and those read only by rules of narrower
+    /// logsources), so that narrow literals are not searched everywhere.
+    pub(crate) automata: Vec<Vec<FieldAutomaton>>,
+    /// Per literal: whether an automaton searches it.
+    pub(crate) searched: Vec<bool>,
     pub(crate) needle_count: usize,
-    /// Per field: which rows can ever need its prefilter hits.
-    pub(crate) field_scopes: Vec<FieldScope>,
     pub(crate) profile_name: String,
 }
 
@@ -384,38 +389,44 @@ impl RuleSetBuilder {
             rules.push(CompiledRule { info, route, node });
         }
 
-        let automata = interner
+        let scopes = needle_scopes(&rules, &routes, &interner.leaves, interner.needle_count);
+        let automata: Vec<Vec<FieldAutomaton>> = interner
             .needles
             .iter()
-            .map(|needles| {
-                if needles.is_empty() {
-                    return None;
+            .map(|needles| -> Vec<FieldAutomaton> {
+                let (everywhere, narrow): (Vec<_>, Vec<_>) = needles
+                    .iter()
+                    .partition(|(_, id)| scopes[*id] == FieldScope::All);
+                let mut routes_of_narrow: Vec<usize> = Vec::new();
+                for (_, id) in &narrow {
+                    if let FieldScope::Routes(r) = &scopes[*id] {
+                        for route in r {
+                            if !routes_of_narrow.contains(route) {
+                                routes_of_narrow.push(*route);
+                            }
+                        }
+                    }
                 }
-                // A DFA searches fastest but grows with the pattern count;
-                // the few fields with thousands of literals (hashes) hold
-                // short values, where a contiguous NFA is as good.
-                let kind = if needles.len() <= DFA_MAX_PATTERNS {
-                    AhoCorasickKind::DFA
-                } else {
-                    AhoCorasickKind::ContiguousNFA
-                };
-                let automaton = AhoCorasickBuilder::new()
-                    .ascii_case_insensitive(true)
-                    .match_kind(MatchKind::Standard)
-                    .kind(Some(kind))
-                    .build(needles.iter().map(|(t, _)| t.as_bytes()))
-                    .ok()?;
-                Some(FieldAutomaton {
-                    automaton,
-                    needles: needles.iter().map(|(_, id)| *id).collect(),
-                })
+                [
+                    (everywhere, FieldScope::All),
+                    (narrow, FieldScope::Routes(routes_of_narrow)),
+                ]
+                .into_iter()
+                .filter(|(group, _)| !group.is_empty())
+                .filter_map(|(group, scope)| build_automaton(&group, scope))
+                .collect()
             })
             .collect();
 
-        let scopes = field_scopes(&rules, &routes, &interner.leaves, interner.fields.len());
+        let mut searched = vec![false; interner.needle_count];
+        for automaton in automata.iter().flatten() {
+            for n in &automaton.needles {
+                searched[*n] = true;
+            }
+        }
         Compiled {
             set: RuleSet {
-                field_scopes: scopes,
+                searched,
                 rules,
                 routes,
                 leaves: interner.leaves,
@@ -479,48 +490,84 @@ fn compile_cond(
     })
 }
 
-fn node_fields(node: &Node, leaves: &[Leaf], out: &mut Vec<FieldId>) {
+fn node_leaves(node: &Node, out: &mut Vec<LeafId>) {
     match node {
-        Node::Leaf(id) => out.push(leaves[*id].field),
+        Node::Leaf(id) => out.push(*id),
         Node::And(v) | Node::Or(v) | Node::AtLeast(_, v) => {
-            v.iter().for_each(|n| node_fields(n, leaves, out))
+            v.iter().for_each(|n| node_leaves(n, out))
         }
-        Node::Not(n) => node_fields(n, leaves, out),
+        Node::Not(n) => node_leaves(n, out),
     }
 }
 
-fn field_scopes(
+/// For each prefilter literal, the rows it can matter for: every row if a
+/// logsource condition or a rule without one reads it, else the rows of the
+/// logsources of the rules that read it.
+fn needle_scopes(
     rules: &[CompiledRule],
     routes: &[Option<Node>],
     leaves: &[Leaf],
-    field_count: usize,
+    needle_count: usize,
 ) -> Vec<FieldScope> {
-    let mut scopes = vec![FieldScope::Routes(Vec::new()); field_count];
-    let mut fields = Vec::new();
+    let mut scopes = vec![FieldScope::Routes(Vec::new()); needle_count];
+    let needle_of = |leaf: LeafId| match leaves[leaf].kind {
+        LeafKind::Text {
+            needle: Some(n), ..
+        } => Some(n),
+        _ => None,
+    };
+    let mut ids = Vec::new();
     for route in routes.iter().flatten() {
-        node_fields(route, leaves, &mut fields);
+        node_leaves(route, &mut ids);
     }
-    for f in fields.drain(..) {
-        scopes[f] = FieldScope::All;
+    for leaf in ids.drain(..) {
+        if let Some(n) = needle_of(leaf) {
+            scopes[n] = FieldScope::All;
+        }
     }
     for rule in rules {
-        node_fields(&rule.node, leaves, &mut fields);
-        for f in fields.drain(..) {
-            if let FieldScope::Routes(r) = &mut scopes[f] {
+        node_leaves(&rule.node, &mut ids);
+        for leaf in ids.drain(..) {
+            let Some(n) = needle_of(leaf) else { continue };
+            if routes[rule.route].is_none() {
+                scopes[n] = FieldScope::All;
+            } else if let FieldScope::Routes(r) = &mut scopes[n] {
                 if !r.contains(&rule.route) {
                     r.push(rule.route);
                 }
             }
         }
-        // A rule without a logsource condition sees every row.
-        if routes[rule.route].is_none() {
-            node_fields(&rule.node, leaves, &mut fields);
-            for f in fields.drain(..) {
-                scopes[f] = FieldScope::All;
-            }
-        }
     }
     scopes
+}
+
+/// One automaton over literals (lowercase; matched ASCII case-insensitively).
+/// A DFA searches fastest but grows with the pattern count; the few fields
+/// with thousands of literals (hashes) hold short values, where a contiguous
+/// NFA is as good. Should a kind fail to build (size limits), the next one
+/// is tried; `None` only if none builds, and then the literals' tests scan
+/// their rows directly.
+fn build_automaton(needles: &[&(String, NeedleId)], scope: FieldScope) -> Option<FieldAutomaton> {
+    let preferred = if needles.len() <= DFA_MAX_PATTERNS {
+        AhoCorasickKind::DFA
+    } else {
+        AhoCorasickKind::ContiguousNFA
+    };
+    let build = |kind| {
+        AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .kind(kind)
+            .build(needles.iter().map(|(t, _)| t.as_bytes()))
+    };
+    let automaton = build(Some(preferred))
+        .or_else(|_| build(Some(AhoCorasickKind::NoncontiguousNFA)))
+        .ok()?;
+    Some(FieldAutomaton {
+        automaton,
+        scope,
+        needles: needles.iter().map(|(_, id)| *id).collect(),
+    })
 }
 
 fn node_cost(node: &Node, leaves: &[Leaf]) -> u32 {

@@ -22,7 +22,8 @@ use chrono::{Datelike, NaiveDateTime, Timelike};
 pub use rowset::RowSet;
 
 use crate::compile::{
-    FieldId, FieldScope, LeafId, LeafKind, Mode, Node, RuleSet, TextCheck, NULLS_COLUMN,
+    FieldAutomaton, FieldId, FieldScope, LeafId, LeafKind, Mode, Node, RuleSet, TextCheck,
+    NULLS_COLUMN,
 };
 use crate::sigma::TimePart;
 use columns::Column;
@@ -266,63 +267,30 @@ impl RuleSet {
             return;
         }
         s.scanned[field] = true;
-        let Some(automaton) = &self.automata[field] else {
-            return;
-        };
         let rows = s.rows;
-        // Only the rows some rule reading this field can look at; if they
-        // are few, search them one by one instead of the whole column.
-        let scope = match &self.field_scopes[field] {
-            FieldScope::All => None,
-            FieldScope::Routes(routes) => {
-                let all = RowSet::full(rows);
-                let mut scope = RowSet::empty(rows);
-                for route in routes {
-                    scope.or_with(&self.route_rows(*route, batch, s, &all));
-                }
-                (scope.count() * 2 < rows).then_some(scope)
-            }
-        };
-        for col_index in self.resolve_field(field, batch, s) {
-            let column = self.column(col_index, batch, s).clone();
-            let Column::Str { values, .. } = &column else {
-                continue;
-            };
-            if let Some(scope) = &scope {
-                for row in scope.iter() {
-                    for element in column.elements_of(row) {
-                        if !values.is_valid(element) {
-                            continue;
-                        }
-                        for m in automaton
-                            .automaton
-                            .find_overlapping_iter(values.value(element))
-                        {
-                            let needle = automaton.needles[m.pattern().as_usize()];
-                            record_hit(s, needle, row, rows);
-                        }
+        for automaton in &self.automata[field] {
+            // Only the rows some rule reading these literals can look at; if
+            // they are few, search them one by one instead of the column.
+            let scope = match &automaton.scope {
+                FieldScope::All => None,
+                FieldScope::Routes(routes) => {
+                    let all = RowSet::full(rows);
+                    let mut scope = RowSet::empty(rows);
+                    for route in routes {
+                        scope.or_with(&self.route_rows(*route, batch, s, &all));
                     }
+                    if scope.is_empty() {
+                        continue;
+                    }
+                    (scope.count() * 2 < rows).then_some(scope)
                 }
-                continue;
-            }
-            let offsets = values.value_offsets();
-            let data = values.value_data();
-            let (start, end) = (offsets[0] as usize, offsets[offsets.len() - 1] as usize);
-            let mut element = 0usize;
-            for m in automaton.automaton.find_overlapping_iter(&data[start..end]) {
-                let (ms, me) = (start + m.start(), start + m.end());
-                while element + 1 < offsets.len() && (offsets[element + 1] as usize) < me {
-                    element += 1;
+            };
+            for col_index in self.resolve_field(field, batch, s) {
+                let column = self.column(col_index, batch, s).clone();
+                match &scope {
+                    Some(scope) => search_rows(automaton, &column, scope, s),
+                    None => search_column(automaton, &column, s),
                 }
-                if element + 1 >= offsets.len()
-                    || (offsets[element] as usize) > ms
-                    || !values.is_valid(element)
-                {
-                    continue;
-                }
-                let row = column.row_of_element(element);
-                let needle = automaton.needles[m.pattern().as_usize()];
-                record_hit(s, needle, row, rows);
             }
         }
     }
@@ -486,6 +454,17 @@ impl RuleSet {
                 check,
             } => {
                 self.scan_field(leaf.field, batch, s);
+                if !self.searched[*needle] {
+                    // Its automaton could not be built: test every row.
+                    for row in 0..rows {
+                        if columns
+                            .iter()
+                            .any(|c| c.is_text() && c.any_value(row, &mut |v| text_check(check, v)))
+                        {
+                            out.insert(row);
+                        }
+                    }
+                }
                 if let Some(candidates) = &s.hits[*needle] {
                     for row in candidates.iter() {
                         if columns
@@ -523,6 +502,55 @@ impl RuleSet {
             _ => {}
         }
         out
+    }
+}
+
+/// Runs an automaton over the values of some rows.
+fn search_rows(automaton: &FieldAutomaton, column: &Column, scope: &RowSet, s: &mut Scratch) {
+    let Column::Str { values, .. } = column else {
+        return;
+    };
+    let rows = s.rows;
+    for row in scope.iter() {
+        for element in column.elements_of(row) {
+            if !values.is_valid(element) {
+                continue;
+            }
+            for m in automaton
+                .automaton
+                .find_overlapping_iter(values.value(element))
+            {
+                record_hit(s, automaton.needles[m.pattern().as_usize()], row, rows);
+            }
+        }
+    }
+}
+
+/// Runs an automaton once over the contiguous bytes of a whole string
+/// column, attributing each match to the value it lies in (matches that
+/// straddle two values are discarded).
+fn search_column(automaton: &FieldAutomaton, column: &Column, s: &mut Scratch) {
+    let Column::Str { values, .. } = column else {
+        return;
+    };
+    let rows = s.rows;
+    let offsets = values.value_offsets();
+    let data = values.value_data();
+    let (start, end) = (offsets[0] as usize, offsets[offsets.len() - 1] as usize);
+    let mut element = 0usize;
+    for m in automaton.automaton.find_overlapping_iter(&data[start..end]) {
+        let (ms, me) = (start + m.start(), start + m.end());
+        while element + 1 < offsets.len() && (offsets[element + 1] as usize) < me {
+            element += 1;
+        }
+        if element + 1 >= offsets.len()
+            || (offsets[element] as usize) > ms
+            || !values.is_valid(element)
+        {
+            continue;
+        }
+        let row = column.row_of_element(element);
+        record_hit(s, automaton.needles[m.pattern().as_usize()], row, rows);
     }
 }
 
