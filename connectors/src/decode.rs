@@ -49,6 +49,11 @@ pub struct DecoderConfig {
     pub batch_size: usize,
     /// Longest record accepted, in bytes; longer ones become dead letters.
     pub max_record_bytes: usize,
+    /// For live inputs (stdin): hand a batch on once its first event has
+    /// waited this many milliseconds, even if it is not full and input keeps
+    /// coming, so that a busy stream does not hold events back for a whole
+    /// batch. (An idle stream hands its batch on at once.)
+    pub max_batch_delay_ms: u64,
 }
 
 impl Default for DecoderConfig {
@@ -56,6 +61,7 @@ impl Default for DecoderConfig {
         DecoderConfig {
             batch_size: 1024,
             max_record_bytes: 4 * 1024 * 1024,
+            max_batch_delay_ms: 5,
         }
     }
 }
@@ -157,6 +163,11 @@ impl BatchDecoder {
             raw_offsets: vec![0],
             ..BatchDecoder::default()
         }
+    }
+
+    /// When the current batch's first record arrived (None if empty).
+    pub fn received(&self) -> Option<Instant> {
+        self.received.filter(|_| !self.origins.is_empty())
     }
 
     /// Records in the current batch.

@@ -27,5 +27,5 @@ pub use decode::{
 };
 pub use error::ConnectorError;
 pub use framing::{Frame, Origin, Record, RecordSplitter};
-pub use reader::{read_events, ReadStats};
+pub use reader::{read_events, read_events_counted, ReadStats};
 pub use source::InputSource;

@@ -2,6 +2,7 @@
 //! The engine runs this on a blocking thread and forwards batches into a
 //! bounded channel.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use crate::dead_letter::DeadLetter;
@@ -23,8 +24,9 @@ pub struct ReadStats {
 
 /// Reads `source` to its end, handing out batches and dead letters as they
 /// occur. A batch is handed out when it is full, or, for stdin, early when
-/// no more input is waiting, so that streaming input is not held back until
-/// a batch fills.
+/// no more input is waiting or when its first event has waited
+/// `max_batch_delay_ms`, so that streaming input is not held back until a
+/// batch fills.
 ///
 /// # Errors
 /// Opening or reading the source failed; batches before the failure have
@@ -32,11 +34,32 @@ pub struct ReadStats {
 pub fn read_events(
     source: &InputSource,
     config: &DecoderConfig,
+    on_batch: impl FnMut(EventBatch),
+    on_dead: impl FnMut(DeadLetter),
+) -> Result<ReadStats, ConnectorError> {
+    read_events_counted(
+        source,
+        config,
+        Arc::new(AtomicU64::new(0)),
+        on_batch,
+        on_dead,
+    )
+}
+
+/// As [`read_events`], adding the bytes read from the source (before
+/// decompression) to `progress` as it goes.
+///
+/// # Errors
+/// As [`read_events`].
+pub fn read_events_counted(
+    source: &InputSource,
+    config: &DecoderConfig,
+    progress: Arc<AtomicU64>,
     mut on_batch: impl FnMut(EventBatch),
     mut on_dead: impl FnMut(DeadLetter),
 ) -> Result<ReadStats, ConnectorError> {
     let name = source.name();
-    let reader = source.open()?;
+    let reader = source.open_counted(progress)?;
     let mut splitter = RecordSplitter::new(reader, name.clone(), config.max_record_bytes);
     let source_name: Arc<str> = Arc::from(name.as_str());
     let mut decoder = BatchDecoder::new();
@@ -45,6 +68,7 @@ pub fn read_events(
     // Files are read in full batches (a gzip stream returns short reads
     // all the time); live sources hand out what they have when idle.
     let live = matches!(source, InputSource::Stdin);
+    let max_delay = std::time::Duration::from_millis(config.max_batch_delay_ms);
     loop {
         let frame = match splitter.next_frame() {
             Ok(Some(f)) => f,
@@ -73,7 +97,10 @@ pub fn read_events(
                 on_dead(dead);
             }
         }
-        if decoder.len() >= batch_size || (live && !decoder.is_empty() && splitter.at_live_edge()) {
+        let overdue = || decoder.received().is_some_and(|t| t.elapsed() >= max_delay);
+        if decoder.len() >= batch_size
+            || (live && !decoder.is_empty() && (splitter.at_live_edge() || overdue()))
+        {
             if let Some(batch) = decoder.finish() {
                 on_batch(batch);
             }

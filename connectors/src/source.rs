@@ -3,6 +3,8 @@
 use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use flate2::read::MultiGzDecoder;
 
@@ -37,13 +39,29 @@ impl InputSource {
 
     /// Opens the source for reading.
     pub fn open(&self) -> Result<Box<dyn Read + Send>, ConnectorError> {
+        self.open_counted(Arc::new(AtomicU64::new(0)))
+    }
+
+    /// Opens the source, adding the bytes read from it (before
+    /// decompression, so they compare with the file's size) to `counter`.
+    pub fn open_counted(
+        &self,
+        counter: Arc<AtomicU64>,
+    ) -> Result<Box<dyn Read + Send>, ConnectorError> {
         match self {
-            InputSource::Stdin => Ok(Box::new(std::io::stdin())),
+            InputSource::Stdin => Ok(Box::new(Counted {
+                inner: std::io::stdin(),
+                counter,
+            })),
             InputSource::File(path) => {
                 let file = File::open(path).map_err(|source| ConnectorError::Open {
                     path: path.clone(),
                     source,
                 })?;
+                let file = Counted {
+                    inner: file,
+                    counter,
+                };
                 if path.extension().is_some_and(|e| e == "gz") {
                     Ok(Box::new(MultiGzDecoder::new(file)))
                 } else {
@@ -51,5 +69,27 @@ impl InputSource {
                 }
             }
         }
+    }
+
+    /// The size of a file source in bytes (on disk), if known.
+    pub fn size(&self) -> Option<u64> {
+        match self {
+            InputSource::File(path) => std::fs::metadata(path).ok().map(|m| m.len()),
+            InputSource::Stdin => None,
+        }
+    }
+}
+
+/// A reader that counts the bytes it hands out.
+struct Counted<R> {
+    inner: R,
+    counter: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.counter.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
     }
 }

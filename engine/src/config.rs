@@ -10,9 +10,10 @@
 //!     actor: rnv-hospital-nord    # optional: stamp this actor on alerts from it
 //! output: alerts.jsonl            # "-" for stdout (default)
 //! dead_letters: dead.jsonl        # default: stderr
-//! decoder: {batch_size: 1024, max_record_bytes: 4194304}
+//! decoder: {batch_size: 1024, max_record_bytes: 4194304, max_batch_delay_ms: 5}
 //! channel_capacity: 8             # batches in flight between stages
 //! metrics_listen: 127.0.0.1:9898  # Prometheus endpoint (off when unset)
+//! progress: auto                  # auto (bar on a terminal) | always | never
 //! ```
 //! Relative paths are resolved against the config file's folder.
 
@@ -65,6 +66,9 @@ pub struct RunConfig {
     /// Serve Prometheus metrics on this address (e.g. `127.0.0.1:9898`).
     #[serde(default)]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Progress display: `auto` (a bar on a terminal), `always`, `never`.
+    #[serde(default)]
+    pub progress: crate::progress::ProgressMode,
 }
 
 fn default_profile() -> String {

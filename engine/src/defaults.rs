@@ -53,5 +53,6 @@ pub fn default_config() -> RunConfig {
         decoder: DecoderConfig::default(),
         channel_capacity: 8,
         metrics_listen: None,
+        progress: Default::default(),
     }
 }

@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod config;
 pub mod defaults;
 pub mod pipeline;
+pub mod progress;
 pub mod telemetry;
 
 pub use alert::Alert;

@@ -64,6 +64,10 @@ struct RunArgs {
     /// Also write the run summary as JSON to this file (for scripts and benchmarks).
     #[arg(long)]
     stats: Option<PathBuf>,
+    /// Progress display on stderr: a bar on a terminal; `always` also prints
+    /// a line every few seconds when stderr is not a terminal.
+    #[arg(long, value_enum)]
+    progress: Option<vagt_engine::progress::ProgressMode>,
 }
 
 fn parse_placeholder(s: &str) -> Result<(String, Vec<String>), String> {
@@ -167,6 +171,9 @@ fn build_config(args: RunArgs) -> anyhow::Result<RunConfig> {
     config.placeholders.extend(args.placeholders);
     if let Some(addr) = args.metrics_listen {
         config.metrics_listen = Some(addr);
+    }
+    if let Some(mode) = args.progress {
+        config.progress = mode;
     }
     config.validate()?;
     Ok(config)

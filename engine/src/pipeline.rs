@@ -11,13 +11,14 @@
 //! CPU-heavy stages run on blocking threads, not on the I/O workers.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
-use vagt_connectors::{read_events, DeadLetter, EventBatch, InputSource};
+use vagt_connectors::{read_events_counted, DeadLetter, EventBatch, InputSource};
 use vagt_rules::{
     load_paths, Compiled, LoadError, Profile, ProfileError, Rejection, RuleSet, RuleSetBuilder,
     Unroutable, RAW_COLUMN,
@@ -28,6 +29,7 @@ use crate::alert::{
 };
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::RunConfig;
+use crate::progress::{Counters, Progress};
 use crate::telemetry::{self, DetectionMetrics, MetricsError, SinkMetrics, SourceMetrics};
 
 /// Why a run could not start or finish.
@@ -177,28 +179,48 @@ pub async fn run(
     summary.startup = started.elapsed();
     observer.ready(&summary);
     let started = Instant::now();
+    let counters = Counters::default();
+    let sources: Vec<InputSource> = config
+        .inputs
+        .iter()
+        .map(|i| InputSource::parse(&i.path.display().to_string()))
+        .collect();
+    let total_bytes: Option<u64> = sources.iter().map(InputSource::size).sum();
+    let (progress_stop, mut progress_stopped) = tokio::sync::watch::channel(false);
+    let progress = Progress::start(config.progress, total_bytes, counters.clone()).map(|mut p| {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => p.tick(),
+                    _ = progress_stopped.changed() => break,
+                }
+            }
+            p.finish();
+        })
+    });
     let (batch_tx, mut batch_rx) = mpsc::channel::<InputBatch>(config.channel_capacity);
     let (dead_tx, mut dead_rx) = mpsc::channel::<DeadLetter>(1024);
     let (alert_tx, mut alert_rx) = mpsc::channel::<(Vec<Alert>, Instant)>(config.channel_capacity);
-    let source_metrics: Vec<SourceMetrics> = config
-        .inputs
+    let source_metrics: Vec<SourceMetrics> = sources
         .iter()
-        .map(|i| SourceMetrics::new(&InputSource::parse(&i.path.display().to_string()).name()))
+        .map(|s| SourceMetrics::new(&s.name()))
         .collect();
 
     // Readers.
     let mut readers = Vec::new();
-    for (index, input) in config.inputs.iter().enumerate() {
-        let source = InputSource::parse(&input.path.display().to_string());
+    for (index, source) in sources.iter().cloned().enumerate() {
         let decoder = config.decoder.clone();
+        let bytes_read = counters.bytes.clone();
         let batch_tx = batch_tx.clone();
         let dead_tx = dead_tx.clone();
         let metrics = source_metrics[index].clone();
         readers.push(tokio::task::spawn_blocking(move || {
             let name = source.name();
-            let stats = read_events(
+            let stats = read_events_counted(
                 &source,
                 &decoder,
+                bytes_read,
                 |events| {
                     metrics.decoded(events.batch.num_rows());
                     // A closed channel means detection stopped; nothing more to do.
@@ -229,6 +251,7 @@ pub async fn run(
         let catalog = catalog.clone();
         let profile = profile.clone();
         let source_metrics = source_metrics.clone();
+        let evaluated = counters.events.clone();
         tokio::task::spawn_blocking(move || {
             let fields = FieldCandidates::new(&catalog, &profile);
             let metrics = DetectionMetrics::new(&set);
@@ -245,6 +268,7 @@ pub async fn run(
                 metrics.batch(evaluating.elapsed());
                 scratch.drain_rule_stats(|rule, stats| metrics.rule(rule, stats));
                 source_metrics[input].evaluated(batch.batch.num_rows());
+                evaluated.fetch_add(batch.batch.num_rows() as u64, Ordering::Relaxed);
                 if matches.is_empty() {
                     continue;
                 }
@@ -289,6 +313,7 @@ pub async fn run(
         Ok::<u64, PipelineError>(count)
     });
     let output = config.output.clone();
+    let alerts_written = counters.alerts.clone();
     let alert_sink = tokio::spawn(async move {
         let sink = SinkMetrics::new("alerts");
         let path = (output.as_os_str() != "-").then_some(output.as_path());
@@ -318,6 +343,7 @@ pub async fn run(
             for alert in &alerts {
                 telemetry::alert(&alert.severity.to_string());
             }
+            alerts_written.fetch_add(alerts.len() as u64, Ordering::Relaxed);
         }
         Ok::<u64, PipelineError>(count)
     });
@@ -339,6 +365,10 @@ pub async fn run(
         .await
         .map_err(|e| PipelineError::Internal(format!("dead-letter sink: {e}")))??;
     summary.elapsed = started.elapsed();
+    let _ = progress_stop.send(true);
+    if let Some(task) = progress {
+        let _ = task.await;
+    }
     Ok(summary)
 }
 

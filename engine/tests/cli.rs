@@ -261,3 +261,42 @@ fn placeholders_come_from_the_command_line() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("NAME=VALUE"));
 }
+
+#[test]
+fn progress_lines_when_stderr_is_not_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let rule = dir.path().join("rule.yml");
+    std::fs::write(
+        &rule,
+        "title: Whoami\nid: 13131313-0000-4000-8000-000000000013\nlogsource: {product: windows, category: process_creation}\ndetection:\n  sel: {Image|endswith: '\\whoami.exe'}\n  condition: sel\n",
+    )
+    .unwrap();
+    let input = dir.path().join("events.jsonl");
+    let line = r#"{"EventID": 1, "Channel": "Microsoft-Windows-Sysmon/Operational", "Image": "C:\\Windows\\System32\\whoami.exe"}"#;
+    std::fs::write(&input, format!("{line}\n").repeat(500)).unwrap();
+    let size = std::fs::metadata(&input).unwrap().len();
+    let args = [
+        "run",
+        "--rules",
+        rule.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "-o",
+        "/dev/null",
+    ];
+    let mut with_progress = args.to_vec();
+    with_progress.extend(["--progress", "always"]);
+    let out = vagt(&with_progress);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("vagt: progress"))
+        .unwrap_or_else(|| panic!("no progress line: {stderr}"));
+    let head = format!("vagt: progress 100% of {:.1} MB, 500 events (", size as f64 / 1e6);
+    assert!(last.starts_with(&head) && last.ends_with("/s), 500 alerts (done)"), "{last}");
+    // Not on a terminal, `auto` (the default) shows nothing.
+    let out = vagt(&args);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("vagt: progress"));
+}

@@ -37,7 +37,7 @@ struct Args {
     /// Throughput repetitions per configuration (the median is reported).
     #[arg(long, default_value_t = 3)]
     repeats: usize,
-    /// Rule counts to measure besides parse-only and all rules.
+    /// Rule counts to measure besides parse-only and all rules (0: none).
     #[arg(long, value_delimiter = ',', default_value = "10,100,1000")]
     rule_counts: Vec<usize>,
     /// Offered rates (events/s) for latency runs; full speed is always added.
@@ -49,6 +49,9 @@ struct Args {
     /// Also write the report (markdown) to this file.
     #[arg(long)]
     markdown: Option<PathBuf>,
+    /// Throughput only (no latency runs), e.g. to compare two builds.
+    #[arg(long)]
+    skip_latency: bool,
 }
 
 struct Throughput {
@@ -91,7 +94,7 @@ fn main() -> anyhow::Result<()> {
     let all = windows_rule_files();
     let mut configs: Vec<(String, Vec<PathBuf>)> =
         vec![("parse-only (no rules)".into(), Vec::new())];
-    for n in &args.rule_counts {
+    for n in args.rule_counts.iter().filter(|n| **n > 0) {
         configs.push((format!("{n} rules"), rule_subset(*n)));
     }
     configs.push((
@@ -125,7 +128,7 @@ fn main() -> anyhow::Result<()> {
             alerts,
             peak_rss_mb: rss,
         });
-        if files.is_empty() {
+        if files.is_empty() || args.skip_latency {
             continue;
         }
         let n = args.latency_events.min(lines.len());
