@@ -294,8 +294,14 @@ fn progress_lines_when_stderr_is_not_a_terminal() {
         .rev()
         .find(|l| l.starts_with("vagt: progress"))
         .unwrap_or_else(|| panic!("no progress line: {stderr}"));
-    let head = format!("vagt: progress 100% of {:.1} MB, 500 events (", size as f64 / 1e6);
-    assert!(last.starts_with(&head) && last.ends_with("/s), 500 alerts (done)"), "{last}");
+    let head = format!(
+        "vagt: progress 100% of {:.1} MB, 500 events (",
+        size as f64 / 1e6
+    );
+    assert!(
+        last.starts_with(&head) && last.ends_with("/s), 500 alerts (done)"),
+        "{last}"
+    );
     // Not on a terminal, `auto` (the default) shows nothing.
     let out = vagt(&args);
     assert!(!String::from_utf8_lossy(&out.stderr).contains("vagt: progress"));

@@ -102,16 +102,31 @@ fn main() -> anyhow::Result<()> {
         all.clone(),
     ));
 
-    let mut throughput = Vec::new();
-    let mut latency = Vec::new();
-    for (i, (label, files)) in configs.iter().enumerate() {
+    // Throughput: rounds over all configurations (a warm-up round first,
+    // discarded), so that drift in the machine's speed hits them alike.
+    let mut dirs = Vec::new();
+    for (i, (_, files)) in configs.iter().enumerate() {
         let dir = work.path().join(format!("rules-{i}"));
         write_rules(&dir, files)?;
-        let mut runs = Vec::new();
-        for r in 0..args.repeats {
-            eprintln!("throughput: {label}, run {}/{}", r + 1, args.repeats);
-            runs.push(throughput_run(&args.vagt, &dir, &replayed, work.path())?);
+        dirs.push(dir);
+    }
+    let mut runs: Vec<Vec<(f64, f64, u64, f64)>> = vec![Vec::new(); configs.len()];
+    for round in 0..=args.repeats {
+        for (i, (label, _)) in configs.iter().enumerate() {
+            eprintln!(
+                "throughput: {label}, round {round}/{}{}",
+                args.repeats,
+                if round == 0 { " (warm-up)" } else { "" }
+            );
+            let run = throughput_run(&args.vagt, &dirs[i], &replayed, work.path())?;
+            if round > 0 {
+                runs[i].push(run);
+            }
         }
+    }
+    let mut throughput = Vec::new();
+    for (i, (label, files)) in configs.iter().enumerate() {
+        let runs = &mut runs[i];
         runs.sort_by(|a, b| a.0.total_cmp(&b.0));
         let (events_per_s, mb_per_s, alerts, rss) = runs[runs.len() / 2];
         if files.len() == all.len() && alerts != ALERTS_PER_PASS_ALL_RULES * args.replays as u64 {
@@ -128,6 +143,10 @@ fn main() -> anyhow::Result<()> {
             alerts,
             peak_rss_mb: rss,
         });
+    }
+
+    let mut latency = Vec::new();
+    for (i, (label, files)) in configs.iter().enumerate() {
         if files.is_empty() || args.skip_latency {
             continue;
         }
@@ -138,7 +157,7 @@ fn main() -> anyhow::Result<()> {
                 rate.map(|r| format!("{r}/s"))
                     .unwrap_or("full speed".into())
             );
-            latency.push(latency_run(&args.vagt, &dir, &lines[..n], rate, label)?);
+            latency.push(latency_run(&args.vagt, &dirs[i], &lines[..n], rate, label)?);
         }
     }
 
@@ -371,7 +390,8 @@ fn render(args: &Args, throughput: &[Throughput], latency: &[Latency]) -> String
     let mut out = String::new();
     out.push_str(&format!(
         "Machine: {cpu}, {cores} cores. Input: OTRF sample (120,000 Windows events, 339 MB) replayed {} times \
-         from a file; median of {} runs; rule compilation excluded.\n\n",
+         from a file; median of {} rounds over all configurations after a warm-up round; rule compilation \
+         excluded.\n\n",
         args.replays, args.repeats
     ));
     out.push_str("| configuration | rules | events/s | MB/s | ratio to parse-only | alerts | peak RSS (MB) |\n");

@@ -21,7 +21,9 @@ use regex::{Regex, RegexBuilder};
 use crate::error::RuleError;
 use crate::loader::{Origin, Rejection, RuleCollection};
 use crate::profile::{Profile, Routing};
-use crate::sigma::{CmpOp, Cond, LogSource, Part, RuleMeta, Target, Test, TimePart};
+use crate::sigma::{
+    CmpOp, Cond, LogSource, Part, RegexFlags, RuleMeta, SigmaString, Target, Test, TimePart,
+};
 
 /// Column name of the raw event text, searched by keyword rules.
 pub const RAW_COLUMN: &str = "_raw";
@@ -248,12 +250,40 @@ pub struct RuleSetBuilder {
     profile: Profile,
 }
 
+/// A test, hashable (floats by their bits), to share identical leaves.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum TestKey {
+    Match(SigmaString, bool),
+    Regex(String, RegexFlags),
+    Compare(CmpOp, u64),
+    Cidr(ipnet::IpNet),
+    Null,
+    Exists,
+    FieldRef(String, bool),
+    TimePart(TimePart, CmpOp, u64),
+}
+
+impl TestKey {
+    fn of(test: &Test) -> TestKey {
+        match test {
+            Test::Match { pattern, cased } => TestKey::Match(pattern.clone(), *cased),
+            Test::Regex { pattern, flags } => TestKey::Regex(pattern.clone(), *flags),
+            Test::Compare { op, value } => TestKey::Compare(*op, value.to_bits()),
+            Test::Cidr(net) => TestKey::Cidr(*net),
+            Test::Null => TestKey::Null,
+            Test::Exists => TestKey::Exists,
+            Test::FieldRef { other, cased } => TestKey::FieldRef(other.clone(), *cased),
+            Test::TimePart { part, op, value } => TestKey::TimePart(*part, *op, value.to_bits()),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Interner {
     fields: Vec<Vec<String>>,
     field_index: HashMap<Vec<String>, FieldId>,
     leaves: Vec<Leaf>,
-    leaf_index: HashMap<(FieldId, String), LeafId>,
+    leaf_index: HashMap<(FieldId, TestKey), LeafId>,
     needles: Vec<Vec<(String, NeedleId)>>,
     needle_index: HashMap<(FieldId, String), NeedleId>,
     needle_count: usize,
@@ -469,7 +499,7 @@ fn compile_cond(
                 Target::Field(name) => profile.columns_for(name, logsource),
             };
             let field = interner.field(columns);
-            let key = (field, format!("{:?}", p.test));
+            let key = (field, TestKey::of(&p.test));
             if let Some(id) = interner.leaf_index.get(&key) {
                 return Ok(Node::Leaf(*id));
             }

@@ -561,9 +561,7 @@ fn windash(s: &SigmaString) -> Vec<SigmaString> {
                     for v in &variants {
                         for o in options {
                             let mut nv = v.clone();
-                            let mut buf = [0u8; 4];
-                            let lit = SigmaString::literal(o.encode_utf8(&mut buf).to_string());
-                            nv = concat(nv, &lit);
+                            nv.push_char(*o);
                             next.push(nv);
                         }
                     }
@@ -573,21 +571,13 @@ fn windash(s: &SigmaString) -> Vec<SigmaString> {
             }
             wildcard => {
                 for v in &mut variants {
-                    let w = SigmaString::parse(if *wildcard == Part::AnyMany { "*" } else { "?" });
-                    *v = concat(v.clone(), &w);
+                    v.push_wildcard(wildcard.clone());
                 }
                 prev_is_word = false;
             }
         }
     }
     variants
-}
-
-fn concat(mut a: SigmaString, b: &SigmaString) -> SigmaString {
-    let tail = b.to_string();
-    let head = a.to_string();
-    a = SigmaString::parse(&format!("{head}{tail}"));
-    a
 }
 
 fn is_word(c: char) -> bool {

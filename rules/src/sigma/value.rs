@@ -131,14 +131,16 @@ impl SigmaString {
         results
     }
 
-    fn push_char(&mut self, c: char) {
+    /// Appends one literal character.
+    pub(crate) fn push_char(&mut self, c: char) {
         match self.parts.last_mut() {
             Some(Part::Literal(s)) => s.push(c),
             _ => self.parts.push(Part::Literal(c.to_string())),
         }
     }
 
-    fn push_wildcard(&mut self, w: Part) {
+    /// Appends a wildcard part.
+    pub(crate) fn push_wildcard(&mut self, w: Part) {
         // `**` is the same as `*`.
         if w == Part::AnyMany && self.parts.last() == Some(&Part::AnyMany) {
             return;
