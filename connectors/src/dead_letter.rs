@@ -1,20 +1,21 @@
-//! Dead letters: records that could not be decoded, with where they were
-//! and why, so that nothing is lost silently.
+//! Dead letters: records that could not be framed or decoded, with where
+//! they were and why, so that nothing is lost silently.
 
 use serde::Serialize;
 
-/// A record that could not be decoded.
+/// A record that could not be framed or decoded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeadLetter {
-    /// Source name (file path, `stdin`).
+    /// Source name (file path as given, or `stdin`).
     pub source: String,
     /// 1-based line where the record starts.
     pub line: u64,
-    /// Byte offset where the record starts.
+    /// Byte offset where the record starts (in the decompressed stream).
     pub offset: u64,
-    /// What is wrong.
+    /// What is wrong, for a human.
     pub reason: String,
-    /// The record's first bytes (lossy UTF-8), for a human to recognise it.
+    /// The record's first [`EXCERPT_BYTES`] bytes as lossy UTF-8, to
+    /// recognise it by.
     pub excerpt: String,
 }
 
@@ -22,7 +23,7 @@ pub struct DeadLetter {
 pub const EXCERPT_BYTES: usize = 160;
 
 /// The excerpt of a record.
-pub fn excerpt(bytes: &[u8]) -> String {
+pub(crate) fn excerpt(bytes: &[u8]) -> String {
     let cut = &bytes[..bytes.len().min(EXCERPT_BYTES)];
     String::from_utf8_lossy(cut).into_owned()
 }

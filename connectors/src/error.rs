@@ -1,14 +1,22 @@
-//! Errors of the connectors crate: sources that cannot be opened or read.
-//! (A bad record is not an error: it becomes a [`crate::DeadLetter`].)
+//! Errors of the connectors crate, by who is at fault: the configuration,
+//! or a source that cannot be opened or read. (A bad record is not an
+//! error: it becomes a [`crate::DeadLetter`].)
 
 use std::path::PathBuf;
+
 use thiserror::Error;
 
-/// A source that cannot be opened or read.
+use crate::decode::InvalidDecoderConfig;
+
+/// Why a source could not be read.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum ConnectorError {
+    /// The decoder settings are invalid.
+    #[error("invalid decoder settings: {0}")]
+    Config(#[from] InvalidDecoderConfig),
     /// Opening a file failed.
-    #[error("cannot open {path}: {source}")]
+    #[error("cannot open {}: {source}", path.display())]
     Open {
         /// The file.
         path: PathBuf,
@@ -21,7 +29,7 @@ pub enum ConnectorError {
     Read {
         /// Source name.
         name: String,
-        /// Bytes read before the failure.
+        /// Bytes consumed (after decompression) before the failure.
         offset: u64,
         /// The cause.
         #[source]

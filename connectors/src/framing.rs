@@ -1,35 +1,47 @@
 //! Record framing: splits a byte stream into JSON object texts without
-//! parsing them. Accepts JSON lines, pretty-printed (multi-line) objects,
-//! concatenated objects, and top-level arrays of objects, mixed freely.
+//! parsing them.
 //!
-//! Malformed input becomes a [`DeadLetter`] and scanning resumes at the
-//! next sensible boundary:
+//! The splitter is a byte-level scanner that tracks string/escape state and
+//! brace depth. It accepts, mixed freely in one stream:
+//! - JSON lines (`{..}\n{..}\n`);
+//! - pretty-printed, multi-line objects;
+//! - concatenated objects, with or without whitespace (`{..}{..}`);
+//! - top-level arrays of objects (`[ {..}, {..} ]`), whose elements become
+//!   records of their own; `[`, `,` and `]` between objects are skipped.
+//!
+//! It does not validate the JSON inside an object: the decoder does.
+//! Malformed input becomes a [`DeadLetter`] and scanning resumes at the next
+//! sensible boundary, so the records around it still come out:
 //! - bytes outside any object that are not JSON structure (garbage) are
-//!   skipped to the end of their line;
+//!   skipped to the end of their line and reported once;
 //! - a raw newline inside a string ends the record (JSON strings cannot
 //!   hold one), so a broken line does not swallow the next;
-//! - a `{` at the start of a line while an object is still open means that
-//!   object was truncated; the new object starts fresh;
-//! - a record longer than the limit is skipped without being buffered.
+//! - a `{` at the start of a line, outside a string, while an object is
+//!   still open means that object was truncated: it is reported and the new
+//!   object starts fresh; so is an object still open at the end of input;
+//! - a record longer than the limit is reported and skipped without being
+//!   buffered: at most `max_record_bytes` of it are ever held.
 
-use std::collections::VecDeque;
 use std::io::{self, Read};
 
-use crate::dead_letter::{excerpt, DeadLetter};
+use crate::dead_letter::{excerpt, DeadLetter, EXCERPT_BYTES};
+
+/// Default size of the read buffer.
+pub const READ_BUFFER: usize = 64 * 1024;
 
 /// Where a record starts in its source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Origin {
     /// 1-based line.
     pub line: u64,
-    /// Byte offset.
+    /// Byte offset from the start of the (decompressed) stream.
     pub offset: u64,
 }
 
 /// One object's text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
-    /// The object text, `{` to `}`.
+    /// The object text, `{` to its matching `}`.
     pub bytes: Vec<u8>,
     /// Where it starts.
     pub origin: Origin,
@@ -44,10 +56,17 @@ pub enum Frame {
     Dead(DeadLetter),
 }
 
-/// Default buffer size for reads.
-pub const READ_BUFFER: usize = 64 * 1024;
-
-/// Splits a stream into [`Frame`]s.
+/// Splits a byte stream into [`Frame`]s.
+///
+/// ```
+/// use vagt_connectors::{Frame, RecordSplitter};
+///
+/// let input = &b"[{\"a\": 1}, {\"a\": 2}]\n{\"b\": 3}{\"b\": 4}\n"[..];
+/// let frames: Vec<Frame> = RecordSplitter::new(input, "example", 1 << 20)
+///     .collect::<Result<_, _>>()?;
+/// assert_eq!(frames.len(), 4);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct RecordSplitter<R> {
     reader: R,
@@ -61,17 +80,23 @@ pub struct RecordSplitter<R> {
     line: u64,
     offset: u64,
     at_line_start: bool,
-    in_array: bool,
-    pending: VecDeque<Frame>,
+    /// Still within a leading UTF-8 byte order mark, which is skipped.
+    in_bom: bool,
+    /// Largest record buffer allocated so far, to test that oversize
+    /// records are not buffered.
+    #[cfg(test)]
+    largest_buffer: usize,
 }
 
 impl<R: Read> RecordSplitter<R> {
-    /// A splitter over `reader`, naming it `name` in dead letters.
+    /// A splitter over `reader`, naming it `name` in dead letters; records
+    /// longer than `max_record_bytes` become dead letters.
     pub fn new(reader: R, name: impl Into<String>, max_record_bytes: usize) -> Self {
         Self::with_buffer(reader, name, max_record_bytes, READ_BUFFER)
     }
 
-    /// As [`RecordSplitter::new`] with a given read-buffer size.
+    /// As [`RecordSplitter::new`] with a read buffer of `buffer` bytes
+    /// (at least 1).
     pub fn with_buffer(
         reader: R,
         name: impl Into<String>,
@@ -90,17 +115,17 @@ impl<R: Read> RecordSplitter<R> {
             line: 1,
             offset: 0,
             at_line_start: true,
-            in_array: false,
-            pending: VecDeque::new(),
+            in_bom: true,
+            #[cfg(test)]
+            largest_buffer: 0,
         }
     }
 
     /// True when everything read so far has been consumed (but whitespace)
-    /// and the last
-    /// read returned less than asked for: the reader is at the live edge of
-    /// a pipe or socket (or at the end of a file), so the next read may
-    /// wait. Callers flush partial batches here to keep latency low while
-    /// files still get full batches.
+    /// and the last read returned less than asked for: the reader is at the
+    /// live edge of a pipe or socket (or at the end of a file), so the next
+    /// read may wait. Callers flush partial batches here to keep latency low
+    /// while files still get full batches.
     pub fn at_live_edge(&self) -> bool {
         (self.last_read_short || self.eof)
             && self.buf[self.pos..self.filled]
@@ -113,6 +138,40 @@ impl<R: Read> RecordSplitter<R> {
         self.offset
     }
 
+    /// The next frame, or `None` at the end of the stream.
+    ///
+    /// # Errors
+    /// Reading from the underlying reader failed.
+    pub fn next_frame(&mut self) -> io::Result<Option<Frame>> {
+        loop {
+            if !self.fill()? {
+                return Ok(None);
+            }
+            let chunk = &self.buf[self.pos..self.filled];
+            if self.in_bom {
+                // Byte by byte: the mark may span refills.
+                if self.offset < 3 && chunk[0] == UTF8_BOM[self.offset as usize] {
+                    self.advance(1);
+                    continue;
+                }
+                self.in_bom = false;
+            }
+            let structure = chunk
+                .iter()
+                .position(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'[' | b',' | b']'))
+                .unwrap_or(chunk.len());
+            if structure > 0 {
+                self.advance(structure);
+                continue;
+            }
+            return match chunk[0] {
+                b'{' => self.read_record().map(Some),
+                _ => self.skip_garbage().map(Some),
+            };
+        }
+    }
+
+    /// Makes sure unread bytes are buffered; false at the end of input.
     fn fill(&mut self) -> io::Result<bool> {
         if self.pos < self.filled {
             return Ok(true);
@@ -138,12 +197,10 @@ impl<R: Read> RecordSplitter<R> {
         }
     }
 
+    /// Consumes `n` buffered bytes, keeping line and offset up to date.
     fn advance(&mut self, n: usize) {
         let consumed = &self.buf[self.pos..self.pos + n];
-        let newlines = memchr::memchr_iter(b'\n', consumed).count();
-        if newlines > 0 {
-            self.line += newlines as u64;
-        }
+        self.line += memchr::memchr_iter(b'\n', consumed).count() as u64;
         if let Some(&last) = consumed.last() {
             self.at_line_start = last == b'\n';
         }
@@ -151,220 +208,223 @@ impl<R: Read> RecordSplitter<R> {
         self.offset += n as u64;
     }
 
-    fn dead(&self, origin: Origin, reason: String, bytes: &[u8]) -> Frame {
+    fn origin(&self) -> Origin {
+        Origin {
+            line: self.line,
+            offset: self.offset,
+        }
+    }
+
+    fn dead(&self, origin: Origin, reason: String, sample: &[u8]) -> Frame {
         Frame::Dead(DeadLetter {
             source: self.name.clone(),
             line: origin.line,
             offset: origin.offset,
             reason,
-            excerpt: excerpt(bytes),
+            excerpt: excerpt(sample),
         })
     }
 
-    /// The next frame, or `None` at the end of the stream.
-    pub fn next_frame(&mut self) -> io::Result<Option<Frame>> {
-        loop {
-            if let Some(f) = self.pending.pop_front() {
-                return Ok(Some(f));
-            }
-            if !self.fill()? {
-                return Ok(None);
-            }
-            let b = self.buf[self.pos];
-            match b {
-                b' ' | b'\t' | b'\r' | b'\n' => self.advance(1),
-                b'{' => return self.read_record().map(Some),
-                b'[' if !self.in_array => {
-                    self.in_array = true;
-                    self.advance(1);
-                }
-                b',' if self.in_array => self.advance(1),
-                b']' if self.in_array => {
-                    self.in_array = false;
-                    self.advance(1);
-                }
-                _ => return self.skip_garbage().map(Some),
-            }
-        }
-    }
-
+    /// Skips from a byte that cannot start a record to the end of its line.
     fn skip_garbage(&mut self) -> io::Result<Frame> {
-        let origin = Origin {
-            line: self.line,
-            offset: self.offset,
-        };
+        let origin = self.origin();
         let first = self.buf[self.pos];
-        let mut seen = Vec::new();
-        loop {
-            if !self.fill()? {
+        let mut sample = Vec::new();
+        while self.fill()? {
+            let chunk = &self.buf[self.pos..self.filled];
+            let (take, done) = match memchr::memchr(b'\n', chunk) {
+                Some(i) => (i + 1, true),
+                None => (chunk.len(), false),
+            };
+            let keep = (EXCERPT_BYTES - sample.len()).min(take);
+            sample.extend_from_slice(&chunk[..keep]);
+            self.advance(take);
+            if done {
                 break;
             }
-            let chunk = &self.buf[self.pos..self.filled];
-            match memchr::memchr(b'\n', chunk) {
-                Some(i) => {
-                    if seen.len() < 160 {
-                        seen.extend_from_slice(&chunk[..i.min(160)]);
-                    }
-                    self.advance(i + 1);
-                    break;
-                }
-                None => {
-                    if seen.len() < 160 {
-                        seen.extend_from_slice(&chunk[..chunk.len().min(160)]);
-                    }
-                    let n = chunk.len();
-                    self.advance(n);
-                }
-            }
         }
-        // Whatever array we were in is broken.
-        self.in_array = false;
-        let what = if first.is_ascii_graphic() {
+        if sample.last() == Some(&b'\n') {
+            sample.pop();
+        }
+        let found = if first.is_ascii_graphic() {
             format!("'{}'", first as char)
         } else {
             format!("byte 0x{first:02x}")
         };
         Ok(self.dead(
             origin,
-            format!("not JSON: expected an object, found {what}; skipped to the end of the line"),
-            &seen,
+            format!("not JSON: expected an object, found {found}; skipped to the end of the line"),
+            &sample,
         ))
     }
 
+    /// Reads one object, starting at its `{`.
     fn read_record(&mut self) -> io::Result<Frame> {
-        let origin = Origin {
-            line: self.line,
-            offset: self.offset,
-        };
+        let origin = self.origin();
         let mut bytes: Vec<u8> = Vec::new();
-        let mut oversize = false;
-        let mut kept_excerpt: Vec<u8> = Vec::new();
-        let mut depth: usize = 0;
-        let mut in_string = false;
-        let mut escape = false;
-        let mut first = true;
+        // Set once the record is known to be too long: `bytes` is then
+        // dropped and only its start is kept, for the excerpt.
+        let mut oversize: Option<Vec<u8>> = None;
+        let mut state = ScanState::default();
         loop {
             if !self.fill()? {
-                let sample = if oversize { kept_excerpt } else { bytes };
-                return Ok(self.dead(
-                    origin,
-                    "truncated record: the input ends inside an object".into(),
-                    &sample,
-                ));
+                return Ok(match oversize {
+                    Some(head) => self.dead(origin, self.oversize_reason(), &head),
+                    None => self.dead(
+                        origin,
+                        "truncated record: the input ends inside an object".into(),
+                        &bytes,
+                    ),
+                });
             }
-            let start = self.pos;
-            let mut end_kind = None;
-            let mut i = start;
-            while i < self.filled {
-                if in_string {
-                    if escape {
-                        escape = false;
-                        i += 1;
-                        continue;
-                    }
-                    // Most bytes of an event are inside strings: jump to
-                    // the next quote, backslash or (invalid) newline.
-                    match memchr::memchr3(b'"', b'\\', b'\n', &self.buf[i..self.filled]) {
-                        None => {
-                            i = self.filled;
-                            break;
-                        }
-                        Some(k) => {
-                            i += k;
-                            match self.buf[i] {
-                                b'\\' => escape = true,
-                                b'"' => in_string = false,
-                                _ => {
-                                    end_kind = Some(End::BrokenString);
-                                    i += 1;
-                                    break;
-                                }
-                            }
-                            i += 1;
-                            continue;
-                        }
-                    }
-                }
-                let b = self.buf[i];
-                let col0 = if i == start {
-                    self.at_line_start
+            let chunk = &self.buf[self.pos..self.filled];
+            let (n, end) = scan(chunk, &mut state, self.at_line_start);
+            let piece = &chunk[..n];
+            if oversize.is_none() {
+                if bytes.len() + n > self.max_record_bytes {
+                    let mut head = std::mem::take(&mut bytes);
+                    head.truncate(EXCERPT_BYTES);
+                    let more = (EXCERPT_BYTES - head.len()).min(n);
+                    head.extend_from_slice(&piece[..more]);
+                    oversize = Some(head);
                 } else {
-                    self.buf[i - 1] == b'\n'
-                };
-                match b {
-                    b'"' => in_string = true,
-                    b'{' if col0 && !first && depth > 0 => {
-                        end_kind = Some(End::Truncated);
-                        break;
+                    let needed = bytes.len() + n;
+                    if bytes.capacity() < needed {
+                        // Grow geometrically, but never past the limit.
+                        let target = (bytes.capacity() * 2)
+                            .max(needed)
+                            .min(self.max_record_bytes);
+                        bytes.reserve_exact(target - bytes.len());
                     }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth = depth.saturating_sub(1);
-                        if depth == 0 {
-                            end_kind = Some(End::Closed);
-                            i += 1;
-                            break;
-                        }
+                    bytes.extend_from_slice(piece);
+                    #[cfg(test)]
+                    {
+                        self.largest_buffer = self.largest_buffer.max(bytes.capacity());
                     }
-                    _ => {}
-                }
-                first = false;
-                i += 1;
-            }
-            let chunk_len = i - start;
-            if !oversize {
-                bytes.extend_from_slice(&self.buf[start..i]);
-                if bytes.len() > self.max_record_bytes {
-                    oversize = true;
-                    kept_excerpt = bytes[..bytes.len().min(160)].to_vec();
-                    bytes = Vec::new();
                 }
             }
-            self.advance(chunk_len);
-            match end_kind {
-                None => continue,
-                Some(kind) => {
-                    let sample = if oversize {
-                        kept_excerpt.clone()
-                    } else {
-                        bytes.clone()
-                    };
-                    if oversize {
-                        return Ok(self.dead(
-                            origin,
-                            format!("record exceeds {} bytes; skipped", self.max_record_bytes),
-                            &sample,
-                        ));
-                    }
-                    return Ok(match kind {
-                        End::Closed => Frame::Record(Record { bytes, origin }),
-                        End::BrokenString => self.dead(
-                            origin,
-                            "invalid JSON: a string is not closed before the end of the line".into(),
-                            &sample,
-                        ),
-                        End::Truncated => self.dead(
-                            origin,
-                            format!("truncated record: object not closed before a new object at line {}", self.line),
-                            &sample,
-                        ),
-                    });
-                }
+            self.advance(n);
+            let Some(end) = end else { continue };
+            if let Some(head) = oversize {
+                return Ok(self.dead(origin, self.oversize_reason(), &head));
             }
+            return Ok(match end {
+                End::Closed => Frame::Record(Record { bytes, origin }),
+                End::BrokenString => self.dead(
+                    origin,
+                    "invalid JSON: a string is not closed before the end of the line".into(),
+                    &bytes,
+                ),
+                End::Truncated => self.dead(
+                    origin,
+                    format!(
+                        "truncated record: the object is not closed before a new object starts at line {}",
+                        self.line
+                    ),
+                    &bytes,
+                ),
+            });
         }
+    }
+
+    fn oversize_reason(&self) -> String {
+        format!("record exceeds {} bytes; skipped", self.max_record_bytes)
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+impl<R: Read> Iterator for RecordSplitter<R> {
+    type Item = io::Result<Frame>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_frame().transpose()
+    }
+}
+
+const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
+
+/// Scanner state carried across buffer refills.
+#[derive(Debug, Default)]
+struct ScanState {
+    /// Open `{` and `[`.
+    depth: usize,
+    in_string: bool,
+    /// The previous byte was a backslash inside a string.
+    escape: bool,
+}
+
+/// How a record ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
+    /// Its braces balanced.
     Closed,
+    /// A raw newline inside a string.
     BrokenString,
+    /// A `{` at the start of a line while it was open; the `{` is not part
+    /// of the record.
     Truncated,
+}
+
+/// Scans `chunk`, the next bytes of a record, returning how many of them
+/// belong to the record and how it ended, if it did. `at_line_start` says
+/// whether the byte before `chunk` was a newline.
+fn scan(chunk: &[u8], s: &mut ScanState, at_line_start: bool) -> (usize, Option<End>) {
+    let mut i = 0;
+    while i < chunk.len() {
+        if s.in_string {
+            if s.escape {
+                s.escape = false;
+                if chunk[i] == b'\n' {
+                    return (i + 1, Some(End::BrokenString));
+                }
+                i += 1;
+                continue;
+            }
+            // Most bytes of an event are inside strings: jump to the next
+            // quote, backslash or (invalid) newline.
+            let Some(k) = memchr::memchr3(b'"', b'\\', b'\n', &chunk[i..]) else {
+                return (chunk.len(), None);
+            };
+            i += k;
+            match chunk[i] {
+                b'"' => s.in_string = false,
+                b'\\' => s.escape = true,
+                _ => return (i + 1, Some(End::BrokenString)),
+            }
+            i += 1;
+            continue;
+        }
+        match chunk[i] {
+            b'"' => s.in_string = true,
+            b'{' => {
+                let line_start = if i == 0 {
+                    at_line_start
+                } else {
+                    chunk[i - 1] == b'\n'
+                };
+                if s.depth > 0 && line_start {
+                    return (i, Some(End::Truncated));
+                }
+                s.depth += 1;
+            }
+            b'[' => s.depth += 1,
+            b'}' | b']' => {
+                s.depth = s.depth.saturating_sub(1);
+                if s.depth == 0 {
+                    return (i + 1, Some(End::Closed));
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    (chunk.len(), None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const BUFFERS: [usize; 8] = [1, 2, 3, 5, 7, 16, 64, READ_BUFFER];
 
     fn frames(input: &[u8], buffer: usize, max: usize) -> Vec<Frame> {
         let mut s = RecordSplitter::with_buffer(input, "t", max, buffer);
@@ -375,74 +435,217 @@ mod tests {
         out
     }
 
-    fn texts(fs: &[Frame]) -> Vec<String> {
-        fs.iter()
+    /// Frames as `text@line:offset` or `DEAD@line:offset:reason`.
+    fn describe(input: &[u8], buffer: usize, max: usize) -> Vec<String> {
+        frames(input, buffer, max)
+            .iter()
             .map(|f| match f {
-                Frame::Record(r) => {
-                    format!("{}@{}", String::from_utf8_lossy(&r.bytes), r.origin.line)
-                }
-                Frame::Dead(d) => format!("DEAD@{}:{}", d.line, d.reason),
+                Frame::Record(r) => format!(
+                    "{}@{}:{}",
+                    String::from_utf8_lossy(&r.bytes),
+                    r.origin.line,
+                    r.origin.offset
+                ),
+                Frame::Dead(d) => format!("DEAD@{}:{}:{}", d.line, d.offset, d.reason),
             })
             .collect()
     }
 
-    #[test]
-    fn all_shapes_at_every_buffer_size() {
-        let input = b"{\"a\":1}\n{\"b\":\"x}{\"}\n{\n  \"c\": {\"d\": [1, 2]}\n}{\"e\":3}\n[\n {\"f\":4},\n {\"g\":5}\n]\n";
-        for buffer in [1, 2, 3, 7, 64, 4096] {
-            let got = texts(&frames(input, buffer, 1 << 20));
-            assert_eq!(
-                got,
-                vec![
-                    "{\"a\":1}@1",
-                    "{\"b\":\"x}{\"}@2",
-                    "{\n  \"c\": {\"d\": [1, 2]}\n}@3",
-                    "{\"e\":3}@5",
-                    "{\"f\":4}@7",
-                    "{\"g\":5}@8",
-                ],
-                "buffer {buffer}"
-            );
+    /// The same frames at every buffer size, so records and bad input
+    /// spanning refills are covered.
+    fn describe_all_buffers(input: &[u8], max: usize) -> Vec<String> {
+        let expected = describe(input, READ_BUFFER, max);
+        for buffer in BUFFERS {
+            assert_eq!(describe(input, buffer, max), expected, "buffer {buffer}");
         }
+        expected
     }
 
     #[test]
-    fn garbage_broken_strings_and_truncation_resync() {
-        let input = b"{\"a\":1}\n\x00\xff garbage\n{\"b\": \"unterminated}\n{\"c\": {\"d\": 1}\n{\"e\":2}\n{\"f\":3";
-        let got = texts(&frames(input, 5, 1 << 20));
-        assert_eq!(got.len(), 6, "{got:?}");
-        assert_eq!(got[0], "{\"a\":1}@1");
-        assert!(
-            got[1].starts_with("DEAD@2:not JSON") && got[1].contains("0x00"),
-            "{}",
-            got[1]
+    fn json_lines() {
+        let got = describe_all_buffers(
+            b"{\"a\":1}\n{\"b\":\"x}{\\\"\"}\r\n\n{\"c\":[{}]}\n",
+            1 << 20,
         );
-        assert!(
-            got[2].starts_with("DEAD@3:invalid JSON: a string is not closed"),
-            "{}",
-            got[2]
+        assert_eq!(
+            got,
+            [
+                "{\"a\":1}@1:0",
+                "{\"b\":\"x}{\\\"\"}@2:8",
+                "{\"c\":[{}]}@4:24"
+            ]
         );
-        assert!(got[3].starts_with("DEAD@4:truncated record"), "{}", got[3]);
-        assert_eq!(got[4], "{\"e\":2}@5");
-        assert!(
-            got[5].starts_with("DEAD@6:truncated record: the input ends"),
-            "{}",
-            got[5]
+    }
+
+    #[test]
+    fn pretty_printed_objects() {
+        let input = b"{\n  \"a\": {\n    \"b\": [1, 2]\n  }\n}\n{\n  \"c\": \"}\"\n}\n";
+        let got = describe_all_buffers(input, 1 << 20);
+        assert_eq!(
+            got,
+            [
+                "{\n  \"a\": {\n    \"b\": [1, 2]\n  }\n}@1:0",
+                "{\n  \"c\": \"}\"\n}@6:33"
+            ]
+        );
+    }
+
+    #[test]
+    fn concatenated_objects_with_and_without_whitespace() {
+        let got = describe_all_buffers(b"{\"a\":1}{\"b\":2} {\"c\":3}\n\t{\"d\":4}", 1 << 20);
+        assert_eq!(
+            got,
+            [
+                "{\"a\":1}@1:0",
+                "{\"b\":2}@1:7",
+                "{\"c\":3}@1:15",
+                "{\"d\":4}@2:24"
+            ]
+        );
+    }
+
+    #[test]
+    fn arrays_of_objects_become_records() {
+        let input = b"[\n  {\"a\": 1},\n  {\"b\": [2]}\n]\n[{\"c\":3},{\"d\":4}][]\n";
+        let got = describe_all_buffers(input, 1 << 20);
+        assert_eq!(
+            got,
+            [
+                "{\"a\": 1}@2:4",
+                "{\"b\": [2]}@3:16",
+                "{\"c\":3}@5:30",
+                "{\"d\":4}@5:38"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_skipped() {
+        let got = describe_all_buffers(b"\xef\xbb\xbf{\"a\":1}\n", 1 << 20);
+        assert_eq!(got, ["{\"a\":1}@1:3"]);
+    }
+
+    #[test]
+    fn garbage_is_skipped_to_the_end_of_its_line_and_reported_once() {
+        let input = b"{\"a\":1}\n\x00\xff garbage {\"x\":1}\nnot json either\n[1, 2]\n{\"b\":2}\n";
+        let got = describe_all_buffers(input, 1 << 20);
+        let skipped = "; skipped to the end of the line";
+        assert_eq!(
+            got,
+            [
+                "{\"a\":1}@1:0".to_string(),
+                format!("DEAD@2:8:not JSON: expected an object, found byte 0x00{skipped}"),
+                format!("DEAD@3:27:not JSON: expected an object, found 'n'{skipped}"),
+                format!("DEAD@4:44:not JSON: expected an object, found '1'{skipped}"),
+                "{\"b\":2}@5:50".to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn garbage_excerpt_is_its_line() {
+        let mut input = b"oops".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 1000));
+        input.extend_from_slice(b"\n{\"a\":1}");
+        for buffer in BUFFERS {
+            let fs = frames(&input, buffer, 1 << 20);
+            let Frame::Dead(d) = &fs[0] else {
+                panic!("{fs:?}")
+            };
+            assert_eq!(d.excerpt.len(), EXCERPT_BYTES);
+            assert!(d.excerpt.starts_with("oopsxxx"));
+            assert!(matches!(&fs[1], Frame::Record(r) if r.origin.line == 2));
+        }
+        let fs = frames(b"oops\n", 3, 1 << 20);
+        assert!(matches!(&fs[..], [Frame::Dead(d)] if d.excerpt == "oops"));
+    }
+
+    #[test]
+    fn an_unterminated_string_ends_at_its_line() {
+        let input = b"{\"a\": \"unterminated}\n{\"b\":2}\n{\"c\": \"x\\\n{\"d\":4}\n";
+        let got = describe_all_buffers(input, 1 << 20);
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert_eq!(
+            got[0],
+            "DEAD@1:0:invalid JSON: a string is not closed before the end of the line"
+        );
+        assert_eq!(got[1], "{\"b\":2}@2:21");
+        assert!(got[2].starts_with("DEAD@3:29:invalid JSON: a string is not closed"));
+        assert_eq!(got[3], "{\"d\":4}@4:39");
+    }
+
+    #[test]
+    fn a_truncated_line_ends_where_the_next_object_starts() {
+        let input = b"{\"a\": {\"b\": 1}\n{\"c\":2}\n{\"d\": [1,\n{\"e\":3}\n";
+        let got = describe_all_buffers(input, 1 << 20);
+        assert_eq!(
+            got,
+            [
+                "DEAD@1:0:truncated record: the object is not closed before a new object starts at line 2",
+                "{\"c\":2}@2:15",
+                "DEAD@3:23:truncated record: the object is not closed before a new object starts at line 4",
+                "{\"e\":3}@4:33",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_end_of_input_inside_an_object_is_a_truncation() {
+        let got = describe_all_buffers(b"{\"a\":1}\n{\"b\": {\"c\": \"x\"", 1 << 20);
+        assert_eq!(
+            got,
+            [
+                "{\"a\":1}@1:0",
+                "DEAD@2:8:truncated record: the input ends inside an object"
+            ]
         );
     }
 
     #[test]
     fn oversize_records_are_skipped_without_buffering() {
+        let max = 1000;
         let mut input = b"{\"a\":1}\n{\"big\": \"".to_vec();
         input.extend(std::iter::repeat_n(b'x', 100_000));
-        input.extend_from_slice(b"\"}\n{\"b\":2}\n");
-        let got = texts(&frames(&input, 4096, 1000));
-        assert_eq!(got[0], "{\"a\":1}@1");
-        assert!(
-            got[1].starts_with("DEAD@2:record exceeds 1000 bytes"),
-            "{}",
-            got[1]
-        );
-        assert_eq!(got[2], "{\"b\":2}@3");
+        input.extend_from_slice(b"\"}\n{\"b\":2}\n{\"c\": [");
+        input.extend(std::iter::repeat_n(b'1', 5000));
+        // Never closes: ends where the next line's object starts.
+        input.extend_from_slice(b"\n{\"d\":4}\n");
+        let limit = format!("record exceeds {max} bytes; skipped");
+        for buffer in [7, 4096, READ_BUFFER] {
+            let mut s = RecordSplitter::with_buffer(&input[..], "t", max, buffer);
+            let mut got = Vec::new();
+            while let Some(f) = s.next_frame().unwrap() {
+                got.push(f);
+            }
+            assert!(s.largest_buffer <= max, "buffered {}", s.largest_buffer);
+            assert!(matches!(&got[0], Frame::Record(r) if r.bytes == b"{\"a\":1}"));
+            let Frame::Dead(d) = &got[1] else {
+                panic!("{got:?}")
+            };
+            assert_eq!((d.line, d.reason.as_str()), (2, limit.as_str()));
+            assert!(d.excerpt.starts_with("{\"big\": \"xxx") && d.excerpt.len() == EXCERPT_BYTES);
+            assert!(matches!(&got[2], Frame::Record(r) if r.origin.line == 3));
+            assert!(matches!(&got[3], Frame::Dead(d) if d.line == 4 && d.reason == limit));
+            assert!(
+                matches!(&got[4], Frame::Record(r) if r.origin.line == 5 && r.bytes == b"{\"d\":4}")
+            );
+            assert_eq!(got.len(), 5);
+        }
+    }
+
+    #[test]
+    fn a_record_of_exactly_the_limit_is_kept() {
+        let got = describe(b"{\"a\":1}{\"a\":12}", 4, 7);
+        assert_eq!(got[0], "{\"a\":1}@1:0");
+        assert_eq!(got[1], "DEAD@1:7:record exceeds 7 bytes; skipped");
+    }
+
+    #[test]
+    fn live_edge_and_bytes_read() {
+        let mut s = RecordSplitter::new(&b"{\"a\":1}\n  "[..], "t", 100);
+        assert!(matches!(s.next_frame().unwrap(), Some(Frame::Record(_))));
+        assert!(s.at_live_edge());
+        assert!(s.next_frame().unwrap().is_none());
+        assert_eq!(s.bytes_read(), 10);
     }
 }

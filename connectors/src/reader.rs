@@ -29,8 +29,8 @@ pub struct ReadStats {
 /// batch fills.
 ///
 /// # Errors
-/// Opening or reading the source failed; batches before the failure have
-/// been delivered.
+/// The configuration is invalid, or opening or reading the source failed;
+/// batches and dead letters before a read failure have been delivered.
 pub fn read_events(
     source: &InputSource,
     config: &DecoderConfig,
@@ -58,13 +58,13 @@ pub fn read_events_counted(
     mut on_batch: impl FnMut(EventBatch),
     mut on_dead: impl FnMut(DeadLetter),
 ) -> Result<ReadStats, ConnectorError> {
+    config.validate()?;
     let name = source.name();
     let reader = source.open_counted(progress)?;
     let mut splitter = RecordSplitter::new(reader, name.clone(), config.max_record_bytes);
     let source_name: Arc<str> = Arc::from(name.as_str());
-    let mut decoder = BatchDecoder::new();
+    let mut decoder = BatchDecoder::with_batch_size(config.batch_size);
     let mut stats = ReadStats::default();
-    let batch_size = config.batch_size.max(1);
     // Files are read in full batches (a gzip stream returns short reads
     // all the time); live sources hand out what they have when idle.
     let live = matches!(source, InputSource::Stdin);
@@ -98,7 +98,7 @@ pub fn read_events_counted(
             }
         }
         let overdue = || decoder.received().is_some_and(|t| t.elapsed() >= max_delay);
-        if decoder.len() >= batch_size
+        if decoder.is_full()
             || (live && !decoder.is_empty() && (splitter.at_live_edge() || overdue()))
         {
             if let Some(batch) = decoder.finish() {

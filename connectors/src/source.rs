@@ -29,7 +29,8 @@ impl InputSource {
         }
     }
 
-    /// The name used in dead letters and alerts.
+    /// The name used in dead letters and alerts: the path as given, or
+    /// `stdin`.
     pub fn name(&self) -> String {
         match self {
             InputSource::File(p) => p.display().to_string(),
@@ -38,12 +39,18 @@ impl InputSource {
     }
 
     /// Opens the source for reading.
+    ///
+    /// # Errors
+    /// [`ConnectorError::Open`] if the file cannot be opened.
     pub fn open(&self) -> Result<Box<dyn Read + Send>, ConnectorError> {
         self.open_counted(Arc::new(AtomicU64::new(0)))
     }
 
     /// Opens the source, adding the bytes read from it (before
     /// decompression, so they compare with the file's size) to `counter`.
+    ///
+    /// # Errors
+    /// [`ConnectorError::Open`] if the file cannot be opened.
     pub fn open_counted(
         &self,
         counter: Arc<AtomicU64>,

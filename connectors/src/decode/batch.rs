@@ -1,0 +1,259 @@
+//! [`BatchDecoder`]: accepts records one at a time, turns the bad ones into
+//! dead letters, and builds an [`EventBatch`] from the good ones.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_array::builder::StringBuilder;
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema};
+
+use super::columns::Columns;
+use super::config::{DecoderConfig, MAX_BATCH_BYTES, MAX_RECORD_LIMIT};
+use super::{visit, RAW_COLUMN};
+use crate::dead_letter::{excerpt, DeadLetter};
+use crate::framing::Record;
+
+/// Where an event of a batch came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventOrigin {
+    /// Source name.
+    pub source: Arc<str>,
+    /// 1-based line where the record starts.
+    pub line: u64,
+    /// Byte offset where the record starts.
+    pub offset: u64,
+}
+
+/// A decoded batch and the origin of each row.
+#[derive(Debug, Clone)]
+pub struct EventBatch {
+    /// The events, one row each: [`RAW_COLUMN`] first, then the flattened
+    /// columns in first-seen order.
+    pub batch: RecordBatch,
+    /// One per row.
+    pub origins: Vec<EventOrigin>,
+    /// When the batch's first record was decoded: the ingest time that
+    /// alert latency is measured from.
+    pub received: Instant,
+}
+
+/// Text a batch may hold at most: Arrow's `Utf8` arrays use `i32` offsets.
+const HARD_BATCH_BYTES: usize = i32::MAX as usize;
+
+/// Accumulates records into a batch, inferring its schema.
+///
+/// ```
+/// use std::sync::Arc;
+/// use vagt_connectors::{BatchDecoder, Origin, Record};
+///
+/// let mut decoder = BatchDecoder::new();
+/// let source: Arc<str> = Arc::from("example");
+/// let record = |text: &str, line| Record {
+///     bytes: text.as_bytes().to_vec(),
+///     origin: Origin { line, offset: 0 },
+/// };
+/// assert!(decoder.push(record(r#"{"Event": {"EventID": 4688}}"#, 1), &source).is_none());
+/// let dead = decoder.push(record(r#"{"Event": }"#, 2), &source).unwrap();
+/// assert_eq!(dead.reason, "invalid JSON at column 11: expected value");
+///
+/// let batch = decoder.finish().unwrap();
+/// assert_eq!(batch.batch.num_rows(), 1);
+/// assert_eq!(batch.batch.schema().field(1).name(), "Event.EventID");
+/// assert!(decoder.is_empty());
+/// ```
+#[derive(Debug)]
+pub struct BatchDecoder {
+    batch_size: usize,
+    columns: Columns,
+    raw: String,
+    /// End of each row's text in `raw`.
+    raw_ends: Vec<usize>,
+    origins: Vec<EventOrigin>,
+    received: Option<Instant>,
+}
+
+impl Default for BatchDecoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BatchDecoder {
+    /// An empty decoder, full at the default batch size.
+    pub fn new() -> Self {
+        Self::with_batch_size(DecoderConfig::default().batch_size)
+    }
+
+    /// An empty decoder, full at `batch_size` records (at least 1).
+    pub fn with_batch_size(batch_size: usize) -> Self {
+        BatchDecoder {
+            batch_size: batch_size.max(1),
+            columns: Columns::default(),
+            raw: String::new(),
+            raw_ends: Vec::new(),
+            origins: Vec::new(),
+            received: None,
+        }
+    }
+
+    /// When the current batch's first record was decoded; `None` if it is
+    /// empty.
+    pub fn received(&self) -> Option<Instant> {
+        self.received
+    }
+
+    /// Records in the current batch.
+    pub fn len(&self) -> usize {
+        self.origins.len()
+    }
+
+    /// True if no record is buffered.
+    pub fn is_empty(&self) -> bool {
+        self.origins.is_empty()
+    }
+
+    /// True when the batch should be finished: it has `batch_size` records,
+    /// or holds [`MAX_BATCH_BYTES`] of text.
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.batch_size || self.columns.bytes >= MAX_BATCH_BYTES
+    }
+
+    /// Decodes one record into the batch. A record that is not a valid JSON
+    /// object in UTF-8 comes back as a dead letter saying what is wrong, and
+    /// leaves the batch as it was.
+    pub fn push(&mut self, record: Record, source: &Arc<str>) -> Option<DeadLetter> {
+        let dead = |reason: String| {
+            Some(DeadLetter {
+                source: source.to_string(),
+                line: record.origin.line,
+                offset: record.origin.offset,
+                reason,
+                excerpt: excerpt(&record.bytes),
+            })
+        };
+        if record.bytes.len() > MAX_RECORD_LIMIT {
+            return dead(format!("record exceeds {MAX_RECORD_LIMIT} bytes"));
+        }
+        let text = match std::str::from_utf8(&record.bytes) {
+            Ok(text) => text,
+            Err(e) => return dead(utf8_reason(&record.bytes, e.valid_up_to())),
+        };
+        if let Some(found) = not_an_object(text) {
+            return dead(format!("not a JSON object: the record is {found}"));
+        }
+        // Rows are fewer than bytes, which stay below `HARD_BATCH_BYTES`.
+        let row = self.origins.len() as u32;
+        let mark = self.columns.mark();
+        if let Err(e) = visit::decode_object(text, &mut self.columns, row) {
+            self.columns.rollback(mark, row);
+            return dead(json_reason(&e));
+        }
+        self.columns.bytes += text.len();
+        if self.columns.bytes > HARD_BATCH_BYTES {
+            self.columns.rollback(mark, row);
+            return dead(if self.is_empty() {
+                "record too large: its columns would exceed 2 GiB of text".into()
+            } else {
+                "batch full: finish() it when is_full() says so".into()
+            });
+        }
+        self.raw.push_str(text);
+        self.raw_ends.push(self.raw.len());
+        self.origins.push(EventOrigin {
+            source: source.clone(),
+            line: record.origin.line,
+            offset: record.origin.offset,
+        });
+        self.received.get_or_insert_with(Instant::now);
+        None
+    }
+
+    /// Builds the batch from the buffered records and empties the decoder
+    /// for the next one; `None` if it is empty.
+    pub fn finish(&mut self) -> Option<EventBatch> {
+        if self.origins.is_empty() {
+            return None;
+        }
+        let rows = self.origins.len();
+        let mut raw = StringBuilder::with_capacity(rows, self.raw.len());
+        let mut start = 0;
+        for &end in &self.raw_ends {
+            raw.append_value(&self.raw[start..end]);
+            start = end;
+        }
+        let mut fields = vec![Field::new(RAW_COLUMN, DataType::Utf8, true)];
+        let mut arrays: Vec<ArrayRef> = vec![Arc::new(raw.finish())];
+        self.columns.build(rows, &mut fields, &mut arrays);
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays);
+        debug_assert!(
+            batch.is_ok(),
+            "columns are built to the row count: {batch:?}"
+        );
+        let origins = std::mem::take(&mut self.origins);
+        let received = self.received.take().unwrap_or_else(Instant::now);
+        self.columns.clear();
+        self.raw.clear();
+        self.raw_ends.clear();
+        Some(EventBatch {
+            batch: batch.ok()?,
+            origins,
+            received,
+        })
+    }
+}
+
+/// What a record that does not start with `{` is, if it is a JSON value
+/// (otherwise parsing reports the syntax error).
+fn not_an_object(text: &str) -> Option<&'static str> {
+    let first = text.bytes().find(|b| !b.is_ascii_whitespace());
+    Some(match first? {
+        b'[' => "an array",
+        b'"' => "a string",
+        b't' | b'f' => "a boolean",
+        b'n' => "null",
+        b'-' | b'0'..=b'9' => "a number",
+        _ => return None,
+    })
+}
+
+/// `serde_json`'s message, with the position first and relative to the
+/// record.
+fn json_reason(e: &serde_json::Error) -> String {
+    let message = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    let what = message.strip_suffix(&position).unwrap_or(&message);
+    if e.line() <= 1 {
+        format!("invalid JSON at column {}: {what}", e.column())
+    } else {
+        format!(
+            "invalid JSON at line {} column {} of the record: {what}",
+            e.line(),
+            e.column()
+        )
+    }
+}
+
+fn utf8_reason(bytes: &[u8], at: usize) -> String {
+    let place = if inside_string(&bytes[..at]) {
+        "inside a string"
+    } else {
+        "outside any string"
+    };
+    format!("invalid UTF-8 at byte {at} of the record, {place}")
+}
+
+/// Whether a string is open at the end of `prefix`.
+fn inside_string(prefix: &[u8]) -> bool {
+    let mut in_string = false;
+    let mut escape = false;
+    for &b in prefix {
+        match (in_string, escape, b) {
+            (true, true, _) => escape = false,
+            (true, false, b'\\') => escape = true,
+            (_, false, b'"') => in_string = !in_string,
+            _ => {}
+        }
+    }
+    in_string
+}

@@ -1,0 +1,454 @@
+//! Per-column storage of one batch's leaf values, and their conversion to
+//! Arrow arrays with the column type inferred from all of them.
+//!
+//! Leaves are stored compactly: scalars inline, text as a range of one
+//! shared arena, and each column keeps `(row, leaf)` pairs for the rows that
+//! have it, so a sparse column costs nothing for the rows that lack it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    BooleanBuilder, Float64Builder, Int64Builder, ListBuilder, StringBuilder,
+};
+use arrow_array::{Array, ArrayRef};
+use arrow_schema::{DataType, Field};
+use foldhash::fast::RandomState;
+
+use super::text::{write_float, write_json_list};
+use super::NULLS_COLUMN;
+
+/// Bytes counted for each leaf on top of its text: enough for the longest
+/// rendering of a number (24) and the separators around it.
+pub(super) const LEAF_BYTES: usize = 32;
+
+/// A range of the text arena or of the list items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Span {
+    start: u32,
+    len: u32,
+}
+
+impl Span {
+    /// Offsets are below 2^32: a batch holds less than `i32::MAX` bytes of
+    /// text (see `BatchDecoder::push`) and one record at most
+    /// `MAX_RECORD_LIMIT`.
+    pub(super) fn new(start: usize, len: usize) -> Span {
+        Span {
+            start: start as u32,
+            len: len as u32,
+        }
+    }
+
+    pub(super) fn len(self) -> usize {
+        self.len as usize
+    }
+
+    pub(super) fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.start as usize + self.len as usize
+    }
+}
+
+/// One value of one column in one row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Leaf {
+    /// JSON `null`.
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    /// A JSON string, in the arena.
+    Str(Span),
+    /// An integer beyond `i64`, as its digits in the arena.
+    BigInt(Span),
+    /// An array of scalars: the list items in the span.
+    List(Span),
+    /// An array holding arrays or objects, as compact JSON in the arena.
+    Json(Span),
+}
+
+/// One column of the batch being built.
+#[derive(Debug)]
+struct Column {
+    name: Box<str>,
+    /// Rows ascending, each at most once.
+    values: Vec<(u32, Leaf)>,
+    /// Whether any value is (or was, before a rollback) a JSON `null`.
+    has_null: bool,
+}
+
+/// Where a record's decoding started, to undo it if it fails.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Mark {
+    columns: usize,
+    text: usize,
+    items: usize,
+    bytes: usize,
+}
+
+/// The columns of one batch and the storage their leaves point into.
+#[derive(Debug, Default)]
+pub(super) struct Columns {
+    /// Column path → index into `columns`; seeded, so crafted keys cannot
+    /// degrade it.
+    index: HashMap<Box<str>, u32, RandomState>,
+    /// In first-seen order.
+    columns: Vec<Column>,
+    /// Value vectors of finished batches, reused.
+    spare: Vec<Vec<(u32, Leaf)>>,
+    /// The text arena.
+    pub(super) text: String,
+    /// Items of scalar arrays.
+    pub(super) items: Vec<Leaf>,
+    /// The dotted path of the value being decoded.
+    pub(super) path: String,
+    /// Columns that got a value in the current record.
+    touched: Vec<u32>,
+    /// Reused buffer for compact JSON.
+    pub(super) scratch: String,
+    /// Upper bound of the text any Arrow array of the batch will hold.
+    pub(super) bytes: usize,
+}
+
+impl Columns {
+    /// Starts a record.
+    pub(super) fn mark(&mut self) -> Mark {
+        self.touched.clear();
+        self.path.clear();
+        Mark {
+            columns: self.columns.len(),
+            text: self.text.len(),
+            items: self.items.len(),
+            bytes: self.bytes,
+        }
+    }
+
+    /// Removes everything row `row` added since `mark`, so the columns stay
+    /// aligned after a record fails half-way.
+    pub(super) fn rollback(&mut self, mark: Mark, row: u32) {
+        for &c in &self.touched {
+            let values = &mut self.columns[c as usize].values;
+            if values.last().is_some_and(|(r, _)| *r == row) {
+                values.pop();
+            }
+        }
+        for column in self.columns.drain(mark.columns..) {
+            self.index.remove(&column.name);
+            self.spare.push(column.values);
+        }
+        self.text.truncate(mark.text);
+        self.items.truncate(mark.items);
+        self.bytes = mark.bytes;
+        self.touched.clear();
+        self.path.clear();
+    }
+
+    /// Appends `s` to the arena.
+    pub(super) fn push_text(&mut self, s: &str) -> Span {
+        let span = Span::new(self.text.len(), s.len());
+        self.text.push_str(s);
+        span
+    }
+
+    /// Appends an item of the array being decoded.
+    pub(super) fn push_item(&mut self, leaf: Leaf) {
+        // A string item may be rendered JSON-quoted, escapes and all.
+        self.bytes += LEAF_BYTES
+            + match leaf {
+                Leaf::Str(s) | Leaf::BigInt(s) => 6 * s.len(),
+                _ => 0,
+            };
+        self.items.push(leaf);
+    }
+
+    /// Sets the value of the column at the current path in row `row`. A
+    /// second value for the same column and row (a duplicate key) replaces
+    /// the first: the last one wins.
+    pub(super) fn put(&mut self, row: u32, leaf: Leaf) {
+        let c = match self.index.get(self.path.as_str()) {
+            Some(&c) => c as usize,
+            None => {
+                let c = self.columns.len();
+                let name: Box<str> = self.path.as_str().into();
+                self.index.insert(name.clone(), c as u32);
+                let values = self.spare.pop().unwrap_or_default();
+                self.columns.push(Column {
+                    name,
+                    values,
+                    has_null: false,
+                });
+                c
+            }
+        };
+        self.bytes += LEAF_BYTES
+            + match leaf {
+                Leaf::Str(s) | Leaf::BigInt(s) | Leaf::Json(s) => s.len(),
+                // Listed by name in the nulls column.
+                Leaf::Null => self.path.len(),
+                _ => 0,
+            };
+        let column = &mut self.columns[c];
+        column.has_null |= leaf == Leaf::Null;
+        match column.values.last_mut() {
+            Some((r, v)) if *r == row => *v = leaf,
+            _ => {
+                column.values.push((row, leaf));
+                self.touched.push(c as u32);
+            }
+        }
+    }
+
+    /// Empties the columns for the next batch, keeping allocations.
+    pub(super) fn clear(&mut self) {
+        self.index.clear();
+        for mut column in self.columns.drain(..) {
+            column.values.clear();
+            self.spare.push(column.values);
+        }
+        self.text.clear();
+        self.items.clear();
+        self.touched.clear();
+        self.path.clear();
+        self.bytes = 0;
+    }
+
+    /// Builds one array per column that has a value in any of the `rows`
+    /// rows, then the [`NULLS_COLUMN`] if any key was `null`.
+    pub(super) fn build(
+        &mut self,
+        rows: usize,
+        fields: &mut Vec<Field>,
+        arrays: &mut Vec<ArrayRef>,
+    ) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        for column in &self.columns {
+            if column.values.is_empty() {
+                continue;
+            }
+            let array = self.build_column(&column.values, rows, &mut scratch);
+            fields.push(Field::new(&*column.name, array.data_type().clone(), true));
+            arrays.push(array);
+        }
+        if let Some(nulls) = self.build_nulls(rows) {
+            fields.push(Field::new(NULLS_COLUMN, nulls.data_type().clone(), true));
+            arrays.push(nulls);
+        }
+        self.scratch = scratch;
+    }
+
+    fn build_column(&self, values: &[(u32, Leaf)], rows: usize, scratch: &mut String) -> ArrayRef {
+        let mut seen = Seen::default();
+        for (_, leaf) in values {
+            seen.add(leaf);
+        }
+        let each = |f: &mut dyn FnMut(Option<Leaf>)| each_row(values, rows, f);
+        match seen.data_type() {
+            DataType::Int64 => {
+                let mut b = Int64Builder::with_capacity(rows);
+                each(&mut |leaf| match leaf {
+                    Some(Leaf::Int(v)) => b.append_value(v),
+                    _ => b.append_null(),
+                });
+                Arc::new(b.finish())
+            }
+            DataType::Float64 => {
+                let mut b = Float64Builder::with_capacity(rows);
+                each(&mut |leaf| match leaf {
+                    Some(Leaf::Int(v)) => b.append_value(v as f64),
+                    Some(Leaf::Float(v)) => b.append_value(v),
+                    _ => b.append_null(),
+                });
+                Arc::new(b.finish())
+            }
+            DataType::Boolean => {
+                let mut b = BooleanBuilder::with_capacity(rows);
+                each(&mut |leaf| match leaf {
+                    Some(Leaf::Bool(v)) => b.append_value(v),
+                    _ => b.append_null(),
+                });
+                Arc::new(b.finish())
+            }
+            DataType::List(_) => {
+                let mut b = ListBuilder::with_capacity(StringBuilder::new(), rows);
+                each(&mut |leaf| match leaf {
+                    Some(Leaf::List(span)) => {
+                        for &item in &self.items[span.range()] {
+                            self.append_text(b.values(), item, scratch);
+                        }
+                        b.append(true);
+                    }
+                    _ => b.append_null(),
+                });
+                Arc::new(b.finish())
+            }
+            _ => {
+                let mut b = StringBuilder::with_capacity(rows, seen.text_bytes);
+                each(&mut |leaf| match leaf {
+                    Some(leaf) => self.append_text(&mut b, leaf, scratch),
+                    None => b.append_null(),
+                });
+                Arc::new(b.finish())
+            }
+        }
+    }
+
+    /// Appends a leaf as text: strings verbatim, other scalars as their
+    /// JSON text, arrays as compact JSON.
+    fn append_text(&self, b: &mut StringBuilder, leaf: Leaf, scratch: &mut String) {
+        match leaf {
+            Leaf::Null => b.append_null(),
+            Leaf::Bool(v) => b.append_value(if v { "true" } else { "false" }),
+            Leaf::Int(v) => b.append_value(itoa::Buffer::new().format(v)),
+            Leaf::Float(v) => {
+                scratch.clear();
+                write_float(scratch, v);
+                b.append_value(&*scratch);
+            }
+            Leaf::Str(s) | Leaf::BigInt(s) | Leaf::Json(s) => b.append_value(&self.text[s.range()]),
+            Leaf::List(s) => {
+                scratch.clear();
+                write_json_list(scratch, &self.items[s.range()], &self.text);
+                b.append_value(&*scratch);
+            }
+        }
+    }
+
+    /// The `List<Utf8>` of the keys that were `null`, per row; `None` if no
+    /// key was.
+    fn build_nulls(&self, rows: usize) -> Option<ArrayRef> {
+        let mut nulls: Vec<(u32, &str)> = Vec::new();
+        for column in self.columns.iter().filter(|c| c.has_null) {
+            nulls.extend(
+                column
+                    .values
+                    .iter()
+                    .filter(|(_, leaf)| *leaf == Leaf::Null)
+                    .map(|(row, _)| (*row, &*column.name)),
+            );
+        }
+        if nulls.is_empty() {
+            return None;
+        }
+        // Stable: names stay in column order within a row.
+        nulls.sort_by_key(|(row, _)| *row);
+        let mut b = ListBuilder::with_capacity(StringBuilder::new(), rows);
+        let mut next = nulls.iter().peekable();
+        for row in 0..rows as u32 {
+            let mut any = false;
+            while let Some((_, name)) = next.next_if(|(r, _)| *r == row) {
+                b.values().append_value(name);
+                any = true;
+            }
+            b.append(any);
+        }
+        Some(Arc::new(b.finish()))
+    }
+}
+
+/// Calls `f` once per row in order: with the row's leaf, or `None` where the
+/// column has no value or a `null`.
+fn each_row(values: &[(u32, Leaf)], rows: usize, f: &mut dyn FnMut(Option<Leaf>)) {
+    let mut next = 0;
+    for &(row, leaf) in values {
+        for _ in next..row as usize {
+            f(None);
+        }
+        f((leaf != Leaf::Null).then_some(leaf));
+        next = row as usize + 1;
+    }
+    for _ in next..rows {
+        f(None);
+    }
+}
+
+/// The kinds of leaf a column holds.
+#[derive(Debug, Default)]
+struct Seen {
+    int: bool,
+    float: bool,
+    boolean: bool,
+    list: bool,
+    /// Strings, big integers, JSON text.
+    text: bool,
+    /// Arena bytes of the text leaves, to size the builder.
+    text_bytes: usize,
+}
+
+impl Seen {
+    fn add(&mut self, leaf: &Leaf) {
+        match leaf {
+            Leaf::Null => {}
+            Leaf::Bool(_) => self.boolean = true,
+            Leaf::Int(_) => self.int = true,
+            Leaf::Float(_) => self.float = true,
+            Leaf::List(_) => self.list = true,
+            Leaf::Str(s) | Leaf::BigInt(s) | Leaf::Json(s) => {
+                self.text = true;
+                self.text_bytes += s.len();
+            }
+        }
+    }
+
+    /// The narrowest type holding every value seen.
+    fn data_type(&self) -> DataType {
+        let Seen {
+            int,
+            float,
+            boolean,
+            list,
+            text,
+            ..
+        } = *self;
+        if text {
+            DataType::Utf8
+        } else if list && !(int || float || boolean) {
+            DataType::new_list(DataType::Utf8, true)
+        } else if boolean && !(int || float || list) {
+            DataType::Boolean
+        } else if int && !(float || boolean || list) {
+            DataType::Int64
+        } else if (int || float) && !(boolean || list) {
+            DataType::Float64
+        } else {
+            DataType::Utf8
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(leaves: &[Leaf]) -> DataType {
+        let mut s = Seen::default();
+        leaves.iter().for_each(|l| s.add(l));
+        s.data_type()
+    }
+
+    #[test]
+    fn the_narrowest_type_holding_every_value_is_chosen() {
+        let text = Leaf::Str(Span::new(0, 1));
+        let list = Leaf::List(Span::new(0, 0));
+        let utf8_list = DataType::new_list(DataType::Utf8, true);
+        assert_eq!(seen(&[Leaf::Int(1), Leaf::Null]), DataType::Int64);
+        assert_eq!(seen(&[Leaf::Int(1), Leaf::Float(0.5)]), DataType::Float64);
+        assert_eq!(seen(&[Leaf::Float(0.5)]), DataType::Float64);
+        assert_eq!(seen(&[Leaf::Bool(true), Leaf::Null]), DataType::Boolean);
+        assert_eq!(seen(&[list, Leaf::Null]), utf8_list);
+        assert_eq!(seen(&[Leaf::Bool(true), Leaf::Int(1)]), DataType::Utf8);
+        assert_eq!(seen(&[Leaf::Int(1), text]), DataType::Utf8);
+        assert_eq!(seen(&[list, Leaf::Int(1)]), DataType::Utf8);
+        assert_eq!(seen(&[Leaf::Json(Span::new(0, 2))]), DataType::Utf8);
+        assert_eq!(seen(&[Leaf::BigInt(Span::new(0, 20))]), DataType::Utf8);
+        assert_eq!(seen(&[Leaf::Null]), DataType::Utf8);
+    }
+
+    #[test]
+    fn each_row_fills_gaps_and_nulls() {
+        let values = [(1, Leaf::Int(1)), (2, Leaf::Null), (4, Leaf::Int(4))];
+        let mut got = Vec::new();
+        each_row(&values, 6, &mut |l| got.push(l));
+        use Leaf::Int;
+        assert_eq!(got, [None, Some(Int(1)), None, None, Some(Int(4)), None]);
+    }
+}

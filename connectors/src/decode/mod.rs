@@ -1,0 +1,44 @@
+//! JSON objects → Arrow `RecordBatch`es, the schema inferred per batch.
+//!
+//! Each record is walked once by serde visitors that write its leaves
+//! straight into per-column buffers (no `serde_json::Value` tree). Nested
+//! objects become dotted column names, keys kept verbatim:
+//! `{"Event":{"System":{"EventID":4688}}}` fills `Event.System.EventID`.
+//! At [`BatchDecoder::finish`] each column gets the narrowest type holding
+//! all its values:
+//!
+//! | values in the column                     | Arrow type   |
+//! |------------------------------------------|--------------|
+//! | integers (fitting `i64`)                 | `Int64`      |
+//! | integers and floats                      | `Float64`    |
+//! | booleans                                 | `Boolean`    |
+//! | arrays of scalars                        | `List<Utf8>` |
+//! | strings, or anything mixed               | `Utf8`       |
+//!
+//! In `Utf8` columns other scalars appear as their JSON text (`4688`,
+//! `true`, `1.5`) and arrays as compact JSON; so does, in any column, an
+//! array holding objects or arrays. Items of a `List<Utf8>` are rendered
+//! the same way, `null` items as nulls. JSON `null` and missing keys are
+//! Arrow nulls (the [`NULLS_COLUMN`] tells them apart), `{}` adds nothing,
+//! and of duplicate keys the last wins. Every field is nullable. The
+//! record's text is kept in the first column, [`RAW_COLUMN`].
+
+mod batch;
+mod columns;
+mod config;
+mod text;
+mod visit;
+
+#[cfg(test)]
+mod tests;
+
+pub use batch::{BatchDecoder, EventBatch, EventOrigin};
+pub use config::{DecoderConfig, InvalidDecoderConfig, MAX_BATCH_BYTES, MAX_RECORD_LIMIT};
+
+/// Name of the column holding each record's original text.
+pub const RAW_COLUMN: &str = "_raw";
+
+/// Name of the `List<Utf8>` column listing, per row, the columns whose key
+/// was present with a JSON `null` (Arrow cannot tell that from an absent
+/// key). Only present in batches that have such keys.
+pub const NULLS_COLUMN: &str = "_nulls";

@@ -1,0 +1,352 @@
+//! Decoder behaviour: flattening, type inference, rendering, dead letters
+//! and rollback.
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::DataType;
+
+use super::*;
+use crate::framing::{Origin, Record};
+use crate::DeadLetter;
+
+fn record(text: &[u8], line: u64) -> Record {
+    Record {
+        bytes: text.to_vec(),
+        origin: Origin {
+            line,
+            offset: line * 100,
+        },
+    }
+}
+
+/// Decodes `records` (line = index + 1) into one batch.
+fn decode(records: &[&str]) -> (Option<RecordBatch>, Vec<DeadLetter>) {
+    let mut d = BatchDecoder::new();
+    let source: Arc<str> = Arc::from("t");
+    let mut dead = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        dead.extend(d.push(record(r.as_bytes(), i as u64 + 1), &source));
+    }
+    (d.finish().map(|b| b.batch), dead)
+}
+
+fn decode_ok(records: &[&str]) -> RecordBatch {
+    let (batch, dead) = decode(records);
+    assert!(dead.is_empty(), "{dead:?}");
+    batch.expect("rows")
+}
+
+fn column(b: &RecordBatch, name: &str) -> ArrayRef {
+    let index = b
+        .schema()
+        .index_of(name)
+        .unwrap_or_else(|_| panic!("no column {name} in {:?}", b.schema()));
+    b.column(index).clone()
+}
+
+fn data_type(b: &RecordBatch, name: &str) -> DataType {
+    column(b, name).data_type().clone()
+}
+
+/// A `Utf8` column as options.
+fn strings(b: &RecordBatch, name: &str) -> Vec<Option<String>> {
+    column(b, name)
+        .as_string::<i32>()
+        .iter()
+        .map(|v| v.map(str::to_string))
+        .collect()
+}
+
+/// A `List<Utf8>` column, row by row.
+fn lists(b: &RecordBatch, name: &str) -> Vec<Option<Vec<Option<String>>>> {
+    let col = column(b, name);
+    let list = col.as_list::<i32>();
+    (0..list.len())
+        .map(|row| {
+            list.is_valid(row).then(|| {
+                let items = list.value(row);
+                items
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| v.map(str::to_string))
+                    .collect()
+            })
+        })
+        .collect()
+}
+
+fn s(v: &str) -> Option<String> {
+    Some(v.to_string())
+}
+
+#[test]
+fn nested_objects_are_flattened_with_keys_verbatim_in_first_seen_order() {
+    let b = decode_ok(&[
+        r##"{"Event": {"#attributes": {"xmlns": "x"}, "System": {"EventID": 4688, "Channel": "Security"}, "EventData": {"Data": {"#text": "t"}}}}"##,
+        r##"{"z": 1, "Event": {"System": {"EventID": 1}}}"##,
+    ]);
+    let schema = b.schema();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            RAW_COLUMN,
+            "Event.#attributes.xmlns",
+            "Event.System.EventID",
+            "Event.System.Channel",
+            "Event.EventData.Data.#text",
+            "z"
+        ]
+    );
+    assert!(schema.fields().iter().all(|f| f.is_nullable()));
+    let ids = column(&b, "Event.System.EventID");
+    assert_eq!(ids.as_primitive::<Int64Type>().values().as_ref(), [4688, 1]);
+    assert_eq!(strings(&b, "Event.EventData.Data.#text"), [s("t"), None]);
+    assert_eq!(
+        strings(&b, RAW_COLUMN)[1].as_deref(),
+        Some(r##"{"z": 1, "Event": {"System": {"EventID": 1}}}"##)
+    );
+}
+
+#[test]
+fn each_column_gets_the_narrowest_type_holding_its_values() {
+    let b = decode_ok(&[
+        r#"{"int": 1, "num": 1, "flag": true, "text": "a", "mixed": 1, "mixed2": true, "big": 1}"#,
+        r#"{"int": -2, "num": 2.5, "flag": false, "text": "b", "mixed": "x", "mixed2": 1.5, "big": 18446744073709551615}"#,
+        r#"{"int": null, "num": null, "flag": null, "text": null, "mixed": 2, "mixed2": null}"#,
+    ]);
+    assert_eq!(data_type(&b, "int"), DataType::Int64);
+    assert_eq!(data_type(&b, "num"), DataType::Float64);
+    assert_eq!(data_type(&b, "flag"), DataType::Boolean);
+    assert_eq!(data_type(&b, "text"), DataType::Utf8);
+    assert_eq!(data_type(&b, "mixed"), DataType::Utf8);
+    assert_eq!(data_type(&b, "mixed2"), DataType::Utf8);
+    assert_eq!(data_type(&b, "big"), DataType::Utf8);
+
+    let int = column(&b, "int");
+    let int = int.as_primitive::<Int64Type>();
+    assert_eq!((int.value(0), int.value(1), int.is_null(2)), (1, -2, true));
+    let num = column(&b, "num");
+    let num = num.as_primitive::<Float64Type>();
+    assert_eq!(
+        (num.value(0), num.value(1), num.is_null(2)),
+        (1.0, 2.5, true)
+    );
+    let flag = column(&b, "flag");
+    let flag = flag.as_boolean();
+    assert_eq!(
+        (flag.value(0), flag.value(1), flag.is_null(2)),
+        (true, false, true)
+    );
+    assert_eq!(strings(&b, "mixed"), [s("1"), s("x"), s("2")]);
+    assert_eq!(strings(&b, "mixed2"), [s("true"), s("1.5"), None]);
+    assert_eq!(
+        strings(&b, "big"),
+        [s("1"), s("18446744073709551615"), None]
+    );
+}
+
+#[test]
+fn arrays_of_scalars_are_lists_of_strings() {
+    let b = decode_ok(&[
+        r#"{"l": ["a", 2, true, 1.5, null, 18446744073709551615]}"#,
+        r#"{"l": []}"#,
+        r#"{"other": 1}"#,
+    ]);
+    assert_eq!(data_type(&b, "l"), DataType::new_list(DataType::Utf8, true));
+    assert_eq!(
+        lists(&b, "l"),
+        [
+            Some(vec![
+                s("a"),
+                s("2"),
+                s("true"),
+                s("1.5"),
+                None,
+                s("18446744073709551615")
+            ]),
+            Some(vec![]),
+            None
+        ]
+    );
+}
+
+#[test]
+fn arrays_holding_objects_or_arrays_are_compact_json_text() {
+    let b = decode_ok(&[
+        "{\"deep\": [ {\"a\" : 1, \"b\": [true, null]},\n [2, \"x\\\"y\"] ]}",
+        r#"{"deep": [1, "a\nb", 2.0, {"c": {}}, [], {}]}"#,
+        r#"{"deep": [[]]}"#,
+    ]);
+    assert_eq!(data_type(&b, "deep"), DataType::Utf8);
+    assert_eq!(
+        strings(&b, "deep"),
+        [
+            s(r#"[{"a":1,"b":[true,null]},[2,"x\"y"]]"#),
+            s(r#"[1,"a\nb",2.0,{"c":{}},[],{}]"#),
+            s("[[]]")
+        ]
+    );
+}
+
+#[test]
+fn a_column_mixing_arrays_and_scalars_is_text() {
+    let b = decode_ok(&[r#"{"v": ["a", 2, null]}"#, r#"{"v": "x"}"#, r#"{"v": 3}"#]);
+    assert_eq!(data_type(&b, "v"), DataType::Utf8);
+    assert_eq!(strings(&b, "v"), [s(r#"["a",2,null]"#), s("x"), s("3")]);
+}
+
+#[test]
+fn null_and_missing_are_both_nulls_and_empty_objects_add_nothing() {
+    let b = decode_ok(&[r#"{"a": null, "b": 1, "e": {}}"#, r#"{"b": null}"#, "{}"]);
+    let schema = b.schema();
+    assert!(schema.index_of("e").is_err());
+    assert_eq!(b.num_rows(), 3);
+    assert_eq!(strings(&b, "a"), [None, None, None]);
+    let col = column(&b, "b");
+    let bs = col.as_primitive::<Int64Type>();
+    assert_eq!((bs.value(0), bs.is_null(1), bs.is_null(2)), (1, true, true));
+    assert_eq!(
+        lists(&b, NULLS_COLUMN),
+        [Some(vec![s("a")]), Some(vec![s("b")]), None]
+    );
+    let no_nulls = decode_ok(&[r#"{"a": 1}"#]);
+    assert!(no_nulls.schema().index_of(NULLS_COLUMN).is_err());
+}
+
+#[test]
+fn of_duplicate_keys_the_last_wins() {
+    let b = decode_ok(&[r#"{"a": 1, "a": 2, "n": null, "n": "x", "o": {"k": 1}, "o": {"k": 2}}"#]);
+    assert_eq!(column(&b, "a").as_primitive::<Int64Type>().value(0), 2);
+    assert_eq!(strings(&b, "n"), [s("x")]);
+    assert_eq!(column(&b, "o.k").as_primitive::<Int64Type>().value(0), 2);
+    assert!(b.schema().index_of(NULLS_COLUMN).is_err());
+}
+
+#[test]
+fn a_record_failing_half_way_leaves_no_trace() {
+    let (batch, dead) = decode(&[
+        r#"{"s": "one", "n": 1, "l": ["x"]}"#,
+        r#"{"s": "two", "n": 2, "new": {"col": true}, "l": ["y", "z"], "t": "tt", oops}"#,
+        r#"{"s": "dos", "l": [1, {"a": "b"}, nope]}"#,
+        r#"{"s": "three", "t": "u", "l": ["w"]}"#,
+    ]);
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert_eq!(
+        (dead[0].line, dead[0].reason.as_str()),
+        (2, "invalid JSON at column 72: key must be a string")
+    );
+    assert_eq!(dead[1].line, 3);
+    let b = batch.unwrap();
+    assert_eq!(b.num_rows(), 2);
+    assert!(b.schema().index_of("new.col").is_err());
+    assert_eq!(strings(&b, "s"), [s("one"), s("three")]);
+    assert_eq!(strings(&b, "t"), [None, s("u")]);
+    let n = column(&b, "n");
+    assert_eq!((n.len(), n.null_count()), (2, 1));
+    assert_eq!(lists(&b, "l"), [Some(vec![s("x")]), Some(vec![s("w")])]);
+    let names: Vec<String> = b
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(names, [RAW_COLUMN, "s", "n", "l", "t"]);
+}
+
+#[test]
+fn dead_letters_say_what_is_wrong_and_where() {
+    let (batch, dead) = decode(&[
+        r#"{"a": 1 "b": 2}"#,
+        "{\n  \"a\": 1,\n  \"b\": tru\n}",
+        "[1, 2]",
+        r#"{"a": 1} x"#,
+        r#"{"a": "\x"}"#,
+    ]);
+    assert!(batch.is_none());
+    let reasons: Vec<&str> = dead.iter().map(|d| d.reason.as_str()).collect();
+    assert_eq!(
+        reasons,
+        [
+            "invalid JSON at column 9: expected `,` or `}`",
+            "invalid JSON at line 4 column 0 of the record: expected ident",
+            "not a JSON object: the record is an array",
+            "invalid JSON at column 10: trailing characters",
+            "invalid JSON at column 9: invalid escape",
+        ]
+    );
+    assert_eq!(
+        dead.iter().map(|d| d.line).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
+    assert!(dead
+        .iter()
+        .all(|d| d.source == "t" && d.offset == d.line * 100));
+    assert_eq!(dead[2].excerpt, "[1, 2]");
+}
+
+#[test]
+fn invalid_utf8_is_a_dead_letter_naming_the_byte() {
+    let mut d = BatchDecoder::new();
+    let source = Arc::from("t");
+    let inside = d
+        .push(record(b"{\"a\": \"\xc3\x28\"}", 7), &source)
+        .unwrap();
+    assert_eq!(
+        inside.reason,
+        "invalid UTF-8 at byte 7 of the record, inside a string"
+    );
+    assert_eq!((inside.line, inside.offset), (7, 700));
+    assert_eq!(inside.excerpt, "{\"a\": \"\u{fffd}(\"}");
+    let outside = d.push(record(b"{\"a\\\"\": 1, \xff}", 8), &source).unwrap();
+    assert_eq!(
+        outside.reason,
+        "invalid UTF-8 at byte 11 of the record, outside any string"
+    );
+    assert!(d.finish().is_none());
+}
+
+#[test]
+fn nesting_beyond_the_parser_limit_is_a_dead_letter() {
+    let deep = format!("{}{}", "{\"a\":".repeat(200), "}".repeat(200));
+    let (batch, dead) = decode(&[&deep, r#"{"ok": 1}"#]);
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0].reason.contains("recursion limit exceeded"),
+        "{}",
+        dead[0].reason
+    );
+    assert_eq!(batch.unwrap().num_rows(), 1);
+}
+
+#[test]
+fn finish_resets_and_each_batch_has_its_own_schema() {
+    let mut d = BatchDecoder::with_batch_size(2);
+    let source: Arc<str> = Arc::from("t");
+    assert!(d.finish().is_none());
+    assert!(d.push(record(br#"{"a": 1}"#, 1), &source).is_none());
+    assert!(!d.is_full());
+    assert!(d.push(record(br#"{"a": "x"}"#, 2), &source).is_none());
+    assert!(d.is_full() && d.len() == 2);
+    let first = d.finish().unwrap();
+    assert!(d.is_empty() && !d.is_full());
+    assert_eq!(first.batch.schema().field(1).data_type(), &DataType::Utf8);
+    let lines: Vec<u64> = first.origins.iter().map(|o| o.line).collect();
+    assert_eq!(lines, [1, 2]);
+    assert!(first.origins.iter().all(|o| &*o.source == "t"));
+
+    assert!(d.push(record(br#"{"b": 2}"#, 3), &source).is_none());
+    let second = d.finish().unwrap();
+    let names: Vec<String> = second
+        .batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(names, [RAW_COLUMN, "b"]);
+    assert_eq!(second.origins[0].offset, 300);
+}
