@@ -43,7 +43,7 @@ pub struct EventTime {
 }
 
 /// Where the event came from.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct EventSource {
     /// Input name (file path, `stdin`).
     pub input: String,
@@ -81,8 +81,41 @@ pub struct Alert {
     pub count: u64,
     /// Where the event came from.
     pub source: EventSource,
-    /// The matching event, verbatim.
+    /// The matching event, verbatim (for a windowed rule: the event that
+    /// completed it).
     pub event: Option<Box<RawValue>>,
+    /// For a windowed rule: what was measured and the contributing events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<WindowEvidence>,
+}
+
+/// The evidence of a windowed alert.
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowEvidence {
+    /// The rule type, e.g. `event_count` or `baseline`.
+    pub kind: &'static str,
+    /// The measured value (events, distinct values, sum, average, percent,
+    /// bucket value, or the silence limit in ms for `absence`).
+    pub value: f64,
+    /// Type-specific facts (distinct values, baseline median, new value).
+    #[serde(flatten)]
+    pub detail: serde_json::Map<String, serde_json::Value>,
+    /// Contributing events (at most `windows.max_evidence`, the most
+    /// recent last).
+    pub events: Vec<EvidenceEvent>,
+    /// Contributing events not listed.
+    pub omitted: u64,
+}
+
+/// One contributing event of a windowed alert.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvidenceEvent {
+    /// Where it came from.
+    pub source: EventSource,
+    /// Its event time.
+    pub time: String,
+    /// The event, verbatim.
+    pub event: Box<RawValue>,
 }
 
 /// Reads the values of named columns from rows of a batch.

@@ -268,7 +268,7 @@ pub struct EventFacts {
 }
 
 /// The result of looking an event up in the catalog.
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Impact {
     /// Matched asset ids: those matched by host first, then by
     /// application, address, logsource; catalog order within each.

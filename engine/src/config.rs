@@ -14,6 +14,14 @@
 //! channel_capacity: 8             # batches in flight between stages
 //! metrics_listen: 127.0.0.1:9898  # Prometheus endpoint (off when unset)
 //! progress: auto                  # auto (bar on a terminal) | always | never
+//! windows:                        # windowed rules (correlations, statistics)
+//!   allowed_lateness: 5s          # how late an event may arrive and still count
+//!   max_keys: 100000              # group keys held over all rules (LRU eviction)
+//!   max_values_per_key: 10000     # distinct values remembered per group
+//!   max_evidence: 10              # contributing events kept per group / alert
+//!   max_pending: 100000           # events waiting for the watermark
+//!   state_file: state/vagt.json   # snapshot of window state and input positions
+//!   snapshot_interval: 10s        # how often it is written while running
 //! ```
 //! Relative paths are resolved against the config file's folder.
 
@@ -22,6 +30,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use vagt_connectors::DecoderConfig;
+use vagt_rules::window::{parse_timespan, TimestampSpec, WindowLimits};
 
 /// An input of the pipeline.
 #[derive(Debug, Clone, Deserialize)]
@@ -32,6 +41,113 @@ pub struct InputConfig {
     /// Actor stamped on alerts from this input, overriding the catalog's.
     #[serde(default)]
     pub actor: Option<String>,
+    /// Where this input's event time is, overriding the profile's.
+    #[serde(default)]
+    pub timestamp: Option<TimestampSpec>,
+}
+
+/// Settings of the windowed rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowsConfig {
+    /// How far behind the latest event time an event may arrive (`0s`,
+    /// `5s`, `2m`); later events are dead letters, not merged.
+    #[serde(default = "default_lateness")]
+    pub allowed_lateness: String,
+    /// Group keys held over all windowed rules.
+    #[serde(default = "default_max_keys")]
+    pub max_keys: usize,
+    /// Distinct values remembered per group.
+    #[serde(default = "default_max_values")]
+    pub max_values_per_key: usize,
+    /// Contributing events kept per group and shown in an alert.
+    #[serde(default = "default_max_evidence")]
+    pub max_evidence: usize,
+    /// Events waiting for the watermark.
+    #[serde(default = "default_max_pending")]
+    pub max_pending: usize,
+    /// Window state and input positions are saved here (and restored at
+    /// start).
+    #[serde(default)]
+    pub state_file: Option<PathBuf>,
+    /// How often the state is saved while running.
+    #[serde(default = "default_snapshot_interval")]
+    pub snapshot_interval: String,
+}
+
+impl Default for WindowsConfig {
+    fn default() -> Self {
+        WindowsConfig {
+            allowed_lateness: default_lateness(),
+            max_keys: default_max_keys(),
+            max_values_per_key: default_max_values(),
+            max_evidence: default_max_evidence(),
+            max_pending: default_max_pending(),
+            state_file: None,
+            snapshot_interval: default_snapshot_interval(),
+        }
+    }
+}
+
+fn default_lateness() -> String {
+    "5s".into()
+}
+fn default_max_keys() -> usize {
+    100_000
+}
+fn default_max_values() -> usize {
+    10_000
+}
+fn default_max_evidence() -> usize {
+    10
+}
+fn default_max_pending() -> usize {
+    100_000
+}
+fn default_snapshot_interval() -> String {
+    "10s".into()
+}
+
+/// A duration like `5s`, or zero (`0`, `0s`).
+pub fn parse_duration(text: &str) -> Result<i64, String> {
+    if text.trim().trim_end_matches(char::is_alphabetic) == "0" {
+        return Ok(0);
+    }
+    parse_timespan(text)
+}
+
+impl WindowsConfig {
+    /// The runtime limits, validated.
+    pub fn limits(&self) -> Result<WindowLimits, ConfigError> {
+        let lateness = parse_duration(&self.allowed_lateness)
+            .map_err(|e| ConfigError::Invalid(format!("windows.allowed_lateness: {e}")))?;
+        for (name, value) in [
+            ("max_keys", self.max_keys),
+            ("max_values_per_key", self.max_values_per_key),
+            ("max_evidence", self.max_evidence),
+            ("max_pending", self.max_pending),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "windows.{name} must be at least 1"
+                )));
+            }
+        }
+        Ok(WindowLimits {
+            allowed_lateness: lateness,
+            max_keys: self.max_keys,
+            max_values_per_key: self.max_values_per_key,
+            max_evidence: self.max_evidence,
+            max_pending: self.max_pending,
+        })
+    }
+
+    /// How often to save state.
+    pub fn snapshot_interval(&self) -> Result<std::time::Duration, ConfigError> {
+        let ms = parse_timespan(&self.snapshot_interval)
+            .map_err(|e| ConfigError::Invalid(format!("windows.snapshot_interval: {e}")))?;
+        Ok(std::time::Duration::from_millis(ms as u64))
+    }
 }
 
 /// The whole run configuration.
@@ -69,6 +185,9 @@ pub struct RunConfig {
     /// Progress display: `auto` (a bar on a terminal), `always`, `never`.
     #[serde(default)]
     pub progress: crate::progress::ProgressMode,
+    /// Windowed rules.
+    #[serde(default)]
+    pub windows: WindowsConfig,
 }
 
 fn default_profile() -> String {
@@ -141,6 +260,9 @@ impl RunConfig {
         if let Some(d) = &mut self.dead_letters {
             fix(d);
         }
+        if let Some(s) = &mut self.windows.state_file {
+            fix(s);
+        }
         if !matches!(self.profile.as_str(), "windows" | "passthrough") {
             self.profile = base.join(&self.profile).display().to_string();
         }
@@ -172,6 +294,8 @@ impl RunConfig {
         self.decoder
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("decoder: {e}")))?;
+        self.windows.limits()?;
+        self.windows.snapshot_interval()?;
         Ok(())
     }
 }

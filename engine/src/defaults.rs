@@ -46,12 +46,17 @@ pub fn default_config() -> RunConfig {
         catalog: Some(dir.join("catalog.yaml")),
         inputs: inputs
             .into_iter()
-            .map(|path| InputConfig { path, actor: None })
+            .map(|path| InputConfig {
+                path,
+                actor: None,
+                timestamp: None,
+            })
             .collect(),
         output: PathBuf::from("-"),
         dead_letters: None,
         decoder: DecoderConfig::default(),
         channel_capacity: 8,
+        windows: Default::default(),
         metrics_listen: None,
         progress: Default::default(),
     }

@@ -8,6 +8,7 @@ pub mod defaults;
 pub mod pipeline;
 pub mod progress;
 pub mod telemetry;
+pub mod windows;
 
 pub use alert::Alert;
 pub use catalog::Catalog;

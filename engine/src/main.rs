@@ -150,7 +150,11 @@ fn build_config(args: RunArgs) -> anyhow::Result<RunConfig> {
         config.inputs = args
             .input
             .into_iter()
-            .map(|path| InputConfig { path, actor: None })
+            .map(|path| InputConfig {
+                path,
+                actor: None,
+                timestamp: None,
+            })
             .collect();
     }
     if let Some(c) = args.catalog {
@@ -186,7 +190,10 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    let summary = runtime.block_on(pipeline::run(config, &StderrObserver))?;
+    let summary = runtime.block_on(pipeline::run(config, &StderrObserver));
+    // After a stop signal a reader may still be blocked on its input.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    let summary = summary?;
     eprintln!("{summary}");
     if let Some(path) = stats {
         let json = serde_json::to_string_pretty(&summary)?;
@@ -207,12 +214,20 @@ impl pipeline::RunObserver for StderrObserver {
         eprintln!("vagt: rule rejected: {r}");
     }
 
+    fn restored(&self, r: &vagt_rules::window::RestoreReport) {
+        eprintln!(
+            "vagt: window state restored: {} rules ({} dropped: no longer loaded or changed), {} events waiting for the watermark",
+            r.rules, r.dropped_rules, r.pending
+        );
+    }
+
     fn ready(&self, s: &pipeline::RunSummary) {
         eprintln!(
-            "vagt: ready: {} rules loaded ({} rejected, {} not routable) in {:.2}s",
+            "vagt: ready: {} rules loaded ({} rejected, {} not routable, {} windowed) in {:.2}s",
             s.rules_loaded,
             s.rules_rejected,
             s.rules_unroutable,
+            s.windowed_rules,
             s.startup.as_secs_f64()
         );
     }
@@ -244,11 +259,12 @@ fn check(
     }
     let loaded = compiled.set.len() + compiled.unroutable.len();
     println!(
-        "{loaded} rules loaded ({} routable under profile '{}', {} with a logsource it does not route{}), {} filters, {} rejected; {} literals in the prefilter",
+        "{loaded} rules loaded ({} routable under profile '{}', {} with a logsource it does not route{}), {} windowed rules, {} filters, {} rejected; {} literals in the prefilter",
         compiled.set.len(),
         profile.name,
         compiled.unroutable.len(),
         if verbose || compiled.unroutable.is_empty() { "" } else { ": list them with --verbose" },
+        compiled.windows.active(),
         collection.filters.len(),
         compiled.rejected.len(),
         compiled.set.literal_count(),

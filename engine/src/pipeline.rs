@@ -11,7 +11,7 @@
 //! CPU-heavy stages run on blocking threads, not on the I/O workers.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,9 +19,10 @@ use serde_json::value::RawValue;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
 use vagt_connectors::{read_events_counted, DeadLetter, EventBatch, InputSource};
+use vagt_rules::window::RestoreReport;
 use vagt_rules::{
-    load_paths, Compiled, LoadError, Profile, ProfileError, Rejection, RuleSet, RuleSetBuilder,
-    Unroutable, RAW_COLUMN,
+    load_paths, Compiled, LoadError, Profile, ProfileError, Rejection, RuleMatch, RuleSet,
+    RuleSetBuilder, Unroutable, RAW_COLUMN,
 };
 
 use crate::alert::{
@@ -31,6 +32,7 @@ use crate::catalog::{Catalog, CatalogError};
 use crate::config::RunConfig;
 use crate::progress::{Counters, Progress};
 use crate::telemetry::{self, DetectionMetrics, MetricsError, SinkMetrics, SourceMetrics};
+use crate::windows::{write_state, StateError, WindowStage};
 
 /// Why a run could not start or finish.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +58,12 @@ pub enum PipelineError {
     /// The metrics endpoint could not start.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The window state file cannot be read or written.
+    #[error(transparent)]
+    State(#[from] StateError),
     /// A pipeline task failed unexpectedly.
     #[error("internal: {0}")]
     Internal(String),
@@ -70,6 +78,14 @@ pub struct RunSummary {
     pub rules_rejected: usize,
     /// Rules whose logsource the profile cannot route.
     pub rules_unroutable: usize,
+    /// Windowed rules (correlations and statistics) planned.
+    pub windowed_rules: usize,
+    /// Events refused by windowed rules as later than the allowed lateness.
+    pub late_events: u64,
+    /// Window group keys evicted to respect `windows.max_keys`.
+    pub evicted_keys: u64,
+    /// The run was stopped by a signal (state saved, input not finished).
+    pub stopped: bool,
     /// Events decoded and evaluated.
     pub events: u64,
     /// Bytes read.
@@ -97,7 +113,7 @@ impl std::fmt::Display for RunSummary {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         write!(
             f,
-            "vagt: {} events ({:.1} MB) in {:.2}s ({:.0} events/s, {:.0} MB/s; startup {:.2}s), {} alerts, {} dead letters, {} rules loaded ({} rejected, {} not routable)",
+            "vagt: {} events ({:.1} MB) in {:.2}s ({:.0} events/s, {:.0} MB/s; startup {:.2}s), {} alerts, {} dead letters, {} rules loaded ({} rejected, {} not routable, {} windowed)",
             self.events,
             self.bytes as f64 / 1e6,
             secs,
@@ -108,8 +124,19 @@ impl std::fmt::Display for RunSummary {
             self.dead_letters,
             self.rules_loaded,
             self.rules_rejected,
-            self.rules_unroutable
+            self.rules_unroutable,
+            self.windowed_rules
         )?;
+        if self.windowed_rules > 0 {
+            write!(
+                f,
+                "\nvagt: windows: {} late events, {} keys evicted",
+                self.late_events, self.evicted_keys
+            )?;
+        }
+        if self.stopped {
+            write!(f, "\nvagt: stopped by signal; window state saved")?;
+        }
         for failed in &self.failed_inputs {
             write!(f, "\nvagt: input failed: {failed}")?;
         }
@@ -137,6 +164,20 @@ struct InputBatch {
     events: EventBatch,
 }
 
+/// What flows from the readers to detection.
+enum Work {
+    Batch(InputBatch),
+    /// A stop signal: save state and end without finishing the input.
+    Stop,
+}
+
+/// What flows from detection to the alert sink. State goes through the
+/// sink so that it is saved only after the alerts before it are written.
+enum SinkItem {
+    Alerts(Vec<Alert>, Instant),
+    State(Vec<u8>),
+}
+
 /// What a run tells its caller before events flow.
 pub trait RunObserver {
     /// A rule was rejected.
@@ -145,6 +186,8 @@ pub trait RunObserver {
     fn unroutable(&self, _rule: &Unroutable) {}
     /// Rules and catalog are loaded; inputs are about to be read.
     fn ready(&self, _summary: &RunSummary) {}
+    /// Window state was restored from the state file.
+    fn restored(&self, _report: &RestoreReport) {}
 }
 
 /// Runs a whole pipeline to completion, telling `observer` about rejected
@@ -169,7 +212,39 @@ pub async fn run(
         telemetry::install(addr)?;
     }
     telemetry::rules(compiled.set.len(), compiled.rejected.len());
+    let sources: Vec<InputSource> = config
+        .inputs
+        .iter()
+        .map(|i| InputSource::parse(&i.path.display().to_string()))
+        .collect();
+    let limits = config.windows.limits()?;
+    let snapshot_interval = config.windows.snapshot_interval()?;
+    let mut windows = (!compiled.windows.is_empty()).then(|| {
+        WindowStage::new(
+            compiled.windows.clone(),
+            limits,
+            config
+                .inputs
+                .iter()
+                .map(|i| {
+                    i.timestamp
+                        .clone()
+                        .unwrap_or_else(|| profile.timestamp.clone())
+                })
+                .collect(),
+            sources.iter().map(InputSource::name).collect(),
+            config.inputs.iter().map(|i| i.actor.clone()).collect(),
+        )
+    });
+    let state_file = config.windows.state_file.clone();
+    if let (Some(stage), Some(path)) = (windows.as_mut(), state_file.as_deref()) {
+        let sizes: Vec<Option<u64>> = sources.iter().map(InputSource::size).collect();
+        if let Some(report) = stage.restore(path, &sizes)? {
+            observer.restored(&report);
+        }
+    }
     let mut summary = RunSummary {
+        windowed_rules: compiled.windows.active(),
         rules_loaded: compiled.set.len(),
         rules_rejected: compiled.rejected.len(),
         rules_unroutable: compiled.unroutable.len(),
@@ -180,11 +255,6 @@ pub async fn run(
     observer.ready(&summary);
     let started = Instant::now();
     let counters = Counters::default();
-    let sources: Vec<InputSource> = config
-        .inputs
-        .iter()
-        .map(|i| InputSource::parse(&i.path.display().to_string()))
-        .collect();
     let total_bytes: Option<u64> = sources.iter().map(InputSource::size).sum();
     let (progress_stop, mut progress_stopped) = tokio::sync::watch::channel(false);
     let progress = Progress::start(config.progress, total_bytes, counters.clone()).map(|mut p| {
@@ -199,9 +269,21 @@ pub async fn run(
             p.finish();
         })
     });
-    let (batch_tx, mut batch_rx) = mpsc::channel::<InputBatch>(config.channel_capacity);
+    let (batch_tx, mut batch_rx) = mpsc::channel::<Work>(config.channel_capacity);
     let (dead_tx, mut dead_rx) = mpsc::channel::<DeadLetter>(1024);
-    let (alert_tx, mut alert_rx) = mpsc::channel::<(Vec<Alert>, Instant)>(config.channel_capacity);
+    let (alert_tx, mut alert_rx) = mpsc::channel::<SinkItem>(config.channel_capacity);
+    let stop = Arc::new(AtomicBool::new(false));
+    let signals = {
+        let stop = stop.clone();
+        let batch_tx = batch_tx.downgrade();
+        tokio::spawn(async move {
+            stop_signal().await;
+            stop.store(true, Ordering::SeqCst);
+            if let Some(tx) = batch_tx.upgrade() {
+                let _ = tx.send(Work::Stop).await;
+            }
+        })
+    };
     let source_metrics: Vec<SourceMetrics> = sources
         .iter()
         .map(|s| SourceMetrics::new(&s.name()))
@@ -224,10 +306,10 @@ pub async fn run(
                 |events| {
                     metrics.decoded(events.batch.num_rows());
                     // A closed channel means detection stopped; nothing more to do.
-                    let _ = batch_tx.blocking_send(InputBatch {
+                    let _ = batch_tx.blocking_send(Work::Batch(InputBatch {
                         input: index,
                         events,
-                    });
+                    }));
                 },
                 |dead| {
                     metrics.dead_letter();
@@ -240,7 +322,6 @@ pub async fn run(
         }));
     }
     drop(batch_tx);
-    drop(dead_tx);
 
     // Detection.
     let set = Arc::new(compiled.set);
@@ -252,50 +333,113 @@ pub async fn run(
         let profile = profile.clone();
         let source_metrics = source_metrics.clone();
         let evaluated = counters.events.clone();
+        let dead_tx = dead_tx.clone();
+        let stop = stop.clone();
+        let saving = state_file.is_some();
         tokio::task::spawn_blocking(move || {
             let fields = FieldCandidates::new(&catalog, &profile);
             let metrics = DetectionMetrics::new(&set);
             let mut scratch = set.scratch();
-            let mut events = 0u64;
-            while let Some(InputBatch {
-                input,
-                events: batch,
-            }) = batch_rx.blocking_recv()
-            {
-                events += batch.batch.num_rows() as u64;
+            let mut outcome = DetectOutcome::default();
+            let mut saved = Instant::now();
+            while let Some(work) = batch_rx.blocking_recv() {
+                let Work::Batch(InputBatch {
+                    input,
+                    events: batch,
+                }) = work
+                else {
+                    outcome.stopped = true;
+                    break;
+                };
+                let batch = match windows.as_mut() {
+                    Some(w) => match w.skip_processed(input, batch) {
+                        Some(batch) => batch,
+                        None => continue,
+                    },
+                    None => batch,
+                };
+                let rows = batch.batch.num_rows();
+                outcome.events += rows as u64;
                 let evaluating = Instant::now();
                 let matches = set.evaluate(&batch.batch, &mut scratch);
                 metrics.batch(evaluating.elapsed());
                 scratch.drain_rule_stats(|rule, stats| metrics.rule(rule, stats));
-                source_metrics[input].evaluated(batch.batch.num_rows());
-                evaluated.fetch_add(batch.batch.num_rows() as u64, Ordering::Relaxed);
-                if matches.is_empty() {
-                    continue;
-                }
-                let alerts = build_alerts(
+                source_metrics[input].evaluated(rows);
+                evaluated.fetch_add(rows as u64, Ordering::Relaxed);
+                let detected_at = now_rfc3339();
+                let emitted: Vec<RuleMatch> = match windows.as_ref() {
+                    Some(w) => matches
+                        .iter()
+                        .filter(|m| w.plan().base_emits(m.rule))
+                        .copied()
+                        .collect(),
+                    None => matches.clone(),
+                };
+                let mut alerts = build_alerts(
                     &set,
                     &catalog,
                     &fields,
                     &batch,
-                    &matches,
+                    &emitted,
                     actors[input].as_deref(),
+                    &detected_at,
                 );
-                if alert_tx.blocking_send((alerts, batch.received)).is_err() {
+                if let Some(w) = windows.as_mut() {
+                    for dead in w.observe(&set, &catalog, &fields, input, &batch, &matches) {
+                        source_metrics[input].dead_letter();
+                        let _ = dead_tx.blocking_send(dead);
+                    }
+                    alerts.extend(w.release(&detected_at));
+                    telemetry::windows(w);
+                }
+                if !alerts.is_empty()
+                    && alert_tx
+                        .blocking_send(SinkItem::Alerts(alerts, batch.received))
+                        .is_err()
+                {
+                    break;
+                }
+                if let Some(w) = windows.as_ref().filter(|_| saving) {
+                    if saved.elapsed() >= snapshot_interval {
+                        let _ = alert_tx.blocking_send(SinkItem::State(w.snapshot()));
+                        saved = Instant::now();
+                    }
+                }
+                if stop.load(Ordering::SeqCst) {
+                    outcome.stopped = true;
                     break;
                 }
             }
-            events
+            if let Some(w) = windows.as_mut() {
+                if !outcome.stopped {
+                    let alerts = w.finish(&now_rfc3339());
+                    if !alerts.is_empty() {
+                        let _ = alert_tx.blocking_send(SinkItem::Alerts(alerts, Instant::now()));
+                    }
+                }
+                telemetry::windows(w);
+                if saving {
+                    let _ = alert_tx.blocking_send(SinkItem::State(w.snapshot()));
+                }
+                outcome.late_events = w.stats().late;
+                outcome.evicted_keys = w.stats().evicted_keys;
+            }
+            outcome
         })
     };
+    drop(dead_tx);
 
     // Sinks.
     let dead_path = config.dead_letters.clone();
+    let dead_count = Arc::new(AtomicU64::new(0));
+    let dead_counted = dead_count.clone();
     let dead_sink = tokio::spawn(async move {
         let sink = SinkMetrics::new("dead_letters");
         let mut out = open_output(dead_path.as_deref(), true).await?;
         let mut count = 0u64;
         while let Some(dead) = dead_rx.recv().await {
             count += 1;
+            dead_counted.fetch_add(1, Ordering::Relaxed);
             let mut line =
                 serde_json::to_vec(&dead).map_err(|e| io_error(dead_path.as_deref(), e.into()))?;
             line.push(b'\n');
@@ -313,6 +457,7 @@ pub async fn run(
         Ok::<u64, PipelineError>(count)
     });
     let output = config.output.clone();
+    let state_path = state_file.clone();
     let alerts_written = counters.alerts.clone();
     let alert_sink = tokio::spawn(async move {
         let sink = SinkMetrics::new("alerts");
@@ -320,7 +465,20 @@ pub async fn run(
         let mut out = open_output(path, false).await?;
         let mut count = 0u64;
         let mut buf = Vec::with_capacity(64 * 1024);
-        while let Some((alerts, received)) = alert_rx.recv().await {
+        while let Some(item) = alert_rx.recv().await {
+            let (alerts, received) = match item {
+                SinkItem::Alerts(alerts, received) => (alerts, received),
+                SinkItem::State(bytes) => {
+                    // Everything before it is written; now the state may be.
+                    if let Some(path) = &state_path {
+                        let path = path.clone();
+                        tokio::task::spawn_blocking(move || write_state(&path, &bytes))
+                            .await
+                            .map_err(|e| PipelineError::Internal(format!("state writer: {e}")))??;
+                    }
+                    continue;
+                }
+            };
             buf.clear();
             for alert in &alerts {
                 serde_json::to_writer(&mut buf, alert).map_err(|e| io_error(path, e.into()))?;
@@ -348,22 +506,34 @@ pub async fn run(
         Ok::<u64, PipelineError>(count)
     });
 
-    for reader in readers {
-        match reader.await {
-            Ok(Ok(stats)) => summary.bytes += stats.bytes,
-            Ok(Err(message)) => summary.failed_inputs.push(message),
-            Err(e) => return Err(PipelineError::Internal(format!("reader task: {e}"))),
-        }
-    }
-    summary.events = detect
+    let outcome = detect
         .await
         .map_err(|e| PipelineError::Internal(format!("detection task: {e}")))?;
+    summary.events = outcome.events;
+    summary.late_events = outcome.late_events;
+    summary.evicted_keys = outcome.evicted_keys;
+    summary.stopped = outcome.stopped;
+    if !outcome.stopped {
+        for reader in readers {
+            match reader.await {
+                Ok(Ok(stats)) => summary.bytes += stats.bytes,
+                Ok(Err(message)) => summary.failed_inputs.push(message),
+                Err(e) => return Err(PipelineError::Internal(format!("reader task: {e}"))),
+            }
+        }
+    }
     summary.alerts = alert_sink
         .await
         .map_err(|e| PipelineError::Internal(format!("alert sink: {e}")))??;
-    summary.dead_letters = dead_sink
-        .await
-        .map_err(|e| PipelineError::Internal(format!("dead-letter sink: {e}")))??;
+    if !outcome.stopped {
+        // Stopped readers may still hold the dead-letter channel open; what
+        // was sent is written and flushed one by one, and counted.
+        dead_sink
+            .await
+            .map_err(|e| PipelineError::Internal(format!("dead-letter sink: {e}")))??;
+    }
+    summary.dead_letters = dead_count.load(Ordering::Relaxed);
+    signals.abort();
     summary.elapsed = started.elapsed();
     let _ = progress_stop.send(true);
     if let Some(task) = progress {
@@ -402,13 +572,42 @@ async fn open_output(
     })
 }
 
+#[derive(Debug, Default)]
+struct DetectOutcome {
+    events: u64,
+    stopped: bool,
+    late_events: u64,
+    evicted_keys: u64,
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 fn build_alerts(
     set: &RuleSet,
     catalog: &Catalog,
     fields: &FieldCandidates,
     batch: &EventBatch,
-    matches: &[vagt_rules::RuleMatch],
+    matches: &[RuleMatch],
     input_actor: Option<&str>,
+    detected_at: &str,
 ) -> Vec<Alert> {
     use arrow_array::cast::AsArray;
     let raw = batch
@@ -417,7 +616,6 @@ fn build_alerts(
         .index_of(RAW_COLUMN)
         .ok()
         .map(|i| batch.batch.column(i).as_string::<i32>().clone());
-    let detected_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let mut alerts = Vec::with_capacity(matches.len());
     for m in matches {
         let info = set.rule(m.rule);
@@ -445,7 +643,7 @@ fn build_alerts(
                 first: time.clone(),
                 last: time,
             },
-            detected_at: detected_at.clone(),
+            detected_at: detected_at.to_string(),
             group: None,
             count: 1,
             source: EventSource {
@@ -454,6 +652,7 @@ fn build_alerts(
                 offset: origin.offset,
             },
             event,
+            evidence: None,
             rule,
         });
     }

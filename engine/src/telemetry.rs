@@ -18,6 +18,13 @@
 //! | `vagt_sink_write_seconds` | histogram | `sink` |
 //! | `vagt_sink_failures_total` | counter | `sink` |
 //! | `vagt_rules_loaded`, `vagt_rules_rejected` | gauge | |
+//! | `vagt_window_keys` | gauge (group keys held) | `rule` |
+//! | `vagt_window_evictions_total` | counter (keys evicted by `max_keys`) | `rule` |
+//! | `vagt_window_evicted_values_total` | counter (values beyond `max_values_per_key`) | |
+//! | `vagt_window_late_events_total` | counter (refused, sent to dead letters) | |
+//! | `vagt_window_pending_events` | gauge (waiting for the watermark) | |
+//! | `vagt_window_forced_total` | counter (applied early by `max_pending`) | |
+//! | `vagt_window_watermark_seconds` | gauge (event time, Unix seconds) | |
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -200,4 +207,20 @@ pub fn alert(severity: &str) {
 pub fn rules(loaded: usize, rejected: usize) {
     gauge!("vagt_rules_loaded").set(loaded as f64);
     gauge!("vagt_rules_rejected").set(rejected as f64);
+}
+
+/// State of the windowed rules, refreshed after each batch.
+pub fn windows(stage: &crate::windows::WindowStage) {
+    for (rule, keys, evicted) in stage.state_per_rule() {
+        gauge!("vagt_window_keys", "rule" => rule.to_string()).set(keys as f64);
+        counter!("vagt_window_evictions_total", "rule" => rule.to_string()).absolute(evicted);
+    }
+    let stats = stage.stats();
+    counter!("vagt_window_evicted_values_total").absolute(stats.evicted_values);
+    counter!("vagt_window_late_events_total").absolute(stats.late);
+    counter!("vagt_window_forced_total").absolute(stats.forced);
+    gauge!("vagt_window_pending_events").set(stage.pending() as f64);
+    if let Some(wm) = stage.watermark() {
+        gauge!("vagt_window_watermark_seconds").set(wm as f64 / 1000.0);
+    }
 }

@@ -52,6 +52,16 @@ pub enum RuleError {
     /// A construct this engine does not (yet) evaluate.
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// A windowed rule refers to a rule that was not loaded (or was
+    /// rejected, or cannot be routed under the profile).
+    #[error("referenced rule '{0}' is not loaded (no loaded rule has this id or name)")]
+    MissingReference(String),
+    /// Windowed rules that refer to each other in a circle.
+    #[error("cycle of correlations: {0}")]
+    ReferenceCycle(String),
+    /// A windowed rule refers to a windowed rule that was rejected.
+    #[error("referenced rule '{0}' was rejected")]
+    RejectedReference(String),
     /// A global filter refers to rules none of which were loaded.
     #[error("filter refers to unknown rule '{0}'")]
     UnknownFilterTarget(String),

@@ -18,12 +18,15 @@ pub mod loader;
 pub mod matcher;
 pub mod profile;
 pub mod sigma;
+pub mod window;
 
 pub use compile::{
     Compiled, RuleInfo, RuleSet, RuleSetBuilder, Unroutable, NULLS_COLUMN, RAW_COLUMN,
 };
 pub use error::{LoadError, ProfileError, RuleError};
-pub use loader::{load_paths, load_text, LoadedRule, Origin, Rejection, RuleCollection};
+pub use loader::{
+    load_paths, load_text, LoadedRule, LoadedWindowRule, Origin, Rejection, RuleCollection,
+};
 pub use matcher::{RowSet, RuleMatch, RuleStats, Scratch};
 pub use profile::Profile;
 pub use sigma::{Level, LogSource, Placeholders, RuleMeta};

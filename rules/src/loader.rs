@@ -8,6 +8,7 @@ use serde_yaml_ng::Value;
 
 use crate::error::{LoadError, RuleError};
 use crate::sigma::{parse_document, Document, Placeholders, SigmaFilter, SigmaRule};
+use crate::window::WindowRule;
 
 /// Where a document came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,8 +76,19 @@ pub struct RuleCollection {
     pub rules: Vec<LoadedRule>,
     /// Global filters.
     pub filters: Vec<LoadedFilter>,
+    /// Windowed rules (correlations and statistics), not yet resolved.
+    pub windows: Vec<LoadedWindowRule>,
     /// Rejected documents.
     pub rejected: Vec<Rejection>,
+}
+
+/// A windowed rule that loaded.
+#[derive(Debug, Clone)]
+pub struct LoadedWindowRule {
+    /// The rule.
+    pub rule: WindowRule,
+    /// Where it is defined.
+    pub origin: Origin,
 }
 
 /// Reads rules from files and folders (recursively, `.yml` and `.yaml`,
@@ -214,6 +226,18 @@ pub fn load_text(path: &Path, text: &str, placeholders: &Placeholders, out: &mut
                 origin,
             }),
             Ok(Document::Filter(filter)) => out.filters.push(LoadedFilter { filter, origin }),
+            Ok(Document::Window(rule, inline)) => {
+                if let Some(inline) = inline {
+                    out.rules.push(LoadedRule {
+                        rule: *inline,
+                        origin: origin.clone(),
+                    });
+                }
+                out.windows.push(LoadedWindowRule {
+                    rule: *rule,
+                    origin,
+                });
+            }
             Err(error) => out.rejected.push(Rejection {
                 origin,
                 rule_id: text_of("id"),

@@ -25,6 +25,7 @@ use serde_yaml_ng::Value;
 use crate::error::ProfileError;
 use crate::sigma::detection::lower_search;
 use crate::sigma::{Cond, LogSource, Placeholders};
+use crate::window::{TimeFormat, TimestampSpec};
 
 /// The built-in Windows profile's YAML text.
 pub const WINDOWS_PROFILE_YAML: &str = include_str!("../profiles/windows.yaml");
@@ -73,6 +74,20 @@ pub struct ProfileFile {
     /// How rule logsources select events.
     #[serde(default)]
     pub logsources: Vec<LogSourceEntry>,
+    /// Where the event time is (for windowed rules); absent: the common
+    /// names `@timestamp`, `timestamp`, `time`, `ts`, `EventTime`.
+    #[serde(default)]
+    pub timestamp: Option<TimestampSpec>,
+}
+
+/// The event-time columns tried when a profile declares none.
+pub fn default_timestamp() -> TimestampSpec {
+    TimestampSpec {
+        fields: ["@timestamp", "timestamp", "time", "ts", "EventTime"]
+            .map(String::from)
+            .to_vec(),
+        format: TimeFormat::Auto,
+    }
 }
 
 fn default_prefixes() -> Vec<String> {
@@ -111,6 +126,8 @@ pub struct Profile {
     prefixes: Vec<String>,
     fields: BTreeMap<String, Vec<String>>,
     routes: Vec<LogSourceRoute>,
+    /// Where the event time is.
+    pub timestamp: TimestampSpec,
 }
 
 /// How a rule's logsource resolves under a profile.
@@ -137,6 +154,7 @@ impl Profile {
             prefixes: default_prefixes(),
             fields: BTreeMap::new(),
             routes: Vec::new(),
+            timestamp: default_timestamp(),
         }
     }
 
@@ -197,6 +215,7 @@ impl Profile {
             prefixes: file.field_prefixes,
             fields: file.fields,
             routes,
+            timestamp: file.timestamp.unwrap_or_else(default_timestamp),
         })
     }
 

@@ -74,6 +74,7 @@ fn compile(file: &Path, case: &Case) -> Result<vagt_rules::RuleSet, String> {
             origin: origin(file),
         }),
         Ok(Document::Filter(_)) => return Err("the rule is a filter".into()),
+        Ok(Document::Window(..)) => return Err("the rule is a windowed rule".into()),
         Err(e) => return Err(e.to_string()),
     }
     for f in &case.filters {
@@ -82,7 +83,9 @@ fn compile(file: &Path, case: &Case) -> Result<vagt_rules::RuleSet, String> {
                 filter,
                 origin: origin(file),
             }),
-            Ok(Document::Rule(_)) => return Err("a filter entry is not a filter".into()),
+            Ok(Document::Rule(_) | Document::Window(..)) => {
+                return Err("a filter entry is not a filter".into())
+            }
             Err(e) => return Err(format!("filter: {e}")),
         }
     }

@@ -173,6 +173,8 @@ pub struct Unroutable {
 pub struct Compiled {
     /// The rule set, ready to evaluate.
     pub set: RuleSet,
+    /// The windowed rules, resolved against `set`.
+    pub windows: crate::window::WindowPlan,
     /// Rules rejected at load or compile time (including those from the
     /// collection).
     pub rejected: Vec<Rejection>,
@@ -454,17 +456,22 @@ impl RuleSetBuilder {
                 searched[*n] = true;
             }
         }
+        let set = RuleSet {
+            searched,
+            rules,
+            routes,
+            leaves: interner.leaves,
+            fields: interner.fields,
+            automata,
+            needle_count: interner.needle_count,
+            profile_name: self.profile.name.clone(),
+        };
+        let (windows, window_rejections) =
+            crate::window::WindowPlan::build(&collection.windows, &set, &self.profile);
+        rejected.extend(window_rejections);
         Compiled {
-            set: RuleSet {
-                searched,
-                rules,
-                routes,
-                leaves: interner.leaves,
-                fields: interner.fields,
-                automata,
-                needle_count: interner.needle_count,
-                profile_name: self.profile.name.clone(),
-            },
+            set,
+            windows,
             rejected,
             unroutable,
         }

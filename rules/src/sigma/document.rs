@@ -1,6 +1,6 @@
-//! Sigma YAML documents: detection rules and global filters, with their
-//! metadata. Correlation rules are recognised and rejected as unsupported
-//! until windowed evaluation lands.
+//! Sigma YAML documents: detection rules, global filters and (through
+//! [`crate::window::spec`]) correlation and statistical rules, with their
+//! metadata.
 
 use std::fmt;
 
@@ -11,6 +11,7 @@ use crate::error::RuleError;
 use crate::sigma::detection::lower_detection;
 use crate::sigma::modifiers::Placeholders;
 use crate::sigma::predicate::Cond;
+use crate::window::spec::{parse_window_rule, WindowRule};
 
 /// Rule severity level as defined by Sigma.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -162,6 +163,9 @@ pub enum Document {
     Rule(Box<SigmaRule>),
     /// A global filter.
     Filter(SigmaFilter),
+    /// A windowed rule (Sigma correlation or vagt statistic), with the
+    /// detection rule it defines inline, if any.
+    Window(Box<WindowRule>, Option<Box<SigmaRule>>),
 }
 
 /// Parses one YAML document (already loaded) into a Sigma document.
@@ -172,35 +176,51 @@ pub fn parse_document(doc: &Value, placeholders: &Placeholders) -> Result<Docume
             message: "a Sigma document must be a map".into(),
         });
     };
-    if map.contains_key("correlation") {
-        return Err(RuleError::Unsupported(
-            "correlation rules (windowed evaluation is not implemented yet)".into(),
-        ));
+    if map.contains_key("correlation") || map.contains_key("statistic") {
+        let (rule, inline) = parse_window_rule(map, placeholders)?;
+        return Ok(Document::Window(Box::new(rule), inline.map(Box::new)));
     }
+    if let Some(filter) = map.get("filter") {
+        return parse_filter(map, filter, placeholders).map(Document::Filter);
+    }
+    parse_rule(map, placeholders).map(|r| Document::Rule(Box::new(r)))
+}
+
+fn parse_filter(
+    map: &Mapping,
+    filter: &Value,
+    placeholders: &Placeholders,
+) -> Result<SigmaFilter, RuleError> {
+    let title = get_str(map, "title")?.ok_or(RuleError::Missing("title"))?;
+    let Value::Mapping(filter_map) = filter else {
+        return Err(RuleError::Attribute {
+            attribute: "filter".into(),
+            message: "must be a map with rules, search identifiers and a condition".into(),
+        });
+    };
+    let rules = string_list(filter_map.get("rules"), "filter.rules")?;
+    if rules.is_empty() {
+        return Err(RuleError::Missing("filter.rules"));
+    }
+    let mut detection = filter_map.clone();
+    detection.remove("rules");
+    let condition = lower_detection(&Value::Mapping(detection), placeholders)?;
+    Ok(SigmaFilter {
+        id: get_str(map, "id")?,
+        title,
+        logsource: parse_logsource(map.get("logsource"))?,
+        rules,
+        condition,
+    })
+}
+
+/// Parses a detection rule (or the inline detection of a statistical rule).
+pub(crate) fn parse_rule(
+    map: &Mapping,
+    placeholders: &Placeholders,
+) -> Result<SigmaRule, RuleError> {
     let title = get_str(map, "title")?.ok_or(RuleError::Missing("title"))?;
     let logsource = parse_logsource(map.get("logsource"))?;
-    if let Some(filter) = map.get("filter") {
-        let Value::Mapping(filter_map) = filter else {
-            return Err(RuleError::Attribute {
-                attribute: "filter".into(),
-                message: "must be a map with rules, search identifiers and a condition".into(),
-            });
-        };
-        let rules = string_list(filter_map.get("rules"), "filter.rules")?;
-        if rules.is_empty() {
-            return Err(RuleError::Missing("filter.rules"));
-        }
-        let mut detection = filter_map.clone();
-        detection.remove("rules");
-        let condition = lower_detection(&Value::Mapping(detection), placeholders)?;
-        return Ok(Document::Filter(SigmaFilter {
-            id: get_str(map, "id")?,
-            title,
-            logsource,
-            rules,
-            condition,
-        }));
-    }
     let detection = map
         .get("detection")
         .ok_or(RuleError::Missing("detection"))?;
@@ -208,6 +228,15 @@ pub fn parse_document(doc: &Value, placeholders: &Placeholders) -> Result<Docume
         return Err(RuleError::Missing("logsource"));
     }
     let condition = lower_detection(detection, placeholders)?;
+    Ok(SigmaRule {
+        meta: parse_meta(map, title)?,
+        logsource,
+        condition,
+    })
+}
+
+/// The descriptive attributes shared by every kind of rule.
+pub(crate) fn parse_meta(map: &Mapping, title: String) -> Result<RuleMeta, RuleError> {
     let level = match get_str(map, "level")? {
         None => Level::Medium,
         Some(l) => Level::parse(&l).ok_or_else(|| RuleError::Attribute {
@@ -215,7 +244,7 @@ pub fn parse_document(doc: &Value, placeholders: &Placeholders) -> Result<Docume
             message: format!("'{l}' is not one of informational, low, medium, high, critical"),
         })?,
     };
-    let meta = RuleMeta {
+    Ok(RuleMeta {
         id: get_str(map, "id")?,
         name: get_str(map, "name")?,
         title,
@@ -226,15 +255,10 @@ pub fn parse_document(doc: &Value, placeholders: &Placeholders) -> Result<Docume
         author: get_str(map, "author")?,
         references: string_list(map.get("references"), "references")?,
         falsepositives: string_list(map.get("falsepositives"), "falsepositives")?,
-    };
-    Ok(Document::Rule(Box::new(SigmaRule {
-        meta,
-        logsource,
-        condition,
-    })))
+    })
 }
 
-fn get_str(map: &Mapping, key: &'static str) -> Result<Option<String>, RuleError> {
+pub(crate) fn get_str(map: &Mapping, key: &'static str) -> Result<Option<String>, RuleError> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -247,7 +271,10 @@ fn get_str(map: &Mapping, key: &'static str) -> Result<Option<String>, RuleError
     }
 }
 
-fn string_list(value: Option<&Value>, attribute: &str) -> Result<Vec<String>, RuleError> {
+pub(crate) fn string_list(
+    value: Option<&Value>,
+    attribute: &str,
+) -> Result<Vec<String>, RuleError> {
     match value {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::String(s)) => Ok(vec![s.clone()]),

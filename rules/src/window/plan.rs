@@ -1,0 +1,444 @@
+//! Resolving windowed rules against the compiled detection rules: which
+//! rule feeds which window (by id or name), where each group-by and value
+//! field is read (profile columns, aliases, or a chained correlation's
+//! group), which rules alert on their own (`generate`), and rejection of
+//! missing references and cycles.
+
+use std::collections::HashMap;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type, UInt64Type};
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::DataType;
+
+use super::spec::WindowRule;
+use crate::error::RuleError;
+use crate::loader::{LoadedWindowRule, Origin, Rejection};
+use crate::{Profile, RuleSet};
+
+/// Where one field of an observation is read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldSource {
+    /// From the event: the first of these columns present and non-null.
+    Columns(Vec<String>),
+    /// From the alert of a chained rule: its group value at this index.
+    ChildGroup(usize),
+}
+
+/// One input of a windowed rule: a detection rule's matches or a chained
+/// windowed rule's alerts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Feed {
+    /// The windowed rule fed.
+    pub window: usize,
+    /// Which of its referenced rules this is (position in `rules`).
+    pub slot: usize,
+    /// Where each group-by field is read.
+    pub group: Vec<FieldSource>,
+    /// Where each value field is read (see [`WindowKind::value_fields`]).
+    pub values: Vec<FieldSource>,
+}
+
+/// A resolved windowed rule.
+#[derive(Debug, Clone)]
+pub struct PlannedRule {
+    /// The rule.
+    pub rule: WindowRule,
+    /// Where it is defined.
+    pub origin: Origin,
+    /// Identity across restarts (for snapshots): id, name or title, with
+    /// the definition's shape so that a changed rule starts afresh.
+    pub key: String,
+    /// Whether its alerts are emitted (false when only a chained rule uses
+    /// it and none of its users says `generate: true`).
+    pub emits: bool,
+    /// Rejected after planning (a field it reads is not available); it is
+    /// never fed.
+    pub rejected: bool,
+}
+
+/// The windowed rules of a run, resolved.
+#[derive(Debug, Clone, Default)]
+pub struct WindowPlan {
+    /// The rules; indices are used throughout.
+    pub rules: Vec<PlannedRule>,
+    base_feeds: Vec<Vec<Feed>>,
+    window_feeds: Vec<Vec<Feed>>,
+    base_suppressed: Vec<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Input {
+    Base(usize),
+    Window(usize),
+}
+
+impl WindowPlan {
+    /// Resolves `windows` against the detection rules of `set`. Rules with
+    /// a missing reference, in a cycle, or depending on a rejected rule are
+    /// rejected; the others are planned.
+    pub fn build(
+        windows: &[LoadedWindowRule],
+        set: &RuleSet,
+        profile: &Profile,
+    ) -> (WindowPlan, Vec<Rejection>) {
+        let mut by_name: HashMap<&str, Input> = HashMap::new();
+        for index in (0..set.len()).rev() {
+            let meta = &set.rule(index).meta;
+            for key in [&meta.id, &meta.name].into_iter().flatten() {
+                by_name.insert(key.as_str(), Input::Base(index));
+            }
+        }
+        for (index, w) in windows.iter().enumerate().rev() {
+            for key in [&w.rule.meta.id, &w.rule.meta.name].into_iter().flatten() {
+                by_name.insert(key.as_str(), Input::Window(index));
+            }
+        }
+        let mut errors: Vec<Option<RuleError>> = vec![None; windows.len()];
+        let mut inputs: Vec<Vec<Input>> = Vec::with_capacity(windows.len());
+        for (index, w) in windows.iter().enumerate() {
+            let mut resolved = Vec::new();
+            for reference in &w.rule.rules {
+                match by_name.get(reference.as_str()) {
+                    Some(input) => resolved.push(*input),
+                    None => {
+                        errors[index] = Some(RuleError::MissingReference(reference.clone()));
+                        break;
+                    }
+                }
+            }
+            inputs.push(resolved);
+        }
+        // Cycles among windowed rules.
+        for (start, error) in errors.iter_mut().enumerate() {
+            if error.is_some() {
+                continue;
+            }
+            if let Some(path) = find_cycle(start, &inputs) {
+                let names: Vec<String> = path
+                    .iter()
+                    .map(|i| display_name(&windows[*i].rule))
+                    .collect();
+                *error = Some(RuleError::ReferenceCycle(names.join(" → ")));
+            }
+        }
+        // A rule that uses a rejected rule is rejected too.
+        loop {
+            let mut changed = false;
+            for index in 0..windows.len() {
+                if errors[index].is_some() {
+                    continue;
+                }
+                let bad = inputs[index].iter().find_map(|input| match input {
+                    Input::Window(j) if errors[*j].is_some() => Some(*j),
+                    _ => None,
+                });
+                if let Some(j) = bad {
+                    errors[index] =
+                        Some(RuleError::RejectedReference(display_name(&windows[j].rule)));
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        // Field sources; a window keeps its planned index.
+        let mut planned_index = vec![usize::MAX; windows.len()];
+        let mut next = 0;
+        for index in 0..windows.len() {
+            if errors[index].is_none() {
+                planned_index[index] = next;
+                next += 1;
+            }
+        }
+        let mut plan = WindowPlan {
+            rules: Vec::new(),
+            base_feeds: vec![Vec::new(); set.len()],
+            window_feeds: vec![Vec::new(); next],
+            base_suppressed: vec![false; set.len()],
+        };
+        let mut base_generated = vec![false; set.len()];
+        let mut window_used = vec![false; next];
+        let mut window_generated = vec![false; next];
+        let mut pending_feeds: Vec<(Input, Feed)> = Vec::new();
+        for (index, w) in windows.iter().enumerate() {
+            if errors[index].is_some() {
+                continue;
+            }
+            let rule = &w.rule;
+            let mut feeds = Vec::new();
+            for (slot, input) in inputs[index].iter().enumerate() {
+                let reference = &rule.rules[slot];
+                let resolve = |field: &str| -> Result<FieldSource, RuleError> {
+                    let field = alias_for(rule, field, reference, *input, set, windows);
+                    match input {
+                        Input::Base(b) => Ok(FieldSource::Columns(
+                            profile.columns_for(&field, &set.rule(*b).logsource),
+                        )),
+                        Input::Window(c) => windows[*c]
+                            .rule
+                            .group_by
+                            .iter()
+                            .position(|g| *g == field)
+                            .map(FieldSource::ChildGroup)
+                            .ok_or_else(|| RuleError::Attribute {
+                                attribute: "group-by".into(),
+                                message: format!(
+                                    "'{field}' is not a group-by field of the referenced rule '{reference}', so its alerts do not carry it"
+                                ),
+                            }),
+                    }
+                };
+                let group: Result<Vec<_>, _> = rule.group_by.iter().map(|f| resolve(f)).collect();
+                let values: Result<Vec<_>, _> = rule
+                    .kind
+                    .value_fields()
+                    .iter()
+                    .map(|f| resolve(f))
+                    .collect();
+                match (group, values) {
+                    (Ok(group), Ok(values)) => feeds.push((
+                        *input,
+                        Feed {
+                            window: planned_index[index],
+                            slot,
+                            group,
+                            values,
+                        },
+                    )),
+                    (Err(e), _) | (_, Err(e)) => {
+                        errors[index] = Some(e);
+                        break;
+                    }
+                }
+            }
+            if errors[index].is_some() {
+                // Field errors are found after numbering; such a rule is
+                // kept in the plan but never fed, so it cannot fire.
+                continue;
+            }
+            for (input, _) in &feeds {
+                match input {
+                    Input::Base(b) => base_generated[*b] |= rule.generate,
+                    Input::Window(c) => {
+                        window_used[planned_index[*c]] = true;
+                        window_generated[planned_index[*c]] |= rule.generate;
+                    }
+                }
+            }
+            pending_feeds.extend(feeds);
+        }
+        for (index, w) in windows.iter().enumerate() {
+            if planned_index[index] == usize::MAX {
+                continue;
+            }
+            let rule = w.rule.clone();
+            let key = format!(
+                "{}|{}|{}|{}|{}",
+                rule.meta
+                    .id
+                    .as_deref()
+                    .or(rule.meta.name.as_deref())
+                    .unwrap_or(&rule.meta.title),
+                rule.kind.name(),
+                rule.timespan,
+                rule.group_by.join(","),
+                rule.rules.join(",")
+            );
+            plan.rules.push(PlannedRule {
+                rule,
+                origin: w.origin.clone(),
+                key,
+                emits: true,
+                rejected: false,
+            });
+        }
+        for (input, feed) in pending_feeds {
+            match input {
+                Input::Base(b) => {
+                    plan.base_suppressed[b] = true;
+                    plan.base_feeds[b].push(feed);
+                }
+                Input::Window(c) => plan.window_feeds[planned_index[c]].push(feed),
+            }
+        }
+        for (b, suppressed) in plan.base_suppressed.iter_mut().enumerate() {
+            *suppressed &= !base_generated[b];
+        }
+        for (p, rule) in plan.rules.iter_mut().enumerate() {
+            rule.emits = !window_used[p] || window_generated[p];
+        }
+        let mut rejected = Vec::new();
+        for (index, error) in errors.into_iter().enumerate() {
+            if let Some(error) = error {
+                let w = &windows[index];
+                if planned_index[index] != usize::MAX {
+                    // Keep indices stable, but make sure it never runs.
+                    plan.rules[planned_index[index]].emits = false;
+                    plan.rules[planned_index[index]].rejected = true;
+                }
+                rejected.push(Rejection {
+                    origin: w.origin.clone(),
+                    rule_id: w.rule.meta.id.clone(),
+                    title: Some(w.rule.meta.title.clone()),
+                    error,
+                });
+            }
+        }
+        (plan, rejected)
+    }
+
+    /// True if no windowed rule is planned.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Windowed rules that run (not rejected).
+    pub fn active(&self) -> usize {
+        self.rules.iter().filter(|r| !r.rejected).count()
+    }
+
+    /// The windows fed by detection rule `rule`'s matches.
+    pub fn base_feeds(&self, rule: usize) -> &[Feed] {
+        self.base_feeds.get(rule).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The windows fed by windowed rule `window`'s alerts.
+    pub fn window_feeds(&self, window: usize) -> &[Feed] {
+        &self.window_feeds[window]
+    }
+
+    /// Whether detection rule `rule` alerts on its own: false when it only
+    /// feeds windowed rules and none of them says `generate: true`.
+    pub fn base_emits(&self, rule: usize) -> bool {
+        !self.base_suppressed.get(rule).copied().unwrap_or(false)
+    }
+
+    /// Whether any detection rule feeds a window.
+    pub fn feeds_any(&self) -> bool {
+        self.base_feeds.iter().any(|f| !f.is_empty())
+    }
+}
+
+/// The event field to read for `field` (a group-by field or alias) in the
+/// events of `reference`.
+fn alias_for(
+    rule: &WindowRule,
+    field: &str,
+    reference: &str,
+    input: Input,
+    set: &RuleSet,
+    windows: &[LoadedWindowRule],
+) -> String {
+    let Some(per_rule) = rule.aliases.get(field) else {
+        return field.to_string();
+    };
+    let (id, name) = match input {
+        Input::Base(b) => (
+            set.rule(b).meta.id.as_deref(),
+            set.rule(b).meta.name.as_deref(),
+        ),
+        Input::Window(c) => (
+            windows[c].rule.meta.id.as_deref(),
+            windows[c].rule.meta.name.as_deref(),
+        ),
+    };
+    [Some(reference), id, name]
+        .into_iter()
+        .flatten()
+        .find_map(|k| per_rule.get(k))
+        .cloned()
+        .unwrap_or_else(|| field.to_string())
+}
+
+fn display_name(rule: &WindowRule) -> String {
+    rule.meta
+        .name
+        .clone()
+        .or_else(|| rule.meta.id.clone())
+        .unwrap_or_else(|| rule.meta.title.clone())
+}
+
+/// A path of windowed rules from `start` back to itself, if any.
+fn find_cycle(start: usize, inputs: &[Vec<Input>]) -> Option<Vec<usize>> {
+    let mut stack = vec![(start, 0usize)];
+    let mut path = vec![start];
+    let mut visited = vec![false; inputs.len()];
+    while let Some((node, next)) = stack.pop() {
+        let children: Vec<usize> = inputs[node]
+            .iter()
+            .filter_map(|i| match i {
+                Input::Window(j) => Some(*j),
+                Input::Base(_) => None,
+            })
+            .collect();
+        if next < children.len() {
+            stack.push((node, next + 1));
+            let child = children[next];
+            if child == start {
+                path.push(start);
+                return Some(path);
+            }
+            if !visited[child] {
+                visited[child] = true;
+                stack.push((child, 0));
+                path.push(child);
+            }
+        } else {
+            path.pop();
+        }
+    }
+    None
+}
+
+/// Reads one field of a row as text (numbers and booleans as written,
+/// list elements joined by commas).
+pub fn read_field(batch: &RecordBatch, source: &FieldSource, row: usize) -> Option<String> {
+    let FieldSource::Columns(columns) = source else {
+        return None;
+    };
+    let schema = batch.schema();
+    for name in columns {
+        let Ok(index) = schema.index_of(name) else {
+            continue;
+        };
+        let array = batch.column(index);
+        if array.is_null(row) {
+            continue;
+        }
+        return Some(match array.data_type() {
+            DataType::Utf8 => array.as_string::<i32>().value(row).to_string(),
+            DataType::Int64 => array.as_primitive::<Int64Type>().value(row).to_string(),
+            DataType::UInt64 => array.as_primitive::<UInt64Type>().value(row).to_string(),
+            DataType::Float64 => array.as_primitive::<Float64Type>().value(row).to_string(),
+            DataType::Boolean => array.as_boolean().value(row).to_string(),
+            DataType::List(_) => {
+                let list = array.as_list::<i32>().value(row);
+                match list.as_string_opt::<i32>() {
+                    Some(strings) => strings.iter().flatten().collect::<Vec<_>>().join(","),
+                    None => continue,
+                }
+            }
+            _ => continue,
+        });
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cycles_are_found() {
+        let inputs = vec![
+            vec![Input::Window(1)],
+            vec![Input::Base(0), Input::Window(2)],
+            vec![Input::Window(0)],
+            vec![Input::Window(0)],
+        ];
+        assert_eq!(find_cycle(0, &inputs), Some(vec![0, 1, 2, 0]));
+        assert_eq!(find_cycle(3, &inputs), None);
+    }
+}
