@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -16,7 +16,7 @@ fn free_port() -> u16 {
 }
 
 /// GET /metrics, retrying while the endpoint comes up.
-fn scrape(port: u16) -> String {
+pub fn scrape(port: u16) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
@@ -36,7 +36,7 @@ fn scrape(port: u16) -> String {
 }
 
 /// The value of one sample line `name{labels} value`.
-fn value(body: &str, name_and_labels: &str) -> Option<f64> {
+pub fn value(body: &str, name_and_labels: &str) -> Option<f64> {
     body.lines()
         .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())
@@ -45,7 +45,7 @@ fn value(body: &str, name_and_labels: &str) -> Option<f64> {
 
 /// Scrapes until `name_and_labels` reaches `want` (counters are updated
 /// just after the alert is written).
-fn scrape_until(port: u16, name_and_labels: &str, want: f64) -> String {
+pub fn scrape_until(port: u16, name_and_labels: &str, want: f64) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let body = scrape(port);

@@ -5,3 +5,4 @@ mod bad_input;
 mod cli;
 mod default_run;
 mod metrics;
+mod windows;

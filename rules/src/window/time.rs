@@ -133,9 +133,10 @@ impl TimestampSpec {
     pub fn parse_text(&self, text: &str) -> Option<Millis> {
         match &self.format {
             TimeFormat::Rfc3339 => rfc3339(text),
-            TimeFormat::UnixSeconds | TimeFormat::UnixMillis => {
-                text.parse::<f64>().ok().and_then(|n| self.millis_of_number(n))
-            }
+            TimeFormat::UnixSeconds | TimeFormat::UnixMillis => text
+                .parse::<f64>()
+                .ok()
+                .and_then(|n| self.millis_of_number(n)),
             TimeFormat::Pattern(p) => DateTime::parse_from_str(text, p)
                 .map(|d| d.timestamp_millis())
                 .ok()
@@ -153,7 +154,11 @@ impl TimestampSpec {
                         })
                         .map(|n| n.and_utc().timestamp_millis())
                 })
-                .or_else(|| text.parse::<f64>().ok().and_then(|n| self.millis_of_number(n))),
+                .or_else(|| {
+                    text.parse::<f64>()
+                        .ok()
+                        .and_then(|n| self.millis_of_number(n))
+                }),
         }
     }
 }
