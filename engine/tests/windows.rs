@@ -483,3 +483,133 @@ fn bad_windowed_rules_and_events_are_reported_and_the_rest_alerts() {
         letters[&8]
     );
 }
+
+/// The detection rules that the specification's schema test correlations
+/// refer to, over a test log source with a `kind` field.
+const SCHEMA_BASE_RULES: &str = "title: Failed login
+id: 5638f7c0-ac70-491d-8465-2a65075e0d86
+logsource: {product: test}
+detection: {sel: {kind: failed_login}, condition: sel}
+---
+title: Recon A
+name: recon_cmd_a
+logsource: {product: test}
+detection: {sel: {kind: recon_a}, condition: sel}
+---
+title: Recon B
+name: recon_cmd_b
+logsource: {product: test}
+detection: {sel: {kind: recon_b}, condition: sel}
+---
+title: Recon C
+name: recon_cmd_c
+logsource: {product: test}
+detection: {sel: {kind: recon_c}, condition: sel}
+---
+title: Traffic
+name: rule_a_id
+logsource: {product: test}
+detection: {sel: {kind: traffic}, condition: sel}
+---
+title: Web access
+name: website_access
+logsource: {product: test}
+detection: {sel: {kind: web}, condition: sel}
+---
+title: Process creation
+name: process_creation
+logsource: {product: test}
+detection: {sel: {kind: process}, condition: sel}
+";
+
+/// Events that make each schema test correlation fire exactly once.
+fn schema_events(file: &str) -> Vec<Value> {
+    let t = |s: i64| {
+        chrono::DateTime::from_timestamp(1_772_400_000 + s, 0)
+            .unwrap()
+            .to_rfc3339()
+    };
+    let e = |s: i64, fields: Value| {
+        let mut v = fields;
+        v["@timestamp"] = t(s).into();
+        v
+    };
+    let base = serde_json::json!({"ComputerName": "HN-LAB-01", "WorkstationName": "WS1", "User": "bob", "SourceIP": "10.0.0.1"});
+    let with = |extra: Value| {
+        let mut v = base.clone();
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        v
+    };
+    match file {
+        "event_count.yml" | "event_count_ecs.yml" => (0..100)
+            .map(|i| e(i * 30, with(serde_json::json!({"kind": "failed_login", "dns": {"question": {"name": "evil.example"}}}))))
+            .collect(),
+        "value_count.yml" => (0..100)
+            .map(|i| e(i * 60, with(serde_json::json!({"kind": "failed_login", "User": format!("user{i}")}))))
+            .collect(),
+        "temporal.yml" => ["recon_c", "recon_a", "recon_b"]
+            .iter()
+            .enumerate()
+            .map(|(i, k)| e(i as i64 * 60, with(serde_json::json!({"kind": k}))))
+            .collect(),
+        "temporal_ordered.yml" => ["recon_b", "recon_a", "recon_b", "recon_c"]
+            .iter()
+            .enumerate()
+            .map(|(i, k)| e(i as i64 * 60, with(serde_json::json!({"kind": k}))))
+            .collect(),
+        "value_avg.yml" => [400, 450, 800]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| e(i as i64 * 600, with(serde_json::json!({"kind": "traffic", "BytesOut": b}))))
+            .collect(),
+        "value_sum.yml" => (0..3)
+            .map(|i| e(i * 600, with(serde_json::json!({"kind": "web", "bytes_sent": 400_000}))))
+            .collect(),
+        "value_percentile.yml" => (0..100)
+            .map(|i| e(i * 60, with(serde_json::json!({"kind": "process", "Image": "C:\\Windows\\explorer.exe"}))))
+            .chain([e(7000, with(serde_json::json!({"kind": "process", "Image": "C:\\Users\\Public\\rare.exe"})))])
+            .collect(),
+        other => panic!("no events written for the schema test rule {other}"),
+    }
+}
+
+#[test]
+fn the_specification_schema_correlations_load_and_fire() {
+    let schema = crate::cli::corpora().join("sigma-specification/tests/schema/correlation");
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base.yml");
+    std::fs::write(&base, SCHEMA_BASE_RULES).unwrap();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&schema)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 8, "{files:?}");
+    for file in files {
+        let name = file.file_name().unwrap().to_str().unwrap().to_string();
+        let events = dir.path().join(format!("{name}.jsonl"));
+        let text: Vec<String> = schema_events(&name).iter().map(Value::to_string).collect();
+        std::fs::write(&events, text.join("\n")).unwrap();
+        let out = vagt(&[
+            "run",
+            "--profile",
+            "passthrough",
+            "--rules",
+            base.to_str().unwrap(),
+            "--rules",
+            file.to_str().unwrap(),
+            "--input",
+            events.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name}: {stderr}");
+        assert!(stderr.contains("0 rejected"), "{name}: {stderr}");
+        let found = alerts(&out);
+        assert_eq!(found.len(), 1, "{name}: {found:#?}");
+        let title = std::fs::read_to_string(&file).unwrap();
+        let title = title.lines().next().unwrap().trim_start_matches("title: ");
+        assert_eq!(found[0]["rule"]["title"], title, "{name}");
+    }
+}

@@ -645,7 +645,10 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
             }
             (_, state @ KindState::Sliding { .. }) => {
                 let mut fire = None;
-                let decided_on_event = condition.decided_on_event();
+                // A percentile is about the current event's value: it is
+                // always decided on the event.
+                let decided_on_event = condition.decided_on_event()
+                    || matches!(rule.kind, WindowKind::ValuePercentile { .. });
                 if !decided_on_event {
                     if let KindState::Sliding {
                         opened: Some(o), ..
@@ -1135,5 +1138,150 @@ mod as_pairs {
     {
         let pairs: Vec<(K, V)> = Vec::deserialize(d)?;
         Ok(pairs.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{load_text, Placeholders, Profile, RuleCollection, RuleSetBuilder};
+
+    fn plan(windows: &str) -> Arc<WindowPlan> {
+        let text = format!(
+            "title: base\nname: base\nlogsource: {{product: test}}\ndetection: {{sel: {{a: 1}}, condition: sel}}\n---\n{windows}"
+        );
+        let mut rules = RuleCollection::default();
+        load_text("t.yml".as_ref(), &text, &Placeholders::new(), &mut rules);
+        assert!(rules.rejected.is_empty(), "{:?}", rules.rejected);
+        let compiled = RuleSetBuilder::new(Profile::passthrough()).build(&rules);
+        assert!(compiled.rejected.is_empty(), "{:?}", compiled.rejected);
+        Arc::new(compiled.windows)
+    }
+
+    fn obs(time: Millis, group: &str, value: Option<&str>) -> Observation<u32> {
+        Observation {
+            time,
+            tie: time as u64,
+            window: 0,
+            slot: 0,
+            group: vec![Some(group.into())],
+            values: value.map(|v| vec![Some(v.into())]).unwrap_or_default(),
+            evidence: vec![time as u32],
+        }
+    }
+
+    fn run(
+        runtime: &mut WindowRuntime<u32>,
+        events: Vec<Observation<u32>>,
+    ) -> Vec<WindowAlert<u32>> {
+        let mut out = Vec::new();
+        for e in events {
+            runtime.ingest(e).unwrap();
+            runtime.release(&mut out);
+        }
+        runtime.finish(&mut out);
+        out
+    }
+
+    const FEW: &str = "title: few\ncorrelation: {type: event_count, rules: [base], group-by: [host], timespan: 10s, condition: {lt: 3}}\n";
+
+    #[test]
+    fn an_upper_bound_is_decided_when_the_window_ends() {
+        let limits = WindowLimits {
+            allowed_lateness: 0,
+            ..WindowLimits::default()
+        };
+        let mut runtime = WindowRuntime::new(plan(FEW), limits);
+        // h1: 2 events in its window (fires at its end); h2: 3 (does not).
+        let out = run(
+            &mut runtime,
+            vec![
+                obs(0, "h1", None),
+                obs(1_000, "h2", None),
+                obs(2_000, "h1", None),
+                obs(3_000, "h2", None),
+                obs(4_000, "h2", None),
+                obs(30_000, "h3", None),
+            ],
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].group[0].1.as_deref(), Some("h1"));
+        assert_eq!((out[0].first, out[0].last, out[0].count), (0, 2_000, 2));
+        assert_eq!(out[0].evidence, vec![0, 2_000]);
+    }
+
+    #[test]
+    fn keys_beyond_the_bound_are_evicted_and_counted() {
+        let limits = WindowLimits {
+            allowed_lateness: 0,
+            max_keys: 2,
+            ..WindowLimits::default()
+        };
+        let many = "title: many\ncorrelation: {type: event_count, rules: [base], group-by: [host], timespan: 1h, condition: {gte: 2}}\n";
+        let mut runtime = WindowRuntime::new(plan(many), limits);
+        // h1 is evicted by h2 and h3 before its second event: no alert.
+        let out = run(
+            &mut runtime,
+            vec![
+                obs(0, "h1", None),
+                obs(1, "h2", None),
+                obs(2, "h3", None),
+                obs(3, "h1", None),
+            ],
+        );
+        assert!(out.is_empty());
+        assert_eq!(runtime.stats().evicted_keys, 2);
+        assert_eq!(runtime.keys_per_rule(), vec![2]);
+    }
+
+    #[test]
+    fn a_baseline_below_fires_when_the_bucket_closes() {
+        let below = "title: quiet\nlogsource: {product: test}\ndetection: {sel: {a: 2}, condition: sel}\nstatistic: {type: baseline, group-by: [host], bucket: 1m, history: 5, warmup: 3, direction: below}\n";
+        let mut runtime = WindowRuntime::new(
+            plan(below),
+            WindowLimits {
+                allowed_lateness: 0,
+                ..WindowLimits::default()
+            },
+        );
+        let mut events = Vec::new();
+        for minute in 0..4 {
+            for i in 0..20 {
+                events.push(obs(minute * 60_000 + i * 1_000, "h1", None));
+            }
+        }
+        events.push(obs(4 * 60_000, "h1", None)); // one event in minute 4
+        events.push(obs(6 * 60_000, "h2", None)); // moves the watermark
+        let out = run(&mut runtime, events);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!((out[0].first, out[0].value), (4 * 60_000, 1.0));
+    }
+
+    #[test]
+    fn snapshots_round_trip_through_json() {
+        let mut runtime = WindowRuntime::new(plan(FEW), WindowLimits::default());
+        runtime.ingest(obs(0, "h1", None)).unwrap();
+        let text = serde_json::to_string(&runtime.snapshot()).unwrap();
+        let mut restored = WindowRuntime::<u32>::new(plan(FEW), WindowLimits::default());
+        let report = restored.restore(serde_json::from_str(&text).unwrap());
+        assert_eq!(
+            report,
+            RestoreReport {
+                rules: 1,
+                dropped_rules: 0,
+                pending: 1
+            }
+        );
+        let other = "title: other\ncorrelation: {type: event_count, rules: [base], group-by: [host], timespan: 10s, condition: {gte: 3}}\n";
+        let mut changed = WindowRuntime::<u32>::new(plan(other), WindowLimits::default());
+        let report = changed.restore(serde_json::from_str(&text).unwrap());
+        assert_eq!(
+            report,
+            RestoreReport {
+                rules: 0,
+                dropped_rules: 1,
+                pending: 0
+            }
+        );
     }
 }
