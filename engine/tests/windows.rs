@@ -613,3 +613,112 @@ fn the_specification_schema_correlations_load_and_fire() {
         assert_eq!(found[0]["rule"]["title"], title, "{name}");
     }
 }
+
+#[test]
+fn aliases_group_different_fields_and_generate_keeps_the_steps() {
+    // The specification's alias example: an internal error on a server,
+    // then a connection from that server back to the client, within 10 s.
+    let rules = "title: Internal error
+name: internal_error
+logsource: {product: test}
+detection: {sel: {http.response.status_code: 500}, condition: sel}
+---
+title: New connection
+name: new_network_connection
+logsource: {product: test}
+detection: {sel: {event.category: network, event.type: connection}, condition: sel}
+---
+title: Error then call-back
+correlation:
+  type: temporal
+  rules: [internal_error, new_network_connection]
+  group-by: [internal_ip, remote_ip]
+  timespan: 10s
+  aliases:
+    internal_ip: {internal_error: destination.ip, new_network_connection: source.ip}
+    remote_ip: {internal_error: source.ip, new_network_connection: destination.ip}
+generate: true
+";
+    let dir = tempfile::tempdir().unwrap();
+    let rules_path = dir.path().join("rules.yml");
+    std::fs::write(&rules_path, rules).unwrap();
+    let events = [
+        // The error, server 10.0.0.5 answering client 10.9.9.9.
+        r#"{"@timestamp": "2026-03-02T10:00:00Z", "http": {"response": {"status_code": 500}}, "source": {"ip": "10.9.9.9"}, "destination": {"ip": "10.0.0.5"}}"#,
+        // A connection between other hosts: no match.
+        r#"{"@timestamp": "2026-03-02T10:00:02Z", "event": {"category": "network", "type": "connection"}, "source": {"ip": "10.0.0.6"}, "destination": {"ip": "10.9.9.9"}}"#,
+        // The server calls the client back.
+        r#"{"@timestamp": "2026-03-02T10:00:04Z", "event": {"category": "network", "type": "connection"}, "source": {"ip": "10.0.0.5"}, "destination": {"ip": "10.9.9.9"}}"#,
+    ];
+    let input = dir.path().join("events.jsonl");
+    std::fs::write(&input, events.join("\n")).unwrap();
+    let out = vagt(&[
+        "run",
+        "--profile",
+        "passthrough",
+        "--rules",
+        rules_path.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let found = alerts(&out);
+    let titles: Vec<&str> = found
+        .iter()
+        .map(|a| a["rule"]["title"].as_str().unwrap())
+        .collect();
+    // generate: true keeps the three single-event alerts.
+    assert_eq!(
+        titles,
+        [
+            "Internal error",
+            "New connection",
+            "New connection",
+            "Error then call-back"
+        ],
+        "{found:#?}"
+    );
+    let windowed = &found[3];
+    assert_eq!(
+        windowed["group"],
+        serde_json::json!({"internal_ip": "10.0.0.5", "remote_ip": "10.9.9.9"})
+    );
+    assert_eq!(windowed["event_time"]["first"], "2026-03-02T10:00:00.000Z");
+    assert_eq!(windowed["event_time"]["last"], "2026-03-02T10:00:04.000Z");
+}
+
+#[test]
+fn an_input_declares_its_own_timestamp() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        "title: Base\nname: base\nlogsource: {product: test}\ndetection: {sel: {kind: x}, condition: sel}\n---\ntitle: Two within a minute\ncorrelation: {type: event_count, rules: [base], group-by: [host], timespan: 1m, condition: {gte: 2}}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("events.jsonl"),
+        "{\"when\": \"02/03/2026 10:00:00\", \"kind\": \"x\", \"host\": \"a\"}\n{\"when\": \"02/03/2026 10:05:00\", \"kind\": \"x\", \"host\": \"a\"}\n{\"when\": \"02/03/2026 10:05:30\", \"kind\": \"x\", \"host\": \"a\"}\n",
+    )
+    .unwrap();
+    let config = dir.path().join("vagt.yaml");
+    std::fs::write(
+        &config,
+        "rules: [rules.yml]\nprofile: passthrough\ninputs:\n  - path: events.jsonl\n    timestamp: {fields: [when], format: \"%d/%m/%Y %H:%M:%S\"}\n",
+    )
+    .unwrap();
+    let out = vagt(&["run", "--config", config.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let found = alerts(&out);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0]["event_time"]["first"], "2026-03-02T10:05:00.000Z");
+    assert_eq!(found[0]["event_time"]["last"], "2026-03-02T10:05:30.000Z");
+}

@@ -11,9 +11,10 @@ use serde::Deserialize;
 
 use super::spec::Millis;
 
-/// How timestamps are written.
+/// How timestamps are written: `auto`, `rfc3339`, `unix_seconds`,
+/// `unix_millis`, or a chrono pattern such as `"%d/%m/%Y %H:%M:%S"`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(try_from = "String")]
 pub enum TimeFormat {
     /// RFC 3339, `YYYY-MM-DD HH:MM:SS[.fff]` (UTC), or a Unix time in
     /// seconds or milliseconds (told apart by magnitude).
@@ -27,6 +28,25 @@ pub enum TimeFormat {
     UnixMillis,
     /// A chrono `strftime` pattern, read as UTC unless it has an offset.
     Pattern(String),
+}
+
+impl TryFrom<String> for TimeFormat {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        Ok(match text.as_str() {
+            "auto" => TimeFormat::Auto,
+            "rfc3339" => TimeFormat::Rfc3339,
+            "unix_seconds" => TimeFormat::UnixSeconds,
+            "unix_millis" => TimeFormat::UnixMillis,
+            p if p.contains('%') => TimeFormat::Pattern(text),
+            other => {
+                return Err(format!(
+                    "unknown time format '{other}' (auto, rfc3339, unix_seconds, unix_millis, or a pattern with % fields)"
+                ))
+            }
+        })
+    }
 }
 
 /// Where an event's time is and how it is written.
