@@ -169,6 +169,8 @@ enum Work {
     Batch(InputBatch),
     /// A stop signal: save state and end without finishing the input.
     Stop,
+    /// A clock tick: lets detection notice idle input.
+    Tick,
 }
 
 /// What flows from detection to the alert sink. State goes through the
@@ -273,6 +275,21 @@ pub async fn run(
     let (dead_tx, mut dead_rx) = mpsc::channel::<DeadLetter>(1024);
     let (alert_tx, mut alert_rx) = mpsc::channel::<SinkItem>(config.channel_capacity);
     let stop = Arc::new(AtomicBool::new(false));
+    // While no event arrives, what waits for the watermark would wait for
+    // ever; ticks let detection apply it once the input has been idle for
+    // the allowed lateness.
+    let ticks = {
+        let batch_tx = batch_tx.downgrade();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tick.tick().await;
+                let Some(tx) = batch_tx.upgrade() else { break };
+                // A full channel means detection is busy, not idle.
+                let _ = tx.try_send(Work::Tick);
+            }
+        })
+    };
     let signals = {
         let stop = stop.clone();
         let batch_tx = batch_tx.downgrade();
@@ -342,15 +359,32 @@ pub async fn run(
             let mut scratch = set.scratch();
             let mut outcome = DetectOutcome::default();
             let mut saved = Instant::now();
+            let mut last_batch = Instant::now();
             while let Some(work) = batch_rx.blocking_recv() {
-                let Work::Batch(InputBatch {
-                    input,
-                    events: batch,
-                }) = work
-                else {
-                    outcome.stopped = true;
-                    break;
+                let (input, batch) = match work {
+                    Work::Batch(InputBatch { input, events }) => (input, events),
+                    Work::Stop => {
+                        outcome.stopped = true;
+                        break;
+                    }
+                    Work::Tick => {
+                        if let Some(w) = windows.as_mut() {
+                            if w.has_pending() && last_batch.elapsed() >= w.idle_after() {
+                                let alerts = w.finish(&now_rfc3339());
+                                telemetry::windows(w);
+                                if !alerts.is_empty()
+                                    && alert_tx
+                                        .blocking_send(SinkItem::Alerts(alerts, Instant::now()))
+                                        .is_err()
+                                {
+                                    break;
+                                }
+                            }
+                        }
+                        continue;
+                    }
                 };
+                last_batch = Instant::now();
                 let batch = match windows.as_mut() {
                     Some(w) => match w.skip_processed(input, batch) {
                         Some(batch) => batch,
@@ -534,6 +568,7 @@ pub async fn run(
     }
     summary.dead_letters = dead_count.load(Ordering::Relaxed);
     signals.abort();
+    ticks.abort();
     summary.elapsed = started.elapsed();
     let _ = progress_stop.send(true);
     if let Some(task) = progress {

@@ -339,7 +339,18 @@ impl WindowStage {
         self.alerts(fired, detected_at)
     }
 
-    /// End of input: applies everything still waiting.
+    /// Events waiting for the watermark.
+    pub fn has_pending(&self) -> bool {
+        self.runtime.pending() > 0
+    }
+
+    /// How long the input may be idle (wall clock) before what waits for
+    /// the watermark is applied anyway: the allowed lateness, at least 1 s.
+    pub fn idle_after(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.lateness.max(1_000) as u64)
+    }
+
+    /// End of input, or idle input: applies everything still waiting.
     pub fn finish(&mut self, detected_at: &str) -> Vec<Alert> {
         let mut fired = Vec::new();
         self.runtime.finish(&mut fired);

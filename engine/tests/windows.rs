@@ -722,3 +722,42 @@ fn an_input_declares_its_own_timestamp() {
     assert_eq!(found[0]["event_time"]["first"], "2026-03-02T10:05:00.000Z");
     assert_eq!(found[0]["event_time"]["last"], "2026-03-02T10:05:30.000Z");
 }
+
+#[test]
+fn a_windowed_alert_is_not_held_back_by_a_quiet_input() {
+    // Three failures complete the window; then nothing more arrives, but
+    // the input stays open. Once it has been idle for the allowed lateness,
+    // the waiting events are applied and the alert comes out.
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        "title: Failed logon\nname: failed_logon\nlogsource: {product: windows, service: security}\ndetection: {sel: {EventID: 4625}, condition: sel}\n---\ntitle: Three failures\ncorrelation: {type: event_count, rules: [failed_logon], group-by: [TargetUserName], timespan: 5m, condition: {gte: 3}}\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vagt"))
+        .args(["run", "--rules", rules.to_str().unwrap(), "--input", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for second in [0, 10, 20] {
+        writeln!(
+            stdin,
+            r#"{{"@timestamp": "2026-03-02T10:00:{second:02}Z", "Channel": "Security", "EventID": 4625, "TargetUserName": "bob"}}"#
+        )
+        .unwrap();
+    }
+    stdin.flush().unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    // Blocks until the alert arrives (stdin is still open).
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    let alert: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(alert["rule"]["title"], "Three failures");
+    assert_eq!(alert["count"], 3);
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}

@@ -344,9 +344,11 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
         self.release_until(watermark, out);
     }
 
-    /// End of input: applies everything still waiting and fires windows
-    /// that ended before the last event. Windows still open stay open (in
-    /// the snapshot, should the stream continue).
+    /// End of input, or an idle input: applies everything still waiting
+    /// (as if the allowed lateness had passed) and fires windows that ended
+    /// before the last event. Windows still open stay open (in the
+    /// snapshot, should the stream continue); an event older than the last
+    /// one applied is late from now on.
     pub fn finish(&mut self, out: &mut Vec<WindowAlert<E>>) {
         if let Some(max_seen) = self.state.max_seen {
             self.release_until(max_seen, out);
