@@ -52,6 +52,14 @@ struct Args {
     /// Throughput only (no latency runs), e.g. to compare two builds.
     #[arg(long)]
     skip_latency: bool,
+    /// The peer engine to compare with (build it with `cargo build
+    /// --release --manifest-path benches/peer/Cargo.toml`):
+    /// benches/peer/target/release/peer-sigma-rust.
+    #[arg(long)]
+    peer: Option<PathBuf>,
+    /// Events for the peer comparison, sampled evenly over the sample.
+    #[arg(long, default_value_t = 5_000)]
+    peer_events: usize,
 }
 
 struct Throughput {
@@ -161,7 +169,21 @@ fn main() -> anyhow::Result<()> {
         }
     }
 
-    let report = render(&args, &throughput, &latency);
+    let mut peer_rows = Vec::new();
+    if let Some(peer) = &args.peer {
+        peer_rows = peer_comparison(
+            &args,
+            peer,
+            &lines,
+            dirs.last().expect("all rules"),
+            work.path(),
+        )?;
+    }
+
+    let mut report = render(&args, &throughput, &latency);
+    if !peer_rows.is_empty() {
+        report.push_str(&render_peer(&args, &peer_rows));
+    }
     println!("{report}");
     if let Some(path) = &args.markdown {
         std::fs::write(path, &report)?;
@@ -238,6 +260,103 @@ fn throughput_run(
         s["alerts"].as_u64().unwrap_or(0),
         rss,
     ))
+}
+
+/// vagt and the peer over the same evenly sampled events with all rules:
+/// vagt over the sample replayed 20 times (for a stable rate), the peer
+/// over it once (it is much slower).
+fn peer_comparison(
+    args: &Args,
+    peer: &Path,
+    lines: &[&[u8]],
+    all_rules: &Path,
+    work: &Path,
+) -> anyhow::Result<Vec<Throughput>> {
+    let step = (lines.len() / args.peer_events.max(1)).max(1);
+    let sample: Vec<&[u8]> = lines
+        .iter()
+        .step_by(step)
+        .take(args.peer_events)
+        .copied()
+        .collect();
+    let sample_bytes: usize = sample.iter().map(|l| l.len()).sum();
+    let once = work.join("peer-sample.jsonl");
+    let replayed = work.join("peer-sample-x20.jsonl");
+    std::fs::write(&once, sample.concat())?;
+    std::fs::write(&replayed, sample.concat().repeat(20))?;
+    eprintln!(
+        "peer comparison: vagt over {} sampled events x20",
+        sample.len()
+    );
+    let (events_per_s, mb_per_s, alerts, rss) =
+        throughput_run(&args.vagt, all_rules, &replayed, work)?;
+    let mut rows = vec![Throughput {
+        label: "vagt".into(),
+        rules: 0,
+        events_per_s,
+        mb_per_s,
+        alerts: alerts / 20,
+        peak_rss_mb: rss,
+    }];
+    eprintln!(
+        "peer comparison: {} over {} sampled events",
+        peer.display(),
+        sample.len()
+    );
+    let child = Command::new(peer)
+        .arg(all_rules)
+        .arg(&once)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let (stop, watcher) = watch_memory(child.id());
+    let out = child.wait_with_output()?;
+    stop.store(true, Ordering::Relaxed);
+    let rss = watcher.join().unwrap_or(0.0);
+    if !out.status.success() {
+        bail!("the peer failed: {}", out.status);
+    }
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let secs = s["seconds"].as_f64().unwrap_or(f64::NAN);
+    rows.push(Throughput {
+        label: s["engine"].as_str().unwrap_or("peer").to_string(),
+        rules: s["rules_loaded"].as_u64().unwrap_or(0) as usize,
+        events_per_s: s["events"].as_f64().unwrap_or(0.0) / secs,
+        mb_per_s: sample_bytes as f64 / 1e6 / secs,
+        alerts: s["matches"].as_u64().unwrap_or(0),
+        peak_rss_mb: rss,
+    });
+    Ok(rows)
+}
+
+fn render_peer(args: &Args, rows: &[Throughput]) -> String {
+    let mut out = format!(
+        "\nAgainst the peer: {} events sampled evenly from the OTRF sample, all SigmaHQ Windows rules; vagt over \
+         the sample replayed 20 times, the peer over it once. vagt routes rules by logsource; the peer tests every \
+         rule on every event (its published usage), so its matches include rules of other logsources.\n\n",
+        args.peer_events
+    );
+    out.push_str("| engine | rules loaded | events/s | MB/s | matches per pass | peak RSS (MB) | vagt is faster by |\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
+    let vagt = rows.first().map(|r| r.events_per_s).unwrap_or(f64::NAN);
+    for r in rows {
+        let rules = if r.rules == 0 {
+            "all".to_string()
+        } else {
+            r.rules.to_string()
+        };
+        out.push_str(&format!(
+            "| {} | {} | {:.0} | {:.1} | {} | {:.0} | {:.0}x |\n",
+            r.label,
+            rules,
+            r.events_per_s,
+            r.mb_per_s,
+            r.alerts,
+            r.peak_rss_mb,
+            vagt / r.events_per_s
+        ));
+    }
+    out
 }
 
 /// The stdin line number an alert is about.
