@@ -84,8 +84,10 @@ pub struct RunSummary {
     pub late_events: u64,
     /// Window group keys evicted to respect `windows.max_keys`.
     pub evicted_keys: u64,
-    /// The run was stopped by a signal (state saved, input not finished).
+    /// The run was stopped by a signal (input not finished).
     pub stopped: bool,
+    /// Window state and input positions were written to the state file.
+    pub state_saved: bool,
     /// Events decoded and evaluated.
     pub events: u64,
     /// Bytes read.
@@ -135,7 +137,10 @@ impl std::fmt::Display for RunSummary {
             )?;
         }
         if self.stopped {
-            write!(f, "\nvagt: stopped by signal; window state saved")?;
+            write!(f, "\nvagt: stopped by signal")?;
+        }
+        if self.state_saved {
+            write!(f, "\nvagt: window state and input positions saved")?;
         }
         for failed in &self.failed_inputs {
             write!(f, "\nvagt: input failed: {failed}")?;
@@ -221,7 +226,9 @@ pub async fn run(
         .collect();
     let limits = config.windows.limits()?;
     let snapshot_interval = config.windows.snapshot_interval()?;
-    let mut windows = (!compiled.windows.is_empty()).then(|| {
+    let state_file = config.windows.state_file.clone();
+    // A state file keeps input positions even without windowed rules.
+    let mut windows = (!compiled.windows.is_empty() || state_file.is_some()).then(|| {
         WindowStage::new(
             compiled.windows.clone(),
             limits,
@@ -238,7 +245,6 @@ pub async fn run(
             config.inputs.iter().map(|i| i.actor.clone()).collect(),
         )
     });
-    let state_file = config.windows.state_file.clone();
     if let (Some(stage), Some(path)) = (windows.as_mut(), state_file.as_deref()) {
         let sizes: Vec<Option<u64>> = sources.iter().map(InputSource::size).collect();
         if let Some(report) = stage.restore(path, &sizes)? {
@@ -455,7 +461,8 @@ pub async fn run(
                 if saving {
                     let _ = alert_tx.blocking_send(SinkItem::State(w.snapshot()));
                 }
-                outcome.late_events = w.stats().late;
+                outcome.late_events = w.late_events();
+                outcome.state_saved = saving;
                 outcome.evicted_keys = w.stats().evicted_keys;
             }
             outcome
@@ -547,6 +554,7 @@ pub async fn run(
     summary.late_events = outcome.late_events;
     summary.evicted_keys = outcome.evicted_keys;
     summary.stopped = outcome.stopped;
+    summary.state_saved = outcome.state_saved;
     if !outcome.stopped {
         for reader in readers {
             match reader.await {
@@ -611,6 +619,7 @@ async fn open_output(
 struct DetectOutcome {
     events: u64,
     stopped: bool,
+    state_saved: bool,
     late_events: u64,
     evicted_keys: u64,
 }

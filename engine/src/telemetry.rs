@@ -217,7 +217,7 @@ pub fn windows(stage: &crate::windows::WindowStage) {
     }
     let stats = stage.stats();
     counter!("vagt_window_evicted_values_total").absolute(stats.evicted_values);
-    counter!("vagt_window_late_events_total").absolute(stats.late);
+    counter!("vagt_window_late_events_total").absolute(stage.late_events());
     counter!("vagt_window_forced_total").absolute(stats.forced);
     gauge!("vagt_window_pending_events").set(stage.pending() as f64);
     if let Some(wm) = stage.watermark() {

@@ -90,6 +90,7 @@ pub struct WindowStage {
     lateness: Millis,
     positions: BTreeMap<String, InputPosition>,
     resume: Vec<Option<u64>>,
+    late_events: u64,
 }
 
 impl WindowStage {
@@ -123,6 +124,7 @@ impl WindowStage {
             lateness: limits.allowed_lateness,
             positions: BTreeMap::new(),
             resume,
+            late_events: 0,
         }
     }
 
@@ -146,7 +148,13 @@ impl WindowStage {
         self.runtime.watermark()
     }
 
-    /// Group keys held and evictions, per windowed rule (title, keys, evicted).
+    /// Events refused as late (an event feeding several windows counts once).
+    pub fn late_events(&self) -> u64 {
+        self.late_events
+    }
+
+    /// Group keys held and evictions, per windowed rule (id or title, keys,
+    /// evicted).
     pub fn state_per_rule(&self) -> Vec<(&str, usize, u64)> {
         let keys = self.runtime.keys_per_rule();
         let evicted = self.runtime.evictions_per_rule();
@@ -154,7 +162,7 @@ impl WindowStage {
             .iter()
             .zip(keys)
             .zip(evicted)
-            .map(|((info, k), e)| (info.meta.title.as_str(), k, e))
+            .map(|((info, k), e)| (info.meta.id.as_deref().unwrap_or(&info.meta.title), k, e))
             .collect()
     }
 
@@ -321,6 +329,7 @@ impl WindowStage {
                 }
             }
             if let Some(watermark) = late {
+                self.late_events += 1;
                 dead.push(letter(format!(
                     "late event: its time {} is before the watermark {} (allowed lateness {} s); not applied to windowed rules",
                     format_millis(time),

@@ -54,7 +54,7 @@ pub enum RuleError {
     Unsupported(String),
     /// A windowed rule refers to a rule that was not loaded (or was
     /// rejected, or cannot be routed under the profile).
-    #[error("referenced rule '{0}' is not loaded (no loaded rule has this id or name)")]
+    #[error("referenced rule '{0}' is not loaded: no rule with this id or name loaded, or it cannot match under the profile (`vagt rules check --verbose` lists those)")]
     MissingReference(String),
     /// Windowed rules that refer to each other in a circle.
     #[error("cycle of correlations: {0}")]

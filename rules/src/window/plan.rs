@@ -52,9 +52,6 @@ pub struct PlannedRule {
     /// Whether its alerts are emitted (false when only a chained rule uses
     /// it and none of its users says `generate: true`).
     pub emits: bool,
-    /// Rejected after planning (a field it reads is not available); it is
-    /// never fed.
-    pub rejected: bool,
 }
 
 /// The windowed rules of a run, resolved.
@@ -122,6 +119,18 @@ impl WindowPlan {
                 *error = Some(RuleError::ReferenceCycle(names.join(" → ")));
             }
         }
+        // Where each rule reads its fields, per input (feeds carry the
+        // rule's own index until numbering).
+        let mut feeds_of: Vec<Vec<(Input, Feed)>> = vec![Vec::new(); windows.len()];
+        for (index, w) in windows.iter().enumerate() {
+            if errors[index].is_some() {
+                continue;
+            }
+            match field_sources(index, &w.rule, &inputs[index], set, profile, windows) {
+                Ok(feeds) => feeds_of[index] = feeds,
+                Err(e) => errors[index] = Some(e),
+            }
+        }
         // A rule that uses a rejected rule is rejected too.
         loop {
             let mut changed = false;
@@ -143,7 +152,7 @@ impl WindowPlan {
                 break;
             }
         }
-        // Field sources; a window keeps its planned index.
+        // Number the rules that run.
         let mut planned_index = vec![usize::MAX; windows.len()];
         let mut next = 0;
         for index in 0..windows.len() {
@@ -161,107 +170,33 @@ impl WindowPlan {
         let mut base_generated = vec![false; set.len()];
         let mut window_used = vec![false; next];
         let mut window_generated = vec![false; next];
-        let mut pending_feeds: Vec<(Input, Feed)> = Vec::new();
-        for (index, w) in windows.iter().enumerate() {
-            if errors[index].is_some() {
-                continue;
-            }
-            let rule = &w.rule;
-            let mut feeds = Vec::new();
-            for (slot, input) in inputs[index].iter().enumerate() {
-                let reference = &rule.rules[slot];
-                let resolve = |field: &str| -> Result<FieldSource, RuleError> {
-                    let field = alias_for(rule, field, reference, *input, set, windows);
-                    match input {
-                        Input::Base(b) => Ok(FieldSource::Columns(
-                            profile.columns_for(&field, &set.rule(*b).logsource),
-                        )),
-                        Input::Window(c) => windows[*c]
-                            .rule
-                            .group_by
-                            .iter()
-                            .position(|g| *g == field)
-                            .map(FieldSource::ChildGroup)
-                            .ok_or_else(|| RuleError::Attribute {
-                                attribute: "group-by".into(),
-                                message: format!(
-                                    "'{field}' is not a group-by field of the referenced rule '{reference}', so its alerts do not carry it"
-                                ),
-                            }),
-                    }
-                };
-                let group: Result<Vec<_>, _> = rule.group_by.iter().map(|f| resolve(f)).collect();
-                let values: Result<Vec<_>, _> = rule
-                    .kind
-                    .value_fields()
-                    .iter()
-                    .map(|f| resolve(f))
-                    .collect();
-                match (group, values) {
-                    (Ok(group), Ok(values)) => feeds.push((
-                        *input,
-                        Feed {
-                            window: planned_index[index],
-                            slot,
-                            group,
-                            values,
-                        },
-                    )),
-                    (Err(e), _) | (_, Err(e)) => {
-                        errors[index] = Some(e);
-                        break;
-                    }
-                }
-            }
-            if errors[index].is_some() {
-                // Field errors are found after numbering; such a rule is
-                // kept in the plan but never fed, so it cannot fire.
-                continue;
-            }
-            for (input, _) in &feeds {
-                match input {
-                    Input::Base(b) => base_generated[*b] |= rule.generate,
-                    Input::Window(c) => {
-                        window_used[planned_index[*c]] = true;
-                        window_generated[planned_index[*c]] |= rule.generate;
-                    }
-                }
-            }
-            pending_feeds.extend(feeds);
-        }
         for (index, w) in windows.iter().enumerate() {
             if planned_index[index] == usize::MAX {
                 continue;
             }
             let rule = w.rule.clone();
-            let key = format!(
-                "{}|{}|{}|{}|{}",
-                rule.meta
-                    .id
-                    .as_deref()
-                    .or(rule.meta.name.as_deref())
-                    .unwrap_or(&rule.meta.title),
-                rule.kind.name(),
-                rule.timespan,
-                rule.group_by.join(","),
-                rule.rules.join(",")
-            );
+            for (input, mut feed) in std::mem::take(&mut feeds_of[index]) {
+                feed.window = planned_index[index];
+                match input {
+                    Input::Base(b) => {
+                        base_generated[b] |= rule.generate;
+                        plan.base_suppressed[b] = true;
+                        plan.base_feeds[b].push(feed);
+                    }
+                    Input::Window(c) => {
+                        let c = planned_index[c];
+                        window_used[c] = true;
+                        window_generated[c] |= rule.generate;
+                        plan.window_feeds[c].push(feed);
+                    }
+                }
+            }
             plan.rules.push(PlannedRule {
+                key: state_key(&rule),
                 rule,
                 origin: w.origin.clone(),
-                key,
                 emits: true,
-                rejected: false,
             });
-        }
-        for (input, feed) in pending_feeds {
-            match input {
-                Input::Base(b) => {
-                    plan.base_suppressed[b] = true;
-                    plan.base_feeds[b].push(feed);
-                }
-                Input::Window(c) => plan.window_feeds[planned_index[c]].push(feed),
-            }
         }
         for (b, suppressed) in plan.base_suppressed.iter_mut().enumerate() {
             *suppressed &= !base_generated[b];
@@ -269,23 +204,19 @@ impl WindowPlan {
         for (p, rule) in plan.rules.iter_mut().enumerate() {
             rule.emits = !window_used[p] || window_generated[p];
         }
-        let mut rejected = Vec::new();
-        for (index, error) in errors.into_iter().enumerate() {
-            if let Some(error) = error {
+        let rejected = errors
+            .into_iter()
+            .enumerate()
+            .filter_map(|(index, error)| {
                 let w = &windows[index];
-                if planned_index[index] != usize::MAX {
-                    // Keep indices stable, but make sure it never runs.
-                    plan.rules[planned_index[index]].emits = false;
-                    plan.rules[planned_index[index]].rejected = true;
-                }
-                rejected.push(Rejection {
+                Some(Rejection {
                     origin: w.origin.clone(),
                     rule_id: w.rule.meta.id.clone(),
                     title: Some(w.rule.meta.title.clone()),
-                    error,
-                });
-            }
-        }
+                    error: error?,
+                })
+            })
+            .collect();
         (plan, rejected)
     }
 
@@ -294,9 +225,9 @@ impl WindowPlan {
         self.rules.is_empty()
     }
 
-    /// Windowed rules that run (not rejected).
+    /// Windowed rules that run.
     pub fn active(&self) -> usize {
-        self.rules.iter().filter(|r| !r.rejected).count()
+        self.rules.len()
     }
 
     /// The windows fed by detection rule `rule`'s matches.
@@ -319,6 +250,82 @@ impl WindowPlan {
     pub fn feeds_any(&self) -> bool {
         self.base_feeds.iter().any(|f| !f.is_empty())
     }
+}
+
+/// Where rule `index` reads its group-by and value fields, per input.
+fn field_sources(
+    index: usize,
+    rule: &WindowRule,
+    inputs: &[Input],
+    set: &RuleSet,
+    profile: &Profile,
+    windows: &[LoadedWindowRule],
+) -> Result<Vec<(Input, Feed)>, RuleError> {
+    let mut feeds = Vec::new();
+    for (slot, input) in inputs.iter().enumerate() {
+        let reference = &rule.rules[slot];
+        let resolve = |field: &String| -> Result<FieldSource, RuleError> {
+            let field = alias_for(rule, field, reference, *input, set, windows);
+            match input {
+                Input::Base(b) => Ok(FieldSource::Columns(
+                    profile.columns_for(&field, &set.rule(*b).logsource),
+                )),
+                Input::Window(c) => windows[*c]
+                    .rule
+                    .group_by
+                    .iter()
+                    .position(|g| *g == field)
+                    .map(FieldSource::ChildGroup)
+                    .ok_or_else(|| RuleError::Attribute {
+                        attribute: "group-by".into(),
+                        message: format!(
+                            "'{field}' is not a group-by field of the referenced rule '{reference}', so its alerts do not carry it"
+                        ),
+                    }),
+            }
+        };
+        let group = rule
+            .group_by
+            .iter()
+            .map(resolve)
+            .collect::<Result<_, _>>()?;
+        let values = rule
+            .kind
+            .value_fields()
+            .iter()
+            .map(resolve)
+            .collect::<Result<_, _>>()?;
+        feeds.push((
+            *input,
+            Feed {
+                window: index,
+                slot,
+                group,
+                values,
+            },
+        ));
+    }
+    Ok(feeds)
+}
+
+/// A rule's identity in snapshots: its id (or name, or title) and a hash
+/// of everything that shapes its state, so that a changed rule starts
+/// afresh instead of inheriting state it would misread.
+fn state_key(rule: &WindowRule) -> String {
+    let shape = format!(
+        "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        rule.kind, rule.rules, rule.group_by, rule.aliases, rule.timespan, rule.condition
+    );
+    let hash = shape.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let name = rule
+        .meta
+        .id
+        .as_deref()
+        .or(rule.meta.name.as_deref())
+        .unwrap_or(&rule.meta.title);
+    format!("{name}#{hash:016x}")
 }
 
 /// The event field to read for `field` (a group-by field or alias) in the

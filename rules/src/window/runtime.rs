@@ -243,6 +243,10 @@ pub struct WindowRuntime<E> {
 struct Fire {
     first: Millis,
     last: Millis,
+    /// When it was decided (the completing event's time, or the end of the
+    /// window): chained rules see the alert at this time, which keeps
+    /// them in event-time order.
+    decided_at: Millis,
     count: u64,
     value: f64,
     detail: Map<String, Value>,
@@ -380,8 +384,11 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
                 break;
             }
             let (due, window, key) = self.state.timers.pop_first().expect("non-empty");
-            let fire = self.on_timer(due, window, &key);
-            if let Some(fire) = fire {
+            if let Some(fire) = self.on_timer(due, window, &key) {
+                let fire = Fire {
+                    decided_at: due,
+                    ..fire
+                };
                 self.emit(window, &key, fire, out);
             }
         }
@@ -393,7 +400,7 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
         let group = self.state.rules[window].groups.get_mut(key)?;
         match (&rule.kind, &mut group.kind) {
             (_, KindState::Sliding { opened, .. }) if *opened == Some(due - rule.timespan) => {
-                close_sliding(rule, &mut group.kind)
+                close_sliding(rule, &mut group.kind, due)
             }
             (_, KindState::Absence { last_seen, silent })
                 if !*silent && *last_seen + rule.timespan == due =>
@@ -409,6 +416,7 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
                         "limit_seconds": rule.timespan / 1000,
                     })),
                     reset: false,
+                    decided_at: due,
                 })
             }
             (
@@ -418,7 +426,7 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
                     open: true,
                     ..
                 },
-            ) if (*b + 1) * spec.bucket == due => close_bucket(spec, &mut group.kind),
+            ) if (*b + 1) * spec.bucket == due => close_bucket(spec, &mut group.kind, due),
             _ => None,
         }
     }
@@ -515,6 +523,7 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
                     value: values.len() as f64,
                     detail: obj(json!({ "new_value": value.replace('\u{1f}', " | "), "known_values": values.len() - 1 })),
                     reset: false,
+                    decided_at: now,
                 })
             }
             (WindowKind::Baseline(spec), state) => {
@@ -525,7 +534,7 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
                         Some(current) if b > current => {
                             if *open {
                                 timers_remove.push((current + 1) * spec.bucket);
-                                fire = close_bucket(spec, state);
+                                fire = close_bucket(spec, state, now);
                             }
                             if let KindState::Baseline {
                                 history,
@@ -586,6 +595,7 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
                                 value: *value,
                                 detail: baseline_detail(spec, median, spread, b),
                                 reset: false,
+                                decided_at: now,
                             });
                         }
                     }
@@ -615,6 +625,7 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
                         json!({ "rules_matched": matched as u64, "rules": rule.rules.len() }),
                     ),
                     reset: true,
+                    decided_at: now,
                 })
             }
             (WindowKind::TemporalOrdered, KindState::Ordered { starts, times }) => {
@@ -643,6 +654,7 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
                         value: starts.len() as f64,
                         detail: obj(json!({ "steps": starts.len() })),
                         reset: true,
+                        decided_at: now,
                     })
             }
             (_, state @ KindState::Sliding { .. }) => {
@@ -658,7 +670,7 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
                     {
                         if now > *o + rule.timespan {
                             timers_remove.push(*o + rule.timespan);
-                            fire = close_sliding(rule, state);
+                            fire = close_sliding(rule, state, now);
                         }
                     }
                 }
@@ -708,7 +720,7 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
                         }
                     }
                     let (metric, detail) = sliding_metric(&rule.kind, state, value_key.as_deref());
-                    if condition.holds(metric) {
+                    if !metric.is_nan() && condition.holds(metric) {
                         if let KindState::Sliding { entries, .. } = state {
                             fire = Some(Fire {
                                 first: entries.front().map_or(now, |e| e.time),
@@ -717,6 +729,7 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
                                 value: metric,
                                 detail,
                                 reset: true,
+                                decided_at: now,
                             });
                         }
                     }
@@ -792,12 +805,22 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
         let Some(group) = self.state.rules[window].groups.get_mut(key) else {
             return;
         };
-        let evidence: Vec<E> = group
-            .evidence
-            .iter()
-            .filter(|(t, _)| *t >= fire.first || fire.count == 0)
-            .map(|(_, e)| e.clone())
-            .collect();
+        // The events in the window; for an absence, the last one seen.
+        let evidence: Vec<E> = if fire.count == 0 {
+            group
+                .evidence
+                .back()
+                .map(|(_, e)| e.clone())
+                .into_iter()
+                .collect()
+        } else {
+            group
+                .evidence
+                .iter()
+                .filter(|(t, _)| *t >= fire.first)
+                .map(|(_, e)| e.clone())
+                .collect()
+        };
         if fire.reset {
             group.evidence.clear();
             group.kind = initial_state(&planned.rule.kind, planned.rule.rules.len(), fire.last);
@@ -830,7 +853,7 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
                     .collect()
             };
             let obs = Observation {
-                time: alert.last,
+                time: fire.decided_at,
                 tie: 0,
                 window: feed.window,
                 slot: feed.slot,
@@ -991,13 +1014,15 @@ fn sliding_metric(
         WindowKind::ValueSum { .. } => (*sum, Map::new()),
         WindowKind::ValueAvg { .. } => (if n > 0.0 { *sum / n } else { 0.0 }, Map::new()),
         WindowKind::ValuePercentile { .. } => {
+            // A value beyond `max_values_per_key` is not remembered: its
+            // share is unknown, and NaN satisfies no bound.
             let share = current
                 .and_then(|v| distinct.get(v))
-                .map_or(0.0, |c| 100.0 * *c as f64 / n.max(1.0));
+                .map_or(f64::NAN, |c| 100.0 * *c as f64 / n.max(1.0));
             let value = current.unwrap_or_default().replace('\u{1f}', " | ");
             (
                 share,
-                obj(json!({ "value": value, "percent_of_events": share })),
+                obj(json!({ "field_value": value, "percent_of_events": share })),
             )
         }
         _ => (n, Map::new()),
@@ -1005,7 +1030,11 @@ fn sliding_metric(
 }
 
 /// Decides a window that only closes at its end.
-fn close_sliding(rule: &super::spec::WindowRule, state: &mut KindState) -> Option<Fire> {
+fn close_sliding(
+    rule: &super::spec::WindowRule,
+    state: &mut KindState,
+    decided_at: Millis,
+) -> Option<Fire> {
     let condition = rule.condition?;
     let (metric, detail) = sliding_metric(&rule.kind, state, None);
     let KindState::Sliding {
@@ -1024,6 +1053,7 @@ fn close_sliding(rule: &super::spec::WindowRule, state: &mut KindState) -> Optio
         value: metric,
         detail,
         reset: true,
+        decided_at,
     });
     entries.clear();
     distinct.clear();
@@ -1034,7 +1064,11 @@ fn close_sliding(rule: &super::spec::WindowRule, state: &mut KindState) -> Optio
 
 /// Closes a baseline bucket: judges it (direction `below`) and adds it to
 /// the history.
-fn close_bucket(spec: &super::spec::BaselineSpec, state: &mut KindState) -> Option<Fire> {
+fn close_bucket(
+    spec: &super::spec::BaselineSpec,
+    state: &mut KindState,
+    decided_at: Millis,
+) -> Option<Fire> {
     let KindState::Baseline {
         history,
         bucket,
@@ -1059,6 +1093,7 @@ fn close_bucket(spec: &super::spec::BaselineSpec, state: &mut KindState) -> Opti
                 value: *value,
                 detail: baseline_detail(spec, median, spread, b),
                 reset: false,
+                decided_at,
             });
         }
     }

@@ -295,11 +295,21 @@ pub fn parse_window_rule(
 ) -> Result<(WindowRule, Option<SigmaRule>), RuleError> {
     let title = get_str(map, "title")?.ok_or(RuleError::Missing("title"))?;
     let meta = parse_meta(map, title)?;
-    let generate = match map.get("generate") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(attr("generate", "must be true or false")),
-    };
+    let generate =
+        ["generate", "correlation", "statistic"]
+            .iter()
+            .try_fold(false, |any, key| {
+                let value = if *key == "generate" {
+                    map.get("generate")
+                } else {
+                    map.get(*key).and_then(|s| s.get("generate"))
+                };
+                match value {
+                    None | Some(Value::Null) => Ok(any),
+                    Some(Value::Bool(b)) => Ok(any || *b),
+                    Some(_) => Err(attr("generate", "must be true or false")),
+                }
+            })?;
     if let Some(section) = map.get("correlation") {
         let Value::Mapping(section) = section else {
             return Err(attr("correlation", "must be a map"));
@@ -396,6 +406,12 @@ fn parse_correlation(
         (_, Some(c)) => Some(c),
         (_, None) => return Err(RuleError::Missing("correlation.condition")),
     };
+    if matches!(kind, WindowKind::Temporal) && condition.is_some_and(|c| !c.decided_on_event()) {
+        return Err(attr(
+            "correlation.condition",
+            "unsupported: a temporal condition needs a lower bound (gt, gte or eq): how many of the rules must match",
+        ));
+    }
     if matches!(kind, WindowKind::TemporalOrdered) && rules.len() < 2 {
         return Err(attr(
             "correlation.rules",
@@ -410,7 +426,7 @@ fn parse_correlation(
         aliases,
         timespan,
         condition,
-        generate: generate || section.get("generate").and_then(Value::as_bool) == Some(true),
+        generate,
     })
 }
 
@@ -508,6 +524,7 @@ fn parse_statistic(
         "threshold",
         "direction",
         "learning",
+        "generate",
     ];
     reject_unknown(section, "statistic", KEYS)?;
     let type_name = get_str(section, "type")?.ok_or(RuleError::Missing("statistic.type"))?;
@@ -531,7 +548,8 @@ fn parse_statistic(
     };
     let allowed = |allowed: &[&str]| -> Result<(), RuleError> {
         for key in section.keys().filter_map(Value::as_str) {
-            if !allowed.contains(&key) && !["type", "rules", "group-by"].contains(&key) {
+            if !allowed.contains(&key) && !["type", "rules", "group-by", "generate"].contains(&key)
+            {
                 return Err(attr(
                     &format!("statistic.{key}"),
                     format!("not used by type {type_name}"),
