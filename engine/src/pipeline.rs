@@ -19,7 +19,7 @@ use serde_json::value::RawValue;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
 use vagt_connectors::{read_events_counted, DeadLetter, EventBatch, InputSource};
-use vagt_rules::window::RestoreReport;
+use vagt_rules::window::{format_millis, RestoreReport, TimestampSpec};
 use vagt_rules::{
     load_paths, Compiled, LoadError, Profile, ProfileError, Rejection, RuleMatch, RuleSet,
     RuleSetBuilder, Unroutable, RAW_COLUMN,
@@ -228,19 +228,20 @@ pub async fn run(
     let snapshot_interval = config.windows.snapshot_interval()?;
     let state_file = config.windows.state_file.clone();
     // A state file keeps input positions even without windowed rules.
+    let timestamps: Vec<TimestampSpec> = config
+        .inputs
+        .iter()
+        .map(|i| {
+            i.timestamp
+                .clone()
+                .unwrap_or_else(|| profile.timestamp.clone())
+        })
+        .collect();
     let mut windows = (!compiled.windows.is_empty() || state_file.is_some()).then(|| {
         WindowStage::new(
             compiled.windows.clone(),
             limits,
-            config
-                .inputs
-                .iter()
-                .map(|i| {
-                    i.timestamp
-                        .clone()
-                        .unwrap_or_else(|| profile.timestamp.clone())
-                })
-                .collect(),
+            timestamps.clone(),
             sources.iter().map(InputSource::name).collect(),
             config.inputs.iter().map(|i| i.actor.clone()).collect(),
         )
@@ -421,7 +422,7 @@ pub async fn run(
                     &fields,
                     &batch,
                     &emitted,
-                    actors[input].as_deref(),
+                    (actors[input].as_deref(), &timestamps[input]),
                     &detected_at,
                 );
                 if let Some(w) = windows.as_mut() {
@@ -650,7 +651,7 @@ fn build_alerts(
     fields: &FieldCandidates,
     batch: &EventBatch,
     matches: &[RuleMatch],
-    input_actor: Option<&str>,
+    (input_actor, timestamp): (Option<&str>, &TimestampSpec),
     detected_at: &str,
 ) -> Vec<Alert> {
     use arrow_array::cast::AsArray;
@@ -667,7 +668,12 @@ fn build_alerts(
         let facts = fields.facts(&batch.batch, m.row);
         let impact = catalog.impact(&facts, &info.logsource);
         let rule = alert_rule(info);
-        let time = fields.event_time(&batch.batch, m.row);
+        // The input's timestamp, as windowed rules read it; a value it
+        // cannot read is shown as found.
+        let time = match timestamp.read(&batch.batch, &[m.row]).pop() {
+            Some(Ok(ms)) => Some(format_millis(ms)),
+            _ => fields.event_time(&batch.batch, m.row),
+        };
         let origin = &batch.origins[m.row];
         // The text was validated as a JSON object when decoded; should it
         // not be, the alert carries it as a JSON string instead.
