@@ -438,6 +438,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_rule_using_a_rejected_rule_is_rejected_too() {
+        use crate::{load_text, Placeholders, RuleCollection, RuleSetBuilder};
+        let text = "title: base\nname: base\nlogsource: {product: test}\ndetection: {sel: {a: 1}, condition: sel}\n---\ntitle: child\nname: child\ncorrelation: {type: event_count, rules: [base], group-by: [host], timespan: 1m, condition: {gte: 2}}\n---\ntitle: middle\nname: middle\ncorrelation: {type: event_count, rules: [child], group-by: [user], timespan: 1h, condition: {gte: 2}}\n---\ntitle: top\ncorrelation: {type: event_count, rules: [middle], group-by: [user], timespan: 1d, condition: {gte: 2}}\n";
+        let mut rules = RuleCollection::default();
+        load_text("t.yml".as_ref(), text, &Placeholders::new(), &mut rules);
+        let compiled = RuleSetBuilder::new(Profile::passthrough()).build(&rules);
+        let errors: Vec<String> = compiled.rejected.iter().map(|r| r.to_string()).collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors[0].contains("middle: attribute 'group-by': 'user' is not a group-by field"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].contains("top: referenced rule 'middle' was rejected"),
+            "{errors:?}"
+        );
+        assert_eq!(compiled.windows.active(), 1);
+        // The child runs and, used by no running rule, alerts on its own.
+        assert!(compiled.windows.rules[0].emits);
+    }
+
+    #[test]
     fn cycles_are_found() {
         let inputs = vec![
             vec![Input::Window(1)],

@@ -1295,6 +1295,33 @@ mod tests {
     }
 
     #[test]
+    fn a_chained_rule_sees_a_window_end_alert_when_it_was_decided() {
+        // `few` decides at its window's end (10 s); the sequence needs it
+        // before an `other` event, so the `other` at 5 s does not count and
+        // the one at 12 s completes it.
+        let rules = "title: other\nname: other\nlogsource: {product: test}\ndetection: {sel: {a: 2}, condition: sel}\n---\ntitle: few\nname: few\ncorrelation: {type: event_count, rules: [base], group-by: [host], timespan: 10s, condition: {lt: 3}}\n---\ntitle: then\ncorrelation: {type: temporal_ordered, rules: [few, other], group-by: [host], timespan: 1m}\n";
+        let mut runtime = WindowRuntime::new(
+            plan(rules),
+            WindowLimits {
+                allowed_lateness: 0,
+                ..WindowLimits::default()
+            },
+        );
+        let other = |time| Observation {
+            window: 1,
+            slot: 1,
+            ..obs(time, "h1", None)
+        };
+        let out = run(
+            &mut runtime,
+            vec![obs(0, "h1", None), other(5_000), other(12_000)],
+        );
+        let then: Vec<_> = out.iter().filter(|a| a.window == 1).collect();
+        assert_eq!(then.len(), 1, "{out:?}");
+        assert_eq!((then[0].first, then[0].last), (10_000, 12_000));
+    }
+
+    #[test]
     fn snapshots_round_trip_through_json() {
         let mut runtime = WindowRuntime::new(plan(FEW), WindowLimits::default());
         runtime.ingest(obs(0, "h1", None)).unwrap();
