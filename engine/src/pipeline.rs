@@ -22,7 +22,7 @@ use vagt_connectors::{read_events_counted, DeadLetter, EventBatch, InputSource};
 use vagt_rules::window::{format_millis, RestoreReport, TimestampSpec};
 use vagt_rules::{
     load_paths, Compiled, LoadError, Profile, ProfileError, Rejection, RuleMatch, RuleSet,
-    RuleSetBuilder, Unroutable, RAW_COLUMN,
+    RuleSetBuilder, Unroutable,
 };
 
 use crate::alert::{
@@ -654,13 +654,7 @@ fn build_alerts(
     (input_actor, timestamp): (Option<&str>, &TimestampSpec),
     detected_at: &str,
 ) -> Vec<Alert> {
-    use arrow_array::cast::AsArray;
-    let raw = batch
-        .batch
-        .schema()
-        .index_of(RAW_COLUMN)
-        .ok()
-        .map(|i| batch.batch.column(i).as_string::<i32>().clone());
+    let raw = batch.raw();
     let mut alerts = Vec::with_capacity(matches.len());
     for m in matches {
         let info = set.rule(m.rule);

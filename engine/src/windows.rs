@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::cast::AsArray;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use vagt_connectors::{DeadLetter, EventBatch, EXCERPT_BYTES};
@@ -16,7 +15,7 @@ use vagt_rules::window::{
     format_millis, read_field, Millis, Observation, RestoreReport, TimestampSpec, WindowAlert,
     WindowLimits, WindowPlan, WindowRuntime, WindowSnapshot, WindowStats,
 };
-use vagt_rules::{LogSource, RuleInfo, RuleMatch, RuleSet, RAW_COLUMN};
+use vagt_rules::{LogSource, RuleInfo, RuleMatch, RuleSet};
 
 use crate::alert::{
     alert_id, alert_rule, compact_json, severity, Alert, EventSource, EventTime, EvidenceEvent,
@@ -262,12 +261,7 @@ impl WindowStage {
         let mut rows: Vec<usize> = feeding.iter().map(|m| m.row).collect();
         rows.dedup();
         let times = self.timestamps[input].read(&batch.batch, &rows);
-        let raw = batch
-            .batch
-            .schema()
-            .index_of(RAW_COLUMN)
-            .ok()
-            .map(|i| batch.batch.column(i).as_string::<i32>().clone());
+        let raw = batch.raw();
         let mut matched = feeding.iter().peekable();
         for (row, time) in rows.into_iter().zip(times) {
             let text = raw

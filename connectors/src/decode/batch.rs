@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow_array::builder::StringBuilder;
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::cast::AsArray;
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 
 use super::columns::Columns;
@@ -36,6 +37,15 @@ pub struct EventBatch {
     /// When the batch's first record was decoded: the ingest time that
     /// alert latency is measured from.
     pub received: Instant,
+}
+
+impl EventBatch {
+    /// Each event's text as read (the [`RAW_COLUMN`]), if the batch has it.
+    pub fn raw(&self) -> Option<&StringArray> {
+        self.batch
+            .column_by_name(RAW_COLUMN)
+            .and_then(|c| c.as_string_opt::<i32>())
+    }
 }
 
 /// Text a batch may hold at most: Arrow's `Utf8` arrays use `i32` offsets.
