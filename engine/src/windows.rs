@@ -15,7 +15,7 @@ use vagt_rules::window::{
     format_millis, read_field, Millis, Observation, RestoreReport, TimestampSpec, WindowAlert,
     WindowLimits, WindowPlan, WindowRuntime, WindowSnapshot, WindowStats,
 };
-use vagt_rules::{LogSource, RuleInfo, RuleMatch, RuleSet};
+use vagt_rules::{RuleInfo, RuleMatch, RuleSet};
 
 use crate::alert::{
     alert_id, alert_rule, compact_json, severity, Alert, EventSource, EventTime, EvidenceEvent,
@@ -107,7 +107,7 @@ impl WindowStage {
             .iter()
             .map(|r| RuleInfo {
                 meta: r.rule.meta.clone(),
-                logsource: LogSource::default(),
+                logsource: r.logsource.clone(),
                 origin: r.origin.clone(),
             })
             .collect();

@@ -14,7 +14,7 @@ use arrow_schema::DataType;
 use super::spec::WindowRule;
 use crate::error::RuleError;
 use crate::loader::{LoadedWindowRule, Origin, Rejection};
-use crate::{Profile, RuleSet};
+use crate::{LogSource, Profile, RuleSet};
 
 /// Where one field of an observation is read.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +52,10 @@ pub struct PlannedRule {
     /// Whether its alerts are emitted (false when only a chained rule uses
     /// it and none of its users says `generate: true`).
     pub emits: bool,
+    /// The logsource of its events: that of its detection rules when they
+    /// share one (always so for a statistic with an inline detection),
+    /// else empty.
+    pub logsource: LogSource,
 }
 
 /// The windowed rules of a run, resolved.
@@ -191,7 +195,17 @@ impl WindowPlan {
                     }
                 }
             }
+            let mut logsources = inputs[index].iter().map(|input| match input {
+                Input::Base(b) => Some(&set.rule(*b).logsource),
+                Input::Window(_) => None,
+            });
+            let first = logsources.next().flatten();
+            let logsource = match first {
+                Some(l) if logsources.all(|o| o == Some(l)) => l.clone(),
+                _ => LogSource::default(),
+            };
             plan.rules.push(PlannedRule {
+                logsource,
                 key: state_key(&rule),
                 rule,
                 origin: w.origin.clone(),
