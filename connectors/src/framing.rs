@@ -121,6 +121,17 @@ impl<R: Read> RecordSplitter<R> {
         }
     }
 
+    /// Counts lines and offsets from `origin`, for a reader positioned
+    /// there (a file resumed where an earlier run stopped).
+    pub fn starting_at(mut self, origin: Origin) -> Self {
+        if origin.offset > 0 {
+            self.in_bom = false;
+        }
+        self.line = origin.line;
+        self.offset = origin.offset;
+        self
+    }
+
     /// True when everything read so far has been consumed (but whitespace)
     /// and the last read returned less than asked for: the reader is at the
     /// live edge of a pipe or socket (or at the end of a file), so the next

@@ -48,8 +48,13 @@ pub mod dead_letter;
 pub mod decode;
 pub mod error;
 pub mod framing;
+pub mod ingest;
+pub mod lines;
+pub mod live;
+pub mod parse;
 pub mod reader;
 pub mod source;
+pub mod tail;
 
 pub use dead_letter::{DeadLetter, EXCERPT_BYTES};
 pub use decode::{
@@ -58,5 +63,9 @@ pub use decode::{
 };
 pub use error::ConnectorError;
 pub use framing::{Frame, Origin, Record, RecordSplitter};
-pub use reader::{read_events, read_events_counted, ReadStats};
+pub use ingest::Ingest;
+pub use lines::{Framer, LineSplitter};
+pub use parse::{Format, Parsed, RecordParser};
+pub use reader::{read_events, read_events_counted, read_source, ReadOptions, ReadStats};
+pub use tail::tail_events;
 pub use source::InputSource;

@@ -1,14 +1,18 @@
-//! Reading a whole source synchronously: framing, decoding, batching.
-//! The engine runs this on a blocking thread and forwards batches into a
-//! bounded channel.
+//! Reading a whole source synchronously: framing by format, parsing,
+//! decoding, batching. The engine runs this on a blocking thread and
+//! forwards batches into a bounded channel.
 
+use std::io::Read;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use crate::dead_letter::DeadLetter;
-use crate::decode::{BatchDecoder, DecoderConfig, EventBatch};
+use crate::decode::{DecoderConfig, EventBatch};
 use crate::error::ConnectorError;
-use crate::framing::{Frame, RecordSplitter};
+use crate::framing::Origin;
+use crate::ingest::Ingest;
+use crate::lines::Framer;
+use crate::parse::Format;
 use crate::source::InputSource;
 
 /// What reading a source did.
@@ -20,6 +24,17 @@ pub struct ReadStats {
     pub dead_letters: u64,
     /// Bytes read (after decompression).
     pub bytes: u64,
+}
+
+/// How a source's records are read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Batching and limits.
+    pub decoder: DecoderConfig,
+    /// The records' format.
+    pub format: Format,
+    /// The organisation the source's events come from.
+    pub actor: Option<Arc<str>>,
 }
 
 /// Reads `source` to its end, handing out batches and dead letters as they
@@ -37,13 +52,11 @@ pub fn read_events(
     on_batch: impl FnMut(EventBatch),
     on_dead: impl FnMut(DeadLetter),
 ) -> Result<ReadStats, ConnectorError> {
-    read_events_counted(
-        source,
-        config,
-        Arc::new(AtomicU64::new(0)),
-        on_batch,
-        on_dead,
-    )
+    let options = ReadOptions {
+        decoder: config.clone(),
+        ..ReadOptions::default()
+    };
+    read_source(source, &options, Arc::new(AtomicU64::new(0)), on_batch, on_dead)
 }
 
 /// As [`read_events`], adding the bytes read from the source (before
@@ -55,60 +68,95 @@ pub fn read_events_counted(
     source: &InputSource,
     config: &DecoderConfig,
     progress: Arc<AtomicU64>,
+    on_batch: impl FnMut(EventBatch),
+    on_dead: impl FnMut(DeadLetter),
+) -> Result<ReadStats, ConnectorError> {
+    let options = ReadOptions {
+        decoder: config.clone(),
+        ..ReadOptions::default()
+    };
+    read_source(source, &options, progress, on_batch, on_dead)
+}
+
+/// As [`read_events_counted`], with the records' format and actor.
+///
+/// # Errors
+/// As [`read_events`].
+pub fn read_source(
+    source: &InputSource,
+    options: &ReadOptions,
+    progress: Arc<AtomicU64>,
     mut on_batch: impl FnMut(EventBatch),
     mut on_dead: impl FnMut(DeadLetter),
 ) -> Result<ReadStats, ConnectorError> {
-    config.validate()?;
-    let name = source.name();
+    options.decoder.validate()?;
     let reader = source.open_counted(progress)?;
-    let mut splitter = RecordSplitter::new(reader, name.clone(), config.max_record_bytes);
-    let source_name: Arc<str> = Arc::from(name.as_str());
-    let mut decoder = BatchDecoder::with_batch_size(config.batch_size);
-    let mut stats = ReadStats::default();
+    let mut ingest = Ingest::new(options.format, &options.decoder);
     // Files are read in full batches (a gzip stream returns short reads
     // all the time); live sources hand out what they have when idle.
     let live = matches!(source, InputSource::Stdin);
-    let max_delay = std::time::Duration::from_millis(config.max_batch_delay_ms);
+    let name: Arc<str> = Arc::from(source.name().as_str());
+    let framer = Framer::new(
+        options.format,
+        reader,
+        &name,
+        options.decoder.max_record_bytes,
+        Origin { line: 1, offset: 0 },
+    );
+    let bytes = drive(
+        framer,
+        &mut ingest,
+        (&name, options.actor.as_ref()),
+        live,
+        &mut on_batch,
+        &mut on_dead,
+    )?;
+    let mut stats = ingest.stats;
+    stats.bytes = bytes;
+    Ok(stats)
+}
+
+/// Runs one stream through `ingest` to its end; returns the bytes read
+/// (counted from the framer's start).
+///
+/// # Errors
+/// Reading failed; what was read before has been handed out.
+pub(crate) fn drive<R: Read>(
+    mut framer: Framer<R>,
+    ingest: &mut Ingest,
+    (name, actor): (&Arc<str>, Option<&Arc<str>>),
+    live: bool,
+    on_batch: &mut impl FnMut(EventBatch),
+    on_dead: &mut impl FnMut(DeadLetter),
+) -> Result<u64, ConnectorError> {
     loop {
-        let frame = match splitter.next_frame() {
+        let frame = match framer.next_frame() {
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) => {
-                if let Some(batch) = decoder.finish() {
+                if let Some(batch) = ingest.finish() {
                     on_batch(batch);
                 }
                 return Err(ConnectorError::Read {
-                    name,
-                    offset: splitter.bytes_read(),
+                    name: name.to_string(),
+                    offset: framer.bytes_read(),
                     source: e,
                 });
             }
         };
-        match frame {
-            Frame::Record(record) => match decoder.push(record, &source_name) {
-                None => stats.records += 1,
-                Some(dead) => {
-                    stats.dead_letters += 1;
-                    on_dead(dead);
-                }
-            },
-            Frame::Dead(dead) => {
-                stats.dead_letters += 1;
-                on_dead(dead);
-            }
+        if let Some(dead) = ingest.frame(frame, name, actor) {
+            on_dead(dead);
         }
-        let overdue = || decoder.received().is_some_and(|t| t.elapsed() >= max_delay);
-        if decoder.is_full()
-            || (live && !decoder.is_empty() && (splitter.at_live_edge() || overdue()))
+        if ingest.is_full()
+            || (live && !ingest.is_empty() && (framer.at_live_edge() || ingest.overdue()))
         {
-            if let Some(batch) = decoder.finish() {
+            if let Some(batch) = ingest.finish() {
                 on_batch(batch);
             }
         }
     }
-    if let Some(batch) = decoder.finish() {
+    if let Some(batch) = ingest.finish() {
         on_batch(batch);
     }
-    stats.bytes = splitter.bytes_read();
-    Ok(stats)
+    Ok(framer.bytes_read())
 }

@@ -88,9 +88,9 @@ impl InputSource {
 }
 
 /// A reader that counts the bytes it hands out.
-struct Counted<R> {
-    inner: R,
-    counter: Arc<AtomicU64>,
+pub(crate) struct Counted<R> {
+    pub(crate) inner: R,
+    pub(crate) counter: Arc<AtomicU64>,
 }
 
 impl<R: Read> Read for Counted<R> {

@@ -24,6 +24,9 @@ pub struct EventOrigin {
     pub line: u64,
     /// Byte offset where the record starts.
     pub offset: u64,
+    /// The organisation the event came from, as its input or credential
+    /// says (never as the event says).
+    pub actor: Option<Arc<str>>,
 }
 
 /// A decoded batch and the origin of each row.
@@ -133,6 +136,16 @@ impl BatchDecoder {
     /// object in UTF-8 comes back as a dead letter saying what is wrong, and
     /// leaves the batch as it was.
     pub fn push(&mut self, record: Record, source: &Arc<str>) -> Option<DeadLetter> {
+        self.push_as(record, source, None)
+    }
+
+    /// As [`BatchDecoder::push`], for an event from `actor`.
+    pub fn push_as(
+        &mut self,
+        record: Record,
+        source: &Arc<str>,
+        actor: Option<&Arc<str>>,
+    ) -> Option<DeadLetter> {
         let dead = |reason: String| {
             Some(DeadLetter {
                 source: source.to_string(),
@@ -174,6 +187,7 @@ impl BatchDecoder {
             source: source.clone(),
             line: record.origin.line,
             offset: record.origin.offset,
+            actor: actor.cloned(),
         });
         self.received.get_or_insert_with(Instant::now);
         None

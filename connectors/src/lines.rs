@@ -1,0 +1,218 @@
+//! Line framing for the text formats (syslog, CEF, LEEF, Zeek TSV,
+//! logfmt), and [`Framer`], which picks line or JSON-object framing by
+//! format.
+//!
+//! A line ends at `\n` (a `\r` before it is dropped); an empty line is
+//! skipped; a line longer than the limit becomes a dead letter without
+//! being held in memory, and the lines after it still come out.
+
+use std::io::{self, Read};
+
+use crate::dead_letter::{excerpt, DeadLetter};
+use crate::framing::{Frame, Origin, Record, RecordSplitter, READ_BUFFER};
+use crate::parse::Format;
+
+/// Splits a byte stream into lines.
+///
+/// ```
+/// use vagt_connectors::{Frame, LineSplitter};
+///
+/// let input = &b"<13>Nov 23 09:10:29 host app: one\r\n\n<13>two\n"[..];
+/// let frames: Vec<Frame> = LineSplitter::new(input, "example", 1024)
+///     .collect::<Result<_, _>>()?;
+/// assert_eq!(frames.len(), 2);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct LineSplitter<R> {
+    reader: R,
+    name: String,
+    max_record_bytes: usize,
+    buf: Vec<u8>,
+    pos: usize,
+    filled: usize,
+    eof: bool,
+    last_read_short: bool,
+    line: u64,
+    offset: u64,
+}
+
+impl<R: Read> LineSplitter<R> {
+    /// A splitter over `reader`, naming it `name` in dead letters; lines
+    /// longer than `max_record_bytes` become dead letters.
+    pub fn new(reader: R, name: impl Into<String>, max_record_bytes: usize) -> Self {
+        LineSplitter {
+            reader,
+            name: name.into(),
+            max_record_bytes,
+            buf: vec![0; READ_BUFFER],
+            pos: 0,
+            filled: 0,
+            eof: false,
+            last_read_short: false,
+            line: 1,
+            offset: 0,
+        }
+    }
+
+    /// Counts lines and offsets from `origin`, for a reader positioned
+    /// there (a file resumed where an earlier run stopped).
+    pub fn starting_at(mut self, origin: Origin) -> Self {
+        self.line = origin.line;
+        self.offset = origin.offset;
+        self
+    }
+
+    /// True when everything read has been consumed and the last read was
+    /// short: the next read may wait.
+    pub fn at_live_edge(&self) -> bool {
+        (self.last_read_short || self.eof) && self.pos == self.filled
+    }
+
+    /// Bytes consumed so far (counted from the starting offset).
+    pub fn bytes_read(&self) -> u64 {
+        self.offset
+    }
+
+    fn fill(&mut self) -> io::Result<bool> {
+        if self.pos < self.filled {
+            return Ok(true);
+        }
+        if self.eof {
+            return Ok(false);
+        }
+        loop {
+            match self.reader.read(&mut self.buf) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(false);
+                }
+                Ok(n) => {
+                    self.pos = 0;
+                    self.filled = n;
+                    self.last_read_short = n < self.buf.len();
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The next line, or `None` at the end of the stream.
+    ///
+    /// # Errors
+    /// Reading from the underlying reader failed.
+    pub fn next_frame(&mut self) -> io::Result<Option<Frame>> {
+        loop {
+            let origin = Origin {
+                line: self.line,
+                offset: self.offset,
+            };
+            let mut line = Vec::new();
+            let mut oversize = false;
+            let mut ended = false;
+            while self.fill()? {
+                let chunk = &self.buf[self.pos..self.filled];
+                let (take, newline) = match memchr::memchr(b'\n', chunk) {
+                    Some(i) => (i + 1, true),
+                    None => (chunk.len(), false),
+                };
+                let content = &chunk[..take - usize::from(newline)];
+                if line.len() + content.len() > self.max_record_bytes {
+                    if !oversize {
+                        let room = self.max_record_bytes.saturating_sub(line.len());
+                        line.extend_from_slice(&content[..room.min(content.len())]);
+                    }
+                    oversize = true;
+                } else {
+                    line.extend_from_slice(content);
+                }
+                self.pos += take;
+                self.offset += take as u64;
+                if newline {
+                    self.line += 1;
+                    ended = true;
+                    break;
+                }
+            }
+            if !ended && line.is_empty() && !oversize {
+                return Ok(None);
+            }
+            if oversize {
+                return Ok(Some(Frame::Dead(DeadLetter {
+                    source: self.name.clone(),
+                    line: origin.line,
+                    offset: origin.offset,
+                    reason: format!("line exceeds {} bytes; skipped", self.max_record_bytes),
+                    excerpt: excerpt(&line),
+                })));
+            }
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            return Ok(Some(Frame::Record(Record {
+                bytes: line,
+                origin,
+            })));
+        }
+    }
+}
+
+impl<R: Read> Iterator for LineSplitter<R> {
+    type Item = io::Result<Frame>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_frame().transpose()
+    }
+}
+
+/// Line or JSON-object framing, as the format needs.
+#[derive(Debug)]
+pub enum Framer<R> {
+    /// JSON objects in any layout.
+    Json(RecordSplitter<R>),
+    /// One record per line.
+    Lines(LineSplitter<R>),
+}
+
+impl<R: Read> Framer<R> {
+    /// The framing `format` needs, over `reader`, starting at `origin`.
+    pub fn new(format: Format, reader: R, name: &str, max_record_bytes: usize, origin: Origin) -> Self {
+        if format.json_framed() {
+            Framer::Json(RecordSplitter::new(reader, name, max_record_bytes).starting_at(origin))
+        } else {
+            Framer::Lines(LineSplitter::new(reader, name, max_record_bytes).starting_at(origin))
+        }
+    }
+
+    /// The next frame, or `None` at the end of the stream.
+    ///
+    /// # Errors
+    /// Reading from the underlying reader failed.
+    pub fn next_frame(&mut self) -> io::Result<Option<Frame>> {
+        match self {
+            Framer::Json(s) => s.next_frame(),
+            Framer::Lines(s) => s.next_frame(),
+        }
+    }
+
+    /// See [`RecordSplitter::at_live_edge`].
+    pub fn at_live_edge(&self) -> bool {
+        match self {
+            Framer::Json(s) => s.at_live_edge(),
+            Framer::Lines(s) => s.at_live_edge(),
+        }
+    }
+
+    /// Bytes consumed so far.
+    pub fn bytes_read(&self) -> u64 {
+        match self {
+            Framer::Json(s) => s.bytes_read(),
+            Framer::Lines(s) => s.bytes_read(),
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! HTTP bulk ingest: `POST /ingest` with the events in the body (JSON
+//! lines, or lines of the input's text format) and
+//! `Authorization: Bearer <token>`.
+//!
+//! Every organisation has its own token; the actor stamped on the events
+//! is the one its token belongs to, whatever the events say. Tokens are
+//! configured by their SHA-256 (`token_sha256`), or read from an
+//! environment variable (`token_env`), so that no secret sits in the
+//! config. A missing or unknown token gets `401`; a body over
+//! `max_body_bytes` gets `413`. An accepted body gets `202` with
+//! `{"request": N, "bytes": B}` once it is queued (the request waits while
+//! the pipeline is full: backpressure); its bad records go to the
+//! dead-letter output, named `http://<listen>/<actor>#<request>`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use super::{Body, LiveContext, LiveError, Payload};
+use crate::framing::Origin;
+
+/// The HTTP ingest listener.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on, e.g. `0.0.0.0:8088`.
+    pub listen: SocketAddr,
+    /// One entry per organisation.
+    pub tokens: Vec<TokenConfig>,
+    /// Largest request body accepted (default 16 MiB).
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+fn default_max_body() -> usize {
+    16 * 1024 * 1024
+}
+
+/// An organisation's credential.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// The actor its events are stamped with.
+    pub actor: String,
+    /// SHA-256 of the token, in hex (`printf %s TOKEN | sha256sum`).
+    #[serde(default)]
+    pub token_sha256: Option<String>,
+    /// Environment variable holding the token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+}
+
+impl HttpConfig {
+    /// Checks the tokens and resolves them to digests.
+    ///
+    /// # Errors
+    /// A token is given twice or not at all, or is not valid hex, or its
+    /// variable is unset, or two actors share one.
+    pub fn digests(&self) -> Result<HashMap<[u8; 32], Arc<str>>, String> {
+        if self.tokens.is_empty() {
+            return Err("tokens: at least one organisation's token is needed".into());
+        }
+        if self.max_body_bytes == 0 {
+            return Err("max_body_bytes must be at least 1".into());
+        }
+        let mut digests = HashMap::new();
+        for (i, token) in self.tokens.iter().enumerate() {
+            let at = format!("tokens[{i}] ({})", token.actor);
+            if token.actor.trim().is_empty() {
+                return Err(format!("tokens[{i}]: actor is empty"));
+            }
+            let digest = match (&token.token_sha256, &token.token_env) {
+                (Some(hex), None) => parse_hex(hex)
+                    .ok_or_else(|| format!("{at}: token_sha256 is not 64 hex digits"))?,
+                (None, Some(var)) => {
+                    let value = std::env::var(var)
+                        .ok()
+                        .filter(|v| !v.is_empty())
+                        .ok_or_else(|| format!("{at}: environment variable {var} is unset or empty"))?;
+                    Sha256::digest(value.as_bytes()).into()
+                }
+                _ => return Err(format!("{at}: give exactly one of token_sha256 and token_env")),
+            };
+            if digests.insert(digest, Arc::from(token.actor.as_str())).is_some() {
+                return Err(format!("{at}: the same token is given to two organisations"));
+            }
+        }
+        Ok(digests)
+    }
+
+    /// What dead letters and metrics call this listener.
+    pub fn name(&self) -> String {
+        format!("http://{}", self.listen)
+    }
+}
+
+fn parse_hex(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+struct Ingest {
+    digests: HashMap<[u8; 32], Arc<str>>,
+    context: LiveContext,
+    listen: SocketAddr,
+    requests: AtomicU64,
+}
+
+/// Binds the listener and serves it in a task; returns the bound address
+/// and the task.
+///
+/// # Errors
+/// The address cannot be bound or a token is invalid.
+pub async fn start(
+    config: &HttpConfig,
+    context: LiveContext,
+) -> Result<(SocketAddr, JoinHandle<()>), LiveError> {
+    let bind = |source| LiveError::Bind {
+        what: config.name(),
+        source,
+    };
+    let digests = config.digests().map_err(|message| LiveError::Config {
+        what: config.name(),
+        message,
+    })?;
+    let listener = TcpListener::bind(config.listen).await.map_err(bind)?;
+    let local = listener.local_addr().map_err(bind)?;
+    let state = Arc::new(Ingest {
+        digests,
+        context,
+        listen: local,
+        requests: AtomicU64::new(0),
+    });
+    let app = Router::new()
+        .route("/ingest", post(ingest))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .with_state(state);
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((local, task))
+}
+
+async fn ingest(State(state): State<Arc<Ingest>>, headers: HeaderMap, body: Bytes) -> Response {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let Some(token) = token else {
+        return refuse(StatusCode::UNAUTHORIZED, "missing bearer token");
+    };
+    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    let Some(actor) = state.digests.get(&digest).cloned() else {
+        return refuse(StatusCode::UNAUTHORIZED, "unknown token");
+    };
+    let request = state.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    let bytes = body.len();
+    let source: Arc<str> =
+        Arc::from(format!("http://{}/{actor}#{request}", state.listen).as_str());
+    let payload = Payload {
+        source,
+        actor: Some(actor),
+        body: Body::Chunk {
+            bytes: body.to_vec(),
+            origin: Origin { line: 1, offset: 0 },
+        },
+        ack: None,
+    };
+    if state.context.payloads.send(payload).await.is_err() {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "vagt is stopping");
+    }
+    (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"request": request, "bytes": bytes})),
+    )
+        .into_response()
+}
+
+fn refuse(status: StatusCode, reason: &str) -> Response {
+    let mut response = (status, Json(serde_json::json!({"error": reason}))).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+    }
+    response
+}

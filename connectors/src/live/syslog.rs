@@ -1,0 +1,363 @@
+//! Syslog listeners: UDP (one message per datagram, RFC 5426), TCP and TLS
+//! (RFC 6587: octet counting, `123 <34>...`, or one message per line,
+//! told apart per message by its first byte; RFC 5425 for TLS).
+//!
+//! TCP and TLS apply backpressure: a connection is not read while the
+//! pipeline is full. UDP cannot: a datagram that finds the queue full is
+//! dropped and counted (`vagt_source_dropped_total`, and the run summary).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use super::{Body, LiveContext, LiveError, Payload, TlsConfig};
+use crate::dead_letter::{excerpt, DeadLetter};
+use crate::framing::{Origin, Record};
+
+/// A syslog listener.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogConfig {
+    /// Address to listen on, e.g. `0.0.0.0:6514`.
+    pub listen: SocketAddr,
+    /// `udp`, `tcp` or `tls`.
+    pub protocol: SyslogProtocol,
+    /// Certificate and key; required for `tls`.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Connections served at once (TCP, TLS); more wait to be accepted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_max_connections() -> usize {
+    1024
+}
+
+/// The transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyslogProtocol {
+    /// Datagrams.
+    Udp,
+    /// Plain TCP.
+    Tcp,
+    /// TCP with TLS.
+    Tls,
+}
+
+impl SyslogConfig {
+    /// Cross-field checks.
+    ///
+    /// # Errors
+    /// What is inconsistent.
+    pub fn validate(&self) -> Result<(), String> {
+        match (self.protocol, &self.tls) {
+            (SyslogProtocol::Tls, None) => Err("protocol tls needs tls: {cert, key}".into()),
+            (SyslogProtocol::Udp | SyslogProtocol::Tcp, Some(_)) => {
+                Err("tls settings are only for protocol tls".into())
+            }
+            _ if self.max_connections == 0 => Err("max_connections must be at least 1".into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// What dead letters and metrics call this listener.
+    pub fn name(&self) -> String {
+        let scheme = match self.protocol {
+            SyslogProtocol::Udp => "udp",
+            SyslogProtocol::Tcp => "tcp",
+            SyslogProtocol::Tls => "tls",
+        };
+        format!("syslog+{scheme}://{}", self.listen)
+    }
+}
+
+/// Binds the listener and serves it in a task; returns the bound address
+/// (the port is chosen when the config says 0) and the task.
+///
+/// # Errors
+/// The address cannot be bound, or the TLS files are unusable.
+pub async fn start(
+    config: &SyslogConfig,
+    context: LiveContext,
+) -> Result<(SocketAddr, JoinHandle<()>), LiveError> {
+    let bind = |source| LiveError::Bind {
+        what: config.name(),
+        source,
+    };
+    match config.protocol {
+        SyslogProtocol::Udp => {
+            let socket = UdpSocket::bind(config.listen).await.map_err(bind)?;
+            let local = socket.local_addr().map_err(bind)?;
+            Ok((local, tokio::spawn(serve_udp(socket, local, context))))
+        }
+        SyslogProtocol::Tcp | SyslogProtocol::Tls => {
+            let acceptor = match &config.tls {
+                Some(tls) => Some(tls.acceptor()?),
+                None => None,
+            };
+            let listener = TcpListener::bind(config.listen).await.map_err(bind)?;
+            let local = listener.local_addr().map_err(bind)?;
+            let limit = Arc::new(Semaphore::new(config.max_connections));
+            let scheme = if acceptor.is_some() { "tls" } else { "tcp" };
+            let task = tokio::spawn(async move {
+                loop {
+                    let Ok(permit) = limit.clone().acquire_owned().await else { break };
+                    let Ok((stream, peer)) = listener.accept().await else { continue };
+                    let source: Arc<str> =
+                        Arc::from(format!("syslog+{scheme}://{local} from {peer}").as_str());
+                    let context = context.clone();
+                    let acceptor = acceptor.clone();
+                    tokio::spawn(async move {
+                        match acceptor {
+                            None => serve_stream(stream, source, &context).await,
+                            Some(acceptor) => match acceptor.accept(stream).await {
+                                Ok(tls) => serve_stream(tls, source, &context).await,
+                                Err(e) => {
+                                    let dead = DeadLetter {
+                                        source: source.to_string(),
+                                        line: 0,
+                                        offset: 0,
+                                        reason: format!("TLS handshake failed: {e}"),
+                                        excerpt: String::new(),
+                                    };
+                                    context.dead(&source, dead).await;
+                                }
+                            },
+                        }
+                        drop(permit);
+                    });
+                }
+            });
+            Ok((local, task))
+        }
+    }
+}
+
+/// One message per datagram; a full queue drops it, counted.
+async fn serve_udp(socket: UdpSocket, local: SocketAddr, context: LiveContext) {
+    let mut buf = vec![0u8; 65_536];
+    let mut names: HashMap<SocketAddr, Arc<str>> = HashMap::new();
+    let mut datagram = 0u64;
+    loop {
+        let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
+            continue;
+        };
+        datagram += 1;
+        if names.len() > 10_000 {
+            names.clear();
+        }
+        let source = names
+            .entry(peer)
+            .or_insert_with(|| Arc::from(format!("syslog+udp://{local} from {peer}").as_str()))
+            .clone();
+        let origin = Origin {
+            line: datagram,
+            offset: 0,
+        };
+        let body = if n > context.max_record_bytes {
+            Body::Dead(DeadLetter {
+                source: source.to_string(),
+                line: origin.line,
+                offset: origin.offset,
+                reason: format!("datagram exceeds {} bytes; skipped", context.max_record_bytes),
+                excerpt: excerpt(&buf[..n]),
+            })
+        } else {
+            Body::Record(Record {
+                bytes: buf[..n].to_vec(),
+                origin,
+            })
+        };
+        let payload = Payload {
+            source,
+            actor: context.actor.clone(),
+            body,
+            ack: None,
+        };
+        match context.payloads.try_send(payload) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => context.dropped(),
+            Err(TrySendError::Closed(_)) => break,
+        }
+    }
+}
+
+/// Frames a byte stream into messages: octet counting when a message
+/// starts with a digit, one per line otherwise.
+async fn serve_stream<S: AsyncRead + Unpin>(stream: S, source: Arc<str>, context: &LiveContext) {
+    let mut reader = BufReader::new(stream);
+    let mut origin = Origin { line: 1, offset: 0 };
+    let limit = context.max_record_bytes;
+    loop {
+        let first = match reader.fill_buf().await {
+            Ok([]) | Err(_) => break,
+            Ok(bytes) => bytes[0],
+        };
+        let (framed, used) = if first.is_ascii_digit() {
+            octet_counted(&mut reader, limit).await
+        } else if first.is_ascii_whitespace() {
+            reader.consume(1);
+            origin.offset += 1;
+            if first == b'\n' {
+                origin.line += 1;
+            }
+            continue;
+        } else {
+            line(&mut reader, limit).await
+        };
+        let here = origin;
+        origin.offset += used as u64;
+        origin.line += 1;
+        let body = match framed {
+            Framed::Message(bytes) => Body::Record(Record {
+                bytes,
+                origin: here,
+            }),
+            Framed::Bad(reason, sample) => Body::Dead(DeadLetter {
+                source: source.to_string(),
+                line: here.line,
+                offset: here.offset,
+                reason,
+                excerpt: excerpt(&sample),
+            }),
+            Framed::End => break,
+        };
+        let payload = Payload {
+            source: source.clone(),
+            actor: context.actor.clone(),
+            body,
+            ack: None,
+        };
+        if context.payloads.send(payload).await.is_err() {
+            return;
+        }
+    }
+    let _ = context
+        .payloads
+        .send(Payload {
+            source,
+            actor: context.actor.clone(),
+            body: Body::Closed,
+            ack: None,
+        })
+        .await;
+}
+
+enum Framed {
+    Message(Vec<u8>),
+    /// Why, and the start of what was skipped.
+    Bad(String, Vec<u8>),
+    /// The connection ended or failed mid-message.
+    End,
+}
+
+/// `LEN SP MSG`; returns the bytes consumed.
+async fn octet_counted<R: AsyncRead + Unpin>(reader: &mut BufReader<R>, limit: usize) -> (Framed, usize) {
+    let mut digits = Vec::new();
+    if reader.read_until(b' ', &mut digits).await.is_err() || digits.last() != Some(&b' ') {
+        return (Framed::End, digits.len());
+    }
+    let used = digits.len();
+    let Some(len) = std::str::from_utf8(&digits[..used - 1])
+        .ok()
+        .and_then(|d| d.parse::<usize>().ok())
+        .filter(|_| used <= 11)
+    else {
+        // Not a length after all: the rest of the line is the message.
+        let (framed, rest) = line(reader, limit).await;
+        return match framed {
+            Framed::Message(mut m) => {
+                digits.append(&mut m);
+                (Framed::Message(digits), used + rest)
+            }
+            other => (other, used + rest),
+        };
+    };
+    if len > limit {
+        let mut sample = vec![0; 160.min(len)];
+        let read = reader.read_exact(&mut sample).await;
+        let skipped = tokio::io::copy(&mut (&mut *reader).take((len - sample.len()) as u64), &mut tokio::io::sink()).await;
+        if read.is_err() || skipped.is_err() {
+            return (Framed::End, used);
+        }
+        return (
+            Framed::Bad(format!("message of {len} bytes exceeds {limit}; skipped"), sample),
+            used + len,
+        );
+    }
+    let mut message = vec![0; len];
+    match reader.read_exact(&mut message).await {
+        Ok(_) => (Framed::Message(message), used + len),
+        Err(_) => (Framed::End, used),
+    }
+}
+
+/// One line (without its `\n`); returns the bytes consumed.
+async fn line<R: AsyncRead + Unpin>(reader: &mut BufReader<R>, limit: usize) -> (Framed, usize) {
+    let mut message = Vec::new();
+    let mut used = 0;
+    let mut oversize = false;
+    loop {
+        let chunk = match reader.fill_buf().await {
+            Ok([]) => break,
+            Ok(chunk) => chunk,
+            Err(_) => return (Framed::End, used),
+        };
+        let (take, newline) = match memchr::memchr(b'\n', chunk) {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        let content = &chunk[..take - usize::from(newline)];
+        if message.len() + content.len() > limit {
+            if !oversize {
+                message.extend_from_slice(&content[..160.min(content.len())]);
+            }
+            oversize = true;
+        } else if !oversize {
+            message.extend_from_slice(content);
+        }
+        reader.consume(take);
+        used += take;
+        if newline {
+            break;
+        }
+    }
+    if oversize {
+        return (
+            Framed::Bad(format!("line exceeds {limit} bytes; skipped"), message),
+            used,
+        );
+    }
+    (Framed::Message(message), used)
+}
+
+impl LiveContext {
+    /// Counts a record dropped because the queue was full.
+    fn dropped(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("vagt_source_dropped_total", "source" => self.name.to_string()).increment(1);
+    }
+
+    /// Hands on a dead letter (waiting for room).
+    async fn dead(&self, source: &Arc<str>, dead: DeadLetter) {
+        let _ = self
+            .payloads
+            .send(Payload {
+                source: source.clone(),
+                actor: self.actor.clone(),
+                body: Body::Dead(dead),
+                ack: None,
+            })
+            .await;
+    }
+}

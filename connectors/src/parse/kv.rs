@@ -1,0 +1,69 @@
+//! `key=value` pairs (logfmt): `level=warn user="ann b" attempts=3 debug`.
+//!
+//! Values are bare (up to the next space) or double-quoted with `\"` and
+//! `\\` escapes; a bare key without `=` is `true`; plain integers become
+//! numbers. A line without any `key=value` pair is not logfmt.
+
+use super::object::{typed, Object};
+
+/// Parses one logfmt line.
+pub(super) fn parse(line: &str) -> Result<Object, String> {
+    let mut object = Object::default();
+    let mut pairs = 0;
+    let mut rest = line.trim_start();
+    while !rest.is_empty() {
+        let key_end = rest.find(|c: char| c == '=' || c.is_whitespace()).unwrap_or(rest.len());
+        let key = &rest[..key_end];
+        if key.is_empty() {
+            let column = line.len() - rest.len() + 1;
+            return Err(format!("logfmt: '=' without a key at column {column}"));
+        }
+        rest = &rest[key_end..];
+        match rest.strip_prefix('=') {
+            Some(after) => {
+                pairs += 1;
+                let (value, remaining) = if let Some(quoted) = after.strip_prefix('"') {
+                    let (value, used) = unquote(quoted).ok_or_else(|| {
+                        format!("logfmt: the quoted value of '{key}' is not closed")
+                    })?;
+                    (typed_quoted(value), &quoted[used..])
+                } else {
+                    let end = after.find(char::is_whitespace).unwrap_or(after.len());
+                    (typed(&after[..end]), &after[end..])
+                };
+                object.insert(key, value);
+                rest = remaining;
+            }
+            None => object.insert(key, true),
+        }
+        rest = rest.trim_start();
+    }
+    if pairs == 0 {
+        return Err("logfmt: no key=value pair in the line".into());
+    }
+    Ok(object)
+}
+
+/// A quoted value stays a string, whatever it looks like.
+fn typed_quoted(value: String) -> serde_json::Value {
+    serde_json::Value::from(value)
+}
+
+/// The value of a quoted string whose opening quote was consumed, and the
+/// bytes used including the closing quote; `None` if it is not closed.
+fn unquote(text: &str) -> Option<(String, usize)> {
+    let mut value = String::new();
+    let mut chars = text.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return Some((value, i + 1)),
+            '\\' => match chars.next()? {
+                (_, 'n') => value.push('\n'),
+                (_, 't') => value.push('\t'),
+                (_, other) => value.push(other),
+            },
+            _ => value.push(c),
+        }
+    }
+    None
+}
