@@ -116,9 +116,9 @@ impl Ingest {
 
     /// How long until the batch is overdue (the delay itself if empty).
     pub fn until_overdue(&self) -> Duration {
-        self.decoder
-            .received()
-            .map_or(self.max_delay, |t| self.max_delay.saturating_sub(t.elapsed()))
+        self.decoder.received().map_or(self.max_delay, |t| {
+            self.max_delay.saturating_sub(t.elapsed())
+        })
     }
 
     /// Whether no record is waiting.

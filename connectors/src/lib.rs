@@ -67,5 +67,5 @@ pub use ingest::Ingest;
 pub use lines::{Framer, LineSplitter};
 pub use parse::{Format, Parsed, RecordParser};
 pub use reader::{read_events, read_events_counted, read_source, ReadOptions, ReadStats};
-pub use tail::tail_events;
 pub use source::InputSource;
+pub use tail::tail_events;

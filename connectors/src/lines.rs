@@ -181,7 +181,13 @@ pub enum Framer<R> {
 
 impl<R: Read> Framer<R> {
     /// The framing `format` needs, over `reader`, starting at `origin`.
-    pub fn new(format: Format, reader: R, name: &str, max_record_bytes: usize, origin: Origin) -> Self {
+    pub fn new(
+        format: Format,
+        reader: R,
+        name: &str,
+        max_record_bytes: usize,
+        origin: Origin,
+    ) -> Self {
         if format.json_framed() {
             Framer::Json(RecordSplitter::new(reader, name, max_record_bytes).starting_at(origin))
         } else {

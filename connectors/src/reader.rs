@@ -56,7 +56,13 @@ pub fn read_events(
         decoder: config.clone(),
         ..ReadOptions::default()
     };
-    read_source(source, &options, Arc::new(AtomicU64::new(0)), on_batch, on_dead)
+    read_source(
+        source,
+        &options,
+        Arc::new(AtomicU64::new(0)),
+        on_batch,
+        on_dead,
+    )
 }
 
 /// As [`read_events`], adding the bytes read from the source (before

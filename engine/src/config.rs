@@ -5,9 +5,16 @@
 //! profile: windows                # windows | passthrough | path to a profile file
 //! placeholders: {Admins: [adm_*]} # values for Sigma `|expand` placeholders
 //! catalog: catalog.yaml           # critical-process catalog (optional)
-//! inputs:
-//!   - path: logs/dc01.jsonl       # a file (.gz read transparently) or "-" for stdin
-//!     actor: rnv-hospital-nord    # optional: stamp this actor on alerts from it
+//! inputs:                         # each has exactly one of path, tail, syslog, http, kafka
+//!   - path: logs/dc01.jsonl       # a file read to its end (.gz read transparently), "-" for stdin
+//!     actor: rnv-hospital-nord    # optional: stamp this actor on its events' alerts
+//!     format: json                # json | windows | syslog | cef | leef | zeek | suricata | logfmt
+//!   - tail: /var/log/fw.log       # a file followed as it grows and across rotation
+//!     format: cef
+//!   - syslog: {listen: 0.0.0.0:6514, protocol: tls, tls: {cert: c.pem, key: k.pem}}
+//!     format: syslog
+//!   - http: {listen: 0.0.0.0:8088, tokens: [{actor: rnv-hospital-nord, token_env: NORD_TOKEN}]}
+//!   - kafka: {brokers: "k1:9092", topics: [events], group_id: vagt}
 //! output: alerts.jsonl            # "-" for stdout (default)
 //! dead_letters: dead.jsonl        # default: stderr
 //! decoder: {batch_size: 1024, max_record_bytes: 4194304, max_batch_delay_ms: 5}
@@ -29,21 +36,129 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use vagt_connectors::DecoderConfig;
+use vagt_connectors::live::http::HttpConfig;
+use vagt_connectors::live::kafka::KafkaConfig;
+use vagt_connectors::live::syslog::SyslogConfig;
+use vagt_connectors::{DecoderConfig, Format};
 use vagt_rules::window::{parse_timespan, TimestampSpec, WindowLimits};
 
-/// An input of the pipeline.
-#[derive(Debug, Clone, Deserialize)]
+/// An input of the pipeline: exactly one of `path`, `tail`, `syslog`,
+/// `http` and `kafka`.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputConfig {
-    /// File path (`.gz` decompressed) or `-` for stdin.
-    pub path: PathBuf,
-    /// Actor stamped on alerts from this input, overriding the catalog's.
+    /// A file read to its end (`.gz` decompressed), or `-` for stdin.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// A file followed as it grows and across rotation.
+    #[serde(default)]
+    pub tail: Option<PathBuf>,
+    /// A syslog listener (UDP, TCP or TLS).
+    #[serde(default)]
+    pub syslog: Option<SyslogConfig>,
+    /// An HTTP bulk ingest listener; the actor comes from each token.
+    #[serde(default)]
+    pub http: Option<HttpConfig>,
+    /// Kafka topics consumed in a consumer group.
+    #[serde(default)]
+    pub kafka: Option<KafkaConfig>,
+    /// The records' format (default `json`).
+    #[serde(default)]
+    pub format: Format,
+    /// Actor stamped on this input's events, overriding the catalog's
+    /// (not allowed for `http`, whose tokens say it).
     #[serde(default)]
     pub actor: Option<String>,
     /// Where this input's event time is, overriding the profile's.
     #[serde(default)]
     pub timestamp: Option<TimestampSpec>,
+}
+
+/// What an input reads, resolved from its settings.
+#[derive(Debug, Clone, Copy)]
+pub enum InputKind<'a> {
+    /// A file read to its end.
+    File(&'a Path),
+    /// Standard input.
+    Stdin,
+    /// A file followed.
+    Tail(&'a Path),
+    /// A syslog listener.
+    Syslog(&'a SyslogConfig),
+    /// An HTTP listener.
+    Http(&'a HttpConfig),
+    /// A Kafka consumer.
+    Kafka(&'a KafkaConfig),
+}
+
+impl InputConfig {
+    /// A file input (or stdin for `-`) in JSON.
+    pub fn file(path: PathBuf) -> InputConfig {
+        InputConfig {
+            path: Some(path),
+            ..InputConfig::default()
+        }
+    }
+
+    /// What it reads.
+    ///
+    /// # Errors
+    /// Not exactly one source is set.
+    pub fn kind(&self) -> Result<InputKind<'_>, String> {
+        let mut kinds = Vec::new();
+        if let Some(p) = &self.path {
+            kinds.push(if p.as_os_str() == "-" {
+                InputKind::Stdin
+            } else {
+                InputKind::File(p)
+            });
+        }
+        if let Some(p) = &self.tail {
+            kinds.push(InputKind::Tail(p));
+        }
+        if let Some(s) = &self.syslog {
+            kinds.push(InputKind::Syslog(s));
+        }
+        if let Some(h) = &self.http {
+            kinds.push(InputKind::Http(h));
+        }
+        if let Some(k) = &self.kafka {
+            kinds.push(InputKind::Kafka(k));
+        }
+        match kinds.as_slice() {
+            [one] => Ok(*one),
+            [] => Err("no source: give one of path, tail, syslog, http, kafka".into()),
+            _ => Err("several sources: give only one of path, tail, syslog, http, kafka".into()),
+        }
+    }
+
+    /// The name dead letters, metrics and the state file use.
+    pub fn name(&self) -> String {
+        match self.kind() {
+            Ok(InputKind::File(p) | InputKind::Tail(p)) => p.display().to_string(),
+            Ok(InputKind::Stdin) => "stdin".into(),
+            Ok(InputKind::Syslog(s)) => s.name(),
+            Ok(InputKind::Http(h)) => h.name(),
+            Ok(InputKind::Kafka(k)) => k.name(),
+            Err(_) => "invalid input".into(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        match self.kind()? {
+            InputKind::Syslog(s) => s.validate(),
+            InputKind::Http(h) => {
+                if self.actor.is_some() {
+                    return Err(
+                        "http inputs take the actor from each token, not from 'actor'".into(),
+                    );
+                }
+                h.digests().map(|_| ())
+            }
+            InputKind::Kafka(k) => k.validate(),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Settings of the windowed rules.
@@ -252,7 +367,13 @@ impl RunConfig {
             }
         };
         self.rules.iter_mut().for_each(fix);
-        self.inputs.iter_mut().for_each(|i| fix(&mut i.path));
+        for input in &mut self.inputs {
+            input.path.iter_mut().for_each(fix);
+            input.tail.iter_mut().for_each(fix);
+            if let Some(tls) = input.syslog.as_mut().and_then(|s| s.tls.as_mut()) {
+                tls.resolve_relative_to(base);
+            }
+        }
         if let Some(c) = &mut self.catalog {
             fix(c);
         }
@@ -281,10 +402,15 @@ impl RunConfig {
                 "channel_capacity must be at least 1".into(),
             ));
         }
+        for (i, input) in self.inputs.iter().enumerate() {
+            input
+                .validate()
+                .map_err(|e| ConfigError::Invalid(format!("inputs[{i}]: {e}")))?;
+        }
         let stdin_inputs = self
             .inputs
             .iter()
-            .filter(|i| i.path.as_os_str() == "-")
+            .filter(|i| matches!(i.kind(), Ok(InputKind::Stdin)))
             .count();
         if stdin_inputs > 1 {
             return Err(ConfigError::Invalid(
@@ -316,7 +442,37 @@ mod tests {
         assert!(e.contains("no inputs"), "{e}");
         std::fs::write(&path, "rules: [r]\ninputs: [{path: a.jsonl}]\n").unwrap();
         let ok = RunConfig::from_file(&path).unwrap();
-        assert_eq!(ok.inputs[0].path, dir.path().join("a.jsonl"));
+        assert_eq!(ok.inputs[0].path, Some(dir.path().join("a.jsonl")));
+        std::fs::write(&path, "rules: [r]\ninputs: [{path: a, tail: b}]\n").unwrap();
+        let e = RunConfig::from_file(&path).unwrap_err().to_string();
+        assert!(e.contains("inputs[0]: several sources"), "{e}");
+        std::fs::write(&path, "rules: [r]\ninputs: [{format: cef}]\n").unwrap();
+        let e = RunConfig::from_file(&path).unwrap_err().to_string();
+        assert!(e.contains("inputs[0]: no source"), "{e}");
+        std::fs::write(&path, "rules: [r]\ninputs: [{path: a, format: xml}]\n").unwrap();
+        let e = RunConfig::from_file(&path).unwrap_err().to_string();
+        assert!(e.contains("unknown variant `xml`"), "{e}");
+        std::fs::write(
+            &path,
+            "rules: [r]\ninputs: [{syslog: {listen: '127.0.0.1:1', protocol: tls}}]\n",
+        )
+        .unwrap();
+        let e = RunConfig::from_file(&path).unwrap_err().to_string();
+        assert!(e.contains("protocol tls needs tls"), "{e}");
+        std::fs::write(
+            &path,
+            "rules: [r]\ninputs: [{http: {listen: '127.0.0.1:1', tokens: [{actor: a, token_sha256: xyz}]}}]\n",
+        )
+        .unwrap();
+        let e = RunConfig::from_file(&path).unwrap_err().to_string();
+        assert!(e.contains("token_sha256 is not 64 hex digits"), "{e}");
+        std::fs::write(
+            &path,
+            "rules: [r]\ninputs: [{kafka: {brokers: 'b:1', topics: [t], group_id: g, options: {group.id: x}}}]\n",
+        )
+        .unwrap();
+        let e = RunConfig::from_file(&path).unwrap_err().to_string();
+        assert!(e.contains("'group.id' is set by vagt"), "{e}");
         assert_eq!(ok.output, PathBuf::from("-"));
     }
 }

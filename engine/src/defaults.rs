@@ -44,14 +44,7 @@ pub fn default_config() -> RunConfig {
         profile: "windows".into(),
         placeholders: Default::default(),
         catalog: Some(dir.join("catalog.yaml")),
-        inputs: inputs
-            .into_iter()
-            .map(|path| InputConfig {
-                path,
-                actor: None,
-                timestamp: None,
-            })
-            .collect(),
+        inputs: inputs.into_iter().map(InputConfig::file).collect(),
         output: PathBuf::from("-"),
         dead_letters: None,
         decoder: DecoderConfig::default(),

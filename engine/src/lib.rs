@@ -5,6 +5,7 @@ pub mod alert;
 pub mod catalog;
 pub mod config;
 pub mod defaults;
+mod inputs;
 pub mod pipeline;
 pub mod progress;
 pub mod telemetry;

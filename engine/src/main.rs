@@ -40,6 +40,10 @@ struct RunArgs {
     /// Input file, `.gz` read transparently, `-` for stdin (repeatable).
     #[arg(long, num_args = 1..)]
     input: Vec<PathBuf>,
+    /// Format of the `--input` files: json (default), windows, syslog, cef,
+    /// leef, zeek, suricata, logfmt.
+    #[arg(long)]
+    format: Option<vagt_connectors::Format>,
     /// Critical-process catalog (YAML).
     #[arg(long)]
     catalog: Option<PathBuf>,
@@ -147,15 +151,10 @@ fn build_config(args: RunArgs) -> anyhow::Result<RunConfig> {
         config.rules = args.rules;
     }
     if !args.input.is_empty() {
-        config.inputs = args
-            .input
-            .into_iter()
-            .map(|path| InputConfig {
-                path,
-                actor: None,
-                timestamp: None,
-            })
-            .collect();
+        config.inputs = args.input.into_iter().map(InputConfig::file).collect();
+    }
+    if let Some(format) = args.format {
+        config.inputs.iter_mut().for_each(|i| i.format = format);
     }
     if let Some(c) = args.catalog {
         config.catalog = Some(c);
@@ -219,6 +218,10 @@ impl pipeline::RunObserver for StderrObserver {
             "vagt: window state restored: {} rules ({} dropped: no longer loaded or changed), {} events waiting for the watermark",
             r.rules, r.dropped_rules, r.pending
         );
+    }
+
+    fn listening(&self, input: &str, addr: std::net::SocketAddr) {
+        eprintln!("vagt: listening: {input} on {addr}");
     }
 
     fn ready(&self, s: &pipeline::RunSummary) {

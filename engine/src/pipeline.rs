@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use serde_json::value::RawValue;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
-use vagt_connectors::{read_events_counted, DeadLetter, EventBatch, InputSource};
+use vagt_connectors::live::Ack;
+use vagt_connectors::{DeadLetter, EventBatch, InputSource, Origin};
 use vagt_rules::window::{format_millis, RestoreReport, TimestampSpec};
 use vagt_rules::{
     load_paths, Compiled, LoadError, Profile, ProfileError, Rejection, RuleMatch, RuleSet,
@@ -29,7 +30,8 @@ use crate::alert::{
     alert_id, alert_rule, compact_json, severity, Alert, EventSource, EventTime, FieldCandidates,
 };
 use crate::catalog::{Catalog, CatalogError};
-use crate::config::RunConfig;
+use crate::config::{InputKind, RunConfig};
+use crate::inputs::{self, InputBatch, Outputs};
 use crate::progress::{Counters, Progress};
 use crate::telemetry::{self, DetectionMetrics, MetricsError, SinkMetrics, SourceMetrics};
 use crate::windows::{write_state, StateError, WindowStage};
@@ -64,6 +66,9 @@ pub enum PipelineError {
     /// The window state file cannot be read or written.
     #[error(transparent)]
     State(#[from] StateError),
+    /// An input cannot start (a busy port, unusable TLS files, Kafka).
+    #[error(transparent)]
+    Input(#[from] vagt_connectors::live::LiveError),
     /// A pipeline task failed unexpectedly.
     #[error("internal: {0}")]
     Internal(String),
@@ -96,6 +101,9 @@ pub struct RunSummary {
     pub alerts: u64,
     /// Records that went to the dead-letter output.
     pub dead_letters: u64,
+    /// Records dropped because a queue was full (UDP syslog only; every
+    /// other source waits instead).
+    pub dropped_records: u64,
     /// Inputs that could not be read, with the reason.
     pub failed_inputs: Vec<String>,
     /// Loading the profile, rules and catalog, and compiling the rules.
@@ -136,6 +144,13 @@ impl std::fmt::Display for RunSummary {
                 self.late_events, self.evicted_keys
             )?;
         }
+        if self.dropped_records > 0 {
+            write!(
+                f,
+                "\nvagt: {} records dropped: the pipeline was full (UDP)",
+                self.dropped_records
+            )?;
+        }
         if self.stopped {
             write!(f, "\nvagt: stopped by signal")?;
         }
@@ -164,11 +179,6 @@ pub fn compile_rules(config: &RunConfig, profile: &Profile) -> Result<Compiled, 
     Ok(RuleSetBuilder::new(profile.clone()).build(&collection))
 }
 
-struct InputBatch {
-    input: usize,
-    events: EventBatch,
-}
-
 /// What flows from the readers to detection.
 enum Work {
     Batch(InputBatch),
@@ -182,6 +192,8 @@ enum Work {
 /// sink so that it is saved only after the alerts before it are written.
 enum SinkItem {
     Alerts(Vec<Alert>, Instant),
+    /// Run once everything before is written (Kafka offsets to commit).
+    Acks(Vec<Ack>),
     State(Vec<u8>),
 }
 
@@ -195,6 +207,8 @@ pub trait RunObserver {
     fn ready(&self, _summary: &RunSummary) {}
     /// Window state was restored from the state file.
     fn restored(&self, _report: &RestoreReport) {}
+    /// A listener input is bound and accepting.
+    fn listening(&self, _input: &str, _addr: std::net::SocketAddr) {}
 }
 
 /// Runs a whole pipeline to completion, telling `observer` about rejected
@@ -219,10 +233,18 @@ pub async fn run(
         telemetry::install(addr)?;
     }
     telemetry::rules(compiled.set.len(), compiled.rejected.len());
-    let sources: Vec<InputSource> = config
+    let names: Vec<String> = config.inputs.iter().map(|i| i.name()).collect();
+    // Sizes of the files read or followed, to tell whether a saved
+    // position still applies.
+    let sizes: Vec<Option<u64>> = config
         .inputs
         .iter()
-        .map(|i| InputSource::parse(&i.path.display().to_string()))
+        .map(|i| match i.kind() {
+            Ok(InputKind::File(p) | InputKind::Tail(p)) => {
+                InputSource::File(p.to_path_buf()).size()
+            }
+            _ => None,
+        })
         .collect();
     let limits = config.windows.limits()?;
     let snapshot_interval = config.windows.snapshot_interval()?;
@@ -242,12 +264,11 @@ pub async fn run(
             compiled.windows.clone(),
             limits,
             timestamps.clone(),
-            sources.iter().map(InputSource::name).collect(),
+            names.clone(),
             config.inputs.iter().map(|i| i.actor.clone()).collect(),
         )
     });
     if let (Some(stage), Some(path)) = (windows.as_mut(), state_file.as_deref()) {
-        let sizes: Vec<Option<u64>> = sources.iter().map(InputSource::size).collect();
         if let Some(report) = stage.restore(path, &sizes)? {
             observer.restored(&report);
         }
@@ -264,7 +285,13 @@ pub async fn run(
     observer.ready(&summary);
     let started = Instant::now();
     let counters = Counters::default();
-    let total_bytes: Option<u64> = sources.iter().map(InputSource::size).sum();
+    // A bar for files read to their end; a followed file has no end.
+    let total_bytes: Option<u64> = config
+        .inputs
+        .iter()
+        .zip(&sizes)
+        .map(|(i, size)| size.filter(|_| matches!(i.kind(), Ok(InputKind::File(_)))))
+        .sum();
     let (progress_stop, mut progress_stopped) = tokio::sync::watch::channel(false);
     let progress = Progress::start(config.progress, total_bytes, counters.clone()).map(|mut p| {
         tokio::spawn(async move {
@@ -308,49 +335,33 @@ pub async fn run(
             }
         })
     };
-    let source_metrics: Vec<SourceMetrics> = sources
-        .iter()
-        .map(|s| SourceMetrics::new(&s.name()))
-        .collect();
+    let source_metrics: Vec<SourceMetrics> = names.iter().map(|n| SourceMetrics::new(n)).collect();
 
-    // Readers.
-    let mut readers = Vec::new();
-    for (index, source) in sources.iter().cloned().enumerate() {
-        let decoder = config.decoder.clone();
-        let bytes_read = counters.bytes.clone();
-        let batch_tx = batch_tx.clone();
-        let dead_tx = dead_tx.clone();
-        let metrics = source_metrics[index].clone();
-        readers.push(tokio::task::spawn_blocking(move || {
-            let name = source.name();
-            let stats = read_events_counted(
-                &source,
-                &decoder,
-                bytes_read,
-                |events| {
-                    metrics.decoded(events.batch.num_rows());
-                    // A closed channel means detection stopped; nothing more to do.
-                    let _ = batch_tx.blocking_send(Work::Batch(InputBatch {
-                        input: index,
-                        events,
-                    }));
-                },
-                |dead| {
-                    metrics.dead_letter();
-                    let _ = dead_tx.blocking_send(dead);
-                },
-            )
-            .map_err(|e| format!("{name}: {e}"))?;
-            metrics.read(stats.bytes);
-            Ok::<_, String>(stats)
-        }));
-    }
+    // Inputs.
+    let resume: Vec<Option<Origin>> = (0..config.inputs.len())
+        .map(|i| windows.as_ref().and_then(|w| w.resume_at(i)))
+        .collect();
+    let mut started_inputs = inputs::start(
+        &config,
+        &resume,
+        Outputs {
+            batches: batch_tx.clone(),
+            dead: dead_tx.clone(),
+            bytes: counters.bytes.clone(),
+            metrics: source_metrics.clone(),
+            stop: stop.clone(),
+        },
+        Work::Batch,
+        &|name, addr| observer.listening(name, addr),
+    )
+    .await?;
+    let readers = std::mem::take(&mut started_inputs.readers);
+    let dropped = started_inputs.dropped.clone();
     drop(batch_tx);
 
     // Detection.
     let set = Arc::new(compiled.set);
     let catalog = Arc::new(catalog);
-    let actors: Vec<Option<String>> = config.inputs.iter().map(|i| i.actor.clone()).collect();
     let detect = {
         let set = set.clone();
         let catalog = catalog.clone();
@@ -368,8 +379,20 @@ pub async fn run(
             let mut saved = Instant::now();
             let mut last_batch = Instant::now();
             while let Some(work) = batch_rx.blocking_recv() {
-                let (input, batch) = match work {
-                    Work::Batch(InputBatch { input, events }) => (input, events),
+                let (input, batch, acks) = match work {
+                    Work::Batch(InputBatch {
+                        input,
+                        events: Some(events),
+                        acks,
+                    }) => (input, events, acks),
+                    Work::Batch(InputBatch {
+                        events: None, acks, ..
+                    }) => {
+                        if alert_tx.blocking_send(SinkItem::Acks(acks)).is_err() {
+                            break;
+                        }
+                        continue;
+                    }
                     Work::Stop => {
                         outcome.stopped = true;
                         break;
@@ -395,7 +418,14 @@ pub async fn run(
                 let batch = match windows.as_mut() {
                     Some(w) => match w.skip_processed(input, batch) {
                         Some(batch) => batch,
-                        None => continue,
+                        None => {
+                            if !acks.is_empty()
+                                && alert_tx.blocking_send(SinkItem::Acks(acks)).is_err()
+                            {
+                                break;
+                            }
+                            continue;
+                        }
                     },
                     None => batch,
                 };
@@ -422,7 +452,7 @@ pub async fn run(
                     &fields,
                     &batch,
                     &emitted,
-                    (actors[input].as_deref(), &timestamps[input]),
+                    &timestamps[input],
                     &detected_at,
                 );
                 if let Some(w) = windows.as_mut() {
@@ -438,6 +468,10 @@ pub async fn run(
                         .blocking_send(SinkItem::Alerts(alerts, batch.received))
                         .is_err()
                 {
+                    break;
+                }
+                // After the batch's alerts, so that they run once those are out.
+                if !acks.is_empty() && alert_tx.blocking_send(SinkItem::Acks(acks)).is_err() {
                     break;
                 }
                 if let Some(w) = windows.as_ref().filter(|_| saving) {
@@ -510,6 +544,11 @@ pub async fn run(
         while let Some(item) = alert_rx.recv().await {
             let (alerts, received) = match item {
                 SinkItem::Alerts(alerts, received) => (alerts, received),
+                SinkItem::Acks(acks) => {
+                    // The alerts before them are written and flushed.
+                    acks.into_iter().for_each(|ack| ack());
+                    continue;
+                }
                 SinkItem::State(bytes) => {
                     // Everything before it is written; now the state may be.
                     if let Some(path) = &state_path {
@@ -568,6 +607,11 @@ pub async fn run(
     summary.alerts = alert_sink
         .await
         .map_err(|e| PipelineError::Internal(format!("alert sink: {e}")))??;
+    // Everything acknowledged has run: commit it, then stop the listeners.
+    summary
+        .failed_inputs
+        .extend(started_inputs.close(&stop).await);
+    summary.dropped_records = dropped.load(Ordering::Relaxed);
     if !outcome.stopped {
         // Stopped readers may still hold the dead-letter channel open; what
         // was sent is written and flushed one by one, and counted.
@@ -651,7 +695,7 @@ fn build_alerts(
     fields: &FieldCandidates,
     batch: &EventBatch,
     matches: &[RuleMatch],
-    (input_actor, timestamp): (Option<&str>, &TimestampSpec),
+    timestamp: &TimestampSpec,
     detected_at: &str,
 ) -> Vec<Alert> {
     let raw = batch.raw();
@@ -677,7 +721,9 @@ fn build_alerts(
         alerts.push(Alert {
             id: alert_id(&rule.id, text),
             severity: severity(info.meta.level, &impact),
-            actor: input_actor
+            actor: origin
+                .actor
+                .as_deref()
                 .map(str::to_string)
                 .or_else(|| impact.actors.first().cloned()),
             actors: impact.actors.clone(),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use vagt_connectors::{DeadLetter, EventBatch, EXCERPT_BYTES};
+use vagt_connectors::{DeadLetter, EventBatch, Origin, EXCERPT_BYTES};
 use vagt_rules::window::{
     format_millis, read_field, Millis, Observation, RestoreReport, TimestampSpec, WindowAlert,
     WindowLimits, WindowPlan, WindowRuntime, WindowSnapshot, WindowStats,
@@ -209,6 +209,18 @@ impl WindowStage {
         Ok(Some(self.runtime.restore(file.windows)))
     }
 
+    /// Where input `index` resumes, if an earlier run read part of it:
+    /// the start of the last event it processed (skipped again by
+    /// [`WindowStage::skip_processed`]).
+    pub fn resume_at(&self, index: usize) -> Option<Origin> {
+        let offset = self.resume[index]?;
+        let line = self
+            .positions
+            .get(&self.input_names[index])
+            .map_or(1, |p| p.line);
+        Some(Origin { line, offset })
+    }
+
     /// Drops the rows of a batch that an earlier run already processed.
     /// Returns None when nothing is left.
     pub fn skip_processed(&mut self, input: usize, mut batch: EventBatch) -> Option<EventBatch> {
@@ -299,7 +311,11 @@ impl WindowStage {
                     time,
                     event: text.clone(),
                     impact: catalog.impact(&facts, &set.rule(rule).logsource),
-                    actor: self.input_actors[input].clone(),
+                    actor: origin
+                        .actor
+                        .as_deref()
+                        .map(str::to_string)
+                        .or_else(|| self.input_actors[input].clone()),
                 };
                 for feed in plan.base_feeds(rule) {
                     let read = |sources: &[vagt_rules::window::FieldSource]| {

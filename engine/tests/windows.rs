@@ -128,11 +128,7 @@ fn run_in_process(
     let mut config = vagt_engine::defaults::default_config();
     config.rules = vec![fixture("rules")];
     config.catalog = None;
-    config.inputs = vec![InputConfig {
-        path: input,
-        actor: None,
-        timestamp: None,
-    }];
+    config.inputs = vec![InputConfig::file(input)];
     config.output = output.clone();
     config.dead_letters = Some(dir.join("dead.jsonl"));
     config.decoder.batch_size = batch_size;

@@ -88,13 +88,24 @@ impl HttpConfig {
                     let value = std::env::var(var)
                         .ok()
                         .filter(|v| !v.is_empty())
-                        .ok_or_else(|| format!("{at}: environment variable {var} is unset or empty"))?;
+                        .ok_or_else(|| {
+                            format!("{at}: environment variable {var} is unset or empty")
+                        })?;
                     Sha256::digest(value.as_bytes()).into()
                 }
-                _ => return Err(format!("{at}: give exactly one of token_sha256 and token_env")),
+                _ => {
+                    return Err(format!(
+                        "{at}: give exactly one of token_sha256 and token_env"
+                    ))
+                }
             };
-            if digests.insert(digest, Arc::from(token.actor.as_str())).is_some() {
-                return Err(format!("{at}: the same token is given to two organisations"));
+            if digests
+                .insert(digest, Arc::from(token.actor.as_str()))
+                .is_some()
+            {
+                return Err(format!(
+                    "{at}: the same token is given to two organisations"
+                ));
             }
         }
         Ok(digests)
@@ -176,8 +187,7 @@ async fn ingest(State(state): State<Arc<Ingest>>, headers: HeaderMap, body: Byte
     };
     let request = state.requests.fetch_add(1, Ordering::Relaxed) + 1;
     let bytes = body.len();
-    let source: Arc<str> =
-        Arc::from(format!("http://{}/{actor}#{request}", state.listen).as_str());
+    let source: Arc<str> = Arc::from(format!("http://{}/{actor}#{request}", state.listen).as_str());
     let payload = Payload {
         source,
         actor: Some(actor),

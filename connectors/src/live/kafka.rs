@@ -90,7 +90,11 @@ impl KafkaConfig {
                 self.start_from
             ));
         }
-        if let Some(own) = self.options.keys().find(|k| OWN_SETTINGS.contains(&k.as_str())) {
+        if let Some(own) = self
+            .options
+            .keys()
+            .find(|k| OWN_SETTINGS.contains(&k.as_str()))
+        {
             return Err(format!(
                 "options: '{own}' is set by vagt (use brokers, group_id, start_from)"
             ));
@@ -110,7 +114,10 @@ impl KafkaConfig {
             .set("group.id", &self.group_id)
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
-            .set("auto.commit.interval.ms", self.commit_interval_ms.to_string())
+            .set(
+                "auto.commit.interval.ms",
+                self.commit_interval_ms.to_string(),
+            )
             .set("auto.offset.reset", &self.start_from)
             .set("statistics.interval.ms", "1000");
         for (key, value) in &self.options {

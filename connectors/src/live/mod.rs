@@ -202,10 +202,9 @@ pub fn decode_live(
             Body::Closed => ingest.forget(&source),
         }
         acks.extend(payload.ack);
-        if ingest.is_full() || payloads.is_empty() || ingest.overdue() {
-            if !ingest.is_empty() || !acks.is_empty() {
-                on_batch(ingest.finish(), std::mem::take(&mut acks));
-            }
+        let due = ingest.is_full() || payloads.is_empty() || ingest.overdue();
+        if due && (!ingest.is_empty() || !acks.is_empty()) {
+            on_batch(ingest.finish(), std::mem::take(&mut acks));
         }
     }
     if !ingest.is_empty() || !acks.is_empty() {

@@ -111,8 +111,12 @@ pub async fn start(
             let scheme = if acceptor.is_some() { "tls" } else { "tcp" };
             let task = tokio::spawn(async move {
                 loop {
-                    let Ok(permit) = limit.clone().acquire_owned().await else { break };
-                    let Ok((stream, peer)) = listener.accept().await else { continue };
+                    let Ok(permit) = limit.clone().acquire_owned().await else {
+                        break;
+                    };
+                    let Ok((stream, peer)) = listener.accept().await else {
+                        continue;
+                    };
                     let source: Arc<str> =
                         Arc::from(format!("syslog+{scheme}://{local} from {peer}").as_str());
                     let context = context.clone();
@@ -169,7 +173,10 @@ async fn serve_udp(socket: UdpSocket, local: SocketAddr, context: LiveContext) {
                 source: source.to_string(),
                 line: origin.line,
                 offset: origin.offset,
-                reason: format!("datagram exceeds {} bytes; skipped", context.max_record_bytes),
+                reason: format!(
+                    "datagram exceeds {} bytes; skipped",
+                    context.max_record_bytes
+                ),
                 excerpt: excerpt(&buf[..n]),
             })
         } else {
@@ -262,7 +269,10 @@ enum Framed {
 }
 
 /// `LEN SP MSG`; returns the bytes consumed.
-async fn octet_counted<R: AsyncRead + Unpin>(reader: &mut BufReader<R>, limit: usize) -> (Framed, usize) {
+async fn octet_counted<R: AsyncRead + Unpin>(
+    reader: &mut BufReader<R>,
+    limit: usize,
+) -> (Framed, usize) {
     let mut digits = Vec::new();
     if reader.read_until(b' ', &mut digits).await.is_err() || digits.last() != Some(&b' ') {
         return (Framed::End, digits.len());
@@ -286,12 +296,19 @@ async fn octet_counted<R: AsyncRead + Unpin>(reader: &mut BufReader<R>, limit: u
     if len > limit {
         let mut sample = vec![0; 160.min(len)];
         let read = reader.read_exact(&mut sample).await;
-        let skipped = tokio::io::copy(&mut (&mut *reader).take((len - sample.len()) as u64), &mut tokio::io::sink()).await;
+        let skipped = tokio::io::copy(
+            &mut (&mut *reader).take((len - sample.len()) as u64),
+            &mut tokio::io::sink(),
+        )
+        .await;
         if read.is_err() || skipped.is_err() {
             return (Framed::End, used);
         }
         return (
-            Framed::Bad(format!("message of {len} bytes exceeds {limit}; skipped"), sample),
+            Framed::Bad(
+                format!("message of {len} bytes exceeds {limit}; skipped"),
+                sample,
+            ),
             used + len,
         );
     }
@@ -345,7 +362,8 @@ impl LiveContext {
     /// Counts a record dropped because the queue was full.
     fn dropped(&self) {
         self.dropped.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("vagt_source_dropped_total", "source" => self.name.to_string()).increment(1);
+        metrics::counter!("vagt_source_dropped_total", "source" => self.name.to_string())
+            .increment(1);
     }
 
     /// Hands on a dead letter (waiting for room).

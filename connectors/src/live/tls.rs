@@ -68,7 +68,11 @@ impl TlsConfig {
             .and_then(|certs| certs.collect())
             .map_err(|e| pem("certificate", &self.cert, e.to_string()))?;
         if certs.is_empty() {
-            return Err(pem("certificate", &self.cert, "no certificate in it".into()));
+            return Err(pem(
+                "certificate",
+                &self.cert,
+                "no certificate in it".into(),
+            ));
         }
         let key = PrivateKeyDer::from_pem_file(&self.key)
             .map_err(|e| pem("key", &self.key, e.to_string()))?;

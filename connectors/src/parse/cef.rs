@@ -107,9 +107,9 @@ fn extension_pairs(text: &str) -> Result<Vec<(String, String)>, String> {
     }
     for (n, &eq) in equals.iter().enumerate() {
         let key = &text[key_start(eq)..eq];
-        let end = equals
-            .get(n + 1)
-            .map_or(text.len(), |&next| key_start(next).saturating_sub(1).max(eq + 1));
+        let end = equals.get(n + 1).map_or(text.len(), |&next| {
+            key_start(next).saturating_sub(1).max(eq + 1)
+        });
         pairs.push((key.to_string(), unescape(text[eq + 1..end].trim_end())));
     }
     Ok(pairs)
@@ -139,4 +139,3 @@ fn unescape(value: &str) -> String {
     }
     out
 }
-

@@ -12,7 +12,9 @@ pub(super) fn parse(line: &str) -> Result<Object, String> {
     let mut pairs = 0;
     let mut rest = line.trim_start();
     while !rest.is_empty() {
-        let key_end = rest.find(|c: char| c == '=' || c.is_whitespace()).unwrap_or(rest.len());
+        let key_end = rest
+            .find(|c: char| c == '=' || c.is_whitespace())
+            .unwrap_or(rest.len());
         let key = &rest[..key_end];
         if key.is_empty() {
             let column = line.len() - rest.len() + 1;

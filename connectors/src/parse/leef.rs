@@ -10,7 +10,13 @@
 use super::cef::{after_syslog, header};
 use super::object::Object;
 
-const HEADER: [&str; 5] = ["leef_version", "vendor", "product", "product_version", "event_id"];
+const HEADER: [&str; 5] = [
+    "leef_version",
+    "vendor",
+    "product",
+    "product_version",
+    "event_id",
+];
 
 /// Parses one LEEF line.
 pub(super) fn parse(line: &str) -> Result<Object, String> {
@@ -25,7 +31,11 @@ pub(super) fn parse(line: &str) -> Result<Object, String> {
                 .ok_or("LEEF: a 2.0 header has no delimiter field")?;
             (delimiter(spec)?, attributes)
         }
-        other => return Err(format!("LEEF: unknown version '{other}' (1.0 and 2.0 are read)")),
+        other => {
+            return Err(format!(
+                "LEEF: unknown version '{other}' (1.0 and 2.0 are read)"
+            ))
+        }
     };
     for (name, value) in HEADER.iter().zip(&fields) {
         object.insert_typed(name, value);

@@ -112,6 +112,20 @@ impl Format {
     }
 }
 
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Format, String> {
+        Format::ALL
+            .into_iter()
+            .find(|f| f.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
+                format!("unknown format '{name}' (one of {})", names.join(", "))
+            })
+    }
+}
+
 impl std::fmt::Display for Format {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
@@ -160,7 +174,9 @@ impl RecordParser {
         let bytes = &record.bytes;
         match self.format {
             Format::Json => Ok(Parsed::Same),
-            Format::Windows => json::checked(bytes, &["Event", "EventID", "winlog"], "a Windows event"),
+            Format::Windows => {
+                json::checked(bytes, &["Event", "EventID", "winlog"], "a Windows event")
+            }
             Format::Suricata => json::checked(bytes, &["event_type"], "a Suricata EVE event"),
             Format::Syslog => text(bytes, syslog::parse),
             Format::Cef => text(bytes, cef::parse),
@@ -208,11 +224,13 @@ fn text_line(bytes: &[u8]) -> Result<&str, String> {
 }
 
 /// Parses a one-line text record with `parse`; blank lines carry nothing.
-fn text(bytes: &[u8], parse: impl FnOnce(&str) -> Result<Object, String>) -> Result<Parsed, String> {
+fn text(
+    bytes: &[u8],
+    parse: impl FnOnce(&str) -> Result<Object, String>,
+) -> Result<Parsed, String> {
     let line = text_line(bytes)?;
     if line.trim().is_empty() {
         return Ok(Parsed::Nothing);
     }
     Ok(Parsed::Text(parse(line)?.finish(line)))
 }
-

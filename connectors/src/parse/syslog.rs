@@ -16,9 +16,30 @@ use chrono::{Datelike, NaiveDateTime, Utc};
 use super::object::Object;
 
 const FACILITIES: [&str; 24] = [
-    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
-    "authpriv", "ftp", "ntp", "security", "console", "solaris-cron", "local0", "local1",
-    "local2", "local3", "local4", "local5", "local6", "local7",
+    "kern",
+    "user",
+    "mail",
+    "daemon",
+    "auth",
+    "syslog",
+    "lpr",
+    "news",
+    "uucp",
+    "cron",
+    "authpriv",
+    "ftp",
+    "ntp",
+    "security",
+    "console",
+    "solaris-cron",
+    "local0",
+    "local1",
+    "local2",
+    "local3",
+    "local4",
+    "local5",
+    "local6",
+    "local7",
 ];
 
 const SEVERITIES: [&str; 8] = [
@@ -51,7 +72,12 @@ fn priority<'a>(line: &'a str, object: &mut Object) -> Result<&'a str, String> {
         .parse()
         .ok()
         .filter(|&p| p <= 191)
-        .ok_or_else(|| format!("syslog: priority '{}' is not a number from 0 to 191", &body[..close]))?;
+        .ok_or_else(|| {
+            format!(
+                "syslog: priority '{}' is not a number from 0 to 191",
+                &body[..close]
+            )
+        })?;
     object.insert("priority", value);
     object.insert("facility", value / 8);
     object.insert("severity", value % 8);
@@ -65,9 +91,9 @@ fn rfc5424(rest: &str, version: &str, object: &mut Object) -> Result<(), String>
     object.insert_typed("version", version);
     let mut rest = rest;
     for name in ["timestamp", "hostname", "app_name", "procid", "msgid"] {
-        let end = rest.find(' ').ok_or_else(|| {
-            format!("syslog: RFC 5424 header ends before the field after {name}")
-        })?;
+        let end = rest
+            .find(' ')
+            .ok_or_else(|| format!("syslog: RFC 5424 header ends before the field after {name}"))?;
         let value = &rest[..end];
         if value.is_empty() {
             return Err(format!("syslog: RFC 5424 {name} is empty (two spaces)"));
@@ -110,15 +136,16 @@ fn structured_data<'a>(mut rest: &'a str, object: &mut Object) -> Result<&'a str
                 body = after;
                 break;
             }
-            let param = body
-                .strip_prefix(' ')
-                .ok_or_else(|| format!("syslog: structured data [{id}]: expected a space or ']'"))?;
-            let eq = param
-                .find("=\"")
-                .ok_or_else(|| format!("syslog: structured data [{id}]: a parameter without =\"value\""))?;
+            let param = body.strip_prefix(' ').ok_or_else(|| {
+                format!("syslog: structured data [{id}]: expected a space or ']'")
+            })?;
+            let eq = param.find("=\"").ok_or_else(|| {
+                format!("syslog: structured data [{id}]: a parameter without =\"value\"")
+            })?;
             let name = &param[..eq];
-            let (value, used) = sd_value(&param[eq + 2..])
-                .ok_or_else(|| format!("syslog: structured data [{id}] {name}: the value's quote is not closed"))?;
+            let (value, used) = sd_value(&param[eq + 2..]).ok_or_else(|| {
+                format!("syslog: structured data [{id}] {name}: the value's quote is not closed")
+            })?;
             params.insert(name, value);
             body = &param[eq + 2 + used..];
         }
@@ -208,7 +235,10 @@ fn bsd_time(rest: &str) -> (Option<String>, &str) {
     let word_end = rest.find(' ').unwrap_or(rest.len());
     let word = &rest[..word_end];
     if chrono::DateTime::parse_from_rfc3339(word).is_ok() {
-        return (Some(word.to_string()), rest[word_end..].trim_start_matches(' '));
+        return (
+            Some(word.to_string()),
+            rest[word_end..].trim_start_matches(' '),
+        );
     }
     (None, rest)
 }

@@ -33,7 +33,10 @@ fn rfc5424_with_structured_data_and_nil_values() {
     )
     .unwrap();
     assert_eq!(v["priority"], 165);
-    assert_eq!((v["facility"].clone(), v["severity"].clone()), (json!(20), json!(5)));
+    assert_eq!(
+        (v["facility"].clone(), v["severity"].clone()),
+        (json!(20), json!(5))
+    );
     assert_eq!(v["facility_name"], "local4");
     assert_eq!(v["severity_name"], "notice");
     assert_eq!(v["version"], 1);
@@ -57,8 +60,18 @@ fn rfc5424_without_message_or_structured_data() {
 
 #[test]
 fn rfc3164_with_and_without_host_and_pid() {
-    let v = parse(Format::Syslog, "<38>Nov  3 09:10:29 dc01 sshd[4123]: Failed password for root").unwrap();
-    assert!(v["timestamp"].as_str().unwrap().ends_with("-11-03T09:10:29Z"), "{v}");
+    let v = parse(
+        Format::Syslog,
+        "<38>Nov  3 09:10:29 dc01 sshd[4123]: Failed password for root",
+    )
+    .unwrap();
+    assert!(
+        v["timestamp"]
+            .as_str()
+            .unwrap()
+            .ends_with("-11-03T09:10:29Z"),
+        "{v}"
+    );
     assert_eq!(v["hostname"], "dc01");
     assert_eq!(v["app_name"], "sshd");
     assert_eq!(v["procid"], "4123");
@@ -108,11 +121,19 @@ fn cef_header_escapes_and_extension_values_with_spaces() {
 
 #[test]
 fn leef_1_and_2_with_their_delimiters() {
-    let v = parse(Format::Leef, "LEEF:1.0|Microsoft|MSExchange|2016|15345|src=10.50.1.1\tdst=2.10.20.20\tusrName=anna").unwrap();
+    let v = parse(
+        Format::Leef,
+        "LEEF:1.0|Microsoft|MSExchange|2016|15345|src=10.50.1.1\tdst=2.10.20.20\tusrName=anna",
+    )
+    .unwrap();
     assert_eq!(v["vendor"], "Microsoft");
     assert_eq!(v["event_id"], 15345);
     assert_eq!(v["usrName"], "anna");
-    let v = parse(Format::Leef, "LEEF:2.0|Lancope|StealthWatch|1.0|41|^|src=10.0.1.8^dst=10.0.0.5^proto=6").unwrap();
+    let v = parse(
+        Format::Leef,
+        "LEEF:2.0|Lancope|StealthWatch|1.0|41|^|src=10.0.1.8^dst=10.0.0.5^proto=6",
+    )
+    .unwrap();
     assert_eq!(v["dst"], "10.0.0.5");
     assert_eq!(v["proto"], 6);
     let v = parse(Format::Leef, "LEEF:2.0|V|P|1|7|x09|a=1\tb=2").unwrap();
@@ -125,13 +146,21 @@ fn leef_1_and_2_with_their_delimiters() {
 
 #[test]
 fn logfmt_types_quotes_and_flags() {
-    let v = parse(Format::Logfmt, r#"ts=2026-11-23T09:10:29Z level=warn msg="login \"failed\"" port=0022 n=-4 debug"#).unwrap();
+    let v = parse(
+        Format::Logfmt,
+        r#"ts=2026-11-23T09:10:29Z level=warn msg="login \"failed\"" port=0022 n=-4 debug"#,
+    )
+    .unwrap();
     assert_eq!(v["msg"], "login \"failed\"");
     assert_eq!(v["port"], "0022", "leading zeros stay text");
     assert_eq!(v["n"], -4);
     assert_eq!(v["debug"], true);
-    assert!(parse(Format::Logfmt, "just words").unwrap_err().contains("no key=value"));
-    assert!(parse(Format::Logfmt, "a=\"open").unwrap_err().contains("not closed"));
+    assert!(parse(Format::Logfmt, "just words")
+        .unwrap_err()
+        .contains("no key=value"));
+    assert!(parse(Format::Logfmt, "a=\"open")
+        .unwrap_err()
+        .contains("not closed"));
 }
 
 #[test]
@@ -146,15 +175,21 @@ fn zeek_tsv_follows_its_header_per_stream() {
         "#fields\tts\tuid\tid.orig_h\tid.resp_p\tservice\tduration\ttunnel_parents\tlocal_orig",
         "#types\ttime\tstring\taddr\tport\tstring\tinterval\tset[string]\tbool",
     ];
-    assert!(parse_with(&mut parser, "1700000000.1\tC1\t10.0.0.1\t53\tdns\t0.5\t(empty)\tT")
-        .unwrap_err()
-        .contains("before its #fields"));
+    assert!(parse_with(
+        &mut parser,
+        "1700000000.1\tC1\t10.0.0.1\t53\tdns\t0.5\t(empty)\tT"
+    )
+    .unwrap_err()
+    .contains("before its #fields"));
     for line in header {
         assert_eq!(parse_with(&mut parser, line).unwrap(), None);
     }
-    let v = parse_with(&mut parser, "1700000000.1\tC1\t10.0.0.1\t53\t-\t0.5\t(empty)\tT")
-        .unwrap()
-        .unwrap();
+    let v = parse_with(
+        &mut parser,
+        "1700000000.1\tC1\t10.0.0.1\t53\t-\t0.5\t(empty)\tT",
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(v["_path"], "conn");
     assert_eq!(v["id.orig_h"], "10.0.0.1");
     assert_eq!(v["id.resp_p"], 53);
@@ -166,15 +201,24 @@ fn zeek_tsv_follows_its_header_per_stream() {
     let e = parse_with(&mut parser, "x\tC1\t10.0.0.1\t53\t-\t0.5\t(empty)\tT").unwrap_err();
     assert!(e.contains("ts 'x' is not a time"), "{e}");
     let json_line = r#"{"ts": 1700000000.1, "uid": "C2", "id.orig_h": "10.0.0.2"}"#;
-    assert_eq!(parse_with(&mut parser, json_line).unwrap().unwrap()["uid"], "C2");
+    assert_eq!(
+        parse_with(&mut parser, json_line).unwrap().unwrap()["uid"],
+        "C2"
+    );
 }
 
 #[test]
 fn json_formats_check_their_key_fields() {
-    assert!(parse(Format::Suricata, r#"{"event_type": "alert", "src_ip": "10.0.0.1"}"#).is_ok());
+    assert!(parse(
+        Format::Suricata,
+        r#"{"event_type": "alert", "src_ip": "10.0.0.1"}"#
+    )
+    .is_ok());
     let e = parse(Format::Suricata, r#"{"src_ip": "10.0.0.1"}"#).unwrap_err();
     assert!(e.contains("not a Suricata EVE event"), "{e}");
     assert!(parse(Format::Windows, r#"{"Event": {"System": {"EventID": 1}}}"#).is_ok());
     assert!(parse(Format::Windows, r#"{"EventID": 4688}"#).is_ok());
-    assert!(parse(Format::Windows, r#"{"event": 1}"#).unwrap_err().contains("not a Windows event"));
+    assert!(parse(Format::Windows, r#"{"event": 1}"#)
+        .unwrap_err()
+        .contains("not a Windows event"));
 }

@@ -58,7 +58,12 @@ impl Header {
         let (name, value) = line
             .split_once(self.separator.as_str())
             .unwrap_or((line, ""));
-        let list = || value.split(self.separator.as_str()).map(str::to_string).collect();
+        let list = || {
+            value
+                .split(self.separator.as_str())
+                .map(str::to_string)
+                .collect()
+        };
         match name {
             "set_separator" => self.set_separator = unescape(value),
             "empty_field" => self.empty = unescape(value),
@@ -102,7 +107,9 @@ impl Header {
             if raw == self.empty {
                 return Ok(Value::Array(Vec::new()));
             }
-            let items = raw.split(self.set_separator.as_str()).map(|item| Value::from(unescape(item)));
+            let items = raw
+                .split(self.set_separator.as_str())
+                .map(|item| Value::from(unescape(item)));
             return Ok(Value::Array(items.collect()));
         }
         if raw == self.empty {
@@ -112,7 +119,9 @@ impl Header {
             "count" | "int" | "port" => Value::from(raw.parse::<i64>().map_err(|_| bad())?),
             "double" | "time" | "interval" => {
                 let n: f64 = raw.parse().map_err(|_| bad())?;
-                serde_json::Number::from_f64(n).map(Value::Number).ok_or_else(bad)?
+                serde_json::Number::from_f64(n)
+                    .map(Value::Number)
+                    .ok_or_else(bad)?
             }
             "bool" => match raw {
                 "T" => Value::Bool(true),
@@ -134,7 +143,10 @@ fn unescape(text: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'\\' && bytes.get(i + 1) == Some(&b'x') {
-            if let Some(b) = text.get(i + 2..i + 4).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            if let Some(b) = text
+                .get(i + 2..i + 4)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
                 out.push(b);
                 i += 4;
                 continue;

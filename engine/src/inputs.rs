@@ -1,0 +1,227 @@
+//! Starting the inputs: each becomes a reader (a blocking thread framing,
+//! parsing and decoding) that sends batches to detection.
+//!
+//! ```text
+//!  path / stdin ── read_source ─────────────────────────┐
+//!  tail ────────── tail_events (until stopped) ─────────┤
+//!  syslog, http ── listener task ─► payloads ─► decode_live ─┼─► Work::Batch (bounded)
+//!  kafka ───────── consumer thread ─► payloads ─► decode_live ┘   (+ acks to commit)
+//! ```
+//! Listeners are bound before any event flows, so a busy port is an error
+//! at start, not a silent input.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use vagt_connectors::live::kafka::KafkaHandle;
+use vagt_connectors::live::{self, Ack, LiveContext, LiveError, Payload};
+use vagt_connectors::{
+    read_source, tail_events, DeadLetter, EventBatch, InputSource, Origin, ReadOptions, ReadStats,
+};
+
+use crate::config::{InputKind, RunConfig};
+use crate::telemetry::SourceMetrics;
+
+/// Payloads queued between a live source and its decoder.
+const PAYLOAD_QUEUE: usize = 4096;
+
+/// A batch of one input, with what to acknowledge once its alerts are out.
+pub(crate) struct InputBatch {
+    pub input: usize,
+    /// `None` when only acknowledgements are due.
+    pub events: Option<EventBatch>,
+    pub acks: Vec<Ack>,
+}
+
+/// Where the inputs send their output.
+pub(crate) struct Outputs<W> {
+    pub batches: mpsc::Sender<W>,
+    pub dead: mpsc::Sender<DeadLetter>,
+    pub bytes: Arc<AtomicU64>,
+    pub metrics: Vec<SourceMetrics>,
+    pub stop: Arc<AtomicBool>,
+}
+
+/// A running Kafka input.
+pub(crate) struct KafkaInput {
+    handle: KafkaHandle,
+    consumer: JoinHandle<()>,
+    decoder: Option<JoinHandle<Result<ReadStats, String>>>,
+}
+
+/// The running inputs.
+#[derive(Default)]
+pub(crate) struct Started {
+    /// One per input; finite inputs end by themselves, live ones when
+    /// stopped.
+    pub readers: Vec<JoinHandle<Result<ReadStats, String>>>,
+    /// Listener tasks, aborted at the end.
+    pub servers: Vec<JoinHandle<()>>,
+    /// Kafka consumers, committed at the end, with their consumer and
+    /// decoder threads.
+    pub kafka: Vec<KafkaInput>,
+    /// Records dropped by full queues (UDP).
+    pub dropped: Arc<AtomicU64>,
+    /// Whether any input runs until stopped.
+    pub live: bool,
+}
+
+/// Starts every input of `config`; `resume` is where each input stopped in
+/// an earlier run, and `listening` hears of every bound listener.
+pub(crate) async fn start<W: Send + 'static>(
+    config: &RunConfig,
+    resume: &[Option<Origin>],
+    outputs: Outputs<W>,
+    wrap: fn(InputBatch) -> W,
+    listening: &dyn Fn(&str, SocketAddr),
+) -> Result<Started, LiveError> {
+    let mut started = Started::default();
+    for (index, input) in config.inputs.iter().enumerate() {
+        let options = ReadOptions {
+            decoder: config.decoder.clone(),
+            format: input.format,
+            actor: input.actor.as_deref().map(Arc::from),
+        };
+        let metrics = outputs.metrics[index].clone();
+        let batches = outputs.batches.clone();
+        let dead = outputs.dead.clone();
+        let send = move |events: Option<EventBatch>, acks: Vec<Ack>| {
+            if let Some(e) = &events {
+                metrics.decoded(e.batch.num_rows());
+            }
+            // A closed channel means detection stopped; nothing more to do.
+            let _ = batches.blocking_send(wrap(InputBatch {
+                input: index,
+                events,
+                acks,
+            }));
+        };
+        let metrics = outputs.metrics[index].clone();
+        let dead_letter = move |letter: DeadLetter| {
+            metrics.dead_letter();
+            let _ = dead.blocking_send(letter);
+        };
+        let name = input.name();
+        let kind = input.kind().map_err(|message| LiveError::Config {
+            what: name.clone(),
+            message,
+        })?;
+        let reader = match kind {
+            InputKind::File(_) | InputKind::Stdin => {
+                let source = match kind {
+                    InputKind::File(path) => InputSource::File(path.to_path_buf()),
+                    _ => InputSource::Stdin,
+                };
+                let bytes = outputs.bytes.clone();
+                let metrics = outputs.metrics[index].clone();
+                tokio::task::spawn_blocking(move || {
+                    let send = send;
+                    let stats = read_source(
+                        &source,
+                        &options,
+                        bytes,
+                        |e| send(Some(e), Vec::new()),
+                        dead_letter,
+                    )
+                    .map_err(|e| format!("{name}: {e}"))?;
+                    metrics.read(stats.bytes);
+                    Ok(stats)
+                })
+            }
+            InputKind::Tail(path) => {
+                started.live = true;
+                let path = path.to_path_buf();
+                let start = resume[index];
+                let stop = outputs.stop.clone();
+                let bytes = outputs.bytes.clone();
+                tokio::task::spawn_blocking(move || {
+                    let send = send;
+                    tail_events(
+                        &path,
+                        &options,
+                        start,
+                        &stop,
+                        bytes,
+                        |e| send(Some(e), Vec::new()),
+                        dead_letter,
+                    )
+                    .map_err(|e| format!("{name}: {e}"))
+                })
+            }
+            InputKind::Syslog(_) | InputKind::Http(_) | InputKind::Kafka(_) => {
+                started.live = true;
+                let (tx, rx) = mpsc::channel::<Payload>(PAYLOAD_QUEUE);
+                let context = LiveContext {
+                    name: Arc::from(name.as_str()),
+                    actor: options.actor.clone(),
+                    max_record_bytes: config.decoder.max_record_bytes,
+                    payloads: tx,
+                    dropped: started.dropped.clone(),
+                };
+                match kind {
+                    InputKind::Syslog(syslog) => {
+                        let (addr, task) = live::syslog::start(syslog, context).await?;
+                        listening(&name, addr);
+                        started.servers.push(task);
+                    }
+                    InputKind::Http(http) => {
+                        let (addr, task) = live::http::start(http, context).await?;
+                        listening(&name, addr);
+                        started.servers.push(task);
+                    }
+                    InputKind::Kafka(kafka) => {
+                        let (handle, consumer) =
+                            live::kafka::start(kafka, context, outputs.stop.clone())?;
+                        started.kafka.push(KafkaInput {
+                            handle,
+                            consumer,
+                            decoder: None,
+                        });
+                    }
+                    InputKind::File(_) | InputKind::Stdin | InputKind::Tail(_) => {}
+                }
+                let runtime = tokio::runtime::Handle::current();
+                let decoder = tokio::task::spawn_blocking(move || {
+                    live::decode_live(rx, &options, &runtime, send, dead_letter)
+                        .map_err(|e| format!("{name}: {e}"))
+                });
+                if let (InputKind::Kafka(_), Some(kafka)) = (kind, started.kafka.last_mut()) {
+                    kafka.decoder = Some(decoder);
+                    continue;
+                }
+                decoder
+            }
+        };
+        started.readers.push(reader);
+    }
+    Ok(started)
+}
+
+impl Started {
+    /// Ends the live inputs once the alerts are out: commits what Kafka
+    /// consumers were acknowledged, lets them leave their groups, and stops
+    /// the listeners. Returns the Kafka commit failures.
+    pub(crate) async fn close(self, stop: &AtomicBool) -> Vec<String> {
+        stop.store(true, Ordering::SeqCst);
+        let mut failures = Vec::new();
+        for kafka in self.kafka {
+            if let Err(e) = kafka.handle.commit() {
+                failures.push(format!("kafka commit: {e}"));
+            }
+            // The consumer leaves its group when its last user is gone:
+            // its thread, and the decoder holding acks of what was not
+            // processed.
+            let _ = kafka.consumer.await;
+            if let Some(decoder) = kafka.decoder {
+                let _ = decoder.await;
+            }
+        }
+        for server in self.servers {
+            server.abort();
+        }
+        failures
+    }
+}
