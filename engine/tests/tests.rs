@@ -4,5 +4,7 @@
 mod bad_input;
 mod cli;
 mod default_run;
+mod kafka;
 mod metrics;
+mod support;
 mod windows;

@@ -1,0 +1,269 @@
+//! Kafka: two vagt instances in one consumer group against a real
+//! Kafka-protocol broker (`.ci/run` starts it on 127.0.0.1:19092).
+//!
+//! They split the topic's partitions; one is stopped mid-stream; every
+//! event's alert is still emitted at least once, and the group's committed
+//! offsets reach the end of every partition.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use serde_json::Value;
+
+use crate::support::{eventually, fixtures, json_lines, Vagt};
+
+/// Where `.ci/run` starts the broker.
+const BROKER: &str = "127.0.0.1:19092";
+const PARTITIONS: i32 = 4;
+const EVENTS: u64 = 300;
+
+/// Fails loudly when no broker listens: these tests must not pass by
+/// skipping.
+fn require_broker() {
+    let addr: std::net::SocketAddr = BROKER.parse().unwrap();
+    if std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err() {
+        panic!(
+            "no Kafka-protocol broker at {BROKER}: run the tests with .ci/run, which installs and \
+             starts one (tansu), or start it as .ci/run does"
+        );
+    }
+}
+
+fn create_topic(topic: &str) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", BROKER)
+        .create()
+        .expect("admin client");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let results = runtime
+        .block_on(admin.create_topics(
+            &[NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        ))
+        .expect("create_topics answers");
+    for result in results {
+        result.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
+    }
+}
+
+/// An event that the bundled Office-spawns-shell rule matches, made unique
+/// by `seq`.
+fn event(seq: u64) -> String {
+    let line = std::fs::read_to_string(fixtures().join("logs/hospital-nord-sysmon.jsonl"))
+        .unwrap()
+        .lines()
+        .nth(2)
+        .unwrap()
+        .to_string();
+    let mut event: Value = serde_json::from_str(&line).unwrap();
+    event["seq"] = Value::from(seq);
+    event.to_string()
+}
+
+/// Records where the broker put each produced message.
+#[derive(Default)]
+struct Deliveries(Mutex<Vec<(i32, i64)>>);
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        let message = result.as_ref().expect("message delivered");
+        self.0
+            .lock()
+            .unwrap()
+            .push((message.partition(), message.offset()));
+    }
+}
+
+/// Produces the events `seqs`; returns (partition, offset) of each.
+fn produce(topic: &str, seqs: std::ops::Range<u64>) -> Vec<(i32, i64)> {
+    let producer: BaseProducer<Deliveries> = ClientConfig::new()
+        .set("bootstrap.servers", BROKER)
+        .create_with_context(Deliveries::default())
+        .expect("producer");
+    let seqs_len = seqs.end - seqs.start;
+    for seq in seqs {
+        let key = seq.to_string();
+        let payload = event(seq);
+        let mut record = BaseRecord::to(topic).key(&key).payload(&payload);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((e, back)) => {
+                    assert!(
+                        e.to_string().contains("Queue full"),
+                        "producing to {topic}: {e}"
+                    );
+                    producer.poll(Duration::from_millis(50));
+                    record = back;
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(30)).expect("flushed");
+    let delivered = std::mem::take(&mut *producer.context().0.lock().unwrap());
+    assert_eq!(
+        delivered.len() as u64,
+        seqs_len,
+        "every message acknowledged"
+    );
+    delivered
+}
+
+fn write_config(dir: &Path, name: &str, topic: &str, group: &str) -> std::path::PathBuf {
+    let config = format!(
+        r#"rules: ["{rules}"]
+catalog: "{catalog}"
+inputs:
+  - kafka:
+      brokers: "{BROKER}"
+      topics: ["{topic}"]
+      group_id: "{group}"
+      commit_interval_ms: 200
+      options: {{session.timeout.ms: "6000", heartbeat.interval.ms: "500"}}
+    format: windows
+    actor: rnv-hospital-nord
+output: "{out}"
+dead_letters: "{dead}"
+progress: never
+"#,
+        rules = fixtures().join("rules").display(),
+        catalog = fixtures().join("catalog.yaml").display(),
+        out = dir.join(format!("{name}.jsonl")).display(),
+        dead = dir.join(format!("{name}-dead.jsonl")).display(),
+    );
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+/// seq → partitions its alerts came from, over the alert files.
+fn alerted(files: &[&Path]) -> BTreeMap<u64, BTreeSet<String>> {
+    let mut seen: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
+    for file in files {
+        for alert in json_lines(file) {
+            let seq = alert["event"]["seq"]
+                .as_u64()
+                .expect("alert carries its event");
+            let input = alert["source"]["input"].as_str().unwrap().to_string();
+            assert_eq!(alert["actor"], "rnv-hospital-nord");
+            seen.entry(seq).or_default().insert(input);
+        }
+    }
+    seen
+}
+
+#[test]
+fn two_instances_share_partitions_and_a_stopped_one_loses_nothing() {
+    require_broker();
+    let dir = tempfile::tempdir().unwrap();
+    let unique = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    );
+    let topic = format!("vagt-events-{unique}");
+    let group = format!("vagt-{unique}");
+    create_topic(&topic);
+    let out_a = dir.path().join("a.jsonl");
+    let out_b = dir.path().join("b.jsonl");
+
+    let mut a = Vagt::with_config(&write_config(dir.path(), "a", &topic, &group));
+    let mut b = Vagt::with_config(&write_config(dir.path(), "b", &topic, &group));
+    a.wait_for("vagt: ready", Duration::from_secs(60));
+    b.wait_for("vagt: ready", Duration::from_secs(60));
+
+    // First half: both instances get partitions and alert on their own.
+    let first = produce(&topic, 0..EVENTS / 2);
+    eventually(
+        "both instances alerting on the first half",
+        Duration::from_secs(90),
+        || {
+            let (sa, sb) = (alerted(&[&out_a]), alerted(&[&out_b]));
+            let all = alerted(&[&out_a, &out_b]);
+            !sa.is_empty() && !sb.is_empty() && (0..EVENTS / 2).all(|s| all.contains_key(&s))
+        },
+    );
+    let partitions =
+        |file: &Path| -> BTreeSet<String> { alerted(&[file]).into_values().flatten().collect() };
+    let (pa, pb) = (partitions(&out_a), partitions(&out_b));
+    assert!(
+        pa.is_disjoint(&pb),
+        "the group split the partitions: a {pa:?}, b {pb:?}"
+    );
+    assert_eq!(pa.len() + pb.len(), PARTITIONS as usize);
+
+    // Stop one mid-stream; the other takes over its partitions.
+    let (status, stderr_a) = a.terminate();
+    assert!(status.success(), "a stops cleanly:\n{stderr_a}");
+    let second = produce(&topic, EVENTS / 2..EVENTS);
+    eventually(
+        "every event alerted at least once",
+        Duration::from_secs(120),
+        || {
+            let all = alerted(&[&out_a, &out_b]);
+            (0..EVENTS).all(|s| all.contains_key(&s))
+        },
+    );
+    let took_over = partitions(&out_b);
+    assert_eq!(
+        took_over.len(),
+        PARTITIONS as usize,
+        "b now reads every partition"
+    );
+    let (status, stderr_b) = b.terminate();
+    assert!(status.success(), "b stops cleanly:\n{stderr_b}");
+    assert!(!stderr_b.contains("kafka commit"), "{stderr_b}");
+
+    // Committed offsets are at the end of every partition.
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", BROKER)
+        .set("group.id", &group)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition(&topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    // The end of each partition, as the broker acknowledged the produced
+    // messages (this broker's watermark answer can lag behind).
+    let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
+    for (partition, offset) in first.into_iter().chain(second) {
+        let end = ends.entry(partition).or_default();
+        *end = (*end).max(offset + 1);
+    }
+    let mut total = 0;
+    for p in 0..PARTITIONS {
+        let end = ends.get(&p).copied().unwrap_or(0);
+        let offset = committed.find_partition(&topic, p).unwrap().offset();
+        assert_eq!(
+            offset,
+            Offset::Offset(end),
+            "partition {p}: committed vs end"
+        );
+        total += end;
+    }
+    assert_eq!(total as u64, EVENTS);
+    // Nothing was refused.
+    assert!(json_lines(&dir.path().join("a-dead.jsonl")).is_empty());
+    assert!(json_lines(&dir.path().join("b-dead.jsonl")).is_empty());
+}

@@ -1,0 +1,134 @@
+//! Running `vagt` as a child process: its stderr collected line by line,
+//! waiting for what it says, stopping it with SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A running `vagt run --config ...`.
+pub struct Vagt {
+    child: Child,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Vagt {
+    /// Starts `vagt run` with `args`.
+    pub fn start(args: &[&str]) -> Vagt {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vagt"))
+            .arg("run")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("vagt starts");
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let lines = stderr.clone();
+        let pipe = child.stderr.take().expect("stderr is piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        Vagt { child, stderr }
+    }
+
+    /// Starts `vagt run --config config`.
+    pub fn with_config(config: &Path) -> Vagt {
+        Vagt::start(&["--config", config.to_str().unwrap()])
+    }
+
+    /// Everything it wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// Waits until a stderr line contains `text`; returns that line.
+    pub fn wait_for(&mut self, text: &str, timeout: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(line) = self
+                .stderr
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(text))
+            {
+                return line.clone();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "vagt exited ({status}) before saying '{text}':\n{}",
+                    self.stderr()
+                );
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "vagt did not say '{text}' within {timeout:?}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The address a listener input is bound to, from `vagt: listening`.
+    pub fn listening(&mut self, input: &str) -> std::net::SocketAddr {
+        let line = self.wait_for(&format!("listening: {input}"), Duration::from_secs(30));
+        line.rsplit(" on ").next().unwrap().parse().unwrap()
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(mut self) -> (ExitStatus, String) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the reader thread take the last lines.
+                std::thread::sleep(Duration::from_millis(50));
+                return (status, self.stderr());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "vagt did not stop on SIGTERM:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Vagt {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The JSON lines of a file written so far (a last partial line is left
+/// out).
+pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Waits until `check` holds, or fails with `what`.
+pub fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The repository's `fixtures/` folder.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+}
