@@ -16,7 +16,13 @@ pub struct Vagt {
 impl Vagt {
     /// Starts `vagt run` with `args`.
     pub fn start(args: &[&str]) -> Vagt {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vagt"))
+        Vagt::start_command(Command::new(env!("CARGO_BIN_EXE_vagt")), args)
+    }
+
+    /// Starts `vagt run` with `args` from `command` (the vagt binary, with
+    /// its environment set).
+    pub fn start_command(mut command: Command, args: &[&str]) -> Vagt {
+        let mut child = command
             .arg("run")
             .args(args)
             .stdin(Stdio::null())

@@ -6,5 +6,6 @@ mod cli;
 mod default_run;
 mod kafka;
 mod metrics;
+mod sources;
 mod support;
 mod windows;

@@ -1,0 +1,448 @@
+//! Live sources through the `vagt` binary, on 127.0.0.1: syslog over UDP,
+//! TCP (octet counting and lines) and TLS; HTTP ingest with per-
+//! organisation tokens; a followed file across rotation and restart.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::support::{eventually, json_lines, Vagt};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A rule over syslog fields and one over JSON events, both without a
+/// logsource mapping (passthrough profile).
+fn write_rules(dir: &Path) -> PathBuf {
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("ssh.yml"),
+        r#"title: SSH password failure
+id: 0f6f1b1e-5b7e-4d43-9a55-2f1f4d6a0c01
+status: experimental
+logsource: {product: linux, service: sshd}
+detection:
+  selection:
+    app_name: sshd
+    message|contains: Failed password
+  condition: selection
+level: medium
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        rules.join("beacon.yml"),
+        r#"title: Malware beacon reported
+id: 0f6f1b1e-5b7e-4d43-9a55-2f1f4d6a0c02
+status: experimental
+logsource: {category: proxy}
+detection:
+  selection:
+    msg|contains: beacon
+  condition: selection
+level: high
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        rules.join("blocked.yml"),
+        r#"title: Firewall blocked
+id: 0f6f1b1e-5b7e-4d43-9a55-2f1f4d6a0c03
+status: experimental
+logsource: {category: firewall}
+detection:
+  selection:
+    action: blocked
+  condition: selection
+level: low
+"#,
+    )
+    .unwrap();
+    rules
+}
+
+/// Alerts of `file` whose event's `field` contains `marker`.
+fn alerts_with(file: &Path, field: &str, marker: &str) -> Vec<Value> {
+    json_lines(file)
+        .into_iter()
+        .filter(|a| {
+            a["event"][field]
+                .as_str()
+                .is_some_and(|m| m.contains(marker))
+        })
+        .collect()
+}
+
+fn tls_client_config(cert_pem: &str) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+#[test]
+fn syslog_over_udp_tcp_and_tls_alerts_with_each_listeners_actor() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(dir.path());
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert_pem = certified.cert.pem();
+    std::fs::write(dir.path().join("cert.pem"), &cert_pem).unwrap();
+    std::fs::write(
+        dir.path().join("key.pem"),
+        certified.signing_key.serialize_pem(),
+    )
+    .unwrap();
+    let out = dir.path().join("alerts.jsonl");
+    let dead = dir.path().join("dead.jsonl");
+    let config = dir.path().join("vagt.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"rules: ["{rules}"]
+profile: passthrough
+inputs:
+  - syslog: {{listen: "127.0.0.1:0", protocol: udp}}
+    format: syslog
+    actor: org-udp
+  - syslog: {{listen: "127.0.0.1:0", protocol: tcp}}
+    format: syslog
+    actor: org-tcp
+  - syslog: {{listen: "127.0.0.1:0", protocol: tls, tls: {{cert: cert.pem, key: key.pem}}}}
+    format: syslog
+    actor: org-tls
+output: "{out}"
+dead_letters: "{dead}"
+progress: never
+"#,
+            rules = rules.display(),
+            out = out.display(),
+            dead = dead.display(),
+        ),
+    )
+    .unwrap();
+    let mut vagt = Vagt::with_config(&config);
+    let udp = vagt.listening("syslog+udp://127.0.0.1:0");
+    let tcp = vagt.listening("syslog+tcp://127.0.0.1:0");
+    let tls = vagt.listening("syslog+tls://127.0.0.1:0");
+    vagt.wait_for("vagt: ready", WAIT);
+
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sender
+        .send_to(
+            b"<38>Nov 23 09:10:29 pc1 sshd[41]: Failed password for root via-udp",
+            udp,
+        )
+        .unwrap();
+
+    let mut stream = TcpStream::connect(tcp).unwrap();
+    let octets = "<38>1 2026-11-23T09:10:29Z pc2 sshd 42 - - Failed password for ann via-octets";
+    let framed = format!(
+        "{} {octets}<38>Nov 23 09:10:30 pc2 sshd[42]: Failed password for bo via-lines\n\
+         this line has no priority\n",
+        octets.len()
+    );
+    stream.write_all(framed.as_bytes()).unwrap();
+    stream.flush().unwrap();
+
+    let connection = rustls::ClientConnection::new(
+        tls_client_config(&cert_pem),
+        "localhost".try_into().unwrap(),
+    )
+    .unwrap();
+    let mut tls_stream = rustls::StreamOwned::new(connection, TcpStream::connect(tls).unwrap());
+    tls_stream
+        .write_all(b"<38>Nov 23 09:10:31 pc3 sshd[43]: Failed password for cy via-tls\n")
+        .unwrap();
+    tls_stream.flush().unwrap();
+
+    for (marker, actor, transport) in [
+        ("via-udp", "org-udp", "syslog+udp"),
+        ("via-octets", "org-tcp", "syslog+tcp"),
+        ("via-lines", "org-tcp", "syslog+tcp"),
+        ("via-tls", "org-tls", "syslog+tls"),
+    ] {
+        eventually(&format!("the {marker} alert"), WAIT, || {
+            !alerts_with(&out, "message", marker).is_empty()
+        });
+        let alerts = alerts_with(&out, "message", marker);
+        assert_eq!(alerts.len(), 1, "{marker}: {alerts:?}");
+        let alert = &alerts[0];
+        assert_eq!(alert["actor"], actor, "{marker}");
+        assert_eq!(alert["rule"]["title"], "SSH password failure");
+        assert_eq!(alert["event"]["app_name"], "sshd");
+        assert!(
+            alert["source"]["input"]
+                .as_str()
+                .unwrap()
+                .starts_with(transport),
+            "{marker}: {alert}"
+        );
+    }
+    eventually("the dead letter of the line without priority", WAIT, || {
+        !json_lines(&dead).is_empty()
+    });
+    let letters = json_lines(&dead);
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(
+        letters[0]["reason"],
+        "syslog: the message does not start with <PRI>"
+    );
+    assert!(letters[0]["source"]
+        .as_str()
+        .unwrap()
+        .starts_with("syslog+tcp://"));
+    assert_eq!(letters[0]["excerpt"], "this line has no priority");
+    drop(tls_stream);
+    let (status, stderr) = vagt.terminate();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("4 alerts, 1 dead letters"), "{stderr}");
+}
+
+/// Sends a raw HTTP/1.1 request; returns the status code and body.
+fn post(addr: SocketAddr, token: Option<&str>, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "POST /ingest HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/x-ndjson\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+fn sha256_hex(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn http_ingest_stamps_the_tokens_actor_and_refuses_bad_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(dir.path());
+    let out = dir.path().join("alerts.jsonl");
+    let dead = dir.path().join("dead.jsonl");
+    let config = dir.path().join("vagt.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"rules: ["{rules}"]
+profile: passthrough
+inputs:
+  - http:
+      listen: "127.0.0.1:0"
+      max_body_bytes: 4096
+      tokens:
+        - {{actor: rnv-hospital-nord, token_sha256: "{nord}"}}
+        - {{actor: kk-aarhus, token_env: VAGT_TEST_AARHUS_TOKEN}}
+output: "{out}"
+dead_letters: "{dead}"
+progress: never
+"#,
+            rules = rules.display(),
+            out = out.display(),
+            dead = dead.display(),
+            nord = sha256_hex("nord-secret"),
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vagt"));
+    child.env("VAGT_TEST_AARHUS_TOKEN", "aarhus-secret");
+    let mut vagt = Vagt::start_command(child, &["--config", config.to_str().unwrap()]);
+    let addr = vagt.listening("http://127.0.0.1:0");
+    vagt.wait_for("vagt: ready", WAIT);
+
+    // Nord's events, one of them claiming to be Aarhus's: the token decides.
+    let (status, body) = post(
+        addr,
+        Some("nord-secret"),
+        "{\"msg\": \"beacon from nord-1\", \"actor\": \"kk-aarhus\"}\n\
+         {\"msg\": \"beacon from nord-2\"}\n{broken\n",
+    );
+    assert_eq!(status, 202, "{body}");
+    let (status, _) = post(
+        addr,
+        Some("aarhus-secret"),
+        "{\"msg\": \"beacon from aarhus\"}",
+    );
+    assert_eq!(status, 202);
+    // Refused: no token, an unknown one, another scheme, too large a body.
+    let (status, body) = post(addr, None, "{\"msg\": \"beacon from nobody\"}");
+    assert_eq!(
+        (status, body.contains("missing bearer token")),
+        (401, true),
+        "{body}"
+    );
+    let (status, body) = post(addr, Some("guess"), "{\"msg\": \"beacon from a guess\"}");
+    assert_eq!(
+        (status, body.contains("unknown token")),
+        (401, true),
+        "{body}"
+    );
+    let big = format!("{{\"msg\": \"beacon {}\"}}", "x".repeat(5000));
+    assert_eq!(post(addr, Some("nord-secret"), &big).0, 413);
+
+    eventually("three alerts", WAIT, || json_lines(&out).len() >= 3);
+    std::thread::sleep(Duration::from_millis(300));
+    let actor_of = |marker: &str| -> Vec<Value> {
+        alerts_with(&out, "msg", marker)
+            .iter()
+            .map(|a| a["actor"].clone())
+            .collect()
+    };
+    assert_eq!(actor_of("nord-1"), ["rnv-hospital-nord"]);
+    assert_eq!(actor_of("nord-2"), ["rnv-hospital-nord"]);
+    assert_eq!(actor_of("aarhus"), ["kk-aarhus"]);
+    assert!(actor_of("nobody").is_empty() && actor_of("guess").is_empty());
+    assert_eq!(json_lines(&out).len(), 3);
+    let letters = json_lines(&dead);
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert!(
+        letters[0]["source"]
+            .as_str()
+            .unwrap()
+            .contains("/rnv-hospital-nord#1"),
+        "{letters:?}"
+    );
+    assert_eq!(letters[0]["line"], 3);
+    let (status, stderr) = vagt.terminate();
+    assert!(status.success(), "{stderr}");
+}
+
+/// Appends lines to a file.
+fn append(path: &Path, lines: &[&str]) {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    for line in lines {
+        writeln!(file, "{line}").unwrap();
+    }
+}
+
+fn seqs(out: &[&Path]) -> Vec<i64> {
+    let mut seqs: Vec<i64> = out
+        .iter()
+        .flat_map(|f| json_lines(f))
+        .map(|a| a["event"]["seq"].as_i64().unwrap())
+        .collect();
+    seqs.sort_unstable();
+    seqs
+}
+
+#[test]
+fn a_followed_file_is_read_across_rotation_and_resumed_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(dir.path());
+    let log = dir.path().join("fw.log");
+    let config = |name: &str| {
+        let path = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &path,
+            format!(
+                r#"rules: ["{rules}"]
+profile: passthrough
+inputs:
+  - tail: "{log}"
+    format: logfmt
+    actor: rnv-hospital-syd
+output: "{name}.jsonl"
+dead_letters: "{name}-dead.jsonl"
+progress: never
+windows: {{state_file: state.json, snapshot_interval: 1s}}
+"#,
+                rules = rules.display(),
+                log = log.display(),
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let line = |seq: i64| {
+        format!("ts=2026-11-23T09:10:{seq:02}Z action=blocked src=10.0.0.{seq} seq={seq}")
+    };
+    let first_out = dir.path().join("first.jsonl");
+    let mut vagt = Vagt::with_config(&config("first"));
+    vagt.wait_for("vagt: ready", WAIT);
+    // The file does not exist yet: it is waited for.
+    std::thread::sleep(Duration::from_millis(300));
+    append(
+        &log,
+        &[
+            &line(1),
+            &line(2),
+            "action=blocked src=\"unclosed",
+            &line(3),
+        ],
+    );
+    eventually("alerts 1-3", WAIT, || seqs(&[&first_out]) == [1, 2, 3]);
+
+    // Rotation by rename: the writer finishes the old file, then a new one.
+    let rotated = dir.path().join("fw.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    append(&rotated, &[&line(4)]);
+    std::thread::sleep(Duration::from_millis(300));
+    append(&log, &[&line(5), &line(6)]);
+    eventually("alerts 4-6", WAIT, || {
+        seqs(&[&first_out]) == [1, 2, 3, 4, 5, 6]
+    });
+
+    // Rotation by truncation (copytruncate).
+    std::fs::write(&log, "").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    append(&log, &[&line(7)]);
+    eventually("alert 7", WAIT, || seqs(&[&first_out]).len() == 7);
+    let (status, stderr) = vagt.terminate();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("input positions saved"), "{stderr}");
+
+    // Written while vagt was down; a restart reads only these.
+    append(&log, &[&line(8), &line(9)]);
+    let second_out = dir.path().join("second.jsonl");
+    let mut vagt = Vagt::with_config(&config("second"));
+    vagt.wait_for("vagt: ready", WAIT);
+    eventually("alerts 8-9", WAIT, || seqs(&[&second_out]) == [8, 9]);
+    let (status, stderr) = vagt.terminate();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(
+        seqs(&[&first_out, &second_out]),
+        (1..=9).collect::<Vec<_>>()
+    );
+    for alert in json_lines(&first_out) {
+        assert_eq!(alert["actor"], "rnv-hospital-syd");
+    }
+    let letters = json_lines(&dir.path().join("first-dead.jsonl"));
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["line"], 3);
+    assert!(
+        letters[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not closed"),
+        "{letters:?}"
+    );
+}
