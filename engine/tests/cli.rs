@@ -306,3 +306,49 @@ fn progress_lines_when_stderr_is_not_a_terminal() {
     let out = vagt(&args);
     assert!(!String::from_utf8_lossy(&out.stderr).contains("vagt: progress"));
 }
+
+#[test]
+fn each_format_feeds_rules_over_its_columns() {
+    let formats = repo().join("fixtures/formats");
+    let rules = formats.join("rules");
+    let run = |file: &str, format: &str| -> Vec<String> {
+        let output = vagt(&[
+            "run",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--input",
+            formats.join(file).to_str().unwrap(),
+            "--format",
+            format,
+            "--profile",
+            "passthrough",
+            "--dead-letters",
+            "/dev/null",
+        ]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let mut titles: Vec<String> = alerts(&output)
+            .iter()
+            .map(|a| a["rule"]["title"].as_str().unwrap().to_string())
+            .collect();
+        titles.sort();
+        titles
+    };
+    let beacon = "Cobalt Strike beacon seen by a network sensor";
+    let tor = "Connection to a known Tor entry node";
+    assert_eq!(run("suricata-eve.json", "suricata"), [beacon]);
+    assert_eq!(run("cef.log", "cef"), [beacon, tor]);
+    assert_eq!(run("zeek-conn.log", "zeek"), [tor]);
+    assert_eq!(run("syslog.log", "syslog"), ["SSH password failure"]);
+    assert_eq!(run("app.logfmt", "logfmt"), ["Medication dose override"]);
+    let refused = vagt(&["run", "--rules", "x", "--input", "y", "--format", "xml"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("unknown format 'xml'"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}
