@@ -19,6 +19,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde_json::Value;
 
+use crate::metrics::{free_port, scrape};
 use crate::support::{eventually, fixtures, json_lines, Vagt};
 
 /// Where `.ci/run` starts the broker.
@@ -123,7 +124,12 @@ fn produce(topic: &str, seqs: std::ops::Range<u64>) -> Vec<(i32, i64)> {
     delivered
 }
 
-fn write_config(dir: &Path, name: &str, topic: &str, group: &str) -> std::path::PathBuf {
+fn write_config(
+    dir: &Path,
+    name: &str,
+    (topic, group): (&str, &str),
+    metrics_port: u16,
+) -> std::path::PathBuf {
     let config = format!(
         r#"rules: ["{rules}"]
 catalog: "{catalog}"
@@ -139,6 +145,7 @@ inputs:
 output: "{out}"
 dead_letters: "{dead}"
 progress: never
+metrics_listen: "127.0.0.1:{metrics_port}"
 "#,
         rules = fixtures().join("rules").display(),
         catalog = fixtures().join("catalog.yaml").display(),
@@ -184,8 +191,10 @@ fn two_instances_share_partitions_and_a_stopped_one_loses_nothing() {
     let out_a = dir.path().join("a.jsonl");
     let out_b = dir.path().join("b.jsonl");
 
-    let mut a = Vagt::with_config(&write_config(dir.path(), "a", &topic, &group));
-    let mut b = Vagt::with_config(&write_config(dir.path(), "b", &topic, &group));
+    let metrics_b = free_port();
+    let group_of = (topic.as_str(), group.as_str());
+    let mut a = Vagt::with_config(&write_config(dir.path(), "a", group_of, free_port()));
+    let mut b = Vagt::with_config(&write_config(dir.path(), "b", group_of, metrics_b));
     a.wait_for("vagt: ready", Duration::from_secs(60));
     b.wait_for("vagt: ready", Duration::from_secs(60));
 
