@@ -1,16 +1,20 @@
 //! vagt connectors: where events come from and how they become Arrow.
 //!
 //! ```text
-//!  InputSource (file, .gz, stdin)
-//!      │  bytes
+//!  InputSource (file, .gz, stdin), tail,    live: syslog udp/tcp/tls,
+//!      │  bytes                               http, kafka (Payloads)
+//!      ▼                                           │
+//!  Framer: RecordSplitter (JSON objects)  ◄────────┘  (datagrams and framed
+//!          or LineSplitter (lines)  ──► DeadLetter     messages are records)
+//!      │  Record: one record's bytes, with its line and offset
 //!      ▼
-//!  RecordSplitter ──► DeadLetter (garbage, truncated, oversize)
-//!      │  Record: one object's text, with its line and offset
+//!  Ingest: RecordParser (the input's Format) ──► DeadLetter (unparsable)
+//!      │  a JSON object
 //!      ▼
 //!  BatchDecoder ──► DeadLetter (invalid JSON, invalid UTF-8, not an object)
 //!      │  RecordBatch: `_raw` + flattened, typed columns
 //!      ▼
-//!  EventBatch { batch, origins }
+//!  EventBatch { batch, origins (source, line, offset, actor) }
 //! ```
 //!
 //! The [`RecordSplitter`] finds where each JSON object starts and ends,
