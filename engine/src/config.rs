@@ -370,7 +370,9 @@ impl RunConfig {
         for input in &mut self.inputs {
             input.path.iter_mut().for_each(fix);
             input.tail.iter_mut().for_each(fix);
-            if let Some(tls) = input.syslog.as_mut().and_then(|s| s.tls.as_mut()) {
+            let syslog_tls = input.syslog.as_mut().and_then(|s| s.tls.as_mut());
+            let http_tls = input.http.as_mut().and_then(|h| h.tls.as_mut());
+            for tls in syslog_tls.into_iter().chain(http_tls) {
                 tls.resolve_relative_to(base);
             }
         }

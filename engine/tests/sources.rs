@@ -214,7 +214,16 @@ progress: never
 
 /// Sends a raw HTTP/1.1 request; returns the status code and body.
 fn post(addr: SocketAddr, token: Option<&str>, body: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
+    post_over(TcpStream::connect(addr).unwrap(), addr, token, body)
+}
+
+/// As [`post`], over `stream` (plain or TLS).
+fn post_over(
+    mut stream: impl Read + Write,
+    addr: SocketAddr,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
@@ -225,8 +234,10 @@ fn post(addr: SocketAddr, token: Option<&str>, body: &str) -> (u16, String) {
         body.len()
     )
     .unwrap();
+    stream.flush().unwrap();
     let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+    // A TLS peer may close without close_notify after `Connection: close`.
+    let _ = stream.read_to_string(&mut response);
     let status = response[9..12].parse().unwrap();
     let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
     (status, body)
@@ -243,6 +254,14 @@ fn sha256_hex(token: &str) -> String {
 fn http_ingest_stamps_the_tokens_actor_and_refuses_bad_tokens() {
     let dir = tempfile::tempdir().unwrap();
     let rules = write_rules(dir.path());
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert_pem = certified.cert.pem();
+    std::fs::write(dir.path().join("cert.pem"), &cert_pem).unwrap();
+    std::fs::write(
+        dir.path().join("key.pem"),
+        certified.signing_key.serialize_pem(),
+    )
+    .unwrap();
     let out = dir.path().join("alerts.jsonl");
     let dead = dir.path().join("dead.jsonl");
     let config = dir.path().join("vagt.yaml");
@@ -258,6 +277,10 @@ inputs:
       tokens:
         - {{actor: rnv-hospital-nord, token_sha256: "{nord}"}}
         - {{actor: kk-aarhus, token_env: VAGT_TEST_AARHUS_TOKEN}}
+  - http:
+      listen: "127.0.0.1:0"
+      tls: {{cert: cert.pem, key: key.pem}}
+      tokens: [{{actor: rnv-hospital-vest, token_sha256: "{vest}"}}]
 output: "{out}"
 dead_letters: "{dead}"
 progress: never
@@ -266,6 +289,7 @@ progress: never
             out = out.display(),
             dead = dead.display(),
             nord = sha256_hex("nord-secret"),
+            vest = sha256_hex("vest-secret"),
         ),
     )
     .unwrap();
@@ -273,7 +297,26 @@ progress: never
     child.env("VAGT_TEST_AARHUS_TOKEN", "aarhus-secret");
     let mut vagt = Vagt::start_command(child, &["--config", config.to_str().unwrap()]);
     let addr = vagt.listening("http://127.0.0.1:0");
+    let https = vagt.listening("https://127.0.0.1:0");
     vagt.wait_for("vagt: ready", WAIT);
+    let tls = |token: &str, body: &str| {
+        let connection = rustls::ClientConnection::new(
+            tls_client_config(&cert_pem),
+            "localhost".try_into().unwrap(),
+        )
+        .unwrap();
+        let stream = rustls::StreamOwned::new(connection, TcpStream::connect(https).unwrap());
+        post_over(stream, https, Some(token), body)
+    };
+    assert_eq!(
+        tls("vest-secret", "{\"msg\": \"beacon from vest\"}\n").0,
+        202
+    );
+    // Tokens belong to their listener.
+    assert_eq!(
+        tls("nord-secret", "{\"msg\": \"beacon from nord-3\"}").0,
+        401
+    );
 
     // Nord's events, one of them claiming to be Aarhus's: the token decides.
     let (status, body) = post(
@@ -305,7 +348,7 @@ progress: never
     let big = format!("{{\"msg\": \"beacon {}\"}}", "x".repeat(5000));
     assert_eq!(post(addr, Some("nord-secret"), &big).0, 413);
 
-    eventually("three alerts", WAIT, || json_lines(&out).len() >= 3);
+    eventually("four alerts", WAIT, || json_lines(&out).len() >= 4);
     std::thread::sleep(Duration::from_millis(300));
     let actor_of = |marker: &str| -> Vec<Value> {
         alerts_with(&out, "msg", marker)
@@ -316,8 +359,10 @@ progress: never
     assert_eq!(actor_of("nord-1"), ["rnv-hospital-nord"]);
     assert_eq!(actor_of("nord-2"), ["rnv-hospital-nord"]);
     assert_eq!(actor_of("aarhus"), ["kk-aarhus"]);
+    assert_eq!(actor_of("vest"), ["rnv-hospital-vest"]);
     assert!(actor_of("nobody").is_empty() && actor_of("guess").is_empty());
-    assert_eq!(json_lines(&out).len(), 3);
+    assert!(actor_of("nord-3").is_empty());
+    assert_eq!(json_lines(&out).len(), 4);
     let letters = json_lines(&dead);
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert!(

@@ -1,6 +1,6 @@
 //! HTTP bulk ingest: `POST /ingest` with the events in the body (JSON
 //! lines, or lines of the input's text format) and
-//! `Authorization: Bearer <token>`.
+//! `Authorization: Bearer <token>`, over HTTPS when `tls` is set.
 //!
 //! Every organisation has its own token; the actor stamped on the events
 //! is the one its token belongs to, whatever the events say. Tokens are
@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use super::{Body, LiveContext, LiveError, Payload};
+use super::{Body, LiveContext, LiveError, Payload, TlsConfig};
 use crate::framing::Origin;
 
 /// The HTTP ingest listener.
@@ -42,6 +42,9 @@ pub struct HttpConfig {
     /// Largest request body accepted (default 16 MiB).
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// Certificate and key: serve HTTPS.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
 }
 
 fn default_max_body() -> usize {
@@ -113,7 +116,15 @@ impl HttpConfig {
 
     /// What dead letters and metrics call this listener.
     pub fn name(&self) -> String {
-        format!("http://{}", self.listen)
+        format!("{}://{}", self.scheme(), self.listen)
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 }
 
@@ -132,7 +143,8 @@ fn parse_hex(text: &str) -> Option<[u8; 32]> {
 struct Ingest {
     digests: HashMap<[u8; 32], Arc<str>>,
     context: LiveContext,
-    listen: SocketAddr,
+    /// `http://ADDR` or `https://ADDR`.
+    name: String,
     requests: AtomicU64,
 }
 
@@ -153,22 +165,49 @@ pub async fn start(
         what: config.name(),
         message,
     })?;
+    let acceptor = match &config.tls {
+        Some(tls) => Some(tls.acceptor()?),
+        None => None,
+    };
     let listener = TcpListener::bind(config.listen).await.map_err(bind)?;
     let local = listener.local_addr().map_err(bind)?;
     let state = Arc::new(Ingest {
         digests,
         context,
-        listen: local,
+        name: format!("{}://{local}", config.scheme()),
         requests: AtomicU64::new(0),
     });
     let app = Router::new()
         .route("/ingest", post(ingest))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .with_state(state);
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let task = match acceptor {
+        None => tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        }),
+        Some(acceptor) => tokio::spawn(serve_tls(listener, acceptor, app)),
+    };
     Ok((local, task))
+}
+
+/// HTTPS: each connection's TLS handshake, then HTTP/1.1 over it.
+async fn serve_tls(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, app: Router) {
+    loop {
+        let Ok((stream, _peer)) = listener.accept().await else {
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            // A failed handshake is the client's problem: nothing was sent.
+            if let Ok(tls) = acceptor.accept(stream).await {
+                let io = hyper_util::rt::TokioIo::new(tls);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, service)
+                    .await;
+            }
+        });
+    }
 }
 
 async fn ingest(State(state): State<Arc<Ingest>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -187,7 +226,7 @@ async fn ingest(State(state): State<Arc<Ingest>>, headers: HeaderMap, body: Byte
     };
     let request = state.requests.fetch_add(1, Ordering::Relaxed) + 1;
     let bytes = body.len();
-    let source: Arc<str> = Arc::from(format!("http://{}/{actor}#{request}", state.listen).as_str());
+    let source: Arc<str> = Arc::from(format!("{}/{actor}#{request}", state.name).as_str());
     let payload = Payload {
         source,
         actor: Some(actor),
