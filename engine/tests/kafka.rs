@@ -236,6 +236,21 @@ fn two_instances_share_partitions_and_a_stopped_one_loses_nothing() {
         PARTITIONS as usize,
         "b now reads every partition"
     );
+    // b publishes its lag on every partition, and it comes down to nothing.
+    let lags = |body: &str| -> Vec<f64> {
+        body.lines()
+            .filter(|l| l.starts_with("vagt_kafka_consumer_lag{") && l.contains(&topic))
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect()
+    };
+    eventually(
+        "b's consumer lag on every partition, caught up",
+        Duration::from_secs(60),
+        || {
+            let lag = lags(&scrape(metrics_b));
+            lag.len() == PARTITIONS as usize && lag.iter().all(|&l| l == 0.0)
+        },
+    );
     let (status, stderr_b) = b.terminate();
     assert!(status.success(), "b stops cleanly:\n{stderr_b}");
     assert!(!stderr_b.contains("kafka commit"), "{stderr_b}");
