@@ -491,3 +491,111 @@ windows: {{state_file: state.json, snapshot_interval: 1s}}
         "{letters:?}"
     );
 }
+
+#[test]
+fn udp_datagrams_that_find_the_pipeline_full_are_counted_not_lost_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(dir.path());
+    // Alerts go to a FIFO nobody reads yet: the pipeline backs up to the
+    // UDP listener, which cannot wait.
+    let fifo = dir.path().join("alerts.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let metrics = crate::metrics::free_port();
+    let config = dir.path().join("vagt.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"rules: ["{rules}"]
+profile: passthrough
+inputs:
+  - syslog: {{listen: "127.0.0.1:0", protocol: udp}}
+    format: syslog
+output: "{fifo}"
+dead_letters: dead.jsonl
+decoder: {{batch_size: 1}}
+channel_capacity: 1
+metrics_listen: "127.0.0.1:{metrics}"
+progress: never
+"#,
+            rules = rules.display(),
+            fifo = fifo.display(),
+        ),
+    )
+    .unwrap();
+    let mut vagt = Vagt::with_config(&config);
+    let udp = vagt.listening("syslog+udp://127.0.0.1:0");
+    vagt.wait_for("vagt: ready", WAIT);
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sent = 10_000;
+    for n in 0..sent {
+        let message = format!("<38>Nov 23 09:10:29 pc1 sshd[1]: Failed password n={n}");
+        sender.send_to(message.as_bytes(), udp).unwrap();
+        if n % 500 == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let name =
+        "vagt_source_dropped_total{source=\"syslog+udp://127.0.0.1:0\",reason=\"queue_full\"}";
+    let mut dropped = 0.0;
+    eventually("dropped datagrams counted", WAIT, || {
+        dropped = crate::metrics::value(&crate::metrics::scrape(metrics), name).unwrap_or(0.0);
+        dropped > 0.0
+    });
+    // Now read the alerts: the pipeline drains, until every datagram is
+    // either alerted on or counted as dropped (by the queue or, as the
+    // kernel says, by the socket buffer).
+    let alerts = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = alerts.clone();
+    let reader = std::thread::spawn(move || {
+        let file = std::fs::File::open(fifo).unwrap();
+        for _ in std::io::BufRead::lines(std::io::BufReader::new(file)) {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let all_dropped = || -> f64 {
+        let body = crate::metrics::scrape(metrics);
+        ["queue_full", "socket_buffer"]
+            .iter()
+            .filter_map(|reason| {
+                crate::metrics::value(
+                    &body,
+                    &format!(
+                        "vagt_source_dropped_total{{source=\"syslog+udp://127.0.0.1:0\",reason=\"{reason}\"}}"
+                    ),
+                )
+            })
+            .sum()
+    };
+    eventually("every datagram alerted on or counted", WAIT, || {
+        alerts.load(std::sync::atomic::Ordering::Relaxed) as f64 + all_dropped() == sent as f64
+    });
+    let (status, stderr) = vagt.terminate();
+    assert!(status.success(), "{stderr}");
+    reader.join().unwrap();
+    let alerts = alerts.load(std::sync::atomic::Ordering::Relaxed);
+    let summary_dropped: u64 = stderr
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("vagt: ")?
+                .strip_suffix(" records dropped: the pipeline was full (UDP)")
+        })
+        .unwrap_or_else(|| panic!("no dropped line:\n{stderr}"))
+        .parse()
+        .unwrap();
+    assert!(
+        summary_dropped as f64 >= dropped,
+        "{summary_dropped} vs {dropped}"
+    );
+    assert!(alerts > 0);
+    // Every datagram was either alerted on or counted as dropped (by the
+    // queue or, read from the kernel, by the socket buffer).
+    assert_eq!(
+        alerts + summary_dropped,
+        sent,
+        "{alerts} + {summary_dropped}"
+    );
+}

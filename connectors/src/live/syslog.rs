@@ -4,7 +4,10 @@
 //!
 //! TCP and TLS apply backpressure: a connection is not read while the
 //! pipeline is full. UDP cannot: a datagram that finds the queue full is
-//! dropped and counted (`vagt_source_dropped_total`, and the run summary).
+//! dropped and counted, and so is one the kernel dropped because the
+//! socket's receive buffer was full (read from `/proc/net/udp` on Linux):
+//! `vagt_source_dropped_total{source, reason="queue_full"|"socket_buffer"}`
+//! and `dropped_records` in the run summary.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -98,7 +101,12 @@ pub async fn start(
         SyslogProtocol::Udp => {
             let socket = UdpSocket::bind(config.listen).await.map_err(bind)?;
             let local = socket.local_addr().map_err(bind)?;
-            Ok((local, tokio::spawn(serve_udp(socket, local, context))))
+            let watcher = tokio::spawn(watch_kernel_drops(local, context.clone()));
+            let task = tokio::spawn(async move {
+                serve_udp(socket, local, context).await;
+                watcher.abort();
+            });
+            Ok((local, task))
         }
         SyslogProtocol::Tcp | SyslogProtocol::Tls => {
             let acceptor = match &config.tls {
@@ -147,6 +155,42 @@ pub async fn start(
     }
 }
 
+/// Counts what the kernel dropped for the socket bound to `local`, every
+/// 200 ms, for as long as it runs.
+async fn watch_kernel_drops(local: SocketAddr, context: LiveContext) {
+    let mut seen = kernel_drops(local).unwrap_or(0);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+    loop {
+        tick.tick().await;
+        if let Some(now) = kernel_drops(local) {
+            if now > seen {
+                context.dropped_because("socket_buffer", now - seen);
+            }
+            seen = now;
+        }
+    }
+}
+
+/// The kernel's drop count of the UDP socket bound to `local`, where the
+/// system says it (Linux).
+fn kernel_drops(local: SocketAddr) -> Option<u64> {
+    let table = if local.is_ipv4() {
+        "/proc/net/udp"
+    } else {
+        "/proc/net/udp6"
+    };
+    let text = std::fs::read_to_string(table).ok()?;
+    let port = format!(":{:04X}", local.port());
+    text.lines().skip(1).find_map(|line| {
+        let mut columns = line.split_whitespace();
+        let address = columns.nth(1)?;
+        if !address.ends_with(&port) {
+            return None;
+        }
+        line.split_whitespace().last()?.parse().ok()
+    })
+}
+
 /// One message per datagram; a full queue drops it, counted.
 async fn serve_udp(socket: UdpSocket, local: SocketAddr, context: LiveContext) {
     let mut buf = vec![0u8; 65_536];
@@ -193,7 +237,7 @@ async fn serve_udp(socket: UdpSocket, local: SocketAddr, context: LiveContext) {
         };
         match context.payloads.try_send(payload) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => context.dropped(),
+            Err(TrySendError::Full(_)) => context.dropped_because("queue_full", 1),
             Err(TrySendError::Closed(_)) => break,
         }
     }
@@ -359,11 +403,15 @@ async fn line<R: AsyncRead + Unpin>(reader: &mut BufReader<R>, limit: usize) -> 
 }
 
 impl LiveContext {
-    /// Counts a record dropped because the queue was full.
-    fn dropped(&self) {
-        self.dropped.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("vagt_source_dropped_total", "source" => self.name.to_string())
-            .increment(1);
+    /// Counts records dropped, and why.
+    fn dropped_because(&self, reason: &'static str, count: u64) {
+        self.dropped.fetch_add(count, Ordering::Relaxed);
+        metrics::counter!(
+            "vagt_source_dropped_total",
+            "source" => self.name.to_string(),
+            "reason" => reason
+        )
+        .increment(count);
     }
 
     /// Hands on a dead letter (waiting for room).
@@ -377,5 +425,34 @@ impl LiveContext {
                 ack: None,
             })
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_kernel_drop_count_of_a_bound_socket_is_found() {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let local = socket.local_addr().unwrap();
+        assert_eq!(kernel_drops(local), Some(0));
+        drop(socket);
+        assert_eq!(kernel_drops(local), None);
+    }
+
+    #[test]
+    fn tls_and_protocol_must_agree() {
+        let mut config = SyslogConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            protocol: SyslogProtocol::Tls,
+            tls: None,
+            max_connections: 1,
+        };
+        assert!(config.validate().unwrap_err().contains("needs tls"));
+        config.protocol = SyslogProtocol::Udp;
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.name(), "syslog+udp://127.0.0.1:0");
     }
 }
