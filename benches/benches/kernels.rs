@@ -1,14 +1,17 @@
 //! Criterion benchmarks of the kernels: JSON → Arrow decoding, the
 //! multi-pattern prefilter, and rule evaluation, over the first 4,096
-//! events of the OTRF Windows sample. Each checks its result so that a
-//! fast but wrong build fails. (Window updates arrive with windowed rules.)
+//! events of the OTRF Windows sample; window updates; and each text
+//! format's parsing into Arrow, against decoding the JSON it produces.
+//! Each checks its result so that a fast but wrong build fails.
 
 use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use vagt_benches::{otrf_events, rule_subset, windows_rule_files};
-use vagt_connectors::{BatchDecoder, EventBatch, Frame, RecordSplitter};
+use vagt_connectors::{
+    BatchDecoder, DecoderConfig, EventBatch, Format, Frame, Framer, Ingest, Origin, RecordSplitter,
+};
 use vagt_rules::{load_paths, Placeholders, Profile, RuleSet, RuleSetBuilder};
 
 const EVENTS: usize = 4096;
@@ -171,9 +174,117 @@ fn windows(c: &mut Criterion) {
     g.finish();
 }
 
+/// Lines of the format samples in `fixtures/formats/` that parse, repeated
+/// to about `lines` lines (a Zeek header first).
+fn format_sample(file: &str, format: Format, lines: usize) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/formats")
+        .join(file);
+    let text = std::fs::read_to_string(&path).expect("format sample");
+    let (header, body): (Vec<&str>, Vec<&str>) = text.lines().partition(|l| l.starts_with('#'));
+    // Keep the lines that parse.
+    let good: Vec<&str> = body
+        .into_iter()
+        .filter(|line| {
+            let mut probe = header.join("\n").into_bytes();
+            probe.push(b'\n');
+            probe.extend_from_slice(line.as_bytes());
+            let (rows, dead) = ingest(&probe, format);
+            rows == 1 && dead == 0
+        })
+        .collect();
+    assert!(!good.is_empty(), "{file} has lines that parse");
+    let mut out = Vec::new();
+    for line in &header {
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+    }
+    for line in good.iter().cycle().take(lines) {
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+/// Frames, parses and decodes `bytes` of `format`; (rows, dead letters).
+fn ingest(bytes: &[u8], format: Format) -> (usize, usize) {
+    let source: Arc<str> = Arc::from("bench");
+    let mut framer = Framer::new(
+        format,
+        bytes,
+        "bench",
+        1 << 20,
+        Origin { line: 1, offset: 0 },
+    );
+    let mut ingest = Ingest::new(format, &DecoderConfig::default());
+    let (mut rows, mut dead) = (0, 0);
+    while let Ok(Some(frame)) = framer.next_frame() {
+        dead += usize::from(ingest.frame(frame, &source, None).is_some());
+        if ingest.is_full() {
+            rows += ingest.finish().map_or(0, |b| b.batch.num_rows());
+        }
+    }
+    rows += ingest.finish().map_or(0, |b| b.batch.num_rows());
+    (rows, dead)
+}
+
+/// The JSON objects a format's parser produces for `bytes`, one per line.
+fn parsed_json(bytes: &[u8], format: Format) -> Vec<u8> {
+    let source: Arc<str> = Arc::from("bench");
+    let mut framer = Framer::new(
+        format,
+        bytes,
+        "bench",
+        1 << 20,
+        Origin { line: 1, offset: 0 },
+    );
+    let mut ingest = Ingest::new(format, &DecoderConfig::default());
+    let mut out = Vec::new();
+    let mut flush = |batch: Option<EventBatch>| {
+        if let Some(raw) = batch.as_ref().and_then(EventBatch::raw) {
+            for text in raw.iter().flatten() {
+                out.extend_from_slice(text.as_bytes());
+                out.push(b'\n');
+            }
+        }
+    };
+    while let Ok(Some(frame)) = framer.next_frame() {
+        ingest.frame(frame, &source, None);
+        if ingest.is_full() {
+            flush(ingest.finish());
+        }
+    }
+    flush(ingest.finish());
+    out
+}
+
+fn formats(c: &mut Criterion) {
+    const LINES: usize = 20_000;
+    let mut g = c.benchmark_group("formats");
+    for (file, format) in [
+        ("syslog.log", Format::Syslog),
+        ("cef.log", Format::Cef),
+        ("leef.log", Format::Leef),
+        ("zeek-conn.log", Format::Zeek),
+        ("app.logfmt", Format::Logfmt),
+    ] {
+        let bytes = format_sample(file, format, LINES);
+        g.throughput(Throughput::Elements(LINES as u64));
+        g.bench_function(format!("{format}_to_arrow_20000_lines"), |b| {
+            b.iter(|| assert_eq!(ingest(black_box(&bytes), format), (LINES, 0)))
+        });
+        // The baseline: decoding the JSON the parser produced.
+        let json = parsed_json(&bytes, format);
+        g.bench_function(format!("{format}_as_json_to_arrow_20000_lines"), |b| {
+            b.iter(|| assert_eq!(ingest(black_box(&json), Format::Json), (LINES, 0)))
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(5));
-    targets = kernels, windows
+    targets = kernels, windows, formats
 }
 criterion_main!(benches);

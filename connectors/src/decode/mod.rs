@@ -26,7 +26,7 @@
 mod batch;
 mod columns;
 mod config;
-mod text;
+pub(crate) mod text;
 mod visit;
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use super::columns::Leaf;
 
 /// Appends `s` as a JSON string literal.
-pub(super) fn write_json_str(out: &mut String, s: &str) {
+pub(crate) fn write_json_str(out: &mut String, s: &str) {
     out.push('"');
     let mut start = 0;
     for (i, &b) in s.as_bytes().iter().enumerate() {
@@ -38,7 +38,7 @@ pub(super) fn write_json_str(out: &mut String, s: &str) {
 }
 
 /// Appends a float as JSON text, exactly as `serde_json` writes it.
-pub(super) fn write_float(out: &mut String, v: f64) {
+pub(crate) fn write_float(out: &mut String, v: f64) {
     match serde_json::Number::from_f64(v) {
         // Writing to a `String` cannot fail.
         Some(n) => {
@@ -50,7 +50,7 @@ pub(super) fn write_float(out: &mut String, v: f64) {
 }
 
 /// Appends an integer.
-pub(super) fn write_int(out: &mut String, v: impl itoa::Integer) {
+pub(crate) fn write_int(out: &mut String, v: impl itoa::Integer) {
     out.push_str(itoa::Buffer::new().format(v));
 }
 

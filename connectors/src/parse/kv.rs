@@ -4,7 +4,7 @@
 //! `\\` escapes; a bare key without `=` is `true`; plain integers become
 //! numbers. A line without any `key=value` pair is not logfmt.
 
-use super::object::{typed, Object};
+use super::object::Object;
 
 /// Parses one logfmt line.
 pub(super) fn parse(line: &str) -> Result<Object, String> {
@@ -24,19 +24,20 @@ pub(super) fn parse(line: &str) -> Result<Object, String> {
         match rest.strip_prefix('=') {
             Some(after) => {
                 pairs += 1;
-                let (value, remaining) = if let Some(quoted) = after.strip_prefix('"') {
+                rest = if let Some(quoted) = after.strip_prefix('"') {
                     let (value, used) = unquote(quoted).ok_or_else(|| {
                         format!("logfmt: the quoted value of '{key}' is not closed")
                     })?;
-                    (typed_quoted(value), &quoted[used..])
+                    // A quoted value stays a string, whatever it looks like.
+                    object.insert_str(key, &value);
+                    &quoted[used..]
                 } else {
                     let end = after.find(char::is_whitespace).unwrap_or(after.len());
-                    (typed(&after[..end]), &after[end..])
+                    object.insert_typed(key, &after[..end]);
+                    &after[end..]
                 };
-                object.insert(key, value);
-                rest = remaining;
             }
-            None => object.insert(key, true),
+            None => object.insert_bool(key, true),
         }
         rest = rest.trim_start();
     }
@@ -44,11 +45,6 @@ pub(super) fn parse(line: &str) -> Result<Object, String> {
         return Err("logfmt: no key=value pair in the line".into());
     }
     Ok(object)
-}
-
-/// A quoted value stays a string, whatever it looks like.
-fn typed_quoted(value: String) -> serde_json::Value {
-    serde_json::Value::from(value)
 }
 
 /// The value of a quoted string whose opening quote was consumed, and the

@@ -78,11 +78,11 @@ fn priority<'a>(line: &'a str, object: &mut Object) -> Result<&'a str, String> {
                 &body[..close]
             )
         })?;
-    object.insert("priority", value);
-    object.insert("facility", value / 8);
-    object.insert("severity", value % 8);
-    object.insert("facility_name", FACILITIES[usize::from(value / 8)]);
-    object.insert("severity_name", SEVERITIES[usize::from(value % 8)]);
+    object.insert_int("priority", i64::from(value));
+    object.insert_int("facility", i64::from(value / 8));
+    object.insert_int("severity", i64::from(value % 8));
+    object.insert_str("facility_name", FACILITIES[usize::from(value / 8)]);
+    object.insert_str("severity_name", SEVERITIES[usize::from(value % 8)]);
     Ok(&body[close + 1..])
 }
 
@@ -99,7 +99,7 @@ fn rfc5424(rest: &str, version: &str, object: &mut Object) -> Result<(), String>
             return Err(format!("syslog: RFC 5424 {name} is empty (two spaces)"));
         }
         if value != "-" {
-            object.insert(name, value);
+            object.insert_str(name, value);
         }
         rest = &rest[end + 1..];
     }
@@ -111,7 +111,7 @@ fn rfc5424(rest: &str, version: &str, object: &mut Object) -> Result<(), String>
         return Err("syslog: RFC 5424 structured data is neither '-' nor '[...]'".into());
     };
     if let Some(message) = rest.strip_prefix(' ') {
-        object.insert("message", message.trim_start_matches('\u{feff}'));
+        object.insert_str("message", message.trim_start_matches('\u{feff}'));
     } else if !rest.is_empty() {
         return Err("syslog: RFC 5424 structured data is not followed by a space".into());
     }
@@ -146,7 +146,7 @@ fn structured_data<'a>(mut rest: &'a str, object: &mut Object) -> Result<&'a str
             let (value, used) = sd_value(&param[eq + 2..]).ok_or_else(|| {
                 format!("syslog: structured data [{id}] {name}: the value's quote is not closed")
             })?;
-            params.insert(name, value);
+            params.insert_str(name, &value);
             body = &param[eq + 2 + used..];
         }
         sd.insert_object(id, params);
@@ -181,16 +181,16 @@ fn sd_value(text: &str) -> Option<(String, usize)> {
 fn rfc3164(rest: &str, object: &mut Object) {
     let (time, mut rest) = bsd_time(rest);
     if let Some(time) = time {
-        object.insert("timestamp", time);
+        object.insert_str("timestamp", &time);
         // The host name follows the time unless the next word is the tag.
         if let Some(word_end) = rest.find(' ') {
             let word = &rest[..word_end];
             if !word.ends_with(':') && !word.contains('[') {
-                object.insert("hostname", word);
+                object.insert_str("hostname", word);
                 rest = &rest[word_end + 1..];
             }
         } else if !rest.is_empty() && !rest.ends_with(':') {
-            object.insert("hostname", rest);
+            object.insert_str("hostname", rest);
             rest = "";
         }
     }
@@ -204,13 +204,13 @@ fn rfc3164(rest: &str, object: &mut Object) {
     };
     match after.strip_prefix(':') {
         Some(message) if tag_end > 0 => {
-            object.insert("app_name", &rest[..tag_end]);
+            object.insert_str("app_name", &rest[..tag_end]);
             if let Some(pid) = procid {
-                object.insert("procid", pid);
+                object.insert_str("procid", pid);
             }
-            object.insert("message", message.strip_prefix(' ').unwrap_or(message));
+            object.insert_str("message", message.strip_prefix(' ').unwrap_or(message));
         }
-        _ => object.insert("message", rest),
+        _ => object.insert_str("message", rest),
     }
 }
 

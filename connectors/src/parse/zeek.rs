@@ -10,8 +10,6 @@
 //! the empty field (`(empty)`) is an empty string or list. `\xHH` escapes
 //! are decoded.
 
-use serde_json::Value;
-
 use super::object::Object;
 
 /// What the header lines of one stream said.
@@ -89,47 +87,59 @@ impl Header {
         }
         let mut object = Object::default();
         if let Some(path) = &self.path {
-            object.insert("_path", path.as_str());
+            object.insert_str("_path", path);
         }
         for (i, (field, raw)) in self.fields.iter().zip(values).enumerate() {
             if raw == self.unset {
                 continue;
             }
             let kind = self.types.get(i).map_or("string", String::as_str);
-            object.insert(field, self.value(kind, raw, field)?);
+            self.value(&mut object, (field, kind), raw)?;
         }
         Ok(object)
     }
 
-    fn value(&self, kind: &str, raw: &str, field: &str) -> Result<Value, String> {
+    /// Writes `field` of type `kind` from its text `raw`.
+    fn value(
+        &self,
+        object: &mut Object,
+        (field, kind): (&str, &str),
+        raw: &str,
+    ) -> Result<(), String> {
         let bad = || format!("Zeek: {field} '{raw}' is not a {kind}");
         if kind.starts_with("set[") || kind.starts_with("vector[") {
             if raw == self.empty {
-                return Ok(Value::Array(Vec::new()));
+                object.insert_list(field, std::iter::empty());
+            } else {
+                let items: Vec<String> = raw
+                    .split(self.set_separator.as_str())
+                    .map(unescape)
+                    .collect();
+                object.insert_list(field, items.iter().map(String::as_str));
             }
-            let items = raw
-                .split(self.set_separator.as_str())
-                .map(|item| Value::from(unescape(item)));
-            return Ok(Value::Array(items.collect()));
+            return Ok(());
         }
         if raw == self.empty {
-            return Ok(Value::from(""));
+            object.insert_str(field, "");
+            return Ok(());
         }
-        Ok(match kind {
-            "count" | "int" | "port" => Value::from(raw.parse::<i64>().map_err(|_| bad())?),
+        match kind {
+            "count" | "int" | "port" => object.insert_int(field, raw.parse().map_err(|_| bad())?),
             "double" | "time" | "interval" => {
                 let n: f64 = raw.parse().map_err(|_| bad())?;
-                serde_json::Number::from_f64(n)
-                    .map(Value::Number)
-                    .ok_or_else(bad)?
+                if !n.is_finite() {
+                    return Err(bad());
+                }
+                object.insert_float(field, n);
             }
             "bool" => match raw {
-                "T" => Value::Bool(true),
-                "F" => Value::Bool(false),
+                "T" => object.insert_bool(field, true),
+                "F" => object.insert_bool(field, false),
                 _ => return Err(bad()),
             },
-            _ => Value::from(unescape(raw)),
-        })
+            _ => object.insert_str(field, &unescape(raw)),
+        }
+        Ok(())
     }
 }
 
