@@ -26,7 +26,7 @@ use crate::reader::ReadStats;
 /// });
 /// assert!(ingest.frame(frame("<34>Nov 23 09:10:29 pc1 sshd[7]: Failed password"), &source, Some(&actor)).is_none());
 /// let dead = ingest.frame(frame("no priority"), &source, Some(&actor)).unwrap();
-/// assert_eq!(dead.reason, "syslog: the message does not start with <PRI>");
+/// assert_eq!(dead.reason, "syslog: the message starts with neither <PRI> nor a time");
 /// let batch = ingest.finish().unwrap();
 /// assert_eq!(batch.origins[0].actor.as_deref(), Some("rnv-hospital-nord"));
 /// assert_eq!((ingest.stats.records, ingest.stats.dead_letters), (1, 1));

@@ -199,7 +199,7 @@ progress: never
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!(
         letters[0]["reason"],
-        "syslog: the message does not start with <PRI>"
+        "syslog: the message starts with neither <PRI> nor a time"
     );
     assert!(letters[0]["source"]
         .as_str()

@@ -259,9 +259,6 @@ async fn serve_stream<S: AsyncRead + Unpin>(stream: S, source: Arc<str>, context
         } else if first.is_ascii_whitespace() {
             reader.consume(1);
             origin.offset += 1;
-            if first == b'\n' {
-                origin.line += 1;
-            }
             continue;
         } else {
             line(&mut reader, limit).await
@@ -312,40 +309,51 @@ enum Framed {
     End,
 }
 
-/// `LEN SP MSG`; returns the bytes consumed.
+/// `LEN SP MSG` (LEN 1 to 10 digits) when the stream continues so, one
+/// line otherwise; returns the bytes consumed.
 async fn octet_counted<R: AsyncRead + Unpin>(
     reader: &mut BufReader<R>,
     limit: usize,
 ) -> (Framed, usize) {
-    let mut digits = Vec::new();
-    if reader.read_until(b' ', &mut digits).await.is_err() || digits.last() != Some(&b' ') {
-        return (Framed::End, digits.len());
-    }
-    let used = digits.len();
-    let Some(len) = std::str::from_utf8(&digits[..used - 1])
-        .ok()
-        .and_then(|d| d.parse::<usize>().ok())
-        .filter(|_| used <= 11)
-    else {
-        // Not a length after all: the rest of the line is the message.
-        let (framed, rest) = line(reader, limit).await;
-        return match framed {
-            Framed::Message(mut m) => {
-                digits.append(&mut m);
-                (Framed::Message(digits), used + rest)
-            }
-            other => (other, used + rest),
+    let mut digits = Vec::with_capacity(10);
+    let len = loop {
+        let next = match reader.fill_buf().await {
+            Ok([]) | Err(_) => return (Framed::End, digits.len()),
+            Ok(buffered) => buffered[0],
         };
+        if next.is_ascii_digit() && digits.len() < 10 {
+            digits.push(next);
+            reader.consume(1);
+            continue;
+        }
+        let len = (next == b' ')
+            .then(|| std::str::from_utf8(&digits).ok()?.parse::<usize>().ok())
+            .flatten();
+        match len {
+            Some(len) => {
+                reader.consume(1);
+                break len;
+            }
+            None => {
+                // Not a length: the digits start a line.
+                let (framed, rest) = line(reader, limit.saturating_sub(digits.len())).await;
+                let framed = match framed {
+                    Framed::Message(m) => Framed::Message([digits.as_slice(), &m].concat()),
+                    Framed::Bad(reason, m) => Framed::Bad(reason, [digits.as_slice(), &m].concat()),
+                    Framed::End => Framed::End,
+                };
+                return (framed, digits.len() + rest);
+            }
+        }
     };
+    let used = digits.len() + 1;
     if len > limit {
         let mut sample = vec![0; 160.min(len)];
         let read = reader.read_exact(&mut sample).await;
-        let skipped = tokio::io::copy(
-            &mut (&mut *reader).take((len - sample.len()) as u64),
-            &mut tokio::io::sink(),
-        )
-        .await;
-        if read.is_err() || skipped.is_err() {
+        let rest = (len - sample.len()) as u64;
+        let skipped =
+            tokio::io::copy(&mut (&mut *reader).take(rest), &mut tokio::io::sink()).await;
+        if read.is_err() || skipped.map_or(true, |n| n < rest) {
             return (Framed::End, used);
         }
         return (

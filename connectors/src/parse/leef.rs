@@ -25,12 +25,13 @@ pub(super) fn parse(line: &str) -> Result<Object, String> {
         .map_err(|found| format!("LEEF: the header has {found} of its 5 '|'-separated fields"))?;
     let (delimiter, attributes) = match fields[0].as_str() {
         "1.0" | "1" => ('\t', rest),
-        "2.0" | "2" => {
-            let (spec, attributes) = rest
-                .split_once('|')
-                .ok_or("LEEF: a 2.0 header has no delimiter field")?;
-            (delimiter(spec)?, attributes)
-        }
+        // The delimiter field is optional (tab when absent).
+        "2.0" | "2" => match rest.split_once('|') {
+            Some((spec, attributes)) if spec.len() <= 4 && !spec.contains('=') => {
+                (delimiter(spec)?, attributes)
+            }
+            _ => ('\t', rest),
+        },
         other => {
             return Err(format!(
                 "LEEF: unknown version '{other}' (1.0 and 2.0 are read)"

@@ -3,6 +3,9 @@
 //! (`<34>Nov 23 09:10:29 host sshd[42]: message`), told apart by the
 //! version number after the priority.
 //!
+//! Lines without `<PRI>` that start with a time are read as RFC 3164 (the
+//! files syslog daemons write); they have no priority columns.
+//!
 //! Both give the same columns: `priority`, `facility`, `severity` (numbers)
 //! and `facility_name`, `severity_name`, `timestamp`, `hostname`,
 //! `app_name`, `procid`, `message`; RFC 5424 adds `version`, `msgid` and
@@ -46,9 +49,18 @@ const SEVERITIES: [&str; 8] = [
     "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
 ];
 
-/// Parses one syslog message.
+/// Parses one syslog message. A message without `<PRI>` is read as the
+/// BSD format when it starts with a time, as syslog daemons write their
+/// files (`Nov 23 09:10:29 host sshd[42]: ...`).
 pub(super) fn parse(line: &str) -> Result<Object, String> {
     let mut object = Object::default();
+    if !line.starts_with('<') {
+        if bsd_time(line).0.is_none() {
+            return Err(NO_PRI.into());
+        }
+        rfc3164(line, &mut object);
+        return Ok(object);
+    }
     let rest = priority(line, &mut object)?;
     let version_len = rest.bytes().take_while(u8::is_ascii_digit).count();
     if (1..=2).contains(&version_len) && rest[version_len..].starts_with(' ') {
@@ -59,11 +71,11 @@ pub(super) fn parse(line: &str) -> Result<Object, String> {
     Ok(object)
 }
 
+const NO_PRI: &str = "syslog: the message starts with neither <PRI> nor a time";
+
 /// Reads `<PRI>` into the object; returns what follows.
 fn priority<'a>(line: &'a str, object: &mut Object) -> Result<&'a str, String> {
-    let body = line
-        .strip_prefix('<')
-        .ok_or("syslog: the message does not start with <PRI>")?;
+    let body = line.strip_prefix('<').ok_or(NO_PRI)?;
     let close = body
         .find('>')
         .filter(|&i| (1..=3).contains(&i))
@@ -139,9 +151,12 @@ fn structured_data<'a>(mut rest: &'a str, object: &mut Object) -> Result<&'a str
             let param = body.strip_prefix(' ').ok_or_else(|| {
                 format!("syslog: structured data [{id}]: expected a space or ']'")
             })?;
-            let eq = param.find("=\"").ok_or_else(|| {
-                format!("syslog: structured data [{id}]: a parameter without =\"value\"")
-            })?;
+            let eq = param
+                .find(['=', ' ', ']'])
+                .filter(|&eq| eq > 0 && param[eq..].starts_with("=\""))
+                .ok_or_else(|| {
+                    format!("syslog: structured data [{id}]: a parameter is not NAME=\"VALUE\"")
+                })?;
             let name = &param[..eq];
             let (value, used) = sd_value(&param[eq + 2..]).ok_or_else(|| {
                 format!("syslog: structured data [{id}] {name}: the value's quote is not closed")

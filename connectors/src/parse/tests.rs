@@ -81,17 +81,25 @@ fn rfc3164_with_and_without_host_and_pid() {
     assert_eq!(v["app_name"], "su");
     let v = parse(Format::Syslog, "<13>just a message").unwrap();
     assert_eq!(v["message"], "just a message");
+    // As syslog daemons write files: no priority.
+    let v = parse(Format::Syslog, "Nov 23 09:10:29 dc01 sshd[7]: Accepted publickey").unwrap();
+    assert_eq!((v["hostname"].clone(), v["procid"].clone()), (json!("dc01"), json!("7")));
+    assert!(v.get("priority").is_none());
+    let v = parse(Format::Syslog, "2026-11-23T09:10:29+01:00 dc01 su: opened").unwrap();
+    assert_eq!(v["timestamp"], "2026-11-23T09:10:29+01:00");
+    assert_eq!(v["app_name"], "su");
 }
 
 #[test]
 fn malformed_syslog_says_why() {
     for (line, reason) in [
-        ("no pri", "does not start with <PRI>"),
+        ("no pri", "neither <PRI> nor a time"),
         ("<999>1 - - - - - -", "priority '999'"),
         ("<13", "not closed"),
         ("<13>1 2026-11-23T09:10:29Z host", "header ends"),
         ("<13>1 - - - - - [a x=\"1]", "not closed"),
         ("<13>1 - - - - - junk", "neither '-' nor"),
+        ("<13>1 - - - - - [id a b=\"1\"]", "not NAME=\"VALUE\""),
     ] {
         let e = parse(Format::Syslog, line).unwrap_err();
         assert!(e.contains(reason), "{line}: {e}");
@@ -113,6 +121,8 @@ fn cef_header_escapes_and_extension_values_with_spaces() {
     assert_eq!(v["msg"], "call home a=b");
     assert_eq!(v["suser"], "RNV\\anna");
     assert_eq!(v["syslog"]["hostname"], "fw01");
+    let v = parse(Format::Cef, "Nov 23 09:10:29 fw02 CEF:0|V|P|1|7|N|3|src=10.0.0.1").unwrap();
+    assert_eq!(v["syslog"]["hostname"], "fw02");
     let e = parse(Format::Cef, "CEF:0|only|three").unwrap_err();
     assert!(e.contains("2 of its 7"), "{e}");
     let e = parse(Format::Cef, "no cef here").unwrap_err();
@@ -138,6 +148,8 @@ fn leef_1_and_2_with_their_delimiters() {
     assert_eq!(v["proto"], 6);
     let v = parse(Format::Leef, "LEEF:2.0|V|P|1|7|x09|a=1\tb=2").unwrap();
     assert_eq!(v["b"], 2);
+    let v = parse(Format::Leef, "LEEF:2.0|V|P|1|7|a=1\tb=3").unwrap();
+    assert_eq!(v["b"], 3, "no delimiter field: tab");
     let e = parse(Format::Leef, "LEEF:3.0|V|P|1|7|a=1").unwrap_err();
     assert!(e.contains("unknown version"), "{e}");
     let e = parse(Format::Leef, "LEEF:1.0|V|P|1|7|novalue").unwrap_err();
