@@ -27,6 +27,7 @@
 //!   max_values_per_key: 10000     # distinct values remembered per group
 //!   max_evidence: 10              # contributing events kept per group / alert
 //!   max_pending: 100000           # events waiting for the watermark
+//!   max_ahead: 1h                 # event times further ahead of the clock are refused
 //!   state_file: state/vagt.json   # snapshot of window state and input positions
 //!   snapshot_interval: 10s        # how often it is written while running
 //! ```
@@ -181,6 +182,11 @@ pub struct WindowsConfig {
     /// Events waiting for the watermark.
     #[serde(default = "default_max_pending")]
     pub max_pending: usize,
+    /// How far ahead of the clock an event's time may be (`1h`); later
+    /// ones are dead letters, so that one sender's clock cannot move
+    /// everyone's watermark.
+    #[serde(default = "default_max_ahead")]
+    pub max_ahead: String,
     /// Window state and input positions are saved here (and restored at
     /// start).
     #[serde(default)]
@@ -198,6 +204,7 @@ impl Default for WindowsConfig {
             max_values_per_key: default_max_values(),
             max_evidence: default_max_evidence(),
             max_pending: default_max_pending(),
+            max_ahead: default_max_ahead(),
             state_file: None,
             snapshot_interval: default_snapshot_interval(),
         }
@@ -218,6 +225,9 @@ fn default_max_evidence() -> usize {
 }
 fn default_max_pending() -> usize {
     100_000
+}
+fn default_max_ahead() -> String {
+    "1h".into()
 }
 fn default_snapshot_interval() -> String {
     "10s".into()
@@ -255,6 +265,12 @@ impl WindowsConfig {
             max_evidence: self.max_evidence,
             max_pending: self.max_pending,
         })
+    }
+
+    /// How far ahead of the clock an event time may be, in ms.
+    pub fn max_ahead(&self) -> Result<i64, ConfigError> {
+        parse_duration(&self.max_ahead)
+            .map_err(|e| ConfigError::Invalid(format!("windows.max_ahead: {e}")))
     }
 
     /// How often to save state.
@@ -423,6 +439,7 @@ impl RunConfig {
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("decoder: {e}")))?;
         self.windows.limits()?;
+        self.windows.max_ahead()?;
         self.windows.snapshot_interval()?;
         Ok(())
     }

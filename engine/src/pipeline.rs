@@ -248,6 +248,7 @@ pub async fn run(
         .collect();
     let limits = config.windows.limits()?;
     let snapshot_interval = config.windows.snapshot_interval()?;
+    let max_ahead = config.windows.max_ahead()?;
     let state_file = config.windows.state_file.clone();
     // A state file keeps input positions even without windowed rules.
     let timestamps: Vec<TimestampSpec> = config
@@ -267,6 +268,7 @@ pub async fn run(
             names.clone(),
             config.inputs.iter().map(|i| i.actor.clone()).collect(),
         )
+        .with_max_ahead(max_ahead)
     });
     if let (Some(stage), Some(path)) = (windows.as_mut(), state_file.as_deref()) {
         if let Some(report) = stage.restore(path, &sizes)? {
@@ -718,8 +720,13 @@ fn build_alerts(
         let event = RawValue::from_string(compact_json(text).into_owned())
             .or_else(|_| serde_json::value::to_raw_value(text))
             .ok();
+        // The same event text from two organisations is two detections.
+        let id = match origin.actor.as_deref() {
+            Some(actor) => alert_id(&format!("{}|{actor}", rule.id), text),
+            None => alert_id(&rule.id, text),
+        };
         alerts.push(Alert {
-            id: alert_id(&rule.id, text),
+            id,
             severity: severity(info.meta.level, &impact),
             actor: origin
                 .actor

@@ -44,6 +44,9 @@ pub struct InputPosition {
     pub line: u64,
 }
 
+/// Default of `windows.max_ahead`: one hour.
+pub const DEFAULT_MAX_AHEAD: Millis = 3_600_000;
+
 /// The state file: input positions and window state, written together so
 /// that they always agree.
 #[derive(Debug, Serialize, Deserialize)]
@@ -87,12 +90,21 @@ pub struct WindowStage {
     input_names: Vec<String>,
     input_actors: Vec<Option<String>>,
     lateness: Millis,
+    /// How far ahead of the clock an event time may be.
+    max_ahead: Millis,
     positions: BTreeMap<String, InputPosition>,
     resume: Vec<Option<u64>>,
     late_events: u64,
 }
 
 impl WindowStage {
+    /// Events whose time is more than `max_ahead` ms ahead of the clock are
+    /// not applied to windowed rules.
+    pub fn with_max_ahead(mut self, max_ahead: Millis) -> Self {
+        self.max_ahead = max_ahead;
+        self
+    }
+
     /// A stage for `plan`, reading the event time of input `i` with
     /// `timestamps[i]`.
     pub fn new(
@@ -121,6 +133,7 @@ impl WindowStage {
             input_names,
             input_actors,
             lateness: limits.allowed_lateness,
+            max_ahead: DEFAULT_MAX_AHEAD,
             positions: BTreeMap::new(),
             resume,
             late_events: 0,
@@ -273,6 +286,7 @@ impl WindowStage {
         let mut rows: Vec<usize> = feeding.iter().map(|m| m.row).collect();
         rows.dedup();
         let times = self.timestamps[input].read(&batch.batch, &rows);
+        let now = chrono::Utc::now().timestamp_millis();
         let raw = batch.raw();
         let mut matched = feeding.iter().peekable();
         for (row, time) in rows.into_iter().zip(times) {
@@ -292,6 +306,16 @@ impl WindowStage {
                 .map(|m| m.rule)
                 .collect();
             let time = match time {
+                Ok(t) if t > now + self.max_ahead => {
+                    // One sender's clock must not move everyone's watermark.
+                    dead.push(letter(format!(
+                        "event time {} is more than {} s ahead of the clock ({}); not applied to windowed rules",
+                        format_millis(t),
+                        self.max_ahead / 1000,
+                        format_millis(now)
+                    )));
+                    continue;
+                }
                 Ok(t) => t,
                 Err(e) => {
                     dead.push(letter(format!("{e}; not applied to windowed rules")));
@@ -318,18 +342,23 @@ impl WindowStage {
                         .or_else(|| self.input_actors[input].clone()),
                 };
                 for feed in plan.base_feeds(rule) {
-                    let read = |sources: &[vagt_rules::window::FieldSource]| {
-                        sources
-                            .iter()
-                            .map(|s| read_field(&batch.batch, s, row))
-                            .collect()
-                    };
+                    let read =
+                        |sources: &[vagt_rules::window::FieldSource]| -> Vec<Option<String>> {
+                            sources
+                                .iter()
+                                .map(|s| read_field(&batch.batch, s, row))
+                                .collect()
+                        };
+                    // Organisations never share a window: their addresses
+                    // and host names may well overlap.
+                    let mut group = read(&feed.group);
+                    group.push(evidence.actor.clone());
                     let observation = Observation {
                         time,
                         tie,
                         window: feed.window,
                         slot: feed.slot,
-                        group: read(&feed.group),
+                        group,
                         values: read(&feed.values),
                         evidence: vec![evidence.clone()],
                     };
@@ -411,13 +440,15 @@ impl WindowStage {
                 )
             })
             .collect();
+        let last = fired.evidence.last();
+        let actor = last.and_then(|e| e.actor.as_deref());
         let identity = format!(
-            "{}|{}|{}",
+            "{}|{}|{}{}",
             serde_json::Value::Object(group.clone()),
             fired.first,
-            fired.last
+            fired.last,
+            actor.map(|a| format!("|{a}")).unwrap_or_default()
         );
-        let last = fired.evidence.last();
         let events: Vec<EvidenceEvent> = fired
             .evidence
             .iter()

@@ -757,3 +757,110 @@ fn a_windowed_alert_is_not_held_back_by_a_quiet_input() {
     drop(stdin);
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn organisations_never_share_a_window_or_an_alert_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("rules.yml"),
+        r#"title: Failed logon
+id: 3d0f7c1e-2a4b-4c6d-8e9f-0a1b2c3d4e01
+name: failed_logon
+logsource: {product: windows, service: security}
+detection:
+  selection: {EventID: 4625}
+  condition: selection
+level: low
+---
+title: Failed logons from one address
+id: 3d0f7c1e-2a4b-4c6d-8e9f-0a1b2c3d4e02
+correlation:
+  type: event_count
+  rules: [failed_logon]
+  group-by: [IpAddress]
+  timespan: 10m
+  condition: {gte: 4}
+  generate: true
+level: high
+"#,
+    )
+    .unwrap();
+    let event = |second: u32| {
+        format!(
+            r#"{{"@timestamp": "2026-03-02T10:00:{second:02}.000Z", "Channel": "Security", "EventID": 4625, "IpAddress": "10.0.0.5", "TargetUserName": "adm"}}"#
+        )
+    };
+    // Three failed logons each, from the same (private) address.
+    let a = dir.path().join("a.jsonl");
+    let b = dir.path().join("b.jsonl");
+    std::fs::write(&a, [event(1), event(2), event(3)].join("\n")).unwrap();
+    std::fs::write(
+        &b,
+        [event(1), event(2), event(3), r#"{"@timestamp": "2999-01-01T00:00:00Z", "Channel": "Security", "EventID": 4625, "IpAddress": "10.0.0.5"}"#.to_string()].join("\n"),
+    )
+    .unwrap();
+    let out = dir.path().join("alerts.jsonl");
+    let dead = dir.path().join("dead.jsonl");
+    let config = dir.path().join("vagt.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "rules: [rules]\ninputs:\n  - {{path: a.jsonl, actor: kk-aarhus}}\n  - {{path: b.jsonl, actor: rnv-hospital-nord}}\noutput: {}\ndead_letters: {}\nprogress: never\n",
+            out.display(),
+            dead.display()
+        ),
+    )
+    .unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_vagt"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let alerts = crate::support::json_lines(&out);
+    // Seven failed logons from 10.0.0.5, but no organisation had four.
+    assert!(
+        alerts.iter().all(|a| a["rule"]["title"] == "Failed logon"),
+        "{alerts:?}"
+    );
+    assert_eq!(alerts.len(), 7);
+    // The same event text from two organisations: two ids.
+    let ids: std::collections::BTreeSet<&str> =
+        alerts.iter().map(|a| a["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 7, "{ids:?}");
+    // The event from the far future does not move anyone's watermark.
+    let letters = crate::support::json_lines(&dead);
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert!(
+        letters[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("ahead of the clock"),
+        "{letters:?}"
+    );
+
+    // One more for Aarhus: its fourth, and only its events as evidence.
+    std::fs::write(&a, [event(1), event(2), event(3), event(4)].join("\n")).unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_vagt"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(run.status.success());
+    let alerts = crate::support::json_lines(&out);
+    let window: Vec<&Value> = alerts
+        .iter()
+        .filter(|a| a["rule"]["title"] == "Failed logons from one address")
+        .collect();
+    assert_eq!(window.len(), 1, "{alerts:?}");
+    assert_eq!(window[0]["actor"], "kk-aarhus");
+    assert_eq!(window[0]["count"], 4);
+    assert_eq!(
+        window[0]["group"],
+        serde_json::json!({"IpAddress": "10.0.0.5"})
+    );
+}

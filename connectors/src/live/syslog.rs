@@ -351,8 +351,7 @@ async fn octet_counted<R: AsyncRead + Unpin>(
         let mut sample = vec![0; 160.min(len)];
         let read = reader.read_exact(&mut sample).await;
         let rest = (len - sample.len()) as u64;
-        let skipped =
-            tokio::io::copy(&mut (&mut *reader).take(rest), &mut tokio::io::sink()).await;
+        let skipped = tokio::io::copy(&mut (&mut *reader).take(rest), &mut tokio::io::sink()).await;
         if read.is_err() || skipped.map_or(true, |n| n < rest) {
             return (Framed::End, used);
         }

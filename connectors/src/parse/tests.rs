@@ -82,8 +82,15 @@ fn rfc3164_with_and_without_host_and_pid() {
     let v = parse(Format::Syslog, "<13>just a message").unwrap();
     assert_eq!(v["message"], "just a message");
     // As syslog daemons write files: no priority.
-    let v = parse(Format::Syslog, "Nov 23 09:10:29 dc01 sshd[7]: Accepted publickey").unwrap();
-    assert_eq!((v["hostname"].clone(), v["procid"].clone()), (json!("dc01"), json!("7")));
+    let v = parse(
+        Format::Syslog,
+        "Nov 23 09:10:29 dc01 sshd[7]: Accepted publickey",
+    )
+    .unwrap();
+    assert_eq!(
+        (v["hostname"].clone(), v["procid"].clone()),
+        (json!("dc01"), json!("7"))
+    );
     assert!(v.get("priority").is_none());
     let v = parse(Format::Syslog, "2026-11-23T09:10:29+01:00 dc01 su: opened").unwrap();
     assert_eq!(v["timestamp"], "2026-11-23T09:10:29+01:00");
@@ -121,7 +128,11 @@ fn cef_header_escapes_and_extension_values_with_spaces() {
     assert_eq!(v["msg"], "call home a=b");
     assert_eq!(v["suser"], "RNV\\anna");
     assert_eq!(v["syslog"]["hostname"], "fw01");
-    let v = parse(Format::Cef, "Nov 23 09:10:29 fw02 CEF:0|V|P|1|7|N|3|src=10.0.0.1").unwrap();
+    let v = parse(
+        Format::Cef,
+        "Nov 23 09:10:29 fw02 CEF:0|V|P|1|7|N|3|src=10.0.0.1",
+    )
+    .unwrap();
     assert_eq!(v["syslog"]["hostname"], "fw02");
     let e = parse(Format::Cef, "CEF:0|only|three").unwrap_err();
     assert!(e.contains("2 of its 7"), "{e}");

@@ -74,7 +74,8 @@ pub struct Observation<E> {
     pub window: usize,
     /// Which of its referenced rules matched.
     pub slot: usize,
-    /// Group-by values.
+    /// Group-by values, in the rule's `group-by` order; values after them
+    /// (e.g. the organisation) keep groups apart without being shown.
     pub group: GroupKey,
     /// Value-field values.
     pub values: Vec<Option<String>>,
@@ -852,12 +853,16 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
                     })
                     .collect()
             };
+            // Key parts beyond the group-by fields (the organisation the
+            // events came from) carry over to the chained rule.
+            let mut group = pick(&feed.group);
+            group.extend(key.iter().skip(planned.rule.group_by.len()).cloned());
             let obs = Observation {
                 time: fire.decided_at,
                 tie: 0,
                 window: feed.window,
                 slot: feed.slot,
-                group: pick(&feed.group),
+                group,
                 values: pick(&feed.values),
                 evidence: alert.evidence.clone(),
             };
