@@ -373,6 +373,11 @@ pub async fn run(
         let dead_tx = dead_tx.clone();
         let stop = stop.clone();
         let saving = state_file.is_some();
+        let summary_windowed = summary.windowed_rules;
+        // With windowed rules and a state file, an event is safe only once
+        // the window state holding it is saved: acknowledgements wait for
+        // the next snapshot.
+        let hold_acks = saving && summary_windowed > 0;
         tokio::task::spawn_blocking(move || {
             let fields = FieldCandidates::new(&catalog, &profile);
             let metrics = DetectionMetrics::new(&set);
@@ -380,6 +385,7 @@ pub async fn run(
             let mut outcome = DetectOutcome::default();
             let mut saved = Instant::now();
             let mut last_batch = Instant::now();
+            let mut held: Vec<Ack> = Vec::new();
             while let Some(work) = batch_rx.blocking_recv() {
                 let (input, batch, acks) = match work {
                     Work::Batch(InputBatch {
@@ -390,7 +396,7 @@ pub async fn run(
                     Work::Batch(InputBatch {
                         events: None, acks, ..
                     }) => {
-                        if alert_tx.blocking_send(SinkItem::Acks(acks)).is_err() {
+                        if !acknowledge(&alert_tx, &mut held, acks, hold_acks) {
                             break;
                         }
                         continue;
@@ -421,9 +427,7 @@ pub async fn run(
                     Some(w) => match w.skip_processed(input, batch) {
                         Some(batch) => batch,
                         None => {
-                            if !acks.is_empty()
-                                && alert_tx.blocking_send(SinkItem::Acks(acks)).is_err()
-                            {
+                            if !acknowledge(&alert_tx, &mut held, acks, hold_acks) {
                                 break;
                             }
                             continue;
@@ -473,12 +477,13 @@ pub async fn run(
                     break;
                 }
                 // After the batch's alerts, so that they run once those are out.
-                if !acks.is_empty() && alert_tx.blocking_send(SinkItem::Acks(acks)).is_err() {
+                if !acknowledge(&alert_tx, &mut held, acks, hold_acks) {
                     break;
                 }
                 if let Some(w) = windows.as_ref().filter(|_| saving) {
                     if saved.elapsed() >= snapshot_interval {
                         let _ = alert_tx.blocking_send(SinkItem::State(w.snapshot()));
+                        let _ = alert_tx.blocking_send(SinkItem::Acks(std::mem::take(&mut held)));
                         saved = Instant::now();
                     }
                 }
@@ -497,6 +502,7 @@ pub async fn run(
                 telemetry::windows(w);
                 if saving {
                     let _ = alert_tx.blocking_send(SinkItem::State(w.snapshot()));
+                    let _ = alert_tx.blocking_send(SinkItem::Acks(std::mem::take(&mut held)));
                 }
                 outcome.late_events = w.late_events();
                 outcome.state_saved = saving;
@@ -669,6 +675,22 @@ struct DetectOutcome {
     state_saved: bool,
     late_events: u64,
     evicted_keys: u64,
+}
+
+/// Hands acknowledgements to the alert sink, after the alerts before
+/// them, or holds them for the next state snapshot; false if the sink is
+/// gone.
+fn acknowledge(
+    alert_tx: &mpsc::Sender<SinkItem>,
+    held: &mut Vec<Ack>,
+    acks: Vec<Ack>,
+    hold: bool,
+) -> bool {
+    if hold {
+        held.extend(acks);
+        return true;
+    }
+    acks.is_empty() || alert_tx.blocking_send(SinkItem::Acks(acks)).is_ok()
 }
 
 fn now_rfc3339() -> String {

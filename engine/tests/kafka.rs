@@ -291,3 +291,122 @@ fn two_instances_share_partitions_and_a_stopped_one_loses_nothing() {
     assert!(json_lines(&dir.path().join("a-dead.jsonl")).is_empty());
     assert!(json_lines(&dir.path().join("b-dead.jsonl")).is_empty());
 }
+
+/// The committed offset of each partition of `topic` for `group`.
+fn committed(topic: &str, group: &str, partitions: i32) -> Vec<Offset> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", BROKER)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    (0..partitions)
+        .map(|p| committed.find_partition(topic, p).unwrap().offset())
+        .collect()
+}
+
+#[test]
+fn with_windowed_rules_offsets_wait_for_the_saved_window_state() {
+    require_broker();
+    let dir = tempfile::tempdir().unwrap();
+    let unique = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let topic = format!("vagt-logons-{unique}");
+    let group = format!("vagt-w-{unique}");
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", BROKER)
+        .create()
+        .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for result in runtime
+        .block_on(admin.create_topics(
+            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        ))
+        .unwrap()
+    {
+        result.unwrap();
+    }
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        r#"title: Failed logon
+id: 5a0f7c1e-2a4b-4c6d-8e9f-0a1b2c3d4e01
+name: failed_logon
+logsource: {product: windows, service: security}
+detection:
+  selection: {EventID: 4625}
+  condition: selection
+level: low
+---
+title: Failed logons from one address
+id: 5a0f7c1e-2a4b-4c6d-8e9f-0a1b2c3d4e02
+correlation:
+  type: event_count
+  rules: [failed_logon]
+  group-by: [IpAddress]
+  timespan: 10m
+  condition: {gte: 3}
+level: high
+"#,
+    )
+    .unwrap();
+    let config = dir.path().join("vagt.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"rules: [rules.yml]
+inputs:
+  - kafka: {{brokers: "{BROKER}", topics: ["{topic}"], group_id: "{group}", commit_interval_ms: 100}}
+output: alerts.jsonl
+progress: never
+windows: {{allowed_lateness: 0s, state_file: state.json, snapshot_interval: 1h}}
+"#
+        ),
+    )
+    .unwrap();
+    let mut vagt = Vagt::with_config(&config);
+    vagt.wait_for("vagt: ready", Duration::from_secs(60));
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", BROKER)
+        .create()
+        .unwrap();
+    for second in 1..=3 {
+        let event = format!(
+            r#"{{"@timestamp": "2026-03-02T10:00:0{second}.000Z", "Channel": "Security", "EventID": 4625, "IpAddress": "10.0.0.9"}}"#
+        );
+        producer
+            .send(BaseRecord::<(), _>::to(&topic).payload(&event))
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let alerts = dir.path().join("alerts.jsonl");
+    eventually("the windowed alert", Duration::from_secs(60), || {
+        !json_lines(&alerts).is_empty()
+    });
+    // Well past the commit interval: nothing is committed while the window
+    // state holding these events is not saved.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !matches!(committed(&topic, &group, 1)[0], Offset::Offset(n) if n > 0),
+        "committed before the window state was saved"
+    );
+    let (status, stderr) = vagt.terminate();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("window state and input positions saved"),
+        "{stderr}"
+    );
+    assert_eq!(committed(&topic, &group, 1), [Offset::Offset(3)]);
+}
