@@ -28,6 +28,10 @@ use crate::telemetry::SourceMetrics;
 /// Payloads queued between a live source and its decoder.
 const PAYLOAD_QUEUE: usize = 4096;
 
+/// Bytes of HTTP bodies queued at most (as whole bodies of the largest
+/// size allowed).
+const HTTP_QUEUE_BYTES: usize = 64 * 1024 * 1024;
+
 /// A batch of one input, with what to acknowledge once its alerts are out.
 pub(crate) struct InputBatch {
     pub input: usize,
@@ -53,7 +57,6 @@ pub(crate) struct KafkaInput {
 }
 
 /// The running inputs.
-#[derive(Default)]
 pub(crate) struct Started {
     /// One per input; finite inputs end by themselves, live ones when
     /// stopped.
@@ -67,6 +70,28 @@ pub(crate) struct Started {
     pub dropped: Arc<AtomicU64>,
     /// Whether any input runs until stopped.
     pub live: bool,
+    /// Tells the listeners and consumers that the run stops.
+    pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Closed once every input that can be drained (listeners, Kafka,
+    /// tails) has handed on all it took in after the stop.
+    pub drained: Option<mpsc::Receiver<()>>,
+}
+
+impl Started {
+    /// Stops the inputs that run until stopped and waits, at most
+    /// `patience`, until what they took in has been handed on.
+    pub(crate) async fn drain(
+        stop: &AtomicBool,
+        stopping: &tokio::sync::watch::Sender<bool>,
+        drained: Option<mpsc::Receiver<()>>,
+        patience: std::time::Duration,
+    ) {
+        stop.store(true, Ordering::SeqCst);
+        let _ = stopping.send(true);
+        if let Some(mut drained) = drained {
+            let _ = tokio::time::timeout(patience, drained.recv()).await;
+        }
+    }
 }
 
 /// Starts every input of `config`; `resume` is where each input stopped in
@@ -78,7 +103,18 @@ pub(crate) async fn start<W: Send + 'static>(
     wrap: fn(InputBatch) -> W,
     listening: &dyn Fn(&str, SocketAddr),
 ) -> Result<Started, LiveError> {
-    let mut started = Started::default();
+    let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
+    let (done, drained) = mpsc::channel::<()>(1);
+    // Only the clones held by drainable inputs keep `drained` open.
+    let mut started = Started {
+        readers: Vec::new(),
+        servers: Vec::new(),
+        kafka: Vec::new(),
+        dropped: Arc::default(),
+        live: false,
+        stopping: Arc::new(stopping),
+        drained: Some(drained),
+    };
     for (index, input) in config.inputs.iter().enumerate() {
         let options = ReadOptions {
             decoder: config.decoder.clone(),
@@ -137,7 +173,9 @@ pub(crate) async fn start<W: Send + 'static>(
                 let start = resume[index];
                 let stop = outputs.stop.clone();
                 let bytes = outputs.bytes.clone();
+                let done = done.clone();
                 tokio::task::spawn_blocking(move || {
+                    let _done = done;
                     let send = send;
                     tail_events(
                         &path,
@@ -153,13 +191,22 @@ pub(crate) async fn start<W: Send + 'static>(
             }
             InputKind::Syslog(_) | InputKind::Http(_) | InputKind::Kafka(_) => {
                 started.live = true;
-                let (tx, rx) = mpsc::channel::<Payload>(PAYLOAD_QUEUE);
+                // Bodies are up to `max_body_bytes` each: bound the queue
+                // by bytes too.
+                let queue = match kind {
+                    InputKind::Http(http) => {
+                        (HTTP_QUEUE_BYTES / http.max_body_bytes.max(1)).clamp(1, PAYLOAD_QUEUE)
+                    }
+                    _ => PAYLOAD_QUEUE,
+                };
+                let (tx, rx) = mpsc::channel::<Payload>(queue);
                 let context = LiveContext {
                     name: Arc::from(name.as_str()),
                     actor: options.actor.clone(),
                     max_record_bytes: config.decoder.max_record_bytes,
                     payloads: tx,
                     dropped: started.dropped.clone(),
+                    stopping: stopping_rx.clone(),
                 };
                 match kind {
                     InputKind::Syslog(syslog) => {
@@ -173,8 +220,7 @@ pub(crate) async fn start<W: Send + 'static>(
                         started.servers.push(task);
                     }
                     InputKind::Kafka(kafka) => {
-                        let (handle, consumer) =
-                            live::kafka::start(kafka, context, outputs.stop.clone())?;
+                        let (handle, consumer) = live::kafka::start(kafka, context)?;
                         started.kafka.push(KafkaInput {
                             handle,
                             consumer,
@@ -184,7 +230,9 @@ pub(crate) async fn start<W: Send + 'static>(
                     InputKind::File(_) | InputKind::Stdin | InputKind::Tail(_) => {}
                 }
                 let runtime = tokio::runtime::Handle::current();
+                let done = done.clone();
                 let decoder = tokio::task::spawn_blocking(move || {
+                    let _done = done;
                     live::decode_live(rx, &options, &runtime, send, dead_letter)
                         .map_err(|e| format!("{name}: {e}"))
                 });
@@ -197,6 +245,7 @@ pub(crate) async fn start<W: Send + 'static>(
         };
         started.readers.push(reader);
     }
+    drop(done);
     Ok(started)
 }
 
@@ -206,6 +255,7 @@ impl Started {
     /// the listeners. Returns the Kafka commit failures.
     pub(crate) async fn close(self, stop: &AtomicBool) -> Vec<String> {
         stop.store(true, Ordering::SeqCst);
+        let _ = self.stopping.send(true);
         let mut failures = Vec::new();
         for kafka in self.kafka {
             if let Err(e) = kafka.handle.commit() {

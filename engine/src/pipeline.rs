@@ -31,7 +31,11 @@ use crate::alert::{
 };
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{InputKind, RunConfig};
-use crate::inputs::{self, InputBatch, Outputs};
+use crate::inputs::{self, InputBatch, Outputs, Started};
+
+/// How long a stopping run waits for its listeners, tails and Kafka
+/// consumers to hand on what they took in.
+const DRAIN_PATIENCE: Duration = Duration::from_secs(10);
 use crate::progress::{Counters, Progress};
 use crate::telemetry::{self, DetectionMetrics, MetricsError, SinkMetrics, SourceMetrics};
 use crate::windows::{write_state, StateError, WindowStage};
@@ -310,7 +314,9 @@ pub async fn run(
     let (batch_tx, mut batch_rx) = mpsc::channel::<Work>(config.channel_capacity);
     let (dead_tx, mut dead_rx) = mpsc::channel::<DeadLetter>(1024);
     let (alert_tx, mut alert_rx) = mpsc::channel::<SinkItem>(config.channel_capacity);
+    // `stop`: inputs stop taking input; `halt`: detection stops.
     let stop = Arc::new(AtomicBool::new(false));
+    let halt = Arc::new(AtomicBool::new(false));
     // While no event arrives, what waits for the watermark would wait for
     // ever; ticks let detection apply it once the input has been idle for
     // the allowed lateness.
@@ -323,17 +329,6 @@ pub async fn run(
                 let Some(tx) = batch_tx.upgrade() else { break };
                 // A full channel means detection is busy, not idle.
                 let _ = tx.try_send(Work::Tick);
-            }
-        })
-    };
-    let signals = {
-        let stop = stop.clone();
-        let batch_tx = batch_tx.downgrade();
-        tokio::spawn(async move {
-            stop_signal().await;
-            stop.store(true, Ordering::SeqCst);
-            if let Some(tx) = batch_tx.upgrade() {
-                let _ = tx.send(Work::Stop).await;
             }
         })
     };
@@ -357,6 +352,25 @@ pub async fn run(
         &|name, addr| observer.listening(name, addr),
     )
     .await?;
+    // On SIGTERM or Ctrl-C: inputs that run until stopped stop taking
+    // input and hand on what they took; then detection halts, and files
+    // not yet read to their end are left where they are (the state file
+    // says where).
+    let signals = {
+        let stop = stop.clone();
+        let halt = halt.clone();
+        let stopping = started_inputs.stopping.clone();
+        let drained = started_inputs.drained.take();
+        let batch_tx = batch_tx.downgrade();
+        tokio::spawn(async move {
+            stop_signal().await;
+            Started::drain(&stop, &stopping, drained, DRAIN_PATIENCE).await;
+            halt.store(true, Ordering::SeqCst);
+            if let Some(tx) = batch_tx.upgrade() {
+                let _ = tx.send(Work::Stop).await;
+            }
+        })
+    };
     let readers = std::mem::take(&mut started_inputs.readers);
     let dropped = started_inputs.dropped.clone();
     drop(batch_tx);
@@ -371,6 +385,7 @@ pub async fn run(
         let source_metrics = source_metrics.clone();
         let evaluated = counters.events.clone();
         let dead_tx = dead_tx.clone();
+        let halt = halt.clone();
         let stop = stop.clone();
         let saving = state_file.is_some();
         let summary_windowed = summary.windowed_rules;
@@ -487,11 +502,13 @@ pub async fn run(
                         saved = Instant::now();
                     }
                 }
-                if stop.load(Ordering::SeqCst) {
+                if halt.load(Ordering::SeqCst) {
                     outcome.stopped = true;
                     break;
                 }
             }
+            // Inputs drained after a stop signal end the loop as a stop too.
+            outcome.stopped |= stop.load(Ordering::SeqCst);
             if let Some(w) = windows.as_mut() {
                 if !outcome.stopped {
                     let alerts = w.finish(&now_rfc3339());

@@ -599,3 +599,59 @@ progress: never
         "{alerts} + {summary_dropped}"
     );
 }
+
+#[test]
+fn a_stopping_run_processes_what_its_listeners_took_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(dir.path());
+    // Alerts go to a FIFO not read yet: everything accepted waits in the
+    // pipeline when the stop signal comes.
+    let fifo = dir.path().join("alerts.fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let config = dir.path().join("vagt.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"rules: ["{rules}"]
+profile: passthrough
+inputs:
+  - http:
+      listen: "127.0.0.1:0"
+      tokens: [{{actor: rnv-hospital-nord, token_sha256: "{nord}"}}]
+output: "{fifo}"
+decoder: {{batch_size: 1}}
+channel_capacity: 1
+progress: never
+"#,
+            rules = rules.display(),
+            fifo = fifo.display(),
+            nord = sha256_hex("nord-secret"),
+        ),
+    )
+    .unwrap();
+    let mut vagt = Vagt::with_config(&config);
+    let addr = vagt.listening("http://127.0.0.1:0");
+    vagt.wait_for("vagt: ready", WAIT);
+    let mut sent = 0;
+    for request in 0..10 {
+        let body: String = (0..5)
+            .map(|n| format!("{{\"msg\": \"beacon {request}-{n}\"}}\n"))
+            .collect();
+        let (status, _) = post(addr, Some("nord-secret"), &body);
+        assert_eq!(status, 202);
+        sent += 5;
+    }
+    let reader = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        std::fs::read_to_string(fifo).unwrap()
+    });
+    let (status, stderr) = vagt.terminate();
+    assert!(status.success(), "{stderr}");
+    let alerts = reader.join().unwrap();
+    assert_eq!(alerts.lines().count(), sent, "{stderr}");
+    assert!(stderr.contains("stopped by signal"), "{stderr}");
+}

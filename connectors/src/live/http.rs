@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use super::{Body, LiveContext, LiveError, Payload, TlsConfig};
+use super::{Body, LiveContext, LiveError, Payload, Stopping, TlsConfig};
 use crate::framing::Origin;
 
 /// The HTTP ingest listener.
@@ -171,6 +171,7 @@ pub async fn start(
     };
     let listener = TcpListener::bind(config.listen).await.map_err(bind)?;
     let local = listener.local_addr().map_err(bind)?;
+    let stopping = context.clone_stopping();
     let state = Arc::new(Ingest {
         digests,
         context,
@@ -183,28 +184,51 @@ pub async fn start(
         .with_state(state);
     let task = match acceptor {
         None => tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stopping.stopped().await })
+                .await;
         }),
-        Some(acceptor) => tokio::spawn(serve_tls(listener, acceptor, app)),
+        Some(acceptor) => tokio::spawn(serve_tls(listener, acceptor, app, stopping)),
     };
     Ok((local, task))
 }
 
-/// HTTPS: each connection's TLS handshake, then HTTP/1.1 over it.
-async fn serve_tls(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, app: Router) {
+/// HTTPS: each connection's TLS handshake, then HTTP/1.1 over it. When
+/// the run stops, no connection is accepted and open ones finish their
+/// request and close.
+async fn serve_tls(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: Router,
+    stopping: Stopping,
+) {
     loop {
-        let Ok((stream, _peer)) = listener.accept().await else {
+        let accepted = tokio::select! {
+            () = stopping.stopped() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((stream, _peer)) = accepted else {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
         let acceptor = acceptor.clone();
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let stopping = stopping.clone();
         tokio::spawn(async move {
             // A failed handshake is the client's problem: nothing was sent.
-            if let Ok(tls) = acceptor.accept(stream).await {
-                let io = hyper_util::rt::TokioIo::new(tls);
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, service)
-                    .await;
+            let handshake =
+                tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream));
+            let Ok(Ok(tls)) = handshake.await else { return };
+            let io = hyper_util::rt::TokioIo::new(tls);
+            let connection =
+                hyper::server::conn::http1::Builder::new().serve_connection(io, service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                () = stopping.stopped() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
             }
         });
     }
@@ -228,17 +252,26 @@ async fn ingest(State(state): State<Arc<Ingest>>, headers: HeaderMap, body: Byte
     let bytes = body.len();
     let source: Arc<str> = Arc::from(format!("{}/{actor}#{request}", state.name).as_str());
     let payload = Payload {
-        source,
+        source: source.clone(),
         actor: Some(actor),
         body: Body::Chunk {
-            bytes: body.to_vec(),
+            bytes: body.into(),
             origin: Origin { line: 1, offset: 0 },
         },
         ack: None,
     };
-    if state.context.payloads.send(payload).await.is_err() {
+    if state.context.is_stopping() || state.context.payloads.send(payload).await.is_err() {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "vagt is stopping");
     }
+    // A body is a stream of its own: what its parser learnt (a Zeek
+    // header) ends with it.
+    let closed = Payload {
+        source,
+        actor: None,
+        body: Body::Closed,
+        ack: None,
+    };
+    let _ = state.context.payloads.send(closed).await;
     (
         StatusCode::ACCEPTED,
         Json(serde_json::json!({"request": request, "bytes": bytes})),

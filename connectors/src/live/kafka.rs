@@ -15,7 +15,6 @@
 //! from librdkafka's statistics.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -185,14 +184,13 @@ impl KafkaHandle {
 }
 
 /// Creates the consumer, subscribes, and consumes on a blocking thread
-/// until `stop` is set or decoding is gone.
+/// until the run stops or decoding is gone.
 ///
 /// # Errors
 /// The consumer cannot be created or subscribed.
 pub fn start(
     config: &KafkaConfig,
     context: LiveContext,
-    stop: Arc<AtomicBool>,
 ) -> Result<(KafkaHandle, tokio::task::JoinHandle<()>), LiveError> {
     let error = |e: rdkafka::error::KafkaError| LiveError::Kafka {
         what: config.name(),
@@ -208,13 +206,13 @@ pub fn start(
     let handle = KafkaHandle {
         consumer: consumer.clone(),
     };
-    let task = tokio::task::spawn_blocking(move || consume(&consumer, &context, &stop));
+    let task = tokio::task::spawn_blocking(move || consume(&consumer, &context));
     Ok((handle, task))
 }
 
-fn consume(consumer: &Arc<BaseConsumer<Observer>>, context: &LiveContext, stop: &AtomicBool) {
+fn consume(consumer: &Arc<BaseConsumer<Observer>>, context: &LiveContext) {
     let mut names: HashMap<(String, i32), Arc<str>> = HashMap::new();
-    while !stop.load(Ordering::SeqCst) {
+    while !context.is_stopping() {
         let message = match consumer.poll(Duration::from_millis(100)) {
             None => continue,
             Some(Ok(message)) => message,

@@ -49,6 +49,41 @@ pub struct LiveContext {
     pub payloads: mpsc::Sender<Payload>,
     /// Records dropped because the queue was full (UDP only).
     pub dropped: Arc<AtomicU64>,
+    /// Becomes true when the run stops: listeners stop taking input, so
+    /// that what they took can be processed before the end.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+impl LiveContext {
+    /// Resolves once the run is stopping.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only waits.
+    pub async fn stopped(&self) {
+        self.clone_stopping().stopped().await;
+    }
+
+    /// Whether the run is stopping.
+    pub fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
+    /// The stop signal alone (holding no queue to decoding).
+    pub(crate) fn clone_stopping(&self) -> Stopping {
+        Stopping(self.stopping.clone())
+    }
+}
+
+/// Tells a task that the run is stopping.
+#[derive(Debug, Clone)]
+pub(crate) struct Stopping(tokio::sync::watch::Receiver<bool>);
+
+impl Stopping {
+    /// Resolves once the run is stopping.
+    pub(crate) async fn stopped(&self) {
+        let mut stopping = self.0.clone();
+        let _ = stopping.wait_for(|stop| *stop).await;
+    }
 }
 
 /// Why a live source cannot start.

@@ -3,7 +3,9 @@
 //! told apart per message by its first byte; RFC 5425 for TLS).
 //!
 //! TCP and TLS apply backpressure: a connection is not read while the
-//! pipeline is full. UDP cannot: a datagram that finds the queue full is
+//! pipeline is full. When the run stops, listeners stop accepting and
+//! connections are closed between messages, so that everything taken in
+//! is processed before the end. UDP cannot: a datagram that finds the queue full is
 //! dropped and counted, and so is one the kernel dropped because the
 //! socket's receive buffer was full (read from `/proc/net/udp` on Linux):
 //! `vagt_source_dropped_total{source, reason="queue_full"|"socket_buffer"}`
@@ -40,6 +42,9 @@ pub struct SyslogConfig {
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
 }
+
+/// How long a TLS client may take to complete its handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn default_max_connections() -> usize {
     1024
@@ -122,7 +127,13 @@ pub async fn start(
                     let Ok(permit) = limit.clone().acquire_owned().await else {
                         break;
                     };
-                    let Ok((stream, peer)) = listener.accept().await else {
+                    let accepted = tokio::select! {
+                        () = context.stopped() => break,
+                        accepted = listener.accept() => accepted,
+                    };
+                    let Ok((stream, peer)) = accepted else {
+                        // Out of descriptors, say: give the others a moment.
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                         continue;
                     };
                     let source: Arc<str> =
@@ -132,7 +143,14 @@ pub async fn start(
                     tokio::spawn(async move {
                         match acceptor {
                             None => serve_stream(stream, source, &context).await,
-                            Some(acceptor) => match acceptor.accept(stream).await {
+                            Some(acceptor) => match tokio::time::timeout(
+                                TLS_HANDSHAKE_TIMEOUT,
+                                acceptor.accept(stream),
+                            )
+                            .await
+                            .map_err(|_| "timed out".to_string())
+                            .and_then(|r| r.map_err(|e| e.to_string()))
+                            {
                                 Ok(tls) => serve_stream(tls, source, &context).await,
                                 Err(e) => {
                                     let dead = DeadLetter {
@@ -161,7 +179,10 @@ async fn watch_kernel_drops(local: SocketAddr, context: LiveContext) {
     let mut seen = kernel_drops(local).unwrap_or(0);
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
     loop {
-        tick.tick().await;
+        tokio::select! {
+            () = context.stopped() => break,
+            _ = tick.tick() => {}
+        }
         if let Some(now) = kernel_drops(local) {
             if now > seen {
                 context.dropped_because("socket_buffer", now - seen);
@@ -197,7 +218,11 @@ async fn serve_udp(socket: UdpSocket, local: SocketAddr, context: LiveContext) {
     let mut names: HashMap<SocketAddr, Arc<str>> = HashMap::new();
     let mut datagram = 0u64;
     loop {
-        let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
+        let received = tokio::select! {
+            () = context.stopped() => break,
+            received = socket.recv_from(&mut buf) => received,
+        };
+        let Ok((n, peer)) = received else {
             continue;
         };
         datagram += 1;
@@ -250,9 +275,13 @@ async fn serve_stream<S: AsyncRead + Unpin>(stream: S, source: Arc<str>, context
     let mut origin = Origin { line: 1, offset: 0 };
     let limit = context.max_record_bytes;
     loop {
-        let first = match reader.fill_buf().await {
-            Ok([]) | Err(_) => break,
-            Ok(bytes) => bytes[0],
+        // Between messages, a stopping run stops reading.
+        let first = tokio::select! {
+            () = context.stopped() => break,
+            buffered = reader.fill_buf() => match buffered {
+                Ok([]) | Err(_) => break,
+                Ok(bytes) => bytes[0],
+            },
         };
         let (framed, used) = if first.is_ascii_digit() {
             octet_counted(&mut reader, limit).await
