@@ -131,6 +131,11 @@ impl Ingest {
         self.decoder.finish()
     }
 
+    /// Stamps the events taken from now on as read from `file`.
+    pub fn set_file(&mut self, file: Option<crate::decode::FileId>) {
+        self.decoder.set_file(file);
+    }
+
     /// Forgets what the parser learnt of a stream (a rotated file, a
     /// closed connection).
     pub fn forget(&mut self, source: &Arc<str>) {

@@ -62,8 +62,8 @@ pub mod tail;
 
 pub use dead_letter::{DeadLetter, EXCERPT_BYTES};
 pub use decode::{
-    BatchDecoder, DecoderConfig, EventBatch, EventOrigin, InvalidDecoderConfig, MAX_BATCH_BYTES,
-    MAX_RECORD_LIMIT, NULLS_COLUMN, RAW_COLUMN,
+    BatchDecoder, DecoderConfig, EventBatch, EventOrigin, FileId, InvalidDecoderConfig,
+    MAX_BATCH_BYTES, MAX_RECORD_LIMIT, NULLS_COLUMN, RAW_COLUMN,
 };
 pub use error::ConnectorError;
 pub use framing::{Frame, Origin, Record, RecordSplitter};

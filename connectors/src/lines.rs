@@ -7,6 +7,8 @@
 //! being held in memory, and the lines after it still come out.
 
 use std::io::{self, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use crate::dead_letter::{excerpt, DeadLetter};
 use crate::framing::{Frame, Origin, Record, RecordSplitter, READ_BUFFER};
@@ -35,6 +37,9 @@ pub struct LineSplitter<R> {
     last_read_short: bool,
     line: u64,
     offset: u64,
+    /// Set when the stream was cut short (a tail stopping): an unfinished
+    /// last line is then left for the next run instead of handed out.
+    cut_short: Option<Arc<AtomicBool>>,
 }
 
 impl<R: Read> LineSplitter<R> {
@@ -52,7 +57,15 @@ impl<R: Read> LineSplitter<R> {
             last_read_short: false,
             line: 1,
             offset: 0,
+            cut_short: None,
         }
+    }
+
+    /// At the end, an unfinished last line is dropped if `flag` is set
+    /// (the stream was cut short, and the line will be read whole later).
+    pub fn cut_short_by(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.cut_short = Some(flag);
+        self
     }
 
     /// Counts lines and offsets from `origin`, for a reader positioned
@@ -63,10 +76,11 @@ impl<R: Read> LineSplitter<R> {
         self
     }
 
-    /// True when everything read has been consumed and the last read was
-    /// short: the next read may wait.
+    /// True when no whole line is buffered and the last read was short:
+    /// the next read may wait (for the rest of a line being written, too).
     pub fn at_live_edge(&self) -> bool {
-        (self.last_read_short || self.eof) && self.pos == self.filled
+        (self.last_read_short || self.eof)
+            && memchr::memchr(b'\n', &self.buf[self.pos..self.filled]).is_none()
     }
 
     /// Bytes consumed so far (counted from the starting offset).
@@ -139,6 +153,14 @@ impl<R: Read> LineSplitter<R> {
             if !ended && line.is_empty() && !oversize {
                 return Ok(None);
             }
+            if !ended
+                && self
+                    .cut_short
+                    .as_ref()
+                    .is_some_and(|f| f.load(Ordering::SeqCst))
+            {
+                return Ok(None);
+            }
             if oversize {
                 return Ok(Some(Frame::Dead(DeadLetter {
                     source: self.name.clone(),
@@ -203,6 +225,15 @@ impl<R: Read> Framer<R> {
         match self {
             Framer::Json(s) => s.next_frame(),
             Framer::Lines(s) => s.next_frame(),
+        }
+    }
+
+    /// See [`LineSplitter::cut_short_by`]; JSON framing reports an
+    /// unfinished object as truncated regardless.
+    pub fn cut_short_by(self, flag: Arc<AtomicBool>) -> Self {
+        match self {
+            Framer::Lines(s) => Framer::Lines(s.cut_short_by(flag)),
+            json => json,
         }
     }
 

@@ -5,8 +5,10 @@
 //! default) or the file got shorter than what was read (truncated in place:
 //! `copytruncate`). The rest of the old file is read first, then the new
 //! one from its start, with line and offset counted afresh. A tail started
-//! with a position (from the state file) seeks there if the file is at
-//! least that long, and reads it from the start otherwise.
+//! with a position (from the state file) seeks there if the file is the
+//! same file (device and inode) and at least that long, and reads it from
+//! the start otherwise. When stopped, an unfinished last line is left for
+//! the next run.
 
 use std::fs::{File, Metadata};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -16,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::dead_letter::DeadLetter;
-use crate::decode::EventBatch;
+use crate::decode::{EventBatch, FileId};
 use crate::error::ConnectorError;
 use crate::framing::Origin;
 use crate::ingest::Ingest;
@@ -36,8 +38,8 @@ pub const TAIL_POLL: Duration = Duration::from_millis(100);
 pub fn tail_events(
     path: &Path,
     options: &ReadOptions,
-    start: Option<Origin>,
-    stop: &AtomicBool,
+    start: Option<(Origin, Option<FileId>)>,
+    stop: Arc<AtomicBool>,
     progress: Arc<AtomicU64>,
     mut on_batch: impl FnMut(EventBatch),
     mut on_dead: impl FnMut(DeadLetter),
@@ -48,11 +50,15 @@ pub fn tail_events(
     let mut start = start;
     let mut bytes = 0;
     while !stop.load(Ordering::SeqCst) {
-        let Some((mut file, metadata)) = open(path, stop)? else {
+        let Some((mut file, metadata)) = open(path, &stop)? else {
             break;
         };
+        let id = identity(&metadata);
         let origin = match start.take() {
-            Some(at) if metadata.len() >= at.offset => {
+            // The same file (when known), and not shorter than the position.
+            Some((at, saved))
+                if metadata.len() >= at.offset && (saved.is_none() || saved == id) =>
+            {
                 file.seek(SeekFrom::Start(at.offset))
                     .map_err(|source| read_error(&name, at.offset, source))?;
                 at
@@ -65,9 +71,9 @@ pub fn tail_events(
                 counter: progress.clone(),
             },
             path: path.to_path_buf(),
-            identity: identity(&metadata),
+            identity: id,
             position: origin.offset,
-            stop,
+            stop: &stop,
         };
         let framer = Framer::new(
             options.format,
@@ -75,7 +81,9 @@ pub fn tail_events(
             &name,
             options.decoder.max_record_bytes,
             origin,
-        );
+        )
+        .cut_short_by(stop.clone());
+        ingest.set_file(id);
         let read = drive(
             framer,
             &mut ingest,
@@ -123,13 +131,14 @@ fn open(path: &Path, stop: &AtomicBool) -> Result<Option<(File, Metadata)>, Conn
 
 /// What tells two files apart: device and inode on Unix.
 #[cfg(unix)]
-fn identity(metadata: &Metadata) -> Option<(u64, u64)> {
+pub fn identity(metadata: &Metadata) -> Option<FileId> {
     use std::os::unix::fs::MetadataExt;
-    Some((metadata.dev(), metadata.ino()))
+    Some([metadata.dev(), metadata.ino()])
 }
 
+/// What tells two files apart: nothing known here.
 #[cfg(not(unix))]
-fn identity(_metadata: &Metadata) -> Option<(u64, u64)> {
+pub fn identity(_metadata: &Metadata) -> Option<FileId> {
     None
 }
 
@@ -139,7 +148,7 @@ fn identity(_metadata: &Metadata) -> Option<(u64, u64)> {
 struct Follow<'a> {
     file: Counted<File>,
     path: PathBuf,
-    identity: Option<(u64, u64)>,
+    identity: Option<FileId>,
     position: u64,
     stop: &'a AtomicBool,
 }

@@ -19,7 +19,8 @@ use tokio::task::JoinHandle;
 use vagt_connectors::live::kafka::KafkaHandle;
 use vagt_connectors::live::{self, Ack, LiveContext, LiveError, Payload};
 use vagt_connectors::{
-    read_source, tail_events, DeadLetter, EventBatch, InputSource, Origin, ReadOptions, ReadStats,
+    read_source, tail_events, DeadLetter, EventBatch, FileId, InputSource, Origin, ReadOptions,
+    ReadStats,
 };
 
 use crate::config::{InputKind, RunConfig};
@@ -98,7 +99,7 @@ impl Started {
 /// an earlier run, and `listening` hears of every bound listener.
 pub(crate) async fn start<W: Send + 'static>(
     config: &RunConfig,
-    resume: &[Option<Origin>],
+    resume: &[Option<(Origin, Option<FileId>)>],
     outputs: Outputs<W>,
     wrap: fn(InputBatch) -> W,
     listening: &dyn Fn(&str, SocketAddr),
@@ -181,7 +182,7 @@ pub(crate) async fn start<W: Send + 'static>(
                         &path,
                         &options,
                         start,
-                        &stop,
+                        stop,
                         bytes,
                         |e| send(Some(e), Vec::new()),
                         dead_letter,

@@ -19,7 +19,7 @@ use serde_json::value::RawValue;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
 use vagt_connectors::live::Ack;
-use vagt_connectors::{DeadLetter, EventBatch, InputSource, Origin};
+use vagt_connectors::{DeadLetter, EventBatch, FileId, Origin};
 use vagt_rules::window::{format_millis, RestoreReport, TimestampSpec};
 use vagt_rules::{
     load_paths, Compiled, LoadError, Profile, ProfileError, Rejection, RuleMatch, RuleSet,
@@ -238,16 +238,17 @@ pub async fn run(
     }
     telemetry::rules(compiled.set.len(), compiled.rejected.len());
     let names: Vec<String> = config.inputs.iter().map(|i| i.name()).collect();
-    // Sizes of the files read or followed, to tell whether a saved
-    // position still applies.
-    let sizes: Vec<Option<u64>> = config
+    // Sizes and identities of the files read or followed, to tell whether
+    // a saved position still applies.
+    let files: Vec<(Option<u64>, Option<FileId>)> = config
         .inputs
         .iter()
         .map(|i| match i.kind() {
-            Ok(InputKind::File(p) | InputKind::Tail(p)) => {
-                InputSource::File(p.to_path_buf()).size()
-            }
-            _ => None,
+            Ok(InputKind::File(p) | InputKind::Tail(p)) => match std::fs::metadata(p) {
+                Ok(m) => (Some(m.len()), vagt_connectors::tail::identity(&m)),
+                Err(_) => (None, None),
+            },
+            _ => (None, None),
         })
         .collect();
     let limits = config.windows.limits()?;
@@ -275,7 +276,7 @@ pub async fn run(
         .with_max_ahead(max_ahead)
     });
     if let (Some(stage), Some(path)) = (windows.as_mut(), state_file.as_deref()) {
-        if let Some(report) = stage.restore(path, &sizes)? {
+        if let Some(report) = stage.restore(path, &files)? {
             observer.restored(&report);
         }
     }
@@ -295,8 +296,8 @@ pub async fn run(
     let total_bytes: Option<u64> = config
         .inputs
         .iter()
-        .zip(&sizes)
-        .map(|(i, size)| size.filter(|_| matches!(i.kind(), Ok(InputKind::File(_)))))
+        .zip(&files)
+        .map(|(i, (size, _))| size.filter(|_| matches!(i.kind(), Ok(InputKind::File(_)))))
         .sum();
     let (progress_stop, mut progress_stopped) = tokio::sync::watch::channel(false);
     let progress = Progress::start(config.progress, total_bytes, counters.clone()).map(|mut p| {
@@ -314,9 +315,9 @@ pub async fn run(
     let (batch_tx, mut batch_rx) = mpsc::channel::<Work>(config.channel_capacity);
     let (dead_tx, mut dead_rx) = mpsc::channel::<DeadLetter>(1024);
     let (alert_tx, mut alert_rx) = mpsc::channel::<SinkItem>(config.channel_capacity);
-    // `stop`: inputs stop taking input; `halt`: detection stops.
+    // Inputs stop taking input; detection stops at the `Work::Stop` sent
+    // after what they had taken in.
     let stop = Arc::new(AtomicBool::new(false));
-    let halt = Arc::new(AtomicBool::new(false));
     // While no event arrives, what waits for the watermark would wait for
     // ever; ticks let detection apply it once the input has been idle for
     // the allowed lateness.
@@ -335,7 +336,7 @@ pub async fn run(
     let source_metrics: Vec<SourceMetrics> = names.iter().map(|n| SourceMetrics::new(n)).collect();
 
     // Inputs.
-    let resume: Vec<Option<Origin>> = (0..config.inputs.len())
+    let resume: Vec<Option<(Origin, Option<FileId>)>> = (0..config.inputs.len())
         .map(|i| windows.as_ref().and_then(|w| w.resume_at(i)))
         .collect();
     let mut started_inputs = inputs::start(
@@ -358,14 +359,12 @@ pub async fn run(
     // says where).
     let signals = {
         let stop = stop.clone();
-        let halt = halt.clone();
         let stopping = started_inputs.stopping.clone();
         let drained = started_inputs.drained.take();
         let batch_tx = batch_tx.downgrade();
         tokio::spawn(async move {
             stop_signal().await;
             Started::drain(&stop, &stopping, drained, DRAIN_PATIENCE).await;
-            halt.store(true, Ordering::SeqCst);
             if let Some(tx) = batch_tx.upgrade() {
                 let _ = tx.send(Work::Stop).await;
             }
@@ -385,7 +384,6 @@ pub async fn run(
         let source_metrics = source_metrics.clone();
         let evaluated = counters.events.clone();
         let dead_tx = dead_tx.clone();
-        let halt = halt.clone();
         let stop = stop.clone();
         let saving = state_file.is_some();
         let summary_windowed = summary.windowed_rules;
@@ -501,10 +499,6 @@ pub async fn run(
                         let _ = alert_tx.blocking_send(SinkItem::Acks(std::mem::take(&mut held)));
                         saved = Instant::now();
                     }
-                }
-                if halt.load(Ordering::SeqCst) {
-                    outcome.stopped = true;
-                    break;
                 }
             }
             // Inputs drained after a stop signal end the loop as a stop too.

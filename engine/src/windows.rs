@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use vagt_connectors::{DeadLetter, EventBatch, Origin, EXCERPT_BYTES};
+use vagt_connectors::{DeadLetter, EventBatch, FileId, Origin, EXCERPT_BYTES};
 use vagt_rules::window::{
     format_millis, read_field, Millis, Observation, RestoreReport, TimestampSpec, WindowAlert,
     WindowLimits, WindowPlan, WindowRuntime, WindowSnapshot, WindowStats,
@@ -42,6 +42,9 @@ pub struct InputPosition {
     pub offset: u64,
     /// Its line.
     pub line: u64,
+    /// The file it was read from (a followed file), to tell a rotated one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileId>,
 }
 
 /// Default of `windows.max_ahead`: one hour.
@@ -180,11 +183,12 @@ impl WindowStage {
 
     /// Restores state saved by an earlier run: window state, and for each
     /// file input the position to resume after (a file now shorter than
-    /// that position is read from the start).
+    /// that position, or another file than the one read, is read from the
+    /// start). `files` are the inputs' sizes and identities now.
     pub fn restore(
         &mut self,
         path: &Path,
-        sizes: &[Option<u64>],
+        files: &[(Option<u64>, Option<FileId>)],
     ) -> Result<Option<RestoreReport>, StateError> {
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
@@ -213,8 +217,10 @@ impl WindowStage {
             let Some(position) = file.inputs.get(name) else {
                 continue;
             };
-            let grown_or_same = sizes[index].is_some_and(|size| size > position.offset);
-            if name != "stdin" && grown_or_same {
+            let (size, id) = files[index];
+            let grown_or_same = size.is_some_and(|size| size > position.offset);
+            let same_file = position.file.is_none() || position.file == id;
+            if name != "stdin" && grown_or_same && same_file {
                 self.resume[index] = Some(position.offset);
             }
         }
@@ -225,13 +231,11 @@ impl WindowStage {
     /// Where input `index` resumes, if an earlier run read part of it:
     /// the start of the last event it processed (skipped again by
     /// [`WindowStage::skip_processed`]).
-    pub fn resume_at(&self, index: usize) -> Option<Origin> {
+    pub fn resume_at(&self, index: usize) -> Option<(Origin, Option<FileId>)> {
         let offset = self.resume[index]?;
-        let line = self
-            .positions
-            .get(&self.input_names[index])
-            .map_or(1, |p| p.line);
-        Some(Origin { line, offset })
+        let position = self.positions.get(&self.input_names[index]);
+        let line = position.map_or(1, |p| p.line);
+        Some((Origin { line, offset }, position.and_then(|p| p.file)))
     }
 
     /// Drops the rows of a batch that an earlier run already processed.
@@ -271,6 +275,7 @@ impl WindowStage {
                 InputPosition {
                     offset: last.offset,
                     line: last.line,
+                    file: last.file,
                 },
             );
         }

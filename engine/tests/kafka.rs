@@ -198,19 +198,35 @@ fn two_instances_share_partitions_and_a_stopped_one_loses_nothing() {
     a.wait_for("vagt: ready", Duration::from_secs(60));
     b.wait_for("vagt: ready", Duration::from_secs(60));
 
-    // First half: both instances get partitions and alert on their own.
-    let first = produce(&topic, 0..EVENTS / 2);
+    // Events go in rounds until both instances have partitions (joining a
+    // group takes a rebalance or two), all kept for the final checks.
+    let mut delivered = Vec::new();
+    let mut next = 0;
+    eventually("both instances consuming", Duration::from_secs(120), || {
+        delivered.extend(produce(&topic, next..next + 10));
+        next += 10;
+        std::thread::sleep(Duration::from_millis(300));
+        !alerted(&[&out_a]).is_empty() && !alerted(&[&out_b]).is_empty()
+    });
+    // Then, with the group settled, they split the partitions.
+    let settled = next..next + EVENTS / 2;
+    delivered.extend(produce(&topic, settled.clone()));
+    next = settled.end;
     eventually(
-        "both instances alerting on the first half",
+        "alerts on every event so far",
         Duration::from_secs(90),
         || {
-            let (sa, sb) = (alerted(&[&out_a]), alerted(&[&out_b]));
             let all = alerted(&[&out_a, &out_b]);
-            !sa.is_empty() && !sb.is_empty() && (0..EVENTS / 2).all(|s| all.contains_key(&s))
+            (0..next).all(|s| all.contains_key(&s))
         },
     );
-    let partitions =
-        |file: &Path| -> BTreeSet<String> { alerted(&[file]).into_values().flatten().collect() };
+    let partitions = |file: &Path| -> BTreeSet<String> {
+        alerted(&[file])
+            .into_iter()
+            .filter(|(seq, _)| settled.contains(seq))
+            .flat_map(|(_, inputs)| inputs)
+            .collect()
+    };
     let (pa, pb) = (partitions(&out_a), partitions(&out_b));
     assert!(
         pa.is_disjoint(&pb),
@@ -221,16 +237,22 @@ fn two_instances_share_partitions_and_a_stopped_one_loses_nothing() {
     // Stop one mid-stream; the other takes over its partitions.
     let (status, stderr_a) = a.terminate();
     assert!(status.success(), "a stops cleanly:\n{stderr_a}");
-    let second = produce(&topic, EVENTS / 2..EVENTS);
+    let last = next..next + EVENTS / 2;
+    delivered.extend(produce(&topic, last.clone()));
+    next = last.end;
     eventually(
         "every event alerted at least once",
         Duration::from_secs(120),
         || {
             let all = alerted(&[&out_a, &out_b]);
-            (0..EVENTS).all(|s| all.contains_key(&s))
+            (0..next).all(|s| all.contains_key(&s))
         },
     );
-    let took_over = partitions(&out_b);
+    let took_over: BTreeSet<String> = alerted(&[&out_b])
+        .into_iter()
+        .filter(|(seq, _)| last.contains(seq))
+        .flat_map(|(_, inputs)| inputs)
+        .collect();
     assert_eq!(
         took_over.len(),
         PARTITIONS as usize,
@@ -271,7 +293,7 @@ fn two_instances_share_partitions_and_a_stopped_one_loses_nothing() {
     // The end of each partition, as the broker acknowledged the produced
     // messages (this broker's watermark answer can lag behind).
     let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
-    for (partition, offset) in first.into_iter().chain(second) {
+    for (partition, offset) in delivered {
         let end = ends.entry(partition).or_default();
         *end = (*end).max(offset + 1);
     }
@@ -286,7 +308,7 @@ fn two_instances_share_partitions_and_a_stopped_one_loses_nothing() {
         );
         total += end;
     }
-    assert_eq!(total as u64, EVENTS);
+    assert_eq!(total as u64, next);
     // Nothing was refused.
     assert!(json_lines(&dir.path().join("a-dead.jsonl")).is_empty());
     assert!(json_lines(&dir.path().join("b-dead.jsonl")).is_empty());

@@ -214,7 +214,15 @@ progress: never
 
 /// Sends a raw HTTP/1.1 request; returns the status code and body.
 fn post(addr: SocketAddr, token: Option<&str>, body: &str) -> (u16, String) {
-    post_over(TcpStream::connect(addr).unwrap(), addr, token, body)
+    post_over(connect(addr), addr, token, body)
+}
+
+/// A connection that fails the test rather than hang it.
+fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.set_write_timeout(Some(WAIT)).unwrap();
+    stream
 }
 
 /// As [`post`], over `stream` (plain or TLS).
@@ -305,7 +313,7 @@ progress: never
             "localhost".try_into().unwrap(),
         )
         .unwrap();
-        let stream = rustls::StreamOwned::new(connection, TcpStream::connect(https).unwrap());
+        let stream = rustls::StreamOwned::new(connection, connect(https));
         post_over(stream, https, Some(token), body)
     };
     assert_eq!(
@@ -435,15 +443,15 @@ windows: {{state_file: state.json, snapshot_interval: 1s}}
     vagt.wait_for("vagt: ready", WAIT);
     // The file does not exist yet: it is waited for.
     std::thread::sleep(Duration::from_millis(300));
-    append(
-        &log,
-        &[
-            &line(1),
-            &line(2),
-            "action=blocked src=\"unclosed",
-            &line(3),
-        ],
-    );
+    assert!(!log.exists());
+    // A whole line and the start of the next, as a buffered writer flushes:
+    // the whole line alerts while the next is unfinished.
+    std::fs::write(&log, format!("{}\n{}", line(1), &line(2)[..15])).unwrap();
+    eventually("alert 1", WAIT, || seqs(&[&first_out]) == [1]);
+    let mut file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    writeln!(file, "{}", &line(2)[15..]).unwrap();
+    drop(file);
+    append(&log, &["action=blocked src=\"unclosed", &line(3)]);
     eventually("alerts 1-3", WAIT, || seqs(&[&first_out]) == [1, 2, 3]);
 
     // Rotation by rename: the writer finishes the old file, then a new one.
@@ -461,21 +469,42 @@ windows: {{state_file: state.json, snapshot_interval: 1s}}
     std::thread::sleep(Duration::from_millis(300));
     append(&log, &[&line(7)]);
     eventually("alert 7", WAIT, || seqs(&[&first_out]).len() == 7);
+    // A line still being written when vagt stops is left for the next run.
+    let mut file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    write!(file, "{}", &line(8)[..20]).unwrap();
+    file.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
     let (status, stderr) = vagt.terminate();
     assert!(status.success(), "{stderr}");
     assert!(stderr.contains("input positions saved"), "{stderr}");
+    assert_eq!(seqs(&[&first_out]), (1..=7).collect::<Vec<_>>());
 
     // Written while vagt was down; a restart reads only these.
-    append(&log, &[&line(8), &line(9)]);
+    writeln!(file, "{}", &line(8)[20..]).unwrap();
+    drop(file);
+    append(&log, &[&line(9)]);
     let second_out = dir.path().join("second.jsonl");
     let mut vagt = Vagt::with_config(&config("second"));
     vagt.wait_for("vagt: ready", WAIT);
     eventually("alerts 8-9", WAIT, || seqs(&[&second_out]) == [8, 9]);
     let (status, stderr) = vagt.terminate();
     assert!(status.success(), "{stderr}");
+
+    // Rotated while vagt was down, into a new file already longer than
+    // the saved position: the new file is read from its start.
+    std::fs::rename(&log, dir.path().join("fw.log.2")).unwrap();
+    append(&log, &[&line(10), &line(11), &line(12), &line(13)]);
+    let third_out = dir.path().join("third.jsonl");
+    let mut vagt = Vagt::with_config(&config("third"));
+    vagt.wait_for("vagt: ready", WAIT);
+    eventually("alerts 10-13", WAIT, || {
+        seqs(&[&third_out]) == [10, 11, 12, 13]
+    });
+    let (status, stderr) = vagt.terminate();
+    assert!(status.success(), "{stderr}");
     assert_eq!(
-        seqs(&[&first_out, &second_out]),
-        (1..=9).collect::<Vec<_>>()
+        seqs(&[&first_out, &second_out, &third_out]),
+        (1..=13).collect::<Vec<_>>()
     );
     for alert in json_lines(&first_out) {
         assert_eq!(alert["actor"], "rnv-hospital-syd");
@@ -621,6 +650,7 @@ profile: passthrough
 inputs:
   - http:
       listen: "127.0.0.1:0"
+      max_body_bytes: 65536
       tokens: [{{actor: rnv-hospital-nord, token_sha256: "{nord}"}}]
 output: "{fifo}"
 decoder: {{batch_size: 1}}

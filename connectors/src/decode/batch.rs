@@ -27,7 +27,13 @@ pub struct EventOrigin {
     /// The organisation the event came from, as its input or credential
     /// says (never as the event says).
     pub actor: Option<Arc<str>>,
+    /// The file the event was read from, for a followed file: its
+    /// identity (device and inode), which a rotation changes.
+    pub file: Option<FileId>,
 }
+
+/// What tells one file from another (device and inode on Unix).
+pub type FileId = [u64; 2];
 
 /// A decoded batch and the origin of each row.
 #[derive(Debug, Clone)]
@@ -84,6 +90,7 @@ pub struct BatchDecoder {
     raw_ends: Vec<usize>,
     origins: Vec<EventOrigin>,
     received: Option<Instant>,
+    file: Option<FileId>,
 }
 
 impl Default for BatchDecoder {
@@ -107,7 +114,13 @@ impl BatchDecoder {
             raw_ends: Vec::new(),
             origins: Vec::new(),
             received: None,
+            file: None,
         }
+    }
+
+    /// Stamps the events pushed from now on as read from `file`.
+    pub fn set_file(&mut self, file: Option<FileId>) {
+        self.file = file;
     }
 
     /// When the current batch's first record was decoded; `None` if it is
@@ -188,6 +201,7 @@ impl BatchDecoder {
             line: record.origin.line,
             offset: record.origin.offset,
             actor: actor.cloned(),
+            file: self.file,
         });
         self.received.get_or_insert_with(Instant::now);
         None

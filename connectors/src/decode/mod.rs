@@ -32,7 +32,7 @@ mod visit;
 #[cfg(test)]
 mod tests;
 
-pub use batch::{BatchDecoder, EventBatch, EventOrigin};
+pub use batch::{BatchDecoder, EventBatch, EventOrigin, FileId};
 pub use config::{DecoderConfig, InvalidDecoderConfig, MAX_BATCH_BYTES, MAX_RECORD_LIMIT};
 
 /// Name of the column holding each record's original text.
