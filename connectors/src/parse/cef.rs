@@ -31,9 +31,7 @@ pub(super) fn parse(line: &str) -> Result<Object, String> {
     for (name, value) in HEADER.iter().zip(&fields) {
         object.insert_typed(name, value);
     }
-    for (key, value) in extension_pairs(extension)? {
-        object.insert_typed(&key, &value);
-    }
+    extension_pairs(extension, &mut object)?;
     Ok(object)
 }
 
@@ -79,9 +77,9 @@ pub(super) fn header(body: &str, count: usize) -> Result<(Vec<String>, &str), us
     Err(fields.len())
 }
 
-/// `key=value` pairs of a CEF extension: a value runs to the space before
-/// the next `key=`.
-fn extension_pairs(text: &str) -> Result<Vec<(String, String)>, String> {
+/// Writes the `key=value` pairs of a CEF extension: a value runs to the
+/// space before the next `key=`.
+fn extension_pairs(text: &str, object: &mut Object) -> Result<(), String> {
     let bytes = text.as_bytes();
     // Positions of unescaped '='.
     let mut equals = Vec::new();
@@ -97,7 +95,6 @@ fn extension_pairs(text: &str) -> Result<Vec<(String, String)>, String> {
     let key_start = |eq: usize| text[..eq].rfind(' ').map_or(0, |s| s + 1);
     // An '=' whose word before it is no key belongs to a value.
     equals.retain(|&eq| is_key(&text[key_start(eq)..eq]));
-    let mut pairs = Vec::with_capacity(equals.len());
     let first = equals.first().map_or(text.len(), |&eq| key_start(eq));
     if !text[..first].trim().is_empty() {
         return Err(format!(
@@ -110,9 +107,9 @@ fn extension_pairs(text: &str) -> Result<Vec<(String, String)>, String> {
         let end = equals.get(n + 1).map_or(text.len(), |&next| {
             key_start(next).saturating_sub(1).max(eq + 1)
         });
-        pairs.push((key.to_string(), unescape(text[eq + 1..end].trim_end())));
+        object.insert_typed(key, &unescape(text[eq + 1..end].trim_end()));
     }
-    Ok(pairs)
+    Ok(())
 }
 
 fn is_key(word: &str) -> bool {
@@ -122,7 +119,10 @@ fn is_key(word: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'[' | b']'))
 }
 
-fn unescape(value: &str) -> String {
+fn unescape(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains('\\') {
+        return std::borrow::Cow::Borrowed(value);
+    }
     let mut out = String::with_capacity(value.len());
     let mut chars = value.chars();
     while let Some(c) = chars.next() {
@@ -137,5 +137,5 @@ fn unescape(value: &str) -> String {
             None => out.push('\\'),
         }
     }
-    out
+    std::borrow::Cow::Owned(out)
 }

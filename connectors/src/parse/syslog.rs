@@ -14,7 +14,7 @@
 //! taken as UTC in the current year (the previous one if that would put it
 //! more than a day in the future) and written as RFC 3339.
 
-use chrono::{Datelike, NaiveDateTime, Utc};
+use chrono::{Datelike, Utc};
 
 use super::object::Object;
 
@@ -229,21 +229,47 @@ fn rfc3164(rest: &str, object: &mut Object) {
     }
 }
 
+/// `Mmm dd hh:mm:ss` (the day padded with a space or a zero): month, day,
+/// and the time of day.
+fn bsd_stamp(stamp: &str) -> Option<(u32, u32, [u32; 3])> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let b = stamp.as_bytes();
+    if b.len() != 15 || b[3] != b' ' || b[6] != b' ' || b[9] != b':' || b[12] != b':' {
+        return None;
+    }
+    let month = MONTHS.iter().position(|m| *m == &stamp[..3])? as u32 + 1;
+    let number = |text: &str| -> Option<u32> {
+        let text = text.trim_start();
+        (!text.is_empty() && text.bytes().all(|c| c.is_ascii_digit())).then(|| text.parse().ok())?
+    };
+    let day = number(&stamp[4..6])?;
+    Some((
+        month,
+        day,
+        [
+            number(&stamp[7..9])?,
+            number(&stamp[10..12])?,
+            number(&stamp[13..15])?,
+        ],
+    ))
+}
+
 /// An RFC 3164 time (`Nov 23 09:10:29`, day padded with a space) or an
 /// RFC 3339 one, and what follows it.
 fn bsd_time(rest: &str) -> (Option<String>, &str) {
-    if let Some(stamp) = rest.get(..15).filter(|s| s.as_bytes()[3] == b' ') {
+    if let Some((month, day, [h, m, sec])) = rest.get(..15).and_then(bsd_stamp) {
         let now = Utc::now().naive_utc();
         for year in [now.year(), now.year() - 1] {
-            let text = format!("{year} {}", stamp.replacen("  ", " ", 1));
-            if let Ok(time) = NaiveDateTime::parse_from_str(&text, "%Y %b %d %H:%M:%S") {
-                if time <= now + chrono::Duration::days(1) {
-                    let after = &rest[15..];
-                    return (
-                        Some(time.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
-                        after.strip_prefix(' ').unwrap_or(after),
-                    );
-                }
+            let time = chrono::NaiveDate::from_ymd_opt(year, month, day)
+                .and_then(|d| d.and_hms_opt(h, m, sec));
+            if let Some(time) = time.filter(|t| *t <= now + chrono::Duration::days(1)) {
+                let after = &rest[15..];
+                return (
+                    Some(time.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+                    after.strip_prefix(' ').unwrap_or(after),
+                );
             }
         }
     }
