@@ -2,7 +2,8 @@
 //! `vagt` binary and reports throughput (events/s, MB/s, ratio to a
 //! parse-only baseline measured in the same run), peak memory, and
 //! ingest-to-alert latency percentiles (hdrhistogram) at fixed offered
-//! rates and at full speed.
+//! rates and at full speed, and parse-only throughput over each transport
+//! (file, syslog TCP, HTTP ingest).
 //!
 //! ```text
 //! cargo build --release --bin vagt
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Parser;
 use hdrhistogram::Histogram;
+use vagt_benches::transports::{transport_run, Transport, HTTP_BODY_BYTES};
 use vagt_benches::{otrf_events, rule_subset, windows_rule_files, write_rules};
 
 /// Alerts the full SigmaHQ Windows rule set raises on one pass over the
@@ -60,6 +62,9 @@ struct Args {
     /// Events for the peer comparison, sampled evenly over the sample.
     #[arg(long, default_value_t = 5_000)]
     peer_events: usize,
+    /// Skip the transport runs (file vs syslog TCP vs HTTP ingest).
+    #[arg(long)]
+    skip_transports: bool,
 }
 
 struct Throughput {
@@ -180,7 +185,34 @@ fn main() -> anyhow::Result<()> {
         )?;
     }
 
+    // Transports: the sample once, parse-only, from a file, over syslog
+    // TCP and over HTTP ingest, in rounds like the throughput runs.
+    let mut transports = Vec::new();
+    if !args.skip_transports {
+        let mut rates: Vec<Vec<f64>> = vec![Vec::new(); Transport::ALL.len()];
+        for round in 0..=args.repeats {
+            for (i, transport) in Transport::ALL.into_iter().enumerate() {
+                eprintln!(
+                    "transport: {}, round {round}/{}",
+                    transport.label(),
+                    args.repeats
+                );
+                let rate = transport_run(&args.vagt, &dirs[0], &lines, transport, work.path())?;
+                if round > 0 {
+                    rates[i].push(rate);
+                }
+            }
+        }
+        for (i, transport) in Transport::ALL.into_iter().enumerate() {
+            rates[i].sort_by(f64::total_cmp);
+            transports.push((transport, rates[i][rates[i].len() / 2]));
+        }
+    }
+
     let mut report = render(&args, &throughput, &latency);
+    if !transports.is_empty() {
+        report.push_str(&render_transports(lines.len(), &transports));
+    }
     if !peer_rows.is_empty() {
         report.push_str(&render_peer(&args, &peer_rows));
     }
@@ -484,6 +516,26 @@ fn latency_run(
         alerts,
         hist,
     })
+}
+
+fn render_transports(events: usize, rows: &[(Transport, f64)]) -> String {
+    let base = rows.first().map_or(f64::NAN, |r| r.1);
+    let mut out = format!(
+        "\nTransports, parse-only: the {events} events once, from the first byte offered to the last \
+         event through detection (metrics endpoint); syslog TCP on one connection, HTTP in bodies of up \
+         to {} MiB; median of the rounds.\n\n",
+        HTTP_BODY_BYTES >> 20
+    );
+    out.push_str("| transport | events/s | ratio to file |\n|---|---:|---:|\n");
+    for (transport, rate) in rows {
+        out.push_str(&format!(
+            "| {} | {:.0} | {:.2} |\n",
+            transport.label(),
+            rate,
+            rate / base
+        ));
+    }
+    out
 }
 
 fn ms(us: u64) -> String {
