@@ -614,13 +614,16 @@ pub async fn run(
     summary.evicted_keys = outcome.evicted_keys;
     summary.stopped = outcome.stopped;
     summary.state_saved = outcome.state_saved;
-    if !outcome.stopped {
-        for reader in readers {
-            match reader.await {
-                Ok(Ok(stats)) => summary.bytes += stats.bytes,
-                Ok(Err(message)) => summary.failed_inputs.push(message),
-                Err(e) => return Err(PipelineError::Internal(format!("reader task: {e}"))),
-            }
+    for reader in readers {
+        // After a stop, a reader may still wait on its input (stdin);
+        // those that ended (drained listeners, tails) are counted.
+        if outcome.stopped && !reader.is_finished() {
+            continue;
+        }
+        match reader.await {
+            Ok(Ok(stats)) => summary.bytes += stats.bytes,
+            Ok(Err(message)) => summary.failed_inputs.push(message),
+            Err(e) => return Err(PipelineError::Internal(format!("reader task: {e}"))),
         }
     }
     summary.alerts = alert_sink
