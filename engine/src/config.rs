@@ -495,3 +495,39 @@ mod tests {
         assert_eq!(ok.output, PathBuf::from("-"));
     }
 }
+
+#[cfg(test)]
+mod readme_tests {
+    use super::*;
+
+    /// The README's config that reads Kafka, syslog and HTTP at once is a
+    /// valid config.
+    #[test]
+    fn the_readme_multi_input_config_is_valid() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+            .expect("README.md");
+        let start = readme
+            .find("Reading Kafka and syslog at once")
+            .expect("the README's multi-input example");
+        let block = &readme[start..];
+        let yaml_start = block.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+        let yaml = &block[yaml_start..yaml_start + block[yaml_start..].find("```").unwrap()];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vagt.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        // No other test reads this variable.
+        std::env::set_var("VAGT_TOKEN_HOSPITAL_SYD", "a-secret");
+        let config = RunConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        let kinds: Vec<&str> = config
+            .inputs
+            .iter()
+            .map(|i| match i.kind().unwrap() {
+                InputKind::Kafka(_) => "kafka",
+                InputKind::Syslog(_) => "syslog",
+                InputKind::Http(_) => "http",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(kinds, ["kafka", "syslog", "syslog", "http"]);
+    }
+}
