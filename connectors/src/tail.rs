@@ -168,13 +168,20 @@ impl Follow<'_> {
 
 impl Read for Follow<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Stopped: what is not read yet stays for the next run.
+        if self.stop.load(Ordering::SeqCst) {
+            return Ok(0);
+        }
         loop {
             let n = self.file.read(buf)?;
             if n > 0 {
                 self.position += n as u64;
                 return Ok(n);
             }
-            if self.stop.load(Ordering::SeqCst) || self.rotated() {
+            if self.stop.load(Ordering::SeqCst) {
+                return Ok(0);
+            }
+            if self.rotated() {
                 // What was written between the last read and the check.
                 let n = self.file.read(buf)?;
                 self.position += n as u64;

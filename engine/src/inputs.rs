@@ -26,6 +26,9 @@ use vagt_connectors::{
 use crate::config::{InputKind, RunConfig};
 use crate::telemetry::SourceMetrics;
 
+/// How long closing a Kafka consumer may take at the end of a run.
+const KAFKA_CLOSE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Payloads queued between a live source and its decoder.
 const PAYLOAD_QUEUE: usize = 4096;
 
@@ -42,9 +45,13 @@ pub(crate) struct InputBatch {
 }
 
 /// Where the inputs send their output.
-pub(crate) struct Outputs<W> {
+pub(crate) struct Outputs<W, D> {
     pub batches: mpsc::Sender<W>,
-    pub dead: mpsc::Sender<DeadLetter>,
+    /// What a batch travels as.
+    pub wrap: fn(InputBatch) -> W,
+    pub dead: mpsc::Sender<D>,
+    /// What a dead letter travels as.
+    pub wrap_dead: fn(DeadLetter) -> D,
     pub bytes: Arc<AtomicU64>,
     pub metrics: Vec<SourceMetrics>,
     pub stop: Arc<AtomicBool>,
@@ -97,16 +104,16 @@ impl Started {
 
 /// Starts every input of `config`; `resume` is where each input stopped in
 /// an earlier run, and `listening` hears of every bound listener.
-pub(crate) async fn start<W: Send + 'static>(
+pub(crate) async fn start<W: Send + 'static, D: Send + 'static>(
     config: &RunConfig,
     resume: &[Option<(Origin, Option<FileId>)>],
-    outputs: Outputs<W>,
-    wrap: fn(InputBatch) -> W,
+    outputs: Outputs<W, D>,
     listening: &dyn Fn(&str, SocketAddr),
 ) -> Result<Started, LiveError> {
     let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
     let (done, drained) = mpsc::channel::<()>(1);
     // Only the clones held by drainable inputs keep `drained` open.
+    let (wrap, wrap_dead) = (outputs.wrap, outputs.wrap_dead);
     let mut started = Started {
         readers: Vec::new(),
         servers: Vec::new(),
@@ -139,7 +146,7 @@ pub(crate) async fn start<W: Send + 'static>(
         let metrics = outputs.metrics[index].clone();
         let dead_letter = move |letter: DeadLetter| {
             metrics.dead_letter();
-            let _ = dead.blocking_send(letter);
+            let _ = dead.blocking_send(wrap_dead(letter));
         };
         let name = input.name();
         let kind = input.kind().map_err(|message| LiveError::Config {
@@ -259,15 +266,28 @@ impl Started {
         let _ = self.stopping.send(true);
         let mut failures = Vec::new();
         for kafka in self.kafka {
-            if let Err(e) = kafka.handle.commit() {
-                failures.push(format!("kafka commit: {e}"));
-            }
             // The consumer leaves its group when its last user is gone:
             // its thread, and the decoder holding acks of what was not
-            // processed.
-            let _ = kafka.consumer.await;
+            // processed. An unreachable broker may make librdkafka wait
+            // long: the stop does not.
+            let _ = tokio::time::timeout(KAFKA_CLOSE, kafka.consumer).await;
             if let Some(decoder) = kafka.decoder {
-                let _ = decoder.await;
+                let _ = tokio::time::timeout(KAFKA_CLOSE, decoder).await;
+            }
+            let handle = kafka.handle;
+            let closing = tokio::task::spawn_blocking(move || {
+                let committed = handle.commit();
+                drop(handle);
+                committed
+            });
+            match tokio::time::timeout(KAFKA_CLOSE, closing).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => failures.push(format!("kafka commit: {e}")),
+                Ok(Err(e)) => failures.push(format!("kafka commit: {e}")),
+                Err(_) => failures.push(format!(
+                    "kafka commit: no answer from the brokers within {} s",
+                    KAFKA_CLOSE.as_secs()
+                )),
             }
         }
         for server in self.servers {

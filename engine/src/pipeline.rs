@@ -192,6 +192,13 @@ enum Work {
     Tick,
 }
 
+/// What flows to the dead-letter sink.
+enum DeadItem {
+    Letter(DeadLetter),
+    /// Answered once everything sent before it is written.
+    Barrier(tokio::sync::oneshot::Sender<()>),
+}
+
 /// What flows from detection to the alert sink. State goes through the
 /// sink so that it is saved only after the alerts before it are written.
 enum SinkItem {
@@ -313,11 +320,12 @@ pub async fn run(
         })
     });
     let (batch_tx, mut batch_rx) = mpsc::channel::<Work>(config.channel_capacity);
-    let (dead_tx, mut dead_rx) = mpsc::channel::<DeadLetter>(1024);
+    let (dead_tx, mut dead_rx) = mpsc::channel::<DeadItem>(1024);
     let (alert_tx, mut alert_rx) = mpsc::channel::<SinkItem>(config.channel_capacity);
     // Inputs stop taking input; detection stops at the `Work::Stop` sent
     // after what they had taken in.
     let stop = Arc::new(AtomicBool::new(false));
+    let stop_signals = StopSignals::listen();
     // While no event arrives, what waits for the watermark would wait for
     // ever; ticks let detection apply it once the input has been idle for
     // the allowed lateness.
@@ -339,17 +347,25 @@ pub async fn run(
     let resume: Vec<Option<(Origin, Option<FileId>)>> = (0..config.inputs.len())
         .map(|i| windows.as_ref().and_then(|w| w.resume_at(i)))
         .collect();
+    if let Some(w) = windows.as_mut() {
+        for (i, input) in config.inputs.iter().enumerate() {
+            if matches!(input.kind(), Ok(InputKind::Tail(_))) {
+                w.seeking(i);
+            }
+        }
+    }
     let mut started_inputs = inputs::start(
         &config,
         &resume,
         Outputs {
             batches: batch_tx.clone(),
+            wrap: Work::Batch,
             dead: dead_tx.clone(),
+            wrap_dead: DeadItem::Letter,
             bytes: counters.bytes.clone(),
             metrics: source_metrics.clone(),
             stop: stop.clone(),
         },
-        Work::Batch,
         &|name, addr| observer.listening(name, addr),
     )
     .await?;
@@ -358,12 +374,13 @@ pub async fn run(
     // not yet read to their end are left where they are (the state file
     // says where).
     let signals = {
+        let mut signals = stop_signals;
         let stop = stop.clone();
         let stopping = started_inputs.stopping.clone();
         let drained = started_inputs.drained.take();
         let batch_tx = batch_tx.downgrade();
         tokio::spawn(async move {
-            stop_signal().await;
+            signals.next().await;
             Started::drain(&stop, &stopping, drained, DRAIN_PATIENCE).await;
             if let Some(tx) = batch_tx.upgrade() {
                 let _ = tx.send(Work::Stop).await;
@@ -400,6 +417,11 @@ pub async fn run(
             let mut last_batch = Instant::now();
             let mut held: Vec<Ack> = Vec::new();
             while let Some(work) = batch_rx.blocking_recv() {
+                // The alert sink failed (ticks bring this here even when
+                // no input does): its error ends the run.
+                if alert_tx.is_closed() {
+                    break;
+                }
                 let (input, batch, acks) = match work {
                     Work::Batch(InputBatch {
                         input,
@@ -430,6 +452,14 @@ pub async fn run(
                                 {
                                     break;
                                 }
+                            }
+                            // Held acknowledgements wait for a snapshot,
+                            // which a quiet input would otherwise not bring.
+                            if saving && !held.is_empty() && saved.elapsed() >= snapshot_interval {
+                                let _ = alert_tx.blocking_send(SinkItem::State(w.snapshot()));
+                                let _ = alert_tx
+                                    .blocking_send(SinkItem::Acks(std::mem::take(&mut held)));
+                                saved = Instant::now();
                             }
                         }
                         continue;
@@ -477,7 +507,7 @@ pub async fn run(
                 if let Some(w) = windows.as_mut() {
                     for dead in w.observe(&set, &catalog, &fields, input, &batch, &matches) {
                         source_metrics[input].dead_letter();
-                        let _ = dead_tx.blocking_send(dead);
+                        let _ = dead_tx.blocking_send(DeadItem::Letter(dead));
                     }
                     alerts.extend(w.release(&detected_at));
                     telemetry::windows(w);
@@ -503,6 +533,8 @@ pub async fn run(
             }
             // Inputs drained after a stop signal end the loop as a stop too.
             outcome.stopped |= stop.load(Ordering::SeqCst);
+            // The alert sink failed: its error ends the run.
+            outcome.sink_gone = alert_tx.is_closed();
             if let Some(w) = windows.as_mut() {
                 if !outcome.stopped {
                     let alerts = w.finish(&now_rfc3339());
@@ -522,7 +554,6 @@ pub async fn run(
             outcome
         })
     };
-    drop(dead_tx);
 
     // Sinks.
     let dead_path = config.dead_letters.clone();
@@ -532,7 +563,15 @@ pub async fn run(
         let sink = SinkMetrics::new("dead_letters");
         let mut out = open_output(dead_path.as_deref(), true).await?;
         let mut count = 0u64;
-        while let Some(dead) = dead_rx.recv().await {
+        while let Some(item) = dead_rx.recv().await {
+            let dead = match item {
+                DeadItem::Letter(dead) => dead,
+                DeadItem::Barrier(written) => {
+                    // Everything sent before it is written and flushed.
+                    let _ = written.send(());
+                    continue;
+                }
+            };
             count += 1;
             dead_counted.fetch_add(1, Ordering::Relaxed);
             let mut line =
@@ -551,9 +590,12 @@ pub async fn run(
         }
         Ok::<u64, PipelineError>(count)
     });
+    let dead_barrier = dead_tx.clone();
+    let dead_end = dead_tx.clone();
     let output = config.output.clone();
     let state_path = state_file.clone();
     let alerts_written = counters.alerts.clone();
+    drop(dead_tx);
     let alert_sink = tokio::spawn(async move {
         let sink = SinkMetrics::new("alerts");
         let path = (output.as_os_str() != "-").then_some(output.as_path());
@@ -564,7 +606,20 @@ pub async fn run(
             let (alerts, received) = match item {
                 SinkItem::Alerts(alerts, received) => (alerts, received),
                 SinkItem::Acks(acks) => {
-                    // The alerts before them are written and flushed.
+                    // The alerts before them are written and flushed; so
+                    // must be the dead letters of what they cover, which
+                    // were sent before their batch.
+                    if acks.is_empty() {
+                        continue;
+                    }
+                    let (written, barrier) = tokio::sync::oneshot::channel();
+                    if dead_barrier.send(DeadItem::Barrier(written)).await.is_err()
+                        || barrier.await.is_err()
+                    {
+                        // The dead-letter sink failed: what it did not
+                        // write must not be acknowledged.
+                        continue;
+                    }
                     acks.into_iter().for_each(|ack| ack());
                     continue;
                 }
@@ -614,10 +669,15 @@ pub async fn run(
     summary.evicted_keys = outcome.evicted_keys;
     summary.stopped = outcome.stopped;
     summary.state_saved = outcome.state_saved;
+    if outcome.sink_gone {
+        // Nothing will read what the inputs still bring.
+        stop.store(true, Ordering::SeqCst);
+        let _ = started_inputs.stopping.send(true);
+    }
     for reader in readers {
         // After a stop, a reader may still wait on its input (stdin);
         // those that ended (drained listeners, tails) are counted.
-        if outcome.stopped && !reader.is_finished() {
+        if (outcome.stopped || outcome.sink_gone) && !reader.is_finished() {
             continue;
         }
         match reader.await {
@@ -634,9 +694,15 @@ pub async fn run(
         .failed_inputs
         .extend(started_inputs.close(&stop).await);
     summary.dropped_records = dropped.load(Ordering::Relaxed);
-    if !outcome.stopped {
-        // Stopped readers may still hold the dead-letter channel open; what
-        // was sent is written and flushed one by one, and counted.
+    if outcome.stopped {
+        // A reader still waiting on its input (stdin) holds the dead-letter
+        // channel open: write what was sent so far, then go.
+        let (written, barrier) = tokio::sync::oneshot::channel();
+        if dead_end.send(DeadItem::Barrier(written)).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), barrier).await;
+        }
+    } else {
+        drop(dead_end);
         dead_sink
             .await
             .map_err(|e| PipelineError::Internal(format!("dead-letter sink: {e}")))??;
@@ -686,6 +752,7 @@ async fn open_output(
 struct DetectOutcome {
     events: u64,
     stopped: bool,
+    sink_gone: bool,
     state_saved: bool,
     late_events: u64,
     evicted_keys: u64,
@@ -711,20 +778,39 @@ fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn stop_signal() {
+/// SIGTERM and Ctrl-C, listened to from when it is made: a signal that
+/// comes while the inputs start waits for the stop handling.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
+    unix: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl StopSignals {
+    fn listen() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let unix = signal(SignalKind::terminate())
+                .and_then(|term| Ok((term, signal(SignalKind::interrupt())?)))
+                .ok();
+            StopSignals { unix }
+        }
+        #[cfg(not(unix))]
+        StopSignals {}
+    }
+
+    /// Resolves on the next SIGTERM or Ctrl-C.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        if let Some((term, interrupt)) = self.unix.as_mut() {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
+                _ = interrupt.recv() => {}
             }
             return;
         }
+        let _ = tokio::signal::ctrl_c().await;
     }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 fn build_alerts(

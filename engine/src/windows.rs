@@ -97,6 +97,8 @@ pub struct WindowStage {
     max_ahead: Millis,
     positions: BTreeMap<String, InputPosition>,
     resume: Vec<Option<u64>>,
+    /// Inputs that seek to their resume position.
+    seeks: Vec<bool>,
     late_events: u64,
 }
 
@@ -138,6 +140,7 @@ impl WindowStage {
             lateness: limits.allowed_lateness,
             max_ahead: DEFAULT_MAX_AHEAD,
             positions: BTreeMap::new(),
+            seeks: vec![false; resume.len()],
             resume,
             late_events: 0,
         }
@@ -238,12 +241,24 @@ impl WindowStage {
         Some((Origin { line, offset }, position.and_then(|p| p.file)))
     }
 
+    /// Input `index` seeks to where [`WindowStage::resume_at`] says,
+    /// instead of reading from the start.
+    pub fn seeking(&mut self, index: usize) {
+        self.seeks[index] = true;
+    }
+
     /// Drops the rows of a batch that an earlier run already processed.
     /// Returns None when nothing is left.
     pub fn skip_processed(&mut self, input: usize, mut batch: EventBatch) -> Option<EventBatch> {
         let Some(after) = self.resume[input] else {
             return Some(batch);
         };
+        // An input that seeks to its position re-reads only the event
+        // there, in its first batch; later rows (a rotated file starting
+        // over at offset 0) are all new.
+        if self.seeks[input] {
+            self.resume[input] = None;
+        }
         let keep_from = batch.origins.partition_point(|o| o.offset <= after);
         if keep_from == batch.origins.len() {
             return None;

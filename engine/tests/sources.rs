@@ -78,6 +78,11 @@ fn alerts_with(file: &Path, field: &str, marker: &str) -> Vec<Value> {
         .collect()
 }
 
+fn send_datagram(to: SocketAddr, message: &str) {
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sender.send_to(message.as_bytes(), to).unwrap();
+}
+
 fn tls_client_config(cert_pem: &str) -> Arc<rustls::ClientConfig> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
@@ -140,13 +145,10 @@ progress: never
     let tls = vagt.listening("syslog+tls://127.0.0.1:0");
     vagt.wait_for("vagt: ready", WAIT);
 
-    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sender
-        .send_to(
-            b"<38>Nov 23 09:10:29 pc1 sshd[41]: Failed password for root via-udp",
-            udp,
-        )
-        .unwrap();
+    send_datagram(
+        udp,
+        "<38>Nov 23 09:10:29 pc1 sshd[41]: Failed password for root via-udp",
+    );
 
     let mut stream = TcpStream::connect(tcp).unwrap();
     let octets = "<38>1 2026-11-23T09:10:29Z pc2 sshd 42 - - Failed password for ann via-octets";
@@ -684,4 +686,30 @@ progress: never
     let alerts = reader.join().unwrap();
     assert_eq!(alerts.lines().count(), sent, "{stderr}");
     assert!(stderr.contains("stopped by signal"), "{stderr}");
+}
+
+#[test]
+fn a_failing_alert_output_ends_a_live_run_with_its_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(dir.path());
+    let config = dir.path().join("vagt.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "rules: [\"{}\"]\nprofile: passthrough\ninputs:\n  - syslog: {{listen: \"127.0.0.1:0\", protocol: udp}}\n    format: syslog\noutput: /dev/full\nprogress: never\n",
+            rules.display()
+        ),
+    )
+    .unwrap();
+    let mut vagt = Vagt::with_config(&config);
+    let udp = vagt.listening("syslog+udp://127.0.0.1:0");
+    vagt.wait_for("vagt: ready", WAIT);
+    send_datagram(
+        udp,
+        "<38>Nov 23 09:10:29 pc1 sshd[41]: Failed password for root",
+    );
+    // The write fails (no space left on /dev/full): the run ends and says
+    // why, instead of waiting for ever on its listener.
+    let line = vagt.wait_for_exit(WAIT);
+    assert!(line.contains("/dev/full"), "{line}");
 }

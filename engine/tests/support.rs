@@ -79,6 +79,24 @@ impl Vagt {
         }
     }
 
+    /// Waits for vagt to exit by itself with a failure; returns its stderr.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(50));
+                assert!(!status.success(), "vagt succeeded:\n{}", self.stderr());
+                return self.stderr();
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "vagt did not exit within {timeout:?}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The address a listener input is bound to, from `vagt: listening`.
     pub fn listening(&mut self, input: &str) -> std::net::SocketAddr {
         let line = self.wait_for(&format!("listening: {input}"), Duration::from_secs(30));

@@ -217,7 +217,7 @@ async fn serve_tls(
         tokio::spawn(async move {
             // A failed handshake is the client's problem: nothing was sent.
             let handshake =
-                tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream));
+                tokio::time::timeout(std::time::Duration::from_secs(5), acceptor.accept(stream));
             let Ok(Ok(tls)) = handshake.await else { return };
             let io = hyper_util::rt::TokioIo::new(tls);
             let connection =

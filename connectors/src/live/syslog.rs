@@ -44,7 +44,7 @@ pub struct SyslogConfig {
 }
 
 /// How long a TLS client may take to complete its handshake.
-const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn default_max_connections() -> usize {
     1024
