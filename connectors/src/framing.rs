@@ -23,6 +23,8 @@
 //!   buffered: at most `max_record_bytes` of it are ever held.
 
 use std::io::{self, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use crate::dead_letter::{excerpt, DeadLetter, EXCERPT_BYTES};
 
@@ -82,6 +84,9 @@ pub struct RecordSplitter<R> {
     at_line_start: bool,
     /// Still within a leading UTF-8 byte order mark, which is skipped.
     in_bom: bool,
+    /// Set when the stream was cut short (a tail stopping): an unfinished
+    /// last object is then left for the next run instead of reported.
+    cut_short: Option<Arc<AtomicBool>>,
     /// Largest record buffer allocated so far, to test that oversize
     /// records are not buffered.
     #[cfg(test)]
@@ -116,9 +121,17 @@ impl<R: Read> RecordSplitter<R> {
             offset: 0,
             at_line_start: true,
             in_bom: true,
+            cut_short: None,
             #[cfg(test)]
             largest_buffer: 0,
         }
+    }
+
+    /// At the end, an unfinished last object is dropped silently if `flag`
+    /// is set (the stream was cut short; it will be read whole later).
+    pub fn cut_short_by(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.cut_short = Some(flag);
+        self
     }
 
     /// Counts lines and offsets from `origin`, for a reader positioned
@@ -176,7 +189,7 @@ impl<R: Read> RecordSplitter<R> {
                 continue;
             }
             return match chunk[0] {
-                b'{' => self.read_record().map(Some),
+                b'{' => self.read_record(),
                 _ => self.skip_garbage().map(Some),
             };
         }
@@ -270,7 +283,7 @@ impl<R: Read> RecordSplitter<R> {
     }
 
     /// Reads one object, starting at its `{`.
-    fn read_record(&mut self) -> io::Result<Frame> {
+    fn read_record(&mut self) -> io::Result<Option<Frame>> {
         let origin = self.origin();
         let mut bytes: Vec<u8> = Vec::new();
         // Set once the record is known to be too long: `bytes` is then
@@ -279,14 +292,21 @@ impl<R: Read> RecordSplitter<R> {
         let mut state = ScanState::default();
         loop {
             if !self.fill()? {
-                return Ok(match oversize {
+                if self
+                    .cut_short
+                    .as_ref()
+                    .is_some_and(|f| f.load(Ordering::SeqCst))
+                {
+                    return Ok(None);
+                }
+                return Ok(Some(match oversize {
                     Some(head) => self.dead(origin, self.oversize_reason(), &head),
                     None => self.dead(
                         origin,
                         "truncated record: the input ends inside an object".into(),
                         &bytes,
                     ),
-                });
+                }));
             }
             let chunk = &self.buf[self.pos..self.filled];
             let (n, end) = scan(chunk, &mut state, self.at_line_start);
@@ -317,9 +337,9 @@ impl<R: Read> RecordSplitter<R> {
             self.advance(n);
             let Some(end) = end else { continue };
             if let Some(head) = oversize {
-                return Ok(self.dead(origin, self.oversize_reason(), &head));
+                return Ok(Some(self.dead(origin, self.oversize_reason(), &head)));
             }
-            return Ok(match end {
+            return Ok(Some(match end {
                 End::Closed => Frame::Record(Record { bytes, origin }),
                 End::BrokenString => self.dead(
                     origin,
@@ -334,7 +354,7 @@ impl<R: Read> RecordSplitter<R> {
                     ),
                     &bytes,
                 ),
-            });
+            }));
         }
     }
 

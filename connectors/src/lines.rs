@@ -228,12 +228,12 @@ impl<R: Read> Framer<R> {
         }
     }
 
-    /// See [`LineSplitter::cut_short_by`]; JSON framing reports an
-    /// unfinished object as truncated regardless.
+    /// See [`LineSplitter::cut_short_by`] and
+    /// [`RecordSplitter::cut_short_by`].
     pub fn cut_short_by(self, flag: Arc<AtomicBool>) -> Self {
         match self {
             Framer::Lines(s) => Framer::Lines(s.cut_short_by(flag)),
-            json => json,
+            Framer::Json(s) => Framer::Json(s.cut_short_by(flag)),
         }
     }
 
@@ -251,5 +251,41 @@ impl<R: Read> Framer<R> {
             Framer::Json(s) => s.bytes_read(),
             Framer::Lines(s) => s.bytes_read(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(format: Format, input: &[u8], cut_short: bool) -> Vec<Frame> {
+        let flag = Arc::new(AtomicBool::new(cut_short));
+        let mut framer = Framer::new(format, input, "test", 1024, Origin { line: 1, offset: 0 })
+            .cut_short_by(flag);
+        std::iter::from_fn(|| framer.next_frame().unwrap()).collect()
+    }
+
+    #[test]
+    fn an_unfinished_last_record_is_left_when_cut_short_and_reported_otherwise() {
+        for (format, input) in [
+            (Format::Logfmt, &b"a=1\nb=2"[..]),
+            (Format::Json, &b"{\"a\": 1}\n{\"b\": "[..]),
+        ] {
+            let whole = frames(format, input, false);
+            assert_eq!(whole.len(), 2, "{format}");
+            let cut = frames(format, input, true);
+            assert_eq!(cut.len(), 1, "{format}: {cut:?}");
+            assert!(matches!(cut[0], Frame::Record(_)));
+        }
+    }
+
+    #[test]
+    fn the_live_edge_is_where_no_whole_line_is_buffered() {
+        let mut splitter = LineSplitter::new(&b"one\ntw"[..], "test", 1024);
+        assert!(matches!(
+            splitter.next_frame().unwrap(),
+            Some(Frame::Record(_))
+        ));
+        assert!(splitter.at_live_edge(), "only part of a line is left");
     }
 }
