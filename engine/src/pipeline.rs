@@ -3,11 +3,19 @@
 //! slow sink slows detection, which slows reading).
 //!
 //! ```text
-//!  input 1 ─┐ (blocking reader: framing + JSON→Arrow)
-//!  input 2 ─┼──► batches (bounded) ──► detect (blocking: RuleSet::evaluate + catalog)
-//!  stdin  ──┘        │                        │
-//!                    └► dead letters ──► sink  └──► alerts (bounded) ──► alert sink
+//!  inputs (see `inputs`: files, stdin, tails, listeners, Kafka; each
+//!  framing + parsing + JSON→Arrow on a blocking thread)
+//!      │ batches + acks (bounded)
+//!      ▼
+//!  detect (blocking: RuleSet::evaluate, windows, catalog) ──► alerts, acks, state (bounded)
+//!      │                                                           │
+//!      └► dead letters ──► dead-letter sink ◄── barrier ── alert sink: writes alerts, then
+//!                                                          runs acks (Kafka offsets) once
+//!                                                          their dead letters are written,
+//!                                                          and writes the state file
 //! ```
+//! A stop signal makes the inputs that run until stopped stop taking input
+//! and hand on what they took; then `Work::Stop` ends detection after it.
 //! CPU-heavy stages run on blocking threads, not on the I/O workers.
 
 use std::path::{Path, PathBuf};
