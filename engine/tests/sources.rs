@@ -713,3 +713,58 @@ fn a_failing_alert_output_ends_a_live_run_with_its_error() {
     let line = vagt.wait_for_exit(WAIT);
     assert!(line.contains("/dev/full"), "{line}");
 }
+
+#[test]
+fn a_listener_refuses_senders_it_does_not_allow() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(dir.path());
+    let out = dir.path().join("alerts.jsonl");
+    let config = dir.path().join("vagt.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"rules: ["{rules}"]
+profile: passthrough
+inputs:
+  - syslog: {{listen: "127.0.0.1:0", protocol: tcp, allowed_peers: ["10.31.0.0/16"]}}
+    format: syslog
+    actor: rnv-hospital-nord
+  - syslog: {{listen: "127.0.0.1:0", protocol: udp, allowed_peers: ["127.0.0.1"]}}
+    format: syslog
+    actor: rnv-hospital-syd
+output: "{out}"
+progress: never
+"#,
+            rules = rules.display(),
+            out = out.display(),
+        ),
+    )
+    .unwrap();
+    let mut vagt = Vagt::with_config(&config);
+    let tcp = vagt.listening("syslog+tcp://127.0.0.1:0");
+    let udp = vagt.listening("syslog+udp://127.0.0.1:0");
+    vagt.wait_for("vagt: ready", WAIT);
+    // 127.0.0.1 is not Hospital Nord's network: its connection is closed.
+    let mut stream = connect(tcp);
+    let _ = stream.write_all(b"<38>Nov 23 09:10:29 pc1 sshd[1]: Failed password refused-tcp\n");
+    let mut rest = Vec::new();
+    assert_eq!(
+        stream
+            .read_to_end(&mut rest)
+            .map(|_| rest.len())
+            .unwrap_or(0),
+        0
+    );
+    send_datagram(
+        udp,
+        "<38>Nov 23 09:10:29 pc2 sshd[2]: Failed password allowed-udp",
+    );
+    eventually("the allowed sender's alert", WAIT, || {
+        !alerts_with(&out, "message", "allowed-udp").is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(alerts_with(&out, "message", "refused-tcp").is_empty());
+    let (status, stderr) = vagt.terminate();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains(" 1 alerts,"), "{stderr}");
+}

@@ -41,6 +41,12 @@ pub struct SyslogConfig {
     /// Connections served at once (TCP, TLS); more wait to be accepted.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Senders allowed, as addresses or networks (`10.31.0.0/16`); empty
+    /// allows every sender. Others are refused and counted
+    /// (`vagt_source_refused_total`), so that no one but the listener's
+    /// organisation writes events as it.
+    #[serde(default)]
+    pub allowed_peers: Vec<String>,
 }
 
 /// How long a TLS client may take to complete its handshake.
@@ -74,8 +80,22 @@ impl SyslogConfig {
                 Err("tls settings are only for protocol tls".into())
             }
             _ if self.max_connections == 0 => Err("max_connections must be at least 1".into()),
-            _ => Ok(()),
+            _ => self.peers().map(|_| ()),
         }
+    }
+
+    /// The allowed senders, parsed.
+    fn peers(&self) -> Result<Peers, String> {
+        let networks = self
+            .allowed_peers
+            .iter()
+            .map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| format!("allowed_peers: '{p}' is not an address or network"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Peers(Arc::new(networks)))
     }
 
     /// What dead letters and metrics call this listener.
@@ -86,6 +106,23 @@ impl SyslogConfig {
             SyslogProtocol::Tls => "tls",
         };
         format!("syslog+{scheme}://{}", self.listen)
+    }
+}
+
+/// The senders a listener takes messages from.
+#[derive(Debug, Clone)]
+struct Peers(Arc<Vec<ipnet::IpNet>>);
+
+impl Peers {
+    /// Whether `peer` may send; a refusal is counted for `source`.
+    fn allow(&self, peer: SocketAddr, source: &str) -> bool {
+        let ip = peer.ip().to_canonical();
+        let allowed = self.0.is_empty() || self.0.iter().any(|n| n.contains(&ip));
+        if !allowed {
+            metrics::counter!("vagt_source_refused_total", "source" => source.to_string())
+                .increment(1);
+        }
+        allowed
     }
 }
 
@@ -102,13 +139,17 @@ pub async fn start(
         what: config.name(),
         source,
     };
+    let peers = config.peers().map_err(|message| LiveError::Config {
+        what: config.name(),
+        message,
+    })?;
     match config.protocol {
         SyslogProtocol::Udp => {
             let socket = UdpSocket::bind(config.listen).await.map_err(bind)?;
             let local = socket.local_addr().map_err(bind)?;
             let watcher = tokio::spawn(watch_kernel_drops(local, context.clone()));
             let task = tokio::spawn(async move {
-                serve_udp(socket, local, context).await;
+                serve_udp(socket, local, peers, context).await;
                 watcher.abort();
             });
             Ok((local, task))
@@ -136,6 +177,9 @@ pub async fn start(
                         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                         continue;
                     };
+                    if !peers.allow(peer, &context.name) {
+                        continue;
+                    }
                     let source: Arc<str> =
                         Arc::from(format!("syslog+{scheme}://{local} from {peer}").as_str());
                     let context = context.clone();
@@ -213,7 +257,7 @@ fn kernel_drops(local: SocketAddr) -> Option<u64> {
 }
 
 /// One message per datagram; a full queue drops it, counted.
-async fn serve_udp(socket: UdpSocket, local: SocketAddr, context: LiveContext) {
+async fn serve_udp(socket: UdpSocket, local: SocketAddr, peers: Peers, context: LiveContext) {
     let mut buf = vec![0u8; 65_536];
     let mut names: HashMap<SocketAddr, Arc<str>> = HashMap::new();
     let mut datagram = 0u64;
@@ -225,6 +269,9 @@ async fn serve_udp(socket: UdpSocket, local: SocketAddr, context: LiveContext) {
         let Ok((n, peer)) = received else {
             continue;
         };
+        if !peers.allow(peer, &context.name) {
+            continue;
+        }
         datagram += 1;
         if names.len() > 10_000 {
             names.clear();
@@ -479,16 +526,52 @@ mod tests {
     }
 
     #[test]
+    fn only_allowed_peers_may_send() {
+        let config = SyslogConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            protocol: SyslogProtocol::Udp,
+            tls: None,
+            max_connections: 1,
+            allowed_peers: vec!["10.0.0.0/8".into(), "192.0.2.7".into()],
+        };
+        let peers = config.peers().unwrap();
+        for (peer, allowed) in [
+            ("10.31.2.3:514", true),
+            ("192.0.2.7:514", true),
+            ("192.0.2.8:514", false),
+            ("127.0.0.1:514", false),
+            ("[::ffff:10.1.1.1]:514", true),
+        ] {
+            assert_eq!(
+                peers.allow(peer.parse().unwrap(), "test"),
+                allowed,
+                "{peer}"
+            );
+        }
+        let open = SyslogConfig {
+            allowed_peers: Vec::new(),
+            ..config
+        };
+        assert!(open
+            .peers()
+            .unwrap()
+            .allow("127.0.0.1:1".parse().unwrap(), "test"));
+    }
+
+    #[test]
     fn tls_and_protocol_must_agree() {
         let mut config = SyslogConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             protocol: SyslogProtocol::Tls,
             tls: None,
             max_connections: 1,
+            allowed_peers: Vec::new(),
         };
         assert!(config.validate().unwrap_err().contains("needs tls"));
         config.protocol = SyslogProtocol::Udp;
         assert_eq!(config.validate(), Ok(()));
         assert_eq!(config.name(), "syslog+udp://127.0.0.1:0");
+        config.allowed_peers = vec!["10.0.0.0/8".into(), "192.0.2.7".into(), "nope".into()];
+        assert!(config.validate().unwrap_err().contains("'nope' is not"));
     }
 }
