@@ -154,6 +154,15 @@ impl InputConfig {
                         "http inputs take the actor from each token, not from 'actor'".into(),
                     );
                 }
+                if let Some(tls) = &h.tls {
+                    tls.validate().map_err(|e| e.to_string())?;
+                    if tls.names_clients() {
+                        return Err(
+                            "http inputs take the actor from each token, not from client_actors"
+                                .into(),
+                        );
+                    }
+                }
                 h.digests().map(|_| ())
             }
             InputKind::Kafka(k) => k.validate(),
@@ -453,46 +462,42 @@ mod tests {
     fn unknown_keys_and_bad_values_are_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("vagt.yaml");
-        std::fs::write(&path, "rules: [r]\ninputs: [{path: a.jsonl}]\nouptut: x\n").unwrap();
-        let e = RunConfig::from_file(&path).unwrap_err().to_string();
-        assert!(e.contains("unknown field `ouptut`"), "{e}");
-        std::fs::write(&path, "rules: [r]\ninputs: []\n").unwrap();
-        let e = RunConfig::from_file(&path).unwrap_err().to_string();
-        assert!(e.contains("no inputs"), "{e}");
         std::fs::write(&path, "rules: [r]\ninputs: [{path: a.jsonl}]\n").unwrap();
         let ok = RunConfig::from_file(&path).unwrap();
         assert_eq!(ok.inputs[0].path, Some(dir.path().join("a.jsonl")));
-        std::fs::write(&path, "rules: [r]\ninputs: [{path: a, tail: b}]\n").unwrap();
-        let e = RunConfig::from_file(&path).unwrap_err().to_string();
-        assert!(e.contains("inputs[0]: several sources"), "{e}");
-        std::fs::write(&path, "rules: [r]\ninputs: [{format: cef}]\n").unwrap();
-        let e = RunConfig::from_file(&path).unwrap_err().to_string();
-        assert!(e.contains("inputs[0]: no source"), "{e}");
-        std::fs::write(&path, "rules: [r]\ninputs: [{path: a, format: xml}]\n").unwrap();
-        let e = RunConfig::from_file(&path).unwrap_err().to_string();
-        assert!(e.contains("unknown variant `xml`"), "{e}");
-        std::fs::write(
-            &path,
-            "rules: [r]\ninputs: [{syslog: {listen: '127.0.0.1:1', protocol: tls}}]\n",
-        )
-        .unwrap();
-        let e = RunConfig::from_file(&path).unwrap_err().to_string();
-        assert!(e.contains("protocol tls needs tls"), "{e}");
-        std::fs::write(
-            &path,
-            "rules: [r]\ninputs: [{http: {listen: '127.0.0.1:1', tokens: [{actor: a, token_sha256: xyz}]}}]\n",
-        )
-        .unwrap();
-        let e = RunConfig::from_file(&path).unwrap_err().to_string();
-        assert!(e.contains("token_sha256 is not 64 hex digits"), "{e}");
-        std::fs::write(
-            &path,
-            "rules: [r]\ninputs: [{kafka: {brokers: 'b:1', topics: [t], group_id: g, options: {group.id: x}}}]\n",
-        )
-        .unwrap();
-        let e = RunConfig::from_file(&path).unwrap_err().to_string();
-        assert!(e.contains("'group.id' is set by vagt"), "{e}");
         assert_eq!(ok.output, PathBuf::from("-"));
+        let rejected = [
+            ("inputs: [{path: a.jsonl}]\nouptut: x", "unknown field `ouptut`"),
+            ("inputs: []", "no inputs"),
+            ("inputs: [{path: a, tail: b}]", "inputs[0]: several sources"),
+            ("inputs: [{format: cef}]", "inputs[0]: no source"),
+            ("inputs: [{path: a, format: xml}]", "unknown variant `xml`"),
+            (
+                "inputs: [{syslog: {listen: '127.0.0.1:1', protocol: tls}}]",
+                "protocol tls needs tls",
+            ),
+            (
+                "inputs: [{syslog: {listen: '127.0.0.1:1', protocol: tls, tls: {cert: c, key: k, client_actors: {a.example: org}}}}]",
+                "needs client_ca",
+            ),
+            (
+                "inputs: [{http: {listen: '127.0.0.1:1', tokens: [{actor: a, token_sha256: xyz}]}}]",
+                "token_sha256 is not 64 hex digits",
+            ),
+            (
+                "inputs: [{http: {listen: '127.0.0.1:1', tls: {cert: c, key: k, client_ca: ca, client_actors: {a.example: org}}, tokens: []}}]",
+                "not from client_actors",
+            ),
+            (
+                "inputs: [{kafka: {brokers: 'b:1', topics: [t], group_id: g, options: {group.id: x}}}]",
+                "'group.id' is set by vagt",
+            ),
+        ];
+        for (inputs, expected) in rejected {
+            std::fs::write(&path, format!("rules: [r]\n{inputs}\n")).unwrap();
+            let e = RunConfig::from_file(&path).unwrap_err().to_string();
+            assert!(e.contains(expected), "{inputs}: {e}");
+        }
     }
 }
 

@@ -66,6 +66,26 @@ level: low
     rules
 }
 
+/// Writes `vagt.yaml` in `dir`: `rules`, the passthrough profile, `inputs`
+/// (YAML list items), alerts to `alerts.jsonl` and dead letters to
+/// `dead.jsonl`. Returns the config, alerts and dead-letter paths.
+fn live_config(dir: &Path, rules: &Path, inputs: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let out = dir.join("alerts.jsonl");
+    let dead = dir.join("dead.jsonl");
+    let config = dir.join("vagt.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "rules: [\"{}\"]\nprofile: passthrough\ninputs:\n{inputs}output: \"{}\"\ndead_letters: \"{}\"\nprogress: never\n",
+            rules.display(),
+            out.display(),
+            dead.display()
+        ),
+    )
+    .unwrap();
+    (config, out, dead)
+}
+
 /// Alerts of `file` whose event's `field` contains `marker`.
 fn alerts_with(file: &Path, field: &str, marker: &str) -> Vec<Value> {
     json_lines(file)
@@ -83,19 +103,52 @@ fn send_datagram(to: SocketAddr, message: &str) {
     sender.send_to(message.as_bytes(), to).unwrap();
 }
 
-fn tls_client_config(cert_pem: &str) -> Arc<rustls::ClientConfig> {
+/// A client's certificate and key, for mutual TLS.
+type ClientCert = (
+    rustls::pki_types::CertificateDer<'static>,
+    rustls::pki_types::PrivateKeyDer<'static>,
+);
+
+/// A TLS client that trusts the server certificate `server_pem` and, if
+/// given, shows a certificate of its own.
+fn tls_client_config(server_pem: &str, client: Option<ClientCert>) -> Arc<rustls::ClientConfig> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes()) {
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(server_pem.as_bytes()) {
         roots.add(cert.unwrap()).unwrap();
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    Arc::new(match client {
+        Some((cert, key)) => builder.with_client_auth_cert(vec![cert], key).unwrap(),
+        None => builder.with_no_client_auth(),
+    })
+}
+
+/// A server certificate for `localhost` in `dir` (`cert.pem`, `key.pem`);
+/// returns the certificate's PEM.
+fn server_certificate(dir: &Path) -> String {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert_pem = certified.cert.pem();
+    std::fs::write(dir.join("cert.pem"), &cert_pem).unwrap();
+    std::fs::write(dir.join("key.pem"), certified.signing_key.serialize_pem()).unwrap();
+    cert_pem
+}
+
+/// A client certificate for `name`, signed by the CA `ca`, and its key.
+fn client_certificate(ca: &(rcgen::CertificateParams, rcgen::KeyPair), name: &str) -> ClientCert {
+    use rustls::pki_types::pem::PemObject;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let issuer = rcgen::Issuer::new(ca.0.clone(), &ca.1);
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    (
+        cert.der().clone(),
+        rustls::pki_types::PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
     )
 }
 
@@ -103,42 +156,21 @@ fn tls_client_config(cert_pem: &str) -> Arc<rustls::ClientConfig> {
 fn syslog_over_udp_tcp_and_tls_alerts_with_each_listeners_actor() {
     let dir = tempfile::tempdir().unwrap();
     let rules = write_rules(dir.path());
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let cert_pem = certified.cert.pem();
-    std::fs::write(dir.path().join("cert.pem"), &cert_pem).unwrap();
-    std::fs::write(
-        dir.path().join("key.pem"),
-        certified.signing_key.serialize_pem(),
-    )
-    .unwrap();
-    let out = dir.path().join("alerts.jsonl");
-    let dead = dir.path().join("dead.jsonl");
-    let config = dir.path().join("vagt.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"rules: ["{rules}"]
-profile: passthrough
-inputs:
-  - syslog: {{listen: "127.0.0.1:0", protocol: udp}}
+    let cert_pem = server_certificate(dir.path());
+    let (config, out, dead) = live_config(
+        dir.path(),
+        &rules,
+        r#"  - syslog: {listen: "127.0.0.1:0", protocol: udp}
     format: syslog
     actor: org-udp
-  - syslog: {{listen: "127.0.0.1:0", protocol: tcp}}
+  - syslog: {listen: "127.0.0.1:0", protocol: tcp}
     format: syslog
     actor: org-tcp
-  - syslog: {{listen: "127.0.0.1:0", protocol: tls, tls: {{cert: cert.pem, key: key.pem}}}}
+  - syslog: {listen: "127.0.0.1:0", protocol: tls, tls: {cert: cert.pem, key: key.pem}}
     format: syslog
     actor: org-tls
-output: "{out}"
-dead_letters: "{dead}"
-progress: never
 "#,
-            rules = rules.display(),
-            out = out.display(),
-            dead = dead.display(),
-        ),
-    )
-    .unwrap();
+    );
     let mut vagt = Vagt::with_config(&config);
     let udp = vagt.listening("syslog+udp://127.0.0.1:0");
     let tcp = vagt.listening("syslog+tcp://127.0.0.1:0");
@@ -161,7 +193,7 @@ progress: never
     stream.flush().unwrap();
 
     let connection = rustls::ClientConnection::new(
-        tls_client_config(&cert_pem),
+        tls_client_config(&cert_pem, None),
         "localhost".try_into().unwrap(),
     )
     .unwrap();
@@ -264,24 +296,12 @@ fn sha256_hex(token: &str) -> String {
 fn http_ingest_stamps_the_tokens_actor_and_refuses_bad_tokens() {
     let dir = tempfile::tempdir().unwrap();
     let rules = write_rules(dir.path());
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let cert_pem = certified.cert.pem();
-    std::fs::write(dir.path().join("cert.pem"), &cert_pem).unwrap();
-    std::fs::write(
-        dir.path().join("key.pem"),
-        certified.signing_key.serialize_pem(),
-    )
-    .unwrap();
-    let out = dir.path().join("alerts.jsonl");
-    let dead = dir.path().join("dead.jsonl");
-    let config = dir.path().join("vagt.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"rules: ["{rules}"]
-profile: passthrough
-inputs:
-  - http:
+    let cert_pem = server_certificate(dir.path());
+    let (config, out, dead) = live_config(
+        dir.path(),
+        &rules,
+        &format!(
+            r#"  - http:
       listen: "127.0.0.1:0"
       max_body_bytes: 4096
       tokens:
@@ -291,18 +311,11 @@ inputs:
       listen: "127.0.0.1:0"
       tls: {{cert: cert.pem, key: key.pem}}
       tokens: [{{actor: rnv-hospital-vest, token_sha256: "{vest}"}}]
-output: "{out}"
-dead_letters: "{dead}"
-progress: never
 "#,
-            rules = rules.display(),
-            out = out.display(),
-            dead = dead.display(),
             nord = sha256_hex("nord-secret"),
             vest = sha256_hex("vest-secret"),
         ),
-    )
-    .unwrap();
+    );
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vagt"));
     child.env("VAGT_TEST_AARHUS_TOKEN", "aarhus-secret");
     let mut vagt = Vagt::start_command(child, &["--config", config.to_str().unwrap()]);
@@ -311,7 +324,7 @@ progress: never
     vagt.wait_for("vagt: ready", WAIT);
     let tls = |token: &str, body: &str| {
         let connection = rustls::ClientConnection::new(
-            tls_client_config(&cert_pem),
+            tls_client_config(&cert_pem, None),
             "localhost".try_into().unwrap(),
         )
         .unwrap();
@@ -767,4 +780,80 @@ progress: never
     let (status, stderr) = vagt.terminate();
     assert!(status.success(), "{stderr}");
     assert!(stderr.contains(" 1 alerts,"), "{stderr}");
+}
+
+#[test]
+fn a_client_certificate_says_which_organisation_a_tls_connection_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(dir.path());
+    let server_pem = server_certificate(dir.path());
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    std::fs::write(dir.path().join("clients-ca.pem"), ca_cert.pem()).unwrap();
+    let ca = (ca_params, ca_key);
+    let (config, out, dead) = live_config(
+        dir.path(),
+        &rules,
+        r#"  - syslog:
+      listen: "127.0.0.1:0"
+      protocol: tls
+      tls:
+        cert: cert.pem
+        key: key.pem
+        client_ca: clients-ca.pem
+        client_actors:
+          hospital-nord.sds.example: rnv-hospital-nord
+          kk-aarhus.sds.example: kk-aarhus
+    format: syslog
+"#,
+    );
+    let mut vagt = Vagt::with_config(&config);
+    let tls = vagt.listening("syslog+tls://127.0.0.1:0");
+    vagt.wait_for("vagt: ready", WAIT);
+    let send = |client: Option<ClientCert>, message: &str| {
+        let config = tls_client_config(&server_pem, client);
+        let connection =
+            rustls::ClientConnection::new(config, "localhost".try_into().unwrap()).unwrap();
+        let mut stream = rustls::StreamOwned::new(connection, connect(tls));
+        let _ = stream.write_all(message.as_bytes());
+        let _ = stream.flush();
+        // Wait for the server's answer (or refusal) before closing.
+        let _ = stream.sock.shutdown(std::net::Shutdown::Write);
+        let _ = stream.read_to_end(&mut Vec::new());
+    };
+    send(
+        Some(client_certificate(&ca, "hospital-nord.sds.example")),
+        "<38>Nov 23 09:10:29 pc1 sshd[1]: Failed password via-nord-cert\n",
+    );
+    send(
+        Some(client_certificate(&ca, "unknown.sds.example")),
+        "<38>Nov 23 09:10:29 pc2 sshd[2]: Failed password via-unknown-cert\n",
+    );
+    send(
+        None,
+        "<38>Nov 23 09:10:29 pc3 sshd[3]: Failed password via-no-cert\n",
+    );
+    eventually("the Nord alert and two refusals", WAIT, || {
+        !alerts_with(&out, "message", "via-nord-cert").is_empty() && json_lines(&dead).len() >= 2
+    });
+    let alerts = alerts_with(&out, "message", "via-nord-cert");
+    assert_eq!(alerts[0]["actor"], "rnv-hospital-nord");
+    assert!(alerts_with(&out, "message", "via-unknown-cert").is_empty());
+    assert!(alerts_with(&out, "message", "via-no-cert").is_empty());
+    let reasons: Vec<String> = json_lines(&dead)
+        .iter()
+        .map(|d| d["reason"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("names no organisation")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("TLS handshake failed")),
+        "{reasons:?}"
+    );
+    let (status, stderr) = vagt.terminate();
+    assert!(status.success(), "{stderr}");
 }

@@ -79,9 +79,13 @@ impl SyslogConfig {
             (SyslogProtocol::Udp | SyslogProtocol::Tcp, Some(_)) => {
                 Err("tls settings are only for protocol tls".into())
             }
-            _ if self.max_connections == 0 => Err("max_connections must be at least 1".into()),
-            _ => self.peers().map(|_| ()),
+            (SyslogProtocol::Tls, Some(tls)) => tls.validate().map_err(|e| e.to_string()),
+            _ => Ok(()),
+        }?;
+        if self.max_connections == 0 {
+            return Err("max_connections must be at least 1".into());
         }
+        self.peers().map(|_| ())
     }
 
     /// The allowed senders, parsed.
@@ -159,6 +163,7 @@ pub async fn start(
                 Some(tls) => Some(tls.acceptor()?),
                 None => None,
             };
+            let tls_config = config.tls.clone().map(Arc::new);
             let listener = TcpListener::bind(config.listen).await.map_err(bind)?;
             let local = listener.local_addr().map_err(bind)?;
             let limit = Arc::new(Semaphore::new(config.max_connections));
@@ -184,6 +189,7 @@ pub async fn start(
                         Arc::from(format!("syslog+{scheme}://{local} from {peer}").as_str());
                     let context = context.clone();
                     let acceptor = acceptor.clone();
+                    let tls_config = tls_config.clone();
                     tokio::spawn(async move {
                         match acceptor {
                             None => serve_stream(stream, source, &context).await,
@@ -195,7 +201,40 @@ pub async fn start(
                             .map_err(|_| "timed out".to_string())
                             .and_then(|r| r.map_err(|e| e.to_string()))
                             {
-                                Ok(tls) => serve_stream(tls, source, &context).await,
+                                Ok(tls) => {
+                                    // A client certificate says who it is.
+                                    let named = tls_config
+                                        .as_ref()
+                                        .filter(|t| t.names_clients())
+                                        .map(|t| {
+                                            tls.get_ref()
+                                                .1
+                                                .peer_certificates()
+                                                .and_then(|certs| certs.first())
+                                                .and_then(|cert| t.actor_of(cert))
+                                                .map(Arc::<str>::from)
+                                        });
+                                    match named {
+                                        None => serve_stream(tls, source, &context).await,
+                                        Some(Some(actor)) => {
+                                            let context = LiveContext {
+                                                actor: Some(actor),
+                                                ..context.clone()
+                                            };
+                                            serve_stream(tls, source, &context).await;
+                                        }
+                                        Some(None) => {
+                                            let dead = DeadLetter {
+                                                source: source.to_string(),
+                                                line: 0,
+                                                offset: 0,
+                                                reason: "client certificate names no organisation in client_actors; connection refused".into(),
+                                                excerpt: String::new(),
+                                            };
+                                            context.dead(&source, dead).await;
+                                        }
+                                    }
+                                }
                                 Err(e) => {
                                     let dead = DeadLetter {
                                         source: source.to_string(),
