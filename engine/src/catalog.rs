@@ -3,6 +3,14 @@
 //! An alert is enriched with the assets its event touches, so it says which
 //! processes are at risk and whom to warn.
 //!
+//! When an event's sender is known (the input's actor, HTTP token or client
+//! certificate), its host names, applications and logsource are looked up
+//! only among the sender's own assets and those of the organisations it
+//! forwards for: host names are not unique across organisations. Addresses
+//! are looked up in every organisation's networks, since an address in
+//! another organisation's network (say, a failed logon's source) makes that
+//! organisation one that must act.
+//!
 //! The file is YAML (see `fixtures/catalog.yaml`); unknown keys, dangling
 //! references, duplicate ids and invalid CIDRs or globs are rejected at
 //! load with the offending entry named.
@@ -118,6 +126,10 @@ pub struct Actor {
     /// Where warnings go.
     #[serde(default)]
     pub contact: Option<String>,
+    /// Organisations whose logs this one forwards (a region's IT for its
+    /// hospitals): their host names and applications count as its own.
+    #[serde(default)]
+    pub forwards_for: Vec<String>,
 }
 
 /// What identifies an asset in an event. Any one suffices.
@@ -286,6 +298,9 @@ pub struct Impact {
 pub struct Catalog {
     file: CatalogFile,
     assets: Vec<Asset>,
+    /// Actor id → the actors whose assets it may name by host,
+    /// application or logsource: itself and those it forwards for.
+    scopes: BTreeMap<String, Vec<usize>>,
 }
 
 fn glob_set(path: &str, what: &str, patterns: &[String]) -> Result<GlobSet, CatalogError> {
@@ -321,6 +336,7 @@ impl Catalog {
                 fields: CatalogFields::default(),
             },
             assets: Vec::new(),
+            scopes: BTreeMap::new(),
         }
     }
 
@@ -374,6 +390,20 @@ impl Catalog {
             .enumerate()
             .map(|(i, a)| (a.id.as_str(), i))
             .collect();
+        let mut scopes = BTreeMap::new();
+        for (index, actor) in file.actors.iter().enumerate() {
+            let mut scope = vec![index];
+            for other in &actor.forwards_for {
+                let other = *actor_index.get(other.as_str()).ok_or_else(|| {
+                    invalid(
+                        format!("actor '{}'", actor.id),
+                        format!("forwards_for names unknown actor '{other}'"),
+                    )
+                })?;
+                scope.push(other);
+            }
+            scopes.insert(actor.id.clone(), scope);
+        }
         let mut assets = Vec::with_capacity(file.assets.len());
         for spec in &file.assets {
             let what = format!("asset '{}'", spec.id);
@@ -421,7 +451,11 @@ impl Catalog {
                 logsources: m.logsources.clone(),
             });
         }
-        Ok(Catalog { file, assets })
+        Ok(Catalog {
+            file,
+            assets,
+            scopes,
+        })
     }
 
     /// Event fields to read hosts, addresses and applications from.
@@ -432,6 +466,12 @@ impl Catalog {
     /// An actor by id.
     pub fn actor(&self, id: &str) -> Option<&Actor> {
         self.file.actors.iter().find(|a| a.id == id)
+    }
+
+    /// Whether the catalog declares no actors (then any sender is
+    /// accepted and nothing is known about it).
+    pub fn has_actors(&self) -> bool {
+        !self.file.actors.is_empty()
     }
 
     /// A process by id.
@@ -449,18 +489,30 @@ impl Catalog {
     }
 
     /// Which assets, actors and processes an event of a rule touches.
-    pub fn impact(&self, facts: &EventFacts, logsource: &LogSource) -> Impact {
+    /// `sender` is the organisation the event came from, if known: host
+    /// names, applications and logsources then name only its own assets
+    /// and those of the organisations it forwards for (none, if the
+    /// catalog does not know it); addresses name anyone's.
+    pub fn impact(
+        &self,
+        facts: &EventFacts,
+        logsource: &LogSource,
+        sender: Option<&str>,
+    ) -> Impact {
+        let scope = sender.map(|s| self.scopes.get(s).map_or(&[][..], Vec::as_slice));
         // The host the event happened on says most about who must act; an
         // application next; an address may be the other end of a
         // connection (a failed logon's source); a logsource is weakest.
         let mut matched: Vec<(u8, &Asset)> = Vec::new();
         for asset in &self.assets {
-            let priority = if facts.hosts.iter().any(|h| asset.hosts.is_match(h)) {
+            let own = scope.is_none_or(|owners| owners.contains(&asset.actor));
+            let priority = if own && facts.hosts.iter().any(|h| asset.hosts.is_match(h)) {
                 0
-            } else if facts
-                .applications
-                .iter()
-                .any(|a| asset.applications.is_match(a))
+            } else if own
+                && facts
+                    .applications
+                    .iter()
+                    .any(|a| asset.applications.is_match(a))
             {
                 1
             } else if facts
@@ -469,10 +521,11 @@ impl Catalog {
                 .any(|ip| asset.cidrs.iter().any(|n| n.contains(ip)))
             {
                 2
-            } else if asset
-                .logsources
-                .iter()
-                .any(|spec| logsource_matches(spec, logsource))
+            } else if own
+                && asset
+                    .logsources
+                    .iter()
+                    .any(|spec| logsource_matches(spec, logsource))
             {
                 3
             } else {
@@ -540,7 +593,7 @@ assets:
             ips: vec![],
             applications: vec!["C:\\Program Files\\EHR\\client.exe".into()],
         };
-        let impact = c.impact(&facts, &LogSource::default());
+        let impact = c.impact(&facts, &LogSource::default(), None);
         assert_eq!(impact.assets, vec!["lab-analysers", "ehr-clients"]);
         assert_eq!(impact.actors, vec!["hosp", "muni"]);
         assert_eq!(impact.processes, vec!["lab", "ehr"]);
@@ -550,11 +603,11 @@ assets:
             ..EventFacts::default()
         };
         assert_eq!(
-            c.impact(&by_ip, &LogSource::default()).assets,
+            c.impact(&by_ip, &LogSource::default(), None).assets,
             vec!["lab-analysers"]
         );
         assert!(c
-            .impact(&EventFacts::default(), &LogSource::default())
+            .impact(&EventFacts::default(), &LogSource::default(), None)
             .assets
             .is_empty());
         // The host wins over an address of another asset, whatever the catalog order.
@@ -572,13 +625,61 @@ assets:
         )
         .unwrap();
         assert_eq!(
-            c2.impact(&both, &LogSource::default()).actors,
+            c2.impact(&both, &LogSource::default(), None).actors,
             vec!["muni", "hosp"]
         );
     }
 
     #[test]
+    fn a_known_sender_names_only_its_own_hosts_but_anyones_addresses() {
+        let c = Catalog::from_yaml(
+            "t",
+            &CATALOG.replace(
+                "  - {id: muni, name: Municipality, kind: municipality}",
+                "  - {id: muni, name: Municipality, kind: municipality}\n  - {id: region, name: Region, kind: region, forwards_for: [hosp]}",
+            ),
+        )
+        .unwrap();
+        let lab_host = EventFacts {
+            hosts: vec!["LAB-01".into()],
+            ..EventFacts::default()
+        };
+        let none = LogSource::default();
+        let assets = |facts: &EventFacts, sender| c.impact(facts, &none, sender).assets;
+        assert_eq!(assets(&lab_host, Some("hosp")), vec!["lab-analysers"]);
+        assert_eq!(assets(&lab_host, Some("region")), vec!["lab-analysers"]);
+        assert!(assets(&lab_host, Some("muni")).is_empty());
+        assert!(assets(&lab_host, Some("not-in-catalog")).is_empty());
+        assert_eq!(assets(&lab_host, None), vec!["lab-analysers"]);
+        let ehr = EventFacts {
+            applications: vec!["D:\\ehr\\x.exe".into()],
+            ..EventFacts::default()
+        };
+        assert!(assets(&ehr, Some("hosp")).is_empty());
+        assert_eq!(assets(&ehr, Some("muni")), vec!["ehr-clients"]);
+        // The municipality's event names an address in the hospital's
+        // network: the hospital must act too.
+        let lab_address = EventFacts {
+            ips: vec!["10.1.2.3".parse().unwrap()],
+            ..EventFacts::default()
+        };
+        let impact = c.impact(&lab_address, &none, Some("muni"));
+        assert_eq!(impact.actors, vec!["hosp"]);
+    }
+
+    #[test]
     fn invalid_catalogs_name_the_entry() {
+        let bad_forward = CATALOG.replace(
+            "kind: municipality}",
+            "kind: municipality, forwards_for: [nobody]}",
+        );
+        let e = Catalog::from_yaml("t", &bad_forward)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("actor 'muni'") && e.contains("forwards_for names unknown actor 'nobody'"),
+            "{e}"
+        );
         let bad_actor = CATALOG.replace("actor: muni", "actor: nobody");
         let e = Catalog::from_yaml("t", &bad_actor).unwrap_err().to_string();
         assert!(

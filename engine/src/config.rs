@@ -145,6 +145,19 @@ impl InputConfig {
         }
     }
 
+    /// Every organisation this input stamps on events: its `actor`, its
+    /// HTTP tokens' and its TLS client certificates'.
+    pub fn actors(&self) -> Vec<&str> {
+        let mut actors: Vec<&str> = self.actor.as_deref().into_iter().collect();
+        if let Some(http) = &self.http {
+            actors.extend(http.tokens.iter().map(|t| t.actor.as_str()));
+        }
+        if let Some(tls) = self.syslog.as_ref().and_then(|s| s.tls.as_ref()) {
+            actors.extend(tls.client_actors.values().map(String::as_str));
+        }
+        actors
+    }
+
     fn validate(&self) -> Result<(), String> {
         match self.kind()? {
             InputKind::Syslog(s) => s.validate(),

@@ -38,7 +38,7 @@ use crate::alert::{
     alert_id, alert_rule, compact_json, severity, Alert, EventSource, EventTime, FieldCandidates,
 };
 use crate::catalog::{Catalog, CatalogError};
-use crate::config::{InputKind, RunConfig};
+use crate::config::{ConfigError, InputKind, RunConfig};
 use crate::inputs::{self, InputBatch, Outputs, Started};
 
 /// How long a stopping run waits for its listeners, tails and Kafka
@@ -74,7 +74,7 @@ pub enum PipelineError {
     Metrics(#[from] MetricsError),
     /// The configuration is invalid.
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] ConfigError),
     /// The window state file cannot be read or written.
     #[error(transparent)]
     State(#[from] StateError),
@@ -248,6 +248,7 @@ pub async fn run(
         Some(path) => Catalog::from_file(path)?,
         None => Catalog::empty(),
     };
+    check_actors(&config, &catalog)?;
     if let Some(addr) = config.metrics_listen {
         telemetry::install(addr)?;
     }
@@ -821,6 +822,28 @@ impl StopSignals {
     }
 }
 
+/// Every organisation an input stamps on events must be one the catalog
+/// knows (when it declares any): a misspelt actor would otherwise match
+/// none of its own assets.
+fn check_actors(config: &RunConfig, catalog: &Catalog) -> Result<(), ConfigError> {
+    if !catalog.has_actors() {
+        return Ok(());
+    }
+    for (index, input) in config.inputs.iter().enumerate() {
+        if let Some(unknown) = input
+            .actors()
+            .into_iter()
+            .find(|a| catalog.actor(a).is_none())
+        {
+            return Err(ConfigError::Invalid(format!(
+                "inputs[{index}] ({}): actor '{unknown}' is not an actor in the catalog",
+                input.name()
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn build_alerts(
     set: &RuleSet,
     catalog: &Catalog,
@@ -836,7 +859,8 @@ fn build_alerts(
         let info = set.rule(m.rule);
         let text = raw.as_ref().map(|r| r.value(m.row)).unwrap_or("{}");
         let facts = fields.facts(&batch.batch, m.row);
-        let impact = catalog.impact(&facts, &info.logsource);
+        let origin = &batch.origins[m.row];
+        let impact = catalog.impact(&facts, &info.logsource, origin.actor.as_deref());
         let rule = alert_rule(info);
         // The input's timestamp, as windowed rules read it; a value it
         // cannot read is shown as found.
@@ -844,7 +868,6 @@ fn build_alerts(
             Some(Ok(ms)) => Some(format_millis(ms)),
             _ => fields.event_time(&batch.batch, m.row),
         };
-        let origin = &batch.origins[m.row];
         // The text was validated as a JSON object when decoded; should it
         // not be, the alert carries it as a JSON string instead.
         let event = RawValue::from_string(compact_json(text).into_owned())

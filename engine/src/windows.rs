@@ -345,6 +345,11 @@ impl WindowStage {
             let tie = fnv1a(text.as_bytes());
             let facts = fields.facts(&batch.batch, row);
             let mut late = None;
+            let sender = origin
+                .actor
+                .as_deref()
+                .map(str::to_string)
+                .or_else(|| self.input_actors[input].clone());
             for rule in rules {
                 let evidence = Evidence {
                     source: EventSource {
@@ -354,12 +359,8 @@ impl WindowStage {
                     },
                     time,
                     event: text.clone(),
-                    impact: catalog.impact(&facts, &set.rule(rule).logsource),
-                    actor: origin
-                        .actor
-                        .as_deref()
-                        .map(str::to_string)
-                        .or_else(|| self.input_actors[input].clone()),
+                    impact: catalog.impact(&facts, &set.rule(rule).logsource, sender.as_deref()),
+                    actor: sender.clone(),
                 };
                 for feed in plan.base_feeds(rule) {
                     let read =

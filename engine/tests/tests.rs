@@ -6,6 +6,7 @@ mod cli;
 mod default_run;
 mod kafka;
 mod metrics;
+mod organisations;
 mod sources;
 mod support;
 mod windows;
