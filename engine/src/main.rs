@@ -8,6 +8,9 @@ use clap::{Args, Parser, Subcommand};
 use vagt_engine::config::{InputConfig, RunConfig};
 use vagt_engine::{defaults, pipeline};
 
+#[cfg(unix)]
+mod stop_signals;
+
 /// vagt: streaming Sigma detection that says which critical processes an
 /// attack threatens and which organisations must act.
 #[derive(Debug, Parser)]
@@ -189,7 +192,15 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
+    #[cfg(unix)]
+    let second_signal = {
+        let _entered = runtime.enter();
+        let signals = stop_signals::StopSignals::register().context("listening for signals")?;
+        runtime.spawn(signals.exit_on_the_second())
+    };
     let summary = runtime.block_on(pipeline::run(config, &StderrObserver));
+    #[cfg(unix)]
+    second_signal.abort();
     // After a stop signal a reader may still be blocked on its input.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     let summary = summary?;

@@ -71,19 +71,43 @@ level: low
 /// `dead.jsonl`. Returns the config, alerts and dead-letter paths.
 fn live_config(dir: &Path, rules: &Path, inputs: &str) -> (PathBuf, PathBuf, PathBuf) {
     let out = dir.join("alerts.jsonl");
+    let (config, dead) = live_config_to(dir, rules, inputs, &out, "");
+    (config, out, dead)
+}
+
+/// As [`live_config`], with alerts to `output` and `extra` top-level
+/// settings (YAML lines). Returns the config and dead-letter paths.
+fn live_config_to(
+    dir: &Path,
+    rules: &Path,
+    inputs: &str,
+    output: &Path,
+    extra: &str,
+) -> (PathBuf, PathBuf) {
     let dead = dir.join("dead.jsonl");
     let config = dir.join("vagt.yaml");
     std::fs::write(
         &config,
         format!(
-            "rules: [\"{}\"]\nprofile: passthrough\ninputs:\n{inputs}output: \"{}\"\ndead_letters: \"{}\"\nprogress: never\n",
+            "rules: [\"{}\"]\nprofile: passthrough\ninputs:\n{inputs}output: \"{}\"\ndead_letters: \"{}\"\nprogress: never\n{extra}",
             rules.display(),
-            out.display(),
+            output.display(),
             dead.display()
         ),
     )
     .unwrap();
-    (config, out, dead)
+    (config, dead)
+}
+
+/// A FIFO `alerts.fifo` in `dir`, for alerts that nobody reads yet.
+fn alerts_fifo(dir: &Path) -> PathBuf {
+    let fifo = dir.join("alerts.fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    fifo
 }
 
 /// Alerts of `file` whose event's `field` contains `marker`.
@@ -650,34 +674,21 @@ fn a_stopping_run_processes_what_its_listeners_took_in() {
     let rules = write_rules(dir.path());
     // Alerts go to a FIFO not read yet: everything accepted waits in the
     // pipeline when the stop signal comes.
-    let fifo = dir.path().join("alerts.fifo");
-    assert!(std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
-    let config = dir.path().join("vagt.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"rules: ["{rules}"]
-profile: passthrough
-inputs:
-  - http:
+    let fifo = alerts_fifo(dir.path());
+    let (config, _) = live_config_to(
+        dir.path(),
+        &rules,
+        &format!(
+            r#"  - http:
       listen: "127.0.0.1:0"
       max_body_bytes: 65536
       tokens: [{{actor: rnv-hospital-nord, token_sha256: "{nord}"}}]
-output: "{fifo}"
-decoder: {{batch_size: 1}}
-channel_capacity: 1
-progress: never
 "#,
-            rules = rules.display(),
-            fifo = fifo.display(),
             nord = sha256_hex("nord-secret"),
         ),
-    )
-    .unwrap();
+        &fifo,
+        "decoder: {batch_size: 1}\nchannel_capacity: 1\n",
+    );
     let mut vagt = Vagt::with_config(&config);
     let addr = vagt.listening("http://127.0.0.1:0");
     vagt.wait_for("vagt: ready", WAIT);
@@ -856,4 +867,35 @@ fn a_client_certificate_says_which_organisation_a_tls_connection_is() {
     );
     let (status, stderr) = vagt.terminate();
     assert!(status.success(), "{stderr}");
+}
+
+#[test]
+fn a_second_stop_signal_exits_at_once_when_the_first_cannot_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(dir.path());
+    // Alerts go to a FIFO nobody reads: the graceful stop cannot finish.
+    let fifo = alerts_fifo(dir.path());
+    let (config, _) = live_config_to(
+        dir.path(),
+        &rules,
+        "  - syslog: {listen: \"127.0.0.1:0\", protocol: udp}\n    format: syslog\n",
+        &fifo,
+        "",
+    );
+    let mut vagt = Vagt::with_config(&config);
+    let udp = vagt.listening("syslog+udp://127.0.0.1:0");
+    vagt.wait_for("vagt: ready", WAIT);
+    send_datagram(
+        udp,
+        "<38>Nov 23 09:10:29 pc1 sshd[1]: Failed password stuck-output\n",
+    );
+    vagt.signal("INT");
+    vagt.wait_for("a second SIGTERM or Ctrl-C exits at once", WAIT);
+    vagt.signal("TERM");
+    let (status, stderr) = vagt.wait();
+    assert_eq!(status.code(), Some(128 + 15), "{stderr}");
+    assert!(
+        stderr.contains("exiting at once on a second stop signal"),
+        "{stderr}"
+    );
 }

@@ -105,11 +105,21 @@ impl Vagt {
 
     /// Sends SIGTERM and waits for the exit.
     pub fn terminate(mut self) -> (ExitStatus, String) {
+        self.signal("TERM");
+        self.wait()
+    }
+
+    /// Sends the signal `name` (`TERM`, `INT`).
+    pub fn signal(&mut self, name: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .expect("kill runs");
         assert!(status.success());
+    }
+
+    /// Waits for the exit (at most 30 s).
+    pub fn wait(mut self) -> (ExitStatus, String) {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -119,7 +129,7 @@ impl Vagt {
             }
             assert!(
                 start.elapsed() < Duration::from_secs(30),
-                "vagt did not stop on SIGTERM:\n{}",
+                "vagt did not exit:\n{}",
                 self.stderr()
             );
             std::thread::sleep(Duration::from_millis(20));
