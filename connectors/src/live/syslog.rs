@@ -9,7 +9,9 @@
 //! dropped and counted, and so is one the kernel dropped because the
 //! socket's receive buffer was full (read from `/proc/net/udp` on Linux):
 //! `vagt_source_dropped_total{source, reason="queue_full"|"socket_buffer"}`
-//! and `dropped_records` in the run summary.
+//! and `dropped_records` in the run summary. When the run stops, the
+//! datagrams already in the socket's buffer are still taken in, waiting
+//! for room, before the socket closes.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -151,11 +153,7 @@ pub async fn start(
         SyslogProtocol::Udp => {
             let socket = UdpSocket::bind(config.listen).await.map_err(bind)?;
             let local = socket.local_addr().map_err(bind)?;
-            let watcher = tokio::spawn(watch_kernel_drops(local, context.clone()));
-            let task = tokio::spawn(async move {
-                serve_udp(socket, local, peers, context).await;
-                watcher.abort();
-            });
+            let task = tokio::spawn(serve_udp(socket, local, peers, context));
             Ok((local, task))
         }
         SyslogProtocol::Tcp | SyslogProtocol::Tls => {
@@ -256,21 +254,28 @@ pub async fn start(
     }
 }
 
-/// Counts what the kernel dropped for the socket bound to `local`, every
-/// 200 ms, for as long as it runs.
-async fn watch_kernel_drops(local: SocketAddr, context: LiveContext) {
-    let mut seen = kernel_drops(local).unwrap_or(0);
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
-    loop {
-        tokio::select! {
-            () = context.stopped() => break,
-            _ = tick.tick() => {}
+/// What the kernel dropped for the socket bound to `local`, counted as it
+/// grows.
+struct KernelDrops {
+    local: SocketAddr,
+    seen: u64,
+}
+
+impl KernelDrops {
+    fn new(local: SocketAddr) -> KernelDrops {
+        KernelDrops {
+            local,
+            seen: kernel_drops(local).unwrap_or(0),
         }
-        if let Some(now) = kernel_drops(local) {
-            if now > seen {
-                context.dropped_because("socket_buffer", now - seen);
+    }
+
+    /// Counts the drops since the last call.
+    fn count(&mut self, context: &LiveContext) {
+        if let Some(now) = kernel_drops(self.local) {
+            if now > self.seen {
+                context.dropped_because("socket_buffer", now - self.seen);
             }
-            seen = now;
+            self.seen = now;
         }
     }
 }
@@ -295,35 +300,90 @@ fn kernel_drops(local: SocketAddr) -> Option<u64> {
     })
 }
 
-/// One message per datagram; a full queue drops it, counted.
+/// One message per datagram; a full queue drops it, counted. At the stop,
+/// the datagrams the socket still holds are taken in, waiting for room.
 async fn serve_udp(socket: UdpSocket, local: SocketAddr, peers: Peers, context: LiveContext) {
     let mut buf = vec![0u8; 65_536];
-    let mut names: HashMap<SocketAddr, Arc<str>> = HashMap::new();
-    let mut datagram = 0u64;
+    let mut datagrams = Datagrams {
+        local,
+        peers,
+        context,
+        names: HashMap::new(),
+        count: 0,
+    };
+    let mut drops = KernelDrops::new(local);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
     loop {
         let received = tokio::select! {
-            () = context.stopped() => break,
+            () = datagrams.context.stopped() => break,
+            _ = tick.tick() => {
+                drops.count(&datagrams.context);
+                continue;
+            }
+            // Cancel safe: a datagram is either received or left in the socket.
             received = socket.recv_from(&mut buf) => received,
         };
         let Ok((n, peer)) = received else {
             continue;
         };
-        if !peers.allow(peer, &context.name) {
-            continue;
+        if !datagrams.take(&buf[..n], peer, false).await {
+            return;
         }
-        datagram += 1;
-        if names.len() > 10_000 {
-            names.clear();
+    }
+    // Sent before the stop, waiting in the socket's buffer: read by the
+    // (non-blocking) system call itself, as Tokio's readiness may not have
+    // seen them yet. A flood that never pauses is cut off after a second:
+    // what arrives by then was sent after the stop.
+    let Ok(socket) = socket.into_std() else {
+        return;
+    };
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while let Ok((n, peer)) = socket.recv_from(&mut buf) {
+        if std::time::Instant::now() > until {
+            break;
         }
-        let source = names
+        if !datagrams.take(&buf[..n], peer, true).await {
+            return;
+        }
+    }
+    drops.count(&datagrams.context);
+}
+
+/// Turns datagrams into payloads for one UDP listener.
+struct Datagrams {
+    local: SocketAddr,
+    peers: Peers,
+    context: LiveContext,
+    /// Dead-letter source names per peer (bounded).
+    names: HashMap<SocketAddr, Arc<str>>,
+    /// Datagrams taken so far, numbering them.
+    count: u64,
+}
+
+impl Datagrams {
+    /// Hands on one datagram from `peer`, if it is allowed; when the
+    /// queue is full, waits if `wait`, else drops it, counted. False once
+    /// the pipeline has gone.
+    async fn take(&mut self, datagram: &[u8], peer: SocketAddr, wait: bool) -> bool {
+        let context = &self.context;
+        if !self.peers.allow(peer, &context.name) {
+            return true;
+        }
+        self.count += 1;
+        if self.names.len() > 10_000 {
+            self.names.clear();
+        }
+        let local = self.local;
+        let source = self
+            .names
             .entry(peer)
             .or_insert_with(|| Arc::from(format!("syslog+udp://{local} from {peer}").as_str()))
             .clone();
         let origin = Origin {
-            line: datagram,
+            line: self.count,
             offset: 0,
         };
-        let body = if n > context.max_record_bytes {
+        let body = if datagram.len() > context.max_record_bytes {
             Body::Dead(DeadLetter {
                 source: source.to_string(),
                 line: origin.line,
@@ -332,11 +392,11 @@ async fn serve_udp(socket: UdpSocket, local: SocketAddr, peers: Peers, context: 
                     "datagram exceeds {} bytes; skipped",
                     context.max_record_bytes
                 ),
-                excerpt: excerpt(&buf[..n]),
+                excerpt: excerpt(datagram),
             })
         } else {
             Body::Record(Record {
-                bytes: buf[..n].to_vec(),
+                bytes: datagram.to_vec(),
                 origin,
             })
         };
@@ -346,10 +406,16 @@ async fn serve_udp(socket: UdpSocket, local: SocketAddr, peers: Peers, context: 
             body,
             ack: None,
         };
+        if wait {
+            return context.payloads.send(payload).await.is_ok();
+        }
         match context.payloads.try_send(payload) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => context.dropped_because("queue_full", 1),
-            Err(TrySendError::Closed(_)) => break,
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                context.dropped_because("queue_full", 1);
+                true
+            }
+            Err(TrySendError::Closed(_)) => false,
         }
     }
 }
@@ -562,6 +628,52 @@ mod tests {
         assert_eq!(kernel_drops(local), Some(0));
         drop(socket);
         assert_eq!(kernel_drops(local), None);
+    }
+
+    #[tokio::test]
+    async fn datagrams_in_the_socket_at_the_stop_are_taken_in_not_lost() {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let local = socket.local_addr().unwrap();
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sent = 50;
+        for n in 0..sent {
+            let message = format!("<38>Nov 23 09:10:29 pc1 sshd[1]: n={n}");
+            sender.send_to(message.as_bytes(), local).unwrap();
+        }
+        // The run is already stopping, and the queue holds fewer than sent.
+        let (stop, stopping) = tokio::sync::watch::channel(true);
+        let (payloads, mut taken) = tokio::sync::mpsc::channel(4);
+        let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let context = LiveContext {
+            name: Arc::from("syslog+udp://test"),
+            actor: Some(Arc::from("org")),
+            max_record_bytes: 1024,
+            payloads,
+            dropped: dropped.clone(),
+            stopping,
+        };
+        let peers = SyslogConfig {
+            listen: local,
+            protocol: SyslogProtocol::Udp,
+            tls: None,
+            max_connections: 1,
+            allowed_peers: Vec::new(),
+        }
+        .peers()
+        .unwrap();
+        let listener = tokio::spawn(serve_udp(socket, local, peers, context));
+        let mut lines = Vec::new();
+        while let Some(payload) = taken.recv().await {
+            match payload.body {
+                Body::Record(record) => lines.push(record.origin.line),
+                Body::Dead(dead) => panic!("{}", dead.reason),
+                _ => panic!("a datagram is one record"),
+            }
+        }
+        listener.await.unwrap();
+        drop(stop);
+        assert_eq!(lines, (1..=sent).collect::<Vec<u64>>());
+        assert_eq!(dropped.load(Ordering::Relaxed), 0);
     }
 
     #[test]
