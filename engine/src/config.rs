@@ -160,7 +160,12 @@ impl InputConfig {
 
     fn validate(&self) -> Result<(), String> {
         match self.kind()? {
-            InputKind::Syslog(s) => s.validate(),
+            InputKind::Syslog(s) => {
+                if self.actor.is_some() && s.tls.as_ref().is_some_and(|t| t.names_clients()) {
+                    return Err("a syslog input with client_actors takes the actor from each client certificate, not from 'actor'".into());
+                }
+                s.validate()
+            }
             InputKind::Http(h) => {
                 if self.actor.is_some() {
                     return Err(
@@ -492,6 +497,18 @@ mod tests {
             (
                 "inputs: [{syslog: {listen: '127.0.0.1:1', protocol: tls, tls: {cert: c, key: k, client_actors: {a.example: org}}}}]",
                 "needs client_ca",
+            ),
+            (
+                "inputs: [{syslog: {listen: '127.0.0.1:1', protocol: tls, tls: {cert: c, key: k, client_ca: ca, client_actors: {a.example: org}}}, actor: org}]",
+                "not from 'actor'",
+            ),
+            (
+                "inputs: [{syslog: {listen: '127.0.0.1:1', protocol: tls, tls: {cert: c, key: k, client_ca: ca, client_actors: {'*.example': org}}}}]",
+                "a wildcard cannot name one organisation",
+            ),
+            (
+                "inputs: [{syslog: {listen: '127.0.0.1:1', protocol: tls, tls: {cert: c, key: k, client_crls: [crl.pem]}}}]",
+                "client_crls needs client_ca",
             ),
             (
                 "inputs: [{http: {listen: '127.0.0.1:1', tokens: [{actor: a, token_sha256: xyz}]}}]",

@@ -8,10 +8,11 @@ pub mod defaults;
 mod inputs;
 pub mod pipeline;
 pub mod progress;
+pub mod signals;
 pub mod telemetry;
 pub mod windows;
 
 pub use alert::Alert;
 pub use catalog::Catalog;
 pub use config::{InputConfig, RunConfig};
-pub use pipeline::{run, RunSummary};
+pub use pipeline::{run, run_until, RunSummary};

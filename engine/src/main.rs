@@ -6,10 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use vagt_engine::config::{InputConfig, RunConfig};
+use vagt_engine::signals::StopSignals;
 use vagt_engine::{defaults, pipeline};
-
-#[cfg(unix)]
-mod stop_signals;
 
 /// vagt: streaming Sigma detection that says which critical processes an
 /// attack threatens and which organisations must act.
@@ -192,15 +190,31 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    #[cfg(unix)]
-    let second_signal = {
+    // The first SIGTERM or Ctrl-C stops the run gracefully; a second one
+    // exits at once, for a stop that cannot finish.
+    let (first_signal, stop_requested) = tokio::sync::oneshot::channel::<()>();
+    let signal_handler = {
         let _entered = runtime.enter();
-        let signals = stop_signals::StopSignals::register().context("listening for signals")?;
-        runtime.spawn(signals.exit_on_the_second())
+        let mut signals = StopSignals::listen();
+        runtime.spawn(async move {
+            signals.next().await;
+            eprintln!(
+                "vagt: stopping: finishing what was taken in (a second SIGTERM or Ctrl-C exits at once)"
+            );
+            let _ = first_signal.send(());
+            let number = signals.next().await;
+            eprintln!(
+                "vagt: exiting at once on a second stop signal: what was taken in but not yet written is not processed; files and Kafka resume from their last saved positions"
+            );
+            std::process::exit(128 + number);
+        })
     };
-    let summary = runtime.block_on(pipeline::run(config, &StderrObserver));
-    #[cfg(unix)]
-    second_signal.abort();
+    let summary = runtime.block_on(pipeline::run_until(config, &StderrObserver, async {
+        if stop_requested.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }));
+    signal_handler.abort();
     // After a stop signal a reader may still be blocked on its input.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     let summary = summary?;

@@ -40,6 +40,7 @@ use crate::alert::{
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{ConfigError, InputKind, RunConfig};
 use crate::inputs::{self, InputBatch, Outputs, Started};
+use crate::signals::StopSignals;
 
 /// How long a stopping run waits for its listeners, tails and Kafka
 /// consumers to hand on what they took in.
@@ -231,10 +232,25 @@ pub trait RunObserver {
 }
 
 /// Runs a whole pipeline to completion, telling `observer` about rejected
-/// rules and readiness before events flow.
+/// rules and readiness before events flow. It stops on SIGTERM or Ctrl-C
+/// (listened to from the start), or when its inputs end.
 pub async fn run(
     config: RunConfig,
     observer: &dyn RunObserver,
+) -> Result<RunSummary, PipelineError> {
+    let mut signals = StopSignals::listen();
+    run_until(config, observer, async move {
+        signals.next().await;
+    })
+    .await
+}
+
+/// As [`run`], stopping when `stop` resolves instead of on signals: inputs
+/// that run until stopped hand on what they took in, then the run ends.
+pub async fn run_until(
+    config: RunConfig,
+    observer: &dyn RunObserver,
+    stop_requested: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<RunSummary, PipelineError> {
     let started = Instant::now();
     let profile = load_profile(&config.profile)?;
@@ -334,7 +350,6 @@ pub async fn run(
     // Inputs stop taking input; detection stops at the `Work::Stop` sent
     // after what they had taken in.
     let stop = Arc::new(AtomicBool::new(false));
-    let stop_signals = StopSignals::listen();
     // While no event arrives, what waits for the watermark would wait for
     // ever; ticks let detection apply it once the input has been idle for
     // the allowed lateness.
@@ -383,13 +398,12 @@ pub async fn run(
     // not yet read to their end are left where they are (the state file
     // says where).
     let signals = {
-        let mut signals = stop_signals;
         let stop = stop.clone();
         let stopping = started_inputs.stopping.clone();
         let drained = started_inputs.drained.take();
         let batch_tx = batch_tx.downgrade();
         tokio::spawn(async move {
-            signals.next().await;
+            stop_requested.await;
             Started::drain(&stop, &stopping, drained, DRAIN_PATIENCE).await;
             if let Some(tx) = batch_tx.upgrade() {
                 let _ = tx.send(Work::Stop).await;
@@ -785,41 +799,6 @@ fn acknowledge(
 
 fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-/// SIGTERM and Ctrl-C, listened to from when it is made: a signal that
-/// comes while the inputs start waits for the stop handling.
-struct StopSignals {
-    #[cfg(unix)]
-    unix: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
-}
-
-impl StopSignals {
-    fn listen() -> StopSignals {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            let unix = signal(SignalKind::terminate())
-                .and_then(|term| Ok((term, signal(SignalKind::interrupt())?)))
-                .ok();
-            StopSignals { unix }
-        }
-        #[cfg(not(unix))]
-        StopSignals {}
-    }
-
-    /// Resolves on the next SIGTERM or Ctrl-C.
-    async fn next(&mut self) {
-        #[cfg(unix)]
-        if let Some((term, interrupt)) = self.unix.as_mut() {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = interrupt.recv() => {}
-            }
-            return;
-        }
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// Every organisation an input stamps on events must be one the catalog

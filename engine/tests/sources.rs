@@ -162,11 +162,33 @@ fn server_certificate(dir: &Path) -> String {
     cert_pem
 }
 
-/// A client certificate for `name`, signed by the CA `ca`, and its key.
-fn client_certificate(ca: &(rcgen::CertificateParams, rcgen::KeyPair), name: &str) -> ClientCert {
+/// A CA for client certificates, written to `dir/file`.
+fn client_ca(dir: &Path, file: &str) -> (rcgen::CertificateParams, rcgen::KeyPair) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    std::fs::write(dir.join(file), params.self_signed(&key).unwrap().pem()).unwrap();
+    (params, key)
+}
+
+/// A client certificate for `names` with serial number `serial`, signed by
+/// the CA `ca`, and its key.
+fn client_certificate(
+    ca: &(rcgen::CertificateParams, rcgen::KeyPair),
+    names: &[&str],
+    serial: u64,
+) -> ClientCert {
     use rustls::pki_types::pem::PemObject;
     let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    params.serial_number = Some(rcgen::SerialNumber::from(serial));
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
     let issuer = rcgen::Issuer::new(ca.0.clone(), &ca.1);
     let cert = params.signed_by(&key, &issuer).unwrap();
@@ -798,12 +820,25 @@ fn a_client_certificate_says_which_organisation_a_tls_connection_is() {
     let dir = tempfile::tempdir().unwrap();
     let rules = write_rules(dir.path());
     let server_pem = server_certificate(dir.path());
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    std::fs::write(dir.path().join("clients-ca.pem"), ca_cert.pem()).unwrap();
-    let ca = (ca_params, ca_key);
+    let ca = client_ca(dir.path(), "clients-ca.pem");
+    // Aarhus's old certificate, serial 666, is revoked.
+    let crl = rcgen::CertificateRevocationListParams {
+        this_update: rcgen::date_time_ymd(2026, 1, 1),
+        next_update: rcgen::date_time_ymd(2099, 1, 1),
+        crl_number: rcgen::SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: vec![rcgen::RevokedCertParams {
+            serial_number: rcgen::SerialNumber::from(666u64),
+            revocation_time: rcgen::date_time_ymd(2026, 6, 1),
+            reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+            invalidity_date: None,
+        }],
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    }
+    .signed_by(&rcgen::Issuer::new(ca.0.clone(), &ca.1))
+    .unwrap();
+    std::fs::write(dir.path().join("clients-crl.pem"), crl.pem().unwrap()).unwrap();
+    let other_ca = client_ca(dir.path(), "other-ca.pem");
     let (config, out, dead) = live_config(
         dir.path(),
         &rules,
@@ -814,6 +849,7 @@ fn a_client_certificate_says_which_organisation_a_tls_connection_is() {
         cert: cert.pem
         key: key.pem
         client_ca: clients-ca.pem
+        client_crls: [clients-crl.pem]
         client_actors:
           hospital-nord.sds.example: rnv-hospital-nord
           kk-aarhus.sds.example: kk-aarhus
@@ -823,48 +859,89 @@ fn a_client_certificate_says_which_organisation_a_tls_connection_is() {
     let mut vagt = Vagt::with_config(&config);
     let tls = vagt.listening("syslog+tls://127.0.0.1:0");
     vagt.wait_for("vagt: ready", WAIT);
-    let send = |client: Option<ClientCert>, message: &str| {
+    let send = |client: Option<ClientCert>, marker: &str| {
         let config = tls_client_config(&server_pem, client);
         let connection =
             rustls::ClientConnection::new(config, "localhost".try_into().unwrap()).unwrap();
         let mut stream = rustls::StreamOwned::new(connection, connect(tls));
+        let message = format!("<38>Nov 23 09:10:29 pc1 sshd[1]: Failed password {marker}\n");
         let _ = stream.write_all(message.as_bytes());
         let _ = stream.flush();
         // Wait for the server's answer (or refusal) before closing.
         let _ = stream.sock.shutdown(std::net::Shutdown::Write);
         let _ = stream.read_to_end(&mut Vec::new());
     };
+    let nord = client_certificate(&ca, &["hospital-nord.sds.example"], 1);
+    send(Some(nord), "via-nord-cert");
     send(
-        Some(client_certificate(&ca, "hospital-nord.sds.example")),
-        "<38>Nov 23 09:10:29 pc1 sshd[1]: Failed password via-nord-cert\n",
+        Some(client_certificate(&ca, &["kk-aarhus.sds.example"], 2)),
+        "via-aarhus-cert",
     );
-    send(
-        Some(client_certificate(&ca, "unknown.sds.example")),
-        "<38>Nov 23 09:10:29 pc2 sshd[2]: Failed password via-unknown-cert\n",
-    );
-    send(
-        None,
-        "<38>Nov 23 09:10:29 pc3 sshd[3]: Failed password via-no-cert\n",
-    );
-    eventually("the Nord alert and two refusals", WAIT, || {
-        !alerts_with(&out, "message", "via-nord-cert").is_empty() && json_lines(&dead).len() >= 2
+    let refused = [
+        (
+            "via-unknown-cert",
+            Some(client_certificate(&ca, &["unknown.sds.example"], 3)),
+        ),
+        (
+            "via-both-names",
+            Some(client_certificate(
+                &ca,
+                &["hospital-nord.sds.example", "kk-aarhus.sds.example"],
+                4,
+            )),
+        ),
+        (
+            "via-revoked-cert",
+            Some(client_certificate(&ca, &["kk-aarhus.sds.example"], 666)),
+        ),
+        (
+            "via-other-ca",
+            Some(client_certificate(
+                &other_ca,
+                &["hospital-nord.sds.example"],
+                5,
+            )),
+        ),
+        ("via-no-cert", None),
+    ];
+    let markers: Vec<&str> = refused.iter().map(|(marker, _)| *marker).collect();
+    for (marker, client) in refused {
+        send(client, marker);
+    }
+    eventually("two alerts and five refusals", WAIT, || {
+        !alerts_with(&out, "message", "via-aarhus-cert").is_empty() && json_lines(&dead).len() >= 5
     });
-    let alerts = alerts_with(&out, "message", "via-nord-cert");
-    assert_eq!(alerts[0]["actor"], "rnv-hospital-nord");
-    assert!(alerts_with(&out, "message", "via-unknown-cert").is_empty());
-    assert!(alerts_with(&out, "message", "via-no-cert").is_empty());
+    assert_eq!(
+        alerts_with(&out, "message", "via-nord-cert")[0]["actor"],
+        "rnv-hospital-nord"
+    );
+    assert_eq!(
+        alerts_with(&out, "message", "via-aarhus-cert")[0]["actor"],
+        "kk-aarhus"
+    );
+    for marker in markers {
+        assert!(alerts_with(&out, "message", marker).is_empty(), "{marker}");
+    }
     let reasons: Vec<String> = json_lines(&dead)
         .iter()
         .map(|d| d["reason"].as_str().unwrap().to_string())
         .collect();
-    assert!(
-        reasons.iter().any(|r| r.contains("names no organisation")),
-        "{reasons:?}"
-    );
-    assert!(
-        reasons.iter().any(|r| r.contains("TLS handshake failed")),
-        "{reasons:?}"
-    );
+    let expected = [
+        "client certificate for unknown.sds.example names no organisation in client_actors",
+        "names several organisations in client_actors (kk-aarhus, rnv-hospital-nord)",
+        "TLS handshake failed: invalid peer certificate: Revoked",
+        // The other CA's certificate is not signed by the configured one.
+        "TLS handshake failed: invalid peer certificate: BadSignature",
+        "TLS handshake failed: peer sent no certificates",
+    ];
+    // Each connection is served by its own task: any order.
+    assert_eq!(reasons.len(), expected.len(), "{reasons:?}");
+    for expected in expected {
+        assert!(
+            reasons.iter().any(|r| r.contains(expected)),
+            "{expected}: {reasons:?}"
+        );
+    }
     let (status, stderr) = vagt.terminate();
     assert!(status.success(), "{stderr}");
 }
@@ -898,4 +975,28 @@ fn a_second_stop_signal_exits_at_once_when_the_first_cannot_finish() {
         stderr.contains("exiting at once on a second stop signal"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_stop_signal_during_a_slow_start_stops_the_run_once_started() {
+    let dir = tempfile::tempdir().unwrap();
+    // Compiling every SigmaHQ rule takes seconds in a debug build.
+    let rules = crate::cli::corpora().join("sigmahq/rules");
+    let (config, _, _) = live_config(
+        dir.path(),
+        &rules,
+        "  - syslog: {listen: \"127.0.0.1:0\", protocol: udp}\n    format: syslog\n",
+    );
+    let mut vagt = Vagt::with_config(&config);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !vagt.stderr().contains("vagt: ready"),
+        "the start was too quick for this test:\n{}",
+        vagt.stderr()
+    );
+    vagt.signal("TERM");
+    let (status, stderr) = vagt.wait();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("vagt: stopping"), "{stderr}");
+    assert!(stderr.contains("stopped by signal"), "{stderr}");
 }

@@ -125,11 +125,15 @@ impl Peers {
         let ip = peer.ip().to_canonical();
         let allowed = self.0.is_empty() || self.0.iter().any(|n| n.contains(&ip));
         if !allowed {
-            metrics::counter!("vagt_source_refused_total", "source" => source.to_string())
-                .increment(1);
+            count_refusal(source);
         }
         allowed
     }
+}
+
+/// Counts a sender refused by `source` (`vagt_source_refused_total`).
+fn count_refusal(source: &str) {
+    metrics::counter!("vagt_source_refused_total", "source" => source.to_string()).increment(1);
 }
 
 /// Binds the listener and serves it in a task; returns the bound address
@@ -209,24 +213,26 @@ pub async fn start(
                                                 .1
                                                 .peer_certificates()
                                                 .and_then(|certs| certs.first())
+                                                .ok_or_else(|| "no client certificate".to_string())
                                                 .and_then(|cert| t.actor_of(cert))
                                                 .map(Arc::<str>::from)
                                         });
                                     match named {
                                         None => serve_stream(tls, source, &context).await,
-                                        Some(Some(actor)) => {
+                                        Some(Ok(actor)) => {
                                             let context = LiveContext {
                                                 actor: Some(actor),
                                                 ..context.clone()
                                             };
                                             serve_stream(tls, source, &context).await;
                                         }
-                                        Some(None) => {
+                                        Some(Err(why)) => {
+                                            count_refusal(&context.name);
                                             let dead = DeadLetter {
                                                 source: source.to_string(),
                                                 line: 0,
                                                 offset: 0,
-                                                reason: "client certificate names no organisation in client_actors; connection refused".into(),
+                                                reason: format!("{why}; connection refused"),
                                                 excerpt: String::new(),
                                             };
                                             context.dead(&source, dead).await;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 use serde::Deserialize;
 use tokio_rustls::TlsAcceptor;
@@ -26,9 +26,15 @@ pub struct TlsConfig {
     pub client_ca: Option<PathBuf>,
     /// Which organisation a client certificate is: a DNS name (or IP
     /// address) it is valid for → the actor stamped on its connection's
-    /// events. A certificate valid for none of them is refused.
+    /// events. A certificate valid for none of them, for names of several
+    /// organisations, or holding a wildcard name, is refused.
     #[serde(default)]
     pub client_actors: BTreeMap<String, String>,
+    /// PEM files with certificate revocation lists of the client CAs:
+    /// a revoked client certificate fails the handshake. Given any, every
+    /// client certificate's issuer needs one.
+    #[serde(default)]
+    pub client_crls: Vec<PathBuf>,
 }
 
 /// Why TLS cannot be set up.
@@ -47,6 +53,14 @@ pub enum TlsError {
     /// The client CAs are unusable.
     #[error("TLS client_ca {}: {message}", path.display())]
     ClientCa {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A revocation list is unusable.
+    #[error("TLS client_crls {}: {message}", path.display())]
+    ClientCrl {
         /// The file.
         path: PathBuf,
         /// What is wrong.
@@ -74,6 +88,7 @@ impl TlsConfig {
         for path in [&mut self.cert, &mut self.key]
             .into_iter()
             .chain(self.client_ca.as_mut())
+            .chain(self.client_crls.iter_mut())
         {
             if path.is_relative() {
                 *path = base.join(&*path);
@@ -87,15 +102,32 @@ impl TlsConfig {
     /// `client_actors` without `client_ca`, or a name that is not a DNS
     /// name or IP address.
     pub fn validate(&self) -> Result<(), TlsError> {
-        if !self.client_actors.is_empty() && self.client_ca.is_none() {
-            return Err(TlsError::ClientActors(
-                "needs client_ca, the CAs that sign the client certificates".into(),
-            ));
+        if self.client_ca.is_none() {
+            if !self.client_actors.is_empty() {
+                return Err(TlsError::ClientActors(
+                    "needs client_ca, the CAs that sign the client certificates".into(),
+                ));
+            }
+            if !self.client_crls.is_empty() {
+                return Err(TlsError::ClientActors(
+                    "client_crls needs client_ca, the CAs whose revocations they list".into(),
+                ));
+            }
         }
-        for name in self.client_actors.keys() {
+        for (name, actor) in &self.client_actors {
+            if name.contains('*') {
+                return Err(TlsError::ClientActors(format!(
+                    "'{name}': a wildcard cannot name one organisation"
+                )));
+            }
             ServerName::try_from(name.as_str()).map_err(|_| {
                 TlsError::ClientActors(format!("'{name}' is not a DNS name or IP address"))
             })?;
+            if actor.trim().is_empty() {
+                return Err(TlsError::ClientActors(format!(
+                    "'{name}' has an empty actor"
+                )));
+            }
         }
         Ok(())
     }
@@ -106,14 +138,44 @@ impl TlsConfig {
     }
 
     /// The organisation a client certificate is, by `client_actors`.
-    pub fn actor_of(&self, certificate: &CertificateDer<'_>) -> Option<&str> {
-        let cert = webpki::EndEntityCert::try_from(certificate).ok()?;
-        self.client_actors.iter().find_map(|(name, actor)| {
-            let name = ServerName::try_from(name.as_str()).ok()?;
-            cert.verify_is_valid_for_subject_name(&name)
-                .ok()
-                .map(|()| actor.as_str())
-        })
+    ///
+    /// # Errors
+    /// Why the certificate names no single organisation, naming the
+    /// certificate's DNS names: none listed, several organisations', or a
+    /// wildcard (valid for names it was never meant for).
+    pub fn actor_of(&self, certificate: &CertificateDer<'_>) -> Result<&str, String> {
+        let cert = webpki::EndEntityCert::try_from(certificate)
+            .map_err(|e| format!("client certificate unreadable: {e}"))?;
+        let names: Vec<&str> = cert.valid_dns_names().collect();
+        let shown = if names.is_empty() {
+            "a client certificate without DNS names".to_string()
+        } else {
+            format!("client certificate for {}", names.join(", "))
+        };
+        if names.iter().any(|n| n.starts_with('*')) {
+            return Err(format!(
+                "{shown}: a wildcard name cannot say which organisation it is"
+            ));
+        }
+        let mut actors: Vec<&str> = self
+            .client_actors
+            .iter()
+            .filter(|(name, _)| {
+                ServerName::try_from(name.as_str())
+                    .is_ok_and(|name| cert.verify_is_valid_for_subject_name(&name).is_ok())
+            })
+            .map(|(_, actor)| actor.as_str())
+            .collect();
+        actors.sort_unstable();
+        actors.dedup();
+        match actors.as_slice() {
+            [actor] => Ok(actor),
+            [] => Err(format!("{shown} names no organisation in client_actors")),
+            several => Err(format!(
+                "{shown} names several organisations in client_actors ({})",
+                several.join(", ")
+            )),
+        }
     }
 
     /// Loads the files and builds the acceptor.
@@ -162,8 +224,22 @@ impl TlsConfig {
                     let cert = cert.map_err(|e| client_ca(e.to_string()))?;
                     roots.add(cert).map_err(|e| client_ca(e.to_string()))?;
                 }
+                let mut crls = Vec::new();
+                for path in &self.client_crls {
+                    let crl_error = |message: String| TlsError::ClientCrl {
+                        path: path.clone(),
+                        message,
+                    };
+                    for crl in CertificateRevocationListDer::pem_file_iter(path)
+                        .map_err(|e| crl_error(e.to_string()))?
+                    {
+                        crls.push(crl.map_err(|e| crl_error(e.to_string()))?);
+                    }
+                }
                 let verifier =
                     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                        .with_crls(crls)
+                        .only_check_end_entity_revocation()
                         .build()
                         .map_err(|e| client_ca(e.to_string()))?;
                 builder.with_client_cert_verifier(verifier)
@@ -171,5 +247,84 @@ impl TlsConfig {
         };
         let config = builder.with_single_cert(certs, key).map_err(rustls_error)?;
         Ok(TlsAcceptor::from(Arc::new(config)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client certificate valid for `names` (DNS names or IP addresses).
+    fn certificate(names: &[&str]) -> CertificateDer<'static> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    fn config(actors: &[(&str, &str)]) -> TlsConfig {
+        TlsConfig {
+            cert: "cert.pem".into(),
+            key: "key.pem".into(),
+            client_ca: Some("ca.pem".into()),
+            client_actors: actors
+                .iter()
+                .map(|(name, actor)| (name.to_string(), actor.to_string()))
+                .collect(),
+            client_crls: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_certificate_names_exactly_one_organisation_or_is_refused() {
+        let tls = config(&[
+            ("nord.sds.example", "rnv-hospital-nord"),
+            ("nord-backup.sds.example", "rnv-hospital-nord"),
+            ("aarhus.sds.example", "kk-aarhus"),
+            ("192.0.2.7", "kk-aarhus"),
+        ]);
+        assert_eq!(tls.validate().map_err(|e| e.to_string()), Ok(()));
+        let actor = |names: &[&str]| tls.actor_of(&certificate(names));
+        assert_eq!(actor(&["nord.sds.example"]), Ok("rnv-hospital-nord"));
+        assert_eq!(actor(&["aarhus.sds.example"]), Ok("kk-aarhus"));
+        assert_eq!(actor(&["192.0.2.7"]), Ok("kk-aarhus"));
+        // Two names of one organisation are that organisation.
+        assert_eq!(
+            actor(&["nord.sds.example", "nord-backup.sds.example"]),
+            Ok("rnv-hospital-nord")
+        );
+        let refused = |names: &[&str]| actor(names).unwrap_err();
+        let e = refused(&["nord.sds.example", "aarhus.sds.example"]);
+        assert!(
+            e.contains(
+                "names several organisations in client_actors (kk-aarhus, rnv-hospital-nord)"
+            ),
+            "{e}"
+        );
+        // A wildcard is valid for every listed name below it.
+        let e = refused(&["*.sds.example"]);
+        assert!(
+            e.contains("client certificate for *.sds.example: a wildcard"),
+            "{e}"
+        );
+        let e = refused(&["syd.sds.example"]);
+        assert!(
+            e.contains("client certificate for syd.sds.example names no organisation"),
+            "{e}"
+        );
+        let e = refused(&["192.0.2.8"]);
+        assert!(e.contains("without DNS names names no organisation"), "{e}");
+    }
+
+    #[test]
+    fn client_settings_are_checked() {
+        let e = |tls: TlsConfig| tls.validate().unwrap_err().to_string();
+        let mut tls = config(&[("a.example", "org")]);
+        tls.client_ca = None;
+        assert!(e(tls).contains("needs client_ca"));
+        assert!(e(config(&[("*.example", "org")])).contains("wildcard"));
+        assert!(e(config(&[("not a name", "org")])).contains("not a DNS name"));
+        assert!(e(config(&[("a.example", " ")])).contains("empty actor"));
     }
 }
