@@ -8,10 +8,11 @@
 //! is processed before the end. UDP cannot: a datagram that finds the queue full is
 //! dropped and counted, and so is one the kernel dropped because the
 //! socket's receive buffer was full (read from `/proc/net/udp` on Linux):
-//! `vagt_source_dropped_total{source, reason="queue_full"|"socket_buffer"}`
+//! `vagt_source_dropped_total{source, reason="queue_full"|"socket_buffer"|"stopping"}`
 //! and `dropped_records` in the run summary. When the run stops, the
 //! datagrams already in the socket's buffer are still taken in, waiting
-//! for room, before the socket closes.
+//! for room, before the socket closes; those that cannot be within a
+//! second are counted (`reason="stopping"`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -321,6 +322,8 @@ async fn serve_udp(socket: UdpSocket, local: SocketAddr, peers: Peers, context: 
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
     loop {
         let received = tokio::select! {
+            // A stop wins: what is still in the socket is read below.
+            biased;
             () = datagrams.context.stopped() => break,
             _ = tick.tick() => {
                 drops.count(&datagrams.context);
@@ -338,22 +341,35 @@ async fn serve_udp(socket: UdpSocket, local: SocketAddr, peers: Peers, context: 
     }
     // Sent before the stop, waiting in the socket's buffer: read by the
     // (non-blocking) system call itself, as Tokio's readiness may not have
-    // seen them yet. A flood that never pauses is cut off after a second:
-    // what arrives by then was sent after the stop.
+    // seen them yet.
     let Ok(socket) = socket.into_std() else {
         return;
     };
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    let started = tokio::time::Instant::now();
+    let (processing_until, counting_until) = (started + UDP_DRAIN, started + 2 * UDP_DRAIN);
     while let Ok((n, peer)) = socket.recv_from(&mut buf) {
-        if std::time::Instant::now() > until {
-            break;
+        let now = tokio::time::Instant::now();
+        if now < processing_until {
+            let take = datagrams.take(&buf[..n], peer, true);
+            match tokio::time::timeout_at(processing_until, take).await {
+                Ok(true) => continue,
+                Ok(false) => return,
+                Err(_) => datagrams.context.dropped_because("stopping", 1),
+            }
+        } else if datagrams.peers.allow(peer, &datagrams.context.name) {
+            datagrams.context.dropped_because("stopping", 1);
         }
-        if !datagrams.take(&buf[..n], peer, true).await {
-            return;
+        // A flood that never pauses: what arrives now was sent after the stop.
+        if now >= counting_until {
+            break;
         }
     }
     drops.count(&datagrams.context);
 }
+
+/// How long a stopping UDP listener processes what its socket buffer
+/// holds; for as long again it only counts the rest as dropped.
+const UDP_DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Turns datagrams into payloads for one UDP listener.
 struct Datagrams {
@@ -636,19 +652,26 @@ mod tests {
         assert_eq!(kernel_drops(local), None);
     }
 
-    #[tokio::test]
-    async fn datagrams_in_the_socket_at_the_stop_are_taken_in_not_lost() {
+    /// A UDP listener whose run is already stopping, with `sent`
+    /// datagrams waiting in its socket and a queue of `capacity`; returns
+    /// the listener's task, the queue's end, and the drop count.
+    async fn stopping_udp_listener(
+        sent: u64,
+        capacity: usize,
+    ) -> (
+        tokio::task::JoinHandle<()>,
+        tokio::sync::mpsc::Receiver<Payload>,
+        Arc<std::sync::atomic::AtomicU64>,
+    ) {
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let local = socket.local_addr().unwrap();
         let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let sent = 50;
         for n in 0..sent {
             let message = format!("<38>Nov 23 09:10:29 pc1 sshd[1]: n={n}");
             sender.send_to(message.as_bytes(), local).unwrap();
         }
-        // The run is already stopping, and the queue holds fewer than sent.
         let (stop, stopping) = tokio::sync::watch::channel(true);
-        let (payloads, mut taken) = tokio::sync::mpsc::channel(4);
+        let (payloads, taken) = tokio::sync::mpsc::channel(capacity);
         let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let context = LiveContext {
             name: Arc::from("syslog+udp://test"),
@@ -658,16 +681,19 @@ mod tests {
             dropped: dropped.clone(),
             stopping,
         };
-        let peers = SyslogConfig {
-            listen: local,
-            protocol: SyslogProtocol::Udp,
-            tls: None,
-            max_connections: 1,
-            allowed_peers: Vec::new(),
-        }
-        .peers()
-        .unwrap();
-        let listener = tokio::spawn(serve_udp(socket, local, peers, context));
+        let peers = Peers(Arc::new(Vec::new()));
+        let listener = tokio::spawn(async move {
+            serve_udp(socket, local, peers, context).await;
+            drop(stop);
+        });
+        (listener, taken, dropped)
+    }
+
+    #[tokio::test]
+    async fn datagrams_in_the_socket_at_the_stop_are_taken_in_not_lost() {
+        // The queue holds fewer than were sent, and is read.
+        let sent = 50;
+        let (listener, mut taken, dropped) = stopping_udp_listener(sent, 4).await;
         let mut lines = Vec::new();
         while let Some(payload) = taken.recv().await {
             match payload.body {
@@ -677,9 +703,22 @@ mod tests {
             }
         }
         listener.await.unwrap();
-        drop(stop);
         assert_eq!(lines, (1..=sent).collect::<Vec<u64>>());
         assert_eq!(dropped.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn datagrams_the_stop_cannot_process_in_time_are_counted() {
+        // The queue has room for one, and nobody reads it until the end.
+        let sent = 20;
+        let (listener, mut taken, dropped) = stopping_udp_listener(sent, 1).await;
+        listener.await.unwrap();
+        let mut processed = 0;
+        while taken.recv().await.is_some() {
+            processed += 1;
+        }
+        assert_eq!(processed, 1);
+        assert_eq!(dropped.load(Ordering::Relaxed), sent - 1);
     }
 
     #[test]
