@@ -294,7 +294,7 @@ fn syslog_over_udp_tcp_and_tls_alerts_with_each_listeners_actor() {
 
 /// Sends a raw HTTP/1.1 request; returns the status code and body.
 fn post(addr: SocketAddr, token: Option<&str>, body: &str) -> (u16, String) {
-    post_over(connect(addr), addr, token, body)
+    post_over(connect(addr), addr, token, "", body.as_bytes())
 }
 
 /// A connection that fails the test rather than hang it.
@@ -305,23 +305,26 @@ fn connect(addr: SocketAddr) -> TcpStream {
     stream
 }
 
-/// As [`post`], over `stream` (plain or TLS).
+/// As [`post`], over `stream` (plain or TLS), with `headers` (lines ending
+/// in CRLF) added.
 fn post_over(
     mut stream: impl Read + Write,
     addr: SocketAddr,
     token: Option<&str>,
-    body: &str,
+    headers: &str,
+    body: &[u8],
 ) -> (u16, String) {
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
     write!(
         stream,
-        "POST /ingest HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/x-ndjson\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST /ingest HTTP/1.1\r\nHost: {addr}\r\n{auth}{headers}Content-Type: application/x-ndjson\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )
     .unwrap();
+    stream.write_all(body).unwrap();
     stream.flush().unwrap();
     let mut response = String::new();
     // A TLS peer may close without close_notify after `Connection: close`.
@@ -375,7 +378,7 @@ fn http_ingest_stamps_the_tokens_actor_and_refuses_bad_tokens() {
         )
         .unwrap();
         let stream = rustls::StreamOwned::new(connection, connect(https));
-        post_over(stream, https, Some(token), body)
+        post_over(stream, https, Some(token), "", body.as_bytes())
     };
     assert_eq!(
         tls("vest-secret", "{\"msg\": \"beacon from vest\"}\n").0,
@@ -758,6 +761,84 @@ fn a_failing_alert_output_ends_a_live_run_with_its_error() {
     // why, instead of waiting for ever on its listener.
     let line = vagt.wait_for_exit(WAIT);
     assert!(line.contains("/dev/full"), "{line}");
+}
+
+#[test]
+fn http_ingest_takes_compressed_bodies_and_bounds_what_they_expand_to() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(dir.path());
+    let (config, out, _) = live_config(
+        dir.path(),
+        &rules,
+        &format!(
+            "  - http:\n      listen: \"127.0.0.1:0\"\n      max_body_bytes: 4096\n      tokens: [{{actor: rnv-hospital-nord, token_sha256: \"{}\"}}]\n",
+            sha256_hex("nord-secret")
+        ),
+    );
+    let mut vagt = Vagt::with_config(&config);
+    let addr = vagt.listening("http://127.0.0.1:0");
+    vagt.wait_for("vagt: ready", WAIT);
+    let gzip = |data: &[u8]| {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    };
+    let deflate = |data: &[u8]| {
+        let mut encoder =
+            flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    };
+    let send = |encoding: &str, body: &[u8]| {
+        post_over(
+            connect(addr),
+            addr,
+            Some("nord-secret"),
+            &format!("Content-Encoding: {encoding}\r\n"),
+            body,
+        )
+    };
+    let (status, answer) = send("gzip", &gzip(b"{\"msg\": \"beacon gzipped\"}\n"));
+    assert_eq!(status, 202, "{answer}");
+    let (status, answer) = send("deflate", &deflate(b"{\"msg\": \"beacon deflated\"}\n"));
+    assert_eq!(status, 202, "{answer}");
+    // 8 KiB of events compress to far less than max_body_bytes, but
+    // expand beyond it.
+    let big: String = (0..300)
+        .map(|n| format!("{{\"msg\": \"beacon bomb {n}\"}}\n"))
+        .collect();
+    let bomb = gzip(big.as_bytes());
+    assert!(bomb.len() < 4096 && big.len() > 4096);
+    let (status, answer) = send("gzip", &bomb);
+    assert_eq!(status, 413, "{answer}");
+    assert!(
+        answer.contains("decompressed body exceeds max_body_bytes (4096)"),
+        "{answer}"
+    );
+    let (status, answer) = send("gzip", b"{\"msg\": \"beacon not gzip\"}\n");
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.contains("body is not valid gzip"), "{answer}");
+    let (status, answer) = send("br", b"whatever");
+    assert_eq!(status, 415, "{answer}");
+    assert!(
+        answer.contains("Content-Encoding br is not supported"),
+        "{answer}"
+    );
+    eventually("the two compressed events' alerts", WAIT, || {
+        !alerts_with(&out, "msg", "gzipped").is_empty()
+            && !alerts_with(&out, "msg", "deflated").is_empty()
+    });
+    let (status, stderr) = vagt.terminate();
+    assert!(status.success(), "{stderr}");
+    for alert in json_lines(&out) {
+        assert_eq!(alert["actor"], "rnv-hospital-nord");
+        let message = alert["event"]["msg"].as_str().unwrap();
+        assert!(
+            !message.contains("bomb") && !message.contains("not gzip"),
+            "{message}"
+        );
+    }
 }
 
 #[test]

@@ -7,12 +7,16 @@
 //! configured by their SHA-256 (`token_sha256`), or read from an
 //! environment variable (`token_env`), so that no secret sits in the
 //! config. A missing or unknown token gets `401`; a body over
-//! `max_body_bytes` gets `413`. An accepted body gets `202` with
+//! `max_body_bytes` gets `413`. Bodies may be compressed, as log
+//! forwarders send them (`Content-Encoding: gzip` or `deflate`):
+//! `max_body_bytes` then bounds the decompressed size too, an invalid one
+//! gets `400` and another encoding `415`. An accepted body gets `202` with
 //! `{"request": N, "bytes": B}` once it is queued (the request waits while
 //! the pipeline is full: backpressure); its bad records go to the
 //! dead-letter output, named `http://<listen>/<actor>#<request>`.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -142,6 +146,8 @@ fn parse_hex(text: &str) -> Option<[u8; 32]> {
 
 struct Ingest {
     digests: HashMap<[u8; 32], Arc<str>>,
+    /// Largest body, as sent and decompressed.
+    max_body_bytes: usize,
     context: LiveContext,
     /// `http://ADDR` or `https://ADDR`.
     name: String,
@@ -174,6 +180,7 @@ pub async fn start(
     let stopping = context.clone_stopping();
     let state = Arc::new(Ingest {
         digests,
+        max_body_bytes: config.max_body_bytes,
         context,
         name: format!("{}://{local}", config.scheme()),
         requests: AtomicU64::new(0),
@@ -248,6 +255,10 @@ async fn ingest(State(state): State<Arc<Ingest>>, headers: HeaderMap, body: Byte
     let Some(actor) = state.digests.get(&digest).cloned() else {
         return refuse(StatusCode::UNAUTHORIZED, "unknown token");
     };
+    let body = match decompress(&headers, body, state.max_body_bytes) {
+        Ok(body) => body,
+        Err((status, reason)) => return refuse(status, &reason),
+    };
     let request = state.requests.fetch_add(1, Ordering::Relaxed) + 1;
     let bytes = body.len();
     let source: Arc<str> = Arc::from(format!("{}/{actor}#{request}", state.name).as_str());
@@ -277,6 +288,51 @@ async fn ingest(State(state): State<Arc<Ingest>>, headers: HeaderMap, body: Byte
         Json(serde_json::json!({"request": request, "bytes": bytes})),
     )
         .into_response()
+}
+
+/// The body decoded by its `Content-Encoding`, at most `limit` bytes; else
+/// the status and reason that refuse it.
+fn decompress(
+    headers: &HeaderMap,
+    body: Bytes,
+    limit: usize,
+) -> Result<Bytes, (StatusCode, String)> {
+    let encoding = match headers.get(header::CONTENT_ENCODING) {
+        None => return Ok(body),
+        Some(value) => value
+            .to_str()
+            .unwrap_or("(not text)")
+            .trim()
+            .to_ascii_lowercase(),
+    };
+    let decoder: Box<dyn Read + '_> = match encoding.as_str() {
+        "" | "identity" => return Ok(body),
+        "gzip" | "x-gzip" => Box::new(flate2::read::MultiGzDecoder::new(&body[..])),
+        "deflate" => Box::new(flate2::read::ZlibDecoder::new(&body[..])),
+        other => {
+            return Err((
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("Content-Encoding {other} is not supported (gzip, deflate, identity)"),
+            ))
+        }
+    };
+    let mut decoded = Vec::new();
+    decoder
+        .take(limit as u64 + 1)
+        .read_to_end(&mut decoded)
+        .map_err(|e| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("body is not valid {encoding}: {e}"),
+            )
+        })?;
+    if decoded.len() > limit {
+        return Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("decompressed body exceeds max_body_bytes ({limit})"),
+        ));
+    }
+    Ok(decoded.into())
 }
 
 fn refuse(status: StatusCode, reason: &str) -> Response {
