@@ -195,7 +195,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let (first_signal, stop_requested) = tokio::sync::oneshot::channel::<()>();
     let signal_handler = {
         let _entered = runtime.enter();
-        let mut signals = StopSignals::listen();
+        let mut signals = StopSignals::listen().context("listening for stop signals")?;
         runtime.spawn(async move {
             signals.next().await;
             eprintln!(

@@ -82,6 +82,9 @@ pub enum PipelineError {
     /// An input cannot start (a busy port, unusable TLS files, Kafka).
     #[error(transparent)]
     Input(#[from] vagt_connectors::live::LiveError),
+    /// SIGTERM and Ctrl-C cannot be listened for.
+    #[error("cannot listen for stop signals: {0}")]
+    Signals(#[source] std::io::Error),
     /// A pipeline task failed unexpectedly.
     #[error("internal: {0}")]
     Internal(String),
@@ -238,7 +241,7 @@ pub async fn run(
     config: RunConfig,
     observer: &dyn RunObserver,
 ) -> Result<RunSummary, PipelineError> {
-    let mut signals = StopSignals::listen();
+    let mut signals = StopSignals::listen().map_err(PipelineError::Signals)?;
     run_until(config, observer, async move {
         signals.next().await;
     })

@@ -11,17 +11,21 @@ pub struct StopSignals {
 
 impl StopSignals {
     /// Starts listening; needs a Tokio runtime context.
-    pub fn listen() -> StopSignals {
+    ///
+    /// # Errors
+    /// The signal handlers cannot be installed.
+    pub fn listen() -> std::io::Result<StopSignals> {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{signal, SignalKind};
-            let unix = signal(SignalKind::terminate())
-                .and_then(|term| Ok((term, signal(SignalKind::interrupt())?)))
-                .ok();
-            StopSignals { unix }
+            let unix = Some((
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::interrupt())?,
+            ));
+            Ok(StopSignals { unix })
         }
         #[cfg(not(unix))]
-        StopSignals {}
+        Ok(StopSignals {})
     }
 
     /// Resolves on the next SIGTERM or Ctrl-C, with the signal's number.

@@ -102,12 +102,17 @@ fn live_config_to(
 /// A FIFO `alerts.fifo` in `dir`, for alerts that nobody reads yet.
 fn alerts_fifo(dir: &Path) -> PathBuf {
     let fifo = dir.join("alerts.fifo");
+    make_fifo(&fifo);
+    fifo
+}
+
+/// Makes a FIFO at `path`.
+fn make_fifo(path: &Path) {
     assert!(std::process::Command::new("mkfifo")
-        .arg(&fifo)
+        .arg(path)
         .status()
         .unwrap()
         .success());
-    fifo
 }
 
 /// Alerts of `file` whose event's `field` contains `marker`.
@@ -162,18 +167,21 @@ fn server_certificate(dir: &Path) -> String {
     cert_pem
 }
 
-/// A CA for client certificates, written to `dir/file`.
-fn client_ca(dir: &Path, file: &str) -> (rcgen::CertificateParams, rcgen::KeyPair) {
+/// A CA for client certificates named `name`, and its certificate's PEM.
+fn client_ca(name: &str) -> ((rcgen::CertificateParams, rcgen::KeyPair), String) {
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     params.key_usages = vec![
         rcgen::KeyUsagePurpose::KeyCertSign,
         rcgen::KeyUsagePurpose::CrlSign,
         rcgen::KeyUsagePurpose::DigitalSignature,
     ];
-    std::fs::write(dir.join(file), params.self_signed(&key).unwrap().pem()).unwrap();
-    (params, key)
+    let pem = params.self_signed(&key).unwrap().pem();
+    ((params, key), pem)
 }
 
 /// A client certificate for `names` with serial number `serial`, signed by
@@ -591,12 +599,7 @@ fn udp_datagrams_that_find_the_pipeline_full_are_counted_not_lost_silently() {
     let rules = write_rules(dir.path());
     // Alerts go to a FIFO nobody reads yet: the pipeline backs up to the
     // UDP listener, which cannot wait.
-    let fifo = dir.path().join("alerts.fifo");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap();
-    assert!(made.success());
+    let fifo = alerts_fifo(dir.path());
     let metrics = crate::metrics::free_port();
     let config = dir.path().join("vagt.yaml");
     std::fs::write(
@@ -901,7 +904,14 @@ fn a_client_certificate_says_which_organisation_a_tls_connection_is() {
     let dir = tempfile::tempdir().unwrap();
     let rules = write_rules(dir.path());
     let server_pem = server_certificate(dir.path());
-    let ca = client_ca(dir.path(), "clients-ca.pem");
+    // Two CAs sign client certificates; only the first publishes a CRL.
+    let (ca, ca_pem) = client_ca("SDS Clients CA");
+    let (second_ca, second_ca_pem) = client_ca("SDS Second CA");
+    std::fs::write(
+        dir.path().join("clients-ca.pem"),
+        format!("{ca_pem}{second_ca_pem}"),
+    )
+    .unwrap();
     // Aarhus's old certificate, serial 666, is revoked.
     let crl = rcgen::CertificateRevocationListParams {
         this_update: rcgen::date_time_ymd(2026, 1, 1),
@@ -919,8 +929,10 @@ fn a_client_certificate_says_which_organisation_a_tls_connection_is() {
     .signed_by(&rcgen::Issuer::new(ca.0.clone(), &ca.1))
     .unwrap();
     std::fs::write(dir.path().join("clients-crl.pem"), crl.pem().unwrap()).unwrap();
-    let other_ca = client_ca(dir.path(), "other-ca.pem");
-    let (config, out, dead) = live_config(
+    let (other_ca, _) = client_ca("Someone Else's CA");
+    let metrics = crate::metrics::free_port();
+    let out = dir.path().join("alerts.jsonl");
+    let (config, dead) = live_config_to(
         dir.path(),
         &rules,
         r#"  - syslog:
@@ -936,6 +948,8 @@ fn a_client_certificate_says_which_organisation_a_tls_connection_is() {
           kk-aarhus.sds.example: kk-aarhus
     format: syslog
 "#,
+        &out,
+        &format!("metrics_listen: \"127.0.0.1:{metrics}\"\n"),
     );
     let mut vagt = Vagt::with_config(&config);
     let tls = vagt.listening("syslog+tls://127.0.0.1:0");
@@ -983,14 +997,22 @@ fn a_client_certificate_says_which_organisation_a_tls_connection_is() {
                 5,
             )),
         ),
+        (
+            "via-second-ca",
+            Some(client_certificate(
+                &second_ca,
+                &["kk-aarhus.sds.example"],
+                6,
+            )),
+        ),
         ("via-no-cert", None),
     ];
     let markers: Vec<&str> = refused.iter().map(|(marker, _)| *marker).collect();
     for (marker, client) in refused {
         send(client, marker);
     }
-    eventually("two alerts and five refusals", WAIT, || {
-        !alerts_with(&out, "message", "via-aarhus-cert").is_empty() && json_lines(&dead).len() >= 5
+    eventually("two alerts and six refusals", WAIT, || {
+        !alerts_with(&out, "message", "via-aarhus-cert").is_empty() && json_lines(&dead).len() >= 6
     });
     assert_eq!(
         alerts_with(&out, "message", "via-nord-cert")[0]["actor"],
@@ -1011,8 +1033,9 @@ fn a_client_certificate_says_which_organisation_a_tls_connection_is() {
         "client certificate for unknown.sds.example names no organisation in client_actors",
         "names several organisations in client_actors (kk-aarhus, rnv-hospital-nord)",
         "TLS handshake failed: invalid peer certificate: Revoked",
-        // The other CA's certificate is not signed by the configured one.
-        "TLS handshake failed: invalid peer certificate: BadSignature",
+        "TLS handshake failed: invalid peer certificate: UnknownIssuer",
+        // Without a CRL of its CA, nobody can say it is not revoked.
+        "TLS handshake failed: invalid peer certificate: UnknownRevocationStatus",
         "TLS handshake failed: peer sent no certificates",
     ];
     // Each connection is served by its own task: any order.
@@ -1023,6 +1046,11 @@ fn a_client_certificate_says_which_organisation_a_tls_connection_is() {
             "{expected}: {reasons:?}"
         );
     }
+    let refused = crate::metrics::value(
+        &crate::metrics::scrape(metrics),
+        "vagt_source_refused_total{source=\"syslog+tls://127.0.0.1:0\"}",
+    );
+    assert_eq!(refused, Some(expected.len() as f64));
     let (status, stderr) = vagt.terminate();
     assert!(status.success(), "{stderr}");
 }
@@ -1060,24 +1088,41 @@ fn a_second_stop_signal_exits_at_once_when_the_first_cannot_finish() {
 
 #[test]
 fn a_stop_signal_during_a_slow_start_stops_the_run_once_started() {
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = tempfile::tempdir().unwrap();
-    // Compiling every SigmaHQ rule takes seconds in a debug build.
-    let rules = crate::cli::corpora().join("sigmahq/rules");
-    let (config, _, _) = live_config(
+    // One rule file is a FIFO: loading the rules waits until it is written.
+    let rules = write_rules(dir.path());
+    let late = rules.join("late.yml");
+    make_fifo(&late);
+    let (config, out, _) = live_config(
         dir.path(),
         &rules,
         "  - syslog: {listen: \"127.0.0.1:0\", protocol: udp}\n    format: syslog\n",
     );
     let mut vagt = Vagt::with_config(&config);
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(
-        !vagt.stderr().contains("vagt: ready"),
-        "the start was too quick for this test:\n{}",
-        vagt.stderr()
-    );
+    // Opening a FIFO for writing without blocking succeeds once a reader
+    // has it open: vagt is then loading rules, with its handlers installed.
+    let mut writer = None;
+    eventually("vagt to read the rule FIFO", WAIT, || {
+        writer = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&late)
+            .ok();
+        writer.is_some()
+    });
     vagt.signal("TERM");
+    vagt.wait_for("vagt: stopping", WAIT);
+    assert!(!vagt.stderr().contains("vagt: ready"), "{}", vagt.stderr());
+    let mut writer = writer.unwrap();
+    let rule = std::fs::read_to_string(rules.join("ssh.yml")).unwrap();
+    writer
+        .write_all(rule.replace("0c01", "0c99").as_bytes())
+        .unwrap();
+    drop(writer);
     let (status, stderr) = vagt.wait();
     assert!(status.success(), "{stderr}");
-    assert!(stderr.contains("vagt: stopping"), "{stderr}");
+    assert!(stderr.contains("vagt: ready"), "{stderr}");
     assert!(stderr.contains("stopped by signal"), "{stderr}");
+    assert!(json_lines(&out).is_empty());
 }

@@ -255,7 +255,7 @@ async fn ingest(State(state): State<Arc<Ingest>>, headers: HeaderMap, body: Byte
     let Some(actor) = state.digests.get(&digest).cloned() else {
         return refuse(StatusCode::UNAUTHORIZED, "unknown token");
     };
-    let body = match decompress(&headers, body, state.max_body_bytes) {
+    let body = match decompress(&headers, body, state.max_body_bytes).await {
         Ok(body) => body,
         Err((status, reason)) => return refuse(status, &reason),
     };
@@ -290,9 +290,14 @@ async fn ingest(State(state): State<Arc<Ingest>>, headers: HeaderMap, body: Byte
         .into_response()
 }
 
+/// Most gzip members a body may hold: each costs a decoder reset, so that
+/// a body of empty members would burn CPU without producing anything.
+const MAX_GZIP_MEMBERS: usize = 64;
+
 /// The body decoded by its `Content-Encoding`, at most `limit` bytes; else
-/// the status and reason that refuse it.
-fn decompress(
+/// the status and reason that refuse it. Decompressing runs on a blocking
+/// thread, off the listeners' workers.
+async fn decompress(
     headers: &HeaderMap,
     body: Bytes,
     limit: usize,
@@ -305,10 +310,10 @@ fn decompress(
             .trim()
             .to_ascii_lowercase(),
     };
-    let decoder: Box<dyn Read + '_> = match encoding.as_str() {
+    let gzip = match encoding.as_str() {
         "" | "identity" => return Ok(body),
-        "gzip" | "x-gzip" => Box::new(flate2::read::MultiGzDecoder::new(&body[..])),
-        "deflate" => Box::new(flate2::read::ZlibDecoder::new(&body[..])),
+        "gzip" | "x-gzip" => true,
+        "deflate" => false,
         other => {
             return Err((
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -316,16 +321,26 @@ fn decompress(
             ))
         }
     };
-    let mut decoded = Vec::new();
-    decoder
-        .take(limit as u64 + 1)
-        .read_to_end(&mut decoded)
-        .map_err(|e| {
-            (
-                StatusCode::BAD_REQUEST,
-                format!("body is not valid {encoding}: {e}"),
-            )
-        })?;
+    let decoded = tokio::task::spawn_blocking(move || {
+        if gzip {
+            gunzip(&body, limit)
+        } else {
+            let mut decoded = Vec::new();
+            flate2::read::ZlibDecoder::new(&body[..])
+                .take(limit as u64 + 1)
+                .read_to_end(&mut decoded)
+                .map(|_| decoded)
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await
+    .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| {
+        (
+            StatusCode::BAD_REQUEST,
+            format!("body is not valid {encoding}: {e}"),
+        )
+    })?;
     if decoded.len() > limit {
         return Err((
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -333,6 +348,26 @@ fn decompress(
         ));
     }
     Ok(decoded.into())
+}
+
+/// Decompresses gzip member after member, stopping past `limit` bytes.
+fn gunzip(mut compressed: &[u8], limit: usize) -> Result<Vec<u8>, String> {
+    let mut decoded = Vec::new();
+    let mut members = 0;
+    while !compressed.is_empty() && decoded.len() <= limit {
+        members += 1;
+        if members > MAX_GZIP_MEMBERS {
+            return Err(format!("more than {MAX_GZIP_MEMBERS} gzip members"));
+        }
+        let mut member = flate2::bufread::GzDecoder::new(compressed);
+        let room = (limit + 1 - decoded.len()) as u64;
+        (&mut member)
+            .take(room)
+            .read_to_end(&mut decoded)
+            .map_err(|e| e.to_string())?;
+        compressed = member.into_inner();
+    }
+    Ok(decoded)
 }
 
 fn refuse(status: StatusCode, reason: &str) -> Response {
@@ -344,4 +379,34 @@ fn refuse(status: StatusCode, reason: &str) -> Response {
         );
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    #[test]
+    fn gzip_bodies_are_read_member_after_member_within_bounds() {
+        let two_members = [gzip(b"{\"a\": 1}\n"), gzip(b"{\"b\": 2}\n")].concat();
+        assert_eq!(
+            gunzip(&two_members, 1024).unwrap(),
+            b"{\"a\": 1}\n{\"b\": 2}\n"
+        );
+        // Decoding stops just past the limit, whatever the body holds.
+        let big = gzip(&vec![b'x'; 1 << 20]);
+        assert_eq!(gunzip(&big, 100).unwrap().len(), 101);
+        let truncated = &two_members[..two_members.len() - 5];
+        assert!(gunzip(truncated, 1024).is_err());
+        let empty_members = gzip(b"").repeat(MAX_GZIP_MEMBERS + 1);
+        let e = gunzip(&empty_members, 1024).unwrap_err();
+        assert_eq!(e, format!("more than {MAX_GZIP_MEMBERS} gzip members"));
+        assert!(gunzip(b"not gzip", 1024).is_err());
+    }
 }

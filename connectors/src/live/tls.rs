@@ -226,15 +226,7 @@ impl TlsConfig {
                 }
                 let mut crls = Vec::new();
                 for path in &self.client_crls {
-                    let crl_error = |message: String| TlsError::ClientCrl {
-                        path: path.clone(),
-                        message,
-                    };
-                    for crl in CertificateRevocationListDer::pem_file_iter(path)
-                        .map_err(|e| crl_error(e.to_string()))?
-                    {
-                        crls.push(crl.map_err(|e| crl_error(e.to_string()))?);
-                    }
+                    crls.extend(revocation_lists(path)?);
                 }
                 let verifier =
                     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
@@ -248,6 +240,31 @@ impl TlsConfig {
         let config = builder.with_single_cert(certs, key).map_err(rustls_error)?;
         Ok(TlsAcceptor::from(Arc::new(config)))
     }
+}
+
+/// The revocation lists in `path`, PEM or DER, each checked to parse: a
+/// file that holds none would silently turn revocation checking off.
+fn revocation_lists(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    let error = |message: String| TlsError::ClientCrl {
+        path: path.to_path_buf(),
+        message,
+    };
+    let bytes = std::fs::read(path).map_err(|e| error(e.to_string()))?;
+    let crls = if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
+        CertificateRevocationListDer::pem_slice_iter(&bytes)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| error(e.to_string()))?
+    } else {
+        vec![CertificateRevocationListDer::from(bytes)]
+    };
+    if crls.is_empty() {
+        return Err(error("holds no certificate revocation list".into()));
+    }
+    for crl in &crls {
+        webpki::BorrowedCertRevocationList::from_der(crl)
+            .map_err(|e| error(format!("not a certificate revocation list: {e}")))?;
+    }
+    Ok(crls)
 }
 
 #[cfg(test)]
@@ -315,6 +332,50 @@ mod tests {
         );
         let e = refused(&["192.0.2.8"]);
         assert!(e.contains("without DNS names names no organisation"), "{e}");
+    }
+
+    #[test]
+    fn revocation_lists_are_read_as_pem_or_der_and_never_silently_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_pem = params.self_signed(&key).unwrap().pem();
+        let crl = rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2026, 1, 1),
+            next_update: rcgen::date_time_ymd(2099, 1, 1),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: Vec::new(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        }
+        .signed_by(&rcgen::Issuer::new(params, &key))
+        .unwrap();
+        let file = |name: &str, bytes: &[u8]| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            path
+        };
+        let pem = file("ca.crl.pem", crl.pem().unwrap().as_bytes());
+        assert_eq!(revocation_lists(&pem).unwrap().len(), 1);
+        let der = file("ca.crl", crl.der());
+        assert_eq!(revocation_lists(&der).unwrap().len(), 1);
+        let error = |path: &Path| revocation_lists(path).unwrap_err().to_string();
+        let e = error(&file("cert.pem", ca_pem.as_bytes()));
+        assert!(
+            e.contains("cert.pem: holds no certificate revocation list"),
+            "{e}"
+        );
+        let e = error(&file("empty.crl", b""));
+        assert!(
+            e.contains("empty.crl: not a certificate revocation list"),
+            "{e}"
+        );
+        let e = error(&dir.path().join("missing.crl"));
+        assert!(
+            e.contains("TLS client_crls") && e.contains("missing.crl"),
+            "{e}"
+        );
     }
 
     #[test]
