@@ -397,6 +397,17 @@ fn http_ingest_stamps_the_tokens_actor_and_refuses_bad_tokens() {
         tls("nord-secret", "{\"msg\": \"beacon from nord-3\"}").0,
         401
     );
+    // Load balancers ask without a token.
+    let mut stream = connect(addr);
+    write!(
+        stream,
+        "GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("{\"status\":\"ok\"}"), "{answer}");
 
     // Nord's events, one of them claiming to be Aarhus's: the token decides.
     let (status, body) = post(

@@ -14,6 +14,7 @@
 //! `{"request": N, "bytes": B}` once it is queued (the request waits while
 //! the pipeline is full: backpressure); its bad records go to the
 //! dead-letter output, named `http://<listen>/<actor>#<request>`.
+//! `GET /health` answers `200` while events are taken, `503` once stopping.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -25,7 +26,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -187,6 +188,7 @@ pub async fn start(
     });
     let app = Router::new()
         .route("/ingest", post(ingest))
+        .route("/health", get(health))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .with_state(state);
     let task = match acceptor {
@@ -239,6 +241,16 @@ async fn serve_tls(
             }
         });
     }
+}
+
+/// For load balancers and forwarders: `200` while the listener takes
+/// events, `503` once the run is stopping. Needs no token and says nothing
+/// else.
+async fn health(State(state): State<Arc<Ingest>>) -> Response {
+    if state.context.is_stopping() {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "vagt is stopping");
+    }
+    (StatusCode::OK, Json(serde_json::json!({"status": "ok"}))).into_response()
 }
 
 async fn ingest(State(state): State<Arc<Ingest>>, headers: HeaderMap, body: Bytes) -> Response {
