@@ -85,6 +85,10 @@ pub enum PipelineError {
     /// SIGTERM and Ctrl-C cannot be listened for.
     #[error("cannot listen for stop signals: {0}")]
     Signals(#[source] std::io::Error),
+    /// The dead-letter output failed (its own error is returned instead
+    /// where known).
+    #[error("the dead-letter output failed")]
+    DeadLettersFailed,
     /// A pipeline task failed unexpectedly.
     #[error("internal: {0}")]
     Internal(String),
@@ -348,7 +352,7 @@ pub async fn run_until(
         })
     });
     let (batch_tx, mut batch_rx) = mpsc::channel::<Work>(config.channel_capacity);
-    let (dead_tx, mut dead_rx) = mpsc::channel::<DeadItem>(1024);
+    let (dead_tx, dead_rx) = mpsc::channel::<DeadItem>(1024);
     let (alert_tx, mut alert_rx) = mpsc::channel::<SinkItem>(config.channel_capacity);
     // Inputs stop taking input; detection stops at the `Work::Stop` sent
     // after what they had taken in.
@@ -585,36 +589,15 @@ pub async fn run_until(
     let dead_path = config.dead_letters.clone();
     let dead_count = Arc::new(AtomicU64::new(0));
     let dead_counted = dead_count.clone();
+    // A failed dead-letter output ends the run, as a failed alert output
+    // does: the alert sink watches for it.
+    let (dead_failed, mut dead_failure) = tokio::sync::watch::channel(false);
     let dead_sink = tokio::spawn(async move {
-        let sink = SinkMetrics::new("dead_letters");
-        let mut out = open_output(dead_path.as_deref(), true).await?;
-        let mut count = 0u64;
-        while let Some(item) = dead_rx.recv().await {
-            let dead = match item {
-                DeadItem::Letter(dead) => dead,
-                DeadItem::Barrier(written) => {
-                    // Everything sent before it is written and flushed.
-                    let _ = written.send(());
-                    continue;
-                }
-            };
-            count += 1;
-            dead_counted.fetch_add(1, Ordering::Relaxed);
-            let mut line =
-                serde_json::to_vec(&dead).map_err(|e| io_error(dead_path.as_deref(), e.into()))?;
-            line.push(b'\n');
-            let writing = Instant::now();
-            let written = match out.write_all(&line).await {
-                Ok(()) => out.flush().await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = written {
-                sink.failed();
-                return Err(io_error(dead_path.as_deref(), e));
-            }
-            sink.wrote(writing.elapsed());
+        let result = write_dead_letters(dead_path, dead_rx, dead_counted).await;
+        if result.is_err() {
+            let _ = dead_failed.send(true);
         }
-        Ok::<u64, PipelineError>(count)
+        result
     });
     let dead_barrier = dead_tx.clone();
     let dead_end = dead_tx.clone();
@@ -628,7 +611,22 @@ pub async fn run_until(
         let mut out = open_output(path, false).await?;
         let mut count = 0u64;
         let mut buf = Vec::with_capacity(64 * 1024);
-        while let Some(item) = alert_rx.recv().await {
+        let mut watching_dead_letters = true;
+        loop {
+            let item = tokio::select! {
+                item = alert_rx.recv() => match item {
+                    Some(item) => item,
+                    None => break,
+                },
+                failed = dead_failure.wait_for(|failed| *failed), if watching_dead_letters => {
+                    match failed {
+                        Ok(_) => return Err(PipelineError::DeadLettersFailed),
+                        // The dead-letter sink finished without failing.
+                        Err(_) => watching_dead_letters = false,
+                    }
+                    continue;
+                }
+            };
             let (alerts, received) = match item {
                 SinkItem::Alerts(alerts, received) => (alerts, received),
                 SinkItem::Acks(acks) => {
@@ -644,7 +642,7 @@ pub async fn run_until(
                     {
                         // The dead-letter sink failed: what it did not
                         // write must not be acknowledged.
-                        continue;
+                        return Err(PipelineError::DeadLettersFailed);
                     }
                     acks.into_iter().for_each(|ack| ack());
                     continue;
@@ -666,16 +664,7 @@ pub async fn run_until(
                 buf.push(b'\n');
             }
             count += alerts.len() as u64;
-            let writing = Instant::now();
-            let written = match out.write_all(&buf).await {
-                Ok(()) => out.flush().await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = written {
-                sink.failed();
-                return Err(io_error(path, e));
-            }
-            sink.wrote(writing.elapsed());
+            write_flushed(&mut out, &buf, &sink, path).await?;
             sink.delivered(received.elapsed());
             // Counted once written, after the latency metrics, so that a
             // scrape seeing the count also sees how they were delivered.
@@ -712,9 +701,18 @@ pub async fn run_until(
             Err(e) => return Err(PipelineError::Internal(format!("reader task: {e}"))),
         }
     }
-    summary.alerts = alert_sink
-        .await
-        .map_err(|e| PipelineError::Internal(format!("alert sink: {e}")))??;
+    summary.alerts = match alert_sink.await {
+        Ok(Err(PipelineError::DeadLettersFailed)) => {
+            // Its own error says what went wrong.
+            drop(dead_end);
+            return Err(dead_sink
+                .await
+                .map_err(|e| PipelineError::Internal(format!("dead-letter sink: {e}")))?
+                .err()
+                .unwrap_or(PipelineError::DeadLettersFailed));
+        }
+        result => result.map_err(|e| PipelineError::Internal(format!("alert sink: {e}")))??,
+    };
     // Everything acknowledged has run: commit it, then stop the listeners.
     summary
         .failed_inputs
@@ -802,6 +800,56 @@ fn acknowledge(
 
 fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Writes dead letters to `dead_path` (stderr if none) as they come;
+/// a barrier is answered once everything before it is written.
+async fn write_dead_letters(
+    dead_path: Option<PathBuf>,
+    mut dead_rx: mpsc::Receiver<DeadItem>,
+    dead_counted: Arc<AtomicU64>,
+) -> Result<u64, PipelineError> {
+    let sink = SinkMetrics::new("dead_letters");
+    let mut out = open_output(dead_path.as_deref(), true).await?;
+    let mut count = 0u64;
+    while let Some(item) = dead_rx.recv().await {
+        let dead = match item {
+            DeadItem::Letter(dead) => dead,
+            DeadItem::Barrier(written) => {
+                // Everything sent before it is written and flushed.
+                let _ = written.send(());
+                continue;
+            }
+        };
+        count += 1;
+        dead_counted.fetch_add(1, Ordering::Relaxed);
+        let mut line =
+            serde_json::to_vec(&dead).map_err(|e| io_error(dead_path.as_deref(), e.into()))?;
+        line.push(b'\n');
+        write_flushed(&mut out, &line, &sink, dead_path.as_deref()).await?;
+    }
+    Ok(count)
+}
+
+/// Writes `bytes` to the output at `path` and flushes, timing it; a
+/// failure is counted and named by the path.
+async fn write_flushed(
+    out: &mut (dyn AsyncWrite + Unpin + Send),
+    bytes: &[u8],
+    sink: &SinkMetrics,
+    path: Option<&Path>,
+) -> Result<(), PipelineError> {
+    let writing = Instant::now();
+    let written = match out.write_all(bytes).await {
+        Ok(()) => out.flush().await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = written {
+        sink.failed();
+        return Err(io_error(path, e));
+    }
+    sink.wrote(writing.elapsed());
+    Ok(())
 }
 
 /// Every organisation an input stamps on events must be one the catalog

@@ -39,7 +39,23 @@ fn require_broker() {
     }
 }
 
-fn create_topic(topic: &str) {
+/// A new topic of `partitions` partitions and a group name, both unique to
+/// this run.
+fn fresh_topic(kind: &str, partitions: i32) -> (String, String) {
+    let unique = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let topic = format!("vagt-{kind}-{unique}");
+    create_topic(&topic, partitions);
+    (topic, format!("vagt-{kind}-group-{unique}"))
+}
+
+fn create_topic(topic: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", BROKER)
         .create()
@@ -47,7 +63,7 @@ fn create_topic(topic: &str) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let results = runtime
         .block_on(admin.create_topics(
-            &[NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1))],
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
             &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
         ))
         .expect("create_topics answers");
@@ -89,9 +105,16 @@ impl ProducerContext for Deliveries {
 }
 
 /// Produces the events `seqs`; returns (partition, offset) of each.
+///
+/// One message per record batch: a consumer that pauses (a full pipeline)
+/// resumes from inside a batch, and tansu 0.6.0 answers such a fetch with
+/// the next batch, skipping the rest of this one, where Kafka answers with
+/// the batch that holds the offset (checked against tansu: a fetch from
+/// offset 5 of a 10-record batch returns nothing).
 fn produce(topic: &str, seqs: std::ops::Range<u64>) -> Vec<(i32, i64)> {
     let producer: BaseProducer<Deliveries> = ClientConfig::new()
         .set("bootstrap.servers", BROKER)
+        .set("batch.num.messages", "1")
         .create_with_context(Deliveries::default())
         .expect("producer");
     let seqs_len = seqs.end - seqs.start;
@@ -124,11 +147,14 @@ fn produce(topic: &str, seqs: std::ops::Range<u64>) -> Vec<(i32, i64)> {
     delivered
 }
 
+/// The config of instance `name`, with `extra` top-level settings (YAML
+/// lines).
 fn write_config(
     dir: &Path,
     name: &str,
     (topic, group): (&str, &str),
     metrics_port: u16,
+    extra: &str,
 ) -> std::path::PathBuf {
     let config = format!(
         r#"rules: ["{rules}"]
@@ -146,7 +172,7 @@ output: "{out}"
 dead_letters: "{dead}"
 progress: never
 metrics_listen: "127.0.0.1:{metrics_port}"
-"#,
+{extra}"#,
         rules = fixtures().join("rules").display(),
         catalog = fixtures().join("catalog.yaml").display(),
         out = dir.join(format!("{name}.jsonl")).display(),
@@ -155,6 +181,25 @@ metrics_listen: "127.0.0.1:{metrics_port}"
     let path = dir.join(format!("{name}.yaml"));
     std::fs::write(&path, config).unwrap();
     path
+}
+
+/// The seqs of the events alerted on in `files`, read without parsing
+/// whole alerts (there are thousands).
+fn seqs(files: &[&Path]) -> BTreeSet<u64> {
+    let mut seen = BTreeSet::new();
+    for file in files {
+        for line in std::fs::read_to_string(file).unwrap_or_default().lines() {
+            let Some(at) = line.find("\"seq\":") else {
+                continue;
+            };
+            let digits: String = line[at + 6..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            seen.extend(digits.parse::<u64>().ok());
+        }
+    }
+    seen
 }
 
 /// seq → partitions its alerts came from, over the alert files.
@@ -177,24 +222,14 @@ fn alerted(files: &[&Path]) -> BTreeMap<u64, BTreeSet<String>> {
 fn two_instances_share_partitions_and_a_stopped_one_loses_nothing() {
     require_broker();
     let dir = tempfile::tempdir().unwrap();
-    let unique = format!(
-        "{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-    );
-    let topic = format!("vagt-events-{unique}");
-    let group = format!("vagt-{unique}");
-    create_topic(&topic);
+    let (topic, group) = fresh_topic("events", PARTITIONS);
     let out_a = dir.path().join("a.jsonl");
     let out_b = dir.path().join("b.jsonl");
 
     let metrics_b = free_port();
     let group_of = (topic.as_str(), group.as_str());
-    let mut a = Vagt::with_config(&write_config(dir.path(), "a", group_of, free_port()));
-    let mut b = Vagt::with_config(&write_config(dir.path(), "b", group_of, metrics_b));
+    let mut a = Vagt::with_config(&write_config(dir.path(), "a", group_of, free_port(), ""));
+    let mut b = Vagt::with_config(&write_config(dir.path(), "b", group_of, metrics_b, ""));
     a.wait_for("vagt: ready", Duration::from_secs(60));
     b.wait_for("vagt: ready", Duration::from_secs(60));
 
@@ -337,30 +372,7 @@ fn committed(topic: &str, group: &str, partitions: i32) -> Vec<Offset> {
 fn with_windowed_rules_offsets_wait_for_the_saved_window_state() {
     require_broker();
     let dir = tempfile::tempdir().unwrap();
-    let unique = format!(
-        "{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
-    let topic = format!("vagt-logons-{unique}");
-    let group = format!("vagt-w-{unique}");
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", BROKER)
-        .create()
-        .unwrap();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    for result in runtime
-        .block_on(admin.create_topics(
-            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        ))
-        .unwrap()
-    {
-        result.unwrap();
-    }
+    let (topic, group) = fresh_topic("logons", 1);
     std::fs::write(
         dir.path().join("rules.yml"),
         r#"title: Failed logon
@@ -431,4 +443,71 @@ windows: {{allowed_lateness: 0s, state_file: state.json, snapshot_interval: 1h}}
         "{stderr}"
     );
     assert_eq!(committed(&topic, &group, 1), [Offset::Offset(3)]);
+}
+
+#[test]
+fn a_consumer_held_back_by_a_full_pipeline_still_hands_over_partitions() {
+    require_broker();
+    let dir = tempfile::tempdir().unwrap();
+    let (topic, group) = fresh_topic("held", PARTITIONS);
+    let group_of = (topic.as_str(), group.as_str());
+    // A's alerts go to a FIFO nobody reads yet, through the smallest
+    // queues: its consumer is soon held back by a full pipeline.
+    let out_a = dir.path().join("a.jsonl");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&out_a)
+        .status()
+        .unwrap()
+        .success());
+    let metrics_a = free_port();
+    let small = "decoder: {batch_size: 1}\nchannel_capacity: 1\n";
+    let mut a = Vagt::with_config(&write_config(dir.path(), "a", group_of, metrics_a, small));
+    a.wait_for("vagt: ready", Duration::from_secs(60));
+    // More than a live input's queue (4,096 messages) holds.
+    let events = 5_000;
+    produce(&topic, 0..events);
+    eventually("a has its partitions", Duration::from_secs(60), || {
+        scrape(metrics_a).contains("vagt_kafka_rebalances_total{kind=\"assign\"}")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let revokes = || {
+        crate::metrics::value(
+            &scrape(metrics_a),
+            "vagt_kafka_rebalances_total{kind=\"revoke\"}",
+        )
+        .unwrap_or(0.0)
+    };
+    let revoked_before = revokes();
+    // B joins: A must give up partitions while held back, which it can
+    // only if it goes on polling (else its revoke waits for room).
+    let out_b = dir.path().join("b.jsonl");
+    let mut b = Vagt::with_config(&write_config(dir.path(), "b", group_of, free_port(), ""));
+    b.wait_for("vagt: ready", Duration::from_secs(60));
+    eventually(
+        "a, held back, gives up partitions",
+        Duration::from_secs(60),
+        || revokes() > revoked_before,
+    );
+    // Now A's output is read: between them, every event alerts.
+    let read_a = dir.path().join("a-read.jsonl");
+    let reader = {
+        let (fifo, copy) = (out_a.clone(), read_a.clone());
+        std::thread::spawn(move || {
+            use std::io::{BufRead, Write};
+            let mut copy = std::fs::File::create(copy).unwrap();
+            for line in std::io::BufReader::new(std::fs::File::open(fifo).unwrap()).lines() {
+                writeln!(copy, "{}", line.unwrap()).unwrap();
+            }
+        })
+    };
+    eventually("every event alerted", Duration::from_secs(120), || {
+        std::thread::sleep(Duration::from_millis(500));
+        let seen = seqs(&[&read_a, &out_b]);
+        (0..events).all(|s| seen.contains(&s))
+    });
+    let (status, stderr_a) = a.terminate();
+    assert!(status.success(), "{stderr_a}");
+    reader.join().unwrap();
+    let (status, stderr_b) = b.terminate();
+    assert!(status.success(), "{stderr_b}");
 }

@@ -752,29 +752,40 @@ fn a_stopping_run_processes_what_its_listeners_took_in() {
 }
 
 #[test]
-fn a_failing_alert_output_ends_a_live_run_with_its_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let rules = write_rules(dir.path());
-    let config = dir.path().join("vagt.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "rules: [\"{}\"]\nprofile: passthrough\ninputs:\n  - syslog: {{listen: \"127.0.0.1:0\", protocol: udp}}\n    format: syslog\noutput: /dev/full\nprogress: never\n",
-            rules.display()
+fn a_failing_alert_or_dead_letter_output_ends_a_live_run_with_its_error() {
+    // Writes to /dev/full fail: no space left on the device.
+    for (failing, datagram) in [
+        (
+            "output",
+            "<38>Nov 23 09:10:29 pc1 sshd[41]: Failed password for root",
         ),
-    )
-    .unwrap();
-    let mut vagt = Vagt::with_config(&config);
-    let udp = vagt.listening("syslog+udp://127.0.0.1:0");
-    vagt.wait_for("vagt: ready", WAIT);
-    send_datagram(
-        udp,
-        "<38>Nov 23 09:10:29 pc1 sshd[41]: Failed password for root",
-    );
-    // The write fails (no space left on /dev/full): the run ends and says
-    // why, instead of waiting for ever on its listener.
-    let line = vagt.wait_for_exit(WAIT);
-    assert!(line.contains("/dev/full"), "{line}");
+        ("dead_letters", "not syslog at all"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let rules = write_rules(dir.path());
+        let config = dir.path().join("vagt.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "rules: [\"{}\"]\nprofile: passthrough\ninputs:\n  - syslog: {{listen: \"127.0.0.1:0\", protocol: udp}}\n    format: syslog\noutput: alerts.jsonl\ndead_letters: dead.jsonl\nprogress: never\n{failing}: /dev/full\n",
+                rules.display()
+            )
+            .replace(&format!("{failing}: alerts.jsonl\n"), "")
+            .replace(&format!("{failing}: dead.jsonl\n"), ""),
+        )
+        .unwrap();
+        let mut vagt = Vagt::with_config(&config);
+        let udp = vagt.listening("syslog+udp://127.0.0.1:0");
+        vagt.wait_for("vagt: ready", WAIT);
+        send_datagram(udp, datagram);
+        // The run ends and says why, instead of waiting for ever on its
+        // listener (and, for dead letters, holding back every ack).
+        let stderr = vagt.wait_for_exit(WAIT);
+        assert!(
+            stderr.contains("/dev/full") && stderr.contains("No space left"),
+            "{failing}: {stderr}"
+        );
+    }
 }
 
 #[test]

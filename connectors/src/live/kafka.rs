@@ -12,17 +12,25 @@
 //! times, so consumers can drop the repeat.
 //!
 //! Consumer lag per partition is published as `vagt_kafka_consumer_lag`,
-//! from librdkafka's statistics.
+//! from librdkafka's statistics (0 once a partition is revoked: its new
+//! owner reports it); failed commits as `vagt_kafka_commit_errors_total`.
+//!
+//! When the pipeline is full, the consumer pauses its partitions but goes
+//! on polling, so that rebalances are served and the group does not think
+//! it has died (`max.poll.interval.ms`); what it had fetched waits with it
+//! and goes on first, in order.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::message::Message;
-use rdkafka::{ClientContext, Statistics};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{ClientContext, Statistics, TopicPartitionList};
 use serde::Deserialize;
+use tokio::sync::mpsc::error::TrySendError;
 
 use super::{Body, LiveContext, LiveError, Payload};
 use crate::dead_letter::DeadLetter;
@@ -150,11 +158,38 @@ impl ConsumerContext for Observer {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let kind = match rebalance {
             Rebalance::Assign(_) => "assign",
-            Rebalance::Revoke(_) => "revoke",
+            Rebalance::Revoke(revoked) => {
+                // Their lag is their new owner's to report.
+                for partition in revoked.elements() {
+                    metrics::gauge!(
+                        "vagt_kafka_consumer_lag",
+                        "topic" => partition.topic().to_string(),
+                        "partition" => partition.partition().to_string()
+                    )
+                    .set(0.0);
+                }
+                "revoke"
+            }
             Rebalance::Error(_) => "error",
         };
         metrics::counter!("vagt_kafka_rebalances_total", "kind" => kind).increment(1);
     }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => {}
+            Err(e) if nothing_to_commit(&e) => {}
+            Err(e) => {
+                metrics::counter!("vagt_kafka_commit_errors_total").increment(1);
+                eprintln!("vagt: Kafka commit failed: {e}");
+            }
+        }
+    }
+}
+
+/// Whether a commit failed only because no new offset was stored.
+fn nothing_to_commit(error: &KafkaError) -> bool {
+    error.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset)
 }
 
 /// A running consumer: commits what was acknowledged when the run ends.
@@ -177,7 +212,7 @@ impl KafkaHandle {
     pub fn commit(&self) -> Result<(), String> {
         match self.consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) => Ok(()),
-            Err(e) if e.to_string().contains("No offset stored") => Ok(()),
+            Err(e) if nothing_to_commit(&e) => Ok(()),
             Err(e) => Err(e.to_string()),
         }
     }
@@ -212,54 +247,101 @@ pub fn start(
 
 fn consume(consumer: &Arc<BaseConsumer<Observer>>, context: &LiveContext) {
     let mut names: HashMap<(String, i32), Arc<str>> = HashMap::new();
+    // Fetched, not yet queued: the pipeline was full.
+    let mut held: VecDeque<Payload> = VecDeque::new();
+    let mut paused = false;
     while !context.is_stopping() {
-        let message = match consumer.poll(Duration::from_millis(100)) {
-            None => continue,
-            Some(Ok(message)) => message,
+        while let Some(payload) = held.pop_front() {
+            match context.payloads.try_send(payload) {
+                Ok(()) => {}
+                Err(TrySendError::Full(payload)) => {
+                    held.push_front(payload);
+                    break;
+                }
+                Err(TrySendError::Closed(_)) => return,
+            }
+        }
+        // Paused while anything waits; the assignment may have grown since.
+        match (held.is_empty(), paused) {
+            (false, _) => paused = set_paused(consumer, true),
+            (true, true) => paused = set_paused(consumer, false),
+            (true, false) => {}
+        }
+        let wait = if paused { 10 } else { 100 };
+        match consumer.poll(Duration::from_millis(wait)) {
+            None => {}
+            Some(Ok(message)) => {
+                held.push_back(payload_of(&message, consumer, context, &mut names))
+            }
             Some(Err(e)) => {
                 metrics::counter!("vagt_kafka_errors_total", "source" => context.name.to_string())
                     .increment(1);
                 eprintln!("vagt: {}: {e}", context.name);
-                continue;
+                std::thread::sleep(Duration::from_millis(100));
             }
-        };
-        let topic = message.topic().to_string();
-        let partition = message.partition();
-        let offset = message.offset();
-        let source = names
-            .entry((topic.clone(), partition))
-            .or_insert_with(|| Arc::from(format!("kafka://{topic}/{partition}").as_str()))
-            .clone();
-        let origin = Origin {
-            line: 1,
-            offset: u64::try_from(offset).unwrap_or(0),
-        };
-        let body = match message.payload() {
-            Some(bytes) => Body::Chunk {
-                bytes: bytes.to_vec(),
-                origin,
-            },
-            None => Body::Dead(DeadLetter {
-                source: source.to_string(),
-                line: origin.line,
-                offset: origin.offset,
-                reason: "Kafka message without a value".into(),
-                excerpt: String::new(),
-            }),
-        };
-        let owner = consumer.clone();
-        let payload = Payload {
-            source,
-            actor: context.actor.clone(),
-            body,
-            ack: Some(Box::new(move || {
-                // Fails only if the partition moved meanwhile: its new
-                // owner consumes the message again.
-                let _ = owner.store_offset(&topic, partition, offset);
-            })),
-        };
+        }
+    }
+    // Taken in before the stop: processed like the rest of the drain.
+    for payload in held {
         if context.payloads.blocking_send(payload).is_err() {
             break;
         }
+    }
+}
+
+/// Pauses (or resumes) every assigned partition; returns whether the
+/// consumer is now paused.
+fn set_paused(consumer: &BaseConsumer<Observer>, pause: bool) -> bool {
+    if let Ok(assignment) = consumer.assignment() {
+        let _ = if pause {
+            consumer.pause(&assignment)
+        } else {
+            consumer.resume(&assignment)
+        };
+    }
+    pause
+}
+
+/// A message as a payload whose ack stores its offset for commit.
+fn payload_of(
+    message: &BorrowedMessage<'_>,
+    consumer: &Arc<BaseConsumer<Observer>>,
+    context: &LiveContext,
+    names: &mut HashMap<(String, i32), Arc<str>>,
+) -> Payload {
+    let topic = message.topic().to_string();
+    let partition = message.partition();
+    let offset = message.offset();
+    let source = names
+        .entry((topic.clone(), partition))
+        .or_insert_with(|| Arc::from(format!("kafka://{topic}/{partition}").as_str()))
+        .clone();
+    let origin = Origin {
+        line: 1,
+        offset: u64::try_from(offset).unwrap_or(0),
+    };
+    let body = match message.payload() {
+        Some(bytes) => Body::Chunk {
+            bytes: bytes.to_vec(),
+            origin,
+        },
+        None => Body::Dead(DeadLetter {
+            source: source.to_string(),
+            line: origin.line,
+            offset: origin.offset,
+            reason: "Kafka message without a value".into(),
+            excerpt: String::new(),
+        }),
+    };
+    let owner = consumer.clone();
+    Payload {
+        source,
+        actor: context.actor.clone(),
+        body,
+        ack: Some(Box::new(move || {
+            // Fails only if the partition moved meanwhile: its new owner
+            // consumes the message again.
+            let _ = owner.store_offset(&topic, partition, offset);
+        })),
     }
 }
