@@ -1,7 +1,8 @@
 //! Transport runs: the same events through the real `vagt` binary from a
 //! file, over syslog TCP (one JSON object per line) and over HTTP bulk
-//! ingest, parse-only, timed by the harness from the first byte offered
-//! to the last event through detection (read from the metrics endpoint).
+//! ingest, plain and gzip-compressed (compressed before the clock starts),
+//! parse-only, timed by the harness from the first byte offered to the
+//! last event through detection (read from the metrics endpoint).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -22,6 +23,9 @@ pub enum Transport {
     /// `http:` bulk ingest, bodies of up to [`HTTP_BODY_BYTES`] of
     /// events, one request after the other.
     Http,
+    /// As [`Transport::Http`], each body sent gzip-compressed
+    /// (`Content-Encoding: gzip`).
+    HttpGzip,
 }
 
 /// Bytes of events per HTTP request, at most.
@@ -31,7 +35,12 @@ const TOKEN: &str = "bench-token";
 
 impl Transport {
     /// All, in report order.
-    pub const ALL: [Transport; 3] = [Transport::File, Transport::SyslogTcp, Transport::Http];
+    pub const ALL: [Transport; 4] = [
+        Transport::File,
+        Transport::SyslogTcp,
+        Transport::Http,
+        Transport::HttpGzip,
+    ];
 
     /// Its name in the report.
     pub fn label(self) -> &'static str {
@@ -39,6 +48,7 @@ impl Transport {
             Transport::File => "file",
             Transport::SyslogTcp => "syslog over TCP",
             Transport::Http => "HTTP bulk ingest",
+            Transport::HttpGzip => "HTTP bulk ingest, gzip",
         }
     }
 }
@@ -91,12 +101,17 @@ fn events_out(port: u16, source: &str) -> Option<u64> {
         .map(|v| v as u64)
 }
 
-fn post(addr: SocketAddr, body: &[u8]) -> anyhow::Result<()> {
+fn post(addr: SocketAddr, body: &[u8], gzip: bool) -> anyhow::Result<()> {
     let mut stream = TcpStream::connect(addr)?;
+    let encoding = if gzip {
+        "Content-Encoding: gzip\r\n"
+    } else {
+        ""
+    };
     write!(
         stream,
         "POST /ingest HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
+         {encoding}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )?;
     stream.write_all(body)?;
@@ -109,6 +124,31 @@ fn post(addr: SocketAddr, body: &[u8]) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `lines` in bodies of up to [`HTTP_BODY_BYTES`], each gzip-compressed if
+/// `gzip`.
+fn http_bodies(lines: &[&[u8]], gzip: bool) -> anyhow::Result<Vec<Vec<u8>>> {
+    let mut bodies = vec![Vec::with_capacity(HTTP_BODY_BYTES)];
+    for line in lines {
+        let body = bodies.last_mut().expect("one body at least");
+        if !body.is_empty() && body.len() + line.len() > HTTP_BODY_BYTES {
+            bodies.push(Vec::with_capacity(HTTP_BODY_BYTES));
+        }
+        bodies
+            .last_mut()
+            .expect("just pushed")
+            .extend_from_slice(line);
+    }
+    if gzip {
+        for body in &mut bodies {
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            encoder.write_all(body)?;
+            *body = encoder.finish()?;
+        }
+    }
+    Ok(bodies)
 }
 
 /// Events/s of one parse-only run of `lines` over `transport`.
@@ -137,7 +177,7 @@ pub fn transport_run(
             "syslog: {listen: \"127.0.0.1:0\", protocol: tcp}\n    format: json".to_string(),
             "syslog+tcp://127.0.0.1:0".to_string(),
         ),
-        Transport::Http => {
+        Transport::Http | Transport::HttpGzip => {
             let digest: String = {
                 use sha2::Digest;
                 sha2::Sha256::digest(TOKEN.as_bytes())
@@ -193,6 +233,8 @@ pub fn transport_run(
             )
         }
     };
+    // HTTP bodies are made (and compressed) before the clock starts.
+    let bodies = http_bodies(lines, transport == Transport::HttpGzip)?;
     let started = Instant::now();
     match (transport, listening) {
         (Transport::SyslogTcp, Some(addr)) => {
@@ -202,17 +244,9 @@ pub fn transport_run(
             }
             stream.flush()?;
         }
-        (Transport::Http, Some(addr)) => {
-            let mut body = Vec::with_capacity(HTTP_BODY_BYTES);
-            for line in lines {
-                if !body.is_empty() && body.len() + line.len() > HTTP_BODY_BYTES {
-                    post(addr, &body)?;
-                    body.clear();
-                }
-                body.extend_from_slice(line);
-            }
-            if !body.is_empty() {
-                post(addr, &body)?;
+        (Transport::Http | Transport::HttpGzip, Some(addr)) => {
+            for body in &bodies {
+                post(addr, body, transport == Transport::HttpGzip)?;
             }
         }
         _ => {}
@@ -242,4 +276,27 @@ pub fn transport_run(
     let elapsed = started.elapsed().as_secs_f64();
     drop(running);
     Ok(want as f64 / elapsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_bodies_split_at_the_size_and_compress_to_the_same_bytes() {
+        let line = vec![b'x'; HTTP_BODY_BYTES / 3];
+        let lines: Vec<&[u8]> = vec![&line; 4];
+        let plain = http_bodies(&lines, false).unwrap();
+        assert_eq!(
+            plain.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![3 * line.len(), line.len()]
+        );
+        let gzipped = http_bodies(&lines, true).unwrap();
+        assert_eq!(gzipped.len(), 2);
+        let mut unzipped = Vec::new();
+        flate2::read::GzDecoder::new(&gzipped[0][..])
+            .read_to_end(&mut unzipped)
+            .unwrap();
+        assert_eq!(unzipped, plain[0]);
+    }
 }

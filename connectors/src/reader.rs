@@ -98,6 +98,11 @@ pub fn read_source(
     options.decoder.validate()?;
     let reader = source.open_counted(progress)?;
     let mut ingest = Ingest::new(options.format, &options.decoder);
+    // Which file it is, so that a later run resumes only in the same one.
+    if let InputSource::File(path) = source {
+        let metadata = std::fs::metadata(path).ok();
+        ingest.set_file(metadata.as_ref().and_then(crate::tail::identity));
+    }
     // Files are read in full batches (a gzip stream returns short reads
     // all the time); live sources hand out what they have when idle.
     let live = matches!(source, InputSource::Stdin);

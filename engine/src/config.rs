@@ -522,6 +522,10 @@ mod tests {
                 "inputs: [{kafka: {brokers: 'b:1', topics: [t], group_id: g, options: {group.id: x}}}]",
                 "'group.id' is set by vagt",
             ),
+            (
+                "inputs: [{kafka: {brokers: 'b:1', topics: [t], group_id: g, options: {statistics.interval.ms: '0'}}}]",
+                "'statistics.interval.ms' is set by vagt",
+            ),
         ];
         for (inputs, expected) in rejected {
             std::fs::write(&path, format!("rules: [r]\n{inputs}\n")).unwrap();

@@ -129,10 +129,28 @@ pub(crate) async fn start<W: Send + 'static, D: Send + 'static>(
             format: input.format,
             actor: input.actor.as_deref().map(Arc::from),
         };
+        // Bytes this input read, reported to its metric and to the run's
+        // progress with each batch it hands on.
+        let read = Arc::new(AtomicU64::new(0));
+        let report_read = {
+            let (read, total) = (read.clone(), outputs.bytes.clone());
+            let metrics = outputs.metrics[index].clone();
+            let reported = AtomicU64::new(0);
+            Arc::new(move || {
+                let now = read.load(Ordering::Relaxed);
+                let before = reported.swap(now, Ordering::Relaxed);
+                if now > before {
+                    metrics.read(now - before);
+                    total.fetch_add(now - before, Ordering::Relaxed);
+                }
+            })
+        };
         let metrics = outputs.metrics[index].clone();
         let batches = outputs.batches.clone();
         let dead = outputs.dead.clone();
+        let reporting = report_read.clone();
         let send = move |events: Option<EventBatch>, acks: Vec<Ack>| {
+            reporting();
             if let Some(e) = &events {
                 metrics.decoded(e.batch.num_rows());
             }
@@ -159,8 +177,7 @@ pub(crate) async fn start<W: Send + 'static, D: Send + 'static>(
                     InputKind::File(path) => InputSource::File(path.to_path_buf()),
                     _ => InputSource::Stdin,
                 };
-                let bytes = outputs.bytes.clone();
-                let metrics = outputs.metrics[index].clone();
+                let bytes = read.clone();
                 tokio::task::spawn_blocking(move || {
                     let send = send;
                     let stats = read_source(
@@ -170,9 +187,9 @@ pub(crate) async fn start<W: Send + 'static, D: Send + 'static>(
                         |e| send(Some(e), Vec::new()),
                         dead_letter,
                     )
-                    .map_err(|e| format!("{name}: {e}"))?;
-                    metrics.read(stats.bytes);
-                    Ok(stats)
+                    .map_err(|e| format!("{name}: {e}"));
+                    report_read();
+                    stats
                 })
             }
             InputKind::Tail(path) => {
@@ -180,12 +197,12 @@ pub(crate) async fn start<W: Send + 'static, D: Send + 'static>(
                 let path = path.to_path_buf();
                 let start = resume[index];
                 let stop = outputs.stop.clone();
-                let bytes = outputs.bytes.clone();
+                let bytes = read.clone();
                 let done = done.clone();
                 tokio::task::spawn_blocking(move || {
                     let _done = done;
                     let send = send;
-                    tail_events(
+                    let stats = tail_events(
                         &path,
                         &options,
                         start,
@@ -194,7 +211,9 @@ pub(crate) async fn start<W: Send + 'static, D: Send + 'static>(
                         |e| send(Some(e), Vec::new()),
                         dead_letter,
                     )
-                    .map_err(|e| format!("{name}: {e}"))
+                    .map_err(|e| format!("{name}: {e}"));
+                    report_read();
+                    stats
                 })
             }
             InputKind::Syslog(_) | InputKind::Http(_) | InputKind::Kafka(_) => {
@@ -241,8 +260,10 @@ pub(crate) async fn start<W: Send + 'static, D: Send + 'static>(
                 let done = done.clone();
                 let decoder = tokio::task::spawn_blocking(move || {
                     let _done = done;
-                    live::decode_live(rx, &options, &runtime, send, dead_letter)
-                        .map_err(|e| format!("{name}: {e}"))
+                    let stats = live::decode_live(rx, &options, &runtime, &read, send, dead_letter)
+                        .map_err(|e| format!("{name}: {e}"));
+                    report_read();
+                    stats
                 });
                 if let (InputKind::Kafka(_), Some(kafka)) = (kind, started.kafka.last_mut()) {
                     kafka.decoder = Some(decoder);

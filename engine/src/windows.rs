@@ -187,7 +187,7 @@ impl WindowStage {
     /// Restores state saved by an earlier run: window state, and for each
     /// file input the position to resume after (a file now shorter than
     /// that position, or another file than the one read, is read from the
-    /// start). `files` are the inputs' sizes and identities now.
+    /// start; a `.gz` file resumes only if it is the same file). `files` are the inputs' sizes and identities now.
     pub fn restore(
         &mut self,
         path: &Path,
@@ -221,7 +221,13 @@ impl WindowStage {
                 continue;
             };
             let (size, id) = files[index];
-            let grown_or_same = size.is_some_and(|size| size > position.offset);
+            let grown_or_same = if name.ends_with(".gz") {
+                // Offsets count decompressed bytes, and a compressed file
+                // is not appended to: only its identity can tell.
+                position.file.is_some() && position.file == id
+            } else {
+                size.is_some_and(|size| size > position.offset)
+            };
             let same_file = position.file.is_none() || position.file == id;
             if name != "stdin" && grown_or_same && same_file {
                 self.resume[index] = Some(position.offset);

@@ -793,13 +793,17 @@ fn http_ingest_takes_compressed_bodies_and_bounds_what_they_expand_to() {
     use std::io::Write as _;
     let dir = tempfile::tempdir().unwrap();
     let rules = write_rules(dir.path());
-    let (config, out, _) = live_config(
+    let metrics = crate::metrics::free_port();
+    let out = dir.path().join("alerts.jsonl");
+    let (config, _) = live_config_to(
         dir.path(),
         &rules,
         &format!(
             "  - http:\n      listen: \"127.0.0.1:0\"\n      max_body_bytes: 4096\n      tokens: [{{actor: rnv-hospital-nord, token_sha256: \"{}\"}}]\n",
             sha256_hex("nord-secret")
         ),
+        &out,
+        &format!("metrics_listen: \"127.0.0.1:{metrics}\"\n"),
     );
     let mut vagt = Vagt::with_config(&config);
     let addr = vagt.listening("http://127.0.0.1:0");
@@ -824,9 +828,11 @@ fn http_ingest_takes_compressed_bodies_and_bounds_what_they_expand_to() {
             body,
         )
     };
-    let (status, answer) = send("gzip", &gzip(b"{\"msg\": \"beacon gzipped\"}\n"));
+    let gzipped = b"{\"msg\": \"beacon gzipped\"}\n";
+    let deflated = b"{\"msg\": \"beacon deflated\"}\n";
+    let (status, answer) = send("gzip", &gzip(gzipped));
     assert_eq!(status, 202, "{answer}");
-    let (status, answer) = send("deflate", &deflate(b"{\"msg\": \"beacon deflated\"}\n"));
+    let (status, answer) = send("deflate", &deflate(deflated));
     assert_eq!(status, 202, "{answer}");
     // 8 KiB of events compress to far less than max_body_bytes, but
     // expand beyond it.
@@ -854,6 +860,12 @@ fn http_ingest_takes_compressed_bodies_and_bounds_what_they_expand_to() {
         !alerts_with(&out, "msg", "gzipped").is_empty()
             && !alerts_with(&out, "msg", "deflated").is_empty()
     });
+    // The bytes taken in, decompressed; refused bodies are not.
+    let bytes_in = crate::metrics::value(
+        &crate::metrics::scrape(metrics),
+        "vagt_bytes_in_total{source=\"http://127.0.0.1:0\"}",
+    );
+    assert_eq!(bytes_in, Some((gzipped.len() + deflated.len()) as f64));
     let (status, stderr) = vagt.terminate();
     assert!(status.success(), "{stderr}");
     for alert in json_lines(&out) {

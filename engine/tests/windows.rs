@@ -381,6 +381,39 @@ fn a_file_input_resumes_after_what_was_processed() {
 }
 
 #[test]
+fn a_compressed_file_read_to_its_end_is_not_read_again() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read(fixture("events.jsonl")).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(dir.path().join("events.jsonl.gz")).unwrap(),
+        flate2::Compression::default(),
+    );
+    gz.write_all(&text).unwrap();
+    gz.finish().unwrap();
+    let config = dir.path().join("vagt.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "rules: [{}]\ninputs: [{{path: events.jsonl.gz}}]\noutput: alerts.jsonl\nwindows: {{state_file: state.json}}\nprogress: never\n",
+            fixture("rules").display()
+        ),
+    )
+    .unwrap();
+    let run = || vagt(&["run", "--config", config.to_str().unwrap()]);
+    let first = run();
+    assert!(first.status.success());
+    assert!(!ids(&dir.path().join("alerts.jsonl")).is_empty());
+    // Decompressed, the position is past the compressed size: the same
+    // file still resumes there, with nothing new.
+    let second = run();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(second.status.success(), "{stderr}");
+    assert!(stderr.contains("vagt: 0 events"), "{stderr}");
+    assert!(ids(&dir.path().join("alerts.jsonl")).is_empty(), "{stderr}");
+}
+
+#[test]
 fn bad_windowed_rules_and_events_are_reported_and_the_rest_alerts() {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules");

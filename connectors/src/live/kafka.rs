@@ -67,13 +67,16 @@ fn default_commit_interval() -> u64 {
     1000
 }
 
-/// Settings vagt sets itself, for at-least-once delivery.
-const OWN_SETTINGS: [&str; 5] = [
+/// Settings vagt sets itself: for at-least-once delivery, from the input's
+/// own keys, and for the lag metric.
+const OWN_SETTINGS: [&str; 7] = [
     "bootstrap.servers",
     "group.id",
     "enable.auto.commit",
     "enable.auto.offset.store",
     "auto.offset.reset",
+    "auto.commit.interval.ms",
+    "statistics.interval.ms",
 ];
 
 impl KafkaConfig {
@@ -103,7 +106,7 @@ impl KafkaConfig {
             .find(|k| OWN_SETTINGS.contains(&k.as_str()))
         {
             return Err(format!(
-                "options: '{own}' is set by vagt (use brokers, group_id, start_from)"
+                "options: '{own}' is set by vagt (use brokers, group_id, start_from, commit_interval_ms)"
             ));
         }
         Ok(())

@@ -20,7 +20,7 @@ pub mod kafka;
 pub mod syslog;
 mod tls;
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -173,7 +173,7 @@ pub enum Body {
 /// due, e.g. for payloads that were all dead letters).
 ///
 /// Runs on a blocking thread; `runtime` is used to wait for payloads with a
-/// timeout.
+/// timeout. The bytes taken in are added to `read` as they come.
 ///
 /// # Errors
 /// The decoder settings are invalid.
@@ -181,6 +181,7 @@ pub fn decode_live(
     mut payloads: mpsc::Receiver<Payload>,
     options: &ReadOptions,
     runtime: &tokio::runtime::Handle,
+    read: &AtomicU64,
     mut on_batch: impl FnMut(Option<EventBatch>, Vec<Ack>),
     mut on_dead: impl FnMut(DeadLetter),
 ) -> Result<ReadStats, crate::ConnectorError> {
@@ -207,12 +208,14 @@ pub fn decode_live(
         match payload.body {
             Body::Record(record) => {
                 ingest.stats.bytes += record.bytes.len() as u64;
+                read.fetch_add(record.bytes.len() as u64, Ordering::Relaxed);
                 if let Some(dead) = ingest.record(record, &source, actor) {
                     on_dead(dead);
                 }
             }
             Body::Chunk { bytes, origin } => {
                 ingest.stats.bytes += bytes.len() as u64;
+                read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 let mut framer = Framer::new(
                     options.format,
                     &bytes[..],
