@@ -511,3 +511,48 @@ fn a_consumer_held_back_by_a_full_pipeline_still_hands_over_partitions() {
     let (status, stderr_b) = b.terminate();
     assert!(status.success(), "{stderr_b}");
 }
+
+#[test]
+fn failed_commits_are_counted_and_a_failed_last_commit_fails_the_run() {
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    // A mock broker (in this process) that refuses every offset commit.
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("refused-commits", 1, 1).unwrap();
+    cluster.request_errors(
+        RDKafkaApiKey::OffsetCommit,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED; 500],
+    );
+    let brokers = cluster.bootstrap_servers();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    for seq in 0..3 {
+        let payload = event(seq);
+        producer
+            .send(BaseRecord::<(), _>::to("refused-commits").payload(&payload))
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = free_port();
+    let config = write_config(dir.path(), "a", ("refused-commits", "refused"), metrics, "");
+    let config_text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(BROKER, &brokers);
+    std::fs::write(&config, config_text).unwrap();
+    let mut vagt = Vagt::with_config(&config);
+    vagt.wait_for("vagt: ready", Duration::from_secs(60));
+    let out = dir.path().join("a.jsonl");
+    eventually("the alerts", Duration::from_secs(60), || {
+        json_lines(&out).len() == 3
+    });
+    eventually("failed commits counted", Duration::from_secs(30), || {
+        crate::metrics::value(&scrape(metrics), "vagt_kafka_commit_errors_total")
+            .is_some_and(|n| n > 0.0)
+    });
+    let (status, stderr) = vagt.terminate();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Kafka commit failed"), "{stderr}");
+}
