@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::dead_letter::{excerpt, DeadLetter, EXCERPT_BYTES};
+use crate::read_buffer::ReadBuffer;
 
 /// Default size of the read buffer.
 pub const READ_BUFFER: usize = 64 * 1024;
@@ -71,14 +72,9 @@ pub enum Frame {
 /// ```
 #[derive(Debug)]
 pub struct RecordSplitter<R> {
-    reader: R,
+    input: ReadBuffer<R>,
     name: String,
     max_record_bytes: usize,
-    buf: Vec<u8>,
-    pos: usize,
-    filled: usize,
-    eof: bool,
-    last_read_short: bool,
     line: u64,
     offset: u64,
     at_line_start: bool,
@@ -109,14 +105,9 @@ impl<R: Read> RecordSplitter<R> {
         buffer: usize,
     ) -> Self {
         RecordSplitter {
-            reader,
+            input: ReadBuffer::new(reader, buffer),
             name: name.into(),
             max_record_bytes,
-            buf: vec![0; buffer.max(1)],
-            pos: 0,
-            filled: 0,
-            eof: false,
-            last_read_short: false,
             line: 1,
             offset: 0,
             at_line_start: true,
@@ -151,10 +142,7 @@ impl<R: Read> RecordSplitter<R> {
     /// read may wait. Callers flush partial batches here to keep latency low
     /// while files still get full batches.
     pub fn at_live_edge(&self) -> bool {
-        (self.last_read_short || self.eof)
-            && self.buf[self.pos..self.filled]
-                .iter()
-                .all(|b| b.is_ascii_whitespace())
+        self.input.read_short() && self.input.unread().iter().all(u8::is_ascii_whitespace)
     }
 
     /// Bytes consumed so far.
@@ -168,10 +156,10 @@ impl<R: Read> RecordSplitter<R> {
     /// Reading from the underlying reader failed.
     pub fn next_frame(&mut self) -> io::Result<Option<Frame>> {
         loop {
-            if !self.fill()? {
+            if !self.input.fill()? {
                 return Ok(None);
             }
-            let chunk = &self.buf[self.pos..self.filled];
+            let chunk = self.input.unread();
             if self.in_bom {
                 // Byte by byte: the mark may span refills.
                 if self.offset < 3 && chunk[0] == UTF8_BOM[self.offset as usize] {
@@ -195,40 +183,14 @@ impl<R: Read> RecordSplitter<R> {
         }
     }
 
-    /// Makes sure unread bytes are buffered; false at the end of input.
-    fn fill(&mut self) -> io::Result<bool> {
-        if self.pos < self.filled {
-            return Ok(true);
-        }
-        if self.eof {
-            return Ok(false);
-        }
-        loop {
-            match self.reader.read(&mut self.buf) {
-                Ok(0) => {
-                    self.eof = true;
-                    return Ok(false);
-                }
-                Ok(n) => {
-                    self.pos = 0;
-                    self.filled = n;
-                    self.last_read_short = n < self.buf.len();
-                    return Ok(true);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
     /// Consumes `n` buffered bytes, keeping line and offset up to date.
     fn advance(&mut self, n: usize) {
-        let consumed = &self.buf[self.pos..self.pos + n];
+        let consumed = &self.input.unread()[..n];
         self.line += memchr::memchr_iter(b'\n', consumed).count() as u64;
         if let Some(&last) = consumed.last() {
             self.at_line_start = last == b'\n';
         }
-        self.pos += n;
+        self.input.consume(n);
         self.offset += n as u64;
     }
 
@@ -252,10 +214,10 @@ impl<R: Read> RecordSplitter<R> {
     /// Skips from a byte that cannot start a record to the end of its line.
     fn skip_garbage(&mut self) -> io::Result<Frame> {
         let origin = self.origin();
-        let first = self.buf[self.pos];
+        let first = self.input.unread()[0];
         let mut sample = Vec::new();
-        while self.fill()? {
-            let chunk = &self.buf[self.pos..self.filled];
+        while self.input.fill()? {
+            let chunk = self.input.unread();
             let (take, done) = match memchr::memchr(b'\n', chunk) {
                 Some(i) => (i + 1, true),
                 None => (chunk.len(), false),
@@ -291,7 +253,7 @@ impl<R: Read> RecordSplitter<R> {
         let mut oversize: Option<Vec<u8>> = None;
         let mut state = ScanState::default();
         loop {
-            if !self.fill()? {
+            if !self.input.fill()? {
                 if self
                     .cut_short
                     .as_ref()
@@ -308,7 +270,7 @@ impl<R: Read> RecordSplitter<R> {
                     ),
                 }));
             }
-            let chunk = &self.buf[self.pos..self.filled];
+            let chunk = self.input.unread();
             let (n, end) = scan(chunk, &mut state, self.at_line_start);
             let piece = &chunk[..n];
             if oversize.is_none() {

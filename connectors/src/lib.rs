@@ -56,6 +56,7 @@ pub mod ingest;
 pub mod lines;
 pub mod live;
 pub mod parse;
+mod read_buffer;
 pub mod reader;
 pub mod source;
 pub mod tail;

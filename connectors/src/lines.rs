@@ -13,6 +13,7 @@ use std::sync::Arc;
 use crate::dead_letter::{excerpt, DeadLetter};
 use crate::framing::{Frame, Origin, Record, RecordSplitter, READ_BUFFER};
 use crate::parse::Format;
+use crate::read_buffer::ReadBuffer;
 
 /// Splits a byte stream into lines.
 ///
@@ -27,14 +28,9 @@ use crate::parse::Format;
 /// ```
 #[derive(Debug)]
 pub struct LineSplitter<R> {
-    reader: R,
+    input: ReadBuffer<R>,
     name: String,
     max_record_bytes: usize,
-    buf: Vec<u8>,
-    pos: usize,
-    filled: usize,
-    eof: bool,
-    last_read_short: bool,
     line: u64,
     offset: u64,
     /// Set when the stream was cut short (a tail stopping): an unfinished
@@ -47,14 +43,9 @@ impl<R: Read> LineSplitter<R> {
     /// longer than `max_record_bytes` become dead letters.
     pub fn new(reader: R, name: impl Into<String>, max_record_bytes: usize) -> Self {
         LineSplitter {
-            reader,
+            input: ReadBuffer::new(reader, READ_BUFFER),
             name: name.into(),
             max_record_bytes,
-            buf: vec![0; READ_BUFFER],
-            pos: 0,
-            filled: 0,
-            eof: false,
-            last_read_short: false,
             line: 1,
             offset: 0,
             cut_short: None,
@@ -79,38 +70,12 @@ impl<R: Read> LineSplitter<R> {
     /// True when no whole line is buffered and the last read was short:
     /// the next read may wait (for the rest of a line being written, too).
     pub fn at_live_edge(&self) -> bool {
-        (self.last_read_short || self.eof)
-            && memchr::memchr(b'\n', &self.buf[self.pos..self.filled]).is_none()
+        self.input.read_short() && memchr::memchr(b'\n', self.input.unread()).is_none()
     }
 
     /// Bytes consumed so far (counted from the starting offset).
     pub fn bytes_read(&self) -> u64 {
         self.offset
-    }
-
-    fn fill(&mut self) -> io::Result<bool> {
-        if self.pos < self.filled {
-            return Ok(true);
-        }
-        if self.eof {
-            return Ok(false);
-        }
-        loop {
-            match self.reader.read(&mut self.buf) {
-                Ok(0) => {
-                    self.eof = true;
-                    return Ok(false);
-                }
-                Ok(n) => {
-                    self.pos = 0;
-                    self.filled = n;
-                    self.last_read_short = n < self.buf.len();
-                    return Ok(true);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
     }
 
     /// The next line, or `None` at the end of the stream.
@@ -126,8 +91,8 @@ impl<R: Read> LineSplitter<R> {
             let mut line = Vec::new();
             let mut oversize = false;
             let mut ended = false;
-            while self.fill()? {
-                let chunk = &self.buf[self.pos..self.filled];
+            while self.input.fill()? {
+                let chunk = self.input.unread();
                 let (take, newline) = match memchr::memchr(b'\n', chunk) {
                     Some(i) => (i + 1, true),
                     None => (chunk.len(), false),
@@ -142,7 +107,7 @@ impl<R: Read> LineSplitter<R> {
                 } else {
                     line.extend_from_slice(content);
                 }
-                self.pos += take;
+                self.input.consume(take);
                 self.offset += take as u64;
                 if newline {
                     self.line += 1;
