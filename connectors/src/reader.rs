@@ -65,26 +65,9 @@ pub fn read_events(
     )
 }
 
-/// As [`read_events`], adding the bytes read from the source (before
-/// decompression) to `progress` as it goes.
-///
-/// # Errors
-/// As [`read_events`].
-pub fn read_events_counted(
-    source: &InputSource,
-    config: &DecoderConfig,
-    progress: Arc<AtomicU64>,
-    on_batch: impl FnMut(EventBatch),
-    on_dead: impl FnMut(DeadLetter),
-) -> Result<ReadStats, ConnectorError> {
-    let options = ReadOptions {
-        decoder: config.clone(),
-        ..ReadOptions::default()
-    };
-    read_source(source, &options, progress, on_batch, on_dead)
-}
-
-/// As [`read_events_counted`], with the records' format and actor.
+/// As [`read_events`], with the records' format and actor, adding the
+/// bytes read from the source (before decompression) to `progress` as it
+/// goes.
 ///
 /// # Errors
 /// As [`read_events`].
