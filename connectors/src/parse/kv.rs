@@ -50,18 +50,11 @@ pub(super) fn parse(line: &str) -> Result<Object, String> {
 /// The value of a quoted string whose opening quote was consumed, and the
 /// bytes used including the closing quote; `None` if it is not closed.
 fn unquote(text: &str) -> Option<(String, usize)> {
-    let mut value = String::new();
-    let mut chars = text.char_indices();
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '"' => return Some((value, i + 1)),
-            '\\' => match chars.next()? {
-                (_, 'n') => value.push('\n'),
-                (_, 't') => value.push('\t'),
-                (_, other) => value.push(other),
-            },
-            _ => value.push(c),
-        }
-    }
-    None
+    super::quoted(text, |c, value| {
+        value.push(match c {
+            'n' => '\n',
+            't' => '\t',
+            other => other,
+        })
+    })
 }

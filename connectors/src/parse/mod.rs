@@ -234,3 +234,19 @@ fn text(
     }
     Ok(Parsed::Text(parse(line)?.finish(line)))
 }
+
+/// A quoted string whose opening quote was consumed: its value, with each
+/// character after a backslash handed to `escaped` to add, and the bytes
+/// used including the closing quote; `None` if it is not closed.
+fn quoted(text: &str, escaped: impl Fn(char, &mut String)) -> Option<(String, usize)> {
+    let mut value = String::new();
+    let mut chars = text.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return Some((value, i + 1)),
+            '\\' => escaped(chars.next()?.1, &mut value),
+            _ => value.push(c),
+        }
+    }
+    None
+}

@@ -172,24 +172,15 @@ fn structured_data<'a>(mut rest: &'a str, object: &mut Object) -> Result<&'a str
 }
 
 /// A PARAM-VALUE after its opening quote: the unescaped value and the bytes
-/// used, closing quote included.
+/// used, closing quote included. Only `"`, `\` and `]` are escaped (RFC
+/// 5424, 6.3.3); another backslash stays.
 fn sd_value(text: &str) -> Option<(String, usize)> {
-    let mut value = String::new();
-    let mut chars = text.char_indices();
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '"' => return Some((value, i + 1)),
-            '\\' => match chars.next()? {
-                (_, e @ ('"' | '\\' | ']')) => value.push(e),
-                (_, other) => {
-                    value.push('\\');
-                    value.push(other);
-                }
-            },
-            _ => value.push(c),
+    super::quoted(text, |c, value| {
+        if !matches!(c, '"' | '\\' | ']') {
+            value.push('\\');
         }
-    }
-    None
+        value.push(c);
+    })
 }
 
 /// The BSD format: an optional time, host name and tag, then the message.
