@@ -245,3 +245,19 @@ fn json_formats_check_their_key_fields() {
         .unwrap_err()
         .contains("not a Windows event"));
 }
+
+#[test]
+fn quoted_values_unescape_as_their_format_says() {
+    // logfmt: \n and \t are control characters, any other escaped
+    // character stands for itself.
+    let v = parse(Format::Logfmt, r#"msg="a\tb\nc\\d\"e\q""#).unwrap();
+    assert_eq!(v["msg"], "a\tb\nc\\d\"eq");
+    // RFC 5424 structured data: only ", \ and ] are escaped; a backslash
+    // before anything else stays.
+    let v = parse(
+        Format::Syslog,
+        r#"<165>1 2026-11-23T09:10:29Z host app - - [x@1 p="a\]b\\c\"d\e"] msg"#,
+    )
+    .unwrap();
+    assert_eq!(v["sd"]["x@1"]["p"], "a]b\\c\"d\\e");
+}
