@@ -206,8 +206,9 @@ fn format_sample(file: &str, format: Format, lines: usize) -> Vec<u8> {
     out
 }
 
-/// Frames, parses and decodes `bytes` of `format`; (rows, dead letters).
-fn ingest(bytes: &[u8], format: Format) -> (usize, usize) {
+/// Frames, parses and decodes `bytes` of `format`, handing out each
+/// batch; returns the number of dead letters.
+fn decode_each(bytes: &[u8], format: Format, mut on_batch: impl FnMut(EventBatch)) -> usize {
     let source: Arc<str> = Arc::from("bench");
     let mut framer = Framer::new(
         format,
@@ -217,44 +218,37 @@ fn ingest(bytes: &[u8], format: Format) -> (usize, usize) {
         Origin { line: 1, offset: 0 },
     );
     let mut ingest = Ingest::new(format, &DecoderConfig::default());
-    let (mut rows, mut dead) = (0, 0);
+    let mut dead = 0;
     while let Ok(Some(frame)) = framer.next_frame() {
         dead += usize::from(ingest.frame(frame, &source, None).is_some());
         if ingest.is_full() {
-            rows += ingest.finish().map_or(0, |b| b.batch.num_rows());
+            if let Some(batch) = ingest.finish() {
+                on_batch(batch);
+            }
         }
     }
-    rows += ingest.finish().map_or(0, |b| b.batch.num_rows());
+    if let Some(batch) = ingest.finish() {
+        on_batch(batch);
+    }
+    dead
+}
+
+/// Frames, parses and decodes `bytes` of `format`; (rows, dead letters).
+fn ingest(bytes: &[u8], format: Format) -> (usize, usize) {
+    let mut rows = 0;
+    let dead = decode_each(bytes, format, |batch| rows += batch.batch.num_rows());
     (rows, dead)
 }
 
 /// The JSON objects a format's parser produces for `bytes`, one per line.
 fn parsed_json(bytes: &[u8], format: Format) -> Vec<u8> {
-    let source: Arc<str> = Arc::from("bench");
-    let mut framer = Framer::new(
-        format,
-        bytes,
-        "bench",
-        1 << 20,
-        Origin { line: 1, offset: 0 },
-    );
-    let mut ingest = Ingest::new(format, &DecoderConfig::default());
     let mut out = Vec::new();
-    let mut flush = |batch: Option<EventBatch>| {
-        if let Some(raw) = batch.as_ref().and_then(EventBatch::raw) {
-            for text in raw.iter().flatten() {
-                out.extend_from_slice(text.as_bytes());
-                out.push(b'\n');
-            }
+    decode_each(bytes, format, |batch| {
+        for text in batch.raw().into_iter().flatten().flatten() {
+            out.extend_from_slice(text.as_bytes());
+            out.push(b'\n');
         }
-    };
-    while let Ok(Some(frame)) = framer.next_frame() {
-        ingest.frame(frame, &source, None);
-        if ingest.is_full() {
-            flush(ingest.finish());
-        }
-    }
-    flush(ingest.finish());
+    });
     out
 }
 
