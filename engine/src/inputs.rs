@@ -19,8 +19,8 @@ use tokio::task::JoinHandle;
 use vagt_connectors::live::kafka::KafkaHandle;
 use vagt_connectors::live::{self, Ack, LiveContext, LiveError, Payload};
 use vagt_connectors::{
-    read_source, tail_events, DeadLetter, EventBatch, FileId, InputSource, Origin, ReadOptions,
-    ReadStats,
+    read_source, tail_events, ConnectorError, DeadLetter, EventBatch, FileId, InputSource, Origin,
+    ReadOptions, ReadStats,
 };
 
 use crate::config::{InputKind, RunConfig};
@@ -171,6 +171,14 @@ pub(crate) async fn start<W: Send + 'static, D: Send + 'static>(
             what: name.clone(),
             message,
         })?;
+        // How every reader ends: its last bytes reported, its error named.
+        let finished = {
+            let name = name.clone();
+            move |result: Result<ReadStats, ConnectorError>| {
+                report_read();
+                result.map_err(|e| format!("{name}: {e}"))
+            }
+        };
         let reader = match kind {
             InputKind::File(_) | InputKind::Stdin => {
                 let source = match kind {
@@ -180,16 +188,13 @@ pub(crate) async fn start<W: Send + 'static, D: Send + 'static>(
                 let bytes = read.clone();
                 tokio::task::spawn_blocking(move || {
                     let send = send;
-                    let stats = read_source(
+                    finished(read_source(
                         &source,
                         &options,
                         bytes,
                         |e| send(Some(e), Vec::new()),
                         dead_letter,
-                    )
-                    .map_err(|e| format!("{name}: {e}"));
-                    report_read();
-                    stats
+                    ))
                 })
             }
             InputKind::Tail(path) => {
@@ -202,7 +207,7 @@ pub(crate) async fn start<W: Send + 'static, D: Send + 'static>(
                 tokio::task::spawn_blocking(move || {
                     let _done = done;
                     let send = send;
-                    let stats = tail_events(
+                    finished(tail_events(
                         &path,
                         &options,
                         start,
@@ -210,10 +215,7 @@ pub(crate) async fn start<W: Send + 'static, D: Send + 'static>(
                         bytes,
                         |e| send(Some(e), Vec::new()),
                         dead_letter,
-                    )
-                    .map_err(|e| format!("{name}: {e}"));
-                    report_read();
-                    stats
+                    ))
                 })
             }
             InputKind::Syslog(_) | InputKind::Http(_) | InputKind::Kafka(_) => {
@@ -260,10 +262,14 @@ pub(crate) async fn start<W: Send + 'static, D: Send + 'static>(
                 let done = done.clone();
                 let decoder = tokio::task::spawn_blocking(move || {
                     let _done = done;
-                    let stats = live::decode_live(rx, &options, &runtime, &read, send, dead_letter)
-                        .map_err(|e| format!("{name}: {e}"));
-                    report_read();
-                    stats
+                    finished(live::decode_live(
+                        rx,
+                        &options,
+                        &runtime,
+                        &read,
+                        send,
+                        dead_letter,
+                    ))
                 });
                 if let (InputKind::Kafka(_), Some(kafka)) = (kind, started.kafka.last_mut()) {
                     kafka.decoder = Some(decoder);

@@ -20,7 +20,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde_json::Value;
 
 use crate::metrics::{free_port, scrape};
-use crate::support::{eventually, fixtures, json_lines, Vagt};
+use crate::support::{eventually, fixtures, json_lines, make_fifo, Vagt};
 
 /// Where `.ci/run` starts the broker.
 const BROKER: &str = "127.0.0.1:19092";
@@ -454,11 +454,7 @@ fn a_consumer_held_back_by_a_full_pipeline_still_hands_over_partitions() {
     // A's alerts go to a FIFO nobody reads yet, through the smallest
     // queues: its consumer is soon held back by a full pipeline.
     let out_a = dir.path().join("a.jsonl");
-    assert!(std::process::Command::new("mkfifo")
-        .arg(&out_a)
-        .status()
-        .unwrap()
-        .success());
+    make_fifo(&out_a);
     let metrics_a = free_port();
     let small = "decoder: {batch_size: 1}\nchannel_capacity: 1\n";
     let mut a = Vagt::with_config(&write_config(dir.path(), "a", group_of, metrics_a, small));

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::support::{eventually, json_lines, Vagt};
+use crate::support::{eventually, json_lines, make_fifo, Vagt};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -104,15 +104,6 @@ fn alerts_fifo(dir: &Path) -> PathBuf {
     let fifo = dir.join("alerts.fifo");
     make_fifo(&fifo);
     fifo
-}
-
-/// Makes a FIFO at `path`.
-fn make_fifo(path: &Path) {
-    assert!(std::process::Command::new("mkfifo")
-        .arg(path)
-        .status()
-        .unwrap()
-        .success());
 }
 
 /// Alerts of `file` whose event's `field` contains `marker`.
@@ -612,27 +603,15 @@ fn udp_datagrams_that_find_the_pipeline_full_are_counted_not_lost_silently() {
     // UDP listener, which cannot wait.
     let fifo = alerts_fifo(dir.path());
     let metrics = crate::metrics::free_port();
-    let config = dir.path().join("vagt.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"rules: ["{rules}"]
-profile: passthrough
-inputs:
-  - syslog: {{listen: "127.0.0.1:0", protocol: udp}}
-    format: syslog
-output: "{fifo}"
-dead_letters: dead.jsonl
-decoder: {{batch_size: 1}}
-channel_capacity: 1
-metrics_listen: "127.0.0.1:{metrics}"
-progress: never
-"#,
-            rules = rules.display(),
-            fifo = fifo.display(),
+    let (config, _) = live_config_to(
+        dir.path(),
+        &rules,
+        "  - syslog: {listen: \"127.0.0.1:0\", protocol: udp}\n    format: syslog\n",
+        &fifo,
+        &format!(
+            "decoder: {{batch_size: 1}}\nchannel_capacity: 1\nmetrics_listen: \"127.0.0.1:{metrics}\"\n"
         ),
-    )
-    .unwrap();
+    );
     let mut vagt = Vagt::with_config(&config);
     let udp = vagt.listening("syslog+udp://127.0.0.1:0");
     vagt.wait_for("vagt: ready", WAIT);

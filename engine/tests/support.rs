@@ -166,3 +166,9 @@ pub fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
 }
+
+/// Makes a FIFO at `path` (an output nobody reads yet, an input that waits
+/// for its writer).
+pub fn make_fifo(path: &Path) {
+    assert!(Command::new("mkfifo").arg(path).status().unwrap().success());
+}
