@@ -72,5 +72,5 @@ pub use ingest::Ingest;
 pub use lines::{Framer, LineSplitter};
 pub use parse::{Format, Parsed, RecordParser};
 pub use reader::{read_events, read_source, ReadOptions, ReadStats};
-pub use source::InputSource;
+pub use source::{is_gzip, InputSource};
 pub use tail::tail_events;

@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -69,7 +69,7 @@ impl InputSource {
                     inner: file,
                     counter,
                 };
-                if path.extension().is_some_and(|e| e == "gz") {
+                if is_gzip(path) {
                     Ok(Box::new(MultiGzDecoder::new(file)))
                 } else {
                     Ok(Box::new(file))
@@ -99,4 +99,10 @@ impl<R: Read> Read for Counted<R> {
         self.counter.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
+}
+
+/// Whether a file is read gzip-decompressed (its name ends in `.gz`): its
+/// offsets then count decompressed bytes.
+pub fn is_gzip(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "gz")
 }

@@ -221,7 +221,7 @@ impl WindowStage {
                 continue;
             };
             let (size, id) = files[index];
-            let grown_or_same = if name.ends_with(".gz") {
+            let grown_or_same = if vagt_connectors::is_gzip(std::path::Path::new(name)) {
                 // Offsets count decompressed bytes, and a compressed file
                 // is not appended to: only its identity can tell.
                 position.file.is_some() && position.file == id
