@@ -113,63 +113,14 @@ fn kernels(c: &mut Criterion) {
     g.finish();
 }
 
-/// Window updates: observations applied to an `event_count` and a
-/// `value_count` rule over 1,000 group keys, in event-time order with some
-/// disorder (allowed lateness 5 s), released every 1,024 observations.
+/// Window updates: see [`vagt_benches::WindowKernel`];
+/// `examples/window_updates.rs` runs the same for instruction counts.
 fn windows(c: &mut Criterion) {
-    use std::sync::Arc;
-    use vagt_rules::window::{Observation, WindowLimits, WindowRuntime};
-    use vagt_rules::{load_text, RuleCollection};
-
-    const OBSERVATIONS: usize = 100_000;
-    let text = "title: base\nname: base\nlogsource: {product: test}\ndetection: {sel: {a: 1}, condition: sel}\n---\ntitle: brute force\ncorrelation: {type: event_count, rules: [base], group-by: [user], timespan: 5m, condition: {gte: 1000}}\n---\ntitle: spray\ncorrelation: {type: value_count, rules: [base], group-by: [user], timespan: 5m, condition: {field: target, gte: 1000}}\n";
-    let mut collection = RuleCollection::default();
-    load_text(
-        "bench.yml".as_ref(),
-        text,
-        &Placeholders::new(),
-        &mut collection,
-    );
-    let plan = Arc::new(
-        RuleSetBuilder::new(Profile::passthrough())
-            .build(&collection)
-            .windows,
-    );
-    assert_eq!(plan.active(), 2);
-    let observations: Vec<Observation<()>> = (0..OBSERVATIONS)
-        .map(|i| Observation {
-            // 10 ms apart, every 7th a second late.
-            time: i as i64 * 10 - if i % 7 == 0 { 1_000 } else { 0 },
-            tie: i as u64,
-            window: i % 2,
-            slot: 0,
-            group: vec![Some(format!("user{}", i % 1_000))],
-            values: if i % 2 == 1 {
-                vec![Some(format!("host{}", i % 37))]
-            } else {
-                Vec::new()
-            },
-            evidence: vec![()],
-        })
-        .collect();
+    let kernel = vagt_benches::WindowKernel::new();
     let mut g = c.benchmark_group("windows");
-    g.throughput(Throughput::Elements(OBSERVATIONS as u64));
+    g.throughput(Throughput::Elements(kernel.len() as u64));
     g.bench_function("update_100k_observations_1000_keys", |b| {
-        b.iter(|| {
-            let mut runtime = WindowRuntime::new(plan.clone(), WindowLimits::default());
-            let mut out = Vec::new();
-            for chunk in observations.chunks(1024) {
-                for o in chunk {
-                    runtime
-                        .ingest(o.clone())
-                        .expect("within the allowed lateness");
-                }
-                runtime.release(&mut out);
-            }
-            runtime.finish(&mut out);
-            assert!(out.is_empty(), "thresholds are not reached");
-            runtime.keys_per_rule()
-        })
+        b.iter(|| kernel.run())
     });
     g.finish();
 }

@@ -81,6 +81,97 @@ pub fn write_rules(dir: &Path, files: &[PathBuf]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The window-update kernel: 100,000 observations of one source applied
+/// to an `event_count` and a `value_count` rule over 1,000 group keys, in
+/// event-time order with some disorder (every 7th a second behind, allowed
+/// lateness 5 s), released every 1,024 observations. No threshold is
+/// reached: it measures the cost per observation.
+#[derive(Debug)]
+pub struct WindowKernel {
+    plan: std::sync::Arc<vagt_rules::window::WindowPlan>,
+    observations: Vec<vagt_rules::window::Observation<()>>,
+}
+
+impl Default for WindowKernel {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WindowKernel {
+    /// The rules and observations.
+    pub fn new() -> Self {
+        use vagt_rules::window::Observation;
+        use vagt_rules::{load_text, Placeholders, Profile, RuleCollection, RuleSetBuilder};
+        const OBSERVATIONS: usize = 100_000;
+        let text = "title: base\nname: base\nlogsource: {product: test}\ndetection: {sel: {a: 1}, condition: sel}\n---\ntitle: brute force\ncorrelation: {type: event_count, rules: [base], group-by: [user], timespan: 5m, condition: {gte: 1000}}\n---\ntitle: spray\ncorrelation: {type: value_count, rules: [base], group-by: [user], timespan: 5m, condition: {field: target, gte: 1000}}\n";
+        let mut collection = RuleCollection::default();
+        load_text(
+            "bench.yml".as_ref(),
+            text,
+            &Placeholders::new(),
+            &mut collection,
+        );
+        let plan = std::sync::Arc::new(
+            RuleSetBuilder::new(Profile::passthrough())
+                .build(&collection)
+                .windows,
+        );
+        assert_eq!(plan.active(), 2);
+        let observations = (0..OBSERVATIONS)
+            .map(|i| Observation {
+                // 10 ms apart, every 7th a second late.
+                time: i as i64 * 10 - if i % 7 == 0 { 1_000 } else { 0 },
+                tie: i as u64,
+                window: i % 2,
+                slot: 0,
+                group: vec![Some(format!("user{}", i % 1_000))],
+                values: if i % 2 == 1 {
+                    vec![Some(format!("host{}", i % 37))]
+                } else {
+                    Vec::new()
+                },
+                evidence: vec![()],
+            })
+            .collect();
+        WindowKernel { plan, observations }
+    }
+
+    /// Observations per run.
+    pub fn len(&self) -> usize {
+        self.observations.len()
+    }
+
+    /// True if there are none.
+    pub fn is_empty(&self) -> bool {
+        self.observations.is_empty()
+    }
+
+    /// Applies every observation through a fresh runtime; returns the keys
+    /// it holds at the end.
+    pub fn run(&self) -> usize {
+        use vagt_rules::window::{SourceKey, WindowLimits, WindowRuntime};
+        let mut runtime = WindowRuntime::new(self.plan.clone(), WindowLimits::default());
+        let source = runtime.source(SourceKey {
+            input: "bench".into(),
+            actor: None,
+            host: None,
+        });
+        let mut out = Vec::new();
+        for chunk in self.observations.chunks(1024) {
+            for o in chunk {
+                runtime
+                    .ingest(o.clone(), source)
+                    .expect("within the allowed lateness");
+            }
+            runtime.release(&mut out);
+        }
+        runtime.finish(&mut out);
+        assert!(out.is_empty(), "thresholds are not reached");
+        runtime.keys_per_rule().iter().sum()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -238,6 +238,11 @@ fn values(batch: &RecordBatch, candidates: &[String], row: usize) -> Vec<String>
     out
 }
 
+/// The wall-clock time now, as alerts' `detected_at` says it.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 /// The JSON text without insignificant whitespace, so that an alert with
 /// a pretty-printed event stays on one line. The input is valid JSON (it
 /// was decoded); only whitespace outside strings is removed, so key order

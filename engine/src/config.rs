@@ -6,7 +6,7 @@
 //! placeholders: {Admins: [adm_*]} # values for Sigma `|expand` placeholders
 //! catalog: catalog.yaml           # critical-process catalog (optional)
 //! inputs:                         # each has exactly one of path, tail, syslog, http, kafka
-//!   - path: logs/dc01.jsonl       # a file read to its end (.gz read transparently), "-" for stdin
+//!   - path: logs/dc01.jsonl       # a file or folder read to its end (.gz read transparently), "-" for stdin
 //!     actor: rnv-hospital-nord    # optional: stamp this actor on its events' alerts
 //!     format: json                # json | windows | syslog | cef | leef | zeek | suricata | logfmt
 //!   - tail: /var/log/fw.log       # a file followed as it grows and across rotation
@@ -22,7 +22,7 @@
 //! metrics_listen: 127.0.0.1:9898  # Prometheus endpoint (off when unset)
 //! progress: auto                  # auto (bar on a terminal) | always | never
 //! windows:                        # windowed rules (correlations, statistics)
-//!   allowed_lateness: 5s          # how late an event may arrive and still count
+//!   allowed_lateness: 5s          # how far behind its own source's latest event an event may be
 //!   max_keys: 100000              # group keys held over all rules (LRU eviction)
 //!   max_values_per_key: 10000     # distinct values remembered per group
 //!   max_evidence: 10              # contributing events kept per group / alert
@@ -30,6 +30,10 @@
 //!   max_ahead: 1h                 # event times further ahead of the clock are refused
 //!   state_file: state/vagt.json   # snapshot of window state and input positions
 //!   snapshot_interval: 10s        # how often it is written while running
+//!   idle_after: 5s                # a source silent this long (wall clock) holds nothing back
+//!   max_sources: 10000            # sources (input, organisation, host) tracked
+//!   history_memory_bytes: 268435456   # files are ordered by event time in memory up to this,
+//!   history_spill_bytes: 17179869184  # then on disk up to this (in spill_dir)
 //! ```
 //! Relative paths are resolved against the config file's folder.
 
@@ -41,14 +45,16 @@ use vagt_connectors::live::http::HttpConfig;
 use vagt_connectors::live::kafka::KafkaConfig;
 use vagt_connectors::live::syslog::SyslogConfig;
 use vagt_connectors::{DecoderConfig, Format};
-use vagt_rules::window::{parse_timespan, TimestampSpec, WindowLimits};
+use vagt_rules::window::{parse_timespan, HistoryLimits, TimestampSpec, WindowLimits};
 
 /// An input of the pipeline: exactly one of `path`, `tail`, `syslog`,
 /// `http` and `kafka`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputConfig {
-    /// A file read to its end (`.gz` decompressed), or `-` for stdin.
+    /// A file read to its end (`.gz` decompressed), a folder (every file
+    /// in it and its subfolders, in name order, except names starting
+    /// with `.`), or `-` for stdin.
     #[serde(default)]
     pub path: Option<PathBuf>,
     /// A file followed as it grows and across rotation.
@@ -221,6 +227,27 @@ pub struct WindowsConfig {
     /// How often the state is saved while running.
     #[serde(default = "default_snapshot_interval")]
     pub snapshot_interval: String,
+    /// How long (wall clock) a source may send nothing before it stops
+    /// holding back the windows it feeds (`30s`); default: the allowed
+    /// lateness, at least 1 s.
+    #[serde(default)]
+    pub idle_after: Option<String>,
+    /// Sources (input, organisation, host) whose progress is tracked;
+    /// further hosts share their input's and organisation's source.
+    #[serde(default = "default_max_sources")]
+    pub max_sources: usize,
+    /// Bytes of a finite history (files, folders) ordered in memory before
+    /// it is ordered on disk.
+    #[serde(default = "default_history_memory")]
+    pub history_memory_bytes: usize,
+    /// Bytes of a history ordered on disk at most; beyond, its events are
+    /// dead letters (counted), not applied unordered.
+    #[serde(default = "default_history_spill")]
+    pub history_spill_bytes: u64,
+    /// Where a history is ordered on disk (default: the system's temporary
+    /// folder).
+    #[serde(default)]
+    pub spill_dir: Option<PathBuf>,
 }
 
 impl Default for WindowsConfig {
@@ -234,6 +261,11 @@ impl Default for WindowsConfig {
             max_ahead: default_max_ahead(),
             state_file: None,
             snapshot_interval: default_snapshot_interval(),
+            idle_after: None,
+            max_sources: default_max_sources(),
+            history_memory_bytes: default_history_memory(),
+            history_spill_bytes: default_history_spill(),
+            spill_dir: None,
         }
     }
 }
@@ -259,6 +291,15 @@ fn default_max_ahead() -> String {
 fn default_snapshot_interval() -> String {
     "10s".into()
 }
+fn default_max_sources() -> usize {
+    10_000
+}
+fn default_history_memory() -> usize {
+    256 * 1024 * 1024
+}
+fn default_history_spill() -> u64 {
+    16 * 1024 * 1024 * 1024
+}
 
 /// A duration like `5s`, or zero (`0`, `0s`).
 pub fn parse_duration(text: &str) -> Result<i64, String> {
@@ -278,6 +319,8 @@ impl WindowsConfig {
             ("max_values_per_key", self.max_values_per_key),
             ("max_evidence", self.max_evidence),
             ("max_pending", self.max_pending),
+            ("max_sources", self.max_sources),
+            ("history_memory_bytes", self.history_memory_bytes),
         ] {
             if value == 0 {
                 return Err(ConfigError::Invalid(format!(
@@ -285,13 +328,29 @@ impl WindowsConfig {
                 )));
             }
         }
+        let idle_after = match &self.idle_after {
+            Some(text) => parse_duration(text)
+                .map_err(|e| ConfigError::Invalid(format!("windows.idle_after: {e}")))?,
+            None => lateness.max(1_000),
+        };
         Ok(WindowLimits {
             allowed_lateness: lateness,
             max_keys: self.max_keys,
             max_values_per_key: self.max_values_per_key,
             max_evidence: self.max_evidence,
             max_pending: self.max_pending,
+            idle_after,
+            max_sources: self.max_sources,
         })
+    }
+
+    /// How a finite history is ordered.
+    pub fn history(&self) -> HistoryLimits {
+        HistoryLimits {
+            memory_bytes: self.history_memory_bytes,
+            spill_bytes: self.history_spill_bytes,
+            spill_dir: self.spill_dir.clone().unwrap_or_else(std::env::temp_dir),
+        }
     }
 
     /// How far ahead of the clock an event time may be, in ms.
@@ -429,9 +488,59 @@ impl RunConfig {
         if let Some(s) = &mut self.windows.state_file {
             fix(s);
         }
+        if let Some(s) = &mut self.windows.spill_dir {
+            fix(s);
+        }
         if !matches!(self.profile.as_str(), "windows" | "passthrough") {
             self.profile = base.join(&self.profile).display().to_string();
         }
+    }
+
+    /// Replaces each folder input by an input per file in it (and its
+    /// subfolders), in name order, with the folder's settings. Names
+    /// starting with `.` are skipped.
+    ///
+    /// # Errors
+    /// A folder cannot be read or holds no file.
+    pub fn expand_folders(&mut self) -> Result<(), ConfigError> {
+        let mut inputs = Vec::with_capacity(self.inputs.len());
+        for input in std::mem::take(&mut self.inputs) {
+            let folder = match input.kind() {
+                Ok(InputKind::File(p)) if p.is_dir() => p.to_path_buf(),
+                _ => {
+                    inputs.push(input);
+                    continue;
+                }
+            };
+            let mut files = Vec::new();
+            let hidden = |e: &walkdir::DirEntry| {
+                e.depth() > 0 && e.file_name().to_string_lossy().starts_with('.')
+            };
+            for entry in walkdir::WalkDir::new(&folder)
+                .sort_by_file_name()
+                .into_iter()
+                .filter_entry(|e| !hidden(e))
+            {
+                let entry = entry.map_err(|e| {
+                    ConfigError::Invalid(format!("input folder {}: {e}", folder.display()))
+                })?;
+                if entry.file_type().is_file() {
+                    files.push(entry.into_path());
+                }
+            }
+            if files.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "input folder {} holds no files",
+                    folder.display()
+                )));
+            }
+            inputs.extend(files.into_iter().map(|file| InputConfig {
+                path: Some(file),
+                ..input.clone()
+            }));
+        }
+        self.inputs = inputs;
+        Ok(())
     }
 
     /// Cross-field checks.

@@ -42,6 +42,9 @@ pub(crate) struct InputBatch {
     /// `None` when only acknowledgements are due.
     pub events: Option<EventBatch>,
     pub acks: Vec<Ack>,
+    /// The input has ended (a file or stdin read to its end): nothing more
+    /// comes from it.
+    pub ended: bool,
 }
 
 /// Where the inputs send their output.
@@ -147,6 +150,16 @@ pub(crate) async fn start<W: Send + 'static, D: Send + 'static>(
         };
         let metrics = outputs.metrics[index].clone();
         let batches = outputs.batches.clone();
+        let ending = outputs.batches.clone();
+        // After its last batch: the input has ended.
+        let end = move || {
+            let _ = ending.blocking_send(wrap(InputBatch {
+                input: index,
+                events: None,
+                acks: Vec::new(),
+                ended: true,
+            }));
+        };
         let dead = outputs.dead.clone();
         let reporting = report_read.clone();
         let send = move |events: Option<EventBatch>, acks: Vec<Ack>| {
@@ -159,6 +172,7 @@ pub(crate) async fn start<W: Send + 'static, D: Send + 'static>(
                 input: index,
                 events,
                 acks,
+                ended: false,
             }));
         };
         let metrics = outputs.metrics[index].clone();
@@ -188,13 +202,15 @@ pub(crate) async fn start<W: Send + 'static, D: Send + 'static>(
                 let bytes = read.clone();
                 tokio::task::spawn_blocking(move || {
                     let send = send;
-                    finished(read_source(
+                    let result = read_source(
                         &source,
                         &options,
                         bytes,
                         |e| send(Some(e), Vec::new()),
                         dead_letter,
-                    ))
+                    );
+                    end();
+                    finished(result)
                 })
             }
             InputKind::Tail(path) => {

@@ -35,7 +35,8 @@ use vagt_rules::{
 };
 
 use crate::alert::{
-    alert_id, alert_rule, compact_json, severity, Alert, EventSource, EventTime, FieldCandidates,
+    alert_id, alert_rule, compact_json, now_rfc3339, severity, Alert, EventSource, EventTime,
+    FieldCandidates,
 };
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{ConfigError, InputKind, RunConfig};
@@ -47,7 +48,7 @@ use crate::signals::StopSignals;
 const DRAIN_PATIENCE: Duration = Duration::from_secs(10);
 use crate::progress::{Counters, Progress};
 use crate::telemetry::{self, DetectionMetrics, MetricsError, SinkMetrics, SourceMetrics};
-use crate::windows::{write_state, StateError, WindowStage};
+use crate::windows::{write_state, StageInput, StateError, WindowReport, WindowStage};
 
 /// Why a run could not start or finish.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +80,9 @@ pub enum PipelineError {
     /// The window state file cannot be read or written.
     #[error(transparent)]
     State(#[from] StateError),
+    /// Files' events cannot be ordered by event time (the spill folder).
+    #[error(transparent)]
+    History(#[from] vagt_rules::window::HistoryError),
     /// An input cannot start (a busy port, unusable TLS files, Kafka).
     #[error(transparent)]
     Input(#[from] vagt_connectors::live::LiveError),
@@ -109,6 +113,9 @@ pub struct RunSummary {
     pub late_events: u64,
     /// Window group keys evicted to respect `windows.max_keys`.
     pub evicted_keys: u64,
+    /// What the windowed rules did with event time: late events per input,
+    /// events ordered, reordered or too many to order, sources tracked.
+    pub windows: WindowReport,
     /// The run was stopped by a signal (input not finished).
     pub stopped: bool,
     /// Window state and input positions were written to the state file.
@@ -163,6 +170,7 @@ impl std::fmt::Display for RunSummary {
                 "\nvagt: windows: {} late events, {} keys evicted",
                 self.late_events, self.evicted_keys
             )?;
+            write_window_report(f, &self.windows)?;
         }
         if self.dropped_records > 0 {
             write!(
@@ -182,6 +190,43 @@ impl std::fmt::Display for RunSummary {
         }
         Ok(())
     }
+}
+
+/// The event-time part of the windows line of the summary.
+fn write_window_report(f: &mut std::fmt::Formatter<'_>, w: &WindowReport) -> std::fmt::Result {
+    if !w.late.is_empty() {
+        let per_input: Vec<String> = w.late.iter().map(|(i, n)| format!("{i}: {n}")).collect();
+        write!(f, " (late per input: {})", per_input.join(", "))?;
+    }
+    write!(f, ", {} sources", w.sources)?;
+    if w.ordered > 0 {
+        write!(f, ", {} events from files ordered by event time", w.ordered)?;
+        if w.spilled_bytes > 0 {
+            write!(f, " ({:.1} MB on disk)", w.spilled_bytes as f64 / 1e6)?;
+        }
+    }
+    if w.unordered > 0 {
+        write!(
+            f,
+            ", {} events not applied: too many to order (windows.history_spill_bytes)",
+            w.unordered
+        )?;
+    }
+    if w.reordered > 0 {
+        write!(
+            f,
+            ", {} events reached their window after later ones",
+            w.reordered
+        )?;
+    }
+    if w.sources_over_limit > 0 {
+        write!(
+            f,
+            ", {} hosts beyond windows.max_sources",
+            w.sources_over_limit
+        )?;
+    }
+    Ok(())
 }
 
 /// Resolves the profile setting: `windows`, `passthrough`, or a file.
@@ -260,6 +305,8 @@ pub async fn run_until(
     stop_requested: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<RunSummary, PipelineError> {
     let started = Instant::now();
+    let mut config = config;
+    config.expand_folders()?;
     let profile = load_profile(&config.profile)?;
     let compiled = compile_rules(&config, &profile)?;
     compiled.rejected.iter().for_each(|r| observer.rejected(r));
@@ -305,14 +352,25 @@ pub async fn run_until(
         })
         .collect();
     let mut windows = (!compiled.windows.is_empty() || state_file.is_some()).then(|| {
+        let inputs = config
+            .inputs
+            .iter()
+            .zip(&names)
+            .map(|(i, name)| StageInput {
+                name: name.clone(),
+                actor: i.actor.clone(),
+                finite: matches!(i.kind(), Ok(InputKind::File(_))),
+            })
+            .collect();
         WindowStage::new(
             compiled.windows.clone(),
             limits,
             timestamps.clone(),
-            names.clone(),
-            config.inputs.iter().map(|i| i.actor.clone()).collect(),
+            profile.host.clone(),
+            inputs,
         )
         .with_max_ahead(max_ahead)
+        .with_history(config.windows.history())
     });
     if let (Some(stage), Some(path)) = (windows.as_mut(), state_file.as_deref()) {
         if let Some(report) = stage.restore(path, &files)? {
@@ -444,8 +502,15 @@ pub async fn run_until(
             let mut scratch = set.scratch();
             let mut outcome = DetectOutcome::default();
             let mut saved = Instant::now();
-            let mut last_batch = Instant::now();
             let mut held: Vec<Ack> = Vec::new();
+            // Alerts of windows decided outside a batch (ticks, ended
+            // inputs, the replay of files): false once the sink is gone.
+            let send_alerts = |alerts: Vec<Alert>| {
+                alerts.is_empty()
+                    || alert_tx
+                        .blocking_send(SinkItem::Alerts(alerts, Instant::now()))
+                        .is_ok()
+            };
             while let Some(work) = batch_rx.blocking_recv() {
                 // The alert sink failed (ticks bring this here even when
                 // no input does): its error ends the run.
@@ -457,10 +522,30 @@ pub async fn run_until(
                         input,
                         events: Some(events),
                         acks,
+                        ..
                     }) => (input, events, acks),
                     Work::Batch(InputBatch {
-                        events: None, acks, ..
+                        input,
+                        events: None,
+                        acks,
+                        ended,
                     }) => {
+                        if ended {
+                            if let Some(w) = windows.as_mut() {
+                                let mut gone = false;
+                                let ended = w.input_ended(input, &mut |alerts| {
+                                    gone |= !send_alerts(alerts);
+                                });
+                                telemetry::windows(w);
+                                if let Err(e) = ended {
+                                    outcome.error = Some(e.into());
+                                    break;
+                                }
+                                if gone {
+                                    break;
+                                }
+                            }
+                        }
                         if !acknowledge(&alert_tx, &mut held, acks, hold_acks) {
                             break;
                         }
@@ -472,16 +557,10 @@ pub async fn run_until(
                     }
                     Work::Tick => {
                         if let Some(w) = windows.as_mut() {
-                            if w.has_pending() && last_batch.elapsed() >= w.idle_after() {
-                                let alerts = w.finish(&now_rfc3339());
-                                telemetry::windows(w);
-                                if !alerts.is_empty()
-                                    && alert_tx
-                                        .blocking_send(SinkItem::Alerts(alerts, Instant::now()))
-                                        .is_err()
-                                {
-                                    break;
-                                }
+                            let alerts = w.tick(&now_rfc3339());
+                            telemetry::windows(w);
+                            if !send_alerts(alerts) {
+                                break;
                             }
                             // Held acknowledgements wait for a snapshot,
                             // which a quiet input would otherwise not bring.
@@ -495,7 +574,6 @@ pub async fn run_until(
                         continue;
                     }
                 };
-                last_batch = Instant::now();
                 let batch = match windows.as_mut() {
                     Some(w) => match w.skip_processed(input, batch) {
                         Some(batch) => batch,
@@ -535,9 +613,17 @@ pub async fn run_until(
                     &detected_at,
                 );
                 if let Some(w) = windows.as_mut() {
-                    for dead in w.observe(&set, &catalog, &fields, input, &batch, &matches) {
-                        source_metrics[input].dead_letter();
-                        let _ = dead_tx.blocking_send(DeadItem::Letter(dead));
+                    match w.observe(&set, &catalog, &fields, input, &batch, &matches) {
+                        Ok(dead) => {
+                            for letter in dead {
+                                source_metrics[input].dead_letter();
+                                let _ = dead_tx.blocking_send(DeadItem::Letter(letter));
+                            }
+                        }
+                        Err(e) => {
+                            outcome.error = Some(e.into());
+                            break;
+                        }
                     }
                     alerts.extend(w.release(&detected_at));
                     telemetry::windows(w);
@@ -566,20 +652,22 @@ pub async fn run_until(
             // The alert sink failed: its error ends the run.
             outcome.sink_gone = alert_tx.is_closed();
             if let Some(w) = windows.as_mut() {
-                if !outcome.stopped {
-                    let alerts = w.finish(&now_rfc3339());
-                    if !alerts.is_empty() {
-                        let _ = alert_tx.blocking_send(SinkItem::Alerts(alerts, Instant::now()));
+                if !outcome.stopped && outcome.error.is_none() {
+                    if let Err(e) = w.finish(&mut |alerts| {
+                        send_alerts(alerts);
+                    }) {
+                        outcome.error = Some(e.into());
                     }
                 }
                 telemetry::windows(w);
-                if saving {
+                if saving && outcome.error.is_none() {
                     let _ = alert_tx.blocking_send(SinkItem::State(w.snapshot()));
                     let _ = alert_tx.blocking_send(SinkItem::Acks(std::mem::take(&mut held)));
                 }
                 outcome.late_events = w.late_events();
-                outcome.state_saved = saving;
+                outcome.state_saved = saving && outcome.error.is_none();
                 outcome.evicted_keys = w.stats().evicted_keys;
+                outcome.windows = w.report();
             }
             outcome
         })
@@ -682,8 +770,15 @@ pub async fn run_until(
     summary.events = outcome.events;
     summary.late_events = outcome.late_events;
     summary.evicted_keys = outcome.evicted_keys;
+    summary.windows = outcome.windows;
     summary.stopped = outcome.stopped;
     summary.state_saved = outcome.state_saved;
+    if let Some(error) = outcome.error {
+        // Nothing will read what the inputs still bring.
+        stop.store(true, Ordering::SeqCst);
+        let _ = started_inputs.stopping.send(true);
+        return Err(error);
+    }
     if outcome.sink_gone {
         // Nothing will read what the inputs still bring.
         stop.store(true, Ordering::SeqCst);
@@ -780,6 +875,9 @@ struct DetectOutcome {
     state_saved: bool,
     late_events: u64,
     evicted_keys: u64,
+    windows: WindowReport,
+    /// Detection could not go on (the files' ordering failed).
+    error: Option<PipelineError>,
 }
 
 /// Hands acknowledgements to the alert sink, after the alerts before
@@ -796,10 +894,6 @@ fn acknowledge(
         return true;
     }
     acks.is_empty() || alert_tx.blocking_send(SinkItem::Acks(acks)).is_ok()
-}
-
-fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Writes dead letters to `dead_path` (stderr if none) as they come;

@@ -21,10 +21,13 @@
 //! | `vagt_window_keys` | gauge (group keys held) | `rule` |
 //! | `vagt_window_evictions_total` | counter (keys evicted by `max_keys`) | `rule` |
 //! | `vagt_window_evicted_values_total` | counter (values beyond `max_values_per_key`) | |
-//! | `vagt_window_late_events_total` | counter (refused, sent to dead letters) | |
-//! | `vagt_window_pending_events` | gauge (waiting for the watermark) | |
+//! | `vagt_window_late_events_total` | counter (older than their source's watermark: dead letters) | `source` (input) |
+//! | `vagt_window_pending_events` | gauge (waiting for their sources) | |
+//! | `vagt_window_reordered_total` | counter (reached their window after later ones) | |
+//! | `vagt_window_sources` | gauge (sources tracked) | `state` (active, idle, finished) |
+//! | `vagt_window_lowest_watermark_seconds` | gauge (the active source furthest behind, Unix seconds) | |
 //! | `vagt_window_forced_total` | counter (applied early by `max_pending`) | |
-//! | `vagt_window_watermark_seconds` | gauge (event time, Unix seconds) | |
+//! | `vagt_window_watermark_seconds` | gauge (the furthest organisation's clock, Unix seconds) | |
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -217,10 +220,25 @@ pub fn windows(stage: &crate::windows::WindowStage) {
     }
     let stats = stage.stats();
     counter!("vagt_window_evicted_values_total").absolute(stats.evicted_values);
-    counter!("vagt_window_late_events_total").absolute(stage.late_events());
+    for (input, late) in stage.late_per_input() {
+        counter!("vagt_window_late_events_total", "source" => input.to_string()).absolute(late);
+    }
     counter!("vagt_window_forced_total").absolute(stats.forced);
+    counter!("vagt_window_reordered_total").absolute(stats.reordered);
     gauge!("vagt_window_pending_events").set(stage.pending() as f64);
-    if let Some(wm) = stage.watermark() {
+    let clock = stage.clock();
+    let active = clock.sources - clock.idle - clock.finished;
+    for (state, n) in [
+        ("active", active),
+        ("idle", clock.idle),
+        ("finished", clock.finished),
+    ] {
+        gauge!("vagt_window_sources", "state" => state).set(n as f64);
+    }
+    if let Some(wm) = clock.highest {
         gauge!("vagt_window_watermark_seconds").set(wm as f64 / 1000.0);
+    }
+    if let Some(wm) = clock.lowest_active {
+        gauge!("vagt_window_lowest_watermark_seconds").set(wm as f64 / 1000.0);
     }
 }

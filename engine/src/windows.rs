@@ -1,25 +1,39 @@
 //! Windowed rules in the pipeline: turns the matches of rules that feed
-//! windows into observations (event time, group and value fields,
+//! windows into observations (event time, source, group and value fields,
 //! evidence), reports events without a usable timestamp and late events
-//! as dead letters, turns window alerts into alerts, and reads and writes
-//! the state file that lets a restarted run resume.
+//! as dead letters, orders what finite inputs bring by event time before
+//! applying it, turns window alerts into alerts, and reads and writes the
+//! state file that lets a restarted run resume.
+//!
+//! ```text
+//!  matches of a batch ──► observations ─┬─ live input (stdin, tail, listener, Kafka):
+//!                                       │    its source = (input, organisation, host) ──► runtime
+//!                                       └─ finite input (file, folder, .gz): HistorySorter;
+//!                                            once every finite input has ended, replayed in
+//!                                            event-time order ──► runtime
+//! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::DataType;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use vagt_connectors::{DeadLetter, EventBatch, FileId, Origin, EXCERPT_BYTES};
 use vagt_rules::window::{
-    format_millis, read_field, Millis, Observation, RestoreReport, TimestampSpec, WindowAlert,
-    WindowLimits, WindowPlan, WindowRuntime, WindowSnapshot, WindowStats,
+    format_millis, read_field, ClockReading, HistoryError, HistoryLimits, HistorySorter,
+    HistoryStats, Millis, Observation, RestoreReport, SourceId, SourceKey, TimestampSpec,
+    WindowAlert, WindowLimits, WindowPlan, WindowRuntime, WindowSnapshot, WindowStats,
 };
 use vagt_rules::{RuleInfo, RuleMatch, RuleSet};
 
 use crate::alert::{
-    alert_id, alert_rule, compact_json, severity, Alert, EventSource, EventTime, EvidenceEvent,
-    FieldCandidates, WindowEvidence,
+    alert_id, alert_rule, compact_json, now_rfc3339, severity, Alert, EventSource, EventTime,
+    EvidenceEvent, FieldCandidates, WindowEvidence,
 };
 use crate::catalog::{Catalog, Impact};
 
@@ -50,6 +64,24 @@ pub struct InputPosition {
 /// Default of `windows.max_ahead`: one hour.
 pub const DEFAULT_MAX_AHEAD: Millis = 3_600_000;
 
+/// An input as the window stage sees it.
+#[derive(Debug, Clone)]
+pub struct StageInput {
+    /// Its name (for positions, sources and messages).
+    pub name: String,
+    /// The organisation it stamps on its events, if any.
+    pub actor: Option<String>,
+    /// Read to its end (a file): its events are ordered by event time
+    /// before they are applied.
+    pub finite: bool,
+}
+
+/// The version of a state file, read before the rest.
+#[derive(Debug, Deserialize)]
+struct StateVersion {
+    version: u32,
+}
+
 /// The state file: input positions and window state, written together so
 /// that they always agree.
 #[derive(Debug, Serialize, Deserialize)]
@@ -59,7 +91,8 @@ struct StateFile {
     windows: WindowSnapshot<Evidence>,
 }
 
-const STATE_VERSION: u32 = 1;
+/// Version 2: sources and their progress, keys with their contributors.
+const STATE_VERSION: u32 = 2;
 
 /// Why the state file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -90,16 +123,57 @@ pub struct WindowStage {
     runtime: WindowRuntime<Evidence>,
     infos: Vec<RuleInfo>,
     timestamps: Vec<TimestampSpec>,
+    /// Columns naming an event's host (the profile's).
+    host_columns: Vec<String>,
     input_names: Vec<String>,
     input_actors: Vec<Option<String>>,
+    /// Inputs read to their end (files): their observations are ordered by
+    /// event time before they are applied.
+    finite: Vec<bool>,
+    /// Finite inputs not yet ended.
+    finite_open: usize,
+    /// What the finite inputs brought, until all have ended.
+    history: Option<HistorySorter<Observation<Evidence>>>,
+    history_limits: HistoryLimits,
+    history_stats: HistoryStats,
     lateness: Millis,
     /// How far ahead of the clock an event time may be.
     max_ahead: Millis,
     positions: BTreeMap<String, InputPosition>,
+    /// Positions of finite inputs whose observations are not yet applied:
+    /// saved once they are.
+    held_positions: BTreeMap<String, InputPosition>,
     resume: Vec<Option<u64>>,
     /// Inputs that seek to their resume position.
     seeks: Vec<bool>,
-    late_events: u64,
+    /// Late events per input.
+    late: Vec<u64>,
+    /// Events of a history too large to order.
+    unordered: u64,
+    started: Instant,
+}
+
+/// What the windows did in a run, for the summary.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct WindowReport {
+    /// Events refused as late, per input (an event feeding several windows
+    /// counts once).
+    pub late: BTreeMap<String, u64>,
+    /// Events that reached a window after later ones (a source idle or new
+    /// to the window), applied at the window's latest time.
+    pub reordered: u64,
+    /// Events of files ordered by event time before they were applied.
+    pub ordered: u64,
+    /// Bytes the ordering wrote to disk.
+    pub spilled_bytes: u64,
+    /// Events of a history too large to order (beyond memory and spill):
+    /// dead letters.
+    pub unordered: u64,
+    /// Sources whose progress is tracked.
+    pub sources: usize,
+    /// Hosts beyond `windows.max_sources`, counted under their input's
+    /// source.
+    pub sources_over_limit: u64,
 }
 
 impl WindowStage {
@@ -110,14 +184,27 @@ impl WindowStage {
         self
     }
 
+    /// Finite inputs' observations are ordered within these limits.
+    pub fn with_history(mut self, limits: HistoryLimits) -> Self {
+        self.history = self
+            .finite
+            .iter()
+            .any(|f| *f)
+            .then(|| HistorySorter::new(limits.clone()));
+        self.history_limits = limits;
+        self
+    }
+
     /// A stage for `plan`, reading the event time of input `i` with
-    /// `timestamps[i]`.
+    /// `timestamps[i]` and the host from `host_columns`; `finite[i]` says
+    /// whether input `i` is read to its end (its events are ordered before
+    /// they are applied).
     pub fn new(
         plan: WindowPlan,
         limits: WindowLimits,
         timestamps: Vec<TimestampSpec>,
-        input_names: Vec<String>,
-        input_actors: Vec<Option<String>>,
+        host_columns: Vec<String>,
+        inputs: Vec<StageInput>,
     ) -> Self {
         let infos = plan
             .rules
@@ -128,21 +215,38 @@ impl WindowStage {
                 origin: r.origin.clone(),
             })
             .collect();
-        let resume = vec![None; input_names.len()];
         let plan = Arc::new(plan);
+        let finite: Vec<bool> = inputs.iter().map(|i| i.finite).collect();
+        let history_limits = HistoryLimits {
+            memory_bytes: 256 << 20,
+            spill_bytes: 16 << 30,
+            spill_dir: std::env::temp_dir(),
+        };
         WindowStage {
             runtime: WindowRuntime::new(plan.clone(), limits),
             plan,
             infos,
             timestamps,
-            input_names,
-            input_actors,
+            host_columns,
+            finite_open: finite.iter().filter(|f| **f).count(),
+            history: finite
+                .iter()
+                .any(|f| *f)
+                .then(|| HistorySorter::new(history_limits.clone())),
+            history_limits,
+            history_stats: HistoryStats::default(),
             lateness: limits.allowed_lateness,
             max_ahead: DEFAULT_MAX_AHEAD,
             positions: BTreeMap::new(),
-            seeks: vec![false; resume.len()],
-            resume,
-            late_events: 0,
+            held_positions: BTreeMap::new(),
+            resume: vec![None; inputs.len()],
+            seeks: vec![false; inputs.len()],
+            late: vec![0; inputs.len()],
+            input_names: inputs.iter().map(|i| i.name.clone()).collect(),
+            input_actors: inputs.into_iter().map(|i| i.actor).collect(),
+            finite,
+            unordered: 0,
+            started: Instant::now(),
         }
     }
 
@@ -156,19 +260,49 @@ impl WindowStage {
         self.runtime.stats()
     }
 
-    /// Observations waiting for the watermark.
+    /// Observations waiting for their sources.
     pub fn pending(&self) -> usize {
         self.runtime.pending()
     }
 
-    /// The watermark (event time, ms), once events have been seen.
-    pub fn watermark(&self) -> Option<Millis> {
-        self.runtime.watermark()
+    /// Sources and how far they are.
+    pub fn clock(&self) -> ClockReading {
+        self.runtime.clock()
     }
 
     /// Events refused as late (an event feeding several windows counts once).
     pub fn late_events(&self) -> u64 {
-        self.late_events
+        self.late.iter().sum()
+    }
+
+    /// Late events per input.
+    pub fn late_per_input(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.input_names
+            .iter()
+            .map(String::as_str)
+            .zip(self.late.iter().copied())
+    }
+
+    /// What the windows did, for the summary.
+    pub fn report(&self) -> WindowReport {
+        let stats = self.runtime.stats();
+        let history = self
+            .history
+            .as_ref()
+            .map_or(self.history_stats, |h| h.stats());
+        WindowReport {
+            late: self
+                .late_per_input()
+                .filter(|(_, n)| *n > 0)
+                .map(|(name, n)| (name.to_string(), n))
+                .collect(),
+            reordered: stats.reordered,
+            ordered: history.items,
+            spilled_bytes: history.spilled_bytes,
+            unordered: self.unordered,
+            sources: self.runtime.clock().sources,
+            sources_over_limit: stats.sources_over_limit,
+        }
     }
 
     /// Group keys held and evictions, per windowed rule (id or title, keys,
@@ -184,10 +318,16 @@ impl WindowStage {
             .collect()
     }
 
-    /// Restores state saved by an earlier run: window state, and for each
-    /// file input the position to resume after (a file now shorter than
-    /// that position, or another file than the one read, is read from the
-    /// start; a `.gz` file resumes only if it is the same file). `files` are the inputs' sizes and identities now.
+    /// Wall-clock ms since the stage started, for sources' idleness.
+    fn wall(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Restores state saved by an earlier run: window state, sources'
+    /// progress, and for each file input the position to resume after (a
+    /// file now shorter than that position, or another file than the one
+    /// read, is read from the start; a `.gz` file resumes only if it is
+    /// the same file). `files` are the inputs' sizes and identities now.
     pub fn restore(
         &mut self,
         path: &Path,
@@ -203,19 +343,24 @@ impl WindowStage {
                 })
             }
         };
+        let version: StateVersion =
+            serde_json::from_slice(&bytes).map_err(|e| StateError::Invalid {
+                path: path.to_path_buf(),
+                message: format!("not a vagt state file: {e}"),
+            })?;
+        if version.version != STATE_VERSION {
+            return Err(StateError::Invalid {
+                path: path.to_path_buf(),
+                message: format!(
+                    "version {} (this vagt reads version {STATE_VERSION}; remove the file to start afresh)",
+                    version.version
+                ),
+            });
+        }
         let file: StateFile = serde_json::from_slice(&bytes).map_err(|e| StateError::Invalid {
             path: path.to_path_buf(),
             message: format!("not a vagt state file: {e}"),
         })?;
-        if file.version != STATE_VERSION {
-            return Err(StateError::Invalid {
-                path: path.to_path_buf(),
-                message: format!(
-                    "version {} (this vagt reads version {STATE_VERSION})",
-                    file.version
-                ),
-            });
-        }
         for (index, name) in self.input_names.iter().enumerate() {
             let Some(position) = file.inputs.get(name) else {
                 continue;
@@ -234,7 +379,8 @@ impl WindowStage {
             }
         }
         self.positions = file.inputs;
-        Ok(Some(self.runtime.restore(file.windows)))
+        let wall = self.wall();
+        Ok(Some(self.runtime.restore(file.windows, wall)))
     }
 
     /// Where input `index` resumes, if an earlier run read part of it:
@@ -278,9 +424,13 @@ impl WindowStage {
         Some(batch)
     }
 
-    /// Feeds the matches of a batch to the windows. Rows whose time cannot
-    /// be read, and late rows, come back as dead letters (they were still
-    /// evaluated by the single-event rules).
+    /// Feeds the matches of a batch to the windows (a finite input's to
+    /// its ordering). Rows whose time cannot be read, late rows and rows
+    /// of a history too large to order come back as dead letters (they
+    /// were still evaluated by the single-event rules).
+    ///
+    /// # Errors
+    /// The ordering cannot write to its spill folder.
     pub fn observe(
         &mut self,
         set: &RuleSet,
@@ -289,9 +439,15 @@ impl WindowStage {
         input: usize,
         batch: &EventBatch,
         matches: &[RuleMatch],
-    ) -> Vec<DeadLetter> {
+    ) -> Result<Vec<DeadLetter>, HistoryError> {
+        let finite = self.finite[input];
         if let Some(last) = batch.origins.last() {
-            self.positions.insert(
+            let positions = if finite {
+                &mut self.held_positions
+            } else {
+                &mut self.positions
+            };
+            positions.insert(
                 self.input_names[input].clone(),
                 InputPosition {
                     offset: last.offset,
@@ -307,14 +463,18 @@ impl WindowStage {
             .collect();
         let mut dead = Vec::new();
         if feeding.is_empty() {
-            return dead;
+            return Ok(dead);
         }
+        let wall = self.wall();
+        self.runtime.set_wall(wall);
         let mut rows: Vec<usize> = feeding.iter().map(|m| m.row).collect();
         rows.dedup();
         let times = self.timestamps[input].read(&batch.batch, &rows);
+        let hosts = HostColumn::find(&batch.batch, &self.host_columns);
         let now = chrono::Utc::now().timestamp_millis();
         let raw = batch.raw();
         let mut matched = feeding.iter().peekable();
+        let mut sources: HashMap<(Option<&str>, Option<&str>), SourceId> = HashMap::new();
         for (row, time) in rows.into_iter().zip(times) {
             let text = raw
                 .as_ref()
@@ -333,7 +493,7 @@ impl WindowStage {
                 .collect();
             let time = match time {
                 Ok(t) if t > now + self.max_ahead => {
-                    // One sender's clock must not move everyone's watermark.
+                    // One sender's clock must not move anyone's progress.
                     dead.push(letter(format!(
                         "event time {} is more than {} s ahead of the clock ({}); not applied to windowed rules",
                         format_millis(t),
@@ -350,12 +510,12 @@ impl WindowStage {
             };
             let tie = fnv1a(text.as_bytes());
             let facts = fields.facts(&batch.batch, row);
-            let mut late = None;
             let sender = origin
                 .actor
                 .as_deref()
-                .map(str::to_string)
-                .or_else(|| self.input_actors[input].clone());
+                .or(self.input_actors[input].as_deref());
+            let host = hosts.as_ref().and_then(|h| h.value(row));
+            let mut refused = None;
             for rule in rules {
                 let evidence = Evidence {
                     source: EventSource {
@@ -365,8 +525,8 @@ impl WindowStage {
                     },
                     time,
                     event: text.clone(),
-                    impact: catalog.impact(&facts, &set.rule(rule).logsource, sender.as_deref()),
-                    actor: sender.clone(),
+                    impact: catalog.impact(&facts, &set.rule(rule).logsource, sender),
+                    actor: sender.map(str::to_string),
                 };
                 for feed in plan.base_feeds(rule) {
                     let read =
@@ -389,47 +549,144 @@ impl WindowStage {
                         values: read(&feed.values),
                         evidence: vec![evidence.clone()],
                     };
-                    if let Err(e) = self.runtime.ingest(observation) {
-                        late = Some(e.watermark);
+                    if finite {
+                        if let Some(history) = self.history.as_mut() {
+                            let weight = observation_weight(&observation);
+                            let order = (
+                                time,
+                                tie,
+                                ((feed.window as u64) << 16)
+                                    | (0xffff - feed.slot.min(0xffff) as u64),
+                                origin.offset,
+                            );
+                            if let Err(too_large) = history.push(order, observation, weight)? {
+                                refused = Some(format!(
+                                    "not applied to windowed rules: the files' events to order by time exceed windows.history_memory_bytes ({}) and windows.history_spill_bytes ({}) on disk",
+                                    self.history_limits.memory_bytes, too_large.spill_bytes
+                                ));
+                            }
+                            continue;
+                        }
+                    }
+                    let source = *sources.entry((sender, host)).or_insert_with(|| {
+                        self.runtime.source(SourceKey {
+                            input: self.input_names[input].clone(),
+                            actor: sender.map(str::to_string),
+                            host: host.map(str::to_string),
+                        })
+                    });
+                    if let Err(e) = self.runtime.ingest(observation, source) {
+                        refused = Some(format!(
+                            "late event: its time {} is before the watermark {} of its source ({}{}{}; allowed lateness {} s); not applied to windowed rules",
+                            format_millis(time),
+                            format_millis(e.watermark),
+                            self.input_names[input],
+                            sender.map(|a| format!(", organisation {a}")).unwrap_or_default(),
+                            host.map(|h| format!(", host {h}")).unwrap_or_default(),
+                            self.lateness as f64 / 1000.0
+                        ));
+                        self.late[input] += 1;
                     }
                 }
             }
-            if let Some(watermark) = late {
-                self.late_events += 1;
-                dead.push(letter(format!(
-                    "late event: its time {} is before the watermark {} (allowed lateness {} s); not applied to windowed rules",
-                    format_millis(time),
-                    format_millis(watermark),
-                    self.lateness as f64 / 1000.0
-                )));
+            if let Some(reason) = refused {
+                if finite {
+                    self.unordered += 1;
+                }
+                dead.push(letter(reason));
             }
         }
-        dead
+        Ok(dead)
     }
 
-    /// Applies what the watermark allows; returns the alerts.
+    /// Applies what the sources allow; returns the alerts.
     pub fn release(&mut self, detected_at: &str) -> Vec<Alert> {
         let mut fired = Vec::new();
         self.runtime.release(&mut fired);
         self.alerts(fired, detected_at)
     }
 
-    /// Events waiting for the watermark.
-    pub fn has_pending(&self) -> bool {
-        self.runtime.pending() > 0
+    /// A clock tick: sources idle for `idle_after` stop holding back.
+    pub fn tick(&mut self, detected_at: &str) -> Vec<Alert> {
+        let mut fired = Vec::new();
+        let wall = self.wall();
+        self.runtime.tick(wall, &mut fired);
+        self.alerts(fired, detected_at)
     }
 
-    /// How long the input may be idle (wall clock) before what waits for
-    /// the watermark is applied anyway: the allowed lateness, at least 1 s.
-    pub fn idle_after(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(self.lateness.max(1_000) as u64)
+    /// Input `index` has ended: its sources hold nothing back any more;
+    /// once every finite input has ended, their events are applied in
+    /// event-time order. Alerts go to `send` as they come.
+    ///
+    /// # Errors
+    /// The ordering's spill files cannot be read back.
+    pub fn input_ended(
+        &mut self,
+        index: usize,
+        send: &mut dyn FnMut(Vec<Alert>),
+    ) -> Result<(), HistoryError> {
+        if self.finite[index] {
+            self.finite_open = self.finite_open.saturating_sub(1);
+            if self.finite_open == 0 {
+                self.replay_history(send)?;
+            }
+            return Ok(());
+        }
+        let mut fired = Vec::new();
+        self.runtime
+            .finish_input(&self.input_names[index], &mut fired);
+        send(self.alerts(fired, &now_rfc3339()));
+        Ok(())
     }
 
-    /// End of input, or idle input: applies everything still waiting.
-    pub fn finish(&mut self, detected_at: &str) -> Vec<Alert> {
+    /// Applies the finite inputs' events in event-time order, each as its
+    /// organisation's history source.
+    fn replay_history(&mut self, send: &mut dyn FnMut(Vec<Alert>)) -> Result<(), HistoryError> {
+        let Some(history) = self.history.take() else {
+            return Ok(());
+        };
+        self.history_stats = history.stats();
+        let mut sources: HashMap<Option<String>, SourceId> = HashMap::new();
+        let mut fired = Vec::new();
+        let mut applied = 0usize;
+        for item in history.drain()? {
+            let (_, observation) = item?;
+            let actor = observation.evidence.first().and_then(|e| e.actor.clone());
+            let source = *sources
+                .entry(actor.clone())
+                .or_insert_with(|| self.runtime.history_source(actor));
+            // Ordered: never late.
+            let _ = self.runtime.ingest(observation, source);
+            applied += 1;
+            if applied.is_multiple_of(4096) {
+                self.runtime.release(&mut fired);
+                if !fired.is_empty() {
+                    send(self.alerts(std::mem::take(&mut fired), &now_rfc3339()));
+                }
+            }
+        }
+        for source in sources.into_values() {
+            self.runtime.finish_source(source);
+        }
+        self.runtime.release(&mut fired);
+        send(self.alerts(fired, &now_rfc3339()));
+        // Their events are applied: now the files' positions may be saved.
+        self.positions
+            .extend(std::mem::take(&mut self.held_positions));
+        Ok(())
+    }
+
+    /// End of input: orders and applies what the files brought, then
+    /// everything still waiting. Alerts go to `send`.
+    ///
+    /// # Errors
+    /// The ordering's spill files cannot be read back.
+    pub fn finish(&mut self, send: &mut dyn FnMut(Vec<Alert>)) -> Result<(), HistoryError> {
+        self.replay_history(send)?;
         let mut fired = Vec::new();
         self.runtime.finish(&mut fired);
-        self.alerts(fired, detected_at)
+        send(self.alerts(fired, &now_rfc3339()));
+        Ok(())
     }
 
     /// The state file's content now.
@@ -535,6 +792,45 @@ fn merge(into: &mut Impact, from: &Impact) {
         }
     }
     into.max_criticality = into.max_criticality.max(from.max_criticality);
+}
+
+/// What an observation weighs in memory, about.
+fn observation_weight(observation: &Observation<Evidence>) -> usize {
+    let strings =
+        |values: &[Option<String>]| -> usize { values.iter().flatten().map(String::len).sum() };
+    let evidence: usize = observation
+        .evidence
+        .iter()
+        .map(|e| e.event.len() + e.source.input.len() + 200)
+        .sum();
+    evidence + strings(&observation.group) + strings(&observation.values) + 128
+}
+
+/// The host columns of a batch, in the profile's order.
+struct HostColumn<'a> {
+    columns: Vec<&'a arrow_array::StringArray>,
+}
+
+impl<'a> HostColumn<'a> {
+    fn find(batch: &'a RecordBatch, names: &[String]) -> Option<Self> {
+        let schema = batch.schema();
+        let columns: Vec<&'a arrow_array::StringArray> = names
+            .iter()
+            .filter_map(|n| schema.index_of(n).ok())
+            .map(|i| batch.column(i))
+            .filter(|c| c.data_type() == &DataType::Utf8)
+            .map(|c| c.as_string::<i32>())
+            .collect();
+        (!columns.is_empty()).then_some(HostColumn { columns })
+    }
+
+    /// The first host named in `row`.
+    fn value(&self, row: usize) -> Option<&'a str> {
+        self.columns
+            .iter()
+            .find(|c| c.is_valid(row))
+            .map(|c| c.value(row))
+    }
 }
 
 /// A stable 64-bit hash of the event text: orders events with equal

@@ -468,15 +468,25 @@ fn bad_windowed_rules_and_events_are_reported_and_the_rest_alerts() {
     ];
     std::fs::write(&input, lines.join("\n")).unwrap();
     let dead = dir.path().join("dead.jsonl");
-    let out = vagt(&[
-        "run",
-        "--rules",
-        rules.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--dead-letters",
-        dead.to_str().unwrap(),
-    ]);
+    // A stream (stdin), not a file: a file's events are ordered by time
+    // before the windows see them, and none is late.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vagt"))
+        .args([
+            "run",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--input",
+            "-",
+            "--dead-letters",
+            dead.to_str().unwrap(),
+        ])
+        .stdin(std::fs::File::open(&input).unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take();
+    let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("1 late events"), "{stderr}");
@@ -505,7 +515,7 @@ fn bad_windowed_rules_and_events_are_reported_and_the_rest_alerts() {
         letters[&2]
     );
     assert!(letters[&4].contains("invalid JSON"), "{}", letters[&4]);
-    assert!(letters[&6].starts_with("late event: its time 2026-03-02T09:00:00.000Z is before the watermark 2026-03-02T10:00:15.000Z"), "{}", letters[&6]);
+    assert!(letters[&6].starts_with("late event: its time 2026-03-02T09:00:00.000Z is before the watermark 2026-03-02T10:00:15.000Z of its source (stdin, host HN-LAB-01;"), "{}", letters[&6]);
     assert!(
         letters[&8].contains("timestamp 'not a time' in @timestamp is not a recognised timestamp"),
         "{}",

@@ -78,6 +78,13 @@ pub struct ProfileFile {
     /// names `@timestamp`, `timestamp`, `time`, `ts`, `EventTime`.
     #[serde(default)]
     pub timestamp: Option<TimestampSpec>,
+    /// Columns naming the host an event comes from, in order: with the
+    /// input and the organisation it makes the event's source, whose
+    /// event-time progress windowed rules track on their own. Absent: the
+    /// common names `host.name`, `hostname`, `host`, `Hostname`,
+    /// `Computer`.
+    #[serde(default)]
+    pub host: Option<Vec<String>>,
 }
 
 /// The event-time columns tried when a profile declares none.
@@ -88,6 +95,13 @@ pub fn default_timestamp() -> TimestampSpec {
             .to_vec(),
         format: TimeFormat::Auto,
     }
+}
+
+/// The host columns tried when a profile declares none.
+pub fn default_host() -> Vec<String> {
+    ["host.name", "hostname", "host", "Hostname", "Computer"]
+        .map(String::from)
+        .to_vec()
 }
 
 fn default_prefixes() -> Vec<String> {
@@ -128,6 +142,8 @@ pub struct Profile {
     routes: Vec<LogSourceRoute>,
     /// Where the event time is.
     pub timestamp: TimestampSpec,
+    /// Where the host an event comes from is.
+    pub host: Vec<String>,
 }
 
 /// How a rule's logsource resolves under a profile.
@@ -155,6 +171,7 @@ impl Profile {
             fields: BTreeMap::new(),
             routes: Vec::new(),
             timestamp: default_timestamp(),
+            host: default_host(),
         }
     }
 
@@ -216,6 +233,7 @@ impl Profile {
             fields: file.fields,
             routes,
             timestamp: file.timestamp.unwrap_or_else(default_timestamp),
+            host: file.host.unwrap_or_else(default_host),
         })
     }
 

@@ -1,34 +1,42 @@
 //! The windowed-rule runtime: state per rule and group key, advanced over
 //! event time.
 //!
-//! Observations (a detection rule's match feeding a window) wait in a
-//! reorder buffer until the watermark — the latest event time seen minus
-//! the allowed lateness — passes them, and are then applied in event-time
-//! order (ties broken by the event's content hash). The set of alerts
-//! therefore depends only on the set of events, not on batch sizes or on
-//! the arrival order within the allowed lateness. An observation older
-//! than the watermark is late: it is refused (the caller reports it), not
-//! merged. Conditions with a lower bound fire on the event that completes
-//! them; those that can only be decided when a window ends (`lt`, `lte`,
-//! `neq`, a baseline `below`, an absence) fire when the watermark passes
-//! the window's end.
+//! Observations (a detection rule's match feeding a window) come from
+//! sources (see [`clock`](super::clock)): an observation older than its
+//! own source's watermark is late and refused (the caller reports it).
+//! The others wait until every active source that feeds their group key
+//! has passed them, and are then applied in event-time order (ties broken
+//! by the event's content hash). So a key's alerts depend only on its
+//! events, not on batch sizes, on the arrival order within the allowed
+//! lateness, or on other sources' clocks. Conditions with a lower bound
+//! fire on the event that completes them; those that can only be decided
+//! when a window ends (`lt`, `lte`, `neq`, a baseline `below`, an
+//! absence) fire when the key's clock passes the window's end.
+//!
+//! An event that reaches a key after the key has applied later ones (its
+//! source was idle, or new to the key) is applied at the key's latest time
+//! and counted (`reordered`), never merged out of order.
 //!
 //! State is bounded: at most `max_keys` groups over all rules (the least
 //! recently updated is evicted and counted), `max_values_per_key` distinct
-//! values per group, `max_evidence` evidence items per group, and
-//! `max_pending` observations waiting for the watermark (beyond it the
-//! oldest is applied early and counted). The whole state serialises into
-//! a [`WindowSnapshot`] that a restarted runtime resumes from.
+//! values per group, `max_evidence` evidence items per group,
+//! `max_pending` observations waiting (beyond it the oldest of the source
+//! holding most is applied early and counted) and `max_sources` sources.
+//! The whole state serialises into a [`WindowSnapshot`] that a restarted
+//! runtime resumes from.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
 
+use super::clock::{
+    Clock, ClockReading, DomainId, Gated, Late, Order, SourceId, SourceKey, OBSERVATION, TIMER,
+};
+use super::kinds::{self, Fire, Input, KindState};
 use super::plan::{FieldSource, WindowPlan};
-use super::spec::{Direction, Millis, Range, WindowKind};
+use super::spec::{Millis, WindowKind};
 
 /// Group-by values, in the rule's `group-by` order (`None`: field absent).
 pub type GroupKey = Vec<Option<String>>;
@@ -36,8 +44,8 @@ pub type GroupKey = Vec<Option<String>>;
 /// Bounds and timing of the runtime.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WindowLimits {
-    /// How far behind the latest event time an event may arrive and still
-    /// be applied in order.
+    /// How far behind its source's latest event time an event may arrive
+    /// and still be applied in order.
     pub allowed_lateness: Millis,
     /// Group keys held over all rules.
     pub max_keys: usize,
@@ -46,8 +54,13 @@ pub struct WindowLimits {
     pub max_values_per_key: usize,
     /// Evidence items kept per group and put in an alert.
     pub max_evidence: usize,
-    /// Observations waiting for the watermark.
+    /// Observations waiting for their sources' watermarks.
     pub max_pending: usize,
+    /// Wall-clock ms after which a source that sent nothing stops holding
+    /// back the keys it feeds.
+    pub idle_after: Millis,
+    /// Sources (input, organisation, host) tracked.
+    pub max_sources: usize,
 }
 
 impl Default for WindowLimits {
@@ -58,6 +71,8 @@ impl Default for WindowLimits {
             max_values_per_key: 10_000,
             max_evidence: 10,
             max_pending: 100_000,
+            idle_after: 5_000,
+            max_sources: 10_000,
         }
     }
 }
@@ -100,7 +115,7 @@ pub struct WindowAlert<E> {
     /// bucket value, silence in ms).
     pub value: f64,
     /// Type-specific facts (distinct values, baseline median, new value).
-    pub detail: Map<String, Value>,
+    pub detail: serde_json::Map<String, serde_json::Value>,
     /// Contributing events, the most recent last, at most `max_evidence`.
     pub evidence: Vec<E>,
 }
@@ -114,111 +129,17 @@ pub struct WindowStats {
     pub evicted_keys: u64,
     /// Distinct values forgotten to respect `max_values_per_key`.
     pub evicted_values: u64,
-    /// Observations applied before the watermark passed them, to respect
-    /// `max_pending`.
+    /// Observations applied before their sources' watermarks passed them,
+    /// to respect `max_pending`.
     pub forced: u64,
-}
-
-/// An observation refused because it is older than the watermark.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Late {
-    /// The watermark it fell behind.
-    pub watermark: Millis,
-}
-
-/// (time, tie, window, reversed slot, sequence): the order of application.
-/// A later slot of the same event goes first, so that one event never
-/// completes two steps of an ordered sequence.
-type PendingKey = (Millis, u64, usize, usize, u64);
-type Timer = (Millis, usize, GroupKey);
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Entry {
-    time: Millis,
-    value: Option<String>,
-    number: f64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-enum KindState {
-    Sliding {
-        entries: VecDeque<Entry>,
-        distinct: HashMap<String, u32>,
-        sum: f64,
-        opened: Option<Millis>,
-    },
-    Temporal {
-        latest: Vec<Option<Millis>>,
-        times: VecDeque<Millis>,
-    },
-    Ordered {
-        starts: Vec<Option<Millis>>,
-        times: VecDeque<Millis>,
-    },
-    Baseline {
-        history: VecDeque<f64>,
-        bucket: Option<i64>,
-        open: bool,
-        value: f64,
-        events: u64,
-        fired: bool,
-    },
-    FirstSeen {
-        values: HashMap<String, Millis>,
-    },
-    Absence {
-        last_seen: Millis,
-        silent: bool,
-    },
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct GroupState<E> {
-    touch: u64,
-    evidence: VecDeque<(Millis, E)>,
-    kind: KindState,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(bound(serialize = "E: Serialize", deserialize = "E: DeserializeOwned"))]
-struct RuleState<E> {
-    #[serde(with = "as_pairs")]
-    groups: HashMap<GroupKey, GroupState<E>>,
-    learning_until: Option<Millis>,
-    evicted: u64,
-}
-
-impl<E> Default for RuleState<E> {
-    fn default() -> Self {
-        RuleState {
-            groups: HashMap::new(),
-            learning_until: None,
-            evicted: 0,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(bound(serialize = "E: Serialize", deserialize = "E: DeserializeOwned"))]
-struct State<E> {
-    max_seen: Option<Millis>,
-    released: Option<Millis>,
-    seq: u64,
-    #[serde(with = "as_pairs")]
-    pending: BTreeMap<PendingKey, Observation<E>>,
-    rules: Vec<RuleState<E>>,
-    timers: BTreeSet<Timer>,
-    #[serde(with = "as_pairs")]
-    lru: BTreeMap<u64, (usize, GroupKey)>,
-    stats: WindowStats,
-}
-
-/// The serialisable state of a runtime, tagged with the rules it belongs to.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(bound(serialize = "E: Serialize", deserialize = "E: DeserializeOwned"))]
-pub struct WindowSnapshot<E> {
-    rule_keys: Vec<String>,
-    state: State<E>,
+    /// Observations that reached their key after later ones were applied,
+    /// applied at the key's latest time.
+    #[serde(default)]
+    pub reordered: u64,
+    /// Hosts beyond `max_sources`, counted under their input's and
+    /// organisation's source.
+    #[serde(default)]
+    pub sources_over_limit: u64,
 }
 
 /// What a restore kept and dropped.
@@ -229,55 +150,213 @@ pub struct RestoreReport {
     /// Rules in the snapshot that are no longer loaded (or changed); their
     /// state was dropped.
     pub dropped_rules: usize,
-    /// Observations still waiting for the watermark.
+    /// Observations still waiting for their sources.
     pub pending: usize,
+    /// Sources whose progress was restored.
+    pub sources: usize,
 }
 
-/// The windowed-rule runtime over one stream of observations.
+/// A group key held by the runtime: a slot and its generation, so that a
+/// reference to an evicted key is recognised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KeyRef {
+    slot: u32,
+    generation: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct GroupState<E> {
+    touch: u64,
+    evidence: VecDeque<(Millis, E)>,
+    kind: KindState,
+}
+
+/// A window's group key: its state, the sources that feed it and what
+/// waits for them.
+#[derive(Debug)]
+struct KeyEntry<E> {
+    window: usize,
+    group: GroupKey,
+    generation: u32,
+    /// None until its first observation is applied, and after eviction.
+    state: Option<GroupState<E>>,
+    contributors: Vec<SourceId>,
+    domain: DomainId,
+    /// The latest time applied.
+    applied: Option<Millis>,
+    /// Observations waiting.
+    waiting: u32,
+    /// The scheduled timer: its due time and order.
+    timer: Option<(Millis, Order)>,
+}
+
+/// Sources tracked per key; further sources feeding the same key are not
+/// waited for (their events may then be reordered, and are counted).
+const MAX_CONTRIBUTORS: usize = 32;
+
+#[derive(Debug)]
+struct KeyTable<E> {
+    slots: Vec<Option<KeyEntry<E>>>,
+    generations: Vec<u32>,
+    free: Vec<u32>,
+    /// Per windowed rule: group key → slot.
+    index: Vec<HashMap<GroupKey, u32>>,
+}
+
+/// What waits for the clock.
+#[derive(Debug)]
+enum Item<E> {
+    Observation(KeyRef, Observation<E>),
+    Timer(KeyRef),
+}
+
+impl<E> Item<E> {
+    fn key(&self) -> KeyRef {
+        match self {
+            Item::Observation(k, _) | Item::Timer(k) => *k,
+        }
+    }
+}
+
+impl<E> KeyTable<E> {
+    fn new(rules: usize) -> Self {
+        KeyTable {
+            slots: Vec::new(),
+            generations: Vec::new(),
+            free: Vec::new(),
+            index: (0..rules).map(|_| HashMap::new()).collect(),
+        }
+    }
+
+    fn get(&self, key: KeyRef) -> Option<&KeyEntry<E>> {
+        self.slots
+            .get(key.slot as usize)?
+            .as_ref()
+            .filter(|e| e.generation == key.generation)
+    }
+
+    fn get_mut(&mut self, key: KeyRef) -> Option<&mut KeyEntry<E>> {
+        self.slots
+            .get_mut(key.slot as usize)?
+            .as_mut()
+            .filter(|e| e.generation == key.generation)
+    }
+
+    /// The key of `group` in `window`, created (in `domain`) if new.
+    fn intern(&mut self, window: usize, group: &GroupKey, domain: DomainId) -> KeyRef {
+        if let Some(&slot) = self.index[window].get(group) {
+            return KeyRef {
+                slot,
+                generation: self.generations[slot as usize],
+            };
+        }
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(None);
+                self.generations.push(0);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let generation = self.generations[slot as usize].wrapping_add(1);
+        self.generations[slot as usize] = generation;
+        self.slots[slot as usize] = Some(KeyEntry {
+            window,
+            group: group.clone(),
+            generation,
+            state: None,
+            contributors: Vec::new(),
+            domain,
+            applied: None,
+            waiting: 0,
+            timer: None,
+        });
+        self.index[window].insert(group.clone(), slot);
+        KeyRef { slot, generation }
+    }
+
+    /// Forgets a key that holds nothing any more.
+    fn release_if_empty(&mut self, key: KeyRef) {
+        let empty = self
+            .get(key)
+            .is_some_and(|e| e.state.is_none() && e.waiting == 0 && e.timer.is_none());
+        if empty {
+            let entry = self.slots[key.slot as usize].take().expect("checked");
+            self.index[entry.window].remove(&entry.group);
+            self.free.push(key.slot);
+        }
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (KeyRef, &KeyEntry<E>)> {
+        self.slots.iter().enumerate().filter_map(|(slot, e)| {
+            e.as_ref().map(|e| {
+                (
+                    KeyRef {
+                        slot: slot as u32,
+                        generation: e.generation,
+                    },
+                    e,
+                )
+            })
+        })
+    }
+}
+
+impl<E> Gated<Item<E>> for KeyTable<E> {
+    fn gates(&self, item: &Item<E>) -> Option<(&[SourceId], DomainId)> {
+        self.get(item.key())
+            .map(|e| (e.contributors.as_slice(), e.domain))
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct RuleMeta {
+    learning_until: Option<Millis>,
+    evicted: u64,
+    keys: usize,
+}
+
+/// The windowed-rule runtime over the observations of any number of
+/// sources.
 #[derive(Debug)]
 pub struct WindowRuntime<E> {
     plan: Arc<WindowPlan>,
     limits: WindowLimits,
-    state: State<E>,
+    keys: KeyTable<E>,
+    clock: Clock<Item<E>>,
+    lru: BTreeMap<u64, KeyRef>,
+    rules: Vec<RuleMeta>,
+    seq: u64,
+    pending: usize,
+    stats: WindowStats,
 }
 
-struct Fire {
-    first: Millis,
-    last: Millis,
-    /// When it was decided (the completing event's time, or the end of the
-    /// window): chained rules see the alert at this time, which keeps
-    /// them in event-time order.
-    decided_at: Millis,
-    count: u64,
-    value: f64,
-    detail: Map<String, Value>,
-    reset: bool,
-}
+/// The name of the source a replayed history is read as.
+pub const HISTORY_INPUT: &str = "(history)";
 
 impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
     /// A runtime with empty state.
     pub fn new(plan: Arc<WindowPlan>, limits: WindowLimits) -> Self {
-        let rules = (0..plan.rules.len())
-            .map(|_| RuleState::default())
-            .collect();
+        let limits = WindowLimits {
+            max_keys: limits.max_keys.max(1),
+            max_pending: limits.max_pending.max(1),
+            max_values_per_key: limits.max_values_per_key.max(1),
+            ..limits
+        };
         WindowRuntime {
+            keys: KeyTable::new(plan.rules.len()),
+            clock: Clock::new(
+                limits.allowed_lateness,
+                limits.idle_after,
+                limits.max_sources,
+            ),
+            lru: BTreeMap::new(),
+            rules: vec![RuleMeta::default(); plan.rules.len()],
             plan,
-            limits: WindowLimits {
-                max_keys: limits.max_keys.max(1),
-                max_pending: limits.max_pending.max(1),
-                max_values_per_key: limits.max_values_per_key.max(1),
-                ..limits
-            },
-            state: State {
-                max_seen: None,
-                released: None,
-                seq: 0,
-                pending: BTreeMap::new(),
-                rules,
-                timers: BTreeSet::new(),
-                lru: BTreeMap::new(),
-                stats: WindowStats::default(),
-            },
+            limits,
+            seq: 0,
+            pending: 0,
+            stats: WindowStats::default(),
         }
     }
 
@@ -288,522 +367,314 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
 
     /// Counters so far.
     pub fn stats(&self) -> WindowStats {
-        self.state.stats
+        WindowStats {
+            sources_over_limit: self.clock.over_limit,
+            ..self.stats
+        }
     }
 
     /// Group keys held, per rule.
     pub fn keys_per_rule(&self) -> Vec<usize> {
-        self.state.rules.iter().map(|r| r.groups.len()).collect()
+        self.rules.iter().map(|r| r.keys).collect()
     }
 
     /// Keys evicted so far, per rule.
     pub fn evictions_per_rule(&self) -> Vec<u64> {
-        self.state.rules.iter().map(|r| r.evicted).collect()
+        self.rules.iter().map(|r| r.evicted).collect()
     }
 
-    /// Observations waiting for the watermark.
+    /// Observations waiting for their sources.
     pub fn pending(&self) -> usize {
-        self.state.pending.len()
+        self.pending
     }
 
-    /// The watermark: events older than this are late.
-    pub fn watermark(&self) -> Option<Millis> {
-        let wm = self
-            .state
-            .max_seen?
-            .saturating_sub(self.limits.allowed_lateness);
-        Some(self.state.released.map_or(wm, |r| r.max(wm)))
+    /// Sources and how far they are.
+    pub fn clock(&self) -> ClockReading {
+        self.clock.reading()
     }
 
-    /// Accepts an observation, or refuses it as late. Nothing is applied
-    /// until [`release`](Self::release).
-    pub fn ingest(&mut self, obs: Observation<E>) -> Result<(), Late> {
-        if let Some(watermark) = self.watermark().filter(|wm| obs.time < *wm) {
-            self.state.stats.late += 1;
-            return Err(Late { watermark });
+    /// The source of events from `key`, created on first use.
+    pub fn source(&mut self, key: SourceKey) -> SourceId {
+        self.clock.source(key, false)
+    }
+
+    /// The source a history replayed in event-time order is read as, per
+    /// organisation: nothing it sends is late or waits for lateness.
+    pub fn history_source(&mut self, actor: Option<String>) -> SourceId {
+        self.clock.source(
+            SourceKey {
+                input: HISTORY_INPUT.into(),
+                actor,
+                host: None,
+            },
+            true,
+        )
+    }
+
+    /// The wall clock (ms, any epoch) arrivals are stamped with, for
+    /// idleness.
+    pub fn set_wall(&mut self, wall_ms: u64) {
+        self.clock.set_wall(wall_ms);
+    }
+
+    /// Accepts an observation from `source`, or refuses it as late.
+    /// Nothing is applied until [`release`](Self::release).
+    pub fn ingest(&mut self, obs: Observation<E>, source: SourceId) -> Result<(), Late> {
+        if let Err(late) = self.clock.arrive(source, obs.time) {
+            self.stats.late += 1;
+            return Err(late);
         }
-        self.state.max_seen = Some(self.state.max_seen.map_or(obs.time, |m| m.max(obs.time)));
-        self.state.seq += 1;
-        let key = (
-            obs.time,
-            obs.tie,
-            obs.window,
-            usize::MAX - obs.slot,
-            self.state.seq,
-        );
-        self.state.pending.insert(key, obs);
+        let domain = self.clock.domain_of(source);
+        let key = self.keys.intern(obs.window, &obs.group, domain);
+        let entry = self.keys.get_mut(key).expect("just interned");
+        if !entry.contributors.contains(&source) && entry.contributors.len() < MAX_CONTRIBUTORS {
+            entry.contributors.push(source);
+        }
+        entry.waiting += 1;
+        self.pending += 1;
+        self.seq += 1;
+        let order = observation_order(&obs, self.seq);
+        let item = Item::Observation(key, obs);
+        let gates = self.keys.gates(&item);
+        self.clock.place(order, item, gates);
         Ok(())
     }
 
-    /// Applies every observation the watermark has passed, in event-time
-    /// order, and fires the windows that ended before it.
+    /// Applies every observation and fires every timer that its sources
+    /// no longer hold back, in event-time order.
     pub fn release(&mut self, out: &mut Vec<WindowAlert<E>>) {
-        while self.state.pending.len() > self.limits.max_pending {
-            let (_, obs) = self.state.pending.pop_first().expect("non-empty");
-            self.state.stats.forced += 1;
-            self.apply(obs, out);
+        while self.pending > self.limits.max_pending && self.clock.force_one() {
+            self.stats.forced += 1;
+            self.apply_ready(out, true);
         }
-        let Some(watermark) = self.watermark() else {
+        self.clock.settle(&self.keys);
+        self.apply_ready(out, false);
+    }
+
+    /// Wall clock now (ms): sources idle for `idle_after` stop holding
+    /// back; what they held is applied.
+    pub fn tick(&mut self, wall_ms: u64, out: &mut Vec<WindowAlert<E>>) {
+        self.clock.idle_check(wall_ms);
+        self.release(out);
+    }
+
+    /// An input ended: its sources hold back nothing from now on.
+    pub fn finish_input(&mut self, input: &str, out: &mut Vec<WindowAlert<E>>) {
+        self.clock.finish_input(input);
+        self.release(out);
+    }
+
+    /// A source has ended (a replayed history): it holds back nothing from
+    /// now on. Applied at the next release.
+    pub fn finish_source(&mut self, source: SourceId) {
+        self.clock.finish_source(source);
+    }
+
+    /// End of input: applies everything still waiting and fires the
+    /// windows that ended before each organisation's last event. Windows
+    /// still open stay open (in the snapshot, should the stream continue).
+    pub fn finish(&mut self, out: &mut Vec<WindowAlert<E>>) {
+        self.clock.finish_all();
+        self.release(out);
+    }
+
+    /// Applies what is ready; with `one`, only the first item.
+    fn apply_ready(&mut self, out: &mut Vec<WindowAlert<E>>, one: bool) {
+        while let Some((order, item)) = self.clock.pop_ready() {
+            let key = item.key();
+            match item {
+                Item::Observation(key, obs) => {
+                    self.pending -= 1;
+                    if let Some(entry) = self.keys.get_mut(key) {
+                        entry.waiting -= 1;
+                    }
+                    self.apply(key, obs, out);
+                }
+                Item::Timer(key) => {
+                    let scheduled = self.keys.get(key).and_then(|e| e.timer);
+                    if scheduled.is_some_and(|(_, o)| o == order) {
+                        self.fire_timer(key, out);
+                    }
+                }
+            }
+            self.keys.release_if_empty(key);
+            if one {
+                break;
+            }
+        }
+    }
+
+    /// Fires the key's scheduled timer.
+    fn fire_timer(&mut self, key: KeyRef, out: &mut Vec<WindowAlert<E>>) {
+        let plan = self.plan.clone();
+        let Some(entry) = self.keys.get_mut(key) else {
             return;
         };
-        self.release_until(watermark, out);
-    }
-
-    /// End of input, or an idle input: applies everything still waiting
-    /// (as if the allowed lateness had passed) and fires windows that ended
-    /// before the last event. Windows still open stay open (in the
-    /// snapshot, should the stream continue); an event older than the last
-    /// one applied is late from now on.
-    pub fn finish(&mut self, out: &mut Vec<WindowAlert<E>>) {
-        if let Some(max_seen) = self.state.max_seen {
-            self.release_until(max_seen, out);
+        let Some((due, order)) = entry.timer.take() else {
+            return;
+        };
+        // Fired ahead of its turn (by an event of its key after it): it no
+        // longer waits anywhere.
+        self.clock.take(&order, &entry.contributors, entry.domain);
+        let rule = &plan.rules[entry.window].rule;
+        let Some(group) = entry.state.as_mut() else {
+            return;
+        };
+        let fire = kinds::on_timer(rule, &mut group.kind, due);
+        // A state that still asks for the same moment is not asked again.
+        if kinds::next_due(rule, &group.kind) != Some(due) {
+            self.reschedule(key);
         }
-    }
-
-    fn release_until(&mut self, limit: Millis, out: &mut Vec<WindowAlert<E>>) {
-        while let Some(entry) = self.state.pending.first_entry() {
-            if entry.key().0 > limit {
-                break;
-            }
-            let obs = entry.remove();
-            self.apply(obs, out);
-        }
-        self.fire_timers(limit, out);
-    }
-
-    fn apply(&mut self, obs: Observation<E>, out: &mut Vec<WindowAlert<E>>) {
-        // Windows that ended before this event are decided first.
-        self.fire_timers(obs.time, out);
-        self.state.released = Some(self.state.released.map_or(obs.time, |r| r.max(obs.time)));
-        self.process(obs, out);
-    }
-
-    /// Fires timers due strictly before `limit`.
-    fn fire_timers(&mut self, limit: Millis, out: &mut Vec<WindowAlert<E>>) {
-        while let Some(first) = self.state.timers.first() {
-            if first.0 >= limit {
-                break;
-            }
-            let (due, window, key) = self.state.timers.pop_first().expect("non-empty");
-            if let Some(fire) = self.on_timer(due, window, &key) {
-                let fire = Fire {
+        if let Some(fire) = fire {
+            self.emit(
+                key,
+                Fire {
                     decided_at: due,
                     ..fire
-                };
-                self.emit(window, &key, fire, out);
-            }
-        }
-    }
-
-    fn on_timer(&mut self, due: Millis, window: usize, key: &GroupKey) -> Option<Fire> {
-        let plan = self.plan.clone();
-        let rule = &plan.rules[window].rule;
-        let group = self.state.rules[window].groups.get_mut(key)?;
-        match (&rule.kind, &mut group.kind) {
-            (_, KindState::Sliding { opened, .. }) if *opened == Some(due - rule.timespan) => {
-                close_sliding(rule, &mut group.kind, due)
-            }
-            (_, KindState::Absence { last_seen, silent })
-                if !*silent && *last_seen + rule.timespan == due =>
-            {
-                *silent = true;
-                Some(Fire {
-                    first: *last_seen,
-                    last: *last_seen,
-                    count: 0,
-                    value: rule.timespan as f64,
-                    detail: obj(json!({
-                        "silent_since": super::time::format_millis(*last_seen),
-                        "limit_seconds": rule.timespan / 1000,
-                    })),
-                    reset: false,
-                    decided_at: due,
-                })
-            }
-            (
-                WindowKind::Baseline(spec),
-                KindState::Baseline {
-                    bucket: Some(b),
-                    open: true,
-                    ..
                 },
-            ) if (*b + 1) * spec.bucket == due => close_bucket(spec, &mut group.kind, due),
-            _ => None,
+                out,
+            );
         }
     }
 
-    fn process(&mut self, obs: Observation<E>, out: &mut Vec<WindowAlert<E>>) {
+    /// Applies one observation to its key, in the key's event-time order.
+    fn apply(&mut self, key: KeyRef, obs: Observation<E>, out: &mut Vec<WindowAlert<E>>) {
         let plan = self.plan.clone();
         let window = obs.window;
         let rule = &plan.rules[window].rule;
-        let now = obs.time;
-        let limits = self.limits;
-        let value_key = (!obs.values.is_empty())
-            .then(|| {
-                obs.values
-                    .iter()
-                    .map(|v| v.as_deref())
-                    .collect::<Option<Vec<&str>>>()
-                    .map(|v| v.join("\u{1f}"))
-            })
-            .flatten();
-        let needs_value = !rule.kind.value_fields().is_empty();
-        if needs_value && value_key.is_none() && !matches!(rule.kind, WindowKind::Baseline(_)) {
+        let Some(entry) = self.keys.get_mut(key) else {
             return;
-        }
-        let number = value_key
-            .as_deref()
-            .and_then(|v| v.trim().parse::<f64>().ok());
-        if matches!(
-            rule.kind,
-            WindowKind::ValueSum { .. } | WindowKind::ValueAvg { .. }
-        ) && number.is_none()
-        {
-            return;
-        }
-        if let WindowKind::Baseline(spec) = &rule.kind {
-            if spec.field.is_some() && number.is_none() {
-                return;
+        };
+        let now = match entry.applied {
+            Some(applied) if obs.time < applied => {
+                self.stats.reordered += 1;
+                applied
             }
+            _ => obs.time,
+        };
+        entry.applied = Some(now);
+        // The key's window that ended before this event is decided first.
+        if entry.timer.is_some_and(|(due, _)| due < now) {
+            self.fire_timer(key, out);
         }
-        let rule_state = &mut self.state.rules[window];
+        let Some(input) = Input::read(&rule.kind, &obs.values) else {
+            return;
+        };
         if let WindowKind::FirstSeen { learning, .. } = rule.kind {
-            rule_state
+            self.rules[window]
                 .learning_until
                 .get_or_insert(now.saturating_add(learning));
         }
-        let learning_until = rule_state.learning_until;
-        let is_new = !rule_state.groups.contains_key(&obs.group);
-        let group = rule_state
-            .groups
-            .entry(obs.group.clone())
-            .or_insert_with(|| GroupState {
-                touch: 0,
-                evidence: VecDeque::new(),
-                kind: initial_state(&rule.kind, rule.rules.len(), now),
-            });
+        let learning_until = self.rules[window].learning_until;
+        let limits = self.limits;
+        let Some(entry) = self.keys.get_mut(key) else {
+            return;
+        };
+        if entry.state.is_none() {
+            self.rules[window].keys += 1;
+        }
+        let group = entry.state.get_or_insert_with(|| GroupState {
+            touch: 0,
+            evidence: VecDeque::new(),
+            kind: kinds::initial_state(&rule.kind, rule.rules.len(), now),
+        });
         for e in obs.evidence {
             group.evidence.push_back((now, e));
             if group.evidence.len() > limits.max_evidence {
                 group.evidence.pop_front();
             }
         }
-        let mut timers_add: Vec<Millis> = Vec::new();
-        let mut timers_remove: Vec<Millis> = Vec::new();
-        let mut evicted_values = 0u64;
-        let condition = rule
-            .condition
-            .unwrap_or_else(|| Range::at_least(rule.rules.len() as f64));
-        let fire: Option<Fire> = match (&rule.kind, &mut group.kind) {
-            (WindowKind::Absence, KindState::Absence { last_seen, silent }) => {
-                if !is_new && !*silent {
-                    timers_remove.push(*last_seen + rule.timespan);
-                }
-                *last_seen = now;
-                *silent = false;
-                timers_add.push(now + rule.timespan);
-                None
-            }
-            (WindowKind::FirstSeen { .. }, KindState::FirstSeen { values }) => {
-                let value = value_key.clone().expect("checked above");
-                let new = values.insert(value.clone(), now).is_none();
-                if values.len() > limits.max_values_per_key {
-                    if let Some(oldest) = values
-                        .iter()
-                        .min_by_key(|(_, t)| **t)
-                        .map(|(v, _)| v.clone())
-                    {
-                        values.remove(&oldest);
-                        evicted_values += 1;
-                    }
-                }
-                (new && learning_until.is_some_and(|until| now >= until)).then(|| Fire {
-                    first: now,
-                    last: now,
-                    count: 1,
-                    value: values.len() as f64,
-                    detail: obj(json!({ "new_value": value.replace('\u{1f}', " | "), "known_values": values.len() - 1 })),
-                    reset: false,
-                    decided_at: now,
-                })
-            }
-            (WindowKind::Baseline(spec), state) => {
-                let b = now.div_euclid(spec.bucket);
-                let mut fire = None;
-                if let KindState::Baseline { bucket, open, .. } = state {
-                    match *bucket {
-                        Some(current) if b > current => {
-                            if *open {
-                                timers_remove.push((current + 1) * spec.bucket);
-                                fire = close_bucket(spec, state, now);
-                            }
-                            if let KindState::Baseline {
-                                history,
-                                bucket,
-                                open,
-                                value,
-                                events,
-                                fired,
-                            } = state
-                            {
-                                let gap =
-                                    (b - bucket.unwrap_or(b) - 1).clamp(0, spec.history as i64);
-                                for _ in 0..gap {
-                                    push_history(history, 0.0, spec.history);
-                                }
-                                *bucket = Some(b);
-                                *open = true;
-                                *value = 0.0;
-                                *events = 0;
-                                *fired = false;
-                            }
-                            if spec.direction == Direction::Below {
-                                timers_add.push((b + 1) * spec.bucket);
-                            }
-                        }
-                        None => {
-                            *bucket = Some(b);
-                            *open = true;
-                            if spec.direction == Direction::Below {
-                                timers_add.push((b + 1) * spec.bucket);
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                if let KindState::Baseline {
-                    history,
-                    value,
-                    events,
-                    fired,
-                    ..
-                } = state
-                {
-                    *value += number.unwrap_or(1.0);
-                    *events += 1;
-                    if fire.is_none()
-                        && spec.direction == Direction::Above
-                        && !*fired
-                        && history.len() >= spec.warmup
-                    {
-                        let (median, spread) = robust_centre(history);
-                        if *value > median + spec.threshold * spread {
-                            *fired = true;
-                            fire = Some(Fire {
-                                first: b * spec.bucket,
-                                last: now,
-                                count: *events,
-                                value: *value,
-                                detail: baseline_detail(spec, median, spread, b),
-                                reset: false,
-                                decided_at: now,
-                            });
-                        }
-                    }
-                }
-                fire
-            }
-            (WindowKind::Temporal, KindState::Temporal { latest, times }) => {
-                latest[obs.slot] = Some(now);
-                times.push_back(now);
-                let start = now - rule.timespan;
-                while times.front().is_some_and(|t| *t < start) {
-                    times.pop_front();
-                }
-                let present: Vec<Millis> = latest
-                    .iter()
-                    .flatten()
-                    .copied()
-                    .filter(|t| *t >= start)
-                    .collect();
-                let matched = present.len() as f64;
-                condition.holds(matched).then(|| Fire {
-                    first: present.iter().copied().min().unwrap_or(now),
-                    last: now,
-                    count: times.len() as u64,
-                    value: matched,
-                    detail: obj(
-                        json!({ "rules_matched": matched as u64, "rules": rule.rules.len() }),
-                    ),
-                    reset: true,
-                    decided_at: now,
-                })
-            }
-            (WindowKind::TemporalOrdered, KindState::Ordered { starts, times }) => {
-                let start = now - rule.timespan;
-                for s in starts.iter_mut() {
-                    if s.is_some_and(|s| s < start) {
-                        *s = None;
-                    }
-                }
-                times.push_back(now);
-                while times.front().is_some_and(|t| *t < start) {
-                    times.pop_front();
-                }
-                if obs.slot == 0 {
-                    starts[0] = Some(now);
-                } else if let Some(begun) = starts[obs.slot - 1] {
-                    starts[obs.slot] = Some(starts[obs.slot].map_or(begun, |s| s.max(begun)));
-                }
-                let last_step = starts.len() - 1;
-                starts[last_step]
-                    .filter(|_| obs.slot == last_step)
-                    .map(|begun| Fire {
-                        first: begun,
-                        last: now,
-                        count: times.iter().filter(|t| **t >= begun).count() as u64,
-                        value: starts.len() as f64,
-                        detail: obj(json!({ "steps": starts.len() })),
-                        reset: true,
-                        decided_at: now,
-                    })
-            }
-            (_, state @ KindState::Sliding { .. }) => {
-                let mut fire = None;
-                // A percentile is about the current event's value: it is
-                // always decided on the event.
-                let decided_on_event = condition.decided_on_event()
-                    || matches!(rule.kind, WindowKind::ValuePercentile { .. });
-                if !decided_on_event {
-                    if let KindState::Sliding {
-                        opened: Some(o), ..
-                    } = state
-                    {
-                        if now > *o + rule.timespan {
-                            timers_remove.push(*o + rule.timespan);
-                            fire = close_sliding(rule, state, now);
-                        }
-                    }
-                }
-                if let KindState::Sliding {
-                    entries,
-                    distinct,
-                    sum,
-                    opened,
-                } = state
-                {
-                    if !decided_on_event && opened.is_none() {
-                        *opened = Some(now);
-                        timers_add.push(now + rule.timespan);
-                    }
-                    // Beyond the bound, a new value is counted as an event
-                    // but not remembered.
-                    let mut value = value_key.clone();
-                    if let Some(v) = &value {
-                        if !distinct.contains_key(v) && distinct.len() >= limits.max_values_per_key
-                        {
-                            evicted_values += 1;
-                            value = None;
-                        }
-                    }
-                    if let Some(v) = &value {
-                        *distinct.entry(v.clone()).or_insert(0) += 1;
-                    }
-                    entries.push_back(Entry {
-                        time: now,
-                        value,
-                        number: number.unwrap_or(0.0),
-                    });
-                    *sum += number.unwrap_or(0.0);
-                }
-                if decided_on_event {
-                    let start = now - rule.timespan;
-                    if let KindState::Sliding {
-                        entries,
-                        distinct,
-                        sum,
-                        ..
-                    } = state
-                    {
-                        while entries.front().is_some_and(|e| e.time < start) {
-                            let gone = entries.pop_front().expect("non-empty");
-                            forget(distinct, sum, &gone);
-                        }
-                    }
-                    let (metric, detail) = sliding_metric(&rule.kind, state, value_key.as_deref());
-                    if !metric.is_nan() && condition.holds(metric) {
-                        if let KindState::Sliding { entries, .. } = state {
-                            fire = Some(Fire {
-                                first: entries.front().map_or(now, |e| e.time),
-                                last: now,
-                                count: entries.len() as u64,
-                                value: metric,
-                                detail,
-                                reset: true,
-                                decided_at: now,
-                            });
-                        }
-                    }
-                }
-                fire
-            }
-            _ => None,
+        let update = kinds::update(
+            rule,
+            &mut group.kind,
+            now,
+            obs.slot,
+            &input,
+            &limits,
+            learning_until,
+        );
+        self.stats.evicted_values += update.evicted_values;
+        self.reschedule(key);
+        self.touch(key);
+        if let Some(fire) = update.fire {
+            self.emit(key, fire, out);
+        }
+    }
+
+    /// Schedules the key's timer for what its state now needs decided.
+    fn reschedule(&mut self, key: KeyRef) {
+        let plan = self.plan.clone();
+        let Some(entry) = self.keys.get_mut(key) else {
+            return;
         };
-        self.state.stats.evicted_values += evicted_values;
-        for due in timers_remove {
-            self.state.timers.remove(&(due, window, obs.group.clone()));
+        let due = entry
+            .state
+            .as_ref()
+            .and_then(|g| kinds::next_due(&plan.rules[entry.window].rule, &g.kind));
+        if entry.timer.map(|(d, _)| d) == due {
+            return;
         }
-        for due in timers_add {
-            self.state.timers.insert((due, window, obs.group.clone()));
+        if let Some((_, order)) = entry.timer.take() {
+            self.clock.take(&order, &entry.contributors, entry.domain);
         }
-        self.touch(window, &obs.group);
-        if let Some(fire) = fire {
-            self.emit(window, &obs.group, fire, out);
+        if let Some(due) = due {
+            self.seq += 1;
+            let order: Order = (due, TIMER, 0, entry.window, 0, self.seq);
+            entry.timer = Some((due, order));
+            self.clock.place(
+                order,
+                Item::Timer(key),
+                Some((&entry.contributors, entry.domain)),
+            );
         }
     }
 
     /// Marks a group as just used and evicts the least recently used
     /// groups beyond `max_keys`.
-    fn touch(&mut self, window: usize, key: &GroupKey) {
-        self.state.seq += 1;
-        let seq = self.state.seq;
-        let Some(group) = self.state.rules[window].groups.get_mut(key) else {
+    fn touch(&mut self, key: KeyRef) {
+        self.seq += 1;
+        let seq = self.seq;
+        let Some(group) = self.keys.get_mut(key).and_then(|e| e.state.as_mut()) else {
             return;
         };
         let old = std::mem::replace(&mut group.touch, seq);
-        self.state.lru.remove(&old);
-        self.state.lru.insert(seq, (window, key.clone()));
-        while self.state.lru.len() > self.limits.max_keys {
-            let (_, (w, k)) = self.state.lru.pop_first().expect("non-empty");
-            if let Some(gone) = self.state.rules[w].groups.remove(&k) {
-                let timespan = self.plan.rules[w].rule.timespan;
-                let due = match (&self.plan.rules[w].rule.kind, gone.kind) {
-                    (
-                        _,
-                        KindState::Sliding {
-                            opened: Some(o), ..
-                        },
-                    ) => Some(o + timespan),
-                    (
-                        _,
-                        KindState::Absence {
-                            last_seen,
-                            silent: false,
-                        },
-                    ) => Some(last_seen + timespan),
-                    (
-                        WindowKind::Baseline(spec),
-                        KindState::Baseline {
-                            bucket: Some(b),
-                            open: true,
-                            ..
-                        },
-                    ) => Some((b + 1) * spec.bucket),
-                    _ => None,
-                };
-                if let Some(due) = due {
-                    self.state.timers.remove(&(due, w, k));
-                }
-                self.state.rules[w].evicted += 1;
-                self.state.stats.evicted_keys += 1;
-            }
+        self.lru.remove(&old);
+        self.lru.insert(seq, key);
+        while self.lru.len() > self.limits.max_keys {
+            let (_, gone) = self.lru.pop_first().expect("non-empty");
+            self.evict(gone);
         }
     }
 
-    fn emit(&mut self, window: usize, key: &GroupKey, fire: Fire, out: &mut Vec<WindowAlert<E>>) {
+    /// Drops a key's state and timer; it is forgotten once nothing waits
+    /// for it.
+    fn evict(&mut self, key: KeyRef) {
+        let Some(entry) = self.keys.get_mut(key) else {
+            return;
+        };
+        if entry.state.take().is_none() {
+            return;
+        }
+        if let Some((_, order)) = entry.timer.take() {
+            self.clock.take(&order, &entry.contributors, entry.domain);
+        }
+        let window = entry.window;
+        self.rules[window].evicted += 1;
+        self.rules[window].keys -= 1;
+        self.stats.evicted_keys += 1;
+        self.keys.release_if_empty(key);
+    }
+
+    fn emit(&mut self, key: KeyRef, fire: Fire, out: &mut Vec<WindowAlert<E>>) {
         let plan = self.plan.clone();
+        let Some(entry) = self.keys.get_mut(key) else {
+            return;
+        };
+        let window = entry.window;
         let planned = &plan.rules[window];
-        let Some(group) = self.state.rules[window].groups.get_mut(key) else {
+        let group_key = entry.group.clone();
+        let domain = entry.domain;
+        let Some(group) = entry.state.as_mut() else {
             return;
         };
         // The events in the window; for an absence, the last one seen.
@@ -824,7 +695,9 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
         };
         if fire.reset {
             group.evidence.clear();
-            group.kind = initial_state(&planned.rule.kind, planned.rule.rules.len(), fire.last);
+            group.kind =
+                kinds::initial_state(&planned.rule.kind, planned.rule.rules.len(), fire.last);
+            self.reschedule(key);
         }
         let alert = WindowAlert {
             window,
@@ -833,7 +706,7 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
                 .group_by
                 .iter()
                 .cloned()
-                .zip(key.iter().cloned())
+                .zip(group_key.iter().cloned())
                 .collect(),
             first: fire.first,
             last: fire.last,
@@ -842,13 +715,14 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
             detail: fire.detail,
             evidence,
         };
-        // Chained rules see the alert as an event at its last time.
+        // Chained rules see the alert as an event at its decision time, fed
+        // by the same sources.
         for feed in plan.window_feeds(window) {
             let pick = |sources: &[FieldSource]| -> Vec<Option<String>> {
                 sources
                     .iter()
                     .map(|s| match s {
-                        FieldSource::ChildGroup(i) => key.get(*i).cloned().flatten(),
+                        FieldSource::ChildGroup(i) => group_key.get(*i).cloned().flatten(),
                         FieldSource::Columns(_) => None,
                     })
                     .collect()
@@ -856,7 +730,22 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
             // Key parts beyond the group-by fields (the organisation the
             // events came from) carry over to the chained rule.
             let mut group = pick(&feed.group);
-            group.extend(key.iter().skip(planned.rule.group_by.len()).cloned());
+            group.extend(group_key.iter().skip(planned.rule.group_by.len()).cloned());
+            let contributors = self
+                .keys
+                .get(key)
+                .map(|e| e.contributors.clone())
+                .unwrap_or_default();
+            let chained = self.keys.intern(feed.window, &group, domain);
+            if let Some(entry) = self.keys.get_mut(chained) {
+                for c in &contributors {
+                    if !entry.contributors.contains(c)
+                        && entry.contributors.len() < MAX_CONTRIBUTORS
+                    {
+                        entry.contributors.push(*c);
+                    }
+                }
+            }
             let obs = Observation {
                 time: fire.decided_at,
                 tie: 0,
@@ -866,7 +755,7 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
                 values: pick(&feed.values),
                 evidence: alert.evidence.clone(),
             };
-            self.process(obs, out);
+            self.apply(chained, obs, out);
         }
         if planned.emits {
             out.push(alert);
@@ -875,16 +764,57 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
 
     /// The state, for writing to disk.
     pub fn snapshot(&self) -> WindowSnapshot<E> {
+        let sources = self
+            .clock
+            .sources()
+            .iter()
+            .map(|s| SavedSource {
+                key: s.key.clone(),
+                max_seen: s.max_seen,
+                ordered: s.ordered,
+            })
+            .collect();
+        let keys = self
+            .keys
+            .entries()
+            .map(|(_, e)| SavedKey {
+                window: e.window,
+                group: e.group.clone(),
+                state: e.state.clone(),
+                contributors: e.contributors.clone(),
+                applied: e.applied,
+            })
+            .collect();
+        let pending = self
+            .clock
+            .waiting()
+            .filter_map(|(order, item)| match item {
+                Item::Observation(_, obs) => Some(SavedPending {
+                    seq: order.5,
+                    obs: obs.clone(),
+                }),
+                Item::Timer(_) => None,
+            })
+            .collect();
         WindowSnapshot {
             rule_keys: self.plan.rules.iter().map(|r| r.key.clone()).collect(),
-            state: self.state.clone(),
+            state: SavedState {
+                sources,
+                keys,
+                pending,
+                rules: self.rules.clone(),
+                seq: self.seq,
+                stats: self.stats,
+            },
         }
     }
 
-    /// Resumes from a snapshot. State of rules that are no longer loaded
-    /// (or whose definition changed) is dropped; rules new since the
-    /// snapshot start empty.
-    pub fn restore(&mut self, snapshot: WindowSnapshot<E>) -> RestoreReport {
+    /// Resumes from a snapshot (taken at wall clock `wall_ms` now). State of
+    /// rules that are no longer loaded (or whose definition changed) is
+    /// dropped; rules new since the snapshot start empty. Sources resume
+    /// their progress and hold back what they feed as if they had just
+    /// sent.
+    pub fn restore(&mut self, snapshot: WindowSnapshot<E>, wall_ms: u64) -> RestoreReport {
         let index: HashMap<&str, usize> = self
             .plan
             .rules
@@ -897,290 +827,133 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
             .iter()
             .map(|k| index.get(k.as_str()).copied())
             .collect();
+        let remap = |w: usize| map.get(w).copied().flatten();
         let old = snapshot.state;
-        let mut rules: Vec<RuleState<E>> = (0..self.plan.rules.len())
-            .map(|_| RuleState::default())
+        let mut fresh = WindowRuntime::new(self.plan.clone(), self.limits);
+        fresh.clock.set_wall(wall_ms);
+        let sources: Vec<SourceId> = old
+            .sources
+            .into_iter()
+            .map(|s| fresh.clock.restore_source(s.key, s.max_seen, s.ordered))
             .collect();
-        let mut report = RestoreReport::default();
-        for (old_index, state) in old.rules.into_iter().enumerate() {
-            match map[old_index] {
+        let mut report = RestoreReport {
+            sources: sources.len(),
+            ..RestoreReport::default()
+        };
+        for (old_index, meta) in old.rules.into_iter().enumerate() {
+            match remap(old_index) {
                 Some(new_index) => {
-                    rules[new_index] = state;
+                    fresh.rules[new_index] = RuleMeta { keys: 0, ..meta };
                     report.rules += 1;
                 }
                 None => report.dropped_rules += 1,
             }
         }
-        let remap = |w: usize| map.get(w).copied().flatten();
-        self.state = State {
-            max_seen: old.max_seen,
-            released: old.released,
-            seq: old.seq,
-            pending: old
-                .pending
-                .into_iter()
-                .filter_map(|((t, tie, w, slot, seq), mut obs)| {
-                    let w = remap(w)?;
-                    obs.window = w;
-                    Some(((t, tie, w, slot, seq), obs))
-                })
-                .collect(),
-            rules,
-            timers: old
-                .timers
-                .into_iter()
-                .filter_map(|(due, w, key)| Some((due, remap(w)?, key)))
-                .collect(),
-            lru: old
-                .lru
-                .into_iter()
-                .filter_map(|(seq, (w, key))| Some((seq, (remap(w)?, key))))
-                .collect(),
-            stats: old.stats,
-        };
-        report.pending = self.state.pending.len();
+        let mut by_touch: Vec<(u64, KeyRef)> = Vec::new();
+        for saved in old.keys {
+            let Some(window) = remap(saved.window) else {
+                continue;
+            };
+            let contributors: Vec<SourceId> = saved
+                .contributors
+                .iter()
+                .filter_map(|c| sources.get(*c as usize).copied())
+                .collect();
+            let domain = contributors
+                .first()
+                .map_or(0, |c| fresh.clock.domain_of(*c));
+            let key = fresh.keys.intern(window, &saved.group, domain);
+            let entry = fresh.keys.get_mut(key).expect("just interned");
+            entry.contributors = contributors;
+            entry.applied = saved.applied;
+            if let Some(state) = saved.state {
+                by_touch.push((state.touch, key));
+                entry.state = Some(state);
+                fresh.rules[window].keys += 1;
+            }
+        }
+        by_touch.sort_unstable_by_key(|(touch, _)| *touch);
+        for (touch, key) in by_touch {
+            fresh.lru.insert(touch, key);
+            fresh.reschedule(key);
+        }
+        fresh.seq = fresh.seq.max(old.seq);
+        for SavedPending { seq, mut obs } in old.pending {
+            let Some(window) = remap(obs.window) else {
+                continue;
+            };
+            obs.window = window;
+            // Saved keys include every key something waits for.
+            let key = fresh.keys.intern(window, &obs.group, 0);
+            fresh.keys.get_mut(key).expect("just interned").waiting += 1;
+            fresh.pending += 1;
+            let order = observation_order(&obs, seq);
+            let item = Item::Observation(key, obs);
+            let gates = fresh.keys.gates(&item);
+            fresh.clock.place(order, item, gates);
+            report.pending += 1;
+        }
+        fresh.stats = old.stats;
+        *self = fresh;
         report
     }
 }
 
-fn initial_state(kind: &WindowKind, slots: usize, now: Millis) -> KindState {
-    match kind {
-        WindowKind::Temporal => KindState::Temporal {
-            latest: vec![None; slots],
-            times: VecDeque::new(),
-        },
-        WindowKind::TemporalOrdered => KindState::Ordered {
-            starts: vec![None; slots],
-            times: VecDeque::new(),
-        },
-        WindowKind::Baseline(_) => KindState::Baseline {
-            history: VecDeque::new(),
-            bucket: None,
-            open: false,
-            value: 0.0,
-            events: 0,
-            fired: false,
-        },
-        WindowKind::FirstSeen { .. } => KindState::FirstSeen {
-            values: HashMap::new(),
-        },
-        WindowKind::Absence => KindState::Absence {
-            last_seen: now,
-            silent: false,
-        },
-        _ => KindState::Sliding {
-            entries: VecDeque::new(),
-            distinct: HashMap::new(),
-            sum: 0.0,
-            opened: None,
-        },
-    }
+/// The order an observation is applied in among equal times: by the
+/// event's hash, then a later slot of the same event first (so that one
+/// event never completes two steps of an ordered sequence), then arrival.
+fn observation_order<E>(obs: &Observation<E>, seq: u64) -> Order {
+    (
+        obs.time,
+        OBSERVATION,
+        obs.tie,
+        obs.window,
+        usize::MAX - obs.slot,
+        seq,
+    )
 }
 
-fn forget(distinct: &mut HashMap<String, u32>, sum: &mut f64, gone: &Entry) {
-    if let Some(v) = &gone.value {
-        if let Some(n) = distinct.get_mut(v) {
-            *n -= 1;
-            if *n == 0 {
-                distinct.remove(v);
-            }
-        }
-    }
-    *sum -= gone.number;
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SavedSource {
+    key: SourceKey,
+    max_seen: Option<Millis>,
+    ordered: bool,
 }
 
-/// The measured value of a sliding window (and what to tell about it).
-fn sliding_metric(
-    kind: &WindowKind,
-    state: &KindState,
-    current: Option<&str>,
-) -> (f64, Map<String, Value>) {
-    let KindState::Sliding {
-        entries,
-        distinct,
-        sum,
-        ..
-    } = state
-    else {
-        return (0.0, Map::new());
-    };
-    let n = entries.len() as f64;
-    match kind {
-        WindowKind::ValueCount { .. } => {
-            let mut values: Vec<&str> = distinct.keys().map(String::as_str).collect();
-            values.sort_unstable();
-            values.truncate(20);
-            let values: Vec<String> = values.iter().map(|v| v.replace('\u{1f}', " | ")).collect();
-            (
-                distinct.len() as f64,
-                obj(json!({ "distinct_values": values })),
-            )
-        }
-        WindowKind::ValueSum { .. } => (*sum, Map::new()),
-        WindowKind::ValueAvg { .. } => (if n > 0.0 { *sum / n } else { 0.0 }, Map::new()),
-        WindowKind::ValuePercentile { .. } => {
-            // A value beyond `max_values_per_key` is not remembered: its
-            // share is unknown, and NaN satisfies no bound.
-            let share = current
-                .and_then(|v| distinct.get(v))
-                .map_or(f64::NAN, |c| 100.0 * *c as f64 / n.max(1.0));
-            let value = current.unwrap_or_default().replace('\u{1f}', " | ");
-            (
-                share,
-                obj(json!({ "field_value": value, "percent_of_events": share })),
-            )
-        }
-        _ => (n, Map::new()),
-    }
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(bound(serialize = "E: Serialize", deserialize = "E: DeserializeOwned"))]
+struct SavedKey<E> {
+    window: usize,
+    group: GroupKey,
+    state: Option<GroupState<E>>,
+    contributors: Vec<SourceId>,
+    applied: Option<Millis>,
 }
 
-/// Decides a window that only closes at its end.
-fn close_sliding(
-    rule: &super::spec::WindowRule,
-    state: &mut KindState,
-    decided_at: Millis,
-) -> Option<Fire> {
-    let condition = rule.condition?;
-    let (metric, detail) = sliding_metric(&rule.kind, state, None);
-    let KindState::Sliding {
-        entries,
-        distinct,
-        sum,
-        opened,
-    } = state
-    else {
-        return None;
-    };
-    let fire = (condition.holds(metric) && !entries.is_empty()).then(|| Fire {
-        first: entries.front().map_or(0, |e| e.time),
-        last: entries.back().map_or(0, |e| e.time),
-        count: entries.len() as u64,
-        value: metric,
-        detail,
-        reset: true,
-        decided_at,
-    });
-    entries.clear();
-    distinct.clear();
-    *sum = 0.0;
-    *opened = None;
-    fire
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(bound(serialize = "E: Serialize", deserialize = "E: DeserializeOwned"))]
+struct SavedPending<E> {
+    seq: u64,
+    obs: Observation<E>,
 }
 
-/// Closes a baseline bucket: judges it (direction `below`) and adds it to
-/// the history.
-fn close_bucket(
-    spec: &super::spec::BaselineSpec,
-    state: &mut KindState,
-    decided_at: Millis,
-) -> Option<Fire> {
-    let KindState::Baseline {
-        history,
-        bucket,
-        open,
-        value,
-        events,
-        ..
-    } = state
-    else {
-        return None;
-    };
-    *open = false;
-    let b = (*bucket)?;
-    let mut fire = None;
-    if spec.direction == Direction::Below && history.len() >= spec.warmup {
-        let (median, spread) = robust_centre(history);
-        if *value < median - spec.threshold * spread {
-            fire = Some(Fire {
-                first: b * spec.bucket,
-                last: (b + 1) * spec.bucket - 1,
-                count: *events,
-                value: *value,
-                detail: baseline_detail(spec, median, spread, b),
-                reset: false,
-                decided_at,
-            });
-        }
-    }
-    push_history(history, *value, spec.history);
-    fire
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(bound(serialize = "E: Serialize", deserialize = "E: DeserializeOwned"))]
+struct SavedState<E> {
+    sources: Vec<SavedSource>,
+    keys: Vec<SavedKey<E>>,
+    pending: Vec<SavedPending<E>>,
+    rules: Vec<RuleMeta>,
+    seq: u64,
+    stats: WindowStats,
 }
 
-fn push_history(history: &mut VecDeque<f64>, value: f64, cap: usize) {
-    history.push_back(value);
-    while history.len() > cap {
-        history.pop_front();
-    }
-}
-
-fn baseline_detail(
-    spec: &super::spec::BaselineSpec,
-    median: f64,
-    spread: f64,
-    bucket: i64,
-) -> Map<String, Value> {
-    obj(json!({
-        "baseline_median": median,
-        "baseline_spread": spread,
-        "threshold": spec.threshold,
-        "bucket_start": super::time::format_millis(bucket * spec.bucket),
-    }))
-}
-
-/// Median and robust spread (1.4826 · MAD, floored at 5 % of the median
-/// and at 1) of the history.
-pub fn robust_centre(history: &VecDeque<f64>) -> (f64, f64) {
-    let mut values: Vec<f64> = history.iter().copied().collect();
-    let median = median_of(&mut values);
-    let mut deviations: Vec<f64> = values.iter().map(|v| (v - median).abs()).collect();
-    let mad = median_of(&mut deviations);
-    (median, (1.4826 * mad).max(0.05 * median.abs()).max(1.0))
-}
-
-fn median_of(values: &mut [f64]) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[mid]
-    } else {
-        (values[mid - 1] + values[mid]) / 2.0
-    }
-}
-
-fn obj(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    }
-}
-
-/// Serde for maps whose keys are not strings: a list of pairs.
-mod as_pairs {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    pub fn serialize<'a, M, K, V, S>(map: &'a M, s: S) -> Result<S::Ok, S::Error>
-    where
-        &'a M: IntoIterator<Item = (&'a K, &'a V)>,
-        K: Serialize + 'a,
-        V: Serialize + 'a,
-        S: Serializer,
-    {
-        s.collect_seq(map)
-    }
-
-    pub fn deserialize<'de, M, K, V, D>(d: D) -> Result<M, D::Error>
-    where
-        M: FromIterator<(K, V)>,
-        K: Deserialize<'de>,
-        V: Deserialize<'de>,
-        D: Deserializer<'de>,
-    {
-        let pairs: Vec<(K, V)> = Vec::deserialize(d)?;
-        Ok(pairs.into_iter().collect())
-    }
+/// The serialisable state of a runtime, tagged with the rules it belongs to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(bound(serialize = "E: Serialize", deserialize = "E: DeserializeOwned"))]
+pub struct WindowSnapshot<E> {
+    rule_keys: Vec<String>,
+    state: SavedState<E>,
 }
 
 #[cfg(test)]
@@ -1212,13 +985,23 @@ mod tests {
         }
     }
 
+    fn source(runtime: &mut WindowRuntime<u32>, host: &str) -> SourceId {
+        runtime.source(SourceKey {
+            input: "test".into(),
+            actor: None,
+            host: Some(host.into()),
+        })
+    }
+
+    /// Every observation from one source, released after each.
     fn run(
         runtime: &mut WindowRuntime<u32>,
         events: Vec<Observation<u32>>,
     ) -> Vec<WindowAlert<u32>> {
+        let s = source(runtime, "one");
         let mut out = Vec::new();
         for e in events {
-            runtime.ingest(e).unwrap();
+            runtime.ingest(e, s).unwrap();
             runtime.release(&mut out);
         }
         runtime.finish(&mut out);
@@ -1329,28 +1112,125 @@ mod tests {
     #[test]
     fn snapshots_round_trip_through_json() {
         let mut runtime = WindowRuntime::new(plan(FEW), WindowLimits::default());
-        runtime.ingest(obs(0, "h1", None)).unwrap();
+        let s = source(&mut runtime, "h1");
+        runtime.ingest(obs(0, "h1", None), s).unwrap();
         let text = serde_json::to_string(&runtime.snapshot()).unwrap();
         let mut restored = WindowRuntime::<u32>::new(plan(FEW), WindowLimits::default());
-        let report = restored.restore(serde_json::from_str(&text).unwrap());
+        let report = restored.restore(serde_json::from_str(&text).unwrap(), 0);
         assert_eq!(
             report,
             RestoreReport {
                 rules: 1,
                 dropped_rules: 0,
-                pending: 1
+                pending: 1,
+                sources: 1,
             }
         );
+        // The source's progress came back: an event older than its
+        // watermark is late.
+        let s = source(&mut restored, "h1");
+        restored.ingest(obs(30_000, "h1", None), s).unwrap();
+        assert!(restored.ingest(obs(20_000, "h1", None), s).is_err());
         let other = "title: other\ncorrelation: {type: event_count, rules: [base], group-by: [host], timespan: 10s, condition: {gte: 3}}\n";
         let mut changed = WindowRuntime::<u32>::new(plan(other), WindowLimits::default());
-        let report = changed.restore(serde_json::from_str(&text).unwrap());
+        let report = changed.restore(serde_json::from_str(&text).unwrap(), 0);
         assert_eq!(
             report,
             RestoreReport {
                 rules: 0,
                 dropped_rules: 1,
-                pending: 0
+                pending: 0,
+                sources: 1,
             }
         );
+    }
+
+    const THREE: &str = "title: three\ncorrelation: {type: event_count, rules: [base], group-by: [host], timespan: 1m, condition: {gte: 3}}\n";
+
+    #[test]
+    fn a_source_far_behind_is_not_late_and_holds_back_only_its_own_keys() {
+        let mut runtime = WindowRuntime::new(plan(THREE), WindowLimits::default());
+        let now = source(&mut runtime, "now");
+        let backlog = source(&mut runtime, "backlog");
+        let hour = 3_600_000;
+        let mut out = Vec::new();
+        for i in 0..3 {
+            runtime
+                .ingest(obs(10 * hour + i * 1_000, "now", None), now)
+                .unwrap();
+            // Two hours behind, from its own sender: not late.
+            runtime
+                .ingest(obs(8 * hour + i * 1_000, "backlog", None), backlog)
+                .unwrap();
+        }
+        // Each key's third event waits only for its own source's lateness.
+        runtime
+            .ingest(obs(10 * hour + 10_000, "now", None), now)
+            .unwrap();
+        runtime.release(&mut out);
+        let fired: Vec<_> = out.iter().map(|a| a.group[0].1.clone()).collect();
+        assert_eq!(fired, vec![Some("now".to_string())]);
+        runtime
+            .ingest(obs(8 * hour + 10_000, "backlog", None), backlog)
+            .unwrap();
+        runtime.release(&mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].first, 8 * hour);
+        assert_eq!(runtime.stats().late, 0);
+    }
+
+    #[test]
+    fn a_key_fed_by_several_sources_is_decided_in_event_time_order() {
+        // A sequence `base` then `other` within 1 m, grouped by user; the
+        // steps come from two hosts whose events arrive out of order.
+        let rules = "title: other\nname: other\nlogsource: {product: test}\ndetection: {sel: {a: 2}, condition: sel}\n---\ntitle: then\ncorrelation: {type: temporal_ordered, rules: [base, other], group-by: [user], timespan: 1m}\n";
+        let limits = WindowLimits {
+            allowed_lateness: 0,
+            ..WindowLimits::default()
+        };
+        let mut runtime = WindowRuntime::new(plan(rules), limits);
+        let a = source(&mut runtime, "a");
+        let b = source(&mut runtime, "b");
+        let other = |time| Observation {
+            slot: 1,
+            ..obs(time, "bob", None)
+        };
+        let mut out = Vec::new();
+        // Both hosts have fed bob's key before.
+        runtime.ingest(other(1_000), a).unwrap();
+        runtime.ingest(other(2_000), b).unwrap();
+        runtime.release(&mut out);
+        // Host b's `other` at 20 s arrives first; a's `base` at 10 s later.
+        runtime.ingest(other(20_000), b).unwrap();
+        runtime.ingest(obs(5_000, "x", None), a).unwrap();
+        runtime.release(&mut out);
+        runtime.ingest(obs(10_000, "bob", None), a).unwrap();
+        runtime.ingest(obs(30_000, "x", None), a).unwrap();
+        runtime.ingest(obs(30_000, "x", None), b).unwrap();
+        runtime.release(&mut out);
+        let then: Vec<_> = out.iter().filter(|a| a.window == 0).collect();
+        assert_eq!(then.len(), 1, "{out:?}");
+        assert_eq!((then[0].first, then[0].last), (10_000, 20_000));
+        assert_eq!(runtime.stats().reordered, 0);
+    }
+
+    #[test]
+    fn an_idle_host_is_found_silent_by_its_organisations_other_hosts() {
+        let silent = "title: quiet\nlogsource: {product: test}\ndetection: {sel: {a: 2}, condition: sel}\nstatistic: {type: absence, group-by: [host], timespan: 10m}\n";
+        let mut runtime = WindowRuntime::new(plan(silent), WindowLimits::default());
+        let quiet = source(&mut runtime, "quiet");
+        let busy = source(&mut runtime, "busy");
+        let minute = 60_000;
+        let mut out = Vec::new();
+        runtime.set_wall(0);
+        runtime.ingest(obs(minute, "quiet", None), quiet).unwrap();
+        for m in 1..30 {
+            runtime.set_wall(m as u64 * 1_000);
+            runtime.ingest(obs(m * minute, "busy", None), busy).unwrap();
+            runtime.tick(m as u64 * 1_000, &mut out);
+        }
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].group[0].1.as_deref(), Some("quiet"));
+        assert_eq!(out[0].first, minute);
     }
 }
