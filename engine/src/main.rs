@@ -240,8 +240,8 @@ impl pipeline::RunObserver for StderrObserver {
 
     fn restored(&self, r: &vagt_rules::window::RestoreReport) {
         eprintln!(
-            "vagt: window state restored: {} rules ({} dropped: no longer loaded or changed), {} events waiting for the watermark",
-            r.rules, r.dropped_rules, r.pending
+            "vagt: window state restored: {} rules ({} dropped: no longer loaded or changed), {} sources, {} events waiting for their sources",
+            r.rules, r.dropped_rules, r.sources, r.pending
         );
     }
 

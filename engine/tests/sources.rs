@@ -292,7 +292,7 @@ fn syslog_over_udp_tcp_and_tls_alerts_with_each_listeners_actor() {
 }
 
 /// Sends a raw HTTP/1.1 request; returns the status code and body.
-fn post(addr: SocketAddr, token: Option<&str>, body: &str) -> (u16, String) {
+pub(crate) fn post(addr: SocketAddr, token: Option<&str>, body: &str) -> (u16, String) {
     post_over(connect(addr), addr, token, "", body.as_bytes())
 }
 
@@ -333,7 +333,7 @@ fn post_over(
     (status, body)
 }
 
-fn sha256_hex(token: &str) -> String {
+pub(crate) fn sha256_hex(token: &str) -> String {
     Sha256::digest(token.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -4,6 +4,7 @@
 mod bad_input;
 mod cli;
 mod default_run;
+mod event_time;
 mod kafka;
 mod metrics;
 mod organisations;
