@@ -146,7 +146,7 @@ proptest! {
                 let mut moved: Vec<Vec<(i64, String)>> = vec![Vec::new(); files.len()];
                 for file in &files {
                     for line in std::fs::read_to_string(file).unwrap().lines() {
-                        let to = if next(&mut rng) % 4 == 0 {
+                        let to = if next(&mut rng).is_multiple_of(4) {
                             (next(&mut rng) % files.len() as u64) as usize
                         } else {
                             files.iter().position(|f| f == file).unwrap()
