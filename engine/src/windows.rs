@@ -516,6 +516,7 @@ impl WindowStage {
                 .or(self.input_actors[input].as_deref());
             let host = hosts.as_ref().and_then(|h| h.value(row));
             let mut refused = None;
+            let mut late = false;
             for rule in rules {
                 let evidence = Evidence {
                     source: EventSource {
@@ -585,12 +586,14 @@ impl WindowStage {
                             host.map(|h| format!(", host {h}")).unwrap_or_default(),
                             self.lateness as f64 / 1000.0
                         ));
-                        self.late[input] += 1;
+                        late = true;
                     }
                 }
             }
             if let Some(reason) = refused {
-                if finite {
+                if late {
+                    self.late[input] += 1;
+                } else {
                     self.unordered += 1;
                 }
                 dead.push(letter(reason));

@@ -342,9 +342,10 @@ impl<T> Clock<T> {
         // A timer of a key no active source feeds follows its domain.
         let domain_behind = !any_active
             && order.1 == TIMER
-            && self.domains[domain as usize]
-                .clock
-                .is_none_or(|clock| clock < need);
+            && self
+                .domains
+                .get(domain as usize)
+                .is_some_and(|d| d.clock.is_none_or(|clock| clock < need));
         if let Some((_, c)) = behind {
             self.queues[c as usize].insert(order, item);
         } else if domain_behind {
@@ -361,7 +362,9 @@ impl<T> Clock<T> {
                 return true;
             }
         }
-        self.domains[domain as usize].queue.remove(order).is_some()
+        self.domains
+            .get_mut(domain as usize)
+            .is_some_and(|d| d.queue.remove(order).is_some())
             || self.ready.remove(order).is_some()
     }
 

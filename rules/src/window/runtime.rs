@@ -756,6 +756,7 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
                 evidence: alert.evidence.clone(),
             };
             self.apply(chained, obs, out);
+            self.keys.release_if_empty(chained);
         }
         if planned.emits {
             out.push(alert);
