@@ -216,7 +216,12 @@ impl WindowStage {
             })
             .collect();
         let plan = Arc::new(plan);
-        let finite: Vec<bool> = inputs.iter().map(|i| i.finite).collect();
+        // Without windowed rules (a state file for positions only) nothing
+        // needs ordering.
+        let finite: Vec<bool> = inputs
+            .iter()
+            .map(|i| i.finite && !plan.rules.is_empty())
+            .collect();
         let history_limits = HistoryLimits {
             memory_bytes: 256 << 20,
             spill_bytes: 16 << 30,
