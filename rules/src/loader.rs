@@ -180,6 +180,93 @@ fn split_documents(text: &str) -> Vec<(usize, String)> {
         .collect()
 }
 
+/// How deep flow collections (`[...]`, `{...}`) may nest in a rules
+/// file. The YAML parser needs time quadratic in the nesting before its
+/// own recursion limit (128) can refuse a document; real rules nest a few
+/// levels.
+pub const MAX_YAML_FLOW_DEPTH: usize = 64;
+
+/// The line (1-based, within `text`) where flow collections nest deeper
+/// than [`MAX_YAML_FLOW_DEPTH`], found in one linear pass that skips quoted
+/// scalars, comments and block scalars.
+fn flow_too_deep(text: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut block_indent: Option<usize> = None;
+    let mut quote: Option<char> = None;
+    for (index, line) in text.lines().enumerate() {
+        let indent = line.len() - line.trim_start().len();
+        if quote.is_none() && depth == 0 {
+            if let Some(block) = block_indent {
+                // Lines of a block scalar (`|`, `>`) are text.
+                if line.trim().is_empty() || indent > block {
+                    continue;
+                }
+                block_indent = None;
+            }
+        }
+        // The last character of structure on this line: a scalar starts
+        // after these, or at the start of the line.
+        let mut previous: Option<char> = None;
+        let mut after_space = true;
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            if let Some(q) = quote {
+                match (q, c) {
+                    ('\'', '\'') if chars.peek() == Some(&'\'') => {
+                        chars.next();
+                    }
+                    ('\'', '\'') | ('"', '"') => {
+                        quote = None;
+                        previous = Some(c);
+                    }
+                    ('"', '\\') => {
+                        chars.next();
+                    }
+                    _ => {}
+                }
+                after_space = false;
+                continue;
+            }
+            if c.is_whitespace() {
+                after_space = true;
+                continue;
+            }
+            let scalar_starts = matches!(previous, None | Some(':' | '-' | '?' | ',' | '[' | '{'));
+            // What this character is to the structure: itself when it is
+            // an indicator, else text (`x` stands for any).
+            let mut role = c;
+            match c {
+                '#' if after_space => break,
+                '\'' | '"' if scalar_starts => quote = Some(c),
+                '[' | '{' if depth > 0 || scalar_starts => {
+                    depth += 1;
+                    if depth > MAX_YAML_FLOW_DEPTH {
+                        return Some(index + 1);
+                    }
+                }
+                ']' | '}' if depth > 0 => depth -= 1,
+                '[' | '{' | ']' | '}' => role = 'x',
+                _ => {}
+            }
+            previous = Some(role);
+            after_space = false;
+        }
+        // A block scalar's indicator ends its line: `key: |`, `- >-`, `|2`.
+        if quote.is_none() && depth == 0 {
+            let code = line.split(" #").next().unwrap_or_default().trim_end();
+            let bare =
+                code.trim_end_matches(|c: char| matches!(c, '-' | '+') || c.is_ascii_digit());
+            if let Some(before) = bare.strip_suffix(['|', '>']) {
+                let before = before.trim_end();
+                if before.is_empty() || before.ends_with(':') || before.ends_with('-') {
+                    block_indent = Some(indent);
+                }
+            }
+        }
+    }
+    None
+}
+
 /// Parses every document of one rules file into `out`.
 pub fn load_text(path: &Path, text: &str, placeholders: &Placeholders, out: &mut RuleCollection) {
     for (line, doc_text) in split_documents(text) {
@@ -187,6 +274,18 @@ pub fn load_text(path: &Path, text: &str, placeholders: &Placeholders, out: &mut
             path: path.to_path_buf(),
             line,
         };
+        if let Some(deep) = flow_too_deep(&doc_text) {
+            out.rejected.push(Rejection {
+                origin,
+                rule_id: None,
+                title: None,
+                error: RuleError::Yaml(format!(
+                    "collections nest more than {MAX_YAML_FLOW_DEPTH} levels deep (line {})",
+                    deep + line - 1
+                )),
+            });
+            continue;
+        }
         let value: Value = match serde_yaml_ng::from_str(&doc_text) {
             Ok(v) => v,
             Err(e) => {
@@ -269,5 +368,41 @@ mod tests {
         assert_eq!(out.rules.len(), 1);
         assert_eq!(out.rejected.len(), 1);
         assert!(out.rejected[0].error.to_string().contains("YAML"));
+    }
+
+    /// Regression: `[` nested 100,000 deep took 26 s (quadratic in the YAML
+    /// parser) before its recursion limit refused it.
+    #[test]
+    fn deep_flow_nesting_is_refused_in_one_pass() {
+        let deep = format!(
+            "title: deep\nlogsource: {{product: x}}\ndetection:\n  sel: {}{}\n  condition: sel\n",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        let started = std::time::Instant::now();
+        let mut out = RuleCollection::default();
+        load_text(Path::new("r.yml"), &deep, &Placeholders::new(), &mut out);
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        assert_eq!(out.rejected.len(), 1);
+        let message = out.rejected[0].error.to_string();
+        assert!(
+            message.contains("more than 64 levels deep (line 4)"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn brackets_in_quotes_comments_plain_and_block_scalars_are_not_nesting() {
+        let many = |s: &str| s.repeat(MAX_YAML_FLOW_DEPTH + 1);
+        let text = format!(
+            "title: ok\ndescription: |\n  {open}\n  more {open}\nlogsource: {{product: x}} # {open}\ndetection:\n  sel:\n    a: '{open}'\n    b: \"{open}\\\"\"\n    c: x{open}\n    d|contains: ['it''s', \"[\", x]\n  condition: sel\n",
+            open = many("[")
+        );
+        assert_eq!(flow_too_deep(&text), None, "{text}");
+        let mut out = RuleCollection::default();
+        load_text(Path::new("r.yml"), &text, &Placeholders::new(), &mut out);
+        assert!(out.rejected.is_empty(), "{:?}", out.rejected);
+        assert_eq!(flow_too_deep("a: [{k: [v]}, 'b']"), None);
+        assert_eq!(flow_too_deep(&format!("a: {}", many("{"))), Some(1));
     }
 }

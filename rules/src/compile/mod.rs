@@ -11,6 +11,7 @@
 //! over its whole string column, and verifies exact predicates only on the
 //! rows where the literal was found.
 
+pub(crate) mod glob;
 pub(crate) mod literal;
 
 use std::collections::HashMap;
@@ -70,6 +71,8 @@ pub(crate) enum TextCheck {
         int: Option<i128>,
     },
     Regex(Regex),
+    /// A wildcard pattern of literals and `*`.
+    Glob(glob::Glob),
 }
 
 #[derive(Debug, Clone)]
@@ -617,6 +620,25 @@ fn node_cost(node: &Node, leaves: &[Leaf]) -> u32 {
     }
 }
 
+/// Unbounded repetitions (`*`, `+`, `{n,}`) a regex may hold, and
+/// wildcards a pattern with `?` may hold: beyond it the regex engine's
+/// cache of states no longer suffices and each value costs time
+/// proportional to pattern × text. SigmaHQ's regexes hold at most a few.
+pub const MAX_PATTERN_REPETITIONS: usize = 64;
+
+/// Unbounded repetitions in a regex.
+fn unbounded_repetitions(hir: &regex_syntax::hir::Hir) -> usize {
+    use regex_syntax::hir::HirKind;
+    match hir.kind() {
+        HirKind::Repetition(r) => usize::from(r.max.is_none()) + unbounded_repetitions(&r.sub),
+        HirKind::Capture(c) => unbounded_repetitions(&c.sub),
+        HirKind::Concat(children) | HirKind::Alternation(children) => {
+            children.iter().map(unbounded_repetitions).sum()
+        }
+        _ => 0,
+    }
+}
+
 fn compile_test(
     test: &Test,
     field: FieldId,
@@ -660,18 +682,33 @@ fn compile_test(
                     literal(Mode::Contains, t, interner)
                 }
                 _ => {
-                    let regex =
-                        Regex::new(&literal::glob_to_regex(pattern, *cased)).map_err(|e| {
-                            RuleError::Unsupported(format!(
-                                "wildcard pattern '{pattern}' too complex: {e}"
-                            ))
-                        })?;
                     let needle =
                         literal::glob_required_literal(pattern).map(|t| interner.needle(field, t));
-                    LeafKind::Text {
-                        needle,
-                        check: TextCheck::Regex(regex),
-                    }
+                    let check = match glob::Glob::new(pattern, *cased) {
+                        Some(glob) => TextCheck::Glob(glob),
+                        None => {
+                            // `?` needs the regex: bound what it may cost.
+                            let wildcards = parts
+                                .iter()
+                                .filter(|p| !matches!(p, Part::Literal(_)))
+                                .count();
+                            if wildcards > MAX_PATTERN_REPETITIONS {
+                                return Err(RuleError::Unsupported(format!(
+                                    "wildcard pattern with '?' and {wildcards} wildcards: at most {MAX_PATTERN_REPETITIONS}"
+                                )));
+                            }
+                            TextCheck::Regex(
+                                Regex::new(&literal::glob_to_regex(pattern, *cased)).map_err(
+                                    |e| {
+                                        RuleError::Unsupported(format!(
+                                            "wildcard pattern '{pattern}' too complex: {e}"
+                                        ))
+                                    },
+                                )?,
+                            )
+                        }
+                    };
+                    LeafKind::Text { needle, check }
                 }
             }
         }
@@ -693,6 +730,18 @@ fn compile_test(
                 .build()
                 .parse(pattern)
                 .ok();
+            if let Some(repetitions) = hir
+                .as_ref()
+                .map(unbounded_repetitions)
+                .filter(|n| *n > MAX_PATTERN_REPETITIONS)
+            {
+                return Err(RuleError::Value {
+                    key: "re".into(),
+                    message: format!(
+                        "the regex repeats without bound {repetitions} times; at most {MAX_PATTERN_REPETITIONS}, so that one rule cannot stall detection"
+                    ),
+                });
+            }
             let needle = hir
                 .as_ref()
                 .and_then(literal::regex_required_literal)

@@ -583,6 +583,7 @@ fn contains_ascii_fold(hay: &[u8], needle: &[u8]) -> bool {
 fn text_check(check: &TextCheck, value: &str) -> bool {
     match check {
         TextCheck::Regex(re) => re.is_match(value),
+        TextCheck::Glob(glob) => glob.is_match(value),
         TextCheck::Literal {
             mode,
             text,

@@ -67,6 +67,11 @@ enum Token {
     RParen,
 }
 
+/// How deep parentheses and `not` may nest in a condition. Real rules
+/// nest a few levels; the bound keeps a hostile rule from exhausting the
+/// stack of every parser and walker after this one.
+pub const MAX_CONDITION_DEPTH: usize = 64;
+
 const AGGREGATION: &str =
     "aggregation expressions (`| count() ...`) are deprecated Sigma 1.0 syntax; use a correlation rule";
 
@@ -122,6 +127,7 @@ pub fn parse_condition(text: &str) -> Result<ConditionAst, ConditionSyntaxError>
         tokens,
         pos: 0,
         len: text.len(),
+        depth: 0,
     };
     let ast = parser.parse_or()?;
     if let Some((position, token)) = parser.tokens.get(parser.pos) {
@@ -142,6 +148,8 @@ struct Parser {
     tokens: Vec<(usize, Token)>,
     pos: usize,
     len: usize,
+    /// Parentheses and `not`s open around the current position.
+    depth: usize,
 }
 
 impl Parser {
@@ -164,6 +172,17 @@ impl Parser {
             position: self.position(),
             message: message.into(),
         })
+    }
+
+    /// Enters one more level of nesting, refusing beyond the bound.
+    fn nest(&mut self) -> Result<(), ConditionSyntaxError> {
+        self.depth += 1;
+        if self.depth > MAX_CONDITION_DEPTH {
+            return self.error(format!(
+                "the condition nests parentheses and 'not' more than {MAX_CONDITION_DEPTH} levels deep"
+            ));
+        }
+        Ok(())
     }
 
     fn keyword(&self, kw: &str) -> bool {
@@ -199,7 +218,10 @@ impl Parser {
     fn parse_not(&mut self) -> Result<ConditionAst, ConditionSyntaxError> {
         if self.keyword("not") {
             self.pos += 1;
-            return Ok(ConditionAst::Not(Box::new(self.parse_not()?)));
+            self.nest()?;
+            let inner = self.parse_not()?;
+            self.depth -= 1;
+            return Ok(ConditionAst::Not(Box::new(inner)));
         }
         self.parse_primary()
     }
@@ -209,7 +231,9 @@ impl Parser {
             None => self.error("condition ends where an identifier was expected"),
             Some((_, Token::LParen)) => {
                 self.pos += 1;
+                self.nest()?;
                 let inner = self.parse_or()?;
+                self.depth -= 1;
                 match self.tokens.get(self.pos) {
                     Some((_, Token::RParen)) => {
                         self.pos += 1;
@@ -313,5 +337,21 @@ mod tests {
             .unwrap_err()
             .message
             .contains("unexpected 'b'"));
+    }
+
+    /// Regression: 15,000 parentheses or 30,000 `not`s overflowed the stack
+    /// and aborted the process (SIGABRT), taking every other rule with it.
+    #[test]
+    fn nesting_beyond_the_bound_is_refused_not_a_stack_overflow() {
+        let deep =
+            |open: &str, close: &str, n: usize| format!("{}sel{}", open.repeat(n), close.repeat(n));
+        for text in [deep("(", ")", 15_000), deep("not ", "", 30_000)] {
+            let e = parse_condition(&text).unwrap_err();
+            assert!(e.message.contains("more than 64 levels deep"), "{e}");
+        }
+        // The bound itself is fine.
+        assert!(parse_condition(&deep("(", ")", MAX_CONDITION_DEPTH)).is_ok());
+        assert!(parse_condition(&deep("not ", "", MAX_CONDITION_DEPTH)).is_ok());
+        assert!(parse_condition(&deep("(not ", ")", MAX_CONDITION_DEPTH / 2)).is_ok());
     }
 }
