@@ -556,6 +556,11 @@ pub async fn run_until(
                         break;
                     }
                     Work::Tick => {
+                        // Batches queued behind the tick: their sources are
+                        // not idle, only waiting to be processed.
+                        if !batch_rx.is_empty() {
+                            continue;
+                        }
                         if let Some(w) = windows.as_mut() {
                             let alerts = w.tick(&now_rfc3339());
                             telemetry::windows(w);

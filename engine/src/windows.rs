@@ -497,7 +497,7 @@ impl WindowStage {
                 .map(|m| m.rule)
                 .collect();
             let time = match time {
-                Ok(t) if t > now + self.max_ahead => {
+                Ok(t) if t > now.saturating_add(self.max_ahead) => {
                     // One sender's clock must not move anyone's progress.
                     dead.push(letter(format!(
                         "event time {} is more than {} s ahead of the clock ({}); not applied to windowed rules",
@@ -563,6 +563,7 @@ impl WindowStage {
                                 tie,
                                 ((feed.window as u64) << 16)
                                     | (0xffff - feed.slot.min(0xffff) as u64),
+                                input as u64,
                                 origin.offset,
                             );
                             if let Err(too_large) = history.push(order, observation, weight)? {

@@ -261,6 +261,9 @@ fn json_reason(e: &serde_json::Error) -> String {
     let message = e.to_string();
     let position = format!(" at line {} column {}", e.line(), e.column());
     let what = message.strip_suffix(&position).unwrap_or(&message);
+    if what.starts_with(super::columns::DUPLICATE) {
+        return format!("ambiguous JSON at column {}: {what}", e.column());
+    }
     if e.line() <= 1 {
         format!("invalid JSON at column {}: {what}", e.column())
     } else {

@@ -67,6 +67,23 @@ pub(super) enum Leaf {
     Json(Span),
 }
 
+/// A key that an object holds twice.
+#[derive(Debug)]
+pub(super) struct DuplicateKey(String);
+
+impl std::fmt::Display for DuplicateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{DUPLICATE} '{}': consumers disagree on which value counts, so the event is not evaluated",
+            self.0
+        )
+    }
+}
+
+/// How a duplicate key's message starts.
+pub(super) const DUPLICATE: &str = "duplicate key";
+
 /// One column of the batch being built.
 #[derive(Debug)]
 struct Column {
@@ -162,9 +179,11 @@ impl Columns {
     }
 
     /// Sets the value of the column at the current path in row `row`. A
-    /// second value for the same column and row (a duplicate key) replaces
-    /// the first: the last one wins.
-    pub(super) fn put(&mut self, row: u32, leaf: Leaf) {
+    /// second value for the same column and row (a key twice in an object,
+    /// or `a.b` beside `{"a": {"b": ..}}`) is refused: consumers disagree
+    /// on which one counts (the first, the last), and an attacker could
+    /// hide behind the difference.
+    pub(super) fn put(&mut self, row: u32, leaf: Leaf) -> Result<(), DuplicateKey> {
         let c = match self.index.get(self.path.as_str()) {
             Some(&c) => c as usize,
             None => {
@@ -188,14 +207,13 @@ impl Columns {
                 _ => 0,
             };
         let column = &mut self.columns[c];
-        column.has_null |= leaf == Leaf::Null;
-        match column.values.last_mut() {
-            Some((r, v)) if *r == row => *v = leaf,
-            _ => {
-                column.values.push((row, leaf));
-                self.touched.push(c as u32);
-            }
+        if column.values.last().is_some_and(|(r, _)| *r == row) {
+            return Err(DuplicateKey(self.path.clone()));
         }
+        column.has_null |= leaf == Leaf::Null;
+        column.values.push((row, leaf));
+        self.touched.push(c as u32);
+        Ok(())
     }
 
     /// Empties the columns for the next batch, keeping allocations.

@@ -217,13 +217,50 @@ fn null_and_missing_are_both_nulls_and_empty_objects_add_nothing() {
     assert!(no_nulls.schema().index_of(NULLS_COLUMN).is_err());
 }
 
+/// Regression: `{"CommandLine": "notepad.exe", "CommandLine": "mimikatz.exe"}`
+/// was evaluated with one of its values, while consumers differ on which
+/// one counts (JavaScript and Python take the last, others the first): an
+/// attacker could hide behind the difference. Such an event is a dead
+/// letter that names the key, and the events around it decode.
 #[test]
-fn of_duplicate_keys_the_last_wins() {
-    let b = decode_ok(&[r#"{"a": 1, "a": 2, "n": null, "n": "x", "o": {"k": 1}, "o": {"k": 2}}"#]);
-    assert_eq!(column(&b, "a").as_primitive::<Int64Type>().value(0), 2);
-    assert_eq!(strings(&b, "n"), [s("x")]);
-    assert_eq!(column(&b, "o.k").as_primitive::<Int64Type>().value(0), 2);
-    assert!(b.schema().index_of(NULLS_COLUMN).is_err());
+fn an_object_with_a_key_twice_is_a_dead_letter_naming_it() {
+    let (batch, dead) = decode(&[
+        r#"{"a": 0}"#,
+        r#"{"CommandLine": "notepad.exe", "CommandLine": "mimikatz.exe"}"#,
+        r#"{"n": null, "n": "x"}"#,
+        r#"{"o": {"k": 1}, "o": {"k": 2}}"#,
+        r#"{"o": {"k": 1}, "o.k": 2}"#,
+        r#"{"l": [1], "l": 2}"#,
+        r#"{"a": 3}"#,
+    ]);
+    let reasons: Vec<(u64, &str)> = dead.iter().map(|d| (d.line, d.reason.as_str())).collect();
+    let twice = |line: u64, column: u32, key: &str| {
+        (
+            line,
+            format!("ambiguous JSON at column {column}: duplicate key '{key}': consumers disagree on which value counts, so the event is not evaluated"),
+        )
+    };
+    let expected = [
+        twice(2, 60, "CommandLine"),
+        twice(3, 20, "n"),
+        twice(4, 28, "o.k"),
+        twice(5, 24, "o.k"),
+        twice(6, 17, "l"),
+    ];
+    assert_eq!(
+        reasons,
+        expected
+            .iter()
+            .map(|(l, r)| (*l, r.as_str()))
+            .collect::<Vec<_>>()
+    );
+    let b = batch.unwrap();
+    assert_eq!(b.num_rows(), 2);
+    assert_eq!(
+        column(&b, "a").as_primitive::<Int64Type>().values(),
+        &[0, 3]
+    );
+    assert!(b.schema().index_of("CommandLine").is_err());
 }
 
 #[test]

@@ -84,7 +84,7 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
         f.write_str("a key")
     }
 
-    fn visit_str<E>(self, key: &str) -> Result<(), E> {
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<(), E> {
         if self.dot {
             self.path.push('.');
         }
@@ -114,36 +114,34 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
         f.write_str("a JSON value")
     }
 
-    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
-        self.columns.put(self.row, Leaf::Bool(v));
-        Ok(())
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<(), E> {
+        self.columns.put(self.row, Leaf::Bool(v)).map_err(E::custom)
     }
 
-    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
-        self.columns.put(self.row, Leaf::Int(v));
-        Ok(())
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<(), E> {
+        self.columns.put(self.row, Leaf::Int(v)).map_err(E::custom)
     }
 
-    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<(), E> {
         let leaf = big_int(self.columns, v);
-        self.columns.put(self.row, leaf);
-        Ok(())
+        self.columns.put(self.row, leaf).map_err(E::custom)
     }
 
-    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
-        self.columns.put(self.row, Leaf::Float(v));
-        Ok(())
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<(), E> {
+        self.columns
+            .put(self.row, Leaf::Float(v))
+            .map_err(E::custom)
     }
 
-    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
         let span = self.columns.push_text(v);
-        self.columns.put(self.row, Leaf::Str(span));
-        Ok(())
+        self.columns
+            .put(self.row, Leaf::Str(span))
+            .map_err(E::custom)
     }
 
-    fn visit_unit<E>(self) -> Result<(), E> {
-        self.columns.put(self.row, Leaf::Null);
-        Ok(())
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        self.columns.put(self.row, Leaf::Null).map_err(E::custom)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
@@ -167,8 +165,9 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
             match item {
                 None => {
                     let span = Span::new(first, columns.items.len() - first);
-                    columns.put(self.row, Leaf::List(span));
-                    return Ok(());
+                    return columns
+                        .put(self.row, Leaf::List(span))
+                        .map_err(serde::de::Error::custom);
                 }
                 Some(Item::Scalar) => {}
                 Some(Item::Nested) => break,
@@ -182,8 +181,9 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
         columns.text.truncate(text_mark);
         let span = columns.push_text(&out);
         columns.scratch = out;
-        columns.put(self.row, Leaf::Json(span));
-        Ok(())
+        columns
+            .put(self.row, Leaf::Json(span))
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -245,29 +245,29 @@ impl<'de> Visitor<'de> for ItemSeed<'_> {
         f.write_str("a JSON value")
     }
 
-    fn visit_bool<E>(self, v: bool) -> Result<Item, E> {
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Item, E> {
         Ok(self.scalar(Leaf::Bool(v)))
     }
 
-    fn visit_i64<E>(self, v: i64) -> Result<Item, E> {
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Item, E> {
         Ok(self.scalar(Leaf::Int(v)))
     }
 
-    fn visit_u64<E>(self, v: u64) -> Result<Item, E> {
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Item, E> {
         let leaf = big_int(self.columns, v);
         Ok(self.scalar(leaf))
     }
 
-    fn visit_f64<E>(self, v: f64) -> Result<Item, E> {
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Item, E> {
         Ok(self.scalar(Leaf::Float(v)))
     }
 
-    fn visit_str<E>(self, v: &str) -> Result<Item, E> {
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Item, E> {
         let span = self.columns.push_text(v);
         Ok(self.scalar(Leaf::Str(span)))
     }
 
-    fn visit_unit<E>(self) -> Result<Item, E> {
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Item, E> {
         Ok(self.scalar(Leaf::Null))
     }
 
@@ -317,32 +317,32 @@ impl<'de> Visitor<'de> for Compact<'_> {
         f.write_str("a JSON value")
     }
 
-    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<(), E> {
         self.out.push_str(if v { "true" } else { "false" });
         Ok(())
     }
 
-    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<(), E> {
         write_int(self.out, v);
         Ok(())
     }
 
-    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<(), E> {
         write_int(self.out, v);
         Ok(())
     }
 
-    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<(), E> {
         write_float(self.out, v);
         Ok(())
     }
 
-    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
         write_json_str(self.out, v);
         Ok(())
     }
 
-    fn visit_unit<E>(self) -> Result<(), E> {
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
         self.out.push_str("null");
         Ok(())
     }

@@ -22,7 +22,11 @@
 //! So a window is decided in event-time order of its own events, whichever
 //! sources they come from; a source that is far behind holds back only the
 //! keys it feeds; an idle (no event for `idle_after` of wall clock) or
-//! finished source holds back nothing.
+//! finished source holds back no observation. A timer of a key whose
+//! sources are idle waits until the organisation's clock has passed it
+//! *and* the idle source's own time would have (its latest event plus the
+//! wall-clock time it has been silent): a source pausing in a backlog is
+//! not taken for silent by a clock hours ahead of it.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -54,13 +58,14 @@ pub(crate) type Order = (Millis, u8, u64, usize, usize, u64);
 
 /// Class of an observation in [`Order`].
 pub(crate) const OBSERVATION: u8 = 0;
-/// Class of a timer in [`Order`]: it fires once every gate is past its
-/// due time, strictly.
+/// Class of a timer in [`Order`].
 pub(crate) const TIMER: u8 = 1;
 
-/// The event time an item needs its gates to have reached.
+/// The watermark an item needs its gates to have reached: past its time,
+/// so that every event of that time (not late: not before the watermark)
+/// has arrived and equal times are applied in their tie-breaking order.
 fn needs(order: &Order) -> Millis {
-    order.0.saturating_add(Millis::from(order.1))
+    order.0.saturating_add(1)
 }
 
 /// Whether a source still holds back what it feeds.
@@ -129,7 +134,12 @@ pub(crate) struct Clock<T> {
     domains: Vec<Domain<T>>,
     domain_index: HashMap<Option<String>, DomainId>,
     ready: BTreeMap<Order, T>,
+    /// Sources whose watermark or gate moved: what they hold is re-gated
+    /// up to it.
     dirty_sources: Vec<SourceId>,
+    /// Sources that went idle or finished: everything they hold is
+    /// re-gated.
+    dirty_full: Vec<SourceId>,
     dirty_domains: Vec<DomainId>,
     wall: u64,
     /// Sources refused by `max_sources` (their events counted under the
@@ -157,6 +167,7 @@ impl<T> Clock<T> {
             domain_index: HashMap::new(),
             ready: BTreeMap::new(),
             dirty_sources: Vec::new(),
+            dirty_full: Vec::new(),
             dirty_domains: Vec::new(),
             wall: 0,
             over_limit: 0,
@@ -193,7 +204,8 @@ impl<T> Clock<T> {
         id
     }
 
-    fn domain(&mut self, actor: Option<String>) -> DomainId {
+    /// The domain of an organisation, created on first use.
+    pub fn domain(&mut self, actor: Option<String>) -> DomainId {
         if let Some(&d) = self.domain_index.get(&actor) {
             return d;
         }
@@ -212,6 +224,14 @@ impl<T> Clock<T> {
 
     pub fn domain_of(&self, source: SourceId) -> DomainId {
         self.sources[source as usize].domain
+    }
+
+    /// The organisation of a domain.
+    pub fn actor_of(&self, domain: DomainId) -> Option<&str> {
+        self.domain_index
+            .iter()
+            .find(|(_, d)| **d == domain)
+            .and_then(|(actor, _)| actor.as_deref())
     }
 
     /// Sets the wall clock (ms, any epoch) that arrivals are stamped with.
@@ -236,6 +256,33 @@ impl<T> Clock<T> {
         match source.status {
             Status::Active => source.max_seen.map(|_| self.watermark(s)),
             Status::Idle | Status::Finished => source.max_seen,
+        }
+    }
+
+    /// The time an idle source would have reached had it gone on sending:
+    /// its latest event plus the wall-clock time since, never beyond its
+    /// organisation's clock.
+    fn extrapolated(&self, s: SourceId) -> Millis {
+        let source = &self.sources[s as usize];
+        let Some(max_seen) = source.max_seen else {
+            return Millis::MIN;
+        };
+        let silent = self.wall.saturating_sub(source.last_arrival);
+        let own = max_seen.saturating_add(Millis::try_from(silent).unwrap_or(Millis::MAX));
+        let domain = self.domains[source.domain as usize]
+            .clock
+            .unwrap_or(max_seen);
+        own.min(domain.max(max_seen))
+    }
+
+    /// The watermark with which `s` holds back an item of `class`, if it
+    /// does: an active source its watermark; an idle one its extrapolated
+    /// time, for timers only; a finished one nothing.
+    fn gate(&self, s: SourceId, class: u8) -> Option<Millis> {
+        match self.sources[s as usize].status {
+            Status::Active => Some(self.watermark(s)),
+            Status::Idle if class == TIMER => Some(self.extrapolated(s)),
+            Status::Idle | Status::Finished => None,
         }
     }
 
@@ -278,18 +325,25 @@ impl<T> Clock<T> {
     }
 
     /// Sources that sent nothing for `idle_after` of wall clock stop
-    /// holding back what they feed.
+    /// holding back observations; the timers idle sources hold are looked
+    /// at again as wall-clock time passes.
     pub fn idle_check(&mut self, wall: u64) {
         self.wall = wall;
         for s in 0..self.sources.len() {
             let source = &mut self.sources[s];
-            if source.status == Status::Active
-                && !source.ordered
-                && source.last_arrival.saturating_add(self.idle_after) <= wall
-            {
-                source.status = Status::Idle;
-                self.dirty_sources.push(s as SourceId);
-                self.raise_domain(s as SourceId);
+            match source.status {
+                Status::Active
+                    if !source.ordered
+                        && source.last_arrival.saturating_add(self.idle_after) <= wall =>
+                {
+                    source.status = Status::Idle;
+                    self.dirty_full.push(s as SourceId);
+                    self.raise_domain(s as SourceId);
+                }
+                Status::Idle if !self.queues[s].is_empty() => {
+                    self.dirty_sources.push(s as SourceId);
+                }
+                _ => {}
             }
         }
     }
@@ -306,7 +360,7 @@ impl<T> Clock<T> {
     pub fn finish_source(&mut self, s: SourceId) {
         if self.sources[s as usize].status != Status::Finished {
             self.sources[s as usize].status = Status::Finished;
-            self.dirty_sources.push(s);
+            self.dirty_full.push(s);
             self.raise_domain(s);
         }
     }
@@ -318,9 +372,9 @@ impl<T> Clock<T> {
         }
     }
 
-    /// Where an item goes now: the queue of the active contributor furthest
-    /// behind that it must wait for, its domain's queue (a timer no active
-    /// source gates), or ready.
+    /// Where an item goes now: the queue of the contributor furthest
+    /// behind that it must wait for, its domain's queue (a timer no source
+    /// gates), or ready.
     pub fn place(&mut self, order: Order, item: T, gates: Option<(&[SourceId], DomainId)>) {
         let Some((contributors, domain)) = gates else {
             self.ready.insert(order, item);
@@ -328,19 +382,18 @@ impl<T> Clock<T> {
         };
         let need = needs(&order);
         let mut behind: Option<(Millis, SourceId)> = None;
-        let mut any_active = false;
+        let mut gated = false;
         for &c in contributors {
-            if self.sources[c as usize].status != Status::Active {
+            let Some(gate) = self.gate(c, order.1) else {
                 continue;
-            }
-            any_active = true;
-            let wm = self.watermark(c);
-            if wm < need && behind.is_none_or(|(b, _)| wm < b) {
-                behind = Some((wm, c));
+            };
+            gated = true;
+            if gate < need && behind.is_none_or(|(b, _)| gate < b) {
+                behind = Some((gate, c));
             }
         }
-        // A timer of a key no active source feeds follows its domain.
-        let domain_behind = !any_active
+        // A timer of a key no source gates follows its domain.
+        let domain_behind = !gated
             && order.1 == TIMER
             && self
                 .domains
@@ -371,32 +424,42 @@ impl<T> Clock<T> {
     /// Moves on everything that the sources and domains that advanced,
     /// went idle or finished no longer hold back.
     pub fn settle(&mut self, keys: &impl Gated<T>) {
-        while let Some(s) = self.dirty_sources.pop() {
-            let active = self.sources[s as usize].status == Status::Active;
-            let limit = if active {
-                self.watermark(s)
+        loop {
+            if let Some(s) = self.dirty_full.pop() {
+                for (order, item) in std::mem::take(&mut self.queues[s as usize]) {
+                    let gates = keys.gates(&item);
+                    self.place(order, item, gates);
+                }
+            } else if let Some(s) = self.dirty_sources.pop() {
+                let limit = match self.sources[s as usize].status {
+                    Status::Active => self.watermark(s),
+                    Status::Idle => self.extrapolated(s),
+                    Status::Finished => Millis::MAX,
+                };
+                while let Some(entry) = self.queues[s as usize].first_entry() {
+                    if needs(entry.key()) > limit {
+                        break;
+                    }
+                    let (order, item) = entry.remove_entry();
+                    let gates = keys.gates(&item);
+                    self.place(order, item, gates);
+                }
+            } else if let Some(d) = self.dirty_domains.pop() {
+                let Some(clock) = self.domains[d as usize].clock else {
+                    continue;
+                };
+                while let Some(entry) = self.domains[d as usize].queue.first_entry() {
+                    if needs(entry.key()) > clock {
+                        break;
+                    }
+                    // Its key's sources may have come back since: gated
+                    // again, not simply ready.
+                    let (order, item) = entry.remove_entry();
+                    let gates = keys.gates(&item);
+                    self.place(order, item, gates);
+                }
             } else {
-                Millis::MAX
-            };
-            while let Some(entry) = self.queues[s as usize].first_entry() {
-                if active && needs(entry.key()) > limit {
-                    break;
-                }
-                let (order, item) = entry.remove_entry();
-                let gates = keys.gates(&item);
-                self.place(order, item, gates);
-            }
-        }
-        while let Some(d) = self.dirty_domains.pop() {
-            let Some(clock) = self.domains[d as usize].clock else {
-                continue;
-            };
-            while let Some(entry) = self.domains[d as usize].queue.first_entry() {
-                if needs(entry.key()) > clock {
-                    break;
-                }
-                let (order, item) = entry.remove_entry();
-                self.ready.insert(order, item);
+                break;
             }
         }
     }
@@ -406,24 +469,23 @@ impl<T> Clock<T> {
         self.ready.pop_first()
     }
 
-    /// Applies the oldest waiting item of the source holding most, ahead of
-    /// its gate (to bound what waits). False when nothing waits.
-    pub fn force_one(&mut self) -> bool {
-        let fullest = (0..self.queues.len()).max_by_key(|&s| self.queues[s].len());
-        let from_source = fullest.and_then(|s| self.queues[s].pop_first());
-        let item = from_source.or_else(|| {
-            self.domains
-                .iter_mut()
-                .max_by_key(|d| d.queue.len())
-                .and_then(|d| d.queue.pop_first())
-        });
-        match item {
-            Some((order, item)) => {
-                self.ready.insert(order, item);
-                true
-            }
-            None => false,
+    /// Makes the oldest waiting observation of the source holding most
+    /// ready ahead of its gates (to bound what waits). False when no
+    /// observation waits.
+    pub fn force_observation(&mut self) -> bool {
+        let mut fullest: Vec<usize> = (0..self.queues.len())
+            .filter(|&q| !self.queues[q].is_empty())
+            .collect();
+        fullest.sort_unstable_by_key(|&q| std::cmp::Reverse(self.queues[q].len()));
+        for q in fullest {
+            let Some(order) = self.queues[q].keys().find(|o| o.1 == OBSERVATION).copied() else {
+                continue;
+            };
+            let item = self.queues[q].remove(&order).expect("just found");
+            self.ready.insert(order, item);
+            return true;
         }
+        false
     }
 
     /// Everything still waiting (for snapshots).
@@ -523,19 +585,22 @@ mod tests {
         // Key 0 is fed by a and b; key 1 only by a.
         let keys = Keys(vec![vec![a, b], vec![a]]);
         clock.arrive(slow, 0).unwrap();
-        clock.arrive(a, 100).unwrap();
+        clock.arrive(a, 101).unwrap();
         clock.arrive(b, 50).unwrap();
         clock.place(order(100, OBSERVATION, 1), 0, keys.gates(&0));
         clock.place(order(100, OBSERVATION, 2), 1, keys.gates(&1));
-        // Key 1 is ready (a is at 100); key 0 waits for b. The slow source
-        // feeds neither and holds back nothing.
+        // Key 1 is ready (a is past 100); key 0 waits for b. The slow
+        // source feeds neither and holds back nothing.
         assert_eq!(drain(&mut clock, &keys), vec![(100, 1)]);
+        // At 100, b may still send events of time 100: not yet.
         clock.arrive(b, 100).unwrap();
+        assert!(drain(&mut clock, &keys).is_empty());
+        clock.arrive(b, 101).unwrap();
         assert_eq!(drain(&mut clock, &keys), vec![(100, 0)]);
     }
 
     #[test]
-    fn an_idle_source_stops_holding_back_and_its_timers_follow_the_domain() {
+    fn an_idle_source_holds_back_no_observation_and_its_timers_wait_for_its_own_time() {
         let mut clock: Clock<usize> = Clock::new(5_000, 1_000, 100);
         let quiet = clock.source(key("quiet"), false);
         let busy = clock.source(key("busy"), false);
@@ -543,17 +608,39 @@ mod tests {
         clock.set_wall(0);
         clock.arrive(quiet, 10_000).unwrap();
         clock.place(order(10_000, OBSERVATION, 1), 0, keys.gates(&0));
-        // A timer of the quiet host's key, due an hour later.
+        // A timer of the quiet host's key, due an hour after its event.
         clock.place(order(3_610_000, TIMER, 2), 0, keys.gates(&0));
         assert!(drain(&mut clock, &keys).is_empty());
         clock.set_wall(500);
-        clock.arrive(busy, 3_000_000).unwrap();
+        clock.arrive(busy, 7_200_000).unwrap();
         clock.idle_check(1_200);
-        // Idle: its observation is applied; its timer waits for the domain.
+        // Idle: its observation is applied. Its timer does not follow the
+        // busy host two hours ahead: it may be pausing in a backlog.
         assert_eq!(drain(&mut clock, &keys), vec![(10_000, 0)]);
-        clock.set_wall(1_300);
-        clock.arrive(busy, 3_620_000).unwrap();
+        clock.idle_check(1_800_000);
+        assert!(drain(&mut clock, &keys).is_empty());
+        // Silent for an hour of wall clock too: the timer fires.
+        clock.idle_check(3_601_000);
         assert_eq!(drain(&mut clock, &keys), vec![(3_610_000, 0)]);
+    }
+
+    #[test]
+    fn a_timer_on_the_domain_clock_is_gated_again_once_its_source_is_back() {
+        let mut clock: Clock<usize> = Clock::new(0, 1_000, 100);
+        let host = clock.source(key("host"), false);
+        let other = clock.source(key("other"), false);
+        let keys = Keys(vec![vec![host]]);
+        clock.arrive(host, 1_000).unwrap();
+        clock.finish_source(host);
+        clock.place(order(5_000, TIMER, 1), 0, keys.gates(&0));
+        assert!(drain(&mut clock, &keys).is_empty());
+        // The host sends again (behind), then the domain passes the timer:
+        // the timer waits for the host.
+        clock.arrive(host, 2_000).unwrap();
+        clock.arrive(other, 9_000).unwrap();
+        assert!(drain(&mut clock, &keys).is_empty());
+        clock.arrive(host, 6_000).unwrap();
+        assert_eq!(drain(&mut clock, &keys), vec![(5_000, 0)]);
     }
 
     #[test]

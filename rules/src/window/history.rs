@@ -5,7 +5,7 @@
 //!
 //! ```text
 //!  push ──► buffer (sorted when full) ──► runs on disk (JSON lines, each sorted)
-//!                 │ within memory_bytes          │ at most spill_bytes; 64 runs are
+//!                 │ within memory_bytes          │ at most spill_bytes; 16 runs of a size are
 //!                 ▼                              ▼ merged into one
 //!  drain ◄──── k-way merge of the buffer and the runs, in event-time order
 //! ```
@@ -26,11 +26,14 @@ use serde::{Deserialize, Serialize};
 
 use super::spec::Millis;
 
-/// The order of a history: event time, then the caller's tie-breakers.
-pub type HistoryOrder = (Millis, u64, u64, u64);
+/// The order of a history: event time, then the caller's tie-breakers
+/// (for the engine: the event's hash, rule and step, input, offset).
+pub type HistoryOrder = (Millis, u64, u64, u64, u64);
 
-/// Runs merged into one once there are this many (bounds open files).
-const MAX_RUNS: usize = 64;
+/// Runs of one level merged into one run of the next level once there are
+/// this many: every item is rewritten once per level (logarithmic in the
+/// history), and at most this many runs per level are open at the end.
+const MERGE_FAN: usize = 16;
 
 /// Why the history cannot be ordered.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +93,8 @@ pub struct HistoryStats {
 struct Run {
     path: PathBuf,
     bytes: u64,
+    /// 0 for a run of the buffer, L + 1 for a merge of runs of level L.
+    level: u32,
 }
 
 /// Collects items and gives them back in order.
@@ -141,7 +146,9 @@ impl<T: Serialize + DeserializeOwned> HistorySorter<T> {
         bytes: usize,
     ) -> Result<Result<(), TooLarge>, HistoryError> {
         if self.buffered + bytes > self.limits.memory_bytes && !self.buffer.is_empty() {
-            if self.on_disk >= self.limits.spill_bytes {
+            // The run about to be written must fit (its size on disk is
+            // about what it weighs in memory).
+            if self.on_disk + self.buffered as u64 > self.limits.spill_bytes {
                 self.stats.refused += 1;
                 return Ok(Err(TooLarge {
                     spill_bytes: self.limits.spill_bytes,
@@ -180,15 +187,26 @@ impl<T: Serialize + DeserializeOwned> HistorySorter<T> {
         let mut items = std::mem::take(&mut self.buffer);
         self.buffered = 0;
         items.sort_by_key(|a| a.0);
-        let run = self.write_run(items.into_iter().map(Ok))?;
+        let run = self.write_run(items.into_iter().map(Ok), 0)?;
         self.runs.push(run);
         self.stats.runs += 1;
-        if self.runs.len() >= MAX_RUNS {
-            let runs = std::mem::take(&mut self.runs);
-            // The runs merged are removed once read.
-            self.on_disk -= runs.iter().map(|r| r.bytes).sum::<u64>();
-            let merged = Merge::new(Vec::new(), runs)?;
-            let run = self.write_run(merged)?;
+        // Merge full levels, while the merged copy fits beside its inputs.
+        while let Some(level) = (0..=self.runs.iter().map(|r| r.level).max().unwrap_or(0))
+            .find(|l| self.runs.iter().filter(|r| r.level == *l).count() >= MERGE_FAN)
+        {
+            let (merging, rest): (Vec<Run>, Vec<Run>) = std::mem::take(&mut self.runs)
+                .into_iter()
+                .partition(|r| r.level == level);
+            self.runs = rest;
+            let bytes: u64 = merging.iter().map(|r| r.bytes).sum();
+            if self.on_disk + bytes > self.limits.spill_bytes {
+                self.runs.extend(merging);
+                break;
+            }
+            let merged = Merge::new(Vec::new(), merging)?;
+            let run = self.write_run(merged, level + 1)?;
+            // The runs merged are gone once read.
+            self.on_disk -= bytes;
             self.runs.push(run);
         }
         Ok(())
@@ -197,6 +215,7 @@ impl<T: Serialize + DeserializeOwned> HistorySorter<T> {
     fn write_run(
         &mut self,
         items: impl Iterator<Item = Result<(HistoryOrder, T), HistoryError>>,
+        level: u32,
     ) -> Result<Run, HistoryError> {
         let name = format!("run-{}-{}.jsonl", self.stats.runs, self.runs.len());
         let path = self.dir()?.join(name);
@@ -216,7 +235,7 @@ impl<T: Serialize + DeserializeOwned> HistorySorter<T> {
         out.flush().map_err(|source| self.spill_error(source))?;
         self.on_disk += bytes;
         self.stats.spilled_bytes += bytes;
-        Ok(Run { path, bytes })
+        Ok(Run { path, bytes, level })
     }
 
     /// Everything pushed, in order. The spill folder goes with the
@@ -353,7 +372,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut sorter = HistorySorter::new(limits(dir.path(), 1 << 20, 1 << 20));
         for v in shuffled(1_000) {
-            sorter.push((v as i64, 0, 0, v), v, 16).unwrap().unwrap();
+            sorter.push((v as i64, 0, 0, 0, v), v, 16).unwrap().unwrap();
         }
         let out: Vec<u64> = sorter.drain().unwrap().map(|r| r.unwrap().1).collect();
         assert!(out == (0..1_000).collect::<Vec<_>>(), "not in order");
@@ -363,12 +382,18 @@ mod tests {
     #[test]
     fn a_history_beyond_memory_is_ordered_on_disk_and_the_disk_is_cleaned() {
         let dir = tempfile::tempdir().unwrap();
-        // 100 items in memory at a time: 100 runs, merged once at 64.
+        // 100 items in memory at a time: 100 runs, merged 16 at a time.
         let mut sorter = HistorySorter::new(limits(dir.path(), 1_600, 1 << 30));
         for v in shuffled(10_000) {
-            sorter.push((v as i64, 0, 0, v), v, 16).unwrap().unwrap();
+            sorter.push((v as i64, 0, 0, 0, v), v, 16).unwrap().unwrap();
         }
         assert!(sorter.stats().runs >= 64, "{:?}", sorter.stats());
+        // Each item was written once as a run and at most once per level.
+        assert!(
+            sorter.stats().spilled_bytes < 3 * 10_000 * 40,
+            "{:?}",
+            sorter.stats()
+        );
         let out: Vec<u64> = sorter.drain().unwrap().map(|r| r.unwrap().1).collect();
         assert!(out == (0..10_000).collect::<Vec<_>>(), "not in order");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
@@ -380,7 +405,7 @@ mod tests {
         let mut sorter = HistorySorter::new(limits(dir.path(), 160, 100));
         let mut refused = 0;
         for v in 0..100u64 {
-            if sorter.push((v as i64, 0, 0, v), v, 16).unwrap().is_err() {
+            if sorter.push((v as i64, 0, 0, 0, v), v, 16).unwrap().is_err() {
                 refused += 1;
             }
         }

@@ -98,7 +98,12 @@ impl Input {
         if needs_value && value.is_none() && !matches!(kind, WindowKind::Baseline(_)) {
             return None;
         }
-        let number = value.as_deref().and_then(|v| v.trim().parse::<f64>().ok());
+        // `NaN`, `inf` and `1e309` parse, but no window can use them (and
+        // the state file could not hold them).
+        let number = value
+            .as_deref()
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|n| n.is_finite());
         let needs_number = match kind {
             WindowKind::ValueSum { .. } | WindowKind::ValueAvg { .. } => true,
             WindowKind::Baseline(spec) => spec.field.is_some(),

@@ -328,6 +328,8 @@ pub struct WindowRuntime<E> {
     rules: Vec<RuleMeta>,
     seq: u64,
     pending: usize,
+    /// Keys whose observation is being applied (innermost last).
+    applying: Vec<KeyRef>,
     stats: WindowStats,
 }
 
@@ -356,6 +358,7 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
             limits,
             seq: 0,
             pending: 0,
+            applying: Vec::new(),
             stats: WindowStats::default(),
         }
     }
@@ -441,14 +444,18 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
     }
 
     /// Applies every observation and fires every timer that its sources
-    /// no longer hold back, in event-time order.
+    /// no longer hold back, in event-time order. Beyond `max_pending`
+    /// waiting observations, the oldest of the source holding most are
+    /// applied ahead of their gates (counted).
     pub fn release(&mut self, out: &mut Vec<WindowAlert<E>>) {
-        while self.pending > self.limits.max_pending && self.clock.force_one() {
-            self.stats.forced += 1;
-            self.apply_ready(out, true);
-        }
         self.clock.settle(&self.keys);
-        self.apply_ready(out, false);
+        self.apply_ready(out);
+        while self.pending > self.limits.max_pending && self.clock.force_observation() {
+            self.stats.forced += 1;
+            self.apply_ready(out);
+            self.clock.settle(&self.keys);
+            self.apply_ready(out);
+        }
     }
 
     /// Wall clock now (ms): sources idle for `idle_after` stop holding
@@ -478,8 +485,8 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
         self.release(out);
     }
 
-    /// Applies what is ready; with `one`, only the first item.
-    fn apply_ready(&mut self, out: &mut Vec<WindowAlert<E>>, one: bool) {
+    /// Applies what is ready, in order.
+    fn apply_ready(&mut self, out: &mut Vec<WindowAlert<E>>) {
         while let Some((order, item)) = self.clock.pop_ready() {
             let key = item.key();
             match item {
@@ -498,9 +505,6 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
                 }
             }
             self.keys.release_if_empty(key);
-            if one {
-                break;
-            }
         }
     }
 
@@ -513,6 +517,9 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
         let Some((due, order)) = entry.timer.take() else {
             return;
         };
+        // Decided up to its due time: later arrivals before it are
+        // reordered, not merged into a decided window.
+        entry.applied = Some(entry.applied.map_or(due, |a| a.max(due)));
         // Fired ahead of its turn (by an event of its key after it): it no
         // longer waits anywhere.
         self.clock.take(&order, &entry.contributors, entry.domain);
@@ -545,14 +552,39 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
         let Some(entry) = self.keys.get_mut(key) else {
             return;
         };
-        let now = match entry.applied {
-            Some(applied) if obs.time < applied => {
-                self.stats.reordered += 1;
-                applied
-            }
-            _ => obs.time,
+        let (now, reordered) = match entry.applied {
+            Some(applied) if obs.time < applied => (applied, true),
+            _ => (obs.time, false),
         };
+        if reordered {
+            self.stats.reordered += 1;
+            // Moving it later would invent an order between the steps of
+            // a sequence: it does not count there.
+            if matches!(rule.kind, WindowKind::TemporalOrdered) {
+                return;
+            }
+        }
         entry.applied = Some(now);
+        // This key is not evicted while its observation is applied (its
+        // alert may feed chained keys, whose updates evict others).
+        self.applying.push(key);
+        self.apply_to(key, window, now, obs, out);
+        self.applying.pop();
+    }
+
+    fn apply_to(
+        &mut self,
+        key: KeyRef,
+        window: usize,
+        now: Millis,
+        obs: Observation<E>,
+        out: &mut Vec<WindowAlert<E>>,
+    ) {
+        let plan = self.plan.clone();
+        let rule = &plan.rules[window].rule;
+        let Some(entry) = self.keys.get_mut(key) else {
+            return;
+        };
         // The key's window that ended before this event is decided first.
         if entry.timer.is_some_and(|(due, _)| due < now) {
             self.fire_timer(key, out);
@@ -641,7 +673,12 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
         self.lru.remove(&old);
         self.lru.insert(seq, key);
         while self.lru.len() > self.limits.max_keys {
-            let (_, gone) = self.lru.pop_first().expect("non-empty");
+            // The least recently used key not being applied right now.
+            let Some((&touch, &gone)) = self.lru.iter().find(|(_, k)| !self.applying.contains(k))
+            else {
+                break;
+            };
+            self.lru.remove(&touch);
             self.evict(gone);
         }
     }
@@ -755,8 +792,21 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
                 values: pick(&feed.values),
                 evidence: alert.evidence.clone(),
             };
-            self.apply(chained, obs, out);
-            self.keys.release_if_empty(chained);
+            // Through the clock like any observation: it waits for the
+            // chained key's other sources, so that a step from a slower
+            // source is still applied in its event-time order.
+            let Some(entry) = self.keys.get_mut(chained) else {
+                continue;
+            };
+            entry.waiting += 1;
+            self.pending += 1;
+            self.seq += 1;
+            let order = observation_order(&obs, self.seq);
+            self.clock.place(
+                order,
+                Item::Observation(chained, obs),
+                Some((&entry.contributors, entry.domain)),
+            );
         }
         if planned.emits {
             out.push(alert);
@@ -781,6 +831,7 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
             .map(|(_, e)| SavedKey {
                 window: e.window,
                 group: e.group.clone(),
+                actor: self.clock.actor_of(e.domain).map(str::to_string),
                 state: e.state.clone(),
                 contributors: e.contributors.clone(),
                 applied: e.applied,
@@ -860,9 +911,7 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
                 .iter()
                 .filter_map(|c| sources.get(*c as usize).copied())
                 .collect();
-            let domain = contributors
-                .first()
-                .map_or(0, |c| fresh.clock.domain_of(*c));
+            let domain = fresh.clock.domain(saved.actor);
             let key = fresh.keys.intern(window, &saved.group, domain);
             let entry = fresh.keys.get_mut(key).expect("just interned");
             entry.contributors = contributors;
@@ -926,6 +975,8 @@ struct SavedSource {
 struct SavedKey<E> {
     window: usize,
     group: GroupKey,
+    /// The organisation whose clock it follows.
+    actor: Option<String>,
     state: Option<GroupState<E>>,
     contributors: Vec<SourceId>,
     applied: Option<Millis>,
@@ -1215,6 +1266,76 @@ mod tests {
         assert_eq!(runtime.stats().reordered, 0);
     }
 
+    const THEN: &str = "title: other\nname: other\nlogsource: {product: test}\ndetection: {sel: {a: 2}, condition: sel}\n---\ntitle: then\ncorrelation: {type: temporal_ordered, rules: [base, other], group-by: [user], timespan: 1m}\n";
+
+    /// Two events of the same time are applied in the order of their hash,
+    /// whichever arrives first.
+    #[test]
+    fn equal_times_are_ordered_by_the_event_not_by_arrival() {
+        for (base_tie, other_tie, fires) in [(5, 3, false), (3, 5, true)] {
+            let limits = WindowLimits {
+                allowed_lateness: 0,
+                ..WindowLimits::default()
+            };
+            let mut runtime = WindowRuntime::new(plan(THEN), limits);
+            let s = source(&mut runtime, "h");
+            let mut out = Vec::new();
+            let base = Observation {
+                tie: base_tie,
+                ..obs(1_000, "bob", None)
+            };
+            let other = Observation {
+                tie: other_tie,
+                slot: 1,
+                ..obs(1_000, "bob", None)
+            };
+            runtime.ingest(base, s).unwrap();
+            runtime.release(&mut out);
+            runtime.ingest(other, s).unwrap();
+            runtime.release(&mut out);
+            runtime.finish(&mut out);
+            assert_eq!(out.len(), usize::from(fires), "{out:?}");
+        }
+    }
+
+    /// A brute force on one host followed by a logon recorded on another: the
+    /// chained sequence sees the steps in event-time order, even when the
+    /// logon's host is slower to send.
+    #[test]
+    fn a_chained_step_waits_for_the_other_sources_of_its_key() {
+        let rules = "title: other\nname: other\nlogsource: {product: test}\ndetection: {sel: {a: 2}, condition: sel}\n---\ntitle: burst\nname: burst\ncorrelation: {type: event_count, rules: [base], group-by: [user], timespan: 1m, condition: {gte: 3}}\n---\ntitle: then\ncorrelation: {type: temporal_ordered, rules: [burst, other], group-by: [user], timespan: 5m}\n";
+        for (logon_at, fires) in [(10_000, false), (50_000, true)] {
+            let mut runtime = WindowRuntime::new(plan(rules), WindowLimits::default());
+            let dc1 = source(&mut runtime, "dc1");
+            let dc2 = source(&mut runtime, "dc2");
+            let mut out = Vec::new();
+            let logon = |time| Observation {
+                window: 1,
+                slot: 1,
+                ..obs(time, "bob", None)
+            };
+            // The logon host has sent before (it feeds the key), and sends
+            // its logon first.
+            runtime.ingest(logon(1_000), dc2).unwrap();
+            runtime.ingest(logon(logon_at), dc2).unwrap();
+            // The brute force host runs ahead: three failures by 30 s.
+            for t in [20_000, 25_000, 30_000, 40_000, 60_000] {
+                runtime.ingest(obs(t, "bob", None), dc1).unwrap();
+                runtime.release(&mut out);
+            }
+            runtime.ingest(obs(70_000, "x", None), dc2).unwrap();
+            runtime.release(&mut out);
+            runtime.finish(&mut out);
+            let then: Vec<_> = out.iter().filter(|a| a.window == 1).collect();
+            assert_eq!(
+                then.len(),
+                usize::from(fires),
+                "logon at {logon_at}: {out:?}"
+            );
+            assert_eq!(runtime.stats().reordered, 0);
+        }
+    }
+
     #[test]
     fn an_idle_host_is_found_silent_by_its_organisations_other_hosts() {
         let silent = "title: quiet\nlogsource: {product: test}\ndetection: {sel: {a: 2}, condition: sel}\nstatistic: {type: absence, group-by: [host], timespan: 10m}\n";
@@ -1225,10 +1346,14 @@ mod tests {
         let mut out = Vec::new();
         runtime.set_wall(0);
         runtime.ingest(obs(minute, "quiet", None), quiet).unwrap();
+        // A live stream: a minute of event time per minute of wall clock.
         for m in 1..30 {
-            runtime.set_wall(m as u64 * 1_000);
+            let wall = m as u64 * 60_000;
+            runtime.set_wall(wall);
             runtime.ingest(obs(m * minute, "busy", None), busy).unwrap();
-            runtime.tick(m as u64 * 1_000, &mut out);
+            runtime.tick(wall, &mut out);
+            // Not before the silence has lasted 10 minutes (due at 11 min).
+            assert_eq!(out.len(), usize::from(m >= 12), "minute {m}: {out:?}");
         }
         assert_eq!(out.len(), 1, "{out:?}");
         assert_eq!(out[0].group[0].1.as_deref(), Some("quiet"));

@@ -252,8 +252,10 @@ pub fn parse_timespan(text: &str) -> Result<Millis, String> {
     if n == 0 {
         return Err(format!("'{text}' must be longer than zero"));
     }
+    // A century bounds every window: times stay far from overflowing.
     n.checked_mul(scale)
-        .ok_or_else(|| format!("'{text}' is too long"))
+        .filter(|ms| *ms <= 100 * 366 * 86_400_000)
+        .ok_or_else(|| format!("'{text}' is too long (at most 100 years)"))
 }
 
 fn attr(attribute: &str, message: impl Into<String>) -> RuleError {

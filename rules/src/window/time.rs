@@ -60,6 +60,11 @@ pub struct TimestampSpec {
     pub format: TimeFormat,
 }
 
+/// The earliest event time accepted: year 1.
+pub const MIN_EVENT_TIME: Millis = -62_135_596_800_000;
+/// The latest event time accepted: the end of year 9999.
+pub const MAX_EVENT_TIME: Millis = 253_402_300_799_999;
+
 /// Why a row has no usable event time.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TimeError {
@@ -100,6 +105,7 @@ impl TimestampSpec {
                     }
                     return self
                         .parse_cell(*array, row)
+                        .filter(|t| (MIN_EVENT_TIME..=MAX_EVENT_TIME).contains(t))
                         .ok_or_else(|| TimeError::Unparsable {
                             field: (*name).clone(),
                             value: cell_text(*array, row),
