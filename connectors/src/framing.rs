@@ -7,7 +7,10 @@
 //! - pretty-printed, multi-line objects;
 //! - concatenated objects, with or without whitespace (`{..}{..}`);
 //! - top-level arrays of objects (`[ {..}, {..} ]`), whose elements become
-//!   records of their own; `[`, `,` and `]` between objects are skipped.
+//!   records of their own; the `[`, `,` and `]` of such an array are
+//!   structure. Any other bracket or comma (`[[`, `]` outside an array, `,`
+//!   before any element) is not, and is reported like other garbage; an
+//!   array still open at the end of the input is reported too.
 //!
 //! It does not validate the JSON inside an object: the decoder does.
 //! Malformed input becomes a [`DeadLetter`] and scanning resumes at the next
@@ -59,6 +62,17 @@ pub enum Frame {
     Dead(DeadLetter),
 }
 
+/// Where the splitter is in a top-level array of objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ArrayState {
+    /// Not in an array.
+    Outside,
+    /// After `[` or `,`: an object (or, after `[`, the closing `]`) comes.
+    Open(Origin),
+    /// After an element: `,` or `]` comes.
+    AfterElement(Origin),
+}
+
 /// Splits a byte stream into [`Frame`]s.
 ///
 /// ```
@@ -80,6 +94,7 @@ pub struct RecordSplitter<R> {
     at_line_start: bool,
     /// Still within a leading UTF-8 byte order mark, which is skipped.
     in_bom: bool,
+    array: ArrayState,
     /// Set when the stream was cut short (a tail stopping): an unfinished
     /// last object is then left for the next run instead of reported.
     cut_short: Option<Arc<AtomicBool>>,
@@ -112,6 +127,7 @@ impl<R: Read> RecordSplitter<R> {
             offset: 0,
             at_line_start: true,
             in_bom: true,
+            array: ArrayState::Outside,
             cut_short: None,
             #[cfg(test)]
             largest_buffer: 0,
@@ -157,7 +173,7 @@ impl<R: Read> RecordSplitter<R> {
     pub fn next_frame(&mut self) -> io::Result<Option<Frame>> {
         loop {
             if !self.input.fill()? {
-                return Ok(None);
+                return Ok(self.unclosed_array());
             }
             let chunk = self.input.unread();
             if self.in_bom {
@@ -168,19 +184,74 @@ impl<R: Read> RecordSplitter<R> {
                 }
                 self.in_bom = false;
             }
-            let structure = chunk
-                .iter()
-                .position(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'[' | b',' | b']'))
-                .unwrap_or(chunk.len());
+            let structure = self.structure();
             if structure > 0 {
                 self.advance(structure);
                 continue;
             }
-            return match chunk[0] {
-                b'{' => self.read_record(),
-                _ => self.skip_garbage().map(Some),
+            return match self.input.unread()[0] {
+                b'{' => {
+                    self.array = match self.array {
+                        ArrayState::Open(at) | ArrayState::AfterElement(at) => {
+                            ArrayState::AfterElement(at)
+                        }
+                        ArrayState::Outside => ArrayState::Outside,
+                    };
+                    self.read_record()
+                }
+                _ => {
+                    self.array = ArrayState::Outside;
+                    self.skip_garbage().map(Some)
+                }
             };
         }
+    }
+
+    /// How many buffered bytes from here are whitespace or the structure
+    /// of a top-level array of objects; follows the array as it goes.
+    fn structure(&mut self) -> usize {
+        let mut at = self.origin();
+        let chunk = self.input.unread();
+        for (n, &b) in chunk.iter().enumerate() {
+            self.array = match (b, self.array) {
+                (b' ' | b'\t' | b'\r', state) => state,
+                (b'\n', state) => {
+                    at.line += 1;
+                    state
+                }
+                (b'[', ArrayState::Outside) => ArrayState::Open(Origin {
+                    line: at.line,
+                    offset: at.offset + n as u64,
+                }),
+                (b',', ArrayState::AfterElement(start)) => ArrayState::Open(start),
+                (b']', ArrayState::Open(_) | ArrayState::AfterElement(_)) => ArrayState::Outside,
+                _ => return n,
+            };
+        }
+        chunk.len()
+    }
+
+    /// At the end of the input: an array that was never closed.
+    fn unclosed_array(&mut self) -> Option<Frame> {
+        let (ArrayState::Open(start) | ArrayState::AfterElement(start)) = self.array else {
+            return None;
+        };
+        self.array = ArrayState::Outside;
+        if self
+            .cut_short
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::SeqCst))
+        {
+            return None;
+        }
+        Some(self.dead(
+            start,
+            format!(
+                "not JSON: the array opened at line {} is not closed at the end of the input",
+                start.line
+            ),
+            b"[",
+        ))
     }
 
     /// Consumes `n` buffered bytes, keeping line and offset up to date.
@@ -508,6 +579,27 @@ mod tests {
                 "{\"b\": [2]}@3:16",
                 "{\"c\":3}@5:30",
                 "{\"d\":4}@5:38"
+            ]
+        );
+    }
+
+    /// Regression: lines of only brackets or commas were skipped as array
+    /// structure and became neither events nor dead letters.
+    #[test]
+    fn brackets_and_commas_outside_an_array_of_objects_are_reported() {
+        let input = b"[[[[\n]]]]\n,,,\n{\"a\":1}\n[{\"b\":2},]\n[\n{\"c\":3},\n";
+        let got = describe_all_buffers(input, 1 << 20);
+        let skipped = "; skipped to the end of the line";
+        assert_eq!(
+            got,
+            [
+                format!("DEAD@1:1:not JSON: expected an object, found '['{skipped}"),
+                format!("DEAD@2:5:not JSON: expected an object, found ']'{skipped}"),
+                format!("DEAD@3:10:not JSON: expected an object, found ','{skipped}"),
+                "{\"a\":1}@4:14".to_string(),
+                "{\"b\":2}@5:23".to_string(),
+                "{\"c\":3}@7:35".to_string(),
+                "DEAD@6:33:not JSON: the array opened at line 6 is not closed at the end of the input".to_string(),
             ]
         );
     }

@@ -577,6 +577,39 @@ impl RunConfig {
         self.windows.limits()?;
         self.windows.max_ahead()?;
         self.windows.snapshot_interval()?;
+        self.check_folders()
+    }
+
+    /// The folders that outputs, the state file and the spill go to must
+    /// exist: a mistyped path is an error, not a new folder.
+    fn check_folders(&self) -> Result<(), ConfigError> {
+        let files = [
+            ("output", Some(&self.output)),
+            ("dead_letters", self.dead_letters.as_ref()),
+            ("windows.state_file", self.windows.state_file.as_ref()),
+        ];
+        for (key, path) in files {
+            let Some(path) = path.filter(|p| p.as_os_str() != "-") else {
+                continue;
+            };
+            let folder = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            if !folder.is_dir() {
+                return Err(ConfigError::Invalid(format!(
+                    "{key} {}: the folder {} does not exist (create it first)",
+                    path.display(),
+                    folder.display()
+                )));
+            }
+        }
+        if let Some(dir) = self.windows.spill_dir.as_ref().filter(|d| !d.is_dir()) {
+            return Err(ConfigError::Invalid(format!(
+                "windows.spill_dir {}: not an existing folder",
+                dir.display()
+            )));
+        }
         Ok(())
     }
 }
@@ -663,6 +696,8 @@ mod readme_tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("vagt.yaml");
         std::fs::write(&path, yaml).unwrap();
+        // Its folders exist where it is used.
+        std::fs::create_dir(dir.path().join("state")).unwrap();
         // No other test reads this variable.
         std::env::set_var("VAGT_TOKEN_HOSPITAL_SYD", "a-secret");
         let config = RunConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}\n{yaml}"));

@@ -128,10 +128,24 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("vagt: error: {e:#}");
+            eprintln!("vagt: error: {}", describe(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// An error and its causes, each said once: most of vagt's errors already
+/// name their cause.
+fn describe(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 fn build_config(args: RunArgs) -> anyhow::Result<RunConfig> {
@@ -243,6 +257,10 @@ impl pipeline::RunObserver for StderrObserver {
             "vagt: window state restored: {} rules ({} dropped: no longer loaded or changed), {} sources, {} events waiting for their sources",
             r.rules, r.dropped_rules, r.sources, r.pending
         );
+    }
+
+    fn notice(&self, message: &str) {
+        eprintln!("vagt: {message}");
     }
 
     fn listening(&self, input: &str, addr: std::net::SocketAddr) {

@@ -256,8 +256,12 @@ enum Work {
 /// What flows to the dead-letter sink.
 enum DeadItem {
     Letter(DeadLetter),
-    /// Answered once everything sent before it is written.
-    Barrier(tokio::sync::oneshot::Sender<()>),
+    /// Answered once everything sent before it is written (and, when
+    /// `sync`, on disk).
+    Barrier {
+        written: tokio::sync::oneshot::Sender<()>,
+        sync: bool,
+    },
 }
 
 /// What flows from detection to the alert sink. State goes through the
@@ -279,6 +283,8 @@ pub trait RunObserver {
     fn ready(&self, _summary: &RunSummary) {}
     /// Window state was restored from the state file.
     fn restored(&self, _report: &RestoreReport) {}
+    /// Something the operator should know (a fallback taken).
+    fn notice(&self, _message: &str) {}
     /// A listener input is bound and accepting.
     fn listening(&self, _input: &str, _addr: std::net::SocketAddr) {}
 }
@@ -306,6 +312,7 @@ pub async fn run_until(
 ) -> Result<RunSummary, PipelineError> {
     let started = Instant::now();
     let mut config = config;
+    config.validate()?;
     config.expand_folders()?;
     let profile = load_profile(&config.profile)?;
     let compiled = compile_rules(&config, &profile)?;
@@ -373,8 +380,11 @@ pub async fn run_until(
         .with_history(config.windows.history())
     });
     if let (Some(stage), Some(path)) = (windows.as_mut(), state_file.as_deref()) {
-        if let Some(report) = stage.restore(path, &files)? {
-            observer.restored(&report);
+        if let Some(restored) = stage.restore(path, &files)? {
+            if let Some(note) = &restored.note {
+                observer.notice(note);
+            }
+            observer.restored(&restored.report);
         }
     }
     let mut summary = RunSummary {
@@ -729,10 +739,7 @@ pub async fn run_until(
                     if acks.is_empty() {
                         continue;
                     }
-                    let (written, barrier) = tokio::sync::oneshot::channel();
-                    if dead_barrier.send(DeadItem::Barrier(written)).await.is_err()
-                        || barrier.await.is_err()
-                    {
+                    if !dead_letters_written(&dead_barrier, false).await {
                         // The dead-letter sink failed: what it did not
                         // write must not be acknowledged.
                         return Err(PipelineError::DeadLettersFailed);
@@ -741,7 +748,12 @@ pub async fn run_until(
                     continue;
                 }
                 SinkItem::State(bytes) => {
-                    // Everything before it is written; now the state may be.
+                    // The positions it saves vouch for the alerts and dead
+                    // letters before it: they reach the disk first.
+                    out.sync().await.map_err(|e| io_error(path, e))?;
+                    if !dead_letters_written(&dead_barrier, true).await {
+                        return Err(PipelineError::DeadLettersFailed);
+                    }
                     if let Some(path) = &state_path {
                         let path = path.clone();
                         tokio::task::spawn_blocking(move || write_state(&path, &bytes))
@@ -757,7 +769,7 @@ pub async fn run_until(
                 buf.push(b'\n');
             }
             count += alerts.len() as u64;
-            write_flushed(&mut out, &buf, &sink, path).await?;
+            write_flushed(&mut *out.out, &buf, &sink, path).await?;
             sink.delivered(received.elapsed());
             // Counted once written, after the latency metrics, so that a
             // scrape seeing the count also sees how they were delivered.
@@ -822,7 +834,14 @@ pub async fn run_until(
         // A reader still waiting on its input (stdin) holds the dead-letter
         // channel open: write what was sent so far, then go.
         let (written, barrier) = tokio::sync::oneshot::channel();
-        if dead_end.send(DeadItem::Barrier(written)).await.is_ok() {
+        if dead_end
+            .send(DeadItem::Barrier {
+                written,
+                sync: false,
+            })
+            .await
+            .is_ok()
+        {
             let _ = tokio::time::timeout(Duration::from_secs(5), barrier).await;
         }
     } else {
@@ -851,25 +870,55 @@ fn io_error(path: Option<&Path>, source: std::io::Error) -> PipelineError {
     }
 }
 
-async fn open_output(
-    path: Option<&Path>,
-    stderr: bool,
-) -> Result<Box<dyn AsyncWrite + Unpin + Send>, PipelineError> {
+/// An alert or dead-letter output: a file, whose content can be synced to
+/// disk, or stdout or stderr.
+struct Output {
+    out: Box<dyn AsyncWrite + Unpin + Send>,
+    /// The file again, to sync it.
+    file: Option<tokio::fs::File>,
+}
+
+impl Output {
+    /// Flushes, and puts what was written on disk (for a file).
+    async fn sync(&mut self) -> std::io::Result<()> {
+        self.out.flush().await?;
+        match &self.file {
+            Some(file) => file.sync_data().await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// Opens an output; its folder must exist (a mistyped path is an error,
+/// not a new folder).
+async fn open_output(path: Option<&Path>, stderr: bool) -> Result<Output, PipelineError> {
     Ok(match path {
         Some(p) => {
-            if let Some(parent) = p.parent().filter(|p| !p.as_os_str().is_empty()) {
-                tokio::fs::create_dir_all(parent)
-                    .await
-                    .map_err(|e| io_error(Some(p), e))?;
-            }
             let file = tokio::fs::File::create(p)
                 .await
                 .map_err(|e| io_error(Some(p), e))?;
-            Box::new(BufWriter::new(file))
+            let sync = file.try_clone().await.map_err(|e| io_error(Some(p), e))?;
+            Output {
+                out: Box::new(BufWriter::new(file)),
+                file: Some(sync),
+            }
         }
-        None if stderr => Box::new(tokio::io::stderr()),
-        None => Box::new(BufWriter::new(tokio::io::stdout())),
+        None if stderr => Output {
+            out: Box::new(tokio::io::stderr()),
+            file: None,
+        },
+        None => Output {
+            out: Box::new(BufWriter::new(tokio::io::stdout())),
+            file: None,
+        },
     })
+}
+
+/// Waits until the dead-letter sink has written (and with `sync`, synced)
+/// everything sent to it so far; false if it failed.
+async fn dead_letters_written(dead: &mpsc::Sender<DeadItem>, sync: bool) -> bool {
+    let (written, barrier) = tokio::sync::oneshot::channel();
+    dead.send(DeadItem::Barrier { written, sync }).await.is_ok() && barrier.await.is_ok()
 }
 
 #[derive(Debug, Default)]
@@ -914,8 +963,13 @@ async fn write_dead_letters(
     while let Some(item) = dead_rx.recv().await {
         let dead = match item {
             DeadItem::Letter(dead) => dead,
-            DeadItem::Barrier(written) => {
+            DeadItem::Barrier { written, sync } => {
                 // Everything sent before it is written and flushed.
+                if sync {
+                    out.sync()
+                        .await
+                        .map_err(|e| io_error(dead_path.as_deref(), e))?;
+                }
                 let _ = written.send(());
                 continue;
             }
@@ -925,7 +979,7 @@ async fn write_dead_letters(
         let mut line =
             serde_json::to_vec(&dead).map_err(|e| io_error(dead_path.as_deref(), e.into()))?;
         line.push(b'\n');
-        write_flushed(&mut out, &line, &sink, dead_path.as_deref()).await?;
+        write_flushed(&mut *out.out, &line, &sink, dead_path.as_deref()).await?;
     }
     Ok(count)
 }

@@ -64,6 +64,51 @@ pub struct InputPosition {
 /// Default of `windows.max_ahead`: one hour.
 pub const DEFAULT_MAX_AHEAD: Millis = 3_600_000;
 
+/// What a restore brought back.
+#[derive(Debug)]
+pub struct Restored {
+    /// What the window state kept and dropped.
+    pub report: RestoreReport,
+    /// Why the previous snapshot was used instead of the state file.
+    pub note: Option<String>,
+}
+
+/// The previous good snapshot, kept beside the state file.
+pub fn previous_snapshot(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".prev");
+    PathBuf::from(name)
+}
+
+/// Reads a state file: `None` if there is none.
+fn read_state(path: &Path) -> Result<Option<StateFile>, StateError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(StateError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let invalid = |message: String| StateError::Invalid {
+        path: path.to_path_buf(),
+        message,
+    };
+    let version: StateVersion = serde_json::from_slice(&bytes)
+        .map_err(|e| invalid(format!("not a vagt state file (damaged?): {e}")))?;
+    if version.version != STATE_VERSION {
+        return Err(StateError::Version {
+            path: path.to_path_buf(),
+            version: version.version,
+        });
+    }
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| invalid(format!("not a vagt state file (damaged?): {e}")))
+}
+
 /// An input as the window stage sees it.
 #[derive(Debug, Clone)]
 pub struct StageInput {
@@ -106,13 +151,21 @@ pub enum StateError {
         #[source]
         source: std::io::Error,
     },
-    /// It is not a vagt state file of this version.
+    /// It is not a vagt state file.
     #[error("state file {path}: {message}")]
     Invalid {
         /// Path.
         path: PathBuf,
         /// What is wrong.
         message: String,
+    },
+    /// It is a state file of another version.
+    #[error("state file {path}: version {version} (this vagt reads version {STATE_VERSION}; remove the file to start afresh)")]
+    Version {
+        /// Path.
+        path: PathBuf,
+        /// Its version.
+        version: u32,
     },
 }
 
@@ -333,39 +386,43 @@ impl WindowStage {
     /// file now shorter than that position, or another file than the one
     /// read, is read from the start; a `.gz` file resumes only if it is
     /// the same file). `files` are the inputs' sizes and identities now.
+    ///
+    /// A state file that is missing beside a previous snapshot, or that
+    /// cannot be read as one (a crash while it was written), gives way to
+    /// the previous snapshot, and the returned note says so; without a
+    /// usable one it is an error, never a silent fresh start.
     pub fn restore(
         &mut self,
         path: &Path,
         files: &[(Option<u64>, Option<FileId>)],
-    ) -> Result<Option<RestoreReport>, StateError> {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(StateError::Io {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
-        };
-        let version: StateVersion =
-            serde_json::from_slice(&bytes).map_err(|e| StateError::Invalid {
-                path: path.to_path_buf(),
-                message: format!("not a vagt state file: {e}"),
-            })?;
-        if version.version != STATE_VERSION {
-            return Err(StateError::Invalid {
-                path: path.to_path_buf(),
-                message: format!(
-                    "version {} (this vagt reads version {STATE_VERSION}; remove the file to start afresh)",
-                    version.version
+    ) -> Result<Option<Restored>, StateError> {
+        let previous = previous_snapshot(path);
+        let (file, note) = match read_state(path) {
+            Ok(Some(file)) => (file, None),
+            Ok(None) => match read_state(&previous) {
+                Ok(Some(file)) => (
+                    file,
+                    Some(format!(
+                        "state file {} is missing; resumed from the previous snapshot {}",
+                        path.display(),
+                        previous.display()
+                    )),
                 ),
-            });
-        }
-        let file: StateFile = serde_json::from_slice(&bytes).map_err(|e| StateError::Invalid {
-            path: path.to_path_buf(),
-            message: format!("not a vagt state file: {e}"),
-        })?;
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(e),
+            },
+            Err(e @ StateError::Io { .. }) => return Err(e),
+            Err(damaged) => match read_state(&previous) {
+                Ok(Some(file)) => (
+                    file,
+                    Some(format!(
+                        "{damaged}; resumed from the previous snapshot {}",
+                        previous.display()
+                    )),
+                ),
+                _ => return Err(damaged),
+            },
+        };
         for (index, name) in self.input_names.iter().enumerate() {
             let Some(position) = file.inputs.get(name) else {
                 continue;
@@ -385,7 +442,10 @@ impl WindowStage {
         }
         self.positions = file.inputs;
         let wall = self.wall();
-        Ok(Some(self.runtime.restore(file.windows, wall)))
+        Ok(Some(Restored {
+            report: self.runtime.restore(file.windows, wall),
+            note,
+        }))
     }
 
     /// Where input `index` resumes, if an earlier run read part of it:
@@ -850,16 +910,89 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// Writes the state file atomically (a temporary file, then a rename).
+/// Writes the state file durably: the new content to a temporary file,
+/// synced; the current file becomes the previous snapshot; the temporary
+/// file takes its name; the folder is synced. A crash at any point leaves
+/// the current or the previous snapshot whole. The folder must exist.
 pub fn write_state(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    use std::io::Write;
     let io = |source| StateError::Io {
         path: path.to_path_buf(),
         source,
     };
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(io)?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut file = std::fs::File::create(&tmp).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+    match std::fs::rename(path, previous_snapshot(path)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+        _ => {}
     }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    std::fs::rename(&tmp, path).map_err(io)?;
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::File::open(folder)
+        .and_then(|f| f.sync_all())
+        .map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stage() -> WindowStage {
+        WindowStage::new(
+            WindowPlan::default(),
+            WindowLimits::default(),
+            vec![],
+            vec![],
+            vec![],
+        )
+    }
+
+    /// Regression: the state file was renamed into place without any sync
+    /// and no earlier snapshot was kept, so a crash could leave an empty
+    /// file and vagt refused to start.
+    #[test]
+    fn each_write_keeps_the_previous_snapshot_and_a_damaged_file_falls_back_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let first = stage().snapshot();
+        write_state(&path, &first).unwrap();
+        assert!(!previous_snapshot(&path).exists());
+        write_state(&path, &first).unwrap();
+        assert_eq!(std::fs::read(previous_snapshot(&path)).unwrap(), first);
+        assert!(!dir.path().join("state.json.tmp").exists());
+
+        // An empty file (a crash before the data reached the disk).
+        std::fs::write(&path, b"").unwrap();
+        let restored = stage().restore(&path, &[]).unwrap().unwrap();
+        let note = restored.note.unwrap();
+        assert!(
+            note.contains("damaged") && note.contains("state.json.prev"),
+            "{note}"
+        );
+
+        // The file gone between the two renames.
+        std::fs::remove_file(&path).unwrap();
+        let note = stage().restore(&path, &[]).unwrap().unwrap().note.unwrap();
+        assert!(
+            note.contains("is missing; resumed from the previous snapshot"),
+            "{note}"
+        );
+
+        // Nothing usable: an error, never a silent fresh start.
+        std::fs::write(&path, b"{").unwrap();
+        std::fs::write(previous_snapshot(&path), b"").unwrap();
+        let e = stage().restore(&path, &[]).unwrap_err().to_string();
+        assert!(e.contains("state.json: not a vagt state file"), "{e}");
+        // No state at all: a first run.
+        let fresh = dir.path().join("none.json");
+        assert!(stage().restore(&fresh, &[]).unwrap().is_none());
+    }
 }

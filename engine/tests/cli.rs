@@ -150,17 +150,30 @@ fn run_with_flags_and_with_a_config_file() {
         "{stderr}"
     );
 
-    // The same through a config file, with output to a file.
+    // The same through a config file, with output to a file. Its folder
+    // must exist: a mistyped path is not silently made a new folder.
     std::fs::write(
         dir.path().join("vagt.yaml"),
         "rules: [rule.yml]\ninputs: [{path: events.jsonl, actor: rnv-hospital-nord}]\noutput: out/alerts.jsonl\ndecoder: {batch_size: 1}\n",
     )
     .unwrap();
-    let out = vagt(&[
-        "run",
-        "--config",
-        dir.path().join("vagt.yaml").to_str().unwrap(),
-    ]);
+    let run = || {
+        vagt(&[
+            "run",
+            "--config",
+            dir.path().join("vagt.yaml").to_str().unwrap(),
+        ])
+    };
+    let refused = run();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("out/alerts.jsonl: the folder") && stderr.contains("does not exist"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("out").exists());
+    std::fs::create_dir(dir.path().join("out")).unwrap();
+    let out = run();
     assert!(
         out.status.success(),
         "{}",

@@ -213,6 +213,7 @@ fn a_folder_and_its_concatenation_give_the_historys_alerts() {
 fn a_history_beyond_its_memory_budget_is_ordered_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     let spill = dir.path().join("spill");
+    std::fs::create_dir(&spill).unwrap();
     let files = vec![history().join("all-hosts.jsonl")];
     let (alerts, dead, run) = run_history(dir.path(), &files, 256, |c| {
         c.windows.history_memory_bytes = 64 * 1024;
@@ -233,7 +234,7 @@ fn a_history_beyond_memory_and_disk_is_counted_and_reported_not_applied() {
     let (_, dead, run) = run_history(dir.path(), &files, 256, |c| {
         c.windows.history_memory_bytes = 64 * 1024;
         c.windows.history_spill_bytes = 128 * 1024;
-        c.windows.spill_dir = Some(dir.path().join("spill"));
+        c.windows.spill_dir = Some(dir.path().to_path_buf());
     });
     // What could not be ordered is not applied out of order: each such
     // event is a dead letter saying why, and counted.

@@ -202,6 +202,7 @@ proptest! {
 }
 
 fn write_config(dir: &Path, name: &str, output: &str, metrics_port: Option<u16>) -> PathBuf {
+    std::fs::create_dir_all(dir.join("state")).unwrap();
     let mut text = format!(
         "rules: [{}]\ncatalog: {}\ninputs: [{{path: \"-\"}}]\noutput: {output}\ndead_letters: dead-{name}.jsonl\nprogress: never\nwindows:\n  allowed_lateness: 5s\n  state_file: state/vagt-state.json\n",
         fixture("rules").display(),

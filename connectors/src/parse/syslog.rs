@@ -110,6 +110,15 @@ fn rfc5424(rest: &str, version: &str, object: &mut Object) -> Result<(), String>
         if value.is_empty() {
             return Err(format!("syslog: RFC 5424 {name} is empty (two spaces)"));
         }
+        // RFC 5424 6.2.3: a full date and time (RFC 3339) or '-'.
+        if name == "timestamp"
+            && value != "-"
+            && chrono::DateTime::parse_from_rfc3339(value).is_err()
+        {
+            return Err(format!(
+                "syslog: RFC 5424 timestamp '{value}' is not a valid date and time"
+            ));
+        }
         if value != "-" {
             object.insert_str(name, value);
         }

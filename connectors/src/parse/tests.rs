@@ -51,6 +51,24 @@ fn rfc5424_with_structured_data_and_nil_values() {
     assert!(v["event.original"].as_str().unwrap().starts_with("<165>1 "));
 }
 
+/// Regression: an impossible time was passed on as if it were one.
+#[test]
+fn an_rfc5424_timestamp_that_is_no_date_is_refused() {
+    for bad in ["2026-13-45T25:61:61Z", "2026-02-30T10:00:00Z", "yesterday"] {
+        let e = parse(Format::Syslog, &format!("<13>1 {bad} host app - - - hi")).unwrap_err();
+        assert_eq!(
+            e,
+            format!("syslog: RFC 5424 timestamp '{bad}' is not a valid date and time")
+        );
+    }
+    let ok = parse(
+        Format::Syslog,
+        "<13>1 2026-02-28T10:00:00.5+01:00 host app - - - hi",
+    )
+    .unwrap();
+    assert_eq!(ok["timestamp"], "2026-02-28T10:00:00.5+01:00");
+}
+
 #[test]
 fn rfc5424_without_message_or_structured_data() {
     let v = parse(Format::Syslog, "<13>1 - - - - - -").unwrap();

@@ -164,8 +164,6 @@ impl<T: Serialize + DeserializeOwned> HistorySorter<T> {
 
     fn dir(&mut self) -> Result<&Path, HistoryError> {
         if self.dir.is_none() {
-            std::fs::create_dir_all(&self.limits.spill_dir)
-                .map_err(|source| self.spill_error(source))?;
             let dir = tempfile::Builder::new()
                 .prefix("vagt-history-")
                 .tempdir_in(&self.limits.spill_dir)
