@@ -313,7 +313,7 @@ impl WindowsConfig {
     /// The runtime limits, validated.
     pub fn limits(&self) -> Result<WindowLimits, ConfigError> {
         let lateness = parse_duration(&self.allowed_lateness)
-            .map_err(|e| ConfigError::Invalid(format!("windows.allowed_lateness: {e}")))?;
+            .map_err(|e| ConfigError::setting("windows.allowed_lateness", e))?;
         for (name, value) in [
             ("max_keys", self.max_keys),
             ("max_values_per_key", self.max_values_per_key),
@@ -323,14 +323,16 @@ impl WindowsConfig {
             ("history_memory_bytes", self.history_memory_bytes),
         ] {
             if value == 0 {
-                return Err(ConfigError::Invalid(format!(
-                    "windows.{name} must be at least 1"
-                )));
+                return Err(ConfigError::setting(
+                    format!("windows.{name}"),
+                    "must be at least 1",
+                ));
             }
         }
         let idle_after = match &self.idle_after {
-            Some(text) => parse_duration(text)
-                .map_err(|e| ConfigError::Invalid(format!("windows.idle_after: {e}")))?,
+            Some(text) => {
+                parse_duration(text).map_err(|e| ConfigError::setting("windows.idle_after", e))?
+            }
             None => lateness.max(1_000),
         };
         Ok(WindowLimits {
@@ -355,14 +357,13 @@ impl WindowsConfig {
 
     /// How far ahead of the clock an event time may be, in ms.
     pub fn max_ahead(&self) -> Result<i64, ConfigError> {
-        parse_duration(&self.max_ahead)
-            .map_err(|e| ConfigError::Invalid(format!("windows.max_ahead: {e}")))
+        parse_duration(&self.max_ahead).map_err(|e| ConfigError::setting("windows.max_ahead", e))
     }
 
     /// How often to save state.
     pub fn snapshot_interval(&self) -> Result<std::time::Duration, ConfigError> {
         let ms = parse_timespan(&self.snapshot_interval)
-            .map_err(|e| ConfigError::Invalid(format!("windows.snapshot_interval: {e}")))?;
+            .map_err(|e| ConfigError::setting("windows.snapshot_interval", e))?;
         Ok(std::time::Duration::from_millis(ms as u64))
     }
 }
@@ -405,6 +406,9 @@ pub struct RunConfig {
     /// Windowed rules.
     #[serde(default)]
     pub windows: WindowsConfig,
+    /// The file it was read from, if any.
+    #[serde(skip)]
+    pub source: Option<ConfigSource>,
 }
 
 fn default_profile() -> String {
@@ -439,9 +443,114 @@ pub enum ConfigError {
         /// Message with line and column.
         message: String,
     },
-    /// A setting is invalid.
+    /// The configuration as a whole is invalid.
     #[error("config: {0}")]
     Invalid(String),
+    /// A setting is invalid (built from flags, or before its file is known).
+    #[error("config: {key}: {message}")]
+    Setting {
+        /// The setting, e.g. `windows.max_keys` or `inputs[2]`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A setting of a config file is invalid.
+    #[error("config {}{}: {key}: {message}", path.display(), line.map(|l| format!(", line {l}")).unwrap_or_default())]
+    AtLine {
+        /// The file.
+        path: PathBuf,
+        /// Where the setting is (1-based), if found.
+        line: Option<usize>,
+        /// The setting.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// An invalid setting.
+    pub fn setting(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Setting {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Where a config came from, to say where a setting is.
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    /// The file.
+    pub path: PathBuf,
+    text: String,
+}
+
+/// The line (1-based) of a setting such as `windows.max_keys` or
+/// `inputs[2].syslog` in a YAML text, as far as it can be followed (block
+/// mappings and sequences; within a flow collection, its first line).
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let meaningful = |l: &&str| !l.trim().is_empty() && !l.trim_start().starts_with('#');
+    let mut segments: Vec<Result<&str, usize>> = Vec::new();
+    for part in key.split('.') {
+        let (name, index) = match part.split_once('[') {
+            Some((name, rest)) => (name, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        if !name.is_empty() {
+            segments.push(Ok(name));
+        }
+        segments.extend(index.map(Err));
+    }
+    let (mut start, mut end) = (0, lines.len());
+    let mut parent: Option<usize> = None;
+    let mut found: Option<usize> = None;
+    for segment in segments {
+        let children = (start..end)
+            .filter(|&i| meaningful(&lines[i]) && parent.is_none_or(|p| indent(lines[i]) > p));
+        let hit = match segment {
+            Ok(name) => children
+                .into_iter()
+                .find(|&i| {
+                    let t = lines[i].trim_start().trim_start_matches("- ");
+                    t.strip_prefix(name).is_some_and(|r| r.starts_with(':'))
+                })
+                .or_else(|| {
+                    // `parent: {name: ...}` on one line.
+                    found.filter(|&f| lines[f].contains(&format!("{name}:")))
+                }),
+            Err(index) => {
+                let items: Vec<usize> = children
+                    .into_iter()
+                    .filter(|&i| lines[i].trim_start().starts_with("- "))
+                    .collect();
+                let item_indent = items.first().map(|&i| indent(lines[i]));
+                items
+                    .into_iter()
+                    .filter(|&i| Some(indent(lines[i])) == item_indent)
+                    .nth(index)
+            }
+        };
+        let Some(line) = hit else { break };
+        if Some(line) == found {
+            break;
+        }
+        let own = indent(lines[line]);
+        // Keys of a list item (`- key: ...`) sit at the item's indent + 2.
+        parent = Some(if lines[line].trim_start().starts_with("- ") {
+            own + 1
+        } else {
+            own
+        });
+        start = line + 1;
+        end = (start..lines.len())
+            .find(|&i| meaningful(&lines[i]) && indent(lines[i]) <= own)
+            .unwrap_or(lines.len());
+        found = Some(line);
+    }
+    found.map(|l| l + 1)
 }
 
 impl RunConfig {
@@ -458,8 +567,26 @@ impl RunConfig {
             })?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve_relative_to(base);
+        config.source = Some(ConfigSource {
+            path: path.to_path_buf(),
+            text,
+        });
         config.validate()?;
         Ok(config)
+    }
+
+    /// An error about a setting, with the file and line it is on when the
+    /// config came from a file.
+    pub fn locate(&self, e: ConfigError) -> ConfigError {
+        match (e, &self.source) {
+            (ConfigError::Setting { key, message }, Some(source)) => ConfigError::AtLine {
+                path: source.path.clone(),
+                line: line_of(&source.text, &key),
+                key,
+                message,
+            },
+            (e, _) => e,
+        }
     }
 
     fn resolve_relative_to(&mut self, base: &Path) {
@@ -543,23 +670,29 @@ impl RunConfig {
         Ok(())
     }
 
-    /// Cross-field checks.
+    /// Cross-field checks. An invalid setting of a config file is named
+    /// with its file and line.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check().map_err(|e| self.locate(e))
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
         if self.rules.is_empty() {
-            return Err(ConfigError::Invalid("no rules given".into()));
+            return Err(ConfigError::setting("rules", "no rules given"));
         }
         if self.inputs.is_empty() {
-            return Err(ConfigError::Invalid("no inputs given".into()));
+            return Err(ConfigError::setting("inputs", "no inputs given"));
         }
         if self.channel_capacity == 0 {
-            return Err(ConfigError::Invalid(
-                "channel_capacity must be at least 1".into(),
+            return Err(ConfigError::setting(
+                "channel_capacity",
+                "must be at least 1",
             ));
         }
         for (i, input) in self.inputs.iter().enumerate() {
             input
                 .validate()
-                .map_err(|e| ConfigError::Invalid(format!("inputs[{i}]: {e}")))?;
+                .map_err(|e| ConfigError::setting(format!("inputs[{i}]"), e))?;
         }
         let stdin_inputs = self
             .inputs
@@ -567,13 +700,14 @@ impl RunConfig {
             .filter(|i| matches!(i.kind(), Ok(InputKind::Stdin)))
             .count();
         if stdin_inputs > 1 {
-            return Err(ConfigError::Invalid(
-                "stdin ('-') can be an input only once".into(),
+            return Err(ConfigError::setting(
+                "inputs",
+                "stdin ('-') can be an input only once",
             ));
         }
         self.decoder
             .validate()
-            .map_err(|e| ConfigError::Invalid(format!("decoder: {e}")))?;
+            .map_err(|e| ConfigError::setting("decoder", e.to_string()))?;
         self.windows.limits()?;
         self.windows.max_ahead()?;
         self.windows.snapshot_interval()?;
@@ -597,18 +731,21 @@ impl RunConfig {
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
             if !folder.is_dir() {
-                return Err(ConfigError::Invalid(format!(
-                    "{key} {}: the folder {} does not exist (create it first)",
-                    path.display(),
-                    folder.display()
-                )));
+                return Err(ConfigError::setting(
+                    key,
+                    format!(
+                        "{}: the folder {} does not exist (create it first)",
+                        path.display(),
+                        folder.display()
+                    ),
+                ));
             }
         }
         if let Some(dir) = self.windows.spill_dir.as_ref().filter(|d| !d.is_dir()) {
-            return Err(ConfigError::Invalid(format!(
-                "windows.spill_dir {}: not an existing folder",
-                dir.display()
-            )));
+            return Err(ConfigError::setting(
+                "windows.spill_dir",
+                format!("{}: not an existing folder", dir.display()),
+            ));
         }
         Ok(())
     }
@@ -674,6 +811,59 @@ mod tests {
             let e = RunConfig::from_file(&path).unwrap_err().to_string();
             assert!(e.contains(expected), "{inputs}: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod line_tests {
+    use super::*;
+
+    /// Regression: semantic errors (a zero bound, an input with two
+    /// sources) named the setting but not the file and line.
+    #[test]
+    fn a_bad_setting_is_named_with_its_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vagt.yaml");
+        let cases = [
+            (
+                "rules: [r]\ninputs:\n  - path: a.jsonl\n  - path: b.jsonl\n    format: cef\nwindows:\n  allowed_lateness: 5s\n  max_keys: 0\n",
+                vec!["line 8: windows.max_keys: must be at least 1"],
+            ),
+            (
+                "rules: [r]\ninputs:\n  - path: a.jsonl\n  # a comment\n  - path: b.jsonl\n    tail: c.log\n",
+                vec!["line 5: inputs[1]: several sources"],
+            ),
+            (
+                "rules: [r]\ninputs: [{path: a}]\nwindows: {snapshot_interval: soon}\n",
+                vec!["line 3: windows.snapshot_interval:"],
+            ),
+            (
+                "rules: [r]\ninputs: [{path: a}]\noutput: nowhere/alerts.jsonl\n",
+                vec!["line 3: output:", "does not exist"],
+            ),
+        ];
+        for (text, expected) in cases {
+            std::fs::write(&path, text).unwrap();
+            let e = RunConfig::from_file(&path).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("config {}, line", path.display())),
+                "{e}"
+            );
+            for part in expected {
+                assert!(e.contains(part), "{text}\n{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn lines_are_found_in_block_and_flow_yaml() {
+        let text = "a: 1\nlist:\n  - x: 1\n    y:\n      z: 2\n  - x: 3\nflow: {k: 1}\n";
+        assert_eq!(line_of(text, "a"), Some(1));
+        assert_eq!(line_of(text, "list[0].y.z"), Some(5));
+        assert_eq!(line_of(text, "list[1]"), Some(6));
+        assert_eq!(line_of(text, "list[1].x"), Some(6));
+        assert_eq!(line_of(text, "flow.k"), Some(7));
+        assert_eq!(line_of(text, "missing"), None);
     }
 }
 

@@ -52,5 +52,6 @@ pub fn default_config() -> RunConfig {
         windows: Default::default(),
         metrics_listen: None,
         progress: Default::default(),
+        source: None,
     }
 }

@@ -1018,9 +1018,12 @@ fn check_actors(config: &RunConfig, catalog: &Catalog) -> Result<(), ConfigError
             .into_iter()
             .find(|a| catalog.actor(a).is_none())
         {
-            return Err(ConfigError::Invalid(format!(
-                "inputs[{index}] ({}): actor '{unknown}' is not an actor in the catalog",
-                input.name()
+            return Err(config.locate(ConfigError::setting(
+                format!("inputs[{index}]"),
+                format!(
+                    "({}): actor '{unknown}' is not an actor in the catalog",
+                    input.name()
+                ),
             )));
         }
     }
