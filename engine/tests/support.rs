@@ -46,6 +46,11 @@ impl Vagt {
         Vagt::start(&["--config", config.to_str().unwrap()])
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything it wrote to stderr so far.
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().join("\n")

@@ -15,6 +15,15 @@
 //! the pipeline is full: backpressure); its bad records go to the
 //! dead-letter output, named `http://<listen>/<actor>#<request>`.
 //! `GET /health` answers `200` while events are taken, `503` once stopping.
+//!
+//! The door is guarded before anything is read: the credential is checked
+//! on the headers alone (in constant time), so an unknown client is
+//! answered `401` and its connection closed without its body being read;
+//! headers must arrive within `header_timeout_ms` (which also bounds an
+//! idle kept-alive connection), a body within `body_timeout_ms` (`408`);
+//! at most `max_connections` connections are served at once, the others
+//! wait in the kernel's queue; and with `rate_limit`, each organisation
+//! may send so many bytes per second (`429` with `Retry-After` beyond).
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -23,7 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -50,10 +59,46 @@ pub struct HttpConfig {
     /// Certificate and key: serve HTTPS.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// How long a client may take to send a request's headers, or, on a
+    /// kept-alive connection, the next request (default 10,000 ms).
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_ms: u64,
+    /// How long an authenticated client may take to send its body
+    /// (default 60,000 ms).
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_ms: u64,
+    /// Connections served at once; further ones wait to be accepted
+    /// (default 512).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Bytes each organisation may send per second (default: no limit).
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// What each organisation may send.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained bytes per second (of bodies as sent).
+    pub bytes_per_second: u64,
+    /// Bytes that may be sent at once after a quiet spell (default: the
+    /// larger of a second's worth and `max_body_bytes`).
+    #[serde(default)]
+    pub burst_bytes: Option<u64>,
 }
 
 fn default_max_body() -> usize {
     16 * 1024 * 1024
+}
+fn default_header_timeout() -> u64 {
+    10_000
+}
+fn default_body_timeout() -> u64 {
+    60_000
+}
+fn default_max_connections() -> usize {
+    512
 }
 
 /// An organisation's credential.
@@ -82,6 +127,26 @@ impl HttpConfig {
         }
         if self.max_body_bytes == 0 {
             return Err("max_body_bytes must be at least 1".into());
+        }
+        if self.header_timeout_ms == 0 || self.body_timeout_ms == 0 {
+            return Err("header_timeout_ms and body_timeout_ms must be at least 1".into());
+        }
+        if self.max_connections == 0 {
+            return Err("max_connections must be at least 1".into());
+        }
+        if let Some(limit) = &self.rate_limit {
+            if limit.bytes_per_second == 0 {
+                return Err("rate_limit.bytes_per_second must be at least 1".into());
+            }
+            if limit
+                .burst_bytes
+                .is_some_and(|b| b < self.max_body_bytes as u64)
+            {
+                return Err(format!(
+                    "rate_limit.burst_bytes must be at least max_body_bytes ({}), or no body of that size could ever pass",
+                    self.max_body_bytes
+                ));
+            }
         }
         let mut digests = HashMap::new();
         for (i, token) in self.tokens.iter().enumerate() {
@@ -146,13 +211,84 @@ fn parse_hex(text: &str) -> Option<[u8; 32]> {
 }
 
 struct Ingest {
-    digests: HashMap<[u8; 32], Arc<str>>,
+    /// Token digests and their organisations.
+    digests: Vec<([u8; 32], Arc<str>)>,
     /// Largest body, as sent and decompressed.
     max_body_bytes: usize,
+    body_timeout: std::time::Duration,
+    /// Per organisation, when a rate limit is set.
+    buckets: Option<HashMap<Arc<str>, std::sync::Mutex<TokenBucket>>>,
     context: LiveContext,
     /// `http://ADDR` or `https://ADDR`.
     name: String,
     requests: AtomicU64,
+}
+
+impl Ingest {
+    /// The organisation whose token this is. Every digest is compared, in
+    /// constant time, so that the time taken tells nothing of them.
+    fn actor_of(&self, token: &str) -> Option<Arc<str>> {
+        use subtle::ConstantTimeEq;
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut found = None;
+        for (known, actor) in &self.digests {
+            if bool::from(known.ct_eq(&digest)) {
+                found = Some(actor.clone());
+            }
+        }
+        found
+    }
+
+    /// Counts a refusal and builds its answer.
+    fn refuse(&self, status: StatusCode, reason: &str) -> Response {
+        let why = match status {
+            StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+            StatusCode::REQUEST_TIMEOUT => "timeout",
+            StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+            _ => "invalid",
+        };
+        metrics::counter!("vagt_http_refused_total", "source" => self.name.clone(), "reason" => why)
+            .increment(1);
+        refuse(status, reason)
+    }
+}
+
+/// A token bucket of bytes: `rate` per second, at most `burst` saved up.
+#[derive(Debug)]
+struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: std::time::Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: u64, burst: u64) -> Self {
+        TokenBucket {
+            rate: rate as f64,
+            burst: burst as f64,
+            tokens: burst as f64,
+            at: std::time::Instant::now(),
+        }
+    }
+
+    /// Takes `bytes` if there are enough; else how long until there are.
+    fn take(&mut self, bytes: u64) -> Result<(), std::time::Duration> {
+        let now = std::time::Instant::now();
+        let elapsed = now.duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.at = now;
+        let wanted = bytes as f64;
+        if self.tokens >= wanted {
+            self.tokens -= wanted;
+            Ok(())
+        } else {
+            Err(std::time::Duration::from_secs_f64(
+                (wanted - self.tokens) / self.rate,
+            ))
+        }
+    }
 }
 
 /// Binds the listener and serves it in a task; returns the bound address
@@ -179,9 +315,25 @@ pub async fn start(
     let listener = TcpListener::bind(config.listen).await.map_err(bind)?;
     let local = listener.local_addr().map_err(bind)?;
     let stopping = context.clone_stopping();
+    let buckets = config.rate_limit.as_ref().map(|limit| {
+        let burst = limit
+            .burst_bytes
+            .unwrap_or(limit.bytes_per_second.max(config.max_body_bytes as u64));
+        digests
+            .values()
+            .map(|actor| {
+                (
+                    actor.clone(),
+                    std::sync::Mutex::new(TokenBucket::new(limit.bytes_per_second, burst)),
+                )
+            })
+            .collect()
+    });
     let state = Arc::new(Ingest {
-        digests,
+        digests: digests.into_iter().collect(),
         max_body_bytes: config.max_body_bytes,
+        body_timeout: std::time::Duration::from_millis(config.body_timeout_ms),
+        buckets,
         context,
         name: format!("{}://{local}", config.scheme()),
         requests: AtomicU64::new(0),
@@ -189,29 +341,56 @@ pub async fn start(
     let app = Router::new()
         .route("/ingest", post(ingest))
         .route("/health", get(health))
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .with_state(state);
-    let task = match acceptor {
-        None => tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stopping.stopped().await })
-                .await;
-        }),
-        Some(acceptor) => tokio::spawn(serve_tls(listener, acceptor, app, stopping)),
+    let door = Door {
+        name: format!("{}://{local}", config.scheme()),
+        header_timeout: std::time::Duration::from_millis(config.header_timeout_ms),
+        connections: Arc::new(tokio::sync::Semaphore::new(config.max_connections)),
     };
+    let task = tokio::spawn(serve(listener, acceptor, app, stopping, door));
     Ok((local, task))
 }
 
-/// HTTPS: each connection's TLS handshake, then HTTP/1.1 over it. When
-/// the run stops, no connection is accepted and open ones finish their
-/// request and close.
-async fn serve_tls(
+/// Runs `f` when dropped.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}
+
+/// How connections are let in.
+#[derive(Debug, Clone)]
+struct Door {
+    /// The listener's name, for metrics.
+    name: String,
+    header_timeout: std::time::Duration,
+    /// A permit per connection served.
+    connections: Arc<tokio::sync::Semaphore>,
+}
+
+/// Accepts connections while a permit is free (the others wait in the
+/// kernel's queue), then serves HTTP/1.1 on each, after the TLS handshake
+/// for HTTPS. When the run stops, no connection is accepted and open ones
+/// finish their request and close.
+async fn serve(
     listener: TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
     app: Router,
     stopping: Stopping,
+    door: Door,
 ) {
     loop {
+        let permit = tokio::select! {
+            () = stopping.stopped() => break,
+            permit = door.connections.clone().acquire_owned() => permit,
+        };
+        let Ok(permit) = permit else { break };
         let accepted = tokio::select! {
             () = stopping.stopped() => break,
             accepted = listener.accept() => accepted,
@@ -220,26 +399,57 @@ async fn serve_tls(
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
-        let acceptor = acceptor.clone();
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
         let stopping = stopping.clone();
+        let acceptor = acceptor.clone();
+        let header_timeout = door.header_timeout;
+        let open = metrics::gauge!("vagt_http_connections", "source" => door.name.clone());
+        open.increment(1.0);
         tokio::spawn(async move {
-            // A failed handshake is the client's problem: nothing was sent.
-            let handshake =
-                tokio::time::timeout(std::time::Duration::from_secs(5), acceptor.accept(stream));
-            let Ok(Ok(tls)) = handshake.await else { return };
-            let io = hyper_util::rt::TokioIo::new(tls);
-            let connection =
-                hyper::server::conn::http1::Builder::new().serve_connection(io, service);
-            tokio::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                () = stopping.stopped() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
+            let _permit = permit;
+            // Counted down however the connection ends.
+            let _open = scopeguard(move || open.decrement(1.0));
+            match acceptor {
+                None => serve_connection(stream, service, header_timeout, stopping).await,
+                Some(acceptor) => {
+                    // A failed handshake is the client's problem: nothing
+                    // was sent.
+                    let handshake = tokio::time::timeout(header_timeout, acceptor.accept(stream));
+                    let Ok(Ok(tls)) = handshake.await else { return };
+                    serve_connection(tls, service, header_timeout, stopping).await;
                 }
             }
         });
+    }
+}
+
+/// One connection: requests whose headers arrive within `header_timeout`.
+async fn serve_connection<I, S>(
+    io: I,
+    service: S,
+    header_timeout: std::time::Duration,
+    stopping: Stopping,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = Response,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        () = stopping.stopped() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
     }
 }
 
@@ -253,7 +463,13 @@ async fn health(State(state): State<Arc<Ingest>>) -> Response {
     (StatusCode::OK, Json(serde_json::json!({"status": "ok"}))).into_response()
 }
 
-async fn ingest(State(state): State<Arc<Ingest>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn ingest(
+    State(state): State<Arc<Ingest>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    // The credential first, on the headers alone: nothing of an unknown
+    // client's body is read.
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -261,15 +477,60 @@ async fn ingest(State(state): State<Arc<Ingest>>, headers: HeaderMap, body: Byte
         .map(str::trim)
         .filter(|t| !t.is_empty());
     let Some(token) = token else {
-        return refuse(StatusCode::UNAUTHORIZED, "missing bearer token");
+        return state.refuse(StatusCode::UNAUTHORIZED, "missing bearer token");
     };
-    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    let Some(actor) = state.digests.get(&digest).cloned() else {
-        return refuse(StatusCode::UNAUTHORIZED, "unknown token");
+    let Some(actor) = state.actor_of(token) else {
+        return state.refuse(StatusCode::UNAUTHORIZED, "unknown token");
     };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.max_body_bytes as u64) {
+        return state.refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("body exceeds max_body_bytes ({})", state.max_body_bytes),
+        );
+    }
+    let read = axum::body::to_bytes(body, state.max_body_bytes);
+    let body = match tokio::time::timeout(state.body_timeout, read).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => {
+            return state.refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("body exceeds max_body_bytes ({})", state.max_body_bytes),
+            )
+        }
+        Err(_) => {
+            return state.refuse(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!(
+                    "the body did not arrive within {} ms",
+                    state.body_timeout.as_millis()
+                ),
+            )
+        }
+    };
+    if let Some(bucket) = state.buckets.as_ref().and_then(|b| b.get(&actor)) {
+        let taken = bucket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take(body.len() as u64);
+        if let Err(wait) = taken {
+            let mut response = state.refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!("{actor} is over its rate limit"),
+            );
+            let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+            return response;
+        }
+    }
     let body = match decompress(&headers, body, state.max_body_bytes).await {
         Ok(body) => body,
-        Err((status, reason)) => return refuse(status, &reason),
+        Err((status, reason)) => return state.refuse(status, &reason),
     };
     let request = state.requests.fetch_add(1, Ordering::Relaxed) + 1;
     let bytes = body.len();
@@ -388,6 +649,17 @@ fn refuse(status: StatusCode, reason: &str) -> Response {
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,
             header::HeaderValue::from_static("Bearer"),
+        );
+    }
+    // A body that was not read is not read now either: the connection
+    // closes once the answer is sent.
+    if matches!(
+        status,
+        StatusCode::UNAUTHORIZED | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+    ) {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
         );
     }
     response
