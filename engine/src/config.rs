@@ -19,6 +19,7 @@
 //! dead_letters: dead.jsonl        # default: stderr
 //! decoder: {batch_size: 1024, max_record_bytes: 4194304, max_batch_delay_ms: 5}
 //! channel_capacity: 8             # batches in flight between stages
+//! stop_evaluation_ms: 5000        # after a stop, a batch still evaluating is abandoned
 //! metrics_listen: 127.0.0.1:9898  # Prometheus endpoint (off when unset)
 //! progress: auto                  # auto (bar on a terminal) | always | never
 //! windows:                        # windowed rules (correlations, statistics)
@@ -397,6 +398,11 @@ pub struct RunConfig {
     /// Batches in flight between two stages (backpressure bound).
     #[serde(default = "default_channel_capacity")]
     pub channel_capacity: usize,
+    /// After a stop signal (and the inputs' drain), how long the batch
+    /// being evaluated may still take before it is abandoned: its events
+    /// become dead letters, and files and Kafka resume before them.
+    #[serde(default = "default_stop_evaluation")]
+    pub stop_evaluation_ms: u64,
     /// Serve Prometheus metrics on this address (e.g. `127.0.0.1:9898`).
     #[serde(default)]
     pub metrics_listen: Option<std::net::SocketAddr>,
@@ -421,6 +427,10 @@ fn default_output() -> PathBuf {
 
 fn default_channel_capacity() -> usize {
     8
+}
+
+fn default_stop_evaluation() -> u64 {
+    5_000
 }
 
 /// A configuration that cannot be used.

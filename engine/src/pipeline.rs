@@ -472,17 +472,32 @@ pub async fn run_until(
     // input and hand on what they took; then detection halts, and files
     // not yet read to their end are left where they are (the state file
     // says where).
+    // Set when a stopping run gives up on the batch being evaluated.
+    let give_up = Arc::new(AtomicBool::new(false));
     let signals = {
         let stop = stop.clone();
         let stopping = started_inputs.stopping.clone();
         let drained = started_inputs.drained.take();
         let batch_tx = batch_tx.downgrade();
+        let give_up = give_up.clone();
+        let patience = Duration::from_millis(config.stop_evaluation_ms);
         tokio::spawn(async move {
             stop_requested.await;
             Started::drain(&stop, &stopping, drained, DRAIN_PATIENCE).await;
-            if let Some(tx) = batch_tx.upgrade() {
-                let _ = tx.send(Work::Stop).await;
-            }
+            // The stop waits behind the batches before it; a batch that
+            // takes too long to evaluate is given up.
+            let abandon = async {
+                tokio::time::sleep(patience).await;
+                give_up.store(true, Ordering::SeqCst);
+            };
+            let stop_detection = async {
+                // No sender left: the inputs have ended, and detection ends
+                // after what they sent.
+                if let Some(tx) = batch_tx.upgrade() {
+                    let _ = tx.send(Work::Stop).await;
+                }
+            };
+            tokio::join!(abandon, stop_detection);
         })
     };
     let readers = std::mem::take(&mut started_inputs.readers);
@@ -506,10 +521,13 @@ pub async fn run_until(
         // the window state holding it is saved: acknowledgements wait for
         // the next snapshot.
         let hold_acks = saving && summary_windowed > 0;
+        let give_up = give_up.clone();
+        let patience = config.stop_evaluation_ms;
         tokio::task::spawn_blocking(move || {
             let fields = FieldCandidates::new(&catalog, &profile);
             let metrics = DetectionMetrics::new(&set);
             let mut scratch = set.scratch();
+            scratch.cancel_when(give_up);
             let mut outcome = DetectOutcome::default();
             let mut saved = Instant::now();
             let mut held: Vec<Ack> = Vec::new();
@@ -605,6 +623,17 @@ pub async fn run_until(
                 outcome.events += rows as u64;
                 let evaluating = Instant::now();
                 let matches = set.evaluate(&batch.batch, &mut scratch);
+                if scratch.was_cancelled() {
+                    // Stopping, and this batch took too long: its events
+                    // are not lost but reported, and not acknowledged.
+                    for letter in abandoned(&batch, patience) {
+                        source_metrics[input].dead_letter();
+                        let _ = dead_tx.blocking_send(DeadItem::Letter(letter));
+                    }
+                    outcome.events -= rows as u64;
+                    outcome.stopped = true;
+                    break;
+                }
                 metrics.batch(evaluating.elapsed());
                 scratch.drain_rule_stats(|rule, stats| metrics.rule(rule, stats));
                 source_metrics[input].evaluated(rows);
@@ -1003,6 +1032,30 @@ async fn write_flushed(
     }
     sink.wrote(writing.elapsed());
     Ok(())
+}
+
+/// Dead letters for the events of a batch whose evaluation a stopping run
+/// gave up.
+fn abandoned(batch: &EventBatch, patience: u64) -> Vec<DeadLetter> {
+    let raw = batch.raw();
+    batch
+        .origins
+        .iter()
+        .enumerate()
+        .map(|(row, origin)| DeadLetter {
+            source: origin.source.to_string(),
+            line: origin.line,
+            offset: origin.offset,
+            reason: format!(
+                "not evaluated: the run was stopping and its batch was still being evaluated {} ms after the stop (stop_evaluation_ms)",
+                patience
+            ),
+            excerpt: raw
+                .as_ref()
+                .map(|r| r.value(row).chars().take(vagt_connectors::EXCERPT_BYTES).collect())
+                .unwrap_or_default(),
+        })
+        .collect()
 }
 
 /// Every organisation an input stamps on events must be one the catalog

@@ -5,6 +5,7 @@ mod bad_input;
 mod cli;
 mod default_run;
 mod event_time;
+mod hostile;
 mod http_door;
 mod kafka;
 mod metrics;

@@ -63,9 +63,24 @@ pub struct Scratch {
     leaf_cache: Vec<Option<RowSet>>,
     route_cache: Vec<Option<RowSet>>,
     rows: usize,
+    /// When set, evaluation stops between rules (a run giving up).
+    cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
+    cancelled: bool,
 }
 
 impl Scratch {
+    /// Evaluation gives up, between two rules, once `flag` is set; see
+    /// [`Scratch::was_cancelled`].
+    pub fn cancel_when(&mut self, flag: Arc<std::sync::atomic::AtomicBool>) {
+        self.cancel = Some(flag);
+    }
+
+    /// The last evaluation gave up before its end: its matches are
+    /// incomplete.
+    pub fn was_cancelled(&self) -> bool {
+        self.cancelled
+    }
+
     /// Hands the per-rule stats accumulated since the last call to `f`
     /// (rule index, stats), for rules that did any work, and resets them.
     pub fn drain_rule_stats(&mut self, mut f: impl FnMut(usize, RuleStats)) {
@@ -87,6 +102,7 @@ impl RuleSet {
     /// Evaluates every rule over the batch; matches are ordered by row,
     /// then rule.
     pub fn evaluate(&self, batch: &RecordBatch, scratch: &mut Scratch) -> Vec<RuleMatch> {
+        scratch.cancelled = false;
         self.prepare(batch, scratch);
         let mut matches = Vec::new();
         let rows = batch.num_rows();
@@ -98,6 +114,14 @@ impl RuleSet {
             .rule_stats
             .resize(self.rules.len(), RuleStats::default());
         for (index, rule) in self.rules.iter().enumerate() {
+            if scratch
+                .cancel
+                .as_ref()
+                .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
+            {
+                scratch.cancelled = true;
+                return Vec::new();
+            }
             let domain = self.route_rows(rule.route, batch, scratch, &all);
             if domain.is_empty() {
                 continue;
