@@ -71,6 +71,6 @@ pub use framing::{Frame, Origin, Record, RecordSplitter};
 pub use ingest::Ingest;
 pub use lines::{Framer, LineSplitter};
 pub use parse::{Format, Parsed, RecordParser};
-pub use reader::{read_events, read_source, ReadOptions, ReadStats};
+pub use reader::{read_bytes, read_events, read_source, ReadOptions, ReadStats};
 pub use source::{is_gzip, InputSource};
 pub use tail::tail_events;

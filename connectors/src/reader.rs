@@ -110,6 +110,39 @@ pub fn read_source(
     Ok(stats)
 }
 
+/// Reads events of `options.format` from `bytes`, named `name` in dead
+/// letters, handing out batches and dead letters as they occur (as a file
+/// would be read).
+pub fn read_bytes(
+    bytes: &[u8],
+    name: &str,
+    options: &ReadOptions,
+    mut on_batch: impl FnMut(EventBatch),
+    mut on_dead: impl FnMut(DeadLetter),
+) -> Result<ReadStats, ConnectorError> {
+    options.decoder.validate()?;
+    let mut ingest = Ingest::new(options.format, &options.decoder);
+    let name: Arc<str> = Arc::from(name);
+    let framer = Framer::new(
+        options.format,
+        bytes,
+        &name,
+        options.decoder.max_record_bytes,
+        Origin { line: 1, offset: 0 },
+    );
+    let read = drive(
+        framer,
+        &mut ingest,
+        (&name, options.actor.as_ref()),
+        false,
+        &mut on_batch,
+        &mut on_dead,
+    )?;
+    let mut stats = ingest.stats;
+    stats.bytes = read;
+    Ok(stats)
+}
+
 /// Runs one stream through `ingest` to its end; returns the bytes read
 /// (counted from the framer's start).
 ///

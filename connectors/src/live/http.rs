@@ -594,26 +594,15 @@ async fn decompress(
             ))
         }
     };
-    let decoded = tokio::task::spawn_blocking(move || {
-        if gzip {
-            gunzip(&body, limit)
-        } else {
-            let mut decoded = Vec::new();
-            flate2::read::ZlibDecoder::new(&body[..])
-                .take(limit as u64 + 1)
-                .read_to_end(&mut decoded)
-                .map(|_| decoded)
-                .map_err(|e| e.to_string())
-        }
-    })
-    .await
-    .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    .map_err(|e| {
-        (
-            StatusCode::BAD_REQUEST,
-            format!("body is not valid {encoding}: {e}"),
-        )
-    })?;
+    let decoded = tokio::task::spawn_blocking(move || decode_content(gzip, &body, limit))
+        .await
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("body is not valid {encoding}: {e}"),
+            )
+        })?;
     if decoded.len() > limit {
         return Err((
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -621,6 +610,20 @@ async fn decompress(
         ));
     }
     Ok(decoded.into())
+}
+
+/// A gzip (else zlib/deflate) body decompressed, stopping just past
+/// `limit` bytes; the error says why it is not valid.
+pub fn decode_content(gzip: bool, body: &[u8], limit: usize) -> Result<Vec<u8>, String> {
+    if gzip {
+        return gunzip(body, limit);
+    }
+    let mut decoded = Vec::new();
+    flate2::read::ZlibDecoder::new(body)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut decoded)
+        .map(|_| decoded)
+        .map_err(|e| e.to_string())
 }
 
 /// Decompresses gzip member after member, stopping past `limit` bytes.

@@ -1,0 +1,4 @@
+//! Framing, parsing and decoding of the `logfmt` input format.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| vagt_fuzz::read(vagt_connectors::Format::Logfmt, data));
