@@ -302,10 +302,18 @@ fn default_history_spill() -> u64 {
     16 * 1024 * 1024 * 1024
 }
 
-/// A duration like `5s`, or zero (`0`, `0s`).
+/// A duration like `5s`, `200ms`, or zero (`0`, `0s`).
 pub fn parse_duration(text: &str) -> Result<i64, String> {
-    if text.trim().trim_end_matches(char::is_alphabetic) == "0" {
+    let text = text.trim();
+    if text.trim_end_matches(char::is_alphabetic) == "0" {
         return Ok(0);
+    }
+    if let Some(ms) = text.strip_suffix("ms") {
+        return ms
+            .parse::<i64>()
+            .ok()
+            .filter(|ms| *ms > 0)
+            .ok_or_else(|| format!("'{text}' is not a whole number of milliseconds"));
     }
     parse_timespan(text)
 }
@@ -363,7 +371,7 @@ impl WindowsConfig {
 
     /// How often to save state.
     pub fn snapshot_interval(&self) -> Result<std::time::Duration, ConfigError> {
-        let ms = parse_timespan(&self.snapshot_interval)
+        let ms = parse_duration(&self.snapshot_interval)
             .map_err(|e| ConfigError::setting("windows.snapshot_interval", e))?;
         Ok(std::time::Duration::from_millis(ms as u64))
     }

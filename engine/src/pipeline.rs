@@ -717,7 +717,8 @@ pub async fn run_until(
         })
     };
 
-    // Sinks.
+    // Sinks. A run with a state file resumes: its outputs are appended to.
+    let resuming = state_file.is_some();
     let dead_path = config.dead_letters.clone();
     let dead_count = Arc::new(AtomicU64::new(0));
     let dead_counted = dead_count.clone();
@@ -725,7 +726,7 @@ pub async fn run_until(
     // does: the alert sink watches for it.
     let (dead_failed, mut dead_failure) = tokio::sync::watch::channel(false);
     let dead_sink = tokio::spawn(async move {
-        let result = write_dead_letters(dead_path, dead_rx, dead_counted).await;
+        let result = write_dead_letters(dead_path, resuming, dead_rx, dead_counted).await;
         if result.is_err() {
             let _ = dead_failed.send(true);
         }
@@ -740,7 +741,7 @@ pub async fn run_until(
     let alert_sink = tokio::spawn(async move {
         let sink = SinkMetrics::new("alerts");
         let path = (output.as_os_str() != "-").then_some(output.as_path());
-        let mut out = open_output(path, false).await?;
+        let mut out = open_output(path, false, resuming).await?;
         let mut count = 0u64;
         let mut buf = Vec::with_capacity(64 * 1024);
         let mut watching_dead_letters = true;
@@ -919,11 +920,21 @@ impl Output {
 }
 
 /// Opens an output; its folder must exist (a mistyped path is an error,
-/// not a new folder).
-async fn open_output(path: Option<&Path>, stderr: bool) -> Result<Output, PipelineError> {
+/// not a new folder). A run that resumes from a state file appends to its
+/// outputs (what earlier runs wrote stays); another starts them afresh.
+async fn open_output(
+    path: Option<&Path>,
+    stderr: bool,
+    append: bool,
+) -> Result<Output, PipelineError> {
     Ok(match path {
         Some(p) => {
-            let file = tokio::fs::File::create(p)
+            let file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .append(append)
+                .truncate(!append)
+                .open(p)
                 .await
                 .map_err(|e| io_error(Some(p), e))?;
             let sync = file.try_clone().await.map_err(|e| io_error(Some(p), e))?;
@@ -983,11 +994,12 @@ fn acknowledge(
 /// a barrier is answered once everything before it is written.
 async fn write_dead_letters(
     dead_path: Option<PathBuf>,
+    append: bool,
     mut dead_rx: mpsc::Receiver<DeadItem>,
     dead_counted: Arc<AtomicU64>,
 ) -> Result<u64, PipelineError> {
     let sink = SinkMetrics::new("dead_letters");
-    let mut out = open_output(dead_path.as_deref(), true).await?;
+    let mut out = open_output(dead_path.as_deref(), true, append).await?;
     let mut count = 0u64;
     while let Some(item) = dead_rx.recv().await {
         let dead = match item {

@@ -10,6 +10,7 @@ mod http_door;
 mod kafka;
 mod metrics;
 mod organisations;
+mod resilience;
 mod sources;
 mod support;
 mod windows;

@@ -355,8 +355,9 @@ fn a_file_input_resumes_after_what_was_processed() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut all = ids(&dir.path().join("alerts.jsonl"));
-    // The file grows; the next run reads only the new events.
+    let first = ids(&dir.path().join("alerts.jsonl"));
+    // The file grows; the next run reads only the new events, and appends
+    // its alerts to those of the first run (it resumes from the state).
     std::fs::write(&input, text.clone()).unwrap();
     let out = run();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -365,7 +366,12 @@ fn a_file_input_resumes_after_what_was_processed() {
         stderr.contains(&format!("vagt: {} events", lines.len() - half)),
         "{stderr}"
     );
-    all.extend(ids(&dir.path().join("alerts.jsonl")));
+    let mut all = ids(&dir.path().join("alerts.jsonl"));
+    assert_eq!(
+        all[..first.len()],
+        first[..],
+        "the first run's alerts are kept"
+    );
     all.sort();
     let mut whole = alerts(&vagt(&[
         "run",
@@ -407,11 +413,13 @@ fn a_compressed_file_read_to_its_end_is_not_read_again() {
     assert!(!ids(&dir.path().join("alerts.jsonl")).is_empty());
     // Decompressed, the position is past the compressed size: the same
     // file still resumes there, with nothing new.
+    let written = ids(&dir.path().join("alerts.jsonl"));
     let second = run();
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(second.status.success(), "{stderr}");
     assert!(stderr.contains("vagt: 0 events"), "{stderr}");
-    assert!(ids(&dir.path().join("alerts.jsonl")).is_empty(), "{stderr}");
+    // Nothing new: the output holds the first run's alerts, no more.
+    assert_eq!(ids(&dir.path().join("alerts.jsonl")), written, "{stderr}");
 }
 
 #[test]
