@@ -29,7 +29,7 @@ const EVENTS: u64 = 300;
 
 /// Fails loudly when no broker listens: these tests must not pass by
 /// skipping.
-fn require_broker() {
+pub(crate) fn require_broker() {
     let addr: std::net::SocketAddr = BROKER.parse().unwrap();
     if std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err() {
         panic!(
@@ -41,7 +41,7 @@ fn require_broker() {
 
 /// A new topic of `partitions` partitions and a group name, both unique to
 /// this run.
-fn fresh_topic(kind: &str, partitions: i32) -> (String, String) {
+pub(crate) fn fresh_topic(kind: &str, partitions: i32) -> (String, String) {
     let unique = format!(
         "{}-{}",
         std::process::id(),
@@ -111,7 +111,7 @@ impl ProducerContext for Deliveries {
 /// the next batch, skipping the rest of this one, where Kafka answers with
 /// the batch that holds the offset (checked against tansu: a fetch from
 /// offset 5 of a 10-record batch returns nothing).
-fn produce(topic: &str, seqs: std::ops::Range<u64>) -> Vec<(i32, i64)> {
+pub(crate) fn produce(topic: &str, seqs: std::ops::Range<u64>) -> Vec<(i32, i64)> {
     let producer: BaseProducer<Deliveries> = ClientConfig::new()
         .set("bootstrap.servers", BROKER)
         .set("batch.num.messages", "1")

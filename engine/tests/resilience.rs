@@ -187,9 +187,13 @@ fn input_faster_than_detection_is_held_back_with_memory_bounded_and_nothing_lost
     let rules = dir.path().join("rules.yml");
     std::fs::write(
         &rules,
-        "title: Beacon\nlogsource: {product: test}\ndetection: {sel: {message|contains: beacon}, condition: sel}\n",
+        "title: Beacon\nlogsource: {product: test}\ndetection: {sel: {message|contains: beacon}, condition: sel}\n---\ntitle: Kafka event\nlogsource: {product: test}\ndetection: {sel: {seq|exists: true}, condition: sel}\n",
     )
     .unwrap();
+    // A topic already holding 3,000 events, more than the pipeline holds.
+    crate::kafka::require_broker();
+    let (topic, group) = crate::kafka::fresh_topic("overload", 2);
+    let produced = crate::kafka::produce(&topic, 0..3_000).len() as u64;
     // Alerts go to a FIFO read slowly: the sink, then detection, then the
     // listeners wait, and TCP's window holds the sender back.
     let fifo = dir.path().join("alerts.fifo");
@@ -200,7 +204,7 @@ fn input_faster_than_detection_is_held_back_with_memory_bounded_and_nothing_lost
     std::fs::write(
         &config,
         format!(
-            "rules: [rules.yml]\nprofile: passthrough\ninputs:\n  - syslog: {{listen: \"127.0.0.1:0\", protocol: tcp}}\n    format: syslog\n  - http:\n      listen: \"{http}\"\n      tokens: [{{actor: rnv-hospital-nord, token_sha256: \"{}\"}}]\n    format: syslog\noutput: alerts.fifo\ndead_letters: dead.jsonl\nprogress: never\nmetrics_listen: 127.0.0.1:{port}\n",
+            "rules: [rules.yml]\nprofile: passthrough\ninputs:\n  - syslog: {{listen: \"127.0.0.1:0\", protocol: tcp}}\n    format: syslog\n  - http:\n      listen: \"{http}\"\n      tokens: [{{actor: rnv-hospital-nord, token_sha256: \"{}\"}}]\n    format: syslog\n  - kafka: {{brokers: \"127.0.0.1:19092\", topics: [{topic}], group_id: {group}}}\noutput: alerts.fifo\ndead_letters: dead.jsonl\nprogress: never\nmetrics_listen: 127.0.0.1:{port}\n",
             crate::sources::sha256_hex("nord-secret")
         ),
     )
@@ -261,7 +265,7 @@ fn input_faster_than_detection_is_held_back_with_memory_bounded_and_nothing_lost
     peak = peak.max(resident(pid));
     // Let the reader catch up, then wait for everything to be processed.
     reading.store(false, std::sync::atomic::Ordering::Relaxed);
-    let total = sent + posted;
+    let total = sent + posted + produced;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let body = scrape(port);
@@ -284,7 +288,7 @@ fn input_faster_than_detection_is_held_back_with_memory_bounded_and_nothing_lost
     let alerts = reader.join().unwrap();
     let alert_lines = alerts.iter().filter(|b| **b == b'\n').count() as u64;
     eprintln!(
-        "overload: {sent} events over TCP and {posted} over HTTP in 8 s against an alert reader of ~2,000 a second; resident memory {} MB before, peak {} MB; {alert_lines} alerts",
+        "overload: {sent} events over TCP and {posted} over HTTP in 8 s, and {produced} waiting in Kafka, against an alert reader of ~2,000 a second; resident memory {} MB before, peak {} MB; {alert_lines} alerts",
         before >> 20,
         peak >> 20
     );
