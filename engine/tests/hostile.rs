@@ -243,3 +243,21 @@ fn a_stop_is_not_held_by_a_batch_still_evaluating() {
         .unwrap()
         .starts_with("not evaluated: the run was stopping"));
 }
+
+/// Regression: an OS error's text was printed twice (`...: No such file or
+/// directory (os error 2): No such file or directory (os error 2)`).
+#[test]
+fn an_error_says_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.yml");
+    for args in [
+        vec!["run", "--rules", missing.to_str().unwrap(), "--input", "-"],
+        vec!["run", "--config", missing.to_str().unwrap()],
+    ] {
+        let out = vagt(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.matches("(os error 2)").count(), 1, "{stderr}");
+        assert!(stderr.contains(&missing.display().to_string()), "{stderr}");
+    }
+}
