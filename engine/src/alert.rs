@@ -10,7 +10,9 @@ use arrow_schema::DataType;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
-use vagt_rules::{Level, LogSource, Profile, RuleInfo};
+use vagt_connectors::EventBatch;
+use vagt_rules::window::{format_millis, TimestampSpec};
+use vagt_rules::{Level, LogSource, Profile, RuleInfo, RuleMatch, RuleSet};
 
 use crate::catalog::{Catalog, EventFacts, Impact};
 
@@ -236,6 +238,140 @@ fn values(batch: &RecordBatch, candidates: &[String], row: usize) -> Vec<String>
         }
     }
     out
+}
+
+/// What an alert tells about its detection, beyond the rule, the
+/// organisations and the processes at risk.
+#[derive(Debug)]
+pub struct AlertBody {
+    /// Event time, first/last.
+    pub event_time: EventTime,
+    /// Group-by values of a windowed rule.
+    pub group: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Number of events behind the alert.
+    pub count: u64,
+    /// Where the (last) event came from.
+    pub source: EventSource,
+    /// The (last) event.
+    pub event: Option<Box<RawValue>>,
+    /// What a windowed rule measured.
+    pub evidence: Option<WindowEvidence>,
+}
+
+impl Alert {
+    /// The one place an alert is put together, whichever rule raised it:
+    /// `key` and `identity` make its id (the same detection, the same id),
+    /// the impact raises its severity, and its organisation is the sender
+    /// of the event(s), else the owner of the first matched asset.
+    pub fn assemble(
+        info: &RuleInfo,
+        key: &str,
+        identity: &str,
+        sender: Option<String>,
+        impact: Impact,
+        body: AlertBody,
+        detected_at: &str,
+    ) -> Alert {
+        Alert {
+            id: alert_id(key, identity),
+            rule: alert_rule(info),
+            severity: severity(info.meta.level, &impact),
+            actor: sender.or_else(|| impact.actors.first().cloned()),
+            actors: impact.actors,
+            critical_processes: impact.processes,
+            assets: impact.assets,
+            event_time: body.event_time,
+            detected_at: detected_at.to_string(),
+            group: body.group,
+            count: body.count,
+            source: body.source,
+            event: body.event,
+            evidence: body.evidence,
+        }
+    }
+}
+
+/// Builds the alerts of single-event rules from their matches.
+#[derive(Debug)]
+pub struct AlertBuilder<'a> {
+    catalog: &'a Catalog,
+    fields: &'a FieldCandidates,
+    detected_at: &'a str,
+}
+
+impl<'a> AlertBuilder<'a> {
+    /// A builder stamping `detected_at` on its alerts.
+    pub fn new(catalog: &'a Catalog, fields: &'a FieldCandidates, detected_at: &'a str) -> Self {
+        AlertBuilder {
+            catalog,
+            fields,
+            detected_at,
+        }
+    }
+
+    /// An alert per match of a batch; `timestamp` reads the event time.
+    pub fn single_event(
+        &self,
+        set: &RuleSet,
+        batch: &EventBatch,
+        matches: &[RuleMatch],
+        timestamp: &TimestampSpec,
+    ) -> Vec<Alert> {
+        let raw = batch.raw();
+        let mut alerts = Vec::with_capacity(matches.len());
+        for m in matches {
+            let info = set.rule(m.rule);
+            let text = raw.as_ref().map(|r| r.value(m.row)).unwrap_or("{}");
+            let facts = self.fields.facts(&batch.batch, m.row);
+            let origin = &batch.origins[m.row];
+            let impact = self
+                .catalog
+                .impact(&facts, &info.logsource, origin.actor.as_deref());
+            let rule_id = info.meta.id.as_deref().unwrap_or(&info.meta.title);
+            // The input's timestamp, as windowed rules read it; a value it
+            // cannot read is shown as found.
+            let time = match timestamp.read(&batch.batch, &[m.row]).pop() {
+                Some(Ok(ms)) => Some(format_millis(ms)),
+                _ => self.fields.event_time(&batch.batch, m.row),
+            };
+            // The text was validated as a JSON object when decoded; should
+            // it not be, the alert carries it as a JSON string instead.
+            let event = RawValue::from_string(compact_json(text).into_owned())
+                .or_else(|_| serde_json::value::to_raw_value(text))
+                .ok();
+            // The same event text from two organisations is two detections.
+            let key = match origin.actor.as_deref() {
+                Some(actor) => format!("{rule_id}|{actor}"),
+                None => rule_id.to_string(),
+            };
+            let body = AlertBody {
+                event_time: EventTime {
+                    first: time.clone(),
+                    last: time,
+                },
+                group: None,
+                count: 1,
+                source: EventSource {
+                    input: origin.source.to_string(),
+                    line: origin.line,
+                    offset: origin.offset,
+                },
+                event,
+                evidence: None,
+            };
+            let sender = origin.actor.as_deref().map(str::to_string);
+            alerts.push(Alert::assemble(
+                info,
+                &key,
+                text,
+                sender,
+                impact,
+                body,
+                self.detected_at,
+            ));
+        }
+        alerts
+    }
 }
 
 /// The wall-clock time now, as alerts' `detected_at` says it.

@@ -5,10 +5,12 @@ pub mod alert;
 pub mod catalog;
 pub mod config;
 pub mod defaults;
+mod detect;
 mod inputs;
 pub mod pipeline;
 pub mod progress;
 pub mod signals;
+mod sinks;
 pub mod telemetry;
 pub mod windows;
 

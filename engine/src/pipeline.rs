@@ -23,32 +23,29 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::value::RawValue;
-use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
-use vagt_connectors::live::Ack;
-use vagt_connectors::{DeadLetter, EventBatch, FileId, Origin};
-use vagt_rules::window::{format_millis, RestoreReport, TimestampSpec};
+use vagt_connectors::{FileId, Origin};
+use vagt_rules::window::{RestoreReport, TimestampSpec};
 use vagt_rules::{
-    load_paths, Compiled, LoadError, Profile, ProfileError, Rejection, RuleMatch, RuleSet,
-    RuleSetBuilder, Unroutable,
+    load_paths, Compiled, LoadError, Profile, ProfileError, Rejection, RuleSetBuilder, Unroutable,
 };
 
-use crate::alert::{
-    alert_id, alert_rule, compact_json, now_rfc3339, severity, Alert, EventSource, EventTime,
-    FieldCandidates,
-};
+use crate::alert::FieldCandidates;
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{ConfigError, InputKind, RunConfig};
-use crate::inputs::{self, InputBatch, Outputs, Started};
+use crate::detect::{Detector, Work};
+use crate::inputs::{self, Outputs, Started};
 use crate::signals::StopSignals;
+use crate::sinks::alerts::AlertSink;
+use crate::sinks::dead_letters::write_dead_letters;
+use crate::sinks::{DeadItem, Delivery};
 
 /// How long a stopping run waits for its listeners, tails and Kafka
 /// consumers to hand on what they took in.
 const DRAIN_PATIENCE: Duration = Duration::from_secs(10);
 use crate::progress::{Counters, Progress};
-use crate::telemetry::{self, DetectionMetrics, MetricsError, SinkMetrics, SourceMetrics};
-use crate::windows::{write_state, StageInput, StateError, WindowReport, WindowStage};
+use crate::telemetry::{self, MetricsError, SourceMetrics};
+use crate::windows::{StageInput, StateError, WindowReport, WindowStage};
 
 /// Why a run could not start or finish.
 #[derive(Debug, thiserror::Error)]
@@ -244,35 +241,6 @@ pub fn compile_rules(config: &RunConfig, profile: &Profile) -> Result<Compiled, 
     Ok(RuleSetBuilder::new(profile.clone()).build(&collection))
 }
 
-/// What flows from the readers to detection.
-enum Work {
-    Batch(InputBatch),
-    /// A stop signal: save state and end without finishing the input.
-    Stop,
-    /// A clock tick: lets detection notice idle input.
-    Tick,
-}
-
-/// What flows to the dead-letter sink.
-enum DeadItem {
-    Letter(DeadLetter),
-    /// Answered once everything sent before it is written (and, when
-    /// `sync`, on disk).
-    Barrier {
-        written: tokio::sync::oneshot::Sender<()>,
-        sync: bool,
-    },
-}
-
-/// What flows from detection to the alert sink. State goes through the
-/// sink so that it is saved only after the alerts before it are written.
-enum SinkItem {
-    Alerts(Vec<Alert>, Instant),
-    /// Run once everything before is written (Kafka offsets to commit).
-    Acks(Vec<Ack>),
-    State(Vec<u8>),
-}
-
 /// What a run tells its caller before events flow.
 pub trait RunObserver {
     /// A rule was rejected.
@@ -419,9 +387,9 @@ pub async fn run_until(
             p.finish();
         })
     });
-    let (batch_tx, mut batch_rx) = mpsc::channel::<Work>(config.channel_capacity);
+    let (batch_tx, batch_rx) = mpsc::channel::<Work>(config.channel_capacity);
     let (dead_tx, dead_rx) = mpsc::channel::<DeadItem>(1024);
-    let (alert_tx, mut alert_rx) = mpsc::channel::<SinkItem>(config.channel_capacity);
+    let (alert_tx, alert_rx) = mpsc::channel::<Delivery>(config.channel_capacity);
     // Inputs stop taking input; detection stops at the `Work::Stop` sent
     // after what they had taken in.
     let stop = Arc::new(AtomicBool::new(false));
@@ -507,215 +475,22 @@ pub async fn run_until(
     // Detection.
     let set = Arc::new(compiled.set);
     let catalog = Arc::new(catalog);
-    let detect = {
-        let set = set.clone();
-        let catalog = catalog.clone();
-        let profile = profile.clone();
-        let source_metrics = source_metrics.clone();
-        let evaluated = counters.events.clone();
-        let dead_tx = dead_tx.clone();
-        let stop = stop.clone();
-        let saving = state_file.is_some();
-        let summary_windowed = summary.windowed_rules;
-        // With windowed rules and a state file, an event is safe only once
-        // the window state holding it is saved: acknowledgements wait for
-        // the next snapshot.
-        let hold_acks = saving && summary_windowed > 0;
-        let give_up = give_up.clone();
-        let patience = config.stop_evaluation_ms;
-        tokio::task::spawn_blocking(move || {
-            let fields = FieldCandidates::new(&catalog, &profile);
-            let metrics = DetectionMetrics::new(&set);
-            let mut scratch = set.scratch();
-            scratch.cancel_when(give_up);
-            let mut outcome = DetectOutcome::default();
-            let mut saved = Instant::now();
-            let mut held: Vec<Ack> = Vec::new();
-            // Alerts of windows decided outside a batch (ticks, ended
-            // inputs, the replay of files): false once the sink is gone.
-            let send_alerts = |alerts: Vec<Alert>| {
-                alerts.is_empty()
-                    || alert_tx
-                        .blocking_send(SinkItem::Alerts(alerts, Instant::now()))
-                        .is_ok()
-            };
-            while let Some(work) = batch_rx.blocking_recv() {
-                // The alert sink failed (ticks bring this here even when
-                // no input does): its error ends the run.
-                if alert_tx.is_closed() {
-                    break;
-                }
-                let (input, batch, acks) = match work {
-                    Work::Batch(InputBatch {
-                        input,
-                        events: Some(events),
-                        acks,
-                        ..
-                    }) => (input, events, acks),
-                    Work::Batch(InputBatch {
-                        input,
-                        events: None,
-                        acks,
-                        ended,
-                    }) => {
-                        if ended {
-                            if let Some(w) = windows.as_mut() {
-                                let mut gone = false;
-                                let ended = w.input_ended(input, &mut |alerts| {
-                                    gone |= !send_alerts(alerts);
-                                });
-                                telemetry::windows(w);
-                                if let Err(e) = ended {
-                                    outcome.error = Some(e.into());
-                                    break;
-                                }
-                                if gone {
-                                    break;
-                                }
-                            }
-                        }
-                        if !acknowledge(&alert_tx, &mut held, acks, hold_acks) {
-                            break;
-                        }
-                        continue;
-                    }
-                    Work::Stop => {
-                        outcome.stopped = true;
-                        break;
-                    }
-                    Work::Tick => {
-                        // Batches queued behind the tick: their sources are
-                        // not idle, only waiting to be processed.
-                        if !batch_rx.is_empty() {
-                            continue;
-                        }
-                        if let Some(w) = windows.as_mut() {
-                            let alerts = w.tick(&now_rfc3339());
-                            telemetry::windows(w);
-                            if !send_alerts(alerts) {
-                                break;
-                            }
-                            // Held acknowledgements wait for a snapshot,
-                            // which a quiet input would otherwise not bring.
-                            if saving && !held.is_empty() && saved.elapsed() >= snapshot_interval {
-                                let _ = alert_tx.blocking_send(SinkItem::State(w.snapshot()));
-                                let _ = alert_tx
-                                    .blocking_send(SinkItem::Acks(std::mem::take(&mut held)));
-                                saved = Instant::now();
-                            }
-                        }
-                        continue;
-                    }
-                };
-                let batch = match windows.as_mut() {
-                    Some(w) => match w.skip_processed(input, batch) {
-                        Some(batch) => batch,
-                        None => {
-                            if !acknowledge(&alert_tx, &mut held, acks, hold_acks) {
-                                break;
-                            }
-                            continue;
-                        }
-                    },
-                    None => batch,
-                };
-                let rows = batch.batch.num_rows();
-                outcome.events += rows as u64;
-                let evaluating = Instant::now();
-                let matches = set.evaluate(&batch.batch, &mut scratch);
-                if scratch.was_cancelled() {
-                    // Stopping, and this batch took too long: its events
-                    // are not lost but reported, and not acknowledged.
-                    for letter in abandoned(&batch, patience) {
-                        source_metrics[input].dead_letter();
-                        let _ = dead_tx.blocking_send(DeadItem::Letter(letter));
-                    }
-                    outcome.events -= rows as u64;
-                    outcome.stopped = true;
-                    break;
-                }
-                metrics.batch(evaluating.elapsed());
-                scratch.drain_rule_stats(|rule, stats| metrics.rule(rule, stats));
-                source_metrics[input].evaluated(rows);
-                evaluated.fetch_add(rows as u64, Ordering::Relaxed);
-                let detected_at = now_rfc3339();
-                let emitted: Vec<RuleMatch> = match windows.as_ref() {
-                    Some(w) => matches
-                        .iter()
-                        .filter(|m| w.plan().base_emits(m.rule))
-                        .copied()
-                        .collect(),
-                    None => matches.clone(),
-                };
-                let mut alerts = build_alerts(
-                    &set,
-                    &catalog,
-                    &fields,
-                    &batch,
-                    &emitted,
-                    &timestamps[input],
-                    &detected_at,
-                );
-                if let Some(w) = windows.as_mut() {
-                    match w.observe(&set, &catalog, &fields, input, &batch, &matches) {
-                        Ok(dead) => {
-                            for letter in dead {
-                                source_metrics[input].dead_letter();
-                                let _ = dead_tx.blocking_send(DeadItem::Letter(letter));
-                            }
-                        }
-                        Err(e) => {
-                            outcome.error = Some(e.into());
-                            break;
-                        }
-                    }
-                    alerts.extend(w.release(&detected_at));
-                    telemetry::windows(w);
-                }
-                if !alerts.is_empty()
-                    && alert_tx
-                        .blocking_send(SinkItem::Alerts(alerts, batch.received))
-                        .is_err()
-                {
-                    break;
-                }
-                // After the batch's alerts, so that they run once those are out.
-                if !acknowledge(&alert_tx, &mut held, acks, hold_acks) {
-                    break;
-                }
-                if let Some(w) = windows.as_ref().filter(|_| saving) {
-                    if saved.elapsed() >= snapshot_interval {
-                        let _ = alert_tx.blocking_send(SinkItem::State(w.snapshot()));
-                        let _ = alert_tx.blocking_send(SinkItem::Acks(std::mem::take(&mut held)));
-                        saved = Instant::now();
-                    }
-                }
-            }
-            // Inputs drained after a stop signal end the loop as a stop too.
-            outcome.stopped |= stop.load(Ordering::SeqCst);
-            // The alert sink failed: its error ends the run.
-            outcome.sink_gone = alert_tx.is_closed();
-            if let Some(w) = windows.as_mut() {
-                if !outcome.stopped && outcome.error.is_none() {
-                    if let Err(e) = w.finish(&mut |alerts| {
-                        send_alerts(alerts);
-                    }) {
-                        outcome.error = Some(e.into());
-                    }
-                }
-                telemetry::windows(w);
-                if saving && outcome.error.is_none() {
-                    let _ = alert_tx.blocking_send(SinkItem::State(w.snapshot()));
-                    let _ = alert_tx.blocking_send(SinkItem::Acks(std::mem::take(&mut held)));
-                }
-                outcome.late_events = w.late_events();
-                outcome.state_saved = saving && outcome.error.is_none();
-                outcome.evicted_keys = w.stats().evicted_keys;
-                outcome.windows = w.report();
-            }
-            outcome
-        })
+    let detector = Detector {
+        set: set.clone(),
+        catalog: catalog.clone(),
+        fields: FieldCandidates::new(&catalog, &profile),
+        windows,
+        timestamps,
+        source_metrics: source_metrics.clone(),
+        evaluated: counters.events.clone(),
+        dead: dead_tx.clone(),
+        sinks: alert_tx,
+        stop: stop.clone(),
+        give_up: give_up.clone(),
+        stop_evaluation: Duration::from_millis(config.stop_evaluation_ms),
+        snapshots: state_file.is_some().then_some(snapshot_interval),
     };
+    let detect = tokio::task::spawn_blocking(move || detector.run(batch_rx));
 
     // Sinks. A run with a state file resumes: its outputs are appended to.
     let resuming = state_file.is_some();
@@ -724,7 +499,7 @@ pub async fn run_until(
     let dead_counted = dead_count.clone();
     // A failed dead-letter output ends the run, as a failed alert output
     // does: the alert sink watches for it.
-    let (dead_failed, mut dead_failure) = tokio::sync::watch::channel(false);
+    let (dead_failed, dead_failure) = tokio::sync::watch::channel(false);
     let dead_sink = tokio::spawn(async move {
         let result = write_dead_letters(dead_path, resuming, dead_rx, dead_counted).await;
         if result.is_err() {
@@ -732,84 +507,19 @@ pub async fn run_until(
         }
         result
     });
-    let dead_barrier = dead_tx.clone();
     let dead_end = dead_tx.clone();
-    let output = config.output.clone();
-    let state_path = state_file.clone();
-    let alerts_written = counters.alerts.clone();
-    drop(dead_tx);
-    let alert_sink = tokio::spawn(async move {
-        let sink = SinkMetrics::new("alerts");
-        let path = (output.as_os_str() != "-").then_some(output.as_path());
-        let mut out = open_output(path, false, resuming).await?;
-        let mut count = 0u64;
-        let mut buf = Vec::with_capacity(64 * 1024);
-        let mut watching_dead_letters = true;
-        loop {
-            let item = tokio::select! {
-                item = alert_rx.recv() => match item {
-                    Some(item) => item,
-                    None => break,
-                },
-                failed = dead_failure.wait_for(|failed| *failed), if watching_dead_letters => {
-                    match failed {
-                        Ok(_) => return Err(PipelineError::DeadLettersFailed),
-                        // The dead-letter sink finished without failing.
-                        Err(_) => watching_dead_letters = false,
-                    }
-                    continue;
-                }
-            };
-            let (alerts, received) = match item {
-                SinkItem::Alerts(alerts, received) => (alerts, received),
-                SinkItem::Acks(acks) => {
-                    // The alerts before them are written and flushed; so
-                    // must be the dead letters of what they cover, which
-                    // were sent before their batch.
-                    if acks.is_empty() {
-                        continue;
-                    }
-                    if !dead_letters_written(&dead_barrier, false).await {
-                        // The dead-letter sink failed: what it did not
-                        // write must not be acknowledged.
-                        return Err(PipelineError::DeadLettersFailed);
-                    }
-                    acks.into_iter().for_each(|ack| ack());
-                    continue;
-                }
-                SinkItem::State(bytes) => {
-                    // The positions it saves vouch for the alerts and dead
-                    // letters before it: they reach the disk first.
-                    out.sync().await.map_err(|e| io_error(path, e))?;
-                    if !dead_letters_written(&dead_barrier, true).await {
-                        return Err(PipelineError::DeadLettersFailed);
-                    }
-                    if let Some(path) = &state_path {
-                        let path = path.clone();
-                        tokio::task::spawn_blocking(move || write_state(&path, &bytes))
-                            .await
-                            .map_err(|e| PipelineError::Internal(format!("state writer: {e}")))??;
-                    }
-                    continue;
-                }
-            };
-            buf.clear();
-            for alert in &alerts {
-                serde_json::to_writer(&mut buf, alert).map_err(|e| io_error(path, e.into()))?;
-                buf.push(b'\n');
-            }
-            count += alerts.len() as u64;
-            write_flushed(&mut *out.out, &buf, &sink, path).await?;
-            sink.delivered(received.elapsed());
-            // Counted once written, after the latency metrics, so that a
-            // scrape seeing the count also sees how they were delivered.
-            for alert in &alerts {
-                telemetry::alert(&alert.severity.to_string());
-            }
-            alerts_written.fetch_add(alerts.len() as u64, Ordering::Relaxed);
+    let alert_sink = tokio::spawn(
+        AlertSink {
+            output: config.output.clone(),
+            append: resuming,
+            state_file: state_file.clone(),
+            dead: dead_tx.clone(),
+            dead_failed: dead_failure,
+            written: counters.alerts.clone(),
         }
-        Ok::<u64, PipelineError>(count)
-    });
+        .run(alert_rx),
+    );
+    drop(dead_tx);
 
     let outcome = detect
         .await
@@ -891,185 +601,6 @@ pub async fn run_until(
     Ok(summary)
 }
 
-fn io_error(path: Option<&Path>, source: std::io::Error) -> PipelineError {
-    PipelineError::Output {
-        path: path
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("-")),
-        source,
-    }
-}
-
-/// An alert or dead-letter output: a file, whose content can be synced to
-/// disk, or stdout or stderr.
-struct Output {
-    out: Box<dyn AsyncWrite + Unpin + Send>,
-    /// The file again, to sync it.
-    file: Option<tokio::fs::File>,
-}
-
-impl Output {
-    /// Flushes, and puts what was written on disk (for a file).
-    async fn sync(&mut self) -> std::io::Result<()> {
-        self.out.flush().await?;
-        match &self.file {
-            Some(file) => file.sync_data().await,
-            None => Ok(()),
-        }
-    }
-}
-
-/// Opens an output; its folder must exist (a mistyped path is an error,
-/// not a new folder). A run that resumes from a state file appends to its
-/// outputs (what earlier runs wrote stays); another starts them afresh.
-async fn open_output(
-    path: Option<&Path>,
-    stderr: bool,
-    append: bool,
-) -> Result<Output, PipelineError> {
-    Ok(match path {
-        Some(p) => {
-            let file = tokio::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .append(append)
-                .truncate(!append)
-                .open(p)
-                .await
-                .map_err(|e| io_error(Some(p), e))?;
-            let sync = file.try_clone().await.map_err(|e| io_error(Some(p), e))?;
-            Output {
-                out: Box::new(BufWriter::new(file)),
-                file: Some(sync),
-            }
-        }
-        None if stderr => Output {
-            out: Box::new(tokio::io::stderr()),
-            file: None,
-        },
-        None => Output {
-            out: Box::new(BufWriter::new(tokio::io::stdout())),
-            file: None,
-        },
-    })
-}
-
-/// Waits until the dead-letter sink has written (and with `sync`, synced)
-/// everything sent to it so far; false if it failed.
-async fn dead_letters_written(dead: &mpsc::Sender<DeadItem>, sync: bool) -> bool {
-    let (written, barrier) = tokio::sync::oneshot::channel();
-    dead.send(DeadItem::Barrier { written, sync }).await.is_ok() && barrier.await.is_ok()
-}
-
-#[derive(Debug, Default)]
-struct DetectOutcome {
-    events: u64,
-    stopped: bool,
-    sink_gone: bool,
-    state_saved: bool,
-    late_events: u64,
-    evicted_keys: u64,
-    windows: WindowReport,
-    /// Detection could not go on (the files' ordering failed).
-    error: Option<PipelineError>,
-}
-
-/// Hands acknowledgements to the alert sink, after the alerts before
-/// them, or holds them for the next state snapshot; false if the sink is
-/// gone.
-fn acknowledge(
-    alert_tx: &mpsc::Sender<SinkItem>,
-    held: &mut Vec<Ack>,
-    acks: Vec<Ack>,
-    hold: bool,
-) -> bool {
-    if hold {
-        held.extend(acks);
-        return true;
-    }
-    acks.is_empty() || alert_tx.blocking_send(SinkItem::Acks(acks)).is_ok()
-}
-
-/// Writes dead letters to `dead_path` (stderr if none) as they come;
-/// a barrier is answered once everything before it is written.
-async fn write_dead_letters(
-    dead_path: Option<PathBuf>,
-    append: bool,
-    mut dead_rx: mpsc::Receiver<DeadItem>,
-    dead_counted: Arc<AtomicU64>,
-) -> Result<u64, PipelineError> {
-    let sink = SinkMetrics::new("dead_letters");
-    let mut out = open_output(dead_path.as_deref(), true, append).await?;
-    let mut count = 0u64;
-    while let Some(item) = dead_rx.recv().await {
-        let dead = match item {
-            DeadItem::Letter(dead) => dead,
-            DeadItem::Barrier { written, sync } => {
-                // Everything sent before it is written and flushed.
-                if sync {
-                    out.sync()
-                        .await
-                        .map_err(|e| io_error(dead_path.as_deref(), e))?;
-                }
-                let _ = written.send(());
-                continue;
-            }
-        };
-        count += 1;
-        dead_counted.fetch_add(1, Ordering::Relaxed);
-        let mut line =
-            serde_json::to_vec(&dead).map_err(|e| io_error(dead_path.as_deref(), e.into()))?;
-        line.push(b'\n');
-        write_flushed(&mut *out.out, &line, &sink, dead_path.as_deref()).await?;
-    }
-    Ok(count)
-}
-
-/// Writes `bytes` to the output at `path` and flushes, timing it; a
-/// failure is counted and named by the path.
-async fn write_flushed(
-    out: &mut (dyn AsyncWrite + Unpin + Send),
-    bytes: &[u8],
-    sink: &SinkMetrics,
-    path: Option<&Path>,
-) -> Result<(), PipelineError> {
-    let writing = Instant::now();
-    let written = match out.write_all(bytes).await {
-        Ok(()) => out.flush().await,
-        Err(e) => Err(e),
-    };
-    if let Err(e) = written {
-        sink.failed();
-        return Err(io_error(path, e));
-    }
-    sink.wrote(writing.elapsed());
-    Ok(())
-}
-
-/// Dead letters for the events of a batch whose evaluation a stopping run
-/// gave up.
-fn abandoned(batch: &EventBatch, patience: u64) -> Vec<DeadLetter> {
-    let raw = batch.raw();
-    batch
-        .origins
-        .iter()
-        .enumerate()
-        .map(|(row, origin)| DeadLetter {
-            source: origin.source.to_string(),
-            line: origin.line,
-            offset: origin.offset,
-            reason: format!(
-                "not evaluated: the run was stopping and its batch was still being evaluated {} ms after the stop (stop_evaluation_ms)",
-                patience
-            ),
-            excerpt: raw
-                .as_ref()
-                .map(|r| r.value(row).chars().take(vagt_connectors::EXCERPT_BYTES).collect())
-                .unwrap_or_default(),
-        })
-        .collect()
-}
-
 /// Every organisation an input stamps on events must be one the catalog
 /// knows (when it declares any): a misspelt actor would otherwise match
 /// none of its own assets.
@@ -1093,71 +624,6 @@ fn check_actors(config: &RunConfig, catalog: &Catalog) -> Result<(), ConfigError
         }
     }
     Ok(())
-}
-
-fn build_alerts(
-    set: &RuleSet,
-    catalog: &Catalog,
-    fields: &FieldCandidates,
-    batch: &EventBatch,
-    matches: &[RuleMatch],
-    timestamp: &TimestampSpec,
-    detected_at: &str,
-) -> Vec<Alert> {
-    let raw = batch.raw();
-    let mut alerts = Vec::with_capacity(matches.len());
-    for m in matches {
-        let info = set.rule(m.rule);
-        let text = raw.as_ref().map(|r| r.value(m.row)).unwrap_or("{}");
-        let facts = fields.facts(&batch.batch, m.row);
-        let origin = &batch.origins[m.row];
-        let impact = catalog.impact(&facts, &info.logsource, origin.actor.as_deref());
-        let rule = alert_rule(info);
-        // The input's timestamp, as windowed rules read it; a value it
-        // cannot read is shown as found.
-        let time = match timestamp.read(&batch.batch, &[m.row]).pop() {
-            Some(Ok(ms)) => Some(format_millis(ms)),
-            _ => fields.event_time(&batch.batch, m.row),
-        };
-        // The text was validated as a JSON object when decoded; should it
-        // not be, the alert carries it as a JSON string instead.
-        let event = RawValue::from_string(compact_json(text).into_owned())
-            .or_else(|_| serde_json::value::to_raw_value(text))
-            .ok();
-        // The same event text from two organisations is two detections.
-        let id = match origin.actor.as_deref() {
-            Some(actor) => alert_id(&format!("{}|{actor}", rule.id), text),
-            None => alert_id(&rule.id, text),
-        };
-        alerts.push(Alert {
-            id,
-            severity: severity(info.meta.level, &impact),
-            actor: origin
-                .actor
-                .as_deref()
-                .map(str::to_string)
-                .or_else(|| impact.actors.first().cloned()),
-            actors: impact.actors.clone(),
-            critical_processes: impact.processes.clone(),
-            assets: impact.assets.clone(),
-            event_time: EventTime {
-                first: time.clone(),
-                last: time,
-            },
-            detected_at: detected_at.to_string(),
-            group: None,
-            count: 1,
-            source: EventSource {
-                input: origin.source.to_string(),
-                line: origin.line,
-                offset: origin.offset,
-            },
-            event,
-            evidence: None,
-            rule,
-        });
-    }
-    alerts
 }
 
 #[cfg(test)]

@@ -32,8 +32,8 @@ use vagt_rules::window::{
 use vagt_rules::{RuleInfo, RuleMatch, RuleSet};
 
 use crate::alert::{
-    alert_id, alert_rule, compact_json, now_rfc3339, severity, Alert, EventSource, EventTime,
-    EvidenceEvent, FieldCandidates, WindowEvidence,
+    compact_json, now_rfc3339, Alert, AlertBody, EventSource, EventTime, EvidenceEvent,
+    FieldCandidates, WindowEvidence,
 };
 use crate::catalog::{Catalog, Impact};
 
@@ -778,7 +778,6 @@ impl WindowStage {
     fn alert(&self, fired: WindowAlert<Evidence>, detected_at: &str) -> Alert {
         let planned = &self.plan.rules[fired.window];
         let info = &self.infos[fired.window];
-        let rule = alert_rule(info);
         let mut impact = Impact::default();
         for e in &fired.evidence {
             merge(&mut impact, &e.impact);
@@ -794,13 +793,16 @@ impl WindowStage {
             })
             .collect();
         let last = fired.evidence.last();
-        let actor = last.and_then(|e| e.actor.as_deref());
+        let sender = last.and_then(|e| e.actor.clone());
         let identity = format!(
             "{}|{}|{}{}",
             serde_json::Value::Object(group.clone()),
             fired.first,
             fired.last,
-            actor.map(|a| format!("|{a}")).unwrap_or_default()
+            sender
+                .as_deref()
+                .map(|a| format!("|{a}"))
+                .unwrap_or_default()
         );
         let events: Vec<EvidenceEvent> = fired
             .evidence
@@ -814,20 +816,12 @@ impl WindowStage {
             })
             .collect();
         let omitted = fired.count.saturating_sub(events.len() as u64);
-        Alert {
-            id: alert_id(&format!("{}|{}", rule.id, planned.key), &identity),
-            severity: severity(info.meta.level, &impact),
-            actor: last
-                .and_then(|e| e.actor.clone())
-                .or_else(|| impact.actors.first().cloned()),
-            actors: impact.actors.clone(),
-            critical_processes: impact.processes.clone(),
-            assets: impact.assets.clone(),
+        let rule_id = info.meta.id.as_deref().unwrap_or(&info.meta.title);
+        let body = AlertBody {
             event_time: EventTime {
                 first: Some(format_millis(fired.first)),
                 last: Some(format_millis(fired.last)),
             },
-            detected_at: detected_at.to_string(),
             group: Some(group),
             count: fired.count,
             source: last.map(|e| e.source.clone()).unwrap_or(EventSource {
@@ -843,8 +837,16 @@ impl WindowStage {
                 events,
                 omitted,
             }),
-            rule,
-        }
+        };
+        Alert::assemble(
+            info,
+            &format!("{rule_id}|{}", planned.key),
+            &identity,
+            sender,
+            impact,
+            body,
+            detected_at,
+        )
     }
 }
 

@@ -1,0 +1,378 @@
+//! Detection: the stage between the sources and the sinks. It evaluates
+//! each batch with the compiled rule set, feeds the windowed rules, builds
+//! the alerts, and hands alerts, acknowledgements and state snapshots to
+//! the sinks in order (an acknowledgement after the alerts of its batch; a
+//! snapshot before the acknowledgements it vouches for). It runs on a
+//! blocking thread: evaluation is CPU work.
+//!
+//! ```text
+//!  Work::Batch ──► skip what an earlier run processed ──► RuleSet::evaluate ──► alerts
+//!       │                                                    │
+//!       │                                   windows: observe, release ──► alerts, dead letters
+//!       └─ acks ─────────────────────────────────────────────────────────► after the alerts
+//!  Work::Tick (idle sources), ended inputs, the end: windows decided outside a batch
+//! ```
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use vagt_connectors::live::Ack;
+use vagt_connectors::{DeadLetter, EventBatch};
+use vagt_rules::window::TimestampSpec;
+use vagt_rules::{RuleMatch, RuleSet};
+
+use crate::alert::{now_rfc3339, Alert, AlertBuilder, FieldCandidates};
+use crate::catalog::Catalog;
+use crate::inputs::InputBatch;
+use crate::pipeline::PipelineError;
+use crate::sinks::{DeadItem, Delivery};
+use crate::telemetry::{self, DetectionMetrics, SourceMetrics};
+use crate::windows::{WindowReport, WindowStage};
+
+/// What flows from the readers to detection.
+pub(crate) enum Work {
+    Batch(InputBatch),
+    /// A stop signal: save state and end without finishing the input.
+    Stop,
+    /// A clock tick: lets detection notice idle input.
+    Tick,
+}
+
+/// How detection ended, for the summary.
+#[derive(Debug, Default)]
+pub(crate) struct DetectOutcome {
+    pub events: u64,
+    pub stopped: bool,
+    pub sink_gone: bool,
+    pub state_saved: bool,
+    pub late_events: u64,
+    pub evicted_keys: u64,
+    pub windows: WindowReport,
+    /// Detection could not go on (the files' ordering failed).
+    pub error: Option<PipelineError>,
+}
+
+/// Everything detection works with.
+pub(crate) struct Detector {
+    pub set: Arc<RuleSet>,
+    pub catalog: Arc<Catalog>,
+    pub fields: FieldCandidates,
+    pub windows: Option<WindowStage>,
+    pub timestamps: Vec<TimestampSpec>,
+    pub source_metrics: Vec<SourceMetrics>,
+    /// Events evaluated, for the progress display.
+    pub evaluated: Arc<AtomicU64>,
+    pub dead: mpsc::Sender<DeadItem>,
+    pub sinks: mpsc::Sender<Delivery>,
+    /// Set by a stop signal: the run ends as stopped.
+    pub stop: Arc<AtomicBool>,
+    /// Set when a stopping run gives up on the batch being evaluated.
+    pub give_up: Arc<AtomicBool>,
+    /// How long, after a stop, a batch may still be evaluated (for the
+    /// dead letters' reason).
+    pub stop_evaluation: Duration,
+    /// The state file's snapshots, if one is configured: their interval.
+    pub snapshots: Option<Duration>,
+}
+
+/// What one pass of the loop decided.
+enum Next {
+    Go,
+    End,
+}
+
+/// The loop's own state.
+struct Progress {
+    outcome: DetectOutcome,
+    saved: Instant,
+    /// Acknowledgements waiting for the next snapshot.
+    held: Vec<Ack>,
+}
+
+impl Detector {
+    /// With windowed rules and a state file, an event is safe only once the
+    /// window state holding it is saved: acknowledgements wait for the
+    /// next snapshot.
+    fn holds_acks(&self) -> bool {
+        self.snapshots.is_some() && self.windows.as_ref().is_some_and(|w| w.plan().active() > 0)
+    }
+
+    /// Runs until the work ends, a stop, or a failed sink.
+    pub fn run(mut self, mut work: mpsc::Receiver<Work>) -> DetectOutcome {
+        let metrics = DetectionMetrics::new(&self.set);
+        let mut scratch = self.set.scratch();
+        scratch.cancel_when(self.give_up.clone());
+        let mut state = Progress {
+            outcome: DetectOutcome::default(),
+            saved: Instant::now(),
+            held: Vec::new(),
+        };
+        while let Some(item) = work.blocking_recv() {
+            // The sinks failed (ticks bring this here even when no input
+            // does): their error ends the run.
+            if self.sinks.is_closed() {
+                break;
+            }
+            let next = match item {
+                Work::Batch(InputBatch {
+                    input,
+                    events: Some(events),
+                    acks,
+                    ..
+                }) => self.batch(input, events, acks, &mut scratch, &metrics, &mut state),
+                Work::Batch(InputBatch {
+                    input,
+                    events: None,
+                    acks,
+                    ended,
+                }) => self.ended(input, ended, acks, &mut state),
+                Work::Stop => {
+                    state.outcome.stopped = true;
+                    Next::End
+                }
+                // Batches queued behind the tick: their sources are not
+                // idle, only waiting to be processed.
+                Work::Tick if !work.is_empty() => Next::Go,
+                Work::Tick => self.tick(&mut state),
+            };
+            if let Next::End = next {
+                break;
+            }
+        }
+        self.end(state)
+    }
+
+    /// Alerts decided outside a batch; false once the sinks are gone.
+    fn send_alerts(&self, alerts: Vec<Alert>) -> bool {
+        alerts.is_empty()
+            || self
+                .sinks
+                .blocking_send(Delivery::Alerts(alerts, Instant::now()))
+                .is_ok()
+    }
+
+    /// Hands acknowledgements to the sinks, after the alerts before them,
+    /// or holds them for the next state snapshot; false if the sinks are
+    /// gone.
+    fn acknowledge(&self, state: &mut Progress, acks: Vec<Ack>) -> bool {
+        if self.holds_acks() {
+            state.held.extend(acks);
+            return true;
+        }
+        acks.is_empty() || self.sinks.blocking_send(Delivery::Acks(acks)).is_ok()
+    }
+
+    /// Saves the window state (and then runs the acknowledgements it
+    /// covers) when the snapshot interval has passed.
+    fn snapshot_if_due(&self, state: &mut Progress) {
+        let (Some(interval), Some(w)) = (self.snapshots, self.windows.as_ref()) else {
+            return;
+        };
+        if state.saved.elapsed() >= interval {
+            let _ = self.sinks.blocking_send(Delivery::State(w.snapshot()));
+            let _ = self
+                .sinks
+                .blocking_send(Delivery::Acks(std::mem::take(&mut state.held)));
+            state.saved = Instant::now();
+        }
+    }
+
+    fn dead_letter(&self, input: usize, letter: DeadLetter) {
+        self.source_metrics[input].dead_letter();
+        let _ = self.dead.blocking_send(DeadItem::Letter(letter));
+    }
+
+    /// An input ended, or only acknowledgements are due.
+    fn ended(&mut self, input: usize, ended: bool, acks: Vec<Ack>, state: &mut Progress) -> Next {
+        if ended {
+            if let Some(mut w) = self.windows.take() {
+                let mut gone = false;
+                let result = w.input_ended(input, &mut |alerts| {
+                    gone |= !self.send_alerts(alerts);
+                });
+                telemetry::windows(&w);
+                self.windows = Some(w);
+                if let Err(e) = result {
+                    state.outcome.error = Some(e.into());
+                    return Next::End;
+                }
+                if gone {
+                    return Next::End;
+                }
+            }
+        }
+        if self.acknowledge(state, acks) {
+            Next::Go
+        } else {
+            Next::End
+        }
+    }
+
+    /// A clock tick: sources idle long enough stop holding back.
+    fn tick(&mut self, state: &mut Progress) -> Next {
+        let Some(w) = self.windows.as_mut() else {
+            return Next::Go;
+        };
+        let alerts = w.tick(&now_rfc3339());
+        telemetry::windows(w);
+        if !self.send_alerts(alerts) {
+            return Next::End;
+        }
+        // Held acknowledgements wait for a snapshot, which a quiet input
+        // would otherwise not bring.
+        if !state.held.is_empty() {
+            self.snapshot_if_due(state);
+        }
+        Next::Go
+    }
+
+    /// One batch of events.
+    fn batch(
+        &mut self,
+        input: usize,
+        batch: EventBatch,
+        acks: Vec<Ack>,
+        scratch: &mut vagt_rules::Scratch,
+        metrics: &DetectionMetrics,
+        state: &mut Progress,
+    ) -> Next {
+        let batch = match self.windows.as_mut() {
+            Some(w) => match w.skip_processed(input, batch) {
+                Some(batch) => batch,
+                None => {
+                    return if self.acknowledge(state, acks) {
+                        Next::Go
+                    } else {
+                        Next::End
+                    }
+                }
+            },
+            None => batch,
+        };
+        let rows = batch.batch.num_rows();
+        let evaluating = Instant::now();
+        let matches = self.set.evaluate(&batch.batch, scratch);
+        if scratch.was_cancelled() {
+            // Stopping, and this batch took too long: its events are not
+            // lost but reported, and not acknowledged.
+            for letter in abandoned(&batch, self.stop_evaluation) {
+                self.dead_letter(input, letter);
+            }
+            state.outcome.stopped = true;
+            return Next::End;
+        }
+        state.outcome.events += rows as u64;
+        metrics.batch(evaluating.elapsed());
+        scratch.drain_rule_stats(|rule, stats| metrics.rule(rule, stats));
+        self.source_metrics[input].evaluated(rows);
+        self.evaluated.fetch_add(rows as u64, Ordering::Relaxed);
+        let detected_at = now_rfc3339();
+        let emitted: Vec<RuleMatch> = match self.windows.as_ref() {
+            Some(w) => matches
+                .iter()
+                .filter(|m| w.plan().base_emits(m.rule))
+                .copied()
+                .collect(),
+            None => matches.clone(),
+        };
+        let builder = AlertBuilder::new(&self.catalog, &self.fields, &detected_at);
+        let mut alerts = builder.single_event(&self.set, &batch, &emitted, &self.timestamps[input]);
+        if let Some(mut w) = self.windows.take() {
+            let observed = w.observe(
+                &self.set,
+                &self.catalog,
+                &self.fields,
+                input,
+                &batch,
+                &matches,
+            );
+            let released = w.release(&detected_at);
+            telemetry::windows(&w);
+            self.windows = Some(w);
+            match observed {
+                Ok(dead) => dead.into_iter().for_each(|l| self.dead_letter(input, l)),
+                Err(e) => {
+                    state.outcome.error = Some(e.into());
+                    return Next::End;
+                }
+            }
+            alerts.extend(released);
+        }
+        if !alerts.is_empty()
+            && self
+                .sinks
+                .blocking_send(Delivery::Alerts(alerts, batch.received))
+                .is_err()
+        {
+            return Next::End;
+        }
+        // After the batch's alerts, so that they run once those are out.
+        if !self.acknowledge(state, acks) {
+            return Next::End;
+        }
+        self.snapshot_if_due(state);
+        Next::Go
+    }
+
+    /// The loop is over: windows decided at the end (unless stopped), the
+    /// last snapshot.
+    fn end(mut self, mut state: Progress) -> DetectOutcome {
+        // Inputs drained after a stop signal end the loop as a stop too.
+        state.outcome.stopped |= self.stop.load(Ordering::SeqCst);
+        // The sinks failed: their error ends the run.
+        state.outcome.sink_gone = self.sinks.is_closed();
+        if let Some(mut w) = self.windows.take() {
+            if !state.outcome.stopped && state.outcome.error.is_none() {
+                if let Err(e) = w.finish(&mut |alerts| {
+                    self.send_alerts(alerts);
+                }) {
+                    state.outcome.error = Some(e.into());
+                }
+            }
+            telemetry::windows(&w);
+            let saving = self.snapshots.is_some() && state.outcome.error.is_none();
+            if saving {
+                let _ = self.sinks.blocking_send(Delivery::State(w.snapshot()));
+                let _ = self
+                    .sinks
+                    .blocking_send(Delivery::Acks(std::mem::take(&mut state.held)));
+            }
+            state.outcome.late_events = w.late_events();
+            state.outcome.state_saved = saving;
+            state.outcome.evicted_keys = w.stats().evicted_keys;
+            state.outcome.windows = w.report();
+        }
+        state.outcome
+    }
+}
+
+/// Dead letters for the events of a batch whose evaluation a stopping run
+/// gave up.
+fn abandoned(batch: &EventBatch, patience: Duration) -> Vec<DeadLetter> {
+    let raw = batch.raw();
+    batch
+        .origins
+        .iter()
+        .enumerate()
+        .map(|(row, origin)| DeadLetter {
+            source: origin.source.to_string(),
+            line: origin.line,
+            offset: origin.offset,
+            reason: format!(
+                "not evaluated: the run was stopping and its batch was still being evaluated {} ms after the stop (stop_evaluation_ms)",
+                patience.as_millis()
+            ),
+            excerpt: raw
+                .as_ref()
+                .map(|r| {
+                    r.value(row)
+                        .chars()
+                        .take(vagt_connectors::EXCERPT_BYTES)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+        .collect()
+}
