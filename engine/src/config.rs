@@ -42,159 +42,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use vagt_connectors::live::http::HttpConfig;
-use vagt_connectors::live::kafka::KafkaConfig;
-use vagt_connectors::live::syslog::SyslogConfig;
-use vagt_connectors::{DecoderConfig, Format};
-use vagt_rules::window::{parse_timespan, HistoryLimits, TimestampSpec, WindowLimits};
+use vagt_connectors::DecoderConfig;
+use vagt_rules::window::{parse_timespan, HistoryLimits, WindowLimits};
 
-/// An input of the pipeline: exactly one of `path`, `tail`, `syslog`,
-/// `http` and `kafka`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InputConfig {
-    /// A file read to its end (`.gz` decompressed), a folder (every file
-    /// in it and its subfolders, in name order, except names starting
-    /// with `.`), or `-` for stdin.
-    #[serde(default)]
-    pub path: Option<PathBuf>,
-    /// A file followed as it grows and across rotation.
-    #[serde(default)]
-    pub tail: Option<PathBuf>,
-    /// A syslog listener (UDP, TCP or TLS).
-    #[serde(default)]
-    pub syslog: Option<SyslogConfig>,
-    /// An HTTP bulk ingest listener; the actor comes from each token.
-    #[serde(default)]
-    pub http: Option<HttpConfig>,
-    /// Kafka topics consumed in a consumer group.
-    #[serde(default)]
-    pub kafka: Option<KafkaConfig>,
-    /// The records' format (default `json`).
-    #[serde(default)]
-    pub format: Format,
-    /// Actor stamped on this input's events, overriding the catalog's
-    /// (not allowed for `http`, whose tokens say it).
-    #[serde(default)]
-    pub actor: Option<String>,
-    /// Where this input's event time is, overriding the profile's.
-    #[serde(default)]
-    pub timestamp: Option<TimestampSpec>,
-}
-
-/// What an input reads, resolved from its settings.
-#[derive(Debug, Clone, Copy)]
-pub enum InputKind<'a> {
-    /// A file read to its end.
-    File(&'a Path),
-    /// Standard input.
-    Stdin,
-    /// A file followed.
-    Tail(&'a Path),
-    /// A syslog listener.
-    Syslog(&'a SyslogConfig),
-    /// An HTTP listener.
-    Http(&'a HttpConfig),
-    /// A Kafka consumer.
-    Kafka(&'a KafkaConfig),
-}
-
-impl InputConfig {
-    /// A file input (or stdin for `-`) in JSON.
-    pub fn file(path: PathBuf) -> InputConfig {
-        InputConfig {
-            path: Some(path),
-            ..InputConfig::default()
-        }
-    }
-
-    /// What it reads.
-    ///
-    /// # Errors
-    /// Not exactly one source is set.
-    pub fn kind(&self) -> Result<InputKind<'_>, String> {
-        let mut kinds = Vec::new();
-        if let Some(p) = &self.path {
-            kinds.push(if p.as_os_str() == "-" {
-                InputKind::Stdin
-            } else {
-                InputKind::File(p)
-            });
-        }
-        if let Some(p) = &self.tail {
-            kinds.push(InputKind::Tail(p));
-        }
-        if let Some(s) = &self.syslog {
-            kinds.push(InputKind::Syslog(s));
-        }
-        if let Some(h) = &self.http {
-            kinds.push(InputKind::Http(h));
-        }
-        if let Some(k) = &self.kafka {
-            kinds.push(InputKind::Kafka(k));
-        }
-        match kinds.as_slice() {
-            [one] => Ok(*one),
-            [] => Err("no source: give one of path, tail, syslog, http, kafka".into()),
-            _ => Err("several sources: give only one of path, tail, syslog, http, kafka".into()),
-        }
-    }
-
-    /// The name dead letters, metrics and the state file use.
-    pub fn name(&self) -> String {
-        match self.kind() {
-            Ok(InputKind::File(p) | InputKind::Tail(p)) => p.display().to_string(),
-            Ok(InputKind::Stdin) => "stdin".into(),
-            Ok(InputKind::Syslog(s)) => s.name(),
-            Ok(InputKind::Http(h)) => h.name(),
-            Ok(InputKind::Kafka(k)) => k.name(),
-            Err(_) => "invalid input".into(),
-        }
-    }
-
-    /// Every organisation this input stamps on events: its `actor`, its
-    /// HTTP tokens' and its TLS client certificates'.
-    pub fn actors(&self) -> Vec<&str> {
-        let mut actors: Vec<&str> = self.actor.as_deref().into_iter().collect();
-        if let Some(http) = &self.http {
-            actors.extend(http.tokens.iter().map(|t| t.actor.as_str()));
-        }
-        if let Some(tls) = self.syslog.as_ref().and_then(|s| s.tls.as_ref()) {
-            actors.extend(tls.client_actors.values().map(String::as_str));
-        }
-        actors
-    }
-
-    fn validate(&self) -> Result<(), String> {
-        match self.kind()? {
-            InputKind::Syslog(s) => {
-                if self.actor.is_some() && s.tls.as_ref().is_some_and(|t| t.names_clients()) {
-                    return Err("a syslog input with client_actors takes the actor from each client certificate, not from 'actor'".into());
-                }
-                s.validate()
-            }
-            InputKind::Http(h) => {
-                if self.actor.is_some() {
-                    return Err(
-                        "http inputs take the actor from each token, not from 'actor'".into(),
-                    );
-                }
-                if let Some(tls) = &h.tls {
-                    tls.validate().map_err(|e| e.to_string())?;
-                    if tls.names_clients() {
-                        return Err(
-                            "http inputs take the actor from each token, not from client_actors"
-                                .into(),
-                        );
-                    }
-                }
-                h.digests().map(|_| ())
-            }
-            InputKind::Kafka(k) => k.validate(),
-            _ => Ok(()),
-        }
-    }
-}
+pub use crate::sources::config::{InputConfig, SourceConfig};
 
 /// Settings of the windowed rules.
 #[derive(Debug, Clone, Deserialize)]
@@ -571,6 +422,43 @@ fn line_of(text: &str, key: &str) -> Option<usize> {
     found.map(|l| l + 1)
 }
 
+/// A config that does not deserialize: the setting it failed at, and its
+/// line, when the failure is inside a setting; the parser's message with its
+/// line and column otherwise.
+fn parse_error(
+    path: &Path,
+    text: &str,
+    e: serde_path_to_error::Error<serde_yaml_ng::Error>,
+) -> ConfigError {
+    let key = e.path().to_string();
+    let inner = e.into_inner();
+    if key == "." || key.is_empty() {
+        return ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: inner.to_string(),
+        };
+    }
+    let mut message = inner.to_string();
+    if let Some(location) = inner.location() {
+        let suffix = format!(" at line {} column {}", location.line(), location.column());
+        if let Some(stripped) = message.strip_suffix(&suffix) {
+            message = stripped.to_string();
+        }
+    }
+    // The parser names a coarser setting before its message; the key says it.
+    if let Some((prefix, rest)) = message.split_once(": ") {
+        if key.starts_with(prefix) {
+            message = rest.to_string();
+        }
+    }
+    ConfigError::AtLine {
+        path: path.to_path_buf(),
+        line: line_of(text, &key).or(inner.location().map(|l| l.line())),
+        key,
+        message,
+    }
+}
+
 impl RunConfig {
     /// Reads a config file, resolving relative paths against its folder.
     pub fn from_file(path: &Path) -> Result<RunConfig, ConfigError> {
@@ -578,11 +466,9 @@ impl RunConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut config: RunConfig =
-            serde_yaml_ng::from_str(&text).map_err(|e| ConfigError::Parse {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
+        let deserializer = serde_yaml_ng::Deserializer::from_str(&text);
+        let mut config: RunConfig = serde_path_to_error::deserialize(deserializer)
+            .map_err(|e| parse_error(path, &text, e))?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve_relative_to(base);
         config.source = Some(ConfigSource {
@@ -615,13 +501,7 @@ impl RunConfig {
         };
         self.rules.iter_mut().for_each(fix);
         for input in &mut self.inputs {
-            input.path.iter_mut().for_each(fix);
-            input.tail.iter_mut().for_each(fix);
-            let syslog_tls = input.syslog.as_mut().and_then(|s| s.tls.as_mut());
-            let http_tls = input.http.as_mut().and_then(|h| h.tls.as_mut());
-            for tls in syslog_tls.into_iter().chain(http_tls) {
-                tls.resolve_relative_to(base);
-            }
+            input.resolve_relative_to(base);
         }
         if let Some(c) = &mut self.catalog {
             fix(c);
@@ -650,8 +530,8 @@ impl RunConfig {
     pub fn expand_folders(&mut self) -> Result<(), ConfigError> {
         let mut inputs = Vec::with_capacity(self.inputs.len());
         for input in std::mem::take(&mut self.inputs) {
-            let folder = match input.kind() {
-                Ok(InputKind::File(p)) if p.is_dir() => p.to_path_buf(),
+            let folder = match &input.source {
+                SourceConfig::File(p) if p.is_dir() => p.clone(),
                 _ => {
                     inputs.push(input);
                     continue;
@@ -680,7 +560,7 @@ impl RunConfig {
                 )));
             }
             inputs.extend(files.into_iter().map(|file| InputConfig {
-                path: Some(file),
+                source: SourceConfig::File(file),
                 ..input.clone()
             }));
         }
@@ -715,7 +595,7 @@ impl RunConfig {
         let stdin_inputs = self
             .inputs
             .iter()
-            .filter(|i| matches!(i.kind(), Ok(InputKind::Stdin)))
+            .filter(|i| matches!(i.source, SourceConfig::Stdin))
             .count();
         if stdin_inputs > 1 {
             return Err(ConfigError::setting(
@@ -779,7 +659,10 @@ mod tests {
         let path = dir.path().join("vagt.yaml");
         std::fs::write(&path, "rules: [r]\ninputs: [{path: a.jsonl}]\n").unwrap();
         let ok = RunConfig::from_file(&path).unwrap();
-        assert_eq!(ok.inputs[0].path, Some(dir.path().join("a.jsonl")));
+        assert_eq!(
+            ok.inputs[0].file_path(),
+            Some(dir.path().join("a.jsonl").as_path())
+        );
         assert_eq!(ok.output, PathBuf::from("-"));
         let rejected = [
             ("inputs: [{path: a.jsonl}]\nouptut: x", "unknown field `ouptut`"),
@@ -912,10 +795,10 @@ mod readme_tests {
         let kinds: Vec<&str> = config
             .inputs
             .iter()
-            .map(|i| match i.kind().unwrap() {
-                InputKind::Kafka(_) => "kafka",
-                InputKind::Syslog(_) => "syslog",
-                InputKind::Http(_) => "http",
+            .map(|i| match &i.source {
+                SourceConfig::Kafka(_) => "kafka",
+                SourceConfig::Syslog(_) => "syslog",
+                SourceConfig::Http(_) => "http",
                 _ => "other",
             })
             .collect();

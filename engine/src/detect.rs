@@ -25,9 +25,9 @@ use vagt_rules::{RuleMatch, RuleSet};
 
 use crate::alert::{now_rfc3339, Alert, AlertBuilder, FieldCandidates};
 use crate::catalog::Catalog;
-use crate::inputs::InputBatch;
 use crate::pipeline::PipelineError;
 use crate::sinks::{DeadItem, Delivery};
+use crate::sources::InputBatch;
 use crate::telemetry::{self, DetectionMetrics, SourceMetrics};
 use crate::windows::{WindowReport, WindowStage};
 

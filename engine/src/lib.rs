@@ -6,11 +6,11 @@ pub mod catalog;
 pub mod config;
 pub mod defaults;
 mod detect;
-mod inputs;
 pub mod pipeline;
 pub mod progress;
 pub mod signals;
 mod sinks;
+pub mod sources;
 pub mod telemetry;
 pub mod windows;
 

@@ -32,13 +32,13 @@ use vagt_rules::{
 
 use crate::alert::FieldCandidates;
 use crate::catalog::{Catalog, CatalogError};
-use crate::config::{ConfigError, InputKind, RunConfig};
+use crate::config::{ConfigError, RunConfig, SourceConfig};
 use crate::detect::{Detector, Work};
-use crate::inputs::{self, Outputs, Started};
 use crate::signals::StopSignals;
 use crate::sinks::alerts::AlertSink;
 use crate::sinks::dead_letters::write_dead_letters;
 use crate::sinks::{DeadItem, Delivery};
+use crate::sources::{self, Outputs, Started};
 
 /// How long a stopping run waits for its listeners, tails and Kafka
 /// consumers to hand on what they took in.
@@ -304,8 +304,8 @@ pub async fn run_until(
     let files: Vec<(Option<u64>, Option<FileId>)> = config
         .inputs
         .iter()
-        .map(|i| match i.kind() {
-            Ok(InputKind::File(p) | InputKind::Tail(p)) => match std::fs::metadata(p) {
+        .map(|i| match &i.source {
+            SourceConfig::File(p) | SourceConfig::Tail(p) => match std::fs::metadata(p) {
                 Ok(m) => (Some(m.len()), vagt_connectors::tail::identity(&m)),
                 Err(_) => (None, None),
             },
@@ -334,7 +334,7 @@ pub async fn run_until(
             .map(|(i, name)| StageInput {
                 name: name.clone(),
                 actor: i.actor.clone(),
-                finite: matches!(i.kind(), Ok(InputKind::File(_))),
+                finite: matches!(i.source, SourceConfig::File(_)),
             })
             .collect();
         WindowStage::new(
@@ -372,7 +372,7 @@ pub async fn run_until(
         .inputs
         .iter()
         .zip(&files)
-        .map(|(i, (size, _))| size.filter(|_| matches!(i.kind(), Ok(InputKind::File(_)))))
+        .map(|(i, (size, _))| size.filter(|_| matches!(i.source, SourceConfig::File(_))))
         .sum();
     let (progress_stop, mut progress_stopped) = tokio::sync::watch::channel(false);
     let progress = Progress::start(config.progress, total_bytes, counters.clone()).map(|mut p| {
@@ -416,12 +416,12 @@ pub async fn run_until(
         .collect();
     if let Some(w) = windows.as_mut() {
         for (i, input) in config.inputs.iter().enumerate() {
-            if matches!(input.kind(), Ok(InputKind::Tail(_))) {
+            if matches!(input.source, SourceConfig::Tail(_)) {
                 w.seeking(i);
             }
         }
     }
-    let mut started_inputs = inputs::start(
+    let mut started_inputs = sources::start(
         &config,
         &resume,
         Outputs {

@@ -1,4 +1,4 @@
-//! Starting the inputs: each becomes a reader (a blocking thread framing,
+//! Sources: each input becomes a reader (a blocking thread framing,
 //! parsing and decoding) that sends batches to detection.
 //!
 //! ```text
@@ -23,8 +23,10 @@ use vagt_connectors::{
     ReadOptions, ReadStats,
 };
 
-use crate::config::{InputKind, RunConfig};
+use crate::config::{RunConfig, SourceConfig};
 use crate::telemetry::SourceMetrics;
+
+pub mod config;
 
 /// How long closing a Kafka consumer may take at the end of a run.
 const KAFKA_CLOSE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -181,10 +183,7 @@ pub(crate) async fn start<W: Send + 'static, D: Send + 'static>(
             let _ = dead.blocking_send(wrap_dead(letter));
         };
         let name = input.name();
-        let kind = input.kind().map_err(|message| LiveError::Config {
-            what: name.clone(),
-            message,
-        })?;
+        let kind = &input.source;
         // How every reader ends: its last bytes reported, its error named.
         let finished = {
             let name = name.clone();
@@ -194,9 +193,9 @@ pub(crate) async fn start<W: Send + 'static, D: Send + 'static>(
             }
         };
         let reader = match kind {
-            InputKind::File(_) | InputKind::Stdin => {
+            SourceConfig::File(_) | SourceConfig::Stdin => {
                 let source = match kind {
-                    InputKind::File(path) => InputSource::File(path.to_path_buf()),
+                    SourceConfig::File(path) => InputSource::File(path.to_path_buf()),
                     _ => InputSource::Stdin,
                 };
                 let bytes = read.clone();
@@ -213,7 +212,7 @@ pub(crate) async fn start<W: Send + 'static, D: Send + 'static>(
                     finished(result)
                 })
             }
-            InputKind::Tail(path) => {
+            SourceConfig::Tail(path) => {
                 started.live = true;
                 let path = path.to_path_buf();
                 let start = resume[index];
@@ -234,12 +233,12 @@ pub(crate) async fn start<W: Send + 'static, D: Send + 'static>(
                     ))
                 })
             }
-            InputKind::Syslog(_) | InputKind::Http(_) | InputKind::Kafka(_) => {
+            SourceConfig::Syslog(_) | SourceConfig::Http(_) | SourceConfig::Kafka(_) => {
                 started.live = true;
                 // Bodies are up to `max_body_bytes` each: bound the queue
                 // by bytes too.
                 let queue = match kind {
-                    InputKind::Http(http) => {
+                    SourceConfig::Http(http) => {
                         (HTTP_QUEUE_BYTES / http.max_body_bytes.max(1)).clamp(1, PAYLOAD_QUEUE)
                     }
                     _ => PAYLOAD_QUEUE,
@@ -254,17 +253,17 @@ pub(crate) async fn start<W: Send + 'static, D: Send + 'static>(
                     stopping: stopping_rx.clone(),
                 };
                 match kind {
-                    InputKind::Syslog(syslog) => {
+                    SourceConfig::Syslog(syslog) => {
                         let (addr, task) = live::syslog::start(syslog, context).await?;
                         listening(&name, addr);
                         started.servers.push(task);
                     }
-                    InputKind::Http(http) => {
+                    SourceConfig::Http(http) => {
                         let (addr, task) = live::http::start(http, context).await?;
                         listening(&name, addr);
                         started.servers.push(task);
                     }
-                    InputKind::Kafka(kafka) => {
+                    SourceConfig::Kafka(kafka) => {
                         let (handle, consumer) = live::kafka::start(kafka, context)?;
                         started.kafka.push(KafkaInput {
                             handle,
@@ -272,7 +271,7 @@ pub(crate) async fn start<W: Send + 'static, D: Send + 'static>(
                             decoder: None,
                         });
                     }
-                    InputKind::File(_) | InputKind::Stdin | InputKind::Tail(_) => {}
+                    SourceConfig::File(_) | SourceConfig::Stdin | SourceConfig::Tail(_) => {}
                 }
                 let runtime = tokio::runtime::Handle::current();
                 let done = done.clone();
@@ -287,7 +286,7 @@ pub(crate) async fn start<W: Send + 'static, D: Send + 'static>(
                         dead_letter,
                     ))
                 });
-                if let (InputKind::Kafka(_), Some(kafka)) = (kind, started.kafka.last_mut()) {
+                if let (SourceConfig::Kafka(_), Some(kafka)) = (kind, started.kafka.last_mut()) {
                     kafka.decoder = Some(decoder);
                     continue;
                 }
