@@ -46,7 +46,7 @@ impl Ingest {
         Ingest {
             parser: RecordParser::new(format),
             decoder: BatchDecoder::with_batch_size(config.batch_size),
-            max_delay: Duration::from_millis(config.max_batch_delay_ms),
+            max_delay: config.max_batch_delay.get(),
             stats: ReadStats::default(),
         }
     }

@@ -50,6 +50,7 @@
 
 pub mod dead_letter;
 pub mod decode;
+pub mod duration;
 pub mod error;
 pub mod framing;
 pub mod ingest;
@@ -66,6 +67,7 @@ pub use decode::{
     BatchDecoder, DecoderConfig, EventBatch, EventOrigin, FileId, InvalidDecoderConfig,
     MAX_BATCH_BYTES, MAX_RECORD_LIMIT, NULLS_COLUMN, RAW_COLUMN,
 };
+pub use duration::ConfigDuration;
 pub use error::ConnectorError;
 pub use framing::{Frame, Origin, Record, RecordSplitter};
 pub use ingest::Ingest;

@@ -17,9 +17,9 @@
 //!   - kafka: {brokers: "k1:9092", topics: [events], group_id: vagt}
 //! output: alerts.jsonl            # "-" for stdout (default)
 //! dead_letters: dead.jsonl        # default: stderr
-//! decoder: {batch_size: 1024, max_record_bytes: 4194304, max_batch_delay_ms: 5}
+//! decoder: {batch_size: 1024, max_record_bytes: 4194304, max_batch_delay: 5ms}
 //! channel_capacity: 8             # batches in flight between stages
-//! stop_evaluation_ms: 5000        # after a stop, a batch still evaluating is abandoned
+//! stop_evaluation: 5s           # after a stop, a batch still evaluating is abandoned
 //! metrics_listen: 127.0.0.1:9898  # Prometheus endpoint (off when unset)
 //! progress: auto                  # auto (bar on a terminal) | always | never
 //! windows:                        # windowed rules (correlations, statistics)
@@ -42,8 +42,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use vagt_connectors::DecoderConfig;
-use vagt_rules::window::{parse_timespan, HistoryLimits, WindowLimits};
+use vagt_connectors::{ConfigDuration, DecoderConfig};
+use vagt_rules::window::{HistoryLimits, WindowLimits};
 
 pub use crate::sources::config::{InputConfig, SourceConfig};
 
@@ -54,7 +54,7 @@ pub struct WindowsConfig {
     /// How far behind the latest event time an event may arrive (`0s`,
     /// `5s`, `2m`); later events are dead letters, not merged.
     #[serde(default = "default_lateness")]
-    pub allowed_lateness: String,
+    pub allowed_lateness: ConfigDuration,
     /// Group keys held over all windowed rules.
     #[serde(default = "default_max_keys")]
     pub max_keys: usize,
@@ -71,19 +71,19 @@ pub struct WindowsConfig {
     /// ones are dead letters, so that one sender's clock cannot move
     /// everyone's watermark.
     #[serde(default = "default_max_ahead")]
-    pub max_ahead: String,
+    pub max_ahead: ConfigDuration,
     /// Window state and input positions are saved here (and restored at
     /// start).
     #[serde(default)]
     pub state_file: Option<PathBuf>,
     /// How often the state is saved while running.
     #[serde(default = "default_snapshot_interval")]
-    pub snapshot_interval: String,
+    pub snapshot_interval: ConfigDuration,
     /// How long (wall clock) a source may send nothing before it stops
     /// holding back the windows it feeds (`30s`); default: the allowed
     /// lateness, at least 1 s.
     #[serde(default)]
-    pub idle_after: Option<String>,
+    pub idle_after: Option<ConfigDuration>,
     /// Sources (input, organisation, host) whose progress is tracked;
     /// further hosts share their input's and organisation's source.
     #[serde(default = "default_max_sources")]
@@ -122,8 +122,8 @@ impl Default for WindowsConfig {
     }
 }
 
-fn default_lateness() -> String {
-    "5s".into()
+fn default_lateness() -> ConfigDuration {
+    ConfigDuration::from_secs(5)
 }
 fn default_max_keys() -> usize {
     100_000
@@ -137,11 +137,11 @@ fn default_max_evidence() -> usize {
 fn default_max_pending() -> usize {
     100_000
 }
-fn default_max_ahead() -> String {
-    "1h".into()
+fn default_max_ahead() -> ConfigDuration {
+    ConfigDuration::from_secs(3600)
 }
-fn default_snapshot_interval() -> String {
-    "10s".into()
+fn default_snapshot_interval() -> ConfigDuration {
+    ConfigDuration::from_secs(10)
 }
 fn default_max_sources() -> usize {
     10_000
@@ -153,27 +153,10 @@ fn default_history_spill() -> u64 {
     16 * 1024 * 1024 * 1024
 }
 
-/// A duration like `5s`, `200ms`, or zero (`0`, `0s`).
-pub fn parse_duration(text: &str) -> Result<i64, String> {
-    let text = text.trim();
-    if text.trim_end_matches(char::is_alphabetic) == "0" {
-        return Ok(0);
-    }
-    if let Some(ms) = text.strip_suffix("ms") {
-        return ms
-            .parse::<i64>()
-            .ok()
-            .filter(|ms| *ms > 0)
-            .ok_or_else(|| format!("'{text}' is not a whole number of milliseconds"));
-    }
-    parse_timespan(text)
-}
-
 impl WindowsConfig {
     /// The runtime limits, validated.
     pub fn limits(&self) -> Result<WindowLimits, ConfigError> {
-        let lateness = parse_duration(&self.allowed_lateness)
-            .map_err(|e| ConfigError::setting("windows.allowed_lateness", e))?;
+        let lateness = self.allowed_lateness.millis();
         for (name, value) in [
             ("max_keys", self.max_keys),
             ("max_values_per_key", self.max_values_per_key),
@@ -189,10 +172,8 @@ impl WindowsConfig {
                 ));
             }
         }
-        let idle_after = match &self.idle_after {
-            Some(text) => {
-                parse_duration(text).map_err(|e| ConfigError::setting("windows.idle_after", e))?
-            }
+        let idle_after = match self.idle_after {
+            Some(d) => d.millis(),
             None => lateness.max(1_000),
         };
         Ok(WindowLimits {
@@ -216,15 +197,13 @@ impl WindowsConfig {
     }
 
     /// How far ahead of the clock an event time may be, in ms.
-    pub fn max_ahead(&self) -> Result<i64, ConfigError> {
-        parse_duration(&self.max_ahead).map_err(|e| ConfigError::setting("windows.max_ahead", e))
+    pub fn max_ahead(&self) -> i64 {
+        self.max_ahead.millis()
     }
 
     /// How often to save state.
-    pub fn snapshot_interval(&self) -> Result<std::time::Duration, ConfigError> {
-        let ms = parse_duration(&self.snapshot_interval)
-            .map_err(|e| ConfigError::setting("windows.snapshot_interval", e))?;
-        Ok(std::time::Duration::from_millis(ms as u64))
+    pub fn snapshot_interval(&self) -> std::time::Duration {
+        self.snapshot_interval.get()
     }
 }
 
@@ -261,7 +240,7 @@ pub struct RunConfig {
     /// being evaluated may still take before it is abandoned: its events
     /// become dead letters, and files and Kafka resume before them.
     #[serde(default = "default_stop_evaluation")]
-    pub stop_evaluation_ms: u64,
+    pub stop_evaluation: ConfigDuration,
     /// Serve Prometheus metrics on this address (e.g. `127.0.0.1:9898`).
     #[serde(default)]
     pub metrics_listen: Option<std::net::SocketAddr>,
@@ -288,8 +267,8 @@ fn default_channel_capacity() -> usize {
     8
 }
 
-fn default_stop_evaluation() -> u64 {
-    5_000
+fn default_stop_evaluation() -> ConfigDuration {
+    ConfigDuration::from_secs(5)
 }
 
 /// A configuration that cannot be used.
@@ -607,8 +586,6 @@ impl RunConfig {
             .validate()
             .map_err(|e| ConfigError::setting("decoder", e.to_string()))?;
         self.windows.limits()?;
-        self.windows.max_ahead()?;
-        self.windows.snapshot_interval()?;
         self.check_folders()
     }
 

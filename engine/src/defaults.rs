@@ -49,7 +49,7 @@ pub fn default_config() -> RunConfig {
         dead_letters: None,
         decoder: DecoderConfig::default(),
         channel_capacity: 8,
-        stop_evaluation_ms: 5_000,
+        stop_evaluation: vagt_connectors::ConfigDuration::from_secs(5),
         windows: Default::default(),
         metrics_listen: None,
         progress: Default::default(),

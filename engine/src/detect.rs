@@ -361,7 +361,7 @@ fn abandoned(batch: &EventBatch, patience: Duration) -> Vec<DeadLetter> {
             line: origin.line,
             offset: origin.offset,
             reason: format!(
-                "not evaluated: the run was stopping and its batch was still being evaluated {} ms after the stop (stop_evaluation_ms)",
+                "not evaluated: the run was stopping and its batch was still being evaluated {} ms after the stop (stop_evaluation)",
                 patience.as_millis()
             ),
             excerpt: raw

@@ -313,8 +313,8 @@ pub async fn run_until(
         })
         .collect();
     let limits = config.windows.limits()?;
-    let snapshot_interval = config.windows.snapshot_interval()?;
-    let max_ahead = config.windows.max_ahead()?;
+    let snapshot_interval = config.windows.snapshot_interval();
+    let max_ahead = config.windows.max_ahead();
     let state_file = config.windows.state_file.clone();
     // A state file keeps input positions even without windowed rules.
     let timestamps: Vec<TimestampSpec> = config
@@ -448,7 +448,7 @@ pub async fn run_until(
         let drained = started_inputs.drained.take();
         let batch_tx = batch_tx.downgrade();
         let give_up = give_up.clone();
-        let patience = Duration::from_millis(config.stop_evaluation_ms);
+        let patience = config.stop_evaluation.get();
         tokio::spawn(async move {
             stop_requested.await;
             Started::drain(&stop, &stopping, drained, DRAIN_PATIENCE).await;
@@ -487,7 +487,7 @@ pub async fn run_until(
         sinks: alert_tx,
         stop: stop.clone(),
         give_up: give_up.clone(),
-        stop_evaluation: Duration::from_millis(config.stop_evaluation_ms),
+        stop_evaluation: config.stop_evaluation.get(),
         snapshots: state_file.is_some().then_some(snapshot_interval),
     };
     let detect = tokio::task::spawn_blocking(move || detector.run(batch_rx));

@@ -178,7 +178,7 @@ fn odd_records_are_dead_letters_and_every_line_is_accounted_for() {
 }
 
 /// Regression: with a batch still being evaluated, the first SIGTERM did
-/// not stop the run (300 s and more). Once `stop_evaluation_ms` has passed
+/// not stop the run (300 s and more). Once `stop_evaluation` has passed
 /// after the stop, the batch is abandoned: its events become dead letters
 /// (the file resumes before them) and the run ends.
 #[test]
@@ -199,7 +199,7 @@ fn a_stop_is_not_held_by_a_batch_still_evaluating() {
     std::fs::write(
         &config,
         format!(
-            "rules: [\"{}\"]\nprofile: passthrough\ninputs: [{{path: events.jsonl}}]\noutput: alerts.jsonl\ndead_letters: dead.jsonl\ndecoder: {{batch_size: 20000}}\nstop_evaluation_ms: 0\nprogress: never\nmetrics_listen: 127.0.0.1:{port}\n",
+            "rules: [\"{}\"]\nprofile: passthrough\ninputs: [{{path: events.jsonl}}]\noutput: alerts.jsonl\ndead_letters: dead.jsonl\ndecoder: {{batch_size: 20000}}\nstop_evaluation: 0s\nprogress: never\nmetrics_listen: 127.0.0.1:{port}\n",
             corpora().join("sigmahq/rules/windows").display()
         ),
     )

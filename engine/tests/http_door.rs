@@ -79,7 +79,7 @@ fn the_http_door_holds_against_unknown_slow_and_greedy_clients() {
     std::fs::write(
         &config,
         format!(
-            "rules: [rules.yml]\nprofile: passthrough\ninputs:\n  - http:\n      listen: \"127.0.0.1:0\"\n      header_timeout_ms: 1000\n      max_connections: 8\n      tokens: [{{actor: rnv-hospital-nord, token_sha256: \"{token}\"}}]\n  - http:\n      listen: \"{limited}\"\n      max_body_bytes: 8192\n      body_timeout_ms: 1000\n      rate_limit: {{bytes_per_second: 1000, burst_bytes: 8192}}\n      tokens: [{{actor: rnv-hospital-nord, token_sha256: \"{token}\"}}]\noutput: alerts.jsonl\ndead_letters: dead.jsonl\nprogress: never\nmetrics_listen: 127.0.0.1:{port}\n",
+            "rules: [rules.yml]\nprofile: passthrough\ninputs:\n  - http:\n      listen: \"127.0.0.1:0\"\n      header_timeout: 1s\n      max_connections: 8\n      tokens: [{{actor: rnv-hospital-nord, token_sha256: \"{token}\"}}]\n  - http:\n      listen: \"{limited}\"\n      max_body_bytes: 8192\n      body_timeout: 1s\n      rate_limit: {{bytes_per_second: 1000, burst_bytes: 8192}}\n      tokens: [{{actor: rnv-hospital-nord, token_sha256: \"{token}\"}}]\noutput: alerts.jsonl\ndead_letters: dead.jsonl\nprogress: never\nmetrics_listen: 127.0.0.1:{port}\n",
         ),
     )
     .unwrap();

@@ -164,7 +164,7 @@ inputs:
       brokers: "{BROKER}"
       topics: ["{topic}"]
       group_id: "{group}"
-      commit_interval_ms: 200
+      commit_interval: 200ms
       options: {{session.timeout.ms: "6000", heartbeat.interval.ms: "500"}}
     format: windows
     actor: rnv-hospital-nord
@@ -402,7 +402,7 @@ level: high
         format!(
             r#"rules: [rules.yml]
 inputs:
-  - kafka: {{brokers: "{BROKER}", topics: ["{topic}"], group_id: "{group}", commit_interval_ms: 100}}
+  - kafka: {{brokers: "{BROKER}", topics: ["{topic}"], group_id: "{group}", commit_interval: 100ms}}
 output: alerts.jsonl
 progress: never
 windows: {{allowed_lateness: 0s, state_file: state.json, snapshot_interval: 1h}}

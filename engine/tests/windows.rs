@@ -132,7 +132,7 @@ fn run_in_process(
     config.output = output.clone();
     config.dead_letters = Some(dir.join("dead.jsonl"));
     config.decoder.batch_size = batch_size;
-    config.windows.allowed_lateness = lateness.into();
+    config.windows.allowed_lateness = lateness.parse().expect("a duration");
     config.progress = vagt_engine::progress::ProgressMode::Never;
     run_config(config);
     std::fs::read_to_string(&output)

@@ -3,6 +3,8 @@
 
 use serde::Deserialize;
 
+use crate::ConfigDuration;
+
 /// How records are decoded and batched.
 ///
 /// ```
@@ -25,10 +27,10 @@ pub struct DecoderConfig {
     /// held in memory.
     pub max_record_bytes: usize,
     /// For live inputs (stdin): hand a batch on once its first event has
-    /// waited this many milliseconds (default 5), even if it is not full
-    /// and input keeps coming, so that a busy stream does not hold events
-    /// back for a whole batch. (An idle stream hands its batch on at once.)
-    pub max_batch_delay_ms: u64,
+    /// waited this long (default `5ms`), even if it is not full and input
+    /// keeps coming, so that a busy stream does not hold events back for a
+    /// whole batch. (An idle stream hands its batch on at once.)
+    pub max_batch_delay: ConfigDuration,
 }
 
 /// Text a batch holds before [`crate::BatchDecoder::is_full`] says to cut
@@ -43,7 +45,7 @@ impl Default for DecoderConfig {
         DecoderConfig {
             batch_size: 1024,
             max_record_bytes: 4 * 1024 * 1024,
-            max_batch_delay_ms: 5,
+            max_batch_delay: ConfigDuration::from_millis(5),
         }
     }
 }

@@ -31,6 +31,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::ConfigDuration;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -60,13 +61,13 @@ pub struct HttpConfig {
     #[serde(default)]
     pub tls: Option<TlsConfig>,
     /// How long a client may take to send a request's headers, or, on a
-    /// kept-alive connection, the next request (default 10,000 ms).
+    /// kept-alive connection, the next request (default `10s`).
     #[serde(default = "default_header_timeout")]
-    pub header_timeout_ms: u64,
+    pub header_timeout: ConfigDuration,
     /// How long an authenticated client may take to send its body
-    /// (default 60,000 ms).
+    /// (default `60s`).
     #[serde(default = "default_body_timeout")]
-    pub body_timeout_ms: u64,
+    pub body_timeout: ConfigDuration,
     /// Connections served at once; further ones wait to be accepted
     /// (default 512).
     #[serde(default = "default_max_connections")]
@@ -91,11 +92,11 @@ pub struct RateLimit {
 fn default_max_body() -> usize {
     16 * 1024 * 1024
 }
-fn default_header_timeout() -> u64 {
-    10_000
+fn default_header_timeout() -> ConfigDuration {
+    ConfigDuration::from_secs(10)
 }
-fn default_body_timeout() -> u64 {
-    60_000
+fn default_body_timeout() -> ConfigDuration {
+    ConfigDuration::from_secs(60)
 }
 fn default_max_connections() -> usize {
     512
@@ -128,8 +129,8 @@ impl HttpConfig {
         if self.max_body_bytes == 0 {
             return Err("max_body_bytes must be at least 1".into());
         }
-        if self.header_timeout_ms == 0 || self.body_timeout_ms == 0 {
-            return Err("header_timeout_ms and body_timeout_ms must be at least 1".into());
+        if self.header_timeout.is_zero() || self.body_timeout.is_zero() {
+            return Err("header_timeout and body_timeout must be more than 0".into());
         }
         if self.max_connections == 0 {
             return Err("max_connections must be at least 1".into());
@@ -332,7 +333,7 @@ pub async fn start(
     let state = Arc::new(Ingest {
         digests: digests.into_iter().collect(),
         max_body_bytes: config.max_body_bytes,
-        body_timeout: std::time::Duration::from_millis(config.body_timeout_ms),
+        body_timeout: config.body_timeout.get(),
         buckets,
         context,
         name: format!("{}://{local}", config.scheme()),
@@ -344,7 +345,7 @@ pub async fn start(
         .with_state(state);
     let door = Door {
         name: format!("{}://{local}", config.scheme()),
-        header_timeout: std::time::Duration::from_millis(config.header_timeout_ms),
+        header_timeout: config.header_timeout.get(),
         connections: Arc::new(tokio::sync::Semaphore::new(config.max_connections)),
     };
     let task = tokio::spawn(serve(listener, acceptor, app, stopping, door));

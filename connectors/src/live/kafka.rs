@@ -35,6 +35,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use super::{Body, LiveContext, LiveError, Payload};
 use crate::dead_letter::DeadLetter;
 use crate::framing::Origin;
+use crate::ConfigDuration;
 
 /// A Kafka input.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -50,9 +51,9 @@ pub struct KafkaConfig {
     /// (default) or `latest`.
     #[serde(default = "default_start")]
     pub start_from: String,
-    /// How often stored offsets are committed (default 1000 ms).
+    /// How often stored offsets are committed (default `1s`).
     #[serde(default = "default_commit_interval")]
-    pub commit_interval_ms: u64,
+    pub commit_interval: ConfigDuration,
     /// Further librdkafka settings (`security.protocol`, `ssl.ca.location`,
     /// `sasl.mechanism`, ...), passed as they are.
     #[serde(default)]
@@ -63,8 +64,8 @@ fn default_start() -> String {
     "earliest".into()
 }
 
-fn default_commit_interval() -> u64 {
-    1000
+fn default_commit_interval() -> ConfigDuration {
+    ConfigDuration::from_secs(1)
 }
 
 /// Settings vagt sets itself: for at-least-once delivery, from the input's
@@ -106,7 +107,7 @@ impl KafkaConfig {
             .find(|k| OWN_SETTINGS.contains(&k.as_str()))
         {
             return Err(format!(
-                "options: '{own}' is set by vagt (use brokers, group_id, start_from, commit_interval_ms)"
+                "options: '{own}' is set by vagt (use brokers, group_id, start_from, commit_interval)"
             ));
         }
         Ok(())
@@ -126,7 +127,7 @@ impl KafkaConfig {
             .set("enable.auto.offset.store", "false")
             .set(
                 "auto.commit.interval.ms",
-                self.commit_interval_ms.to_string(),
+                self.commit_interval.get().as_millis().max(1).to_string(),
             )
             .set("auto.offset.reset", &self.start_from)
             .set("statistics.interval.ms", "1000");
