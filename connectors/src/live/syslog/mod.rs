@@ -1,6 +1,7 @@
 //! Syslog listeners: UDP (one message per datagram, RFC 5426), TCP and TLS
 //! (RFC 6587: octet counting, `123 <34>...`, or one message per line,
-//! told apart per message by its first byte; RFC 5425 for TLS).
+//! told apart per message by its first byte; RFC 5425 for TLS), framed by
+//! [`codec::SyslogCodec`].
 //!
 //! TCP and TLS apply backpressure: a connection is not read while the
 //! pipeline is full. When the run stops, listeners stop accepting and
@@ -19,16 +20,22 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use futures_util::StreamExt;
 use serde::Deserialize;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio::io::AsyncRead;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
+use tokio_util::codec::FramedRead;
 
 use super::{Body, LiveContext, LiveError, Payload, TlsConfig};
 use crate::dead_letter::{excerpt, DeadLetter};
 use crate::framing::{Origin, Record};
+
+pub mod codec;
+
+use codec::SyslogCodec;
 
 /// A syslog listener.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -449,46 +456,45 @@ impl Datagrams {
     }
 }
 
-/// Frames a byte stream into messages: octet counting when a message
-/// starts with a digit, one per line otherwise.
+/// Reads a connection's messages (see [`codec`]) and hands them on; a
+/// stopping run stops reading between messages.
 async fn serve_stream<S: AsyncRead + Unpin>(stream: S, source: Arc<str>, context: &LiveContext) {
-    let mut reader = BufReader::new(stream);
-    let mut origin = Origin { line: 1, offset: 0 };
-    let limit = context.max_record_bytes;
+    let mut frames = FramedRead::new(stream, SyslogCodec::new(context.max_record_bytes));
+    let mut line = 1;
+    let mut stopping = false;
     loop {
-        // Between messages, a stopping run stops reading.
-        let first = tokio::select! {
-            () = context.stopped() => break,
-            buffered = reader.fill_buf() => match buffered {
-                Ok([]) | Err(_) => break,
-                Ok(bytes) => bytes[0],
+        // A message partly received when the stop comes is still read.
+        if stopping && frames.decoder().is_between_messages() && frames.read_buffer().is_empty() {
+            break;
+        }
+        let frame = tokio::select! {
+            () = context.stopped(), if !stopping => {
+                stopping = true;
+                continue;
+            }
+            frame = frames.next() => match frame {
+                Some(Ok(frame)) => frame,
+                // The connection ended or failed.
+                None | Some(Err(_)) => break,
             },
         };
-        let (framed, used) = if first.is_ascii_digit() {
-            octet_counted(&mut reader, limit).await
-        } else if first.is_ascii_whitespace() {
-            reader.consume(1);
-            origin.offset += 1;
-            continue;
-        } else {
-            line(&mut reader, limit).await
+        let origin = Origin {
+            line,
+            offset: frame.offset,
         };
-        let here = origin;
-        origin.offset += used as u64;
-        origin.line += 1;
-        let body = match framed {
-            Framed::Message(bytes) => Body::Record(Record {
-                bytes,
-                origin: here,
+        line += 1;
+        let body = match frame.body {
+            Ok(bytes) => Body::Record(Record {
+                bytes: bytes.into(),
+                origin,
             }),
-            Framed::Bad(reason, sample) => Body::Dead(DeadLetter {
+            Err(refused) => Body::Dead(DeadLetter {
                 source: source.to_string(),
-                line: here.line,
-                offset: here.offset,
-                reason,
-                excerpt: excerpt(&sample),
+                line: origin.line,
+                offset: origin.offset,
+                reason: refused.reason,
+                excerpt: excerpt(&refused.sample),
             }),
-            Framed::End => break,
         };
         let payload = Payload {
             source: source.clone(),
@@ -509,114 +515,6 @@ async fn serve_stream<S: AsyncRead + Unpin>(stream: S, source: Arc<str>, context
             ack: None,
         })
         .await;
-}
-
-enum Framed {
-    Message(Vec<u8>),
-    /// Why, and the start of what was skipped.
-    Bad(String, Vec<u8>),
-    /// The connection ended or failed mid-message.
-    End,
-}
-
-/// `LEN SP MSG` (LEN 1 to 10 digits) when the stream continues so, one
-/// line otherwise; returns the bytes consumed.
-async fn octet_counted<R: AsyncRead + Unpin>(
-    reader: &mut BufReader<R>,
-    limit: usize,
-) -> (Framed, usize) {
-    let mut digits = Vec::with_capacity(10);
-    let len = loop {
-        let next = match reader.fill_buf().await {
-            Ok([]) | Err(_) => return (Framed::End, digits.len()),
-            Ok(buffered) => buffered[0],
-        };
-        if next.is_ascii_digit() && digits.len() < 10 {
-            digits.push(next);
-            reader.consume(1);
-            continue;
-        }
-        let len = (next == b' ')
-            .then(|| std::str::from_utf8(&digits).ok()?.parse::<usize>().ok())
-            .flatten();
-        match len {
-            Some(len) => {
-                reader.consume(1);
-                break len;
-            }
-            None => {
-                // Not a length: the digits start a line.
-                let (framed, rest) = line(reader, limit.saturating_sub(digits.len())).await;
-                let framed = match framed {
-                    Framed::Message(m) => Framed::Message([digits.as_slice(), &m].concat()),
-                    Framed::Bad(reason, m) => Framed::Bad(reason, [digits.as_slice(), &m].concat()),
-                    Framed::End => Framed::End,
-                };
-                return (framed, digits.len() + rest);
-            }
-        }
-    };
-    let used = digits.len() + 1;
-    if len > limit {
-        let mut sample = vec![0; 160.min(len)];
-        let read = reader.read_exact(&mut sample).await;
-        let rest = (len - sample.len()) as u64;
-        let skipped = tokio::io::copy(&mut (&mut *reader).take(rest), &mut tokio::io::sink()).await;
-        if read.is_err() || skipped.map_or(true, |n| n < rest) {
-            return (Framed::End, used);
-        }
-        return (
-            Framed::Bad(
-                format!("message of {len} bytes exceeds {limit}; skipped"),
-                sample,
-            ),
-            used + len,
-        );
-    }
-    let mut message = vec![0; len];
-    match reader.read_exact(&mut message).await {
-        Ok(_) => (Framed::Message(message), used + len),
-        Err(_) => (Framed::End, used),
-    }
-}
-
-/// One line (without its `\n`); returns the bytes consumed.
-async fn line<R: AsyncRead + Unpin>(reader: &mut BufReader<R>, limit: usize) -> (Framed, usize) {
-    let mut message = Vec::new();
-    let mut used = 0;
-    let mut oversize = false;
-    loop {
-        let chunk = match reader.fill_buf().await {
-            Ok([]) => break,
-            Ok(chunk) => chunk,
-            Err(_) => return (Framed::End, used),
-        };
-        let (take, newline) = match memchr::memchr(b'\n', chunk) {
-            Some(i) => (i + 1, true),
-            None => (chunk.len(), false),
-        };
-        let content = &chunk[..take - usize::from(newline)];
-        if message.len() + content.len() > limit {
-            if !oversize {
-                message.extend_from_slice(&content[..160.min(content.len())]);
-            }
-            oversize = true;
-        } else if !oversize {
-            message.extend_from_slice(content);
-        }
-        reader.consume(take);
-        used += take;
-        if newline {
-            break;
-        }
-    }
-    if oversize {
-        return (
-            Framed::Bad(format!("line exceeds {limit} bytes; skipped"), message),
-            used,
-        );
-    }
-    (Framed::Message(message), used)
 }
 
 impl LiveContext {
