@@ -89,14 +89,14 @@ impl SyslogCodec {
         buf.split_to(n)
     }
 
-    /// Starts an oversized message: keeps a sample, skips the rest.
-    fn refuse(&mut self, offset: u64, remaining: SkipUntil, reason: String, sample: &[u8]) {
+    /// Starts skipping an oversized message (keeping its first bytes).
+    fn refuse(&mut self, offset: u64, remaining: SkipUntil, reason: String) {
         self.state = State::Skipping {
             offset,
             remaining,
             refused: RefusedMessage {
                 reason,
-                sample: sample[..SAMPLE_BYTES.min(sample.len())].to_vec(),
+                sample: Vec::with_capacity(SAMPLE_BYTES),
             },
         };
     }
@@ -142,8 +142,7 @@ impl SyslogCodec {
             }
             _ => {
                 let reason = format!("line exceeds {} bytes; skipped", self.limit);
-                let sample = buf[..SAMPLE_BYTES.min(buf.len())].to_vec();
-                self.refuse(offset, SkipUntil::Newline, reason, &sample);
+                self.refuse(offset, SkipUntil::Newline, reason);
                 None
             }
         }
@@ -178,8 +177,7 @@ impl SyslogCodec {
                                     "message of {len} bytes exceeds {}; skipped",
                                     self.limit
                                 );
-                                let sample = buf[..SAMPLE_BYTES.min(buf.len()).min(len)].to_vec();
-                                self.refuse(offset, SkipUntil::Bytes(len), reason, &sample);
+                                self.refuse(offset, SkipUntil::Bytes(len), reason);
                             } else {
                                 self.state = State::Counted { offset, len };
                             }
@@ -207,27 +205,26 @@ impl SyslogCodec {
                         body: Ok(message),
                     }));
                 }
-                State::Skipping { remaining, .. } => {
-                    let done = match remaining {
+                State::Skipping {
+                    remaining, refused, ..
+                } => {
+                    // (bytes of the message skipped, bytes consumed, done)
+                    let (content, skip, done) = match remaining {
                         SkipUntil::Bytes(n) => {
                             let skip = (*n).min(buf.len());
                             *n -= skip;
-                            let done = *n == 0;
-                            self.advance(buf, skip);
-                            done
+                            (skip, skip, *n == 0)
                         }
                         SkipUntil::Newline => match memchr::memchr(b'\n', buf) {
-                            Some(end) => {
-                                self.advance(buf, end + 1);
-                                true
-                            }
-                            None => {
-                                let all = buf.len();
-                                self.advance(buf, all);
-                                at_eof
-                            }
+                            Some(end) => (end, end + 1, true),
+                            None => (buf.len(), buf.len(), at_eof),
                         },
                     };
+                    let wanted = SAMPLE_BYTES.saturating_sub(refused.sample.len());
+                    refused
+                        .sample
+                        .extend_from_slice(&buf[..wanted.min(content)]);
+                    self.advance(buf, skip);
                     if !done {
                         return Ok(None);
                     }
