@@ -91,6 +91,87 @@ pub struct Alert {
     pub evidence: Option<WindowEvidence>,
 }
 
+/// What routes match on and templates name: a view of an alert, built
+/// from one in memory or from its JSON (`vagt routes test`).
+#[derive(Debug, Clone)]
+pub struct AlertFacts<'a> {
+    /// The alert's id.
+    pub id: &'a str,
+    /// The organisation that must act.
+    pub actor: Option<&'a str>,
+    /// The alert's severity.
+    pub severity: Level,
+    /// The rule's level.
+    pub level: Level,
+    /// The rule's id.
+    pub rule_id: &'a str,
+    /// Critical processes at risk.
+    pub processes: Vec<&'a str>,
+    /// The rule's tags.
+    pub tags: Vec<&'a str>,
+    /// ATT&CK technique ids.
+    pub techniques: Vec<&'a str>,
+}
+
+impl<'a> AlertFacts<'a> {
+    /// The facts of an alert.
+    pub fn of(alert: &'a Alert) -> AlertFacts<'a> {
+        AlertFacts {
+            id: &alert.id,
+            actor: alert.actor.as_deref(),
+            severity: alert.severity,
+            level: alert.rule.level,
+            rule_id: &alert.rule.id,
+            processes: alert
+                .critical_processes
+                .iter()
+                .map(String::as_str)
+                .collect(),
+            tags: alert.rule.tags.iter().map(String::as_str).collect(),
+            techniques: alert
+                .rule
+                .attack_techniques
+                .iter()
+                .map(String::as_str)
+                .collect(),
+        }
+    }
+
+    /// The facts of an alert's JSON, as vagt writes it.
+    ///
+    /// # Errors
+    /// A field routes need is missing or of the wrong type.
+    pub fn from_json(alert: &'a serde_json::Value) -> Result<AlertFacts<'a>, String> {
+        let text = |path: &str| -> Result<&'a str, String> {
+            alert
+                .pointer(path)
+                .and_then(serde_json::Value::as_str)
+                .ok_or_else(|| format!("{} is missing or not text", &path[1..].replace('/', ".")))
+        };
+        let list = |path: &str| -> Vec<&'a str> {
+            alert
+                .pointer(path)
+                .and_then(serde_json::Value::as_array)
+                .map(|a| a.iter().filter_map(serde_json::Value::as_str).collect())
+                .unwrap_or_default()
+        };
+        let level = |path: &str| -> Result<Level, String> {
+            let name = text(path)?;
+            Level::parse(name).ok_or_else(|| format!("{}: '{name}' is not a level", &path[1..]))
+        };
+        Ok(AlertFacts {
+            id: text("/id")?,
+            actor: alert.get("actor").and_then(serde_json::Value::as_str),
+            severity: level("/severity")?,
+            level: level("/rule/level")?,
+            rule_id: text("/rule/id")?,
+            processes: list("/critical_processes"),
+            tags: list("/rule/tags"),
+            techniques: list("/rule/attack_techniques"),
+        })
+    }
+}
+
 /// The evidence of a windowed alert.
 #[derive(Debug, Clone, Serialize)]
 pub struct WindowEvidence {

@@ -474,6 +474,16 @@ impl Catalog {
         !self.file.actors.is_empty()
     }
 
+    /// Every actor.
+    pub fn actors(&self) -> &[Actor] {
+        &self.file.actors
+    }
+
+    /// Every critical process.
+    pub fn processes(&self) -> &[Process] {
+        &self.file.processes
+    }
+
     /// A process by id.
     pub fn process(&self, id: &str) -> Option<&Process> {
         self.file.processes.iter().find(|p| p.id == id)

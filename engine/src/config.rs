@@ -45,6 +45,8 @@ use serde::Deserialize;
 use vagt_connectors::{ConfigDuration, DecoderConfig};
 use vagt_rules::window::{HistoryLimits, WindowLimits};
 
+pub use crate::routes::RouteConfig;
+pub use crate::sinks::config::OutputConfig;
 pub use crate::sources::config::{InputConfig, SourceConfig};
 
 /// Settings of the windowed rules.
@@ -224,9 +226,18 @@ pub struct RunConfig {
     pub catalog: Option<PathBuf>,
     /// Inputs, read concurrently.
     pub inputs: Vec<InputConfig>,
-    /// Alert output: a file, or `-` for stdout.
-    #[serde(default = "default_output")]
-    pub output: PathBuf,
+    /// The one alert output, when `outputs` is not given: a file, or `-`
+    /// for stdout (the default).
+    #[serde(default)]
+    pub output: Option<PathBuf>,
+    /// Alert outputs (stdout, file, kafka, webhook, syslog); see
+    /// `sinks::config`.
+    #[serde(default)]
+    pub outputs: Vec<OutputConfig>,
+    /// Which alerts go to which outputs (every alert to every output when
+    /// none are given); see `routes`.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
     /// Dead-letter output (JSON lines); stderr when unset.
     #[serde(default)]
     pub dead_letters: Option<PathBuf>,
@@ -257,10 +268,6 @@ pub struct RunConfig {
 
 fn default_profile() -> String {
     "windows".into()
-}
-
-fn default_output() -> PathBuf {
-    PathBuf::from("-")
 }
 
 fn default_channel_capacity() -> usize {
@@ -485,7 +492,12 @@ impl RunConfig {
         if let Some(c) = &mut self.catalog {
             fix(c);
         }
-        fix(&mut self.output);
+        if let Some(o) = &mut self.output {
+            fix(o);
+        }
+        for output in &mut self.outputs {
+            output.resolve_relative_to(base);
+        }
         if let Some(d) = &mut self.dead_letters {
             fix(d);
         }
@@ -586,14 +598,54 @@ impl RunConfig {
             .validate()
             .map_err(|e| ConfigError::setting("decoder", e.to_string()))?;
         self.windows.limits()?;
+        self.check_outputs()?;
         self.check_folders()
+    }
+
+    /// The alert outputs: those of `outputs`, or the one `output` names.
+    pub fn alert_outputs(&self) -> Vec<OutputConfig> {
+        if self.outputs.is_empty() {
+            let path = self.output.clone().unwrap_or_else(|| PathBuf::from("-"));
+            vec![OutputConfig::from_path(&path)]
+        } else {
+            self.outputs.clone()
+        }
+    }
+
+    fn check_outputs(&self) -> Result<(), ConfigError> {
+        if self.output.is_some() && !self.outputs.is_empty() {
+            return Err(ConfigError::setting(
+                "output",
+                "give either output (one file or stdout) or outputs, not both",
+            ));
+        }
+        if !self.routes.is_empty() && self.outputs.is_empty() {
+            return Err(ConfigError::setting(
+                "routes",
+                "routes send alerts to named outputs: give outputs",
+            ));
+        }
+        crate::sinks::config::validate_outputs(&self.outputs)
+            .map_err(|(i, message)| ConfigError::setting(format!("outputs[{i}]"), message))?;
+        let stdout = self
+            .outputs
+            .iter()
+            .filter(|o| matches!(o.sink, crate::sinks::config::SinkConfig::Stdout))
+            .count();
+        if stdout > 1 {
+            return Err(ConfigError::setting(
+                "outputs",
+                "stdout can be an output only once",
+            ));
+        }
+        Ok(())
     }
 
     /// The folders that outputs, the state file and the spill go to must
     /// exist: a mistyped path is an error, not a new folder.
     fn check_folders(&self) -> Result<(), ConfigError> {
         let files = [
-            ("output", Some(&self.output)),
+            ("output", self.output.as_ref()),
             ("dead_letters", self.dead_letters.as_ref()),
             ("windows.state_file", self.windows.state_file.as_ref()),
         ];
@@ -640,7 +692,7 @@ mod tests {
             ok.inputs[0].file_path(),
             Some(dir.path().join("a.jsonl").as_path())
         );
-        assert_eq!(ok.output, PathBuf::from("-"));
+        assert_eq!(ok.output, None);
         let rejected = [
             ("inputs: [{path: a.jsonl}]\nouptut: x", "unknown field `ouptut`"),
             ("inputs: []", "no inputs"),

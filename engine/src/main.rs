@@ -16,6 +16,18 @@ use vagt_engine::{defaults, pipeline};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How operational messages are written to stderr: `text` (default)
+    /// or `json` lines (for systemd, Kubernetes and log shippers). Also
+    /// `VAGT_LOG_FORMAT`; the level is set with `VAGT_LOG` (`info`, `debug`,
+    /// `vagt_engine=debug`).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -27,6 +39,28 @@ enum Command {
     Rules {
         #[command(subcommand)]
         command: RulesCommand,
+    },
+    /// Work with routes.
+    Routes {
+        #[command(subcommand)]
+        command: RoutesCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RoutesCommand {
+    /// Dry run: for each alert in a file of alerts (JSON lines, as vagt
+    /// writes them), print the routes it takes and the outputs it would
+    /// reach, with the file, topic or URL there. Exits non-zero if a line
+    /// is not an alert.
+    Test {
+        /// Config file with `outputs` and `routes`.
+        config: PathBuf,
+        /// Alerts, one JSON object per line (`-` for stdin).
+        alerts: PathBuf,
+        /// Print one JSON object per alert instead.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -113,8 +147,17 @@ enum RulesCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     let result = match cli.command {
         Command::Run(args) => run(args),
+        Command::Routes {
+            command:
+                RoutesCommand::Test {
+                    config,
+                    alerts,
+                    json,
+                },
+        } => routes_test(&config, &alerts, json),
         Command::Rules {
             command:
                 RulesCommand::Check {
@@ -132,6 +175,101 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Operational messages (outputs retrying, outboxes filling, files
+/// rotating) go to stderr through `tracing`: readable lines, or JSON lines.
+fn init_logging(format: Option<LogFormat>) {
+    use tracing_subscriber::EnvFilter;
+    let format = format.unwrap_or_else(|| match std::env::var("VAGT_LOG_FORMAT").as_deref() {
+        Ok("json") => LogFormat::Json,
+        _ => LogFormat::Text,
+    });
+    let filter = EnvFilter::try_from_env("VAGT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .with_target(false);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+}
+
+/// `vagt routes test`: where each alert in `alerts` would go.
+fn routes_test(
+    config: &std::path::Path,
+    alerts: &std::path::Path,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use std::io::BufRead;
+    let config = RunConfig::from_file(config)?;
+    let catalog = match &config.catalog {
+        Some(path) => vagt_engine::Catalog::from_file(path)?,
+        None => vagt_engine::Catalog::empty(),
+    };
+    let outputs = config.alert_outputs();
+    let table = vagt_engine::routes::RouteTable::compile(&config.routes, &outputs, &catalog)
+        .map_err(|e| config.locate(vagt_engine::config::ConfigError::setting(e.key, e.message)))?;
+    let input: Box<dyn BufRead> = if alerts.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let file = std::fs::File::open(alerts)
+            .with_context(|| format!("cannot read {}", alerts.display()))?;
+        Box::new(std::io::BufReader::new(file))
+    };
+    let (mut tested, mut unrouted, mut bad) = (0u64, 0u64, 0u64);
+    for (n, line) in input.lines().enumerate() {
+        let line = line.with_context(|| format!("cannot read {}", alerts.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let result = serde_json::from_str::<serde_json::Value>(&line)
+            .map_err(|e| e.to_string())
+            .and_then(|alert| table.test(&alert, &outputs));
+        let test = match result {
+            Ok(test) => test,
+            Err(e) => {
+                bad += 1;
+                eprintln!("vagt: {}:{}: not an alert: {e}", alerts.display(), n + 1);
+                continue;
+            }
+        };
+        tested += 1;
+        if test.outputs.is_empty() {
+            unrouted += 1;
+        }
+        if json {
+            println!("{}", serde_json::to_string(&test)?);
+            continue;
+        }
+        let targets: Vec<String> = test
+            .outputs
+            .iter()
+            .map(|t| match &t.target {
+                Ok(target) => format!("{} ({target})", t.output),
+                Err(why) => format!("{} (dead letter: {why})", t.output),
+            })
+            .collect();
+        if targets.is_empty() {
+            println!("{}: no route takes it: dead letter", test.id);
+        } else {
+            println!(
+                "{}: routes {} -> {}",
+                test.id,
+                test.routes.join(", "),
+                targets.join(", ")
+            );
+        }
+    }
+    eprintln!("vagt: {tested} alerts tested, {unrouted} taken by no route, {bad} lines not alerts");
+    Ok(if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// An error and its causes, each said once: most of vagt's errors already
@@ -175,7 +313,10 @@ fn build_config(args: RunArgs) -> anyhow::Result<RunConfig> {
         config.catalog = Some(c);
     }
     if let Some(o) = args.output {
-        config.output = o;
+        // The flag replaces the config's outputs.
+        config.output = Some(o);
+        config.outputs.clear();
+        config.routes.clear();
     }
     if let Some(d) = args.dead_letters {
         config.dead_letters = Some(d);

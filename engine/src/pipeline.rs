@@ -33,11 +33,12 @@ use vagt_rules::{
 use crate::alert::FieldCandidates;
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{ConfigError, RunConfig, SourceConfig};
+use crate::delivery::DeliveryStage;
 use crate::detect::{Detector, Work};
+use crate::routes::RouteTable;
 use crate::signals::StopSignals;
-use crate::sinks::alerts::AlertSink;
 use crate::sinks::dead_letters::write_dead_letters;
-use crate::sinks::{DeadItem, Delivery};
+use crate::sinks::{DeadItem, Delivery, OutputReport};
 use crate::sources::{self, Outputs, Started};
 
 /// How long a stopping run waits for its listeners, tails and Kafka
@@ -59,7 +60,10 @@ pub enum PipelineError {
     /// The catalog is invalid.
     #[error(transparent)]
     Catalog(#[from] CatalogError),
-    /// An output could not be opened or written.
+    /// An alert output could not start or failed.
+    #[error(transparent)]
+    Sink(#[from] crate::sinks::OutputError),
+    /// The dead-letter output could not be opened or written.
     #[error("output {path}: {source}")]
     Output {
         /// Path.
@@ -121,8 +125,12 @@ pub struct RunSummary {
     pub events: u64,
     /// Bytes read.
     pub bytes: u64,
-    /// Alerts written.
+    /// Alerts raised.
     pub alerts: u64,
+    /// Alerts no route took (sent to the dead letters).
+    pub alerts_unrouted: u64,
+    /// What each output did, by name.
+    pub outputs: std::collections::BTreeMap<String, OutputReport>,
     /// Records that went to the dead-letter output.
     pub dead_letters: u64,
     /// Records dropped because a queue was full (UDP syslog only; every
@@ -294,6 +302,9 @@ pub async fn run_until(
         None => Catalog::empty(),
     };
     check_actors(&config, &catalog)?;
+    let outputs = config.alert_outputs();
+    let routes = RouteTable::compile(&config.routes, &outputs, &catalog)
+        .map_err(|e| config.locate(ConfigError::setting(e.key, e.message)))?;
     if let Some(addr) = config.metrics_listen {
         telemetry::install(addr)?;
     }
@@ -410,6 +421,44 @@ pub async fn run_until(
     };
     let source_metrics: Vec<SourceMetrics> = names.iter().map(|n| SourceMetrics::new(n)).collect();
 
+    // Outputs and delivery. A run with a state file resumes: its outputs
+    // are appended to.
+    let resuming = state_file.is_some();
+    let dead_path = config.dead_letters.clone();
+    let dead_count = Arc::new(AtomicU64::new(0));
+    let dead_counted = dead_count.clone();
+    // A failed dead-letter output ends the run, as a failed alert output
+    // does: delivery watches for it.
+    let (dead_failed, dead_failure) = tokio::sync::watch::channel(false);
+    let dead_sink = tokio::spawn(async move {
+        let result = write_dead_letters(dead_path, resuming, dead_rx, dead_counted).await;
+        if result.is_err() {
+            let _ = dead_failed.send(true);
+        }
+        result
+    });
+    let mut sinks = Vec::with_capacity(outputs.len());
+    for output in &outputs {
+        sinks.push(
+            crate::sinks::start(output, dead_tx.clone(), resuming, config.channel_capacity).await?,
+        );
+    }
+    let output_metrics: Vec<(String, &'static str, crate::sinks::OutputMetrics)> = sinks
+        .iter()
+        .map(|s| (s.name.to_string(), s.kind, s.metrics.clone()))
+        .collect();
+    let delivery = tokio::spawn(
+        DeliveryStage {
+            routes,
+            sinks,
+            dead: dead_tx.clone(),
+            dead_failed: dead_failure,
+            state_file: state_file.clone(),
+            routed: counters.alerts.clone(),
+        }
+        .run(alert_rx),
+    );
+
     // Inputs.
     let resume: Vec<Option<(Origin, Option<FileId>)>> = (0..config.inputs.len())
         .map(|i| windows.as_ref().and_then(|w| w.resume_at(i)))
@@ -492,33 +541,7 @@ pub async fn run_until(
     };
     let detect = tokio::task::spawn_blocking(move || detector.run(batch_rx));
 
-    // Sinks. A run with a state file resumes: its outputs are appended to.
-    let resuming = state_file.is_some();
-    let dead_path = config.dead_letters.clone();
-    let dead_count = Arc::new(AtomicU64::new(0));
-    let dead_counted = dead_count.clone();
-    // A failed dead-letter output ends the run, as a failed alert output
-    // does: the alert sink watches for it.
-    let (dead_failed, dead_failure) = tokio::sync::watch::channel(false);
-    let dead_sink = tokio::spawn(async move {
-        let result = write_dead_letters(dead_path, resuming, dead_rx, dead_counted).await;
-        if result.is_err() {
-            let _ = dead_failed.send(true);
-        }
-        result
-    });
     let dead_end = dead_tx.clone();
-    let alert_sink = tokio::spawn(
-        AlertSink {
-            output: config.output.clone(),
-            append: resuming,
-            state_file: state_file.clone(),
-            dead: dead_tx.clone(),
-            dead_failed: dead_failure,
-            written: counters.alerts.clone(),
-        }
-        .run(alert_rx),
-    );
     drop(dead_tx);
 
     let outcome = detect
@@ -553,7 +576,7 @@ pub async fn run_until(
             Err(e) => return Err(PipelineError::Internal(format!("reader task: {e}"))),
         }
     }
-    summary.alerts = match alert_sink.await {
+    let delivered = match delivery.await {
         Ok(Err(PipelineError::DeadLettersFailed)) => {
             // Its own error says what went wrong.
             drop(dead_end);
@@ -563,8 +586,14 @@ pub async fn run_until(
                 .err()
                 .unwrap_or(PipelineError::DeadLettersFailed));
         }
-        result => result.map_err(|e| PipelineError::Internal(format!("alert sink: {e}")))??,
+        result => result.map_err(|e| PipelineError::Internal(format!("delivery: {e}")))??,
     };
+    summary.alerts = delivered.alerts + delivered.unrouted;
+    summary.alerts_unrouted = delivered.unrouted;
+    summary.outputs = output_metrics
+        .iter()
+        .map(|(name, kind, metrics)| (name.clone(), metrics.report(kind)))
+        .collect();
     // Everything acknowledged has run: commit it, then stop the listeners.
     summary
         .failed_inputs

@@ -177,9 +177,10 @@ pub struct SinkMetrics {
 
 impl SinkMetrics {
     /// Handles for one sink.
-    pub fn new(sink: &'static str) -> Self {
+    pub fn new(sink: &str) -> Self {
+        let sink = sink.to_string();
         SinkMetrics {
-            write: histogram!("vagt_sink_write_seconds", "sink" => sink),
+            write: histogram!("vagt_sink_write_seconds", "sink" => sink.clone()),
             failures: counter!("vagt_sink_failures_total", "sink" => sink),
             ingest_to_delivery: histogram!("vagt_ingest_to_alert_seconds"),
         }
@@ -190,7 +191,7 @@ impl SinkMetrics {
         self.write.record(took.as_secs_f64());
     }
 
-    /// Alerts of a batch received `latency` ago were written.
+    /// Alerts of a batch received `latency` ago were handed to the outputs.
     pub fn delivered(&self, latency: Duration) {
         self.ingest_to_delivery.record(latency.as_secs_f64());
     }
@@ -199,6 +200,11 @@ impl SinkMetrics {
     pub fn failed(&self) {
         self.failures.increment(1);
     }
+}
+
+/// Counts an alert that no route took.
+pub fn unrouted() {
+    counter!("vagt_alerts_unrouted_total").increment(1);
 }
 
 /// Counts an alert by severity.

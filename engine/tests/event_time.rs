@@ -79,7 +79,7 @@ fn run_history(
     config.rules = history_rules();
     config.catalog = None;
     config.inputs = files.iter().cloned().map(InputConfig::file).collect();
-    config.output = output.clone();
+    config.output = Some(output.clone());
     config.dead_letters = Some(dead.clone());
     config.decoder.batch_size = batch_size;
     config.progress = vagt_engine::progress::ProgressMode::Never;

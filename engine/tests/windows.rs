@@ -129,7 +129,7 @@ fn run_in_process(
     config.rules = vec![fixture("rules")];
     config.catalog = None;
     config.inputs = vec![InputConfig::file(input)];
-    config.output = output.clone();
+    config.output = Some(output.clone());
     config.dead_letters = Some(dir.join("dead.jsonl"));
     config.decoder.batch_size = batch_size;
     config.windows.allowed_lateness = lateness.parse().expect("a duration");

@@ -185,7 +185,7 @@ impl ConsumerContext for Observer {
             Err(e) if nothing_to_commit(&e) => {}
             Err(e) => {
                 metrics::counter!("vagt_kafka_commit_errors_total").increment(1);
-                eprintln!("vagt: Kafka commit failed: {e}");
+                tracing::warn!("Kafka commit failed: {e}");
             }
         }
     }
@@ -280,7 +280,7 @@ fn consume(consumer: &Arc<BaseConsumer<Observer>>, context: &LiveContext) {
             Some(Err(e)) => {
                 metrics::counter!("vagt_kafka_errors_total", "source" => context.name.to_string())
                     .increment(1);
-                eprintln!("vagt: {}: {e}", context.name);
+                tracing::warn!(input = %context.name, "Kafka: {e}");
                 std::thread::sleep(Duration::from_millis(100));
             }
         }

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_yaml_ng::{Mapping, Value};
 
 use crate::error::RuleError;
@@ -14,10 +14,11 @@ use crate::sigma::predicate::Cond;
 use crate::window::spec::{parse_window_rule, WindowRule};
 
 /// Rule severity level as defined by Sigma.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     /// `informational`.
+    #[serde(alias = "info")]
     Informational,
     /// `low`.
     Low,
@@ -59,15 +60,22 @@ impl Level {
     }
 }
 
-impl fmt::Display for Level {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Level {
+    /// Its Sigma name.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Level::Informational => "informational",
             Level::Low => "low",
             Level::Medium => "medium",
             Level::High => "high",
             Level::Critical => "critical",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
