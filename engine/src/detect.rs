@@ -89,6 +89,8 @@ struct Progress {
     saved: Instant,
     /// Acknowledgements waiting for the next snapshot.
     held: Vec<Ack>,
+    /// Events processed since the last snapshot.
+    unsaved: bool,
 }
 
 impl Detector {
@@ -108,6 +110,7 @@ impl Detector {
             outcome: DetectOutcome::default(),
             saved: Instant::now(),
             held: Vec::new(),
+            unsaved: false,
         };
         while let Some(item) = work.blocking_recv() {
             // The sinks failed (ticks bring this here even when no input
@@ -176,6 +179,7 @@ impl Detector {
                 .sinks
                 .blocking_send(Delivery::Acks(std::mem::take(&mut state.held)));
             state.saved = Instant::now();
+            state.unsaved = false;
         }
     }
 
@@ -220,9 +224,10 @@ impl Detector {
         if !self.send_alerts(alerts) {
             return Next::End;
         }
-        // Held acknowledgements wait for a snapshot, which a quiet input
-        // would otherwise not bring.
-        if !state.held.is_empty() {
+        // Held acknowledgements, and positions past the last snapshot,
+        // wait for a snapshot, which a quiet input would otherwise not
+        // bring.
+        if !state.held.is_empty() || state.unsaved {
             self.snapshot_if_due(state);
         }
         Next::Go
@@ -312,6 +317,7 @@ impl Detector {
         if !self.acknowledge(state, acks) {
             return Next::End;
         }
+        state.unsaved = true;
         self.snapshot_if_due(state);
         Next::Go
     }

@@ -4,12 +4,14 @@
 mod bad_input;
 mod cli;
 mod default_run;
+mod delivery;
 mod event_time;
 mod hostile;
 mod http_door;
 mod kafka;
 mod metrics;
 mod organisations;
+mod receiver;
 mod resilience;
 mod sources;
 mod support;
