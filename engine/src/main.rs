@@ -1,5 +1,6 @@
 //! The `vagt` command line.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -170,11 +171,18 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // A reader that went away (`vagt routes test ... | head`): done.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vagt: error: {}", describe(&e));
             ExitCode::from(2)
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// Operational messages (outputs retrying, outboxes filling, files
@@ -220,6 +228,7 @@ fn routes_test(
             .with_context(|| format!("cannot read {}", alerts.display()))?;
         Box::new(std::io::BufReader::new(file))
     };
+    let mut stdout = std::io::stdout().lock();
     let (mut tested, mut unrouted, mut bad) = (0u64, 0u64, 0u64);
     for (n, line) in input.lines().enumerate() {
         let line = line.with_context(|| format!("cannot read {}", alerts.display()))?;
@@ -242,26 +251,35 @@ fn routes_test(
             unrouted += 1;
         }
         if json {
-            println!("{}", serde_json::to_string(&test)?);
+            writeln!(stdout, "{}", serde_json::to_string(&test)?)?;
             continue;
         }
         let targets: Vec<String> = test
             .outputs
             .iter()
-            .map(|t| match &t.target {
-                Ok(target) => format!("{} ({target})", t.output),
-                Err(why) => format!("{} (dead letter: {why})", t.output),
+            .map(|t| match (&t.target, &t.dead_letter) {
+                (Some(target), _) => format!("{} ({target})", t.output),
+                (None, why) => format!(
+                    "{} (dead letter: {})",
+                    t.output,
+                    why.as_deref().unwrap_or("")
+                ),
             })
             .collect();
         if targets.is_empty() {
-            println!("{}: no route takes it: dead letter", test.id);
+            writeln!(stdout, "{}: no route takes it: dead letter", test.id)?;
         } else {
-            println!(
-                "{}: routes {} -> {}",
+            let routes = if test.routes.is_empty() {
+                "(none configured: every output)".to_string()
+            } else {
+                test.routes.join(", ")
+            };
+            writeln!(
+                stdout,
+                "{}: routes {routes} -> {}",
                 test.id,
-                test.routes.join(", "),
                 targets.join(", ")
-            );
+            )?;
         }
     }
     eprintln!("vagt: {tested} alerts tested, {unrouted} taken by no route, {bad} lines not alerts");
@@ -426,26 +444,29 @@ fn check(
     verbose: bool,
     placeholders: vagt_rules::Placeholders,
 ) -> anyhow::Result<ExitCode> {
+    let mut stdout = std::io::stdout().lock();
     let profile = pipeline::load_profile(profile)?;
     let collection = vagt_rules::load_paths(&paths, &placeholders)?;
     let compiled = vagt_rules::RuleSetBuilder::new(profile.clone()).build(&collection);
     for r in &compiled.rejected {
-        println!("rejected: {r}");
+        writeln!(stdout, "rejected: {r}")?;
     }
     if verbose {
         for u in &compiled.unroutable {
-            println!(
+            writeln!(
+                stdout,
                 "not routable: {} [{}] {}: profile '{}' has no {}",
                 u.info.origin,
                 u.info.meta.id.as_deref().unwrap_or("no id"),
                 u.info.meta.title,
                 profile.name,
                 u.reason
-            );
+            )?;
         }
     }
     let loaded = compiled.set.len() + compiled.unroutable.len();
-    println!(
+    writeln!(
+        stdout,
         "{loaded} rules loaded ({} routable under profile '{}', {} with a logsource it does not route{}), {} windowed rules, {} filters, {} rejected; {} literals in the prefilter",
         compiled.set.len(),
         profile.name,
@@ -455,7 +476,7 @@ fn check(
         collection.filters.len(),
         compiled.rejected.len(),
         compiled.set.literal_count(),
-    );
+    )?;
     Ok(if compiled.rejected.is_empty() {
         ExitCode::SUCCESS
     } else {

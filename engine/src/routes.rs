@@ -283,9 +283,12 @@ pub struct RouteTest {
 pub struct RouteTarget {
     /// The output's name.
     pub output: String,
-    /// The file, topic, URL or address; or why the alert cannot go there
-    /// (it becomes a dead letter).
-    pub target: Result<String, String>,
+    /// The file, topic, URL or address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Why the alert cannot go there after all (it becomes a dead letter).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<String>,
 }
 
 impl RouteTable {
@@ -306,9 +309,16 @@ impl RouteTable {
             outputs: routing
                 .outputs
                 .iter()
-                .map(|&o| RouteTarget {
-                    output: outputs[o].name.clone(),
-                    target: outputs[o].target(&facts),
+                .map(|&o| {
+                    let (target, dead_letter) = match outputs[o].target(&facts) {
+                        Ok(target) => (Some(target), None),
+                        Err(why) => (None, Some(why)),
+                    };
+                    RouteTarget {
+                        output: outputs[o].name.clone(),
+                        target,
+                        dead_letter,
+                    }
                 })
                 .collect(),
         })
