@@ -9,6 +9,7 @@ mod event_time;
 mod hostile;
 mod http_door;
 mod kafka;
+mod kafka_delivery;
 mod metrics;
 mod organisations;
 mod outputs;

@@ -141,6 +141,12 @@ pub struct KafkaOutputConfig {
     /// Further librdkafka settings (`security.protocol`, `sasl.*`, ...).
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    /// Idempotent production (default): retries neither duplicate nor
+    /// reorder alerts. Turn it off only for a broker that forgets producer
+    /// state when it restarts (an in-memory test broker), which would
+    /// otherwise refuse the producer's retries for ever.
+    #[serde(default = "default_true")]
+    pub idempotent: bool,
     /// At the end of a run, how long to wait for the broker's last
     /// confirmations (default `30s`); alerts still unconfirmed then go to
     /// the dead letters.
@@ -353,6 +359,9 @@ fn parse_bytes(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("'{text}' is too large"))
 }
 
+fn default_true() -> bool {
+    true
+}
 fn default_max_batch() -> usize {
     100
 }

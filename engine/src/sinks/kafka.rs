@@ -15,9 +15,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use rdkafka::ClientConfig;
+use rdkafka::{ClientConfig, ClientContext};
 use tokio::sync::mpsc;
 
 use super::config::KafkaOutputConfig;
@@ -26,6 +27,29 @@ use super::template::{Escape, Template};
 use super::{OutputError, SinkContext, SinkEnd, SinkItem};
 use crate::alert::{Alert, AlertFacts};
 use crate::pipeline::PipelineError;
+
+/// librdkafka's own messages (a broker unreachable, a request retried)
+/// go to vagt's log, named by the output.
+struct KafkaLog {
+    output: Arc<str>,
+}
+
+impl ClientContext for KafkaLog {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        let output = &*self.output;
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => tracing::error!(output, facility, "Kafka: {message}"),
+            RDKafkaLogLevel::Warning => tracing::warn!(output, facility, "Kafka: {message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(output, facility, "Kafka: {message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(output, facility, "Kafka: {message}"),
+        }
+    }
+}
 
 /// An alert sent and not yet confirmed.
 struct InFlight {
@@ -36,7 +60,7 @@ struct InFlight {
 
 /// A `kafka` output.
 pub(crate) struct KafkaSink {
-    producer: FutureProducer,
+    producer: FutureProducer<KafkaLog>,
     topic: Template,
     key: Option<Template>,
     context: SinkContext,
@@ -60,7 +84,7 @@ impl KafkaSink {
         let mut client = ClientConfig::new();
         client
             .set("bootstrap.servers", &config.brokers)
-            .set("enable.idempotence", "true")
+            .set("enable.idempotence", config.idempotent.to_string())
             .set("acks", "all")
             // Retried until the broker confirms: the barrier waits instead.
             .set("message.timeout.ms", "0")
@@ -68,8 +92,10 @@ impl KafkaSink {
         for (key, value) in &config.options {
             client.set(key, value);
         }
-        let producer: FutureProducer = client
-            .create()
+        let producer: FutureProducer<KafkaLog> = client
+            .create_with_context(KafkaLog {
+                output: context.name.clone(),
+            })
             .map_err(|e| setup(format!("cannot create the Kafka producer: {e}")))?;
         let topic = Template::parse(&config.topic).map_err(&setup)?;
         let key = match &config.key {
