@@ -2,14 +2,13 @@
 //! outbox, refusals for good, and bad output configs.
 
 use std::collections::HashSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::receiver::Receiver;
-use crate::support::{eventually, json_lines, Vagt};
+use crate::support::{alert_ids, append, eventually, json_lines, outbox_records, Vagt};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -28,23 +27,6 @@ pub(crate) fn write_rule(dir: &Path) -> PathBuf {
 pub(crate) fn events(first: u64, n: u64) -> String {
     (first..first + n)
         .map(|i| format!("{{\"msg\": \"login failed\", \"seq\": {i}}}\n"))
-        .collect()
-}
-
-fn append(path: &Path, text: &str) {
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
-        .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-}
-
-/// The ids of a file of alerts, in order.
-fn ids(path: &Path) -> Vec<String> {
-    json_lines(path)
-        .iter()
-        .map(|a| a["id"].as_str().unwrap().to_string())
         .collect()
 }
 
@@ -124,14 +106,14 @@ fn a_webhook_receiver_down_for_ten_seconds_gets_every_alert_in_order() {
     }
     let archive = dir.path().join("archive.jsonl");
     eventually("every alert in the archive", WAIT, || {
-        ids(&archive).len() as u64 == sent
+        alert_ids(&archive).len() as u64 == sent
     });
     eventually("every alert at the receiver", WAIT, || {
         first_occurrences(&receiver.ids()).0.len() as u64 == sent
     });
     let (status, stderr) = vagt.terminate();
     assert!(status.success(), "{stderr}");
-    let produced = ids(&archive);
+    let produced = alert_ids(&archive);
     let (received, repeats) = first_occurrences(&receiver.ids());
     assert_eq!(received, produced, "every alert, in the order produced");
     assert!(
@@ -171,7 +153,7 @@ fn a_run_killed_while_the_receiver_is_down_delivers_its_outbox_after_a_restart()
     append(&events_file, &events(0, 200));
     let archive = dir.path().join("archive.jsonl");
     eventually("every alert in the archive", WAIT, || {
-        ids(&archive).len() == 200
+        alert_ids(&archive).len() == 200
     });
     // A snapshot after the last alert: the outbox holding them is synced.
     let state = dir.path().join("state.json");
@@ -183,13 +165,8 @@ fn a_run_killed_while_the_receiver_is_down_delivers_its_outbox_after_a_restart()
     });
     vagt.signal("KILL");
     let _ = vagt.wait();
-    let produced = ids(&archive);
-    let waiting: usize = std::fs::read_dir(dir.path().join("outbox"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .map(|p| std::fs::read_to_string(p).unwrap().lines().count())
-        .sum();
+    let produced = alert_ids(&archive);
+    let waiting = outbox_records(&dir.path().join("outbox"));
     assert_eq!(waiting, 200, "the outbox holds every alert");
     assert!(receiver.requests().is_empty());
 
@@ -242,7 +219,7 @@ fn a_refusal_for_good_sends_alerts_to_the_dead_letters_and_other_outputs_keep_de
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert_eq!(ids(&dir.path().join("archive.jsonl")).len(), 50);
+    assert_eq!(alert_ids(&dir.path().join("archive.jsonl")).len(), 50);
     let dead = json_lines(&dir.path().join("dead.jsonl"));
     assert_eq!(dead.len(), 50, "{stderr}");
     for letter in &dead {

@@ -350,7 +350,7 @@ fn two_instances_share_partitions_and_a_stopped_one_loses_nothing() {
 }
 
 /// The committed offset of each partition of `topic` for `group`.
-fn committed(topic: &str, group: &str, partitions: i32) -> Vec<Offset> {
+pub(crate) fn committed(topic: &str, group: &str, partitions: i32) -> Vec<Offset> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", BROKER)
         .set("group.id", group)

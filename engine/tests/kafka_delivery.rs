@@ -4,7 +4,6 @@
 //! down.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -18,9 +17,18 @@ use serde_json::Value;
 
 use crate::delivery::{events, write_rule};
 use crate::kafka::{fresh_topic, produce, require_broker};
+
+/// The committed offset of the one partition of `topic` for `group` on
+/// the shared broker (0 when none).
+fn committed(topic: &str, group: &str) -> i64 {
+    match crate::kafka::committed(topic, group, 1)[0] {
+        Offset::Offset(o) => o,
+        _ => 0,
+    }
+}
 use crate::metrics::free_port;
 use crate::receiver::Receiver;
-use crate::support::{eventually, fixtures, json_lines, Vagt};
+use crate::support::{alert_ids, append, eventually, fixtures, json_lines, outbox_records, Vagt};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -137,23 +145,6 @@ fn messages(broker: &str, topic: &str) -> Vec<(String, String)> {
     out
 }
 
-fn append(path: &Path, text: &str) {
-    use std::io::Write;
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-}
-
-fn ids(path: &Path) -> Vec<String> {
-    json_lines(path)
-        .iter()
-        .map(|a| a["id"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn kafka_output_is_confirmed_and_loses_nothing_when_the_broker_restarts() {
     let dir = tempfile::tempdir().unwrap();
@@ -202,7 +193,7 @@ progress: never
     eventually("the first alerts confirmed", WAIT, || {
         broker.alert_ids(&topic).len() >= 100
     });
-    let first: BTreeSet<String> = ids(&archive).into_iter().collect();
+    let first: BTreeSet<String> = alert_ids(&archive).into_iter().collect();
     assert_eq!(
         broker
             .alert_ids(&topic)
@@ -216,12 +207,12 @@ progress: never
     broker.kill();
     append(&events_file, &events(100, 100));
     eventually("every alert in the archive", WAIT, || {
-        ids(&archive).len() == 200
+        alert_ids(&archive).len() == 200
     });
     std::thread::sleep(Duration::from_secs(2));
     let broker = Broker::start(port);
     broker.create_topic(&topic);
-    let second: BTreeSet<String> = ids(&archive)[100..].iter().cloned().collect();
+    let second: BTreeSet<String> = alert_ids(&archive)[100..].iter().cloned().collect();
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let got: BTreeSet<String> = broker.alert_ids(&topic).into_iter().collect();
@@ -245,35 +236,6 @@ progress: never
     assert_eq!(sector["failed"], 0, "{stats}");
     assert!(sector["delivered"].as_u64().unwrap() >= 200, "{stats}");
     assert!(json_lines(&dir.path().join("dead.jsonl")).is_empty());
-}
-
-/// The committed offset of partition 0 of `topic` for `group` on the
-/// shared broker (0 when none).
-fn committed(topic: &str, group: &str) -> i64 {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", "127.0.0.1:19092")
-        .set("group.id", group)
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(topic, 0);
-    let committed = consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .unwrap();
-    match committed.find_partition(topic, 0).unwrap().offset() {
-        Offset::Offset(o) => o,
-        _ => 0,
-    }
-}
-
-/// Alerts waiting in an outbox folder.
-fn outbox_records(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .map(|p| std::fs::read_to_string(p).unwrap().lines().count())
-        .sum()
 }
 
 #[test]

@@ -8,7 +8,11 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::support::{fixtures, json_lines};
+use crate::support::{alert_ids, fixtures, json_lines};
+
+fn ids(path: &Path) -> BTreeSet<String> {
+    alert_ids(path).into_iter().collect()
+}
 
 /// Actor kinds by actor id, from the catalog.
 fn actor_kinds() -> BTreeMap<String, String> {
@@ -78,13 +82,6 @@ fn expected_outputs(alert: &Value, kinds: &BTreeMap<String, String>) -> BTreeSet
         out.insert("rest".into());
     }
     out
-}
-
-fn ids(path: &Path) -> BTreeSet<String> {
-    json_lines(path)
-        .iter()
-        .map(|a| a["id"].as_str().unwrap().to_string())
-        .collect()
 }
 
 #[test]
