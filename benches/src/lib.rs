@@ -1,6 +1,7 @@
 //! Shared pieces of vagt's benchmarks: the corpora, and rule subsets of a
 //! given size drawn from the SigmaHQ Windows rules.
 
+pub mod delivery;
 pub mod transports;
 
 use std::io::Read;

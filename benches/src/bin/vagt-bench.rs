@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Parser;
 use hdrhistogram::Histogram;
+use vagt_benches::delivery::{self, Outputs};
 use vagt_benches::transports::{transport_run, Transport, HTTP_BODY_BYTES};
 use vagt_benches::{otrf_events, rule_subset, windows_rule_files, write_rules};
 
@@ -65,6 +66,18 @@ struct Args {
     /// Skip the transport runs (file vs syslog TCP vs HTTP ingest).
     #[arg(long)]
     skip_transports: bool,
+    /// Skip the delivery runs (webhook latency, three outputs against one).
+    #[arg(long)]
+    skip_delivery: bool,
+    /// Only the delivery runs.
+    #[arg(long)]
+    delivery_only: bool,
+    /// Offered rate (events/s) of the webhook latency run.
+    #[arg(long, default_value_t = 5_000)]
+    delivery_rate: u64,
+    /// Events of the webhook latency run.
+    #[arg(long, default_value_t = 60_000)]
+    delivery_events: usize,
 }
 
 struct Throughput {
@@ -102,6 +115,15 @@ fn main() -> anyhow::Result<()> {
         for _ in 0..args.replays {
             f.write_all(&events)?;
         }
+    }
+
+    if args.delivery_only {
+        let report = delivery(&args, &lines, &events, work.path())?;
+        println!("{report}");
+        if let Some(path) = &args.markdown {
+            std::fs::write(path, &report)?;
+        }
+        return Ok(());
     }
 
     let all = windows_rule_files();
@@ -216,11 +238,75 @@ fn main() -> anyhow::Result<()> {
     if !peer_rows.is_empty() {
         report.push_str(&render_peer(&args, &peer_rows));
     }
+    if !args.skip_delivery {
+        report.push_str(&delivery(&args, &lines, &events, work.path())?);
+    }
     println!("{report}");
     if let Some(path) = &args.markdown {
         std::fs::write(path, &report)?;
     }
     Ok(())
+}
+
+/// The delivery runs: webhook latency with all rules, and one output
+/// against three with all rules and with a rule every event matches.
+fn delivery(args: &Args, lines: &[&[u8]], events: &[u8], work: &Path) -> anyhow::Result<String> {
+    let all_rules = work.join("delivery-rules");
+    write_rules(&all_rules, &windows_rule_files())?;
+    let every_event = delivery::write_every_event_rule(&work.join("every-event-rule"))?;
+    let once = work.join("otrf-once.jsonl");
+    std::fs::write(&once, events)?;
+    let n = args.delivery_events.min(lines.len());
+    eprintln!("delivery: webhook latency at {}/s", args.delivery_rate);
+    let latency = delivery::webhook_latency(
+        &args.vagt,
+        &all_rules,
+        &lines[..n],
+        args.delivery_rate,
+        work,
+    )?;
+    let configs = [
+        (
+            "all SigmaHQ Windows rules, 1 output",
+            &all_rules,
+            Outputs::One,
+        ),
+        (
+            "all SigmaHQ Windows rules, 3 outputs",
+            &all_rules,
+            Outputs::Three,
+        ),
+        ("every event alerts, 1 output", &every_event, Outputs::One),
+        (
+            "every event alerts, 3 outputs",
+            &every_event,
+            Outputs::Three,
+        ),
+    ];
+    let mut runs: Vec<Vec<delivery::OutputsThroughput>> =
+        configs.iter().map(|_| Vec::new()).collect();
+    for round in 0..=args.repeats {
+        for (i, (label, rules, outputs)) in configs.iter().enumerate() {
+            eprintln!("delivery: {label}, round {round}/{}", args.repeats);
+            let run =
+                delivery::outputs_throughput(&args.vagt, rules, &once, *outputs, label, work)?;
+            if round > 0 {
+                runs[i].push(run);
+            }
+        }
+    }
+    let medians: Vec<delivery::OutputsThroughput> = runs
+        .into_iter()
+        .map(|mut r| {
+            let mut cpu: Vec<f64> = r.iter().map(|t| t.events_per_cpu_s).collect();
+            cpu.sort_by(f64::total_cmp);
+            r.sort_by(|a, b| a.events_per_s.total_cmp(&b.events_per_s));
+            let mut median = r.swap_remove(r.len() / 2);
+            median.events_per_cpu_s = cpu[cpu.len() / 2];
+            median
+        })
+        .collect();
+    Ok(delivery::render(&[latency], &medians))
 }
 
 /// Peak resident memory (VmHWM) of a process, in MB.
