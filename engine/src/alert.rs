@@ -294,7 +294,8 @@ fn values(batch: &RecordBatch, candidates: &[String], row: usize) -> Vec<String>
     let schema = batch.schema();
     let mut out = Vec::new();
     for name in candidates {
-        let Ok(index) = schema.index_of(name) else {
+        // Not `index_of`: its error formats every field name.
+        let Some((index, _)) = schema.column_with_name(name) else {
             continue;
         };
         let array = batch.column(index);

@@ -887,7 +887,7 @@ impl<'a> HostColumn<'a> {
         let schema = batch.schema();
         let columns: Vec<&'a arrow_array::StringArray> = names
             .iter()
-            .filter_map(|n| schema.index_of(n).ok())
+            .filter_map(|n| schema.column_with_name(n).map(|(i, _)| i))
             .map(|i| batch.column(i))
             .filter(|c| c.data_type() == &DataType::Utf8)
             .map(|c| c.as_string::<i32>())

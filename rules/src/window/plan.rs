@@ -523,7 +523,8 @@ pub fn read_field(batch: &RecordBatch, source: &FieldSource, row: usize) -> Opti
     };
     let schema = batch.schema();
     for name in columns {
-        let Ok(index) = schema.index_of(name) else {
+        // Not `index_of`: its error formats every field name.
+        let Some((index, _)) = schema.column_with_name(name) else {
             continue;
         };
         let array = batch.column(index);

@@ -92,9 +92,8 @@ impl TimestampSpec {
             .iter()
             .filter_map(|f| {
                 schema
-                    .index_of(f)
-                    .ok()
-                    .map(|i| (f, batch.column(i).as_ref()))
+                    .column_with_name(f)
+                    .map(|(i, _)| (f, batch.column(i).as_ref()))
             })
             .collect();
         rows.iter()
