@@ -11,8 +11,8 @@
 //! A record is `DESTINATION SP PAYLOAD` (the payload is one line of JSON).
 //! The writer flushes after each batch and syncs at barriers: a barrier
 //! is answered only once what it covers is on disk. The reader commits the
-//! cursor after each delivery (written aside, synced, renamed), and
-//! deletes segments it has passed. A crash can repeat what was delivered
+//! cursor after each delivery (written aside and renamed; not synced, as
+//! losing it only repeats deliveries), and deletes segments it has passed. A crash can repeat what was delivered
 //! after the last committed cursor (duplicates, recognisable by alert id),
 //! never lose what a barrier covered. The outbox holds at most `max_bytes`
 //! of undelivered records; the writer waits for room, or the caller sends
@@ -26,8 +26,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use tokio::fs::File;
-use tokio::io::{AsyncBufReadExt, AsyncSeekExt, AsyncWriteExt, BufReader, BufWriter};
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Seek, Write};
 use tokio::sync::{watch, Notify};
 
 /// A new segment is started once the current one holds this much.
@@ -153,11 +153,10 @@ pub(crate) async fn open(
             .await
             .map_err(std::io::Error::other)??
     };
-    let file = tokio::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(segment_path(&dir, segment))
-        .await?;
+        .open(segment_path(&dir, segment))?;
     sync_dir(&dir)?;
     let shared = Arc::new(Shared {
         dir,
@@ -274,10 +273,12 @@ impl OutboxWriter {
             self.next_segment().await?;
         }
         let len = destination.len() + 1 + payload.len() + 1;
-        self.out.write_all(destination.as_bytes()).await?;
-        self.out.write_all(b" ").await?;
-        self.out.write_all(payload).await?;
-        self.out.write_all(b"\n").await?;
+        // Buffered writes into the page cache: quick enough not to need a
+        // blocking thread (syncing does).
+        self.out.write_all(destination.as_bytes())?;
+        self.out.write_all(b" ")?;
+        self.out.write_all(payload)?;
+        self.out.write_all(b"\n")?;
         self.len += len as u64;
         self.dirty = true;
         self.shared.bytes.fetch_add(len as u64, Ordering::AcqRel);
@@ -300,7 +301,7 @@ impl OutboxWriter {
     /// # Errors
     /// The segment cannot be written.
     pub async fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush().await?;
+        self.out.flush()?;
         self.end.send_replace(Position {
             segment: self.segment,
             offset: self.len,
@@ -315,7 +316,10 @@ impl OutboxWriter {
     pub async fn sync(&mut self) -> std::io::Result<()> {
         self.flush().await?;
         if self.dirty {
-            self.out.get_ref().sync_data().await?;
+            let file = self.out.get_ref().try_clone()?;
+            tokio::task::spawn_blocking(move || file.sync_data())
+                .await
+                .map_err(std::io::Error::other)??;
             self.dirty = false;
         }
         Ok(())
@@ -324,11 +328,10 @@ impl OutboxWriter {
     async fn next_segment(&mut self) -> std::io::Result<()> {
         self.sync().await?;
         self.segment += 1;
-        let file = tokio::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(segment_path(&self.shared.dir, self.segment))
-            .await?;
+            .open(segment_path(&self.shared.dir, self.segment))?;
         sync_dir(&self.shared.dir)?;
         self.out = BufWriter::with_capacity(64 * 1024, file);
         self.len = 0;
@@ -364,7 +367,7 @@ impl OutboxReader {
             if self.next >= end {
                 break;
             }
-            if self.next.segment < end.segment && self.at_segment_end().await? {
+            if self.next.segment < end.segment && self.at_segment_end()? {
                 self.next = Position {
                     segment: self.next.segment + 1,
                     offset: 0,
@@ -372,9 +375,9 @@ impl OutboxReader {
                 self.input = None;
                 continue;
             }
-            let input = self.input(self.next).await?;
+            let input = self.input(self.next)?;
             line.clear();
-            let n = input.read_until(b'\n', &mut line).await?;
+            let n = input.read_until(b'\n', &mut line)?;
             if n == 0 || line.last() != Some(&b'\n') {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
@@ -412,18 +415,16 @@ impl OutboxReader {
     }
 
     /// Whether the segment being read has no record left.
-    async fn at_segment_end(&mut self) -> std::io::Result<bool> {
-        let len = tokio::fs::metadata(segment_path(&self.shared.dir, self.next.segment))
-            .await?
-            .len();
+    fn at_segment_end(&mut self) -> std::io::Result<bool> {
+        let len = std::fs::metadata(segment_path(&self.shared.dir, self.next.segment))?.len();
         Ok(self.next.offset >= len)
     }
 
     /// The segment file positioned at `at`.
-    async fn input(&mut self, at: Position) -> std::io::Result<&mut BufReader<File>> {
+    fn input(&mut self, at: Position) -> std::io::Result<&mut BufReader<File>> {
         if self.input.as_ref().is_none_or(|(s, _)| *s != at.segment) {
-            let mut file = File::open(segment_path(&self.shared.dir, at.segment)).await?;
-            file.seek(SeekFrom::Start(at.offset)).await?;
+            let mut file = File::open(segment_path(&self.shared.dir, at.segment))?;
+            file.seek(SeekFrom::Start(at.offset))?;
             self.input = Some((at.segment, BufReader::with_capacity(64 * 1024, file)));
         }
         Ok(&mut self.input.as_mut().expect("opened").1)
@@ -448,23 +449,20 @@ impl OutboxReader {
         records: u64,
         bytes: u64,
     ) -> std::io::Result<Vec<Instant>> {
-        let dir = self.shared.dir.clone();
         let from = self.cursor;
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            let tmp = dir.join("cursor.tmp");
-            std::fs::write(&tmp, serde_json::to_vec(&to).expect("a position"))?;
-            std::fs::File::open(&tmp)?.sync_all()?;
-            std::fs::rename(&tmp, dir.join("cursor"))?;
-            for segment in from.segment..to.segment {
-                match std::fs::remove_file(segment_path(&dir, segment)) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                    _ => {}
-                }
+        // Written aside and renamed, not synced: losing the newest cursor
+        // to a power cut only repeats deliveries, and a sync per request
+        // would bound the rate.
+        let dir = &self.shared.dir;
+        let tmp = dir.join("cursor.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(&to).expect("a position"))?;
+        std::fs::rename(&tmp, dir.join("cursor"))?;
+        for segment in from.segment..to.segment {
+            match std::fs::remove_file(segment_path(dir, segment)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
             }
-            Ok(())
-        })
-        .await
-        .map_err(std::io::Error::other)??;
+        }
         self.cursor = to;
         sub_saturating(&self.shared.bytes, bytes);
         sub_saturating(&self.shared.records, records);
