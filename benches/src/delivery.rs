@@ -376,7 +376,10 @@ mod tests {
         let body = br#"[{"source":{"input":"stdin","line":7}},{"source":{"line":9}}]"#;
         assert_eq!(alert_lines(body), vec![Some(7), Some(9)]);
         assert_eq!(alert_lines(br#"{"source":{"line":3}}"#), vec![Some(3)]);
-        assert_eq!(count_alerts(br#"[{"detected_at":"x"},{"detected_at":"y"}]"#), 2);
+        assert_eq!(
+            count_alerts(br#"[{"detected_at":"x"},{"detected_at":"y"}]"#),
+            2
+        );
     }
 
     #[test]

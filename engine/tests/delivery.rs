@@ -283,3 +283,94 @@ fn a_bad_output_config_is_an_error_naming_the_output_and_line() {
         }
     }
 }
+
+#[test]
+fn a_receiver_answering_503_for_a_while_gets_every_alert_and_retries_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    write_rule(dir.path());
+    std::fs::write(dir.path().join("events.jsonl"), "").unwrap();
+    let receiver = Receiver::start();
+    receiver.answer(503);
+    let config = webhook_config(dir.path(), &receiver.url(), "");
+    let stats_file = dir.path().join("stats.json");
+    let mut vagt = Vagt::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--stats",
+        stats_file.to_str().unwrap(),
+    ]);
+    vagt.wait_for("vagt: ready", WAIT);
+    append(&dir.path().join("events.jsonl"), &events(0, 60));
+    vagt.wait_for("does not take alerts", WAIT);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(receiver.ids().is_empty());
+    receiver.answer(200);
+    let archive = dir.path().join("archive.jsonl");
+    eventually("every alert at the receiver", WAIT, || {
+        first_occurrences(&receiver.ids()).0.len() == 60
+    });
+    let (status, stderr) = vagt.terminate();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(first_occurrences(&receiver.ids()).0, alert_ids(&archive));
+    assert!(stderr.contains("503"), "the status is logged: {stderr}");
+    let stats = stats(&stats_file);
+    assert!(
+        stats["outputs"]["soc"]["retried"].as_u64().unwrap() >= 2,
+        "{stats}"
+    );
+    assert_eq!(stats["outputs"]["soc"]["failed"], 0, "{stats}");
+}
+
+#[test]
+fn a_full_outbox_set_to_dead_letter_keeps_what_does_not_fit_in_the_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    write_rule(dir.path());
+    std::fs::write(dir.path().join("events.jsonl"), events(0, 300)).unwrap();
+    let receiver = Receiver::reserve();
+    let config = webhook_config(dir.path(), &receiver.url(), "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("tail: events.jsonl", "path: events.jsonl")
+        .replace(
+            "outbox: {dir: outbox}",
+            "outbox: {dir: outbox, max_bytes: 64KiB, when_full: dead_letter}",
+        )
+        .replace("drain: 20s", "drain: 1s");
+    std::fs::write(&config, text).unwrap();
+    let stats_file = dir.path().join("stats.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vagt"))
+        .args([
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--stats",
+            stats_file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let dead = json_lines(&dir.path().join("dead.jsonl"));
+    let waiting = outbox_records(&dir.path().join("outbox"));
+    assert!(
+        !dead.is_empty() && waiting > 0,
+        "{} dead, {waiting} waiting",
+        dead.len()
+    );
+    assert_eq!(
+        dead.len() + waiting,
+        300,
+        "every alert kept: dead-lettered or waiting"
+    );
+    for letter in &dead {
+        assert_eq!(letter["source"], "output soc");
+        assert!(letter["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the outbox is full"));
+    }
+    let stats = stats(&stats_file);
+    assert_eq!(stats["outputs"]["soc"]["failed"], dead.len(), "{stats}");
+    assert_eq!(stats["outputs"]["soc"]["pending"], waiting, "{stats}");
+    assert_eq!(stats["outputs"]["archive"]["delivered"], 300, "{stats}");
+}

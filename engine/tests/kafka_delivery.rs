@@ -402,3 +402,68 @@ progress: never
         );
     }
 }
+
+#[test]
+fn alerts_kafka_refuses_go_to_the_dead_letters_naming_the_output() {
+    require_broker();
+    let dir = tempfile::tempdir().unwrap();
+    write_rule(dir.path());
+    // Events whose alerts exceed the producer's message size limit.
+    let padding = "x".repeat(3000);
+    let events: String = (0..10)
+        .map(|i| {
+            format!("{{\"msg\": \"login failed\", \"seq\": {i}, \"padding\": \"{padding}\"}}\n")
+        })
+        .collect();
+    std::fs::write(dir.path().join("events.jsonl"), events).unwrap();
+    let unique = format!("{}-{}", std::process::id(), free_port());
+    let topic = format!("refused-{unique}");
+    create_topic("127.0.0.1:19092", &topic);
+    let config = dir.path().join("vagt.yaml");
+    let stats_file = dir.path().join("stats.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"rules: [rule.yml]
+profile: passthrough
+inputs: [{{path: events.jsonl}}]
+outputs:
+  - {{name: archive, type: file, path: archive.jsonl}}
+  - {{name: sector, type: kafka, brokers: "127.0.0.1:19092", topic: "{topic}", options: {{message.max.bytes: "1000"}}}}
+dead_letters: dead.jsonl
+progress: never
+"#
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vagt"))
+        .args([
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--stats",
+            stats_file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let dead = json_lines(&dir.path().join("dead.jsonl"));
+    assert_eq!(dead.len(), 10, "{stderr}");
+    for letter in &dead {
+        assert_eq!(letter["source"], "output sector");
+        let reason = letter["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("Kafka") && reason.to_lowercase().contains("size"),
+            "{reason}"
+        );
+    }
+    assert_eq!(
+        alert_ids(&dir.path().join("archive.jsonl")).len(),
+        10,
+        "the archive has them all"
+    );
+    let stats: Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats_file).unwrap()).unwrap();
+    assert_eq!(stats["outputs"]["sector"]["failed"], 10, "{stats}");
+}
