@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::receiver::Receiver;
-use crate::support::{alert_ids, append, eventually, json_lines, outbox_records, Vagt};
+use crate::support::{
+    alert_ids, append, eventually, json_lines, outbox_records, run_with_stats, Vagt,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -206,19 +208,7 @@ fn a_refusal_for_good_sends_alerts_to_the_dead_letters_and_other_outputs_keep_de
         .unwrap()
         .replace("tail: events.jsonl", "path: events.jsonl");
     std::fs::write(&config, text).unwrap();
-    let stats_file = dir.path().join("stats.json");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vagt"))
-        .args([
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--stats",
-            stats_file.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (stats, stderr) = run_with_stats(&config);
     assert_eq!(alert_ids(&dir.path().join("archive.jsonl")).len(), 50);
     let dead = json_lines(&dir.path().join("dead.jsonl"));
     assert_eq!(dead.len(), 50, "{stderr}");
@@ -231,7 +221,6 @@ fn a_refusal_for_good_sends_alerts_to_the_dead_letters_and_other_outputs_keep_de
         );
         assert_eq!(letter["alert"]["rule"]["title"], "Login failure");
     }
-    let stats = stats(&stats_file);
     assert_eq!(stats["outputs"]["soc"]["failed"], 50, "{stats}");
     assert_eq!(stats["outputs"]["archive"]["delivered"], 50, "{stats}");
     assert_eq!(stats["dead_letters"], 50, "{stats}");
@@ -337,19 +326,7 @@ fn a_full_outbox_set_to_dead_letter_keeps_what_does_not_fit_in_the_dead_letters(
         )
         .replace("drain: 20s", "drain: 1s");
     std::fs::write(&config, text).unwrap();
-    let stats_file = dir.path().join("stats.json");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vagt"))
-        .args([
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--stats",
-            stats_file.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (stats, _) = run_with_stats(&config);
     let dead = json_lines(&dir.path().join("dead.jsonl"));
     let waiting = outbox_records(&dir.path().join("outbox"));
     assert!(
@@ -369,7 +346,6 @@ fn a_full_outbox_set_to_dead_letter_keeps_what_does_not_fit_in_the_dead_letters(
             .unwrap()
             .contains("the outbox is full"));
     }
-    let stats = stats(&stats_file);
     assert_eq!(stats["outputs"]["soc"]["failed"], dead.len(), "{stats}");
     assert_eq!(stats["outputs"]["soc"]["pending"], waiting, "{stats}");
     assert_eq!(stats["outputs"]["archive"]["delivered"], 300, "{stats}");

@@ -28,7 +28,9 @@ fn committed(topic: &str, group: &str) -> i64 {
 }
 use crate::metrics::free_port;
 use crate::receiver::Receiver;
-use crate::support::{alert_ids, append, eventually, fixtures, json_lines, outbox_records, Vagt};
+use crate::support::{
+    alert_ids, append, eventually, fixtures, json_lines, outbox_records, run_with_stats, Vagt,
+};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -343,7 +345,6 @@ fn kafka_output_sends_each_organisation_to_its_own_topic_confirmed() {
         create_topic(shared, &format!("alerts-{unique}.{actor}"));
     }
     let config = dir.path().join("vagt.yaml");
-    let stats_file = dir.path().join("stats.json");
     std::fs::write(
         &config,
         format!(
@@ -361,23 +362,7 @@ progress: never
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_vagt"))
-        .args([
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--stats",
-            stats_file.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stats: Value =
-        serde_json::from_str(&std::fs::read_to_string(&stats_file).unwrap()).unwrap();
+    let (stats, _) = run_with_stats(&config);
     assert_eq!(
         stats["outputs"]["sector"]["delivered"], 50,
         "confirmed before the end: {stats}"
@@ -420,7 +405,6 @@ fn alerts_kafka_refuses_go_to_the_dead_letters_naming_the_output() {
     let topic = format!("refused-{unique}");
     create_topic("127.0.0.1:19092", &topic);
     let config = dir.path().join("vagt.yaml");
-    let stats_file = dir.path().join("stats.json");
     std::fs::write(
         &config,
         format!(
@@ -436,18 +420,7 @@ progress: never
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_vagt"))
-        .args([
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--stats",
-            stats_file.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (stats, stderr) = run_with_stats(&config);
     let dead = json_lines(&dir.path().join("dead.jsonl"));
     assert_eq!(dead.len(), 10, "{stderr}");
     for letter in &dead {
@@ -463,7 +436,5 @@ progress: never
         10,
         "the archive has them all"
     );
-    let stats: Value =
-        serde_json::from_str(&std::fs::read_to_string(&stats_file).unwrap()).unwrap();
     assert_eq!(stats["outputs"]["sector"]["failed"], 10, "{stats}");
 }

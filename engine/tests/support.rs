@@ -207,3 +207,21 @@ pub fn outbox_records(dir: &Path) -> usize {
         .map(|p| std::fs::read_to_string(p).unwrap().lines().count())
         .sum()
 }
+
+/// Runs `vagt run --config CONFIG --stats FILE` to its end and fails
+/// unless it succeeds; the run summary and what vagt wrote to stderr.
+pub fn run_with_stats(config: &Path) -> (serde_json::Value, String) {
+    let stats = config.with_file_name("stats.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_vagt"))
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .arg("--stats")
+        .arg(&stats)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    let summary = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    (summary, stderr)
+}
