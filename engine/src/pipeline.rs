@@ -310,24 +310,7 @@ pub async fn run_until(
     }
     telemetry::rules(compiled.set.len(), compiled.rejected.len());
     let names: Vec<String> = config.inputs.iter().map(|i| i.name()).collect();
-    // Sizes and identities of the files read or followed, to tell whether
-    // a saved position still applies.
-    let files: Vec<(Option<u64>, Option<FileId>)> = config
-        .inputs
-        .iter()
-        .map(|i| match &i.source {
-            SourceConfig::File(p) | SourceConfig::Tail(p) => match std::fs::metadata(p) {
-                Ok(m) => (Some(m.len()), vagt_connectors::tail::identity(&m)),
-                Err(_) => (None, None),
-            },
-            _ => (None, None),
-        })
-        .collect();
-    let limits = config.windows.limits()?;
-    let snapshot_interval = config.windows.snapshot_interval();
-    let max_ahead = config.windows.max_ahead();
-    let state_file = config.windows.state_file.clone();
-    // A state file keeps input positions even without windowed rules.
+    let files = input_files(&config);
     let timestamps: Vec<TimestampSpec> = config
         .inputs
         .iter()
@@ -337,35 +320,17 @@ pub async fn run_until(
                 .unwrap_or_else(|| profile.timestamp.clone())
         })
         .collect();
-    let mut windows = (!compiled.windows.is_empty() || state_file.is_some()).then(|| {
-        let inputs = config
-            .inputs
-            .iter()
-            .zip(&names)
-            .map(|(i, name)| StageInput {
-                name: name.clone(),
-                actor: i.actor.clone(),
-                finite: matches!(i.source, SourceConfig::File(_)),
-            })
-            .collect();
-        WindowStage::new(
-            compiled.windows.clone(),
-            limits,
-            timestamps.clone(),
-            profile.host.clone(),
-            inputs,
-        )
-        .with_max_ahead(max_ahead)
-        .with_history(config.windows.history())
-    });
-    if let (Some(stage), Some(path)) = (windows.as_mut(), state_file.as_deref()) {
-        if let Some(restored) = stage.restore(path, &files)? {
-            if let Some(note) = &restored.note {
-                observer.notice(note);
-            }
-            observer.restored(&restored.report);
-        }
-    }
+    let state_file = config.windows.state_file.clone();
+    let snapshot_interval = config.windows.snapshot_interval();
+    let mut windows = window_stage(
+        &config,
+        &profile,
+        &compiled,
+        &names,
+        &timestamps,
+        &files,
+        observer,
+    )?;
     let mut summary = RunSummary {
         windowed_rules: compiled.windows.active(),
         rules_loaded: compiled.set.len(),
@@ -385,79 +350,33 @@ pub async fn run_until(
         .zip(&files)
         .map(|(i, (size, _))| size.filter(|_| matches!(i.source, SourceConfig::File(_))))
         .sum();
-    let (progress_stop, mut progress_stopped) = tokio::sync::watch::channel(false);
-    let progress = Progress::start(config.progress, total_bytes, counters.clone()).map(|mut p| {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(250));
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => p.tick(),
-                    _ = progress_stopped.changed() => break,
-                }
-            }
-            p.finish();
-        })
-    });
+    let (progress_stop, progress) = spawn_progress(config.progress, total_bytes, &counters);
     let (batch_tx, batch_rx) = mpsc::channel::<Work>(config.channel_capacity);
     let (dead_tx, dead_rx) = mpsc::channel::<DeadItem>(1024);
     let (alert_tx, alert_rx) = mpsc::channel::<Delivery>(config.channel_capacity);
     // Inputs stop taking input; detection stops at the `Work::Stop` sent
     // after what they had taken in.
     let stop = Arc::new(AtomicBool::new(false));
-    // While no event arrives, what waits for the watermark would wait for
-    // ever; ticks let detection apply it once the input has been idle for
-    // the allowed lateness.
-    let ticks = {
-        let batch_tx = batch_tx.downgrade();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(250));
-            loop {
-                tick.tick().await;
-                let Some(tx) = batch_tx.upgrade() else { break };
-                // A full channel means detection is busy, not idle.
-                let _ = tx.try_send(Work::Tick);
-            }
-        })
-    };
+    let ticks = spawn_ticks(&batch_tx);
     let source_metrics: Vec<SourceMetrics> = names.iter().map(|n| SourceMetrics::new(n)).collect();
 
     // Outputs and delivery. A run with a state file resumes: its outputs
     // are appended to.
-    let resuming = state_file.is_some();
-    let dead_path = config.dead_letters.clone();
-    let dead_count = Arc::new(AtomicU64::new(0));
-    let dead_counted = dead_count.clone();
-    // A failed dead-letter output ends the run, as a failed alert output
-    // does: delivery watches for it.
-    let (dead_failed, dead_failure) = tokio::sync::watch::channel(false);
-    let dead_sink = tokio::spawn(async move {
-        let result = write_dead_letters(dead_path, resuming, dead_rx, dead_counted).await;
-        if result.is_err() {
-            let _ = dead_failed.send(true);
-        }
-        result
-    });
-    let mut sinks = Vec::with_capacity(outputs.len());
-    for output in &outputs {
-        sinks.push(
-            crate::sinks::start(output, dead_tx.clone(), resuming, config.channel_capacity).await?,
-        );
-    }
-    let output_metrics: Vec<(String, &'static str, crate::sinks::OutputMetrics)> = sinks
-        .iter()
-        .map(|s| (s.name.to_string(), s.kind, s.metrics.clone()))
-        .collect();
-    let delivery = tokio::spawn(
-        DeliveryStage {
-            routes,
-            sinks,
-            dead: dead_tx.clone(),
-            dead_failed: dead_failure,
-            state_file: state_file.clone(),
-            routed: counters.alerts.clone(),
-        }
-        .run(alert_rx),
-    );
+    let Delivering {
+        delivery,
+        dead_sink,
+        dead_count,
+        output_metrics,
+    } = start_delivery(
+        &config,
+        &outputs,
+        routes,
+        dead_tx.clone(),
+        dead_rx,
+        alert_rx,
+        counters.alerts.clone(),
+    )
+    .await?;
 
     // Inputs.
     let resume: Vec<Option<(Origin, Option<FileId>)>> = (0..config.inputs.len())
@@ -485,38 +404,16 @@ pub async fn run_until(
         &|name, addr| observer.listening(name, addr),
     )
     .await?;
-    // On SIGTERM or Ctrl-C: inputs that run until stopped stop taking
-    // input and hand on what they took; then detection halts, and files
-    // not yet read to their end are left where they are (the state file
-    // says where).
     // Set when a stopping run gives up on the batch being evaluated.
     let give_up = Arc::new(AtomicBool::new(false));
-    let signals = {
-        let stop = stop.clone();
-        let stopping = started_inputs.stopping.clone();
-        let drained = started_inputs.drained.take();
-        let batch_tx = batch_tx.downgrade();
-        let give_up = give_up.clone();
-        let patience = config.stop_evaluation.get();
-        tokio::spawn(async move {
-            stop_requested.await;
-            Started::drain(&stop, &stopping, drained, DRAIN_PATIENCE).await;
-            // The stop waits behind the batches before it; a batch that
-            // takes too long to evaluate is given up.
-            let abandon = async {
-                tokio::time::sleep(patience).await;
-                give_up.store(true, Ordering::SeqCst);
-            };
-            let stop_detection = async {
-                // No sender left: the inputs have ended, and detection ends
-                // after what they sent.
-                if let Some(tx) = batch_tx.upgrade() {
-                    let _ = tx.send(Work::Stop).await;
-                }
-            };
-            tokio::join!(abandon, stop_detection);
-        })
-    };
+    let signals = spawn_stop_handler(
+        stop_requested,
+        &mut started_inputs,
+        &stop,
+        &batch_tx,
+        &give_up,
+        config.stop_evaluation.get(),
+    );
     let readers = std::mem::take(&mut started_inputs.readers);
     let dropped = started_inputs.dropped.clone();
     drop(batch_tx);
@@ -628,6 +525,210 @@ pub async fn run_until(
         let _ = task.await;
     }
     Ok(summary)
+}
+
+/// The progress display, ticking until told to stop.
+fn spawn_progress(
+    mode: crate::progress::ProgressMode,
+    total_bytes: Option<u64>,
+    counters: &Counters,
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    Option<tokio::task::JoinHandle<()>>,
+) {
+    let (progress_stop, mut progress_stopped) = tokio::sync::watch::channel(false);
+    let progress = Progress::start(mode, total_bytes, counters.clone()).map(|mut p| {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => p.tick(),
+                    _ = progress_stopped.changed() => break,
+                }
+            }
+            p.finish();
+        })
+    });
+    (progress_stop, progress)
+}
+
+/// While no event arrives, what waits for the watermark would wait for
+/// ever; ticks let detection apply it once the input has been idle for the
+/// allowed lateness (and save a quiet input's position).
+fn spawn_ticks(batch_tx: &mpsc::Sender<Work>) -> tokio::task::JoinHandle<()> {
+    let batch_tx = batch_tx.downgrade();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tick.tick().await;
+            let Some(tx) = batch_tx.upgrade() else { break };
+            // A full channel means detection is busy, not idle.
+            let _ = tx.try_send(Work::Tick);
+        }
+    })
+}
+
+/// On SIGTERM or Ctrl-C (`stop_requested`): inputs that run until stopped
+/// stop taking input and hand on what they took; then detection halts,
+/// and files not yet read to their end are left where they are (the state
+/// file says where). A batch still being evaluated `patience` after that
+/// is given up.
+fn spawn_stop_handler(
+    stop_requested: impl std::future::Future<Output = ()> + Send + 'static,
+    inputs: &mut Started,
+    stop: &Arc<AtomicBool>,
+    batch_tx: &mpsc::Sender<Work>,
+    give_up: &Arc<AtomicBool>,
+    patience: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let stop = stop.clone();
+    let stopping = inputs.stopping.clone();
+    let drained = inputs.drained.take();
+    let batch_tx = batch_tx.downgrade();
+    let give_up = give_up.clone();
+    tokio::spawn(async move {
+        stop_requested.await;
+        Started::drain(&stop, &stopping, drained, DRAIN_PATIENCE).await;
+        // The stop waits behind the batches before it; a batch that takes
+        // too long to evaluate is given up.
+        let abandon = async {
+            tokio::time::sleep(patience).await;
+            give_up.store(true, Ordering::SeqCst);
+        };
+        let stop_detection = async {
+            // No sender left: the inputs have ended, and detection ends
+            // after what they sent.
+            if let Some(tx) = batch_tx.upgrade() {
+                let _ = tx.send(Work::Stop).await;
+            }
+        };
+        tokio::join!(abandon, stop_detection);
+    })
+}
+
+/// Sizes and identities of the files read or followed, to tell whether a
+/// saved position still applies.
+fn input_files(config: &RunConfig) -> Vec<(Option<u64>, Option<FileId>)> {
+    config
+        .inputs
+        .iter()
+        .map(|i| match &i.source {
+            SourceConfig::File(p) | SourceConfig::Tail(p) => match std::fs::metadata(p) {
+                Ok(m) => (Some(m.len()), vagt_connectors::tail::identity(&m)),
+                Err(_) => (None, None),
+            },
+            _ => (None, None),
+        })
+        .collect()
+}
+
+/// The windowed rules' stage (also kept, without windowed rules, for a
+/// state file's input positions), restored from the state file.
+fn window_stage(
+    config: &RunConfig,
+    profile: &Profile,
+    compiled: &Compiled,
+    names: &[String],
+    timestamps: &[TimestampSpec],
+    files: &[(Option<u64>, Option<FileId>)],
+    observer: &dyn RunObserver,
+) -> Result<Option<WindowStage>, PipelineError> {
+    let state_file = config.windows.state_file.as_deref();
+    if compiled.windows.is_empty() && state_file.is_none() {
+        return Ok(None);
+    }
+    let inputs = config
+        .inputs
+        .iter()
+        .zip(names)
+        .map(|(i, name)| StageInput {
+            name: name.clone(),
+            actor: i.actor.clone(),
+            finite: matches!(i.source, SourceConfig::File(_)),
+        })
+        .collect();
+    let mut stage = WindowStage::new(
+        compiled.windows.clone(),
+        config.windows.limits()?,
+        timestamps.to_vec(),
+        profile.host.clone(),
+        inputs,
+    )
+    .with_max_ahead(config.windows.max_ahead())
+    .with_history(config.windows.history());
+    if let Some(path) = state_file {
+        if let Some(restored) = stage.restore(path, files)? {
+            if let Some(note) = &restored.note {
+                observer.notice(note);
+            }
+            observer.restored(&restored.report);
+        }
+    }
+    Ok(Some(stage))
+}
+
+/// The delivery side of a run, started.
+struct Delivering {
+    delivery: tokio::task::JoinHandle<Result<crate::delivery::DeliveryOutcome, PipelineError>>,
+    dead_sink: tokio::task::JoinHandle<Result<u64, PipelineError>>,
+    dead_count: Arc<AtomicU64>,
+    output_metrics: Vec<(String, &'static str, crate::sinks::OutputMetrics)>,
+}
+
+/// Starts the dead-letter sink, every output and the delivery stage that
+/// routes alerts to them. A run with a state file resumes: its outputs are
+/// appended to.
+async fn start_delivery(
+    config: &RunConfig,
+    outputs: &[crate::sinks::config::OutputConfig],
+    routes: RouteTable,
+    dead_tx: mpsc::Sender<DeadItem>,
+    dead_rx: mpsc::Receiver<DeadItem>,
+    alert_rx: mpsc::Receiver<Delivery>,
+    routed: Arc<AtomicU64>,
+) -> Result<Delivering, PipelineError> {
+    let state_file = config.windows.state_file.clone();
+    let resuming = state_file.is_some();
+    let dead_path = config.dead_letters.clone();
+    let dead_count = Arc::new(AtomicU64::new(0));
+    let dead_counted = dead_count.clone();
+    // A failed dead-letter output ends the run, as a failed alert output
+    // does: delivery watches for it.
+    let (dead_failed, dead_failure) = tokio::sync::watch::channel(false);
+    let dead_sink = tokio::spawn(async move {
+        let result = write_dead_letters(dead_path, resuming, dead_rx, dead_counted).await;
+        if result.is_err() {
+            let _ = dead_failed.send(true);
+        }
+        result
+    });
+    let mut sinks = Vec::with_capacity(outputs.len());
+    for output in outputs {
+        sinks.push(
+            crate::sinks::start(output, dead_tx.clone(), resuming, config.channel_capacity).await?,
+        );
+    }
+    let output_metrics = sinks
+        .iter()
+        .map(|s| (s.name.to_string(), s.kind, s.metrics.clone()))
+        .collect();
+    let delivery = tokio::spawn(
+        DeliveryStage {
+            routes,
+            sinks,
+            dead: dead_tx,
+            dead_failed: dead_failure,
+            state_file,
+            routed,
+        }
+        .run(alert_rx),
+    );
+    Ok(Delivering {
+        delivery,
+        dead_sink,
+        dead_count,
+        output_metrics,
+    })
 }
 
 /// Every organisation an input stamps on events must be one the catalog
