@@ -49,11 +49,13 @@ const SENTINEL: &str = "title: Sentinel\nid: 88888888-0000-4000-8000-00000000000
 
 /// A followed copy of the windows fixture (4,180 events: windowed and
 /// single-event alerts) ending with a sentinel event, and a config per
-/// attempt writing to its own output.
+/// attempt writing to its own file, and to a webhook (through one outbox
+/// kept across attempts).
 struct CrashLoop {
     dir: tempfile::TempDir,
     rules: Vec<PathBuf>,
     log: PathBuf,
+    receiver: crate::receiver::Receiver,
 }
 
 impl CrashLoop {
@@ -65,7 +67,9 @@ impl CrashLoop {
         let events = std::fs::read_to_string(fixtures.join("windows/events.jsonl")).unwrap();
         let log = dir.path().join("events.jsonl");
         std::fs::write(&log, events).unwrap();
+        std::fs::create_dir_all(dir.path().join("outbox")).unwrap();
         CrashLoop {
+            receiver: crate::receiver::Receiver::start(),
             rules: vec![
                 fixtures.join("windows/rules"),
                 fixtures.join("rules"),
@@ -86,10 +90,11 @@ impl CrashLoop {
         std::fs::write(
             &path,
             format!(
-                "rules: [{}]\ncatalog: \"{}\"\ninputs: [{{tail: \"{}\"}}]\noutput: {attempt}.jsonl\ndead_letters: {attempt}-dead.jsonl\ndecoder: {{batch_size: 64}}\nprogress: never\nwindows: {{state_file: state.json, snapshot_interval: 200ms, idle_after: 1h}}\n",
+                "rules: [{}]\ncatalog: \"{}\"\ninputs: [{{tail: \"{}\"}}]\noutputs:\n  - {{name: file, type: file, path: {attempt}.jsonl}}\n  - {{name: soc, type: webhook, url: \"{}/alerts\", outbox: {{dir: outbox}}, retry: {{initial: 50ms, max: 200ms}}}}\ndead_letters: {attempt}-dead.jsonl\ndecoder: {{batch_size: 64}}\nprogress: never\nwindows: {{state_file: state.json, snapshot_interval: 200ms, idle_after: 1h}}\n",
                 rules.join(", "),
                 repo().join("fixtures/catalog.yaml").display(),
-                self.log.display()
+                self.log.display(),
+                self.receiver.url()
             ),
         )
         .unwrap();
@@ -163,14 +168,23 @@ fn a_crash_loop_of_sigkills_delivers_every_alert_at_least_once_and_invents_none(
     delivered.extend(ids(&last));
     let missing: Vec<&String> = expected.difference(&delivered).collect();
     let invented: Vec<&String> = delivered.difference(&expected).collect();
+    // The webhook: every alert at least once, across the kills.
+    let received = crashing.receiver.ids();
+    let posted: BTreeSet<String> = received.iter().cloned().collect();
     eprintln!(
-        "crash loop: {kills} SIGKILLs, {} distinct alerts delivered of {} expected, {} of them after the last restart",
+        "crash loop: {kills} SIGKILLs, {} distinct alerts delivered to the file of {} expected, {} of them after the last restart; {} posted to the webhook, {} distinct",
         delivered.len(),
         expected.len(),
-        last.len()
+        last.len(),
+        received.len(),
+        posted.len()
     );
     assert!(missing.is_empty(), "lost: {missing:?}");
     assert!(invented.is_empty(), "invented: {invented:?}");
+    assert_eq!(
+        posted, expected,
+        "the webhook: every alert at least once, none invented"
+    );
 }
 
 /// Sends lines over TCP syslog as fast as the socket takes them, for
