@@ -153,6 +153,22 @@ fn metrics_move_with_the_events_fed() {
         value(&body, "vagt_sink_write_seconds_count{sink=\"alerts\"}").unwrap_or(0.0) >= 1.0,
         "{body}"
     );
+    // The output (stdout, named `alerts` when `--output` names it) counts
+    // what it delivered, and how long after its event was read.
+    assert_eq!(
+        value(&body, "vagt_output_delivered_total{output=\"alerts\"}"),
+        Some(2.0),
+        "{body}"
+    );
+    assert!(
+        value(
+            &body,
+            "vagt_output_delivery_seconds_count{output=\"alerts\"}"
+        )
+        .unwrap_or(0.0)
+            >= 1.0,
+        "{body}"
+    );
 
     // Second burst: the counters move on.
     for image in ["whoami.exe", "explorer.exe", "svchost.exe"] {

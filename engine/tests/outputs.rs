@@ -243,3 +243,94 @@ fn stdout_whose_reader_goes_away_ends_the_run_quietly() {
     );
     let _ = std::io::stderr().flush();
 }
+
+#[test]
+fn stdout_on_a_terminal_shows_readable_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let rule = write_rule(dir.path());
+    let input = dir.path().join("events.jsonl");
+    std::fs::write(&input, events(0, 3)).unwrap();
+    // `script` gives vagt a terminal for its stdout.
+    let command = format!(
+        "{} run --rules {} --profile passthrough --input {} --progress never 2>/dev/null",
+        env!("CARGO_BIN_EXE_vagt"),
+        rule.display(),
+        input.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+        .expect("script (util-linux) runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("Login failure"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    for line in lines {
+        assert!(
+            !line.trim_start().starts_with('{'),
+            "not JSON on a terminal: {line}"
+        );
+        assert!(line.contains(" HIGH ") && line.contains("id="), "{line}");
+    }
+}
+
+#[test]
+fn files_rotate_by_age() {
+    let dir = tempfile::tempdir().unwrap();
+    write_rule(dir.path());
+    std::fs::create_dir_all(dir.path().join("out")).unwrap();
+    let input = dir.path().join("events.jsonl");
+    std::fs::write(&input, "").unwrap();
+    let config = dir.path().join("vagt.yaml");
+    std::fs::write(
+        &config,
+        "rules: [rule.yml]\nprofile: passthrough\ninputs: [{tail: events.jsonl}]\nprogress: never\noutputs:\n  - {name: archive, type: file, path: out/alerts.jsonl, rotate: {every: 1s}}\n",
+    )
+    .unwrap();
+    let mut vagt = crate::support::Vagt::with_config(&config);
+    vagt.wait_for("vagt: ready", Duration::from_secs(60));
+    let current = dir.path().join("out/alerts.jsonl");
+    crate::support::append(&input, &events(0, 5));
+    crate::support::eventually("the first alerts", Duration::from_secs(30), || {
+        json_lines(&current).len() == 5
+    });
+    std::thread::sleep(Duration::from_millis(1200));
+    crate::support::append(&input, &events(5, 5));
+    let rotated = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir.path().join("out"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("alerts-")
+            })
+            .collect()
+    };
+    crate::support::eventually("a rotation", Duration::from_secs(30), || {
+        !rotated().is_empty() && json_lines(&current).len() == 5
+    });
+    let (status, stderr) = vagt.terminate();
+    assert!(status.success(), "{stderr}");
+    let mut seqs: Vec<u64> = rotated()
+        .iter()
+        .chain([&current])
+        .flat_map(|p| json_lines(p))
+        .map(|a| a["event"]["seq"].as_u64().unwrap())
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (0..10).collect::<Vec<u64>>(),
+        "every alert in one file or the other"
+    );
+    assert!(stderr.contains("rotated"), "{stderr}");
+}
