@@ -7,17 +7,20 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, UInt64Type};
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use vagt_connectors::EventBatch;
 use vagt_rules::window::{format_millis, TimestampSpec};
 use vagt_rules::{Level, LogSource, Profile, RuleInfo, RuleMatch, RuleSet};
 
-use crate::catalog::{Catalog, EventFacts, Impact};
+use crate::catalog::{Catalog, EventFacts, Guidance, Impact};
+use crate::warning::campaign::CampaignReport;
+use crate::warning::suppress::SuppressionReport;
+use crate::warning::tlp::Tlp;
 
 /// The rule part of an alert.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AlertRule {
     /// Rule id (UUID in SigmaHQ) or, lacking one, its title.
     pub id: String,
@@ -36,7 +39,7 @@ pub struct AlertRule {
 }
 
 /// First and last event time (equal for single-event rules).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EventTime {
     /// Earliest contributing event.
     pub first: Option<String>,
@@ -56,7 +59,7 @@ pub struct EventSource {
 }
 
 /// One alert, serialised as one JSON line.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Alert {
     /// Deterministic: hash of rule id and event text.
     pub id: String,
@@ -64,6 +67,10 @@ pub struct Alert {
     pub rule: AlertRule,
     /// Rule level raised by the criticality of the processes at risk.
     pub severity: Level,
+    /// How far it may be shared (TLP 2.0): the most restrictive of the
+    /// config's default, the rule's `tlp.*` tag, the catalog and the
+    /// routes it took.
+    pub tlp: Option<Tlp>,
     /// The organisation that must act (owner of the first matched asset,
     /// or the input's configured actor), if known.
     pub actor: Option<String>,
@@ -73,6 +80,11 @@ pub struct Alert {
     pub critical_processes: Vec<String>,
     /// Matched assets (ids).
     pub assets: Vec<String>,
+    /// What to do, from the catalog: for each asset and process at risk
+    /// that names a response (else the organisation's), whom to call, how
+    /// fast, and the procedure.
+    #[serde(default)]
+    pub response: Vec<Guidance>,
     /// Event time, first/last.
     pub event_time: EventTime,
     /// When vagt detected it (RFC 3339, UTC).
@@ -87,8 +99,15 @@ pub struct Alert {
     /// completed it).
     pub event: Option<Box<RawValue>>,
     /// For a windowed rule: what was measured and the contributing events.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub evidence: Option<WindowEvidence>,
+    /// A follow-up: the repeats of an earlier alert that suppression held
+    /// back.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub suppression: Option<SuppressionReport>,
+    /// A sector campaign: the organisations where the same rule fired.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub campaign: Option<CampaignReport>,
 }
 
 /// What routes match on and templates name: a view of an alert, built
@@ -111,6 +130,8 @@ pub struct AlertFacts<'a> {
     pub tags: Vec<&'a str>,
     /// ATT&CK technique ids.
     pub techniques: Vec<&'a str>,
+    /// Its TLP, once the warning service gave it one.
+    pub tlp: Option<Tlp>,
 }
 
 impl<'a> AlertFacts<'a> {
@@ -134,6 +155,7 @@ impl<'a> AlertFacts<'a> {
                 .iter()
                 .map(String::as_str)
                 .collect(),
+            tlp: alert.tlp,
         }
     }
 
@@ -168,15 +190,22 @@ impl<'a> AlertFacts<'a> {
             processes: list("/critical_processes"),
             tags: list("/rule/tags"),
             techniques: list("/rule/attack_techniques"),
+            tlp: match alert.get("tlp").and_then(serde_json::Value::as_str) {
+                Some(label) => Some(
+                    Tlp::parse(label)
+                        .ok_or_else(|| format!("tlp: '{label}' is not a TLP label"))?,
+                ),
+                None => None,
+            },
         })
     }
 }
 
 /// The evidence of a windowed alert.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WindowEvidence {
     /// The rule type, e.g. `event_count` or `baseline`.
-    pub kind: &'static str,
+    pub kind: String,
     /// The measured value (events, distinct values, sum, average, percent,
     /// bucket value, or the silence limit in ms for `absence`).
     pub value: f64,
@@ -191,7 +220,7 @@ pub struct WindowEvidence {
 }
 
 /// One contributing event of a windowed alert.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EvidenceEvent {
     /// Where it came from.
     pub source: EventSource,
@@ -358,10 +387,12 @@ impl Alert {
             id: alert_id(key, identity),
             rule: alert_rule(info),
             severity: severity(info.meta.level, &impact),
+            tlp: Tlp::from_tags(info.meta.tags.iter().map(String::as_str)),
             actor: sender.or_else(|| impact.actors.first().cloned()),
             actors: impact.actors,
             critical_processes: impact.processes,
             assets: impact.assets,
+            response: Vec::new(),
             event_time: body.event_time,
             detected_at: detected_at.to_string(),
             group: body.group,
@@ -369,6 +400,8 @@ impl Alert {
             source: body.source,
             event: body.event,
             evidence: body.evidence,
+            suppression: None,
+            campaign: None,
         }
     }
 }

@@ -23,7 +23,10 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+use vagt_connectors::ConfigDuration;
 use vagt_rules::LogSource;
+
+use crate::warning::tlp::Tlp;
 
 /// Why a catalog cannot be used.
 #[derive(Debug, Error)]
@@ -111,6 +114,74 @@ pub struct Process {
     pub description: Option<String>,
     /// How critical.
     pub criticality: Criticality,
+    /// What to do when it is at risk.
+    #[serde(default)]
+    pub response: Option<Response>,
+}
+
+/// What to do when a process, asset or organisation is at risk: whom to
+/// call, how fast, and the procedure.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Response {
+    /// Whom to call: the on-call arrangement (a rota, a number).
+    #[serde(default)]
+    pub on_call: Option<String>,
+    /// How soon the response must start (`15m`, `1h`).
+    #[serde(default, serialize_with = "display_duration")]
+    pub within: Option<ConfigDuration>,
+    /// The procedure, step by step.
+    #[serde(default)]
+    pub steps: Vec<String>,
+    /// Where the procedure is written down (a link).
+    #[serde(default)]
+    pub procedure: Option<String>,
+}
+
+fn display_duration<S: serde::Serializer>(
+    d: &Option<ConfigDuration>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_str(&d.to_string()),
+        None => s.serialize_none(),
+    }
+}
+
+/// The response an alert carries, for one thing at risk.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Guidance {
+    /// What it is for: `process:operation`, `asset:hn-theatre`,
+    /// `actor:rnv-hospital-nord`.
+    #[serde(rename = "for")]
+    pub subject: String,
+    /// The process's, asset's or organisation's name.
+    pub name: String,
+    /// Whom to call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_call: Option<String>,
+    /// How soon (`15m`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub within: Option<String>,
+    /// The procedure, step by step.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub steps: Vec<String>,
+    /// Where the procedure is written down.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub procedure: Option<String>,
+}
+
+impl Guidance {
+    fn new(subject: String, name: &str, response: &Response) -> Guidance {
+        Guidance {
+            subject,
+            name: name.to_string(),
+            on_call: response.on_call.clone(),
+            within: response.within.map(|d| d.to_string()),
+            steps: response.steps.clone(),
+            procedure: response.procedure.clone(),
+        }
+    }
 }
 
 /// An organisation that must act on alerts about its assets.
@@ -130,6 +201,12 @@ pub struct Actor {
     /// hospitals): their host names and applications count as its own.
     #[serde(default)]
     pub forwards_for: Vec<String>,
+    /// Its response when none of the processes at risk names one.
+    #[serde(default)]
+    pub response: Option<Response>,
+    /// The least restrictive TLP its alerts may have.
+    #[serde(default)]
+    pub tlp: Option<Tlp>,
 }
 
 /// What identifies an asset in an event. Any one suffices.
@@ -182,6 +259,12 @@ pub struct AssetSpec {
     /// How to recognise it in events.
     #[serde(rename = "match")]
     pub matcher: AssetMatch,
+    /// Its own response, before its processes'.
+    #[serde(default)]
+    pub response: Option<Response>,
+    /// The least restrictive TLP alerts about it may have.
+    #[serde(default)]
+    pub tlp: Option<Tlp>,
 }
 
 /// Event fields the catalog reads (Sigma names, mapped by the profile).
@@ -461,6 +544,63 @@ impl Catalog {
     /// Event fields to read hosts, addresses and applications from.
     pub fn fields(&self) -> &CatalogFields {
         &self.file.fields
+    }
+
+    /// The responses an alert carries: the matched assets' own, then the
+    /// processes at risk's, in the alert's order; the organisation's only
+    /// when none of those names one.
+    pub fn guidance(
+        &self,
+        assets: &[String],
+        processes: &[String],
+        actor: Option<&str>,
+    ) -> Vec<Guidance> {
+        let mut out = Vec::new();
+        for id in assets {
+            if let Some(asset) = self.file.assets.iter().find(|a| &a.id == id) {
+                if let Some(response) = &asset.response {
+                    let name = asset.name.as_deref().unwrap_or(&asset.id);
+                    out.push(Guidance::new(format!("asset:{id}"), name, response));
+                }
+            }
+        }
+        for id in processes {
+            if let Some(process) = self.process(id) {
+                if let Some(response) = &process.response {
+                    out.push(Guidance::new(
+                        format!("process:{id}"),
+                        &process.name,
+                        response,
+                    ));
+                }
+            }
+        }
+        if out.is_empty() {
+            if let Some(actor) = actor.and_then(|a| self.actor(a)) {
+                if let Some(response) = &actor.response {
+                    out.push(Guidance::new(
+                        format!("actor:{}", actor.id),
+                        &actor.name,
+                        response,
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// The most restrictive TLP the matched assets and the organisation
+    /// set, if any.
+    pub fn tlp(&self, assets: &[String], actor: Option<&str>) -> Option<Tlp> {
+        let of_assets = assets.iter().filter_map(|id| {
+            self.file
+                .assets
+                .iter()
+                .find(|a| &a.id == id)
+                .and_then(|a| a.tlp)
+        });
+        let of_actor = actor.and_then(|a| self.actor(a)).and_then(|a| a.tlp);
+        of_assets.chain(of_actor).max()
     }
 
     /// An actor by id.

@@ -261,6 +261,19 @@ pub struct RunConfig {
     /// Windowed rules.
     #[serde(default)]
     pub windows: WindowsConfig,
+    /// The TLP of alerts that nothing else (a rule's tag, the catalog, a
+    /// route) raises (default `amber`).
+    #[serde(default = "default_tlp")]
+    pub tlp: crate::warning::tlp::Tlp,
+    /// Which repeats are held back and reported in follow-ups.
+    #[serde(default)]
+    pub suppression: crate::warning::suppress::SuppressionConfig,
+    /// Sector alerts when one rule fires at several organisations.
+    #[serde(default)]
+    pub campaigns: Option<crate::warning::campaign::CampaignConfig>,
+    /// The key for pseudonyms of what leaves for the sector.
+    #[serde(default)]
+    pub pseudonyms: Option<crate::warning::pseudonym::PseudonymConfig>,
     /// The file it was read from, if any.
     #[serde(skip)]
     pub source: Option<ConfigSource>,
@@ -268,6 +281,10 @@ pub struct RunConfig {
 
 fn default_profile() -> String {
     "windows".into()
+}
+
+fn default_tlp() -> crate::warning::tlp::Tlp {
+    crate::warning::tlp::Tlp::Amber
 }
 
 fn default_channel_capacity() -> usize {

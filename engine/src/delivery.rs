@@ -10,6 +10,12 @@
 //!                                 waits for every output, then the dead letters,
 //!                                 then commits offsets / writes the state file
 //! ```
+//! Between routing and the outputs, the warning service ([`crate::warning`])
+//! gives each alert its TLP and response guidance, refuses it to outputs
+//! whose audience its TLP excludes, holds back repeats (follow-ups report
+//! them, on a timer and at the end of the run) and raises sector campaign
+//! alerts; its state goes into the state file with the window state.
+//!
 //! The router does not wait for barriers: it goes on routing while the
 //! acknowledger waits, in order. An output that cannot keep up (a full
 //! outbox, a broker away) fills its channel and so holds the router back,
@@ -20,16 +26,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot, watch};
 use vagt_connectors::live::Ack;
 
-use crate::alert::{Alert, AlertFacts};
+use crate::alert::{now_rfc3339, Alert, AlertFacts};
 use crate::pipeline::PipelineError;
 use crate::routes::RouteTable;
 use crate::sinks::{
-    dead_letters_written, DeadItem, Delivery, SinkEnd, SinkHandle, SinkItem, UndeliveredAlert,
+    dead_letters_written, DeadItem, Delivery, OutputMetrics, SinkEnd, SinkHandle, SinkItem,
+    UndeliveredAlert,
 };
 use crate::telemetry::{self, SinkMetrics};
+use crate::warning::suppress::Offer;
+use crate::warning::Warning;
 use crate::windows::write_state;
 
 /// What the acknowledger does once every output has taken what came
@@ -53,6 +63,10 @@ pub(crate) struct DeliveryOutcome {
     pub alerts: u64,
     /// Alerts no route took (sent to the dead letters).
     pub unrouted: u64,
+    /// Alerts whose TLP no output's audience admits (dead letters).
+    pub refused_tlp: u64,
+    /// Sector campaign alerts raised.
+    pub campaigns: u64,
     /// An output's reader went away (a closed pipe).
     pub reader_gone: bool,
 }
@@ -60,6 +74,7 @@ pub(crate) struct DeliveryOutcome {
 /// The delivery stage.
 pub(crate) struct DeliveryStage {
     pub routes: RouteTable,
+    pub warning: Warning,
     pub sinks: Vec<SinkHandle>,
     pub dead: mpsc::Sender<DeadItem>,
     /// Becomes true if the dead-letter sink fails.
@@ -81,6 +96,7 @@ impl DeliveryStage {
     ) -> Result<DeliveryOutcome, PipelineError> {
         let DeliveryStage {
             routes,
+            warning,
             sinks,
             dead,
             dead_failed,
@@ -93,8 +109,10 @@ impl DeliveryStage {
         // loses its reader stops the routing at once.
         let (ended_tx, ended) = mpsc::unbounded_channel();
         let mut senders = Vec::with_capacity(sinks.len());
+        let mut output_metrics = Vec::with_capacity(sinks.len());
         for sink in sinks {
             senders.push((sink.name.clone(), sink.items));
+            output_metrics.push(sink.metrics.clone());
             let ended_tx = ended_tx.clone();
             let name = sink.name.clone();
             let task = sink.task;
@@ -109,6 +127,9 @@ impl DeliveryStage {
         let outputs = senders.len();
         let router = Router {
             routes,
+            warning,
+            output_metrics,
+            last_state: None,
             senders,
             dead: dead.clone(),
             dead_failed,
@@ -145,6 +166,11 @@ impl DeliveryStage {
 
 struct Router {
     routes: RouteTable,
+    warning: Warning,
+    output_metrics: Vec<OutputMetrics>,
+    /// The latest window state detection sent, for the state written
+    /// after the run's last follow-ups.
+    last_state: Option<Vec<u8>>,
     senders: Vec<(Arc<str>, mpsc::Sender<SinkItem>)>,
     dead: mpsc::Sender<DeadItem>,
     dead_failed: watch::Receiver<bool>,
@@ -168,7 +194,10 @@ type Routed = (
 impl Router {
     /// Routes until detection ends or an output ends early.
     async fn run(mut self, deliveries: mpsc::Receiver<Delivery>) -> Routed {
-        let outcome = self.route_all(deliveries).await;
+        let mut outcome = self.route_all(deliveries).await;
+        if outcome.is_ok() && !self.finish().await {
+            outcome = Ok(());
+        }
         // Dropping the senders tells the outputs that nothing more comes.
         drop(self.senders);
         (outcome.map(|()| self.outcome), self.ended, self.results)
@@ -179,10 +208,13 @@ impl Router {
         mut deliveries: mpsc::Receiver<Delivery>,
     ) -> Result<(), PipelineError> {
         let mut watching_dead_letters = true;
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let item = tokio::select! {
+                _ = tick.tick() => None,
                 item = deliveries.recv() => match item {
-                    Some(item) => item,
+                    Some(item) => Some(item),
                     None => break,
                 },
                 Some(end) = self.ended.recv() => {
@@ -200,11 +232,23 @@ impl Router {
                     continue;
                 }
             };
+            let Some(item) = item else {
+                // A tick: groups whose window has passed report.
+                let due = self.warning.suppressor.due(wall_millis(), &now_rfc3339());
+                if !due.is_empty() && !self.follow_ups(due).await {
+                    break;
+                }
+                continue;
+            };
             let delivered = match item {
                 Delivery::Alerts(alerts, received) => self.alerts(alerts, received).await,
                 Delivery::Acks(acks) if acks.is_empty() => true,
                 Delivery::Acks(acks) => self.barrier(false, Then::Acks(acks)).await,
-                Delivery::State(bytes) => self.barrier(true, Then::State(bytes)).await,
+                Delivery::State(bytes) => {
+                    let state = self.with_warning_state(&bytes);
+                    self.last_state = Some(bytes);
+                    self.barrier(true, Then::State(state)).await
+                }
             };
             if !delivered {
                 // An output is gone: its task says why.
@@ -217,9 +261,19 @@ impl Router {
     /// Routes a batch of alerts; false if an output is gone.
     async fn alerts(&mut self, alerts: Vec<Alert>, received: Instant) -> bool {
         let mut per_output: Vec<Vec<Arc<Alert>>> = vec![Vec::new(); self.senders.len()];
-        for alert in alerts {
-            let alert = Arc::new(alert);
+        let now = now_rfc3339();
+        let wall = wall_millis();
+        for mut alert in alerts {
+            self.warning.prepare(&mut alert);
+            let campaign_alerts = match &mut self.warning.campaigns {
+                Some(c) => c.observe(&alert, wall, &now),
+                None => Vec::new(),
+            };
+            for sector in campaign_alerts {
+                self.campaign(sector, &mut per_output).await;
+            }
             let routing = self.routes.route(&AlertFacts::of(&alert));
+            alert.tlp = alert.tlp.max(routing.tlp);
             if routing.outputs.is_empty() {
                 self.outcome.unrouted += 1;
                 telemetry::unrouted();
@@ -229,24 +283,57 @@ impl Router {
                     alert.actor.as_deref().unwrap_or("none"),
                     alert.severity
                 );
-                let record = serde_json::value::to_raw_value(&*alert).expect("alert JSON");
-                let _ = self
-                    .dead
-                    .send(DeadItem::Alert(UndeliveredAlert {
-                        source: "routes".into(),
-                        reason,
-                        alert: record,
-                    }))
-                    .await;
+                self.dead_letter(&alert, "routes", reason).await;
+                continue;
+            }
+            let tlp = alert.tlp.expect("prepared alerts have a TLP");
+            let alert = Arc::new(alert);
+            let global = self.warning.plan.global(&alert);
+            let mut admitted = 0;
+            for &o in &routing.outputs {
+                let audience = self.warning.audiences[o];
+                if !tlp.admits(audience) {
+                    self.output_metrics[o].refused_tlp();
+                    tracing::info!(
+                        output = %self.senders[o].0,
+                        alert = %alert.id,
+                        "{tlp} excludes this output's audience ({}): not sent",
+                        audience.as_str()
+                    );
+                    continue;
+                }
+                admitted += 1;
+                let spec = self.warning.plan.spec_for(o, &routing.taken, global);
+                let Some(spec) = spec else {
+                    per_output[o].push(alert.clone());
+                    continue;
+                };
+                match self.warning.suppressor.offer(o, spec, &alert, wall, &now) {
+                    Offer::Held => self.output_metrics[o].suppressed(),
+                    Offer::Send(follow_up) => {
+                        if let Some(follow_up) = follow_up {
+                            self.output_metrics[o].follow_up();
+                            per_output[o].push(Arc::from(follow_up));
+                        }
+                        per_output[o].push(alert.clone());
+                    }
+                }
+            }
+            if admitted == 0 {
+                self.outcome.refused_tlp += 1;
+                let reason =
+                    format!("{tlp}: no output it was routed to has an audience that may see it");
+                self.dead_letter(&alert, "tlp", reason).await;
                 continue;
             }
             telemetry::alert(alert.severity.as_str());
             self.outcome.alerts += 1;
-            for &o in &routing.outputs[..routing.outputs.len() - 1] {
-                per_output[o].push(alert.clone());
-            }
-            per_output[*routing.outputs.last().expect("an output")].push(alert);
         }
+        self.send(per_output, received).await
+    }
+
+    /// Hands each output its alerts; false if an output is gone.
+    async fn send(&mut self, per_output: Vec<Vec<Arc<Alert>>>, received: Instant) -> bool {
         let mut count = 0;
         for ((_, sender), alerts) in self.senders.iter().zip(per_output) {
             if alerts.is_empty() {
@@ -264,6 +351,97 @@ impl Router {
         self.metrics.delivered(received.elapsed());
         self.routed.fetch_add(count as u64, Ordering::Relaxed);
         true
+    }
+
+    /// A sector campaign alert, to the campaign's outputs its TLP admits.
+    async fn campaign(&mut self, sector: Alert, per_output: &mut [Vec<Arc<Alert>>]) {
+        self.outcome.campaigns += 1;
+        tracing::warn!(
+            alert = %sector.id,
+            organisations = sector.actors.len(),
+            "sector campaign: {}",
+            sector.rule.title
+        );
+        let tlp = sector.tlp.expect("campaign alerts have a TLP");
+        let sector = Arc::new(sector);
+        let outputs = self
+            .warning
+            .campaigns
+            .as_ref()
+            .map(|c| c.outputs.clone())
+            .unwrap_or_default();
+        let mut sent = false;
+        for o in outputs {
+            if tlp.admits(self.warning.audiences[o]) {
+                per_output[o].push(sector.clone());
+                sent = true;
+            } else {
+                self.output_metrics[o].refused_tlp();
+            }
+        }
+        if !sent {
+            let reason = format!("{tlp}: no campaign output has an audience that may see it");
+            self.dead_letter(&sector, "tlp", reason).await;
+        }
+    }
+
+    /// Follow-ups, each to its output; false if an output is gone.
+    async fn follow_ups(&mut self, due: Vec<(usize, Alert)>) -> bool {
+        let mut per_output: Vec<Vec<Arc<Alert>>> = vec![Vec::new(); self.senders.len()];
+        for (o, alert) in due {
+            self.output_metrics[o].follow_up();
+            per_output[o].push(Arc::new(alert));
+        }
+        self.send(per_output, Instant::now()).await
+    }
+
+    /// The end of the run: follow-ups for repeats not yet reported, and
+    /// the state again with the groups as they now are. False if an
+    /// output is gone.
+    async fn finish(&mut self) -> bool {
+        let flushed = self.warning.suppressor.flush(&now_rfc3339());
+        if flushed.is_empty() {
+            return true;
+        }
+        if !self.follow_ups(flushed).await {
+            return false;
+        }
+        match self.last_state.take() {
+            Some(bytes) => {
+                let state = self.with_warning_state(&bytes);
+                self.barrier(true, Then::State(state)).await
+            }
+            None => true,
+        }
+    }
+
+    /// The state file's content: detection's, with the warning service's.
+    fn with_warning_state(&self, windows: &[u8]) -> Vec<u8> {
+        // Its parts stay raw: only the top level is read.
+        let Ok(mut file) =
+            serde_json::from_slice::<std::collections::BTreeMap<String, Box<RawValue>>>(windows)
+        else {
+            return windows.to_vec();
+        };
+        let names: Vec<Arc<str>> = self.senders.iter().map(|(n, _)| n.clone()).collect();
+        let state = self.warning.snapshot(&names);
+        file.insert(
+            "warning".into(),
+            serde_json::value::to_raw_value(&state).expect("warning state JSON"),
+        );
+        serde_json::to_vec(&file).expect("state JSON")
+    }
+
+    async fn dead_letter(&self, alert: &Alert, source: &str, reason: String) {
+        let record: Box<RawValue> = serde_json::value::to_raw_value(alert).expect("alert JSON");
+        let _ = self
+            .dead
+            .send(DeadItem::Alert(UndeliveredAlert {
+                source: source.into(),
+                reason,
+                alert: record,
+            }))
+            .await;
     }
 
     /// Sends a barrier to every output and queues what follows it; false
@@ -321,4 +499,9 @@ async fn acknowledge(
         }
     }
     Ok(())
+}
+
+/// The wall clock in ms since the epoch.
+fn wall_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }

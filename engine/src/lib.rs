@@ -14,6 +14,7 @@ pub mod signals;
 pub mod sinks;
 pub mod sources;
 pub mod telemetry;
+pub mod warning;
 pub mod windows;
 
 pub use alert::Alert;

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use vagt_connectors::{FileId, Origin};
 use vagt_rules::window::{RestoreReport, TimestampSpec};
@@ -46,6 +47,7 @@ use crate::sources::{self, Outputs, Started};
 const DRAIN_PATIENCE: Duration = Duration::from_secs(10);
 use crate::progress::{Counters, Progress};
 use crate::telemetry::{self, MetricsError, SourceMetrics};
+use crate::warning::Warning;
 use crate::windows::{StageInput, StateError, WindowReport, WindowStage};
 
 /// Why a run could not start or finish.
@@ -129,6 +131,11 @@ pub struct RunSummary {
     pub alerts: u64,
     /// Alerts no route took (sent to the dead letters).
     pub alerts_unrouted: u64,
+    /// Alerts whose TLP no output they were routed to may see (sent to
+    /// the dead letters).
+    pub alerts_refused_tlp: u64,
+    /// Sector campaign alerts raised.
+    pub campaigns: u64,
     /// What each output did, by name.
     pub outputs: std::collections::BTreeMap<String, OutputReport>,
     /// Records that went to the dead-letter output.
@@ -305,6 +312,8 @@ pub async fn run_until(
     let outputs = config.alert_outputs();
     let routes = RouteTable::compile(&config.routes, &outputs, &catalog)
         .map_err(|e| config.locate(ConfigError::setting(e.key, e.message)))?;
+    let catalog = Arc::new(catalog);
+    let mut warning = Warning::new(&config, &outputs, catalog.clone())?;
     if let Some(addr) = config.metrics_listen {
         telemetry::install(addr)?;
     }
@@ -322,7 +331,7 @@ pub async fn run_until(
         .collect();
     let state_file = config.windows.state_file.clone();
     let snapshot_interval = config.windows.snapshot_interval();
-    let mut windows = window_stage(
+    let (mut windows, saved_warning) = window_stage(
         &config,
         &profile,
         &compiled,
@@ -331,6 +340,9 @@ pub async fn run_until(
         &files,
         observer,
     )?;
+    if let (Some(saved), Some(path)) = (saved_warning, &state_file) {
+        restore_warning(&mut warning, &saved, path, &outputs, observer)?;
+    }
     let mut summary = RunSummary {
         windowed_rules: compiled.windows.active(),
         rules_loaded: compiled.set.len(),
@@ -371,8 +383,8 @@ pub async fn run_until(
         &config,
         &outputs,
         routes,
-        dead_tx.clone(),
-        dead_rx,
+        warning,
+        (dead_tx.clone(), dead_rx),
         alert_rx,
         counters.alerts.clone(),
     )
@@ -420,7 +432,6 @@ pub async fn run_until(
 
     // Detection.
     let set = Arc::new(compiled.set);
-    let catalog = Arc::new(catalog);
     let detector = Detector {
         set: set.clone(),
         catalog: catalog.clone(),
@@ -485,8 +496,10 @@ pub async fn run_until(
         }
         result => result.map_err(|e| PipelineError::Internal(format!("delivery: {e}")))??,
     };
-    summary.alerts = delivered.alerts + delivered.unrouted;
+    summary.alerts = delivered.alerts + delivered.unrouted + delivered.refused_tlp;
     summary.alerts_unrouted = delivered.unrouted;
+    summary.alerts_refused_tlp = delivered.refused_tlp;
+    summary.campaigns = delivered.campaigns;
     summary.outputs = output_metrics
         .iter()
         .map(|(name, kind, metrics)| (name.clone(), metrics.report(kind)))
@@ -632,10 +645,10 @@ fn window_stage(
     timestamps: &[TimestampSpec],
     files: &[(Option<u64>, Option<FileId>)],
     observer: &dyn RunObserver,
-) -> Result<Option<WindowStage>, PipelineError> {
+) -> Result<(Option<WindowStage>, Option<Box<RawValue>>), PipelineError> {
     let state_file = config.windows.state_file.as_deref();
     if compiled.windows.is_empty() && state_file.is_none() {
-        return Ok(None);
+        return Ok((None, None));
     }
     let inputs = config
         .inputs
@@ -656,15 +669,41 @@ fn window_stage(
     )
     .with_max_ahead(config.windows.max_ahead())
     .with_history(config.windows.history());
+    let mut saved_warning = None;
     if let Some(path) = state_file {
         if let Some(restored) = stage.restore(path, files)? {
             if let Some(note) = &restored.note {
                 observer.notice(note);
             }
             observer.restored(&restored.report);
+            saved_warning = restored.warning;
         }
     }
-    Ok(Some(stage))
+    Ok((Some(stage), saved_warning))
+}
+
+/// Brings back the suppression groups and campaign tracks a state file
+/// kept.
+fn restore_warning(
+    warning: &mut Warning,
+    saved: &RawValue,
+    path: &Path,
+    outputs: &[crate::sinks::config::OutputConfig],
+    observer: &dyn RunObserver,
+) -> Result<(), PipelineError> {
+    let invalid = |message: String| {
+        PipelineError::from(StateError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })
+    };
+    let state: crate::warning::WarningState =
+        serde_json::from_str(saved.get()).map_err(|e| invalid(format!("warning: {e}")))?;
+    let names: Vec<Arc<str>> = outputs.iter().map(|o| Arc::from(o.name.as_str())).collect();
+    if let Some(note) = warning.restore(state, &names).map_err(invalid)? {
+        observer.notice(&note);
+    }
+    Ok(())
 }
 
 /// The delivery side of a run, started.
@@ -682,8 +721,8 @@ async fn start_delivery(
     config: &RunConfig,
     outputs: &[crate::sinks::config::OutputConfig],
     routes: RouteTable,
-    dead_tx: mpsc::Sender<DeadItem>,
-    dead_rx: mpsc::Receiver<DeadItem>,
+    warning: Warning,
+    (dead_tx, dead_rx): (mpsc::Sender<DeadItem>, mpsc::Receiver<DeadItem>),
     alert_rx: mpsc::Receiver<Delivery>,
     routed: Arc<AtomicU64>,
 ) -> Result<Delivering, PipelineError> {
@@ -715,6 +754,7 @@ async fn start_delivery(
     let delivery = tokio::spawn(
         DeliveryStage {
             routes,
+            warning,
             sinks,
             dead: dead_tx,
             dead_failed: dead_failure,

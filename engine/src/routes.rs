@@ -32,6 +32,7 @@ use vagt_rules::Level;
 use crate::alert::AlertFacts;
 use crate::catalog::{ActorKind, Catalog, Criticality};
 use crate::sinks::config::OutputConfig;
+use crate::warning::tlp::Tlp;
 
 /// One route as configured.
 #[derive(Debug, Clone, Deserialize)]
@@ -47,6 +48,12 @@ pub struct RouteConfig {
     /// Whether alerts it takes are offered to the routes after it.
     #[serde(default, rename = "continue")]
     pub keep_going: bool,
+    /// The least restrictive TLP its alerts may have.
+    #[serde(default)]
+    pub tlp: Option<Tlp>,
+    /// Repeats held back at its outputs.
+    #[serde(default)]
+    pub suppress: Option<crate::warning::suppress::SuppressSpec>,
 }
 
 /// What a route matches.
@@ -103,9 +110,9 @@ pub struct RouteError {
     pub message: String,
 }
 
-/// One condition of a compiled route.
+/// One condition of a compiled route (or suppression policy).
 #[derive(Debug)]
-enum Condition {
+pub enum Condition {
     ActorIn(HashSet<String>),
     HasActor(bool),
     /// Any process at risk is in the set.
@@ -119,7 +126,8 @@ enum Condition {
 }
 
 impl Condition {
-    fn holds(&self, alert: &AlertFacts<'_>) -> bool {
+    /// Whether the alert meets it.
+    pub fn holds(&self, alert: &AlertFacts<'_>) -> bool {
         match self {
             Condition::ActorIn(ids) => alert.actor.is_some_and(|a| ids.contains(a)),
             Condition::HasActor(has) => alert.actor.is_some() == *has,
@@ -146,6 +154,7 @@ struct Route {
     conditions: Vec<Condition>,
     outputs: Vec<usize>,
     keep_going: bool,
+    tlp: Option<Tlp>,
 }
 
 /// The compiled routes.
@@ -163,6 +172,10 @@ pub struct Routing<'t> {
     pub outputs: Vec<usize>,
     /// The routes it took.
     pub routes: Vec<&'t str>,
+    /// Their indices, with the outputs each leads to.
+    pub taken: Vec<(usize, &'t [usize])>,
+    /// The most restrictive TLP the routes it took set.
+    pub tlp: Option<Tlp>,
 }
 
 impl RouteTable {
@@ -233,6 +246,7 @@ impl RouteTable {
                 conditions,
                 outputs: indices,
                 keep_going: route.keep_going,
+                tlp: route.tlp,
             });
         }
         Ok(RouteTable {
@@ -248,11 +262,13 @@ impl RouteTable {
             routing.outputs.clone_from(all);
             return routing;
         }
-        for route in &self.routes {
+        for (index, route) in self.routes.iter().enumerate() {
             if !route.conditions.iter().all(|c| c.holds(alert)) {
                 continue;
             }
             routing.routes.push(&route.name);
+            routing.taken.push((index, &route.outputs));
+            routing.tlp = routing.tlp.max(route.tlp);
             for &o in &route.outputs {
                 if !routing.outputs.contains(&o) {
                     routing.outputs.push(o);
@@ -326,7 +342,10 @@ impl RouteTable {
 }
 
 /// The conditions of a `match`, or `(key, message)`.
-fn conditions(when: &RouteMatch, catalog: &Catalog) -> Result<Vec<Condition>, (String, String)> {
+pub(crate) fn conditions(
+    when: &RouteMatch,
+    catalog: &Catalog,
+) -> Result<Vec<Condition>, (String, String)> {
     let mut out = Vec::new();
     if !when.actors.is_empty() {
         if catalog.has_actors() {
@@ -466,6 +485,7 @@ mod tests {
             processes,
             tags: vec!["attack.credential_access"],
             techniques,
+            tlp: None,
         }
     }
 

@@ -71,6 +71,8 @@ pub struct Restored {
     pub report: RestoreReport,
     /// Why the previous snapshot was used instead of the state file.
     pub note: Option<String>,
+    /// The warning service's state, as saved.
+    pub warning: Option<Box<RawValue>>,
 }
 
 /// The previous good snapshot, kept beside the state file.
@@ -134,6 +136,10 @@ struct StateFile {
     version: u32,
     inputs: BTreeMap<String, InputPosition>,
     windows: WindowSnapshot<Evidence>,
+    /// The warning service's state (suppression groups, campaign
+    /// tracks), added by delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    warning: Option<Box<RawValue>>,
 }
 
 /// Version 2: sources and their progress, keys with their contributors.
@@ -445,6 +451,7 @@ impl WindowStage {
         Ok(Some(Restored {
             report: self.runtime.restore(file.windows, wall),
             note,
+            warning: file.warning,
         }))
     }
 
@@ -764,6 +771,7 @@ impl WindowStage {
             version: STATE_VERSION,
             inputs: self.positions.clone(),
             windows: self.runtime.snapshot(),
+            warning: None,
         };
         serde_json::to_vec(&file).expect("window state serialises")
     }
@@ -831,7 +839,7 @@ impl WindowStage {
             }),
             event: last.and_then(|e| RawValue::from_string(e.event.clone()).ok()),
             evidence: Some(WindowEvidence {
-                kind: planned.rule.kind.name(),
+                kind: planned.rule.kind.name().to_string(),
                 value: fired.value,
                 detail: fired.detail,
                 events,

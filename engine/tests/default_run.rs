@@ -232,7 +232,7 @@ fn default_run_alerts_name_processes_and_actors() {
             a["rule"]["id"].as_str().unwrap().to_string(),
             host,
             a["actor"].as_str().unwrap_or("-").to_string(),
-            processes,
+            processes.clone(),
         ));
         assert!(a["id"].as_str().is_some_and(|id| id.len() == 36));
         assert!(a["detected_at"].as_str().is_some());
@@ -240,6 +240,36 @@ fn default_run_alerts_name_processes_and_actors() {
             .as_str()
             .is_some_and(|t| t.starts_with("2025-03-14T")));
         assert_eq!(a["count"], 1);
+        // TLP: the config's default AMBER, or the domain controllers'
+        // AMBER+STRICT from the catalog.
+        let strict = a["assets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x == "rnv-ad");
+        let tlp = if strict {
+            "TLP:AMBER+STRICT"
+        } else {
+            "TLP:AMBER"
+        };
+        assert_eq!(a["tlp"], tlp, "{a}");
+        // Response guidance: one entry per process at risk (every process
+        // of the default catalog names one), after the assets' own.
+        let response = a["response"].as_array().unwrap();
+        let for_processes: BTreeSet<String> = response
+            .iter()
+            .filter_map(|r| {
+                r["for"]
+                    .as_str()?
+                    .strip_prefix("process:")
+                    .map(str::to_string)
+            })
+            .collect();
+        assert_eq!(for_processes, processes, "{a}");
+        for r in response {
+            assert!(r["on_call"].as_str().is_some_and(|s| !s.is_empty()), "{r}");
+            assert!(r["within"].as_str().is_some(), "{r}");
+        }
     }
     let expected: Vec<_> = EXPECTED
         .iter()

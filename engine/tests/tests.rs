@@ -18,4 +18,5 @@ mod resilience;
 mod routing;
 mod sources;
 mod support;
+mod warning;
 mod windows;

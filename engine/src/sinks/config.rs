@@ -46,6 +46,11 @@ pub struct OutputConfig {
     /// How each alert is written (default: `json`; `text` on a terminal
     /// for `stdout`).
     pub encoding: Option<Encoding>,
+    /// Whom it speaks to: alerts whose TLP excludes this audience are
+    /// refused (default `organisation`).
+    pub audience: crate::warning::tlp::Audience,
+    /// Repeats held back at this output (before routes' and policies').
+    pub suppress: Option<crate::warning::suppress::SuppressSpec>,
     /// Where alerts go.
     pub sink: SinkConfig,
 }
@@ -403,6 +408,17 @@ impl TryFrom<Mapping> for OutputConfig {
             .map(serde_yaml_ng::from_value::<Encoding>)
             .transpose()
             .map_err(|e| format!("encoding: {e}"))?;
+        let audience = fields
+            .remove("audience")
+            .map(serde_yaml_ng::from_value::<crate::warning::tlp::Audience>)
+            .transpose()
+            .map_err(|e| format!("audience: {e}"))?
+            .unwrap_or_default();
+        let suppress = fields
+            .remove("suppress")
+            .map(serde_yaml_ng::from_value::<crate::warning::suppress::SuppressSpec>)
+            .transpose()
+            .map_err(|e| format!("suppress: {e}"))?;
         let rest = Value::Mapping(fields);
         fn settings<T: serde::de::DeserializeOwned>(kind: &str, rest: Value) -> Result<T, String> {
             serde_yaml_ng::from_value(rest).map_err(|e| format!("type {kind}: {e}"))
@@ -412,7 +428,7 @@ impl TryFrom<Mapping> for OutputConfig {
                 if let Value::Mapping(m) = &rest {
                     if let Some((key, _)) = m.iter().next() {
                         return Err(format!(
-                            "type stdout: unknown field {key:?}: stdout has only name and encoding"
+                            "type stdout: unknown field {key:?}: stdout has only name, encoding, audience and suppress"
                         ));
                     }
                 }
@@ -431,6 +447,8 @@ impl TryFrom<Mapping> for OutputConfig {
         Ok(OutputConfig {
             name,
             encoding,
+            audience,
+            suppress,
             sink,
         })
     }
@@ -466,6 +484,8 @@ impl OutputConfig {
         OutputConfig {
             name: "alerts".into(),
             encoding: None,
+            audience: Default::default(),
+            suppress: None,
             sink,
         }
     }

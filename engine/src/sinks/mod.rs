@@ -115,6 +115,12 @@ pub struct OutputReport {
     pub failed: u64,
     /// Alerts left in the outbox at the end, delivered by the next run.
     pub pending: u64,
+    /// Repeats held back by suppression (each is in a follow-up's count).
+    pub suppressed: u64,
+    /// Follow-ups sent, reporting held-back repeats.
+    pub follow_ups: u64,
+    /// Alerts refused because their TLP excludes the output's audience.
+    pub refused_tlp: u64,
 }
 
 /// An output's counters: Prometheus metrics and the summary's figures.
@@ -125,6 +131,9 @@ pub(crate) struct OutputMetrics {
     failed: Counter,
     outbox_bytes: Gauge,
     latency: Histogram,
+    suppressed: Counter,
+    follow_ups: Counter,
+    refused_tlp: Counter,
     stats: Arc<OutputStats>,
 }
 
@@ -134,6 +143,9 @@ pub(crate) struct OutputStats {
     retried: AtomicU64,
     failed: AtomicU64,
     pending: AtomicU64,
+    suppressed: AtomicU64,
+    follow_ups: AtomicU64,
+    refused_tlp: AtomicU64,
 }
 
 impl OutputMetrics {
@@ -144,7 +156,10 @@ impl OutputMetrics {
             retried: counter!("vagt_output_retried_total", "output" => label.clone()),
             failed: counter!("vagt_output_failed_total", "output" => label.clone()),
             outbox_bytes: gauge!("vagt_output_outbox_bytes", "output" => label.clone()),
-            latency: histogram!("vagt_output_delivery_seconds", "output" => label),
+            latency: histogram!("vagt_output_delivery_seconds", "output" => label.clone()),
+            suppressed: counter!("vagt_output_suppressed_total", "output" => label.clone()),
+            follow_ups: counter!("vagt_output_follow_ups_total", "output" => label.clone()),
+            refused_tlp: counter!("vagt_output_refused_total", "output" => label, "reason" => "tlp"),
             stats: Arc::default(),
         }
     }
@@ -169,6 +184,24 @@ impl OutputMetrics {
         self.stats.failed.fetch_add(n as u64, Ordering::Relaxed);
     }
 
+    /// A repeat held back.
+    pub fn suppressed(&self) {
+        self.suppressed.increment(1);
+        self.stats.suppressed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A follow-up sent.
+    pub fn follow_up(&self) {
+        self.follow_ups.increment(1);
+        self.stats.follow_ups.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An alert its audience may not see.
+    pub fn refused_tlp(&self) {
+        self.refused_tlp.increment(1);
+        self.stats.refused_tlp.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn outbox(&self, bytes: u64) {
         self.outbox_bytes.set(bytes as f64);
     }
@@ -184,6 +217,9 @@ impl OutputMetrics {
             retried: self.stats.retried.load(Ordering::Relaxed),
             failed: self.stats.failed.load(Ordering::Relaxed),
             pending: self.stats.pending.load(Ordering::Relaxed),
+            suppressed: self.stats.suppressed.load(Ordering::Relaxed),
+            follow_ups: self.stats.follow_ups.load(Ordering::Relaxed),
+            refused_tlp: self.stats.refused_tlp.load(Ordering::Relaxed),
         }
     }
 }

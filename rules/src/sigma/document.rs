@@ -80,7 +80,9 @@ impl fmt::Display for Level {
 }
 
 /// A rule's `logsource`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 pub struct LogSource {
     /// e.g. `windows`.
     #[serde(skip_serializing_if = "Option::is_none")]
