@@ -273,7 +273,7 @@ impl Router {
                 self.campaign(sector, &mut per_output).await;
             }
             let routing = self.routes.route(&AlertFacts::of(&alert));
-            alert.tlp = alert.tlp.max(routing.tlp);
+            let tlp = self.warning.settle_tlp(&mut alert, routing.tlp);
             if routing.outputs.is_empty() {
                 self.outcome.unrouted += 1;
                 telemetry::unrouted();
@@ -286,7 +286,6 @@ impl Router {
                 self.dead_letter(&alert, "routes", reason).await;
                 continue;
             }
-            let tlp = alert.tlp.expect("prepared alerts have a TLP");
             let alert = Arc::new(alert);
             let global = self.warning.plan.global(&alert);
             let mut admitted = 0;

@@ -741,10 +741,21 @@ async fn start_delivery(
         }
         result
     });
+    let env = crate::sinks::SinkEnv {
+        pseudonyms: warning.pseudonyms.clone(),
+        host_fields: warning.catalog_host_fields(),
+    };
     let mut sinks = Vec::with_capacity(outputs.len());
     for output in outputs {
         sinks.push(
-            crate::sinks::start(output, dead_tx.clone(), resuming, config.channel_capacity).await?,
+            crate::sinks::start(
+                output,
+                dead_tx.clone(),
+                resuming,
+                config.channel_capacity,
+                &env,
+            )
+            .await?,
         );
     }
     let output_metrics = sinks

@@ -18,5 +18,6 @@ mod resilience;
 mod routing;
 mod sources;
 mod support;
+mod taxii;
 mod warning;
 mod windows;

@@ -173,7 +173,8 @@ fn tlp_decides_which_audiences_get_an_alert_and_refusals_are_counted() {
         "events.jsonl",
         "{\"EventID\": 1, \"Computer\": \"HN-WS-0001\", \"@timestamp\": \"2026-03-02T10:00:00Z\"}\n",
     );
-    // The config's default is GREEN: the untagged rule's alert is GREEN.
+    // The config's default is GREEN: the untagged rule's alert is GREEN;
+    // a tag, even a less restrictive one, is the rule's own choice.
     let config = dir.path().join("vagt.yaml");
     write(
         dir.path(),
@@ -185,8 +186,8 @@ fn tlp_decides_which_audiences_get_an_alert_and_refusals_are_counted() {
     // Independently: TLP 2.0 says who may see what.
     let label = |title: &str| -> &'static str {
         match title.trim_start_matches("TLP rule ") {
-            "clear" => "TLP:GREEN", // the default GREEN is more restrictive
-            "green" | "untagged" => "TLP:GREEN",
+            "clear" => "TLP:CLEAR",
+            "green" | "untagged" => "TLP:GREEN", // untagged: the default
             "amber" => "TLP:AMBER",
             "strict" => "TLP:AMBER+STRICT",
             "red" => "TLP:RED",

@@ -192,6 +192,111 @@ pub struct WebhookConfig {
     /// (default `30s`); what is left is delivered by the next run.
     #[serde(default = "default_drain")]
     pub drain: ConfigDuration,
+    /// Set for a `taxii` output: the URL is its collection's objects.
+    #[serde(skip)]
+    pub taxii: Option<TaxiiSettings>,
+}
+
+/// A TAXII 2.1 collection that takes STIX 2.1 objects (`type: taxii`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaxiiConfig {
+    /// The collection's URL: `https://taxii.example/API_ROOT/collections/ID/`.
+    pub collection: String,
+    /// Environment variable holding the user name (HTTP basic auth).
+    #[serde(default)]
+    pub username_env: Option<String>,
+    /// Environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// Environment variable holding a bearer token instead.
+    #[serde(default)]
+    pub bearer_token_env: Option<String>,
+    /// The sending organisation's name: the identity that creates the
+    /// sightings.
+    pub identity: String,
+    /// Organisation, host and user names as keyed pseudonyms (needs
+    /// `pseudonyms` in the config).
+    #[serde(default)]
+    pub pseudonymise: bool,
+    /// The raw event on sightings of TLP:AMBER or more restrictive alerts
+    /// (never at CLEAR or GREEN).
+    #[serde(default)]
+    pub include_events: bool,
+    /// Alerts per request at most (default 100).
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+    /// How long a request may take (default `10s`).
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout: ConfigDuration,
+    /// How failed requests are retried.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// Where alerts wait to be delivered.
+    pub outbox: OutboxConfig,
+    /// PEM file of CAs to trust besides the system's.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// At the end of a run, how long to wait for the outbox to empty.
+    #[serde(default = "default_drain")]
+    pub drain: ConfigDuration,
+}
+
+/// What a webhook output does differently when it speaks TAXII.
+#[derive(Debug, Clone)]
+pub struct TaxiiSettings {
+    /// The collection's URL, ending in `/`.
+    pub collection: String,
+    /// Variables of user and password, for basic auth.
+    pub basic_auth: Option<(String, String)>,
+    /// The sending organisation.
+    pub identity: String,
+    /// Names as pseudonyms.
+    pub pseudonymise: bool,
+    /// Raw events at AMBER and above.
+    pub include_events: bool,
+}
+
+impl TaxiiConfig {
+    /// The webhook output that carries it.
+    fn into_webhook(self) -> Result<WebhookConfig, String> {
+        let mut collection = self.collection.clone();
+        if !collection.ends_with('/') {
+            collection.push('/');
+        }
+        if !collection.contains("/collections/") {
+            return Err(format!(
+                "collection: '{}' is not a TAXII 2.1 collection URL (.../API_ROOT/collections/ID/)",
+                self.collection
+            ));
+        }
+        let basic_auth = match (self.username_env, self.password_env) {
+            (Some(u), Some(p)) => Some((u, p)),
+            (None, None) => None,
+            _ => return Err("username_env and password_env go together".into()),
+        };
+        if self.identity.trim().is_empty() {
+            return Err("identity: name the sending organisation".into());
+        }
+        Ok(WebhookConfig {
+            url: format!("{collection}objects/"),
+            headers: BTreeMap::new(),
+            bearer_token_env: self.bearer_token_env,
+            max_batch: self.max_batch,
+            timeout: self.timeout,
+            retry: self.retry,
+            outbox: self.outbox,
+            ca_file: self.ca_file,
+            drain: self.drain,
+            taxii: Some(TaxiiSettings {
+                collection,
+                basic_auth,
+                identity: self.identity,
+                pseudonymise: self.pseudonymise,
+                include_events: self.include_events,
+            }),
+        })
+    }
 }
 
 /// Exponential backoff with jitter.
@@ -402,7 +507,7 @@ impl TryFrom<Mapping> for OutputConfig {
         };
         let name = take_string("name")?.ok_or("name is missing")?;
         let kind = take_string("type")?
-            .ok_or("type is missing: stdout, file, kafka, webhook or syslog")?;
+            .ok_or("type is missing: stdout, file, kafka, webhook, taxii or syslog")?;
         let encoding = fields
             .remove("encoding")
             .map(serde_yaml_ng::from_value::<Encoding>)
@@ -437,10 +542,15 @@ impl TryFrom<Mapping> for OutputConfig {
             "file" => SinkConfig::File(settings(&kind, rest)?),
             "kafka" => SinkConfig::Kafka(settings(&kind, rest)?),
             "webhook" => SinkConfig::Webhook(settings(&kind, rest)?),
+            "taxii" => SinkConfig::Webhook(
+                settings::<TaxiiConfig>(&kind, rest)?
+                    .into_webhook()
+                    .map_err(|e| format!("type taxii: {e}"))?,
+            ),
             "syslog" => SinkConfig::Syslog(settings(&kind, rest)?),
             other => {
                 return Err(format!(
-                    "type '{other}' is not one of stdout, file, kafka, webhook, syslog"
+                    "type '{other}' is not one of stdout, file, kafka, webhook, taxii, syslog"
                 ))
             }
         };
@@ -567,6 +677,7 @@ impl SinkConfig {
             SinkConfig::Stdout => "stdout",
             SinkConfig::File(_) => "file",
             SinkConfig::Kafka(_) => "kafka",
+            SinkConfig::Webhook(w) if w.taxii.is_some() => "taxii",
             SinkConfig::Webhook(_) => "webhook",
             SinkConfig::Syslog(_) => "syslog",
         }

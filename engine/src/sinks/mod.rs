@@ -22,7 +22,9 @@ pub(crate) mod encode;
 pub(crate) mod file;
 pub(crate) mod kafka;
 pub(crate) mod outbox;
+pub(crate) mod stix;
 pub(crate) mod syslog;
+pub(crate) mod taxii;
 pub mod template;
 pub(crate) mod webhook;
 
@@ -302,6 +304,15 @@ pub enum OutputError {
     },
 }
 
+/// What outputs take from the run beyond their own config.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SinkEnv {
+    /// The key for pseudonyms, if configured.
+    pub pseudonyms: Option<crate::warning::pseudonym::Pseudonymiser>,
+    /// Event fields naming the host (the catalog's).
+    pub host_fields: Vec<String>,
+}
+
 /// Starts the task of one output.
 ///
 /// # Errors
@@ -311,6 +322,7 @@ pub(crate) async fn start(
     dead: mpsc::Sender<DeadItem>,
     append: bool,
     capacity: usize,
+    env: &SinkEnv,
 ) -> Result<SinkHandle, PipelineError> {
     let name: Arc<str> = Arc::from(config.name.as_str());
     let metrics = OutputMetrics::new(&name);
@@ -339,7 +351,7 @@ pub(crate) async fn start(
             tokio::spawn(sink.run(rx))
         }
         SinkConfig::Webhook(c) => {
-            let sink = webhook::WebhookSink::open(c.clone(), context).await?;
+            let sink = webhook::WebhookSink::open(c.clone(), context, env).await?;
             tokio::spawn(sink.run(rx))
         }
         SinkConfig::Syslog(c) => {

@@ -27,8 +27,10 @@ use tokio::task::JoinHandle;
 use super::config::{WebhookConfig, WhenFull};
 use super::encode::encode;
 use super::outbox::{self, OutboxReader, OutboxRecord, OutboxWriter};
+use super::stix::StixEncoder;
+use super::taxii::TaxiiClient;
 use super::template::{Escape, Template};
-use super::{backoff, OutputError, SinkContext, SinkEnd, SinkItem};
+use super::{backoff, OutputError, SinkContext, SinkEnd, SinkEnv, SinkItem};
 use crate::alert::AlertFacts;
 use crate::pipeline::PipelineError;
 
@@ -40,10 +42,12 @@ pub(crate) struct WebhookSink {
     outbox: OutboxWriter,
     sender: JoinHandle<()>,
     stop_sender: watch::Sender<bool>,
+    /// For a `taxii` output: how alerts become STIX objects.
+    stix: Option<StixEncoder>,
 }
 
 /// What became of one request.
-enum Outcome {
+pub(super) enum Outcome {
     Delivered,
     /// May pass: retry, after at least this long if the receiver said.
     Retry(String, Option<Duration>),
@@ -60,6 +64,7 @@ impl WebhookSink {
     pub async fn open(
         config: WebhookConfig,
         context: SinkContext,
+        env: &SinkEnv,
     ) -> Result<WebhookSink, PipelineError> {
         let setup = |message: String| OutputError::Setup {
             name: context.name.to_string(),
@@ -67,6 +72,25 @@ impl WebhookSink {
         };
         let url = Template::parse(&config.url).map_err(&setup)?;
         let client = client(&config).map_err(&setup)?;
+        let (stix, taxii) = match &config.taxii {
+            Some(t) => {
+                if t.pseudonymise && env.pseudonyms.is_none() {
+                    return Err(setup(
+                        "pseudonymise needs `pseudonyms: {key_env: VAR}` in the config".into(),
+                    )
+                    .into());
+                }
+                let encoder = StixEncoder::new(
+                    t.identity.clone(),
+                    env.pseudonyms.clone().filter(|_| t.pseudonymise),
+                    t.include_events,
+                    env.host_fields.clone(),
+                );
+                let client = TaxiiClient::new(t.clone()).map_err(&setup)?;
+                (Some(encoder), Some(client))
+            }
+            None => (None, None),
+        };
         let (writer, reader) = outbox::open(&config.outbox.dir, config.outbox.max_bytes.0)
             .await
             .map_err(|source| OutputError::Io {
@@ -90,6 +114,7 @@ impl WebhookSink {
                 config: config.clone(),
                 context: context.clone(),
                 stop,
+                taxii,
             }
             .run(),
         );
@@ -100,6 +125,7 @@ impl WebhookSink {
             outbox: writer,
             sender,
             stop_sender,
+            stix,
         })
     }
 
@@ -126,7 +152,10 @@ impl WebhookSink {
                             }
                         };
                         payload.clear();
-                        encode(&alert, self.context.encoding, &mut payload);
+                        match &self.stix {
+                            Some(stix) => stix.encode(&alert, &mut payload),
+                            None => encode(&alert, self.context.encoding, &mut payload),
+                        }
                         let len = url.len() + payload.len() + 2;
                         if !self.outbox.has_room(len) {
                             match self.config.outbox.when_full {
@@ -253,6 +282,7 @@ struct Sender {
     config: WebhookConfig,
     context: SinkContext,
     stop: watch::Receiver<bool>,
+    taxii: Option<TaxiiClient>,
 }
 
 impl Sender {
@@ -373,6 +403,9 @@ impl Sender {
     }
 
     async fn post(&self, records: &[OutboxRecord]) -> Outcome {
+        if let Some(taxii) = &self.taxii {
+            return taxii.post(&self.client, records).await;
+        }
         let body = if self.config.max_batch == 1 {
             records[0].payload.clone()
         } else {

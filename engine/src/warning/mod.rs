@@ -41,6 +41,8 @@ pub struct Warning {
     pub suppressor: Suppressor,
     /// Campaign detection, if configured.
     pub campaigns: Option<Campaigns>,
+    /// The key for pseudonyms, if configured.
+    pub pseudonyms: Option<Pseudonymiser>,
 }
 
 /// What the state file keeps of the warning service.
@@ -126,18 +128,17 @@ impl Warning {
             plan,
             suppressor: Suppressor::new(host_fields),
             campaigns,
+            pseudonyms,
         })
     }
 
-    /// Gives an alert its TLP (the most restrictive of the default, the
-    /// rule's tag and the catalog's assets and organisation) and the
-    /// response guidance of what it puts at risk.
+    /// Gives an alert the TLP its rule's tag and the catalog (its assets
+    /// and organisation) set, the most restrictive of them (routes may
+    /// raise it, then [`Warning::settle_tlp`] falls back to the default),
+    /// and the response guidance of what it puts at risk.
     pub fn prepare(&self, alert: &mut Alert) {
         let catalog_tlp = self.catalog.tlp(&alert.assets, alert.actor.as_deref());
-        alert.tlp = [Some(self.default_tlp), alert.tlp, catalog_tlp]
-            .into_iter()
-            .flatten()
-            .max();
+        alert.tlp = alert.tlp.max(catalog_tlp);
         if alert.response.is_empty() {
             alert.response = self.catalog.guidance(
                 &alert.assets,
@@ -145,6 +146,19 @@ impl Warning {
                 alert.actor.as_deref(),
             );
         }
+    }
+
+    /// The TLP after routing: the most restrictive that the rule, the
+    /// catalog and the routes set, else the config's default.
+    pub fn settle_tlp(&self, alert: &mut Alert, routes: Option<Tlp>) -> Tlp {
+        let tlp = alert.tlp.max(routes).unwrap_or(self.default_tlp);
+        alert.tlp = Some(tlp);
+        tlp
+    }
+
+    /// Event fields naming the host (the catalog's).
+    pub fn catalog_host_fields(&self) -> Vec<String> {
+        self.catalog.fields().host.clone()
     }
 
     /// The state to keep.

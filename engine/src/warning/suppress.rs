@@ -368,6 +368,8 @@ pub struct SuppressionReport {
     pub scope: String,
     /// The rule and the `by` values.
     pub key: Map<String, Value>,
+    /// Event time of the first alert of the group.
+    pub since: Option<String>,
     /// Repeats held back since the last report.
     pub suppressed: u64,
     /// Events behind those repeats.
@@ -447,6 +449,7 @@ impl Group {
             of: self.first.id.clone(),
             scope: self.scope.clone(),
             key: self.key.clone(),
+            since: self.first.event_time.first.clone(),
             suppressed: self.unreported,
             events: self.unreported_events,
             total: self.total,
