@@ -355,7 +355,7 @@ impl ConfigError {
 pub struct ConfigSource {
     /// The file.
     pub path: PathBuf,
-    text: String,
+    pub(crate) text: String,
 }
 
 /// The line (1-based) of a setting such as `windows.max_keys` or

@@ -75,6 +75,8 @@ pub(crate) struct DeliveryOutcome {
 pub(crate) struct DeliveryStage {
     pub routes: RouteTable,
     pub warning: Warning,
+    /// The version of rules and config that runs.
+    pub version: String,
     pub sinks: Vec<SinkHandle>,
     pub dead: mpsc::Sender<DeadItem>,
     /// Becomes true if the dead-letter sink fails.
@@ -97,6 +99,7 @@ impl DeliveryStage {
         let DeliveryStage {
             routes,
             warning,
+            version,
             sinks,
             dead,
             dead_failed,
@@ -128,6 +131,7 @@ impl DeliveryStage {
         let router = Router {
             routes,
             warning,
+            version,
             output_metrics,
             last_state: None,
             senders,
@@ -167,6 +171,7 @@ impl DeliveryStage {
 struct Router {
     routes: RouteTable,
     warning: Warning,
+    version: String,
     output_metrics: Vec<OutputMetrics>,
     /// The latest window state detection sent, for the state written
     /// after the run's last follow-ups.
@@ -244,6 +249,10 @@ impl Router {
                 Delivery::Alerts(alerts, received) => self.alerts(alerts, received).await,
                 Delivery::Acks(acks) if acks.is_empty() => true,
                 Delivery::Acks(acks) => self.barrier(false, Then::Acks(acks)).await,
+                Delivery::Reroute(rerouting) => {
+                    self.reroute(*rerouting);
+                    true
+                }
                 Delivery::State(bytes) => {
                     let state = self.with_warning_state(&bytes);
                     self.last_state = Some(bytes);
@@ -382,6 +391,21 @@ impl Router {
             let reason = format!("{tlp}: no campaign output has an audience that may see it");
             self.dead_letter(&sector, "tlp", reason).await;
         }
+    }
+
+    /// Takes a reloaded version's routes and warning settings; open
+    /// suppression groups and campaign tracks carry over.
+    fn reroute(&mut self, rerouting: crate::reload::Rerouting) {
+        let crate::reload::Rerouting {
+            routes,
+            mut warning,
+            version,
+        } = rerouting;
+        warning.adopt(&mut self.warning);
+        self.warning = warning;
+        self.routes = routes;
+        crate::reload::announce(&version, Some(&self.version));
+        self.version = version;
     }
 
     /// Follow-ups, each to its output; false if an output is gone.

@@ -38,6 +38,8 @@ pub(crate) enum Work {
     Stop,
     /// A clock tick: lets detection notice idle input.
     Tick,
+    /// A new version of rules, catalog and routing (SIGHUP).
+    Reload(Box<crate::reload::Reload>),
 }
 
 /// How detection ended, for the summary.
@@ -103,7 +105,7 @@ impl Detector {
 
     /// Runs until the work ends, a stop, or a failed sink.
     pub fn run(mut self, mut work: mpsc::Receiver<Work>) -> DetectOutcome {
-        let metrics = DetectionMetrics::new(&self.set);
+        let mut metrics = DetectionMetrics::new(&self.set);
         let mut scratch = self.set.scratch();
         scratch.cancel_when(self.give_up.clone());
         let mut state = Progress {
@@ -139,6 +141,26 @@ impl Detector {
                 // idle, only waiting to be processed.
                 Work::Tick if !work.is_empty() => Next::Go,
                 Work::Tick => self.tick(&mut state),
+                // Between two batches: the batches before were evaluated
+                // with the old rules, those after with the new.
+                Work::Reload(reload) => {
+                    let reload = *reload;
+                    self.set = reload.set;
+                    self.catalog = reload.catalog;
+                    self.fields = reload.fields;
+                    metrics = DetectionMetrics::new(&self.set);
+                    scratch = self.set.scratch();
+                    scratch.cancel_when(self.give_up.clone());
+                    telemetry::rules(self.set.len(), 0);
+                    if self
+                        .sinks
+                        .blocking_send(Delivery::Reroute(reload.routing))
+                        .is_err()
+                    {
+                        break;
+                    }
+                    Next::Go
+                }
             };
             if let Next::End = next {
                 break;

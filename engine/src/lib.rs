@@ -9,6 +9,7 @@ mod delivery;
 mod detect;
 pub mod pipeline;
 pub mod progress;
+mod reload;
 pub mod routes;
 pub mod signals;
 pub mod sinks;

@@ -314,6 +314,8 @@ pub async fn run_until(
         .map_err(|e| config.locate(ConfigError::setting(e.key, e.message)))?;
     let catalog = Arc::new(catalog);
     let mut warning = Warning::new(&config, &outputs, catalog.clone())?;
+    let version = crate::reload::version(&config);
+    crate::reload::announce(&version, None);
     if let Some(addr) = config.metrics_listen {
         telemetry::install(addr)?;
     }
@@ -383,7 +385,7 @@ pub async fn run_until(
         &config,
         &outputs,
         routes,
-        warning,
+        (warning, version),
         (dead_tx.clone(), dead_rx),
         alert_rx,
         counters.alerts.clone(),
@@ -428,6 +430,14 @@ pub async fn run_until(
     );
     let readers = std::mem::take(&mut started_inputs.readers);
     let dropped = started_inputs.dropped.clone();
+    // SIGHUP reloads a run started from a config file.
+    let reloads = match config.source.as_ref().map(|s| s.path.clone()) {
+        Some(path) => Some(
+            crate::reload::spawn_on_hangup(path, config.clone(), profile.clone(), &batch_tx)
+                .map_err(PipelineError::Signals)?,
+        ),
+        None => None,
+    };
     drop(batch_tx);
 
     // Detection.
@@ -532,6 +542,9 @@ pub async fn run_until(
     summary.dead_letters = dead_count.load(Ordering::Relaxed);
     signals.abort();
     ticks.abort();
+    if let Some(reloads) = reloads {
+        reloads.abort();
+    }
     summary.elapsed = started.elapsed();
     let _ = progress_stop.send(true);
     if let Some(task) = progress {
@@ -721,7 +734,7 @@ async fn start_delivery(
     config: &RunConfig,
     outputs: &[crate::sinks::config::OutputConfig],
     routes: RouteTable,
-    warning: Warning,
+    (warning, version): (Warning, String),
     (dead_tx, dead_rx): (mpsc::Sender<DeadItem>, mpsc::Receiver<DeadItem>),
     alert_rx: mpsc::Receiver<Delivery>,
     routed: Arc<AtomicU64>,
@@ -766,6 +779,7 @@ async fn start_delivery(
         DeliveryStage {
             routes,
             warning,
+            version,
             sinks,
             dead: dead_tx,
             dead_failed: dead_failure,
@@ -785,7 +799,7 @@ async fn start_delivery(
 /// Every organisation an input stamps on events must be one the catalog
 /// knows (when it declares any): a misspelt actor would otherwise match
 /// none of its own assets.
-fn check_actors(config: &RunConfig, catalog: &Catalog) -> Result<(), ConfigError> {
+pub(crate) fn check_actors(config: &RunConfig, catalog: &Catalog) -> Result<(), ConfigError> {
     if !catalog.has_actors() {
         return Ok(());
     }

@@ -14,6 +14,7 @@ mod metrics;
 mod organisations;
 mod outputs;
 mod receiver;
+mod reload;
 mod resilience;
 mod routing;
 mod sources;

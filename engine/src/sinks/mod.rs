@@ -55,6 +55,9 @@ pub(crate) enum Delivery {
     Acks(Vec<Ack>),
     /// The state file's content, written once everything before is on disk.
     State(Vec<u8>),
+    /// A reloaded version's routes and warning settings, for the alerts
+    /// after it.
+    Reroute(Box<crate::reload::Rerouting>),
 }
 
 /// What flows to the dead-letter sink.

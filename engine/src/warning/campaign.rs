@@ -225,6 +225,11 @@ impl Campaigns {
         }
     }
 
+    /// Takes over another's tracks (a reload).
+    pub fn adopt(&mut self, other: &mut Campaigns) {
+        self.tracks = std::mem::take(&mut other.tracks);
+    }
+
     /// The tracks, for the state file.
     pub fn snapshot(&self) -> serde_json::Value {
         serde_json::to_value(&self.tracks).expect("campaign state JSON")

@@ -161,6 +161,16 @@ impl Warning {
         self.catalog.fields().host.clone()
     }
 
+    /// Takes over the open suppression groups and campaign tracks of the
+    /// version it replaces (a reload).
+    pub fn adopt(&mut self, old: &mut Warning) {
+        let groups = std::mem::take(&mut old.suppressor);
+        self.suppressor.adopt(groups);
+        if let (Some(new), Some(old)) = (&mut self.campaigns, &mut old.campaigns) {
+            new.adopt(old);
+        }
+    }
+
     /// The state to keep.
     pub fn snapshot(&self, outputs: &[Arc<str>]) -> WarningState {
         WarningState {

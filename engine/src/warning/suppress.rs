@@ -552,6 +552,12 @@ impl Suppressor {
         Offer::Send(ended)
     }
 
+    /// Takes over another suppressor's open groups (a reload; the
+    /// outputs are the same).
+    pub fn adopt(&mut self, other: Suppressor) {
+        self.groups = other.groups;
+    }
+
     /// Closes the groups whose window has passed on the wall clock too:
     /// their follow-ups, by output.
     pub fn due(&mut self, now: i64, now_text: &str) -> Vec<(usize, Alert)> {
