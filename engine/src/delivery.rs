@@ -71,12 +71,18 @@ pub(crate) struct DeliveryOutcome {
     pub reader_gone: bool,
 }
 
-/// The delivery stage.
-pub(crate) struct DeliveryStage {
+/// What decides where alerts go and how: the routes, the warning service,
+/// and the version of config and rules they came from. A reload replaces
+/// it whole.
+pub(crate) struct DeliveryPolicy {
     pub routes: RouteTable,
     pub warning: Warning,
-    /// The version of rules and config that runs.
     pub version: String,
+}
+
+/// The delivery stage.
+pub(crate) struct DeliveryStage {
+    pub policy: DeliveryPolicy,
     pub sinks: Vec<SinkHandle>,
     pub dead: mpsc::Sender<DeadItem>,
     /// Becomes true if the dead-letter sink fails.
@@ -97,9 +103,12 @@ impl DeliveryStage {
         deliveries: mpsc::Receiver<Delivery>,
     ) -> Result<DeliveryOutcome, PipelineError> {
         let DeliveryStage {
-            routes,
-            warning,
-            version,
+            policy:
+                DeliveryPolicy {
+                    routes,
+                    warning,
+                    version,
+                },
             sinks,
             dead,
             dead_failed,
@@ -249,8 +258,8 @@ impl Router {
                 Delivery::Alerts(alerts, received) => self.alerts(alerts, received).await,
                 Delivery::Acks(acks) if acks.is_empty() => true,
                 Delivery::Acks(acks) => self.barrier(false, Then::Acks(acks)).await,
-                Delivery::Reroute(rerouting) => {
-                    self.reroute(*rerouting);
+                Delivery::Reroute(policy) => {
+                    self.reroute(*policy);
                     true
                 }
                 Delivery::State(bytes) => {
@@ -395,12 +404,12 @@ impl Router {
 
     /// Takes a reloaded version's routes and warning settings; open
     /// suppression groups and campaign tracks carry over.
-    fn reroute(&mut self, rerouting: crate::reload::Rerouting) {
-        let crate::reload::Rerouting {
+    fn reroute(&mut self, policy: DeliveryPolicy) {
+        let DeliveryPolicy {
             routes,
             mut warning,
             version,
-        } = rerouting;
+        } = policy;
         warning.adopt(&mut self.warning);
         self.warning = warning;
         self.routes = routes;

@@ -151,10 +151,10 @@ impl Detector {
                     metrics = DetectionMetrics::new(&self.set);
                     scratch = self.set.scratch();
                     scratch.cancel_when(self.give_up.clone());
-                    telemetry::rules(self.set.len(), 0);
+                    telemetry::rules(self.set.len(), reload.rejected);
                     if self
                         .sinks
-                        .blocking_send(Delivery::Reroute(reload.routing))
+                        .blocking_send(Delivery::Reroute(reload.policy))
                         .is_err()
                     {
                         break;

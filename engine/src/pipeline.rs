@@ -34,7 +34,7 @@ use vagt_rules::{
 use crate::alert::FieldCandidates;
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{ConfigError, RunConfig, SourceConfig};
-use crate::delivery::DeliveryStage;
+use crate::delivery::{DeliveryPolicy, DeliveryStage};
 use crate::detect::{Detector, Work};
 use crate::routes::RouteTable;
 use crate::signals::StopSignals;
@@ -250,10 +250,44 @@ pub fn load_profile(setting: &str) -> Result<Profile, ProfileError> {
     }
 }
 
-/// Loads and compiles the configured rules.
-pub fn compile_rules(config: &RunConfig, profile: &Profile) -> Result<Compiled, PipelineError> {
+/// Loads and compiles the configured rules; also the digest of the rule
+/// files read (see [`vagt_rules::RuleCollection::digest`]).
+pub fn compile_rules(
+    config: &RunConfig,
+    profile: &Profile,
+) -> Result<(Compiled, [u8; 32]), PipelineError> {
     let collection = load_paths(&config.rules, &config.placeholders)?;
-    Ok(RuleSetBuilder::new(profile.clone()).build(&collection))
+    Ok((
+        RuleSetBuilder::new(profile.clone()).build(&collection),
+        collection.digest,
+    ))
+}
+
+/// The catalog, and the routes and warning service over it and the
+/// outputs, checked together: at start and for a reload.
+pub(crate) fn load_policy(
+    config: &RunConfig,
+    outputs: &[crate::sinks::config::OutputConfig],
+    rules_digest: &[u8; 32],
+) -> Result<(Arc<Catalog>, DeliveryPolicy), PipelineError> {
+    let catalog = match &config.catalog {
+        Some(path) => Catalog::from_file(path)?,
+        None => Catalog::empty(),
+    };
+    check_actors(config, &catalog)?;
+    let routes = RouteTable::compile(&config.routes, outputs, &catalog)
+        .map_err(|e| config.locate(ConfigError::setting(e.key, e.message)))?;
+    let catalog = Arc::new(catalog);
+    let warning = Warning::new(config, outputs, catalog.clone())?;
+    let version = crate::reload::version(config, rules_digest);
+    Ok((
+        catalog,
+        DeliveryPolicy {
+            routes,
+            warning,
+            version,
+        },
+    ))
 }
 
 /// What a run tells its caller before events flow.
@@ -298,27 +332,18 @@ pub async fn run_until(
     config.validate()?;
     config.expand_folders()?;
     let profile = load_profile(&config.profile)?;
-    let compiled = compile_rules(&config, &profile)?;
+    let (compiled, rules_digest) = compile_rules(&config, &profile)?;
     compiled.rejected.iter().for_each(|r| observer.rejected(r));
     compiled
         .unroutable
         .iter()
         .for_each(|u| observer.unroutable(u));
-    let catalog = match &config.catalog {
-        Some(path) => Catalog::from_file(path)?,
-        None => Catalog::empty(),
-    };
-    check_actors(&config, &catalog)?;
     let outputs = config.alert_outputs();
-    let routes = RouteTable::compile(&config.routes, &outputs, &catalog)
-        .map_err(|e| config.locate(ConfigError::setting(e.key, e.message)))?;
-    let catalog = Arc::new(catalog);
-    let mut warning = Warning::new(&config, &outputs, catalog.clone())?;
-    let version = crate::reload::version(&config);
-    crate::reload::announce(&version, None);
+    let (catalog, mut policy) = load_policy(&config, &outputs, &rules_digest)?;
     if let Some(addr) = config.metrics_listen {
         telemetry::install(addr)?;
     }
+    crate::reload::announce(&policy.version, None);
     telemetry::rules(compiled.set.len(), compiled.rejected.len());
     let names: Vec<String> = config.inputs.iter().map(|i| i.name()).collect();
     let files = input_files(&config);
@@ -343,7 +368,7 @@ pub async fn run_until(
         observer,
     )?;
     if let (Some(saved), Some(path)) = (saved_warning, &state_file) {
-        restore_warning(&mut warning, &saved, path, &outputs, observer)?;
+        restore_warning(&mut policy.warning, &saved, path, &outputs, observer)?;
     }
     let mut summary = RunSummary {
         windowed_rules: compiled.windows.active(),
@@ -384,9 +409,9 @@ pub async fn run_until(
     } = start_delivery(
         &config,
         &outputs,
-        routes,
-        (warning, version),
-        (dead_tx.clone(), dead_rx),
+        policy,
+        dead_tx.clone(),
+        dead_rx,
         alert_rx,
         counters.alerts.clone(),
     )
@@ -733,9 +758,9 @@ struct Delivering {
 async fn start_delivery(
     config: &RunConfig,
     outputs: &[crate::sinks::config::OutputConfig],
-    routes: RouteTable,
-    (warning, version): (Warning, String),
-    (dead_tx, dead_rx): (mpsc::Sender<DeadItem>, mpsc::Receiver<DeadItem>),
+    policy: DeliveryPolicy,
+    dead_tx: mpsc::Sender<DeadItem>,
+    dead_rx: mpsc::Receiver<DeadItem>,
     alert_rx: mpsc::Receiver<Delivery>,
     routed: Arc<AtomicU64>,
 ) -> Result<Delivering, PipelineError> {
@@ -755,8 +780,8 @@ async fn start_delivery(
         result
     });
     let env = crate::sinks::SinkEnv {
-        pseudonyms: warning.pseudonyms.clone(),
-        host_fields: warning.catalog_host_fields(),
+        pseudonyms: policy.warning.pseudonyms.clone(),
+        host_fields: policy.warning.catalog_host_fields(),
     };
     let mut sinks = Vec::with_capacity(outputs.len());
     for output in outputs {
@@ -777,9 +802,7 @@ async fn start_delivery(
         .collect();
     let delivery = tokio::spawn(
         DeliveryStage {
-            routes,
-            warning,
-            version,
+            policy,
             sinks,
             dead: dead_tx,
             dead_failed: dead_failure,

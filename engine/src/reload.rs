@@ -23,45 +23,30 @@ use vagt_rules::{Profile, RuleSet};
 use crate::alert::FieldCandidates;
 use crate::catalog::Catalog;
 use crate::config::RunConfig;
+use crate::delivery::DeliveryPolicy;
 use crate::detect::Work;
-use crate::routes::RouteTable;
-use crate::warning::Warning;
 
 /// A new version, compiled and checked, on its way to detection.
 pub(crate) struct Reload {
     pub set: Arc<RuleSet>,
+    /// Rules the new version rejected (logged).
+    pub rejected: usize,
     pub catalog: Arc<Catalog>,
     pub fields: FieldCandidates,
-    pub routing: Box<Rerouting>,
-    pub version: String,
+    /// For delivery, after the alerts before the swap.
+    pub policy: Box<DeliveryPolicy>,
 }
 
-/// What delivery swaps in.
-pub(crate) struct Rerouting {
-    pub routes: RouteTable,
-    pub warning: Warning,
-    pub version: String,
-}
-
-/// A version: a digest of the config, rule and catalog files' contents.
-pub(crate) fn version(config: &RunConfig) -> String {
+/// A version: a digest of the config file's text, the rule files read
+/// (their digest from the loader) and the catalog file.
+pub(crate) fn version(config: &RunConfig, rules_digest: &[u8; 32]) -> String {
     let mut h = Sha256::new();
     if let Some(source) = &config.source {
         h.update(source.text.as_bytes());
     }
-    let mut files: Vec<PathBuf> = Vec::new();
-    for root in &config.rules {
-        for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
-            match entry {
-                Ok(e) if e.file_type().is_file() => files.push(e.into_path()),
-                _ => {}
-            }
-        }
-    }
-    files.extend(config.catalog.iter().cloned());
-    for file in files {
-        h.update(file.to_string_lossy().as_bytes());
-        h.update(std::fs::read(&file).unwrap_or_default());
+    h.update(rules_digest);
+    if let Some(catalog) = &config.catalog {
+        h.update(std::fs::read(catalog).unwrap_or_default());
     }
     h.finalize()
         .iter()
@@ -89,6 +74,7 @@ pub(crate) fn prepare(
             Err(format!("{what} changed: restart vagt to apply that"))
         }
     };
+    let outputs = config.alert_outputs();
     same(
         "inputs",
         format!("{:?}", running.inputs),
@@ -97,7 +83,7 @@ pub(crate) fn prepare(
     same(
         "outputs",
         format!("{:?}", running.alert_outputs()),
-        format!("{:?}", config.alert_outputs()),
+        format!("{outputs:?}"),
     )?;
     same("profile", running.profile.clone(), config.profile.clone())?;
     same(
@@ -105,35 +91,22 @@ pub(crate) fn prepare(
         format!("{:?}", running.windows),
         format!("{:?}", config.windows),
     )?;
-    let compiled = crate::pipeline::compile_rules(&config, profile).map_err(|e| e.to_string())?;
+    let (compiled, rules_digest) =
+        crate::pipeline::compile_rules(&config, profile).map_err(|e| e.to_string())?;
     if !compiled.windows.is_empty() {
         return Err("windowed rules cannot be reloaded yet: restart vagt to apply".into());
     }
     for rejected in &compiled.rejected {
         tracing::warn!("reload: rule rejected: {rejected}");
     }
-    let catalog = match &config.catalog {
-        Some(path) => Catalog::from_file(path).map_err(|e| e.to_string())?,
-        None => Catalog::empty(),
-    };
-    crate::pipeline::check_actors(&config, &catalog).map_err(|e| e.to_string())?;
-    let outputs = config.alert_outputs();
-    let routes = RouteTable::compile(&config.routes, &outputs, &catalog)
-        .map_err(|e| config.locate(crate::config::ConfigError::setting(e.key, e.message)))
+    let (catalog, policy) = crate::pipeline::load_policy(&config, &outputs, &rules_digest)
         .map_err(|e| e.to_string())?;
-    let catalog = Arc::new(catalog);
-    let warning = Warning::new(&config, &outputs, catalog.clone()).map_err(|e| e.to_string())?;
-    let version = version(&config);
     Ok(Reload {
         set: Arc::new(compiled.set),
+        rejected: compiled.rejected.len(),
         fields: FieldCandidates::new(&catalog, profile),
         catalog,
-        routing: Box::new(Rerouting {
-            routes,
-            warning,
-            version: version.clone(),
-        }),
-        version,
+        policy: Box::new(policy),
     })
 }
 
@@ -155,7 +128,7 @@ pub(crate) fn spawn_on_hangup(
                 tokio::task::spawn_blocking(move || prepare(&path, &running, &profile)).await;
             match prepared {
                 Ok(Ok(reload)) => {
-                    tracing::info!(version = %reload.version, "reload: the new version is compiled; swapping it in");
+                    tracing::info!(version = %reload.policy.version, "reload: the new version is compiled; swapping it in");
                     if tx.send(Work::Reload(Box::new(reload))).await.is_err() {
                         break;
                     }

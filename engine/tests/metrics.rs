@@ -153,6 +153,12 @@ fn metrics_move_with_the_events_fed() {
         value(&body, "vagt_sink_write_seconds_count{sink=\"alerts\"}").unwrap_or(0.0) >= 1.0,
         "{body}"
     );
+    // The version of rules and config that runs is named.
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with("vagt_config_info{version=\"") && l.ends_with(" 1")),
+        "{body}"
+    );
     // The output (stdout, named `alerts` when `--output` names it) counts
     // what it delivered, and how long after its event was read.
     assert_eq!(

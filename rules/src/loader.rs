@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_yaml_ng::Value;
+use sha2::{Digest, Sha256};
 
 use crate::error::{LoadError, RuleError};
 use crate::sigma::{parse_document, Document, Placeholders, SigmaFilter, SigmaRule};
@@ -80,6 +81,9 @@ pub struct RuleCollection {
     pub windows: Vec<LoadedWindowRule>,
     /// Rejected documents.
     pub rejected: Vec<Rejection>,
+    /// SHA-256 over the files read (paths and contents, in load order):
+    /// the same files give the same digest.
+    pub digest: [u8; 32],
 }
 
 /// A windowed rule that loaded.
@@ -102,11 +106,15 @@ pub fn load_paths<P: AsRef<Path>>(
         collect_files(path.as_ref(), &mut files)?;
     }
     let mut out = RuleCollection::default();
+    let mut digest = Sha256::new();
     for file in files {
         let bytes = std::fs::read(&file).map_err(|source| LoadError::Io {
             path: file.clone(),
             source,
         })?;
+        digest.update(file.as_os_str().as_encoded_bytes());
+        digest.update((bytes.len() as u64).to_le_bytes());
+        digest.update(&bytes);
         match String::from_utf8(bytes) {
             Ok(text) => load_text(&file, &text, placeholders, &mut out),
             Err(_) => out.rejected.push(Rejection {
@@ -120,6 +128,7 @@ pub fn load_paths<P: AsRef<Path>>(
             }),
         }
     }
+    out.digest = digest.finalize().into();
     Ok(out)
 }
 
@@ -358,6 +367,27 @@ mod tests {
         assert_eq!(docs.len(), 2);
         assert_eq!(docs[0].0, 1);
         assert_eq!(docs[1].0, 5);
+    }
+
+    #[test]
+    fn the_digest_follows_the_files_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let rule =
+            "title: a\nlogsource: {product: x}\ndetection:\n  sel: {a: 1}\n  condition: sel\n";
+        std::fs::write(dir.path().join("a.yml"), rule).unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not a rule").unwrap();
+        let digest = || {
+            load_paths(&[dir.path()], &Placeholders::new())
+                .unwrap()
+                .digest
+        };
+        let first = digest();
+        assert_eq!(first, digest());
+        // Files the loader does not read do not count.
+        std::fs::write(dir.path().join("notes.txt"), "changed").unwrap();
+        assert_eq!(first, digest());
+        std::fs::write(dir.path().join("a.yml"), rule.replace("a: 1", "a: 2")).unwrap();
+        assert_ne!(first, digest());
     }
 
     #[test]

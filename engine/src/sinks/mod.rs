@@ -57,7 +57,7 @@ pub(crate) enum Delivery {
     State(Vec<u8>),
     /// A reloaded version's routes and warning settings, for the alerts
     /// after it.
-    Reroute(Box<crate::reload::Rerouting>),
+    Reroute(Box<crate::delivery::DeliveryPolicy>),
 }
 
 /// What flows to the dead-letter sink.
