@@ -67,9 +67,9 @@ pub struct Alert {
     pub rule: AlertRule,
     /// Rule level raised by the criticality of the processes at risk.
     pub severity: Level,
-    /// How far it may be shared (TLP 2.0): the most restrictive of the
-    /// config's default, the rule's `tlp.*` tag, the catalog and the
-    /// routes it took.
+    /// How far it may be shared (TLP 2.0): the most restrictive that the
+    /// rule's `tlp.*` tag, the catalog and the routes it took set, else
+    /// the config's default.
     pub tlp: Option<Tlp>,
     /// The organisation that must act (owner of the first matched asset,
     /// or the input's configured actor), if known.

@@ -557,7 +557,7 @@ impl Catalog {
     ) -> Vec<Guidance> {
         let mut out = Vec::new();
         for id in assets {
-            if let Some(asset) = self.file.assets.iter().find(|a| &a.id == id) {
+            if let Some(asset) = self.asset(id) {
                 if let Some(response) = &asset.response {
                     let name = asset.name.as_deref().unwrap_or(&asset.id);
                     out.push(Guidance::new(format!("asset:{id}"), name, response));
@@ -592,15 +592,14 @@ impl Catalog {
     /// The most restrictive TLP the matched assets and the organisation
     /// set, if any.
     pub fn tlp(&self, assets: &[String], actor: Option<&str>) -> Option<Tlp> {
-        let of_assets = assets.iter().filter_map(|id| {
-            self.file
-                .assets
-                .iter()
-                .find(|a| &a.id == id)
-                .and_then(|a| a.tlp)
-        });
+        let of_assets = assets.iter().filter_map(|id| self.asset(id)?.tlp);
         let of_actor = actor.and_then(|a| self.actor(a)).and_then(|a| a.tlp);
         of_assets.chain(of_actor).max()
+    }
+
+    /// An asset as configured, by id.
+    pub fn asset(&self, id: &str) -> Option<&AssetSpec> {
+        self.file.assets.iter().find(|a| a.id == id)
     }
 
     /// An actor by id.

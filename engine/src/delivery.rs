@@ -39,6 +39,7 @@ use crate::sinks::{
 };
 use crate::telemetry::{self, SinkMetrics};
 use crate::warning::suppress::Offer;
+use crate::warning::tlp::Tlp;
 use crate::warning::Warning;
 use crate::windows::write_state;
 
@@ -263,8 +264,16 @@ impl Router {
                     true
                 }
                 Delivery::State(bytes) => {
-                    let state = self.with_warning_state(&bytes);
-                    self.last_state = Some(bytes);
+                    let state = match self.with_warning_state(&bytes) {
+                        Some(state) => {
+                            self.last_state = Some(bytes);
+                            state
+                        }
+                        None => {
+                            self.last_state = None;
+                            bytes
+                        }
+                    };
                     self.barrier(true, Then::State(state)).await
                 }
             };
@@ -308,15 +317,7 @@ impl Router {
             let global = self.warning.plan.global(&alert);
             let mut admitted = 0;
             for &o in &routing.outputs {
-                let audience = self.warning.audiences[o];
-                if !tlp.admits(audience) {
-                    self.output_metrics[o].refused_tlp();
-                    tracing::info!(
-                        output = %self.senders[o].0,
-                        alert = %alert.id,
-                        "{tlp} excludes this output's audience ({}): not sent",
-                        audience.as_str()
-                    );
+                if !self.admits(o, tlp, &alert.id) {
                     continue;
                 }
                 admitted += 1;
@@ -370,6 +371,23 @@ impl Router {
         true
     }
 
+    /// Whether output `o`'s audience may see an alert of `tlp`; a refusal
+    /// is counted and logged.
+    fn admits(&self, o: usize, tlp: Tlp, alert: &str) -> bool {
+        let audience = self.warning.audiences[o];
+        if tlp.admits(audience) {
+            return true;
+        }
+        self.output_metrics[o].refused_tlp();
+        tracing::info!(
+            output = %self.senders[o].0,
+            alert,
+            "{tlp} excludes this output's audience ({}): not sent",
+            audience.as_str()
+        );
+        false
+    }
+
     /// A sector campaign alert, to the campaign's outputs its TLP admits.
     async fn campaign(&mut self, sector: Alert, per_output: &mut [Vec<Arc<Alert>>]) {
         self.outcome.campaigns += 1;
@@ -389,11 +407,9 @@ impl Router {
             .unwrap_or_default();
         let mut sent = false;
         for o in outputs {
-            if tlp.admits(self.warning.audiences[o]) {
+            if self.admits(o, tlp, &sector.id) {
                 per_output[o].push(sector.clone());
                 sent = true;
-            } else {
-                self.output_metrics[o].refused_tlp();
             }
         }
         if !sent {
@@ -440,28 +456,31 @@ impl Router {
         }
         match self.last_state.take() {
             Some(bytes) => {
-                let state = self.with_warning_state(&bytes);
+                let state = self.with_warning_state(&bytes).unwrap_or(bytes);
                 self.barrier(true, Then::State(state)).await
             }
             None => true,
         }
     }
 
-    /// The state file's content: detection's, with the warning service's.
-    fn with_warning_state(&self, windows: &[u8]) -> Vec<u8> {
+    /// The state file's content: detection's, with the warning service's;
+    /// None when the warning service keeps nothing (detection's is
+    /// written as it is).
+    fn with_warning_state(&self, windows: &[u8]) -> Option<Vec<u8>> {
+        if self.warning.keeps_nothing() {
+            return None;
+        }
         // Its parts stay raw: only the top level is read.
-        let Ok(mut file) =
+        let mut file =
             serde_json::from_slice::<std::collections::BTreeMap<String, Box<RawValue>>>(windows)
-        else {
-            return windows.to_vec();
-        };
+                .ok()?;
         let names: Vec<Arc<str>> = self.senders.iter().map(|(n, _)| n.clone()).collect();
         let state = self.warning.snapshot(&names);
         file.insert(
             "warning".into(),
             serde_json::value::to_raw_value(&state).expect("warning state JSON"),
         );
-        serde_json::to_vec(&file).expect("state JSON")
+        Some(serde_json::to_vec(&file).expect("state JSON"))
     }
 
     async fn dead_letter(&self, alert: &Alert, source: &str, reason: String) {

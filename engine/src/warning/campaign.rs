@@ -82,12 +82,19 @@ pub struct CampaignReport {
 /// What is known of one key's alerts within the window.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Track {
-    /// Organisation → event time (ms) of its latest alert.
-    seen: BTreeMap<String, i64>,
-    /// Organisation → its alerts within the window.
-    alerts: BTreeMap<String, u64>,
+    /// By organisation.
+    seen: BTreeMap<String, Seen>,
     /// No second sector alert before this event time (ms).
     raised_until: Option<i64>,
+}
+
+/// One organisation's alerts of a key within the window.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct Seen {
+    /// Event time (ms) of its latest alert.
+    last: i64,
+    /// Its alerts.
+    alerts: u64,
 }
 
 /// Campaign detection over the alert stream.
@@ -139,19 +146,13 @@ impl Campaigns {
         for key in keys {
             let track = self.tracks.entry(key.clone()).or_default();
             let since = at.saturating_sub(window);
-            let stale: Vec<String> = track
-                .seen
-                .iter()
-                .filter(|(_, t)| **t < since)
-                .map(|(a, _)| a.clone())
-                .collect();
-            for a in stale {
-                track.seen.remove(&a);
-                track.alerts.remove(&a);
-            }
-            let latest = track.seen.entry(actor.to_string()).or_insert(at);
-            *latest = (*latest).max(at);
-            *track.alerts.entry(actor.to_string()).or_default() += 1;
+            track.seen.retain(|_, seen| seen.last >= since);
+            let seen = track.seen.entry(actor.to_string()).or_insert(Seen {
+                last: at,
+                alerts: 0,
+            });
+            seen.last = seen.last.max(at);
+            seen.alerts += 1;
             if track.raised_until.is_some_and(|until| at < until) {
                 continue;
             }
@@ -175,9 +176,19 @@ impl Campaigns {
             })
             .collect();
         organisations.sort();
-        let first = track.seen.values().min().copied().unwrap_or_default();
-        let last = track.seen.values().max().copied().unwrap_or_default();
-        let alerts: u64 = track.alerts.values().sum();
+        let first = track
+            .seen
+            .values()
+            .map(|s| s.last)
+            .min()
+            .unwrap_or_default();
+        let last = track
+            .seen
+            .values()
+            .map(|s| s.last)
+            .max()
+            .unwrap_or_default();
+        let alerts: u64 = track.seen.values().map(|s| s.alerts).sum();
         let time = |ms: i64| vagt_rules::window::format_millis(ms);
         let mut group = serde_json::Map::new();
         group.insert(

@@ -171,6 +171,12 @@ impl Warning {
         }
     }
 
+    /// Whether there is no state to keep: no open suppression group and
+    /// no campaign detection.
+    pub fn keeps_nothing(&self) -> bool {
+        self.suppressor.is_empty() && self.campaigns.is_none()
+    }
+
     /// The state to keep.
     pub fn snapshot(&self, outputs: &[Arc<str>]) -> WarningState {
         WarningState {

@@ -136,15 +136,12 @@ pub struct Spec {
 }
 
 impl Spec {
-    /// Compiles `by` and `window` for `scope`; `key` names the setting.
+    /// Compiles `by` and `window` for `scope`: None for a zero window
+    /// (suppression off).
     ///
     /// # Errors
-    /// `(setting, message)`: an unknown key part.
-    pub fn compile(scope: String, spec: &SuppressSpec) -> Result<Option<Spec>, String> {
-        Spec::from_parts(scope, &spec.by, spec.window)
-    }
-
-    fn from_parts(
+    /// An unknown key part.
+    fn compile(
         scope: String,
         by: &[String],
         window: ConfigDuration,
@@ -214,6 +211,24 @@ fn sorted(items: &[String]) -> Value {
     Value::from(items)
 }
 
+/// The `suppress` specs of outputs or routes, by index; `setting` names
+/// them in errors (`outputs[2].suppress`).
+fn named_specs(
+    kind: &str,
+    setting: &str,
+    items: &[(String, Option<SuppressSpec>)],
+) -> Result<Vec<Option<Spec>>, (String, String)> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, (name, spec))| match spec {
+            Some(s) => Spec::compile(format!("{kind}:{name}"), &s.by, s.window)
+                .map_err(|m| (format!("{setting}[{i}].suppress"), format!("({name}): {m}"))),
+            None => Ok(None),
+        })
+        .collect()
+}
+
 /// A field of an event: by its dotted path, else the first field of that
 /// name at any depth (a nested Windows event's `Computer`).
 pub fn find_field<'v>(event: &'v Value, name: &str) -> Option<&'v Value> {
@@ -267,26 +282,16 @@ impl SuppressionPlan {
         catalog: &crate::catalog::Catalog,
     ) -> Result<SuppressionPlan, (String, String)> {
         let mut plan = SuppressionPlan {
-            outputs: Vec::new(),
-            routes: Vec::new(),
+            outputs: named_specs("output", "outputs", outputs)?,
+            routes: named_specs("route", "routes", routes)?,
             policies: Vec::new(),
-            correlation: Spec::compile("correlation".into(), &config.correlation)
-                .map_err(|m| ("suppression.correlation".to_string(), m))?,
+            correlation: Spec::compile(
+                "correlation".into(),
+                &config.correlation.by,
+                config.correlation.window,
+            )
+            .map_err(|m| ("suppression.correlation".to_string(), m))?,
         };
-        for (i, (name, spec)) in outputs.iter().enumerate() {
-            plan.outputs.push(match spec {
-                Some(s) => Spec::compile(format!("output:{name}"), s)
-                    .map_err(|m| (format!("outputs[{i}].suppress"), format!("({name}): {m}")))?,
-                None => None,
-            });
-        }
-        for (i, (name, spec)) in routes.iter().enumerate() {
-            plan.routes.push(match spec {
-                Some(s) => Spec::compile(format!("route:{name}"), s)
-                    .map_err(|m| (format!("routes[{i}].suppress"), format!("({name}): {m}")))?,
-                None => None,
-            });
-        }
         for (i, policy) in config.policies.iter().enumerate() {
             let at = |key: &str| format!("suppression.policies[{i}]{key}");
             if policy.name.trim().is_empty() {
@@ -301,22 +306,13 @@ impl SuppressionPlan {
                 })?,
                 None => Vec::new(),
             };
-            let spec =
-                Spec::from_parts(format!("policy:{}", policy.name), &policy.by, policy.window)
-                    .map_err(|m| (at(""), format!("({}): {m}", policy.name)))?;
+            let spec = Spec::compile(format!("policy:{}", policy.name), &policy.by, policy.window)
+                .map_err(|m| (at(""), format!("({}): {m}", policy.name)))?;
             if let Some(spec) = spec {
                 plan.policies.push((conditions, spec));
             }
         }
         Ok(plan)
-    }
-
-    /// Whether nothing is ever suppressed.
-    pub fn is_empty(&self) -> bool {
-        self.correlation.is_none()
-            && self.policies.is_empty()
-            && self.outputs.iter().all(Option::is_none)
-            && self.routes.iter().all(Option::is_none)
     }
 
     /// The spec for an alert at output `output`, reached by the routes
@@ -617,11 +613,6 @@ impl Suppressor {
             }
         }
         Ok(dropped)
-    }
-
-    /// Open groups.
-    pub fn len(&self) -> usize {
-        self.groups.len()
     }
 
     /// Whether no group is open.
