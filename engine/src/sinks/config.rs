@@ -197,7 +197,9 @@ pub struct WebhookConfig {
     pub taxii: Option<TaxiiSettings>,
 }
 
-/// A TAXII 2.1 collection that takes STIX 2.1 objects (`type: taxii`).
+/// What a `taxii` output sets beyond a webhook's delivery settings
+/// (`bearer_token_env`, `max_batch`, `timeout`, `retry`, `outbox`,
+/// `ca_file`, `drain`, which it shares); the collection gives the URL.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaxiiConfig {
@@ -209,9 +211,6 @@ pub struct TaxiiConfig {
     /// Environment variable holding the password.
     #[serde(default)]
     pub password_env: Option<String>,
-    /// Environment variable holding a bearer token instead.
-    #[serde(default)]
-    pub bearer_token_env: Option<String>,
     /// The sending organisation's name: the identity that creates the
     /// sightings.
     pub identity: String,
@@ -223,24 +222,17 @@ pub struct TaxiiConfig {
     /// (never at CLEAR or GREEN).
     #[serde(default)]
     pub include_events: bool,
-    /// Alerts per request at most (default 100).
-    #[serde(default = "default_max_batch")]
-    pub max_batch: usize,
-    /// How long a request may take (default `10s`).
-    #[serde(default = "default_webhook_timeout")]
-    pub timeout: ConfigDuration,
-    /// How failed requests are retried.
-    #[serde(default)]
-    pub retry: RetryConfig,
-    /// Where alerts wait to be delivered.
-    pub outbox: OutboxConfig,
-    /// PEM file of CAs to trust besides the system's.
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// At the end of a run, how long to wait for the outbox to empty.
-    #[serde(default = "default_drain")]
-    pub drain: ConfigDuration,
 }
+
+/// The keys of [`TaxiiConfig`].
+const TAXII_KEYS: [&str; 6] = [
+    "collection",
+    "username_env",
+    "password_env",
+    "identity",
+    "pseudonymise",
+    "include_events",
+];
 
 /// What a webhook output does differently when it speaks TAXII.
 #[derive(Debug, Clone)]
@@ -258,8 +250,8 @@ pub struct TaxiiSettings {
 }
 
 impl TaxiiConfig {
-    /// The webhook output that carries it.
-    fn into_webhook(self) -> Result<WebhookConfig, String> {
+    /// Checked, with the collection's URL ending in `/`.
+    fn settings(self) -> Result<TaxiiSettings, String> {
         let mut collection = self.collection.clone();
         if !collection.ends_with('/') {
             collection.push('/');
@@ -278,25 +270,43 @@ impl TaxiiConfig {
         if self.identity.trim().is_empty() {
             return Err("identity: name the sending organisation".into());
         }
-        Ok(WebhookConfig {
-            url: format!("{collection}objects/"),
-            headers: BTreeMap::new(),
-            bearer_token_env: self.bearer_token_env,
-            max_batch: self.max_batch,
-            timeout: self.timeout,
-            retry: self.retry,
-            outbox: self.outbox,
-            ca_file: self.ca_file,
-            drain: self.drain,
-            taxii: Some(TaxiiSettings {
-                collection,
-                basic_auth,
-                identity: self.identity,
-                pseudonymise: self.pseudonymise,
-                include_events: self.include_events,
-            }),
+        Ok(TaxiiSettings {
+            collection,
+            basic_auth,
+            identity: self.identity,
+            pseudonymise: self.pseudonymise,
+            include_events: self.include_events,
         })
     }
+}
+
+/// A `taxii` output's settings: its own ([`TaxiiConfig`]) and the rest as
+/// a webhook's, posting to the collection's `objects/`.
+fn taxii_output(mut fields: Mapping) -> Result<WebhookConfig, String> {
+    for key in ["url", "headers"] {
+        if fields.contains_key(key) {
+            return Err(format!(
+                "{key} is not a taxii setting (the collection gives the URL)"
+            ));
+        }
+    }
+    let mut own = Mapping::new();
+    for key in TAXII_KEYS {
+        if let Some(value) = fields.remove(key) {
+            own.insert(key.into(), value);
+        }
+    }
+    let settings = serde_yaml_ng::from_value::<TaxiiConfig>(Value::Mapping(own))
+        .map_err(|e| e.to_string())?
+        .settings()?;
+    fields.insert(
+        "url".into(),
+        format!("{}objects/", settings.collection).into(),
+    );
+    let mut webhook: WebhookConfig =
+        serde_yaml_ng::from_value(Value::Mapping(fields)).map_err(|e| e.to_string())?;
+    webhook.taxii = Some(settings);
+    Ok(webhook)
 }
 
 /// Exponential backoff with jitter.
@@ -508,46 +518,41 @@ impl TryFrom<Mapping> for OutputConfig {
         let name = take_string("name")?.ok_or("name is missing")?;
         let kind = take_string("type")?
             .ok_or("type is missing: stdout, file, kafka, webhook, taxii or syslog")?;
-        let encoding = fields
-            .remove("encoding")
-            .map(serde_yaml_ng::from_value::<Encoding>)
-            .transpose()
-            .map_err(|e| format!("encoding: {e}"))?;
-        let audience = fields
-            .remove("audience")
-            .map(serde_yaml_ng::from_value::<crate::warning::tlp::Audience>)
-            .transpose()
-            .map_err(|e| format!("audience: {e}"))?
-            .unwrap_or_default();
-        let suppress = fields
-            .remove("suppress")
-            .map(serde_yaml_ng::from_value::<crate::warning::suppress::SuppressSpec>)
-            .transpose()
-            .map_err(|e| format!("suppress: {e}"))?;
-        let rest = Value::Mapping(fields);
-        fn settings<T: serde::de::DeserializeOwned>(kind: &str, rest: Value) -> Result<T, String> {
-            serde_yaml_ng::from_value(rest).map_err(|e| format!("type {kind}: {e}"))
+        fn take<T: serde::de::DeserializeOwned>(
+            fields: &mut Mapping,
+            key: &str,
+        ) -> Result<Option<T>, String> {
+            fields
+                .remove(key)
+                .map(serde_yaml_ng::from_value::<T>)
+                .transpose()
+                .map_err(|e| format!("{key}: {e}"))
+        }
+        let encoding = take(&mut fields, "encoding")?;
+        let audience = take(&mut fields, "audience")?.unwrap_or_default();
+        let suppress = take(&mut fields, "suppress")?;
+        fn settings<T: serde::de::DeserializeOwned>(
+            kind: &str,
+            rest: Mapping,
+        ) -> Result<T, String> {
+            serde_yaml_ng::from_value(Value::Mapping(rest)).map_err(|e| format!("type {kind}: {e}"))
         }
         let sink = match kind.as_str() {
             "stdout" => {
-                if let Value::Mapping(m) = &rest {
-                    if let Some((key, _)) = m.iter().next() {
-                        return Err(format!(
-                            "type stdout: unknown field {key:?}: stdout has only name, encoding, audience and suppress"
-                        ));
-                    }
+                if let Some((key, _)) = fields.iter().next() {
+                    return Err(format!(
+                        "type stdout: unknown field {key:?}: stdout has only name, encoding, audience and suppress"
+                    ));
                 }
                 SinkConfig::Stdout
             }
-            "file" => SinkConfig::File(settings(&kind, rest)?),
-            "kafka" => SinkConfig::Kafka(settings(&kind, rest)?),
-            "webhook" => SinkConfig::Webhook(settings(&kind, rest)?),
-            "taxii" => SinkConfig::Webhook(
-                settings::<TaxiiConfig>(&kind, rest)?
-                    .into_webhook()
-                    .map_err(|e| format!("type taxii: {e}"))?,
-            ),
-            "syslog" => SinkConfig::Syslog(settings(&kind, rest)?),
+            "file" => SinkConfig::File(settings(&kind, fields)?),
+            "kafka" => SinkConfig::Kafka(settings(&kind, fields)?),
+            "webhook" => SinkConfig::Webhook(settings(&kind, fields)?),
+            "taxii" => {
+                SinkConfig::Webhook(taxii_output(fields).map_err(|e| format!("type taxii: {e}"))?)
+            }
+            "syslog" => SinkConfig::Syslog(settings(&kind, fields)?),
             other => {
                 return Err(format!(
                     "type '{other}' is not one of stdout, file, kafka, webhook, taxii, syslog"
@@ -899,10 +904,43 @@ mod tests {
             ("{type: stdout}", "name is missing"),
             ("{name: x}", "type is missing"),
             ("{name: x, type: stdout, encoding: xml}", "encoding:"),
+            ("{name: x, type: stdout, audience: everyone}", "audience:"),
+            (
+                "{name: t, type: taxii, collection: 'http://h/api1/collections/c/', identity: R, url: 'http://x/', outbox: {dir: o}}",
+                "type taxii: url is not a taxii setting",
+            ),
+            (
+                "{name: t, type: taxii, collection: 'http://h/api1/', identity: R, outbox: {dir: o}}",
+                "is not a TAXII 2.1 collection URL",
+            ),
+            (
+                "{name: t, type: taxii, collection: 'http://h/api1/collections/c/', identity: R, username_env: U, outbox: {dir: o}}",
+                "username_env and password_env go together",
+            ),
+            (
+                "{name: t, type: taxii, collection: 'http://h/api1/collections/c/', identity: R, outbox: {dir: o}, colour: red}",
+                "unknown field `colour`",
+            ),
         ] {
             let e = parse(yaml).unwrap_err();
             assert!(e.contains(expected), "{yaml}: {e}");
         }
+        // A taxii output is a webhook to the collection's objects, with the
+        // webhook's delivery settings.
+        let t = parse(
+            "{name: t, type: taxii, collection: 'http://h/api1/collections/c', identity: R, max_batch: 7, outbox: {dir: o}}",
+        )
+        .unwrap();
+        let SinkConfig::Webhook(w) = &t.sink else {
+            panic!("{t:?}")
+        };
+        assert_eq!(w.url, "http://h/api1/collections/c/objects/");
+        assert_eq!(w.max_batch, 7);
+        assert_eq!(
+            w.taxii.as_ref().unwrap().collection,
+            "http://h/api1/collections/c/"
+        );
+        assert_eq!(t.sink.kind(), "taxii");
     }
 
     #[test]
