@@ -8,7 +8,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::support::{alert_ids, fixtures, json_lines};
+use crate::cli::vagt;
+use crate::support::{alert_ids, fixtures, json_lines, run_with_stats};
 
 fn ids(path: &Path) -> BTreeSet<String> {
     alert_ids(path).into_iter().collect()
@@ -99,15 +100,7 @@ fn routes_send_every_alert_exactly_where_the_catalog_says() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vagt"))
-        .args(["run", "--config", config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_with_stats(&config);
 
     let kinds = actor_kinds();
     let all = json_lines(&dir.path().join("out/all.jsonl"));
@@ -159,16 +152,13 @@ fn routes_send_every_alert_exactly_where_the_catalog_says() {
     );
 
     // The dry run says the same.
-    let dry = std::process::Command::new(env!("CARGO_BIN_EXE_vagt"))
-        .args([
-            "routes",
-            "test",
-            config.to_str().unwrap(),
-            dir.path().join("out/all.jsonl").to_str().unwrap(),
-            "--json",
-        ])
-        .output()
-        .unwrap();
+    let dry = vagt(&[
+        "routes",
+        "test",
+        config.to_str().unwrap(),
+        dir.path().join("out/all.jsonl").to_str().unwrap(),
+        "--json",
+    ]);
     assert!(
         dry.status.success(),
         "{}",

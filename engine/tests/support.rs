@@ -211,6 +211,11 @@ pub fn outbox_records(dir: &Path) -> usize {
 /// Runs `vagt run --config CONFIG --stats FILE` to its end and fails
 /// unless it succeeds; the run summary and what vagt wrote to stderr.
 pub fn run_with_stats(config: &Path) -> (serde_json::Value, String) {
+    run_with_stats_env(config, &[])
+}
+
+/// As [`run_with_stats`], with these environment variables set.
+pub fn run_with_stats_env(config: &Path, env: &[(&str, &str)]) -> (serde_json::Value, String) {
     let stats = config.with_file_name("stats.json");
     let out = Command::new(env!("CARGO_BIN_EXE_vagt"))
         .arg("run")
@@ -218,6 +223,7 @@ pub fn run_with_stats(config: &Path) -> (serde_json::Value, String) {
         .arg(config)
         .arg("--stats")
         .arg(&stats)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();

@@ -13,7 +13,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::support::{eventually, json_lines};
+use crate::support::{eventually, json_lines, run_with_stats_env};
 
 const COLLECTION: &str = "365fed99-08fa-fdcd-a1b3-fb247eb41d01";
 const KEY: &str = "sector-sharing-test-key-32-bytes";
@@ -154,23 +154,15 @@ fn setup(dir: &Path, medallion: &Medallion, outbox: &str) -> std::path::PathBuf 
 }
 
 fn run(config: &Path) -> Value {
-    let stats = config.with_file_name("stats.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_vagt"))
-        .args(["run", "--config"])
-        .arg(config)
-        .arg("--stats")
-        .arg(&stats)
-        .env("VAGT_TEST_TAXII_KEY", KEY)
-        .env("VAGT_TEST_TAXII_USER", "vagt")
-        .env("VAGT_TEST_TAXII_PASSWORD", "taxii-password")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(&std::fs::read_to_string(stats).unwrap()).unwrap()
+    run_with_stats_env(
+        config,
+        &[
+            ("VAGT_TEST_TAXII_KEY", KEY),
+            ("VAGT_TEST_TAXII_USER", "vagt"),
+            ("VAGT_TEST_TAXII_PASSWORD", "taxii-password"),
+        ],
+    )
+    .0
 }
 
 #[test]

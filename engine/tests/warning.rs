@@ -10,7 +10,8 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
-use crate::support::{json_lines, run_with_stats};
+use crate::cli::vagt;
+use crate::support::{json_lines, run_with_stats, run_with_stats_env};
 
 /// A value_count spray rule over explicit-credential logons, as the
 /// issue saw it: one alert every ten distinct accounts.
@@ -347,21 +348,7 @@ fn campaign_run(orgs: &[&str]) -> (Vec<Value>, Value) {
             "rules: [rules.yml]\ncatalog: catalog.yaml\nprogress: never\ninputs:\n{inputs}pseudonyms: {{key_env: VAGT_TEST_CAMPAIGN_KEY}}\ncampaigns: {{min_organisations: 3, window: 6h, outputs: [sector], pseudonymise: true}}\noutputs:\n  - {{name: org, type: file, path: org.jsonl}}\n  - {{name: sector, type: file, path: sector.jsonl, audience: community}}\nroutes:\n  - {{name: own, outputs: [org]}}\n"
         ),
     );
-    let stats = dir.path().join("stats.json");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vagt"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .arg("--stats")
-        .arg(&stats)
-        .env("VAGT_TEST_CAMPAIGN_KEY", KEY)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    let (summary, _) = run_with_stats_env(&config, &[("VAGT_TEST_CAMPAIGN_KEY", KEY)]);
     let sector = dir.path().join("sector.jsonl");
     let alerts = if sector.exists() {
         json_lines(&sector)
@@ -419,6 +406,8 @@ fn bad_warning_settings_name_the_setting() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "rules.yml", &tlp_rules());
     write(dir.path(), "events.jsonl", "");
+    let config = dir.path().join("vagt.yaml");
+    let run_config = ["run", "--config", config.to_str().unwrap()];
     for (extra, expected) in [
         ("tlp: orange\n", "'orange' is not a TLP 2.0 label"),
         (
@@ -443,11 +432,7 @@ fn bad_warning_settings_name_the_setting() {
             "vagt.yaml",
             &format!("rules: [rules.yml]\ninputs: [{{path: events.jsonl}}]\noutput: alerts.jsonl\n{extra}"),
         );
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vagt"))
-            .args(["run", "--config"])
-            .arg(dir.path().join("vagt.yaml"))
-            .output()
-            .unwrap();
+        let out = vagt(&run_config);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{extra}");
         assert!(stderr.contains(expected), "{extra}: {stderr}");
@@ -462,11 +447,7 @@ fn bad_warning_settings_name_the_setting() {
         "vagt.yaml",
         "rules: [rules.yml]\ninputs: [{path: events.jsonl}]\noutputs:\n  - {name: x, type: file, path: x.jsonl, audience: everyone}\n",
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vagt"))
-        .args(["run", "--config"])
-        .arg(dir.path().join("vagt.yaml"))
-        .output()
-        .unwrap();
+    let out = vagt(&run_config);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("audience") && stderr.contains("everyone"),
