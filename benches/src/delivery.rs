@@ -169,17 +169,7 @@ pub fn webhook_latency(
         .spawn()?;
     let mut stdin = child.stdin.take().context("stdin")?;
     let stderr = child.stderr.take().context("stderr")?;
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.starts_with("vagt: ready") {
-                let _ = ready_tx.send(());
-            }
-        }
-    });
-    ready_rx
-        .recv_timeout(Duration::from_secs(300))
-        .context("vagt never said it was ready")?;
+    crate::wait_until_ready(stderr)?;
     // When each line was written (ns after `origin`; 0: not yet).
     let origin = Instant::now();
     let sent: Vec<AtomicU64> = (0..lines.len()).map(|_| AtomicU64::new(0)).collect();

@@ -7,6 +7,24 @@ pub mod transports;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+/// Waits (at most five minutes) until a started vagt says on stderr that
+/// its rules are compiled, so that a measurement leaves start-up out; the
+/// rest of stderr is drained meanwhile and after.
+pub fn wait_until_ready(stderr: std::process::ChildStderr) -> anyhow::Result<()> {
+    use std::io::{BufRead, BufReader};
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.starts_with("vagt: ready") {
+                let _ = ready_tx.send(());
+            }
+        }
+    });
+    ready_rx
+        .recv_timeout(std::time::Duration::from_secs(300))
+        .map_err(|_| anyhow::anyhow!("vagt never said it was ready"))
+}
+
 /// `../shared/corpora`; panics with a clear message when it is missing.
 pub fn corpora() -> PathBuf {
     let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpora"));

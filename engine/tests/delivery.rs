@@ -81,12 +81,7 @@ fn a_webhook_receiver_down_for_ten_seconds_gets_every_alert_in_order() {
     let receiver = Receiver::start();
     let config = webhook_config(dir.path(), &receiver.url(), "");
     let stats_file = dir.path().join("stats.json");
-    let mut vagt = Vagt::start(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--stats",
-        stats_file.to_str().unwrap(),
-    ]);
+    let mut vagt = Vagt::with_stats(&config, &stats_file);
     vagt.wait_for("vagt: ready", WAIT);
     // 3 s up, 10 s down, 2 s up again; events all along.
     let start = Instant::now();
@@ -174,12 +169,7 @@ fn a_run_killed_while_the_receiver_is_down_delivers_its_outbox_after_a_restart()
 
     receiver.up();
     let stats_file = dir.path().join("stats.json");
-    let mut vagt = Vagt::start(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--stats",
-        stats_file.to_str().unwrap(),
-    ]);
+    let mut vagt = Vagt::with_stats(&config, &stats_file);
     vagt.wait_for("waiting in the outbox", WAIT);
     eventually("the killed run's alerts at the receiver", WAIT, || {
         let got: HashSet<String> = receiver.ids().into_iter().collect();
@@ -282,12 +272,7 @@ fn a_receiver_answering_503_for_a_while_gets_every_alert_and_retries_are_counted
     receiver.answer(503);
     let config = webhook_config(dir.path(), &receiver.url(), "");
     let stats_file = dir.path().join("stats.json");
-    let mut vagt = Vagt::start(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--stats",
-        stats_file.to_str().unwrap(),
-    ]);
+    let mut vagt = Vagt::with_stats(&config, &stats_file);
     vagt.wait_for("vagt: ready", WAIT);
     append(&dir.path().join("events.jsonl"), &events(0, 60));
     vagt.wait_for("does not take alerts", WAIT);

@@ -348,12 +348,7 @@ fn senders_far_behind_each_other_each_see_their_own_brute_force() {
     let actors = ["rnv-hospital-nord", "rnv-hospital-syd", "kom-fjordby"];
     let config = http_config(dir.path(), &actors, "");
     let stats = dir.path().join("stats.json");
-    let mut vagt = Vagt::start(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--stats",
-        stats.to_str().unwrap(),
-    ]);
+    let mut vagt = Vagt::with_stats(&config, &stats);
     let addr = vagt.listening("http://127.0.0.1:0");
     vagt.wait_for("vagt: ready", WAIT);
     let now = chrono::Utc::now().timestamp_millis() - 15 * 60_000;

@@ -183,12 +183,7 @@ progress: never
         ),
     )
     .unwrap();
-    let mut vagt = Vagt::start(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--stats",
-        stats_file.to_str().unwrap(),
-    ]);
+    let mut vagt = Vagt::with_stats(&config, &stats_file);
     vagt.wait_for("vagt: ready", WAIT);
     append(&events_file, &events(0, 100));
     let archive = dir.path().join("archive.jsonl");

@@ -148,10 +148,16 @@ fn syslog_output_sends_rfc5424_over_tcp() {
         dir.path(),
         &format!("  - {{name: siem, type: syslog, address: \"{addr}\", protocol: tcp, app_name: vagt-test}}\n"),
     );
-    let (ok, stderr) = vagt_run(&config);
+    run_and_receive_syslog(&config, &received, 40);
+}
+
+/// Runs `config` and waits for `n` octet-counted syslog messages in
+/// `received`, each checked.
+fn run_and_receive_syslog(config: &Path, received: &Mutex<Vec<u8>>, n: usize) {
+    let (ok, stderr) = vagt_run(config);
     assert!(ok, "{stderr}");
     crate::support::eventually("the messages", Duration::from_secs(10), || {
-        octet_counted(&received.lock().unwrap()).len() == 40
+        octet_counted(&received.lock().unwrap()).len() == n
     });
     octet_counted(&received.lock().unwrap())
         .iter()
@@ -199,14 +205,7 @@ fn syslog_output_sends_over_tls_to_a_server_it_trusts() {
             addr.port()
         ),
     );
-    let (ok, stderr) = vagt_run(&config);
-    assert!(ok, "{stderr}");
-    crate::support::eventually("the messages", Duration::from_secs(10), || {
-        octet_counted(&received.lock().unwrap()).len() == 25
-    });
-    octet_counted(&received.lock().unwrap())
-        .iter()
-        .for_each(|m| check_syslog_message(m));
+    run_and_receive_syslog(&config, &received, 25);
 }
 
 #[test]

@@ -46,6 +46,16 @@ impl Vagt {
         Vagt::start(&["--config", config.to_str().unwrap()])
     }
 
+    /// Starts `vagt run --config config --stats stats`.
+    pub fn with_stats(config: &Path, stats: &Path) -> Vagt {
+        Vagt::start(&[
+            "--config",
+            config.to_str().unwrap(),
+            "--stats",
+            stats.to_str().unwrap(),
+        ])
+    }
+
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

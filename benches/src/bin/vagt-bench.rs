@@ -519,17 +519,7 @@ fn latency_run(
     // Start sending once vagt has compiled its rules (it says so on stderr),
     // so that latency is not the start-up time; keep draining stderr after.
     let stderr = child.stderr.take().context("stderr")?;
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.starts_with("vagt: ready") {
-                let _ = ready_tx.send(());
-            }
-        }
-    });
-    ready_rx
-        .recv_timeout(Duration::from_secs(300))
-        .context("vagt never said it was ready")?;
+    vagt_benches::wait_until_ready(stderr)?;
     let origin = Instant::now();
     // Send times in nanoseconds since `origin`, per line (0 = not sent).
     let sent: Arc<Vec<AtomicU64>> = Arc::new((0..lines.len()).map(|_| AtomicU64::new(0)).collect());
