@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use proptest::prelude::*;
-use serde_json::{json, Value};
+use serde_json::Value;
 use vagt_engine::{InputConfig, RunConfig, RunSummary};
 
 use crate::cli::{repo, vagt};
 use crate::sources::{post, sha256_hex};
 use crate::support::{eventually, json_lines, Vagt};
+use crate::windows::{sorted, summary};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -42,22 +43,6 @@ fn host_files() -> Vec<PathBuf> {
     files.sort();
     assert!(files.len() >= 10, "the history has a file per machine");
     files
-}
-
-/// What identifies a windowed alert in `expected.json`.
-fn summary(alert: &Value) -> Value {
-    json!({
-        "rule": alert["rule"]["title"],
-        "group": alert["group"],
-        "count": alert["count"],
-        "first": alert["event_time"]["first"],
-        "last": alert["event_time"]["last"],
-    })
-}
-
-fn sorted(mut values: Vec<Value>) -> Vec<Value> {
-    values.sort_by_key(|v| v.to_string());
-    values
 }
 
 fn expected() -> Vec<Value> {

@@ -24,7 +24,7 @@ fn catalog() -> PathBuf {
 }
 
 /// What identifies a windowed alert in the expectations.
-fn summary(alert: &Value) -> Value {
+pub fn summary(alert: &Value) -> Value {
     serde_json::json!({
         "rule": alert["rule"]["title"],
         "group": alert["group"],
@@ -34,7 +34,8 @@ fn summary(alert: &Value) -> Value {
     })
 }
 
-fn sorted(mut values: Vec<Value>) -> Vec<Value> {
+/// Values in a stable order (by their JSON text).
+pub fn sorted(mut values: Vec<Value>) -> Vec<Value> {
     values.sort_by_key(|v| v.to_string());
     values
 }
