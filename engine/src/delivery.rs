@@ -299,7 +299,9 @@ impl Router {
             for sector in campaign_alerts {
                 self.campaign(sector, &mut per_output).await;
             }
-            let routing = self.routes.route(&AlertFacts::of(&alert));
+            let facts = AlertFacts::of(&alert);
+            let routing = self.routes.route(&facts);
+            let global = self.warning.plan.global(&facts, alert.group.is_some());
             let tlp = self.warning.settle_tlp(&mut alert, routing.tlp);
             if routing.outputs.is_empty() {
                 self.outcome.unrouted += 1;
@@ -314,7 +316,6 @@ impl Router {
                 continue;
             }
             let alert = Arc::new(alert);
-            let global = self.warning.plan.global(&alert);
             let mut admitted = 0;
             for &o in &routing.outputs {
                 if !self.admits(o, tlp, &alert.id) {

@@ -21,7 +21,6 @@
 //! restrictive: never at CLEAR or GREEN.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -59,7 +58,7 @@ pub(crate) struct StixEncoder {
     include_events: bool,
     host_fields: Vec<String>,
     /// Rule texts by `file:line`, read once.
-    rules: Mutex<HashMap<String, Option<String>>>,
+    rules: HashMap<String, Option<String>>,
 }
 
 /// A STIX id of `kind` for `what`.
@@ -82,7 +81,7 @@ impl StixEncoder {
             pseudonyms,
             include_events,
             host_fields,
-            rules: Mutex::new(HashMap::new()),
+            rules: HashMap::new(),
         }
     }
 
@@ -94,12 +93,12 @@ impl StixEncoder {
     }
 
     /// The objects of one alert, as a JSON array.
-    pub fn encode(&self, alert: &Alert, out: &mut Vec<u8>) {
+    pub fn encode(&mut self, alert: &Alert, out: &mut Vec<u8>) {
         serde_json::to_writer(&mut *out, &self.objects(alert)).expect("STIX JSON");
     }
 
     /// The objects of one alert.
-    pub fn objects(&self, alert: &Alert) -> Vec<Value> {
+    pub fn objects(&mut self, alert: &Alert) -> Vec<Value> {
         let tlp = alert.tlp.unwrap_or(Tlp::Amber);
         let producer = identity(&self.producer, &self.producer);
         let producer_id = producer["id"].clone();
@@ -117,7 +116,7 @@ impl StixEncoder {
         objects
     }
 
-    fn indicator(&self, alert: &Alert) -> Value {
+    fn indicator(&mut self, alert: &Alert) -> Value {
         let rule = &alert.rule;
         let pattern = self.rule_text(&rule.source).unwrap_or_else(|| {
             // The file is gone: the rule's identity, as Sigma YAML.
@@ -203,12 +202,11 @@ impl StixEncoder {
             .as_ref()
             .and_then(|e| serde_json::from_str(e.get()).ok());
         if let Some(event) = &event {
-            let hosts = self.names(event, "host", &self.host_fields);
+            let hosts = self.names(event, "host", self.host_fields.iter().map(String::as_str));
             if !hosts.is_empty() {
                 sighting["x_vagt_hosts"] = Value::from(hosts);
             }
-            let users: Vec<String> = USER_FIELDS.iter().map(|f| f.to_string()).collect();
-            let users = self.names(event, "user", &users);
+            let users = self.names(event, "user", USER_FIELDS);
             if !users.is_empty() {
                 sighting["x_vagt_users"] = Value::from(users);
             }
@@ -220,7 +218,12 @@ impl StixEncoder {
     }
 
     /// The values of the first of `fields` in an event, pseudonymised.
-    fn names(&self, event: &Value, kind: &str, fields: &[String]) -> Vec<String> {
+    fn names<'f>(
+        &self,
+        event: &Value,
+        kind: &str,
+        fields: impl IntoIterator<Item = &'f str>,
+    ) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for f in fields {
             if let Some(v) = find_field(event, f).and_then(Value::as_str) {
@@ -234,9 +237,8 @@ impl StixEncoder {
     }
 
     /// The rule's YAML document from its `file:line`, cached.
-    fn rule_text(&self, source: &str) -> Option<String> {
-        let mut rules = self.rules.lock().expect("rule cache");
-        rules
+    fn rule_text(&mut self, source: &str) -> Option<String> {
+        self.rules
             .entry(source.to_string())
             .or_insert_with(|| read_rule(source))
             .clone()

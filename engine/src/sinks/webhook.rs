@@ -152,7 +152,7 @@ impl WebhookSink {
                             }
                         };
                         payload.clear();
-                        match &self.stix {
+                        match &mut self.stix {
                             Some(stix) => stix.encode(&alert, &mut payload),
                             None => encode(&alert, self.context.encoding, &mut payload),
                         }

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use vagt_connectors::ConfigDuration;
 
-use crate::alert::{alert_id, Alert};
+use crate::alert::{alert_id, Alert, AlertFacts};
 use crate::routes::{self, Condition, RouteMatch};
 
 /// `suppress:` of an output, a route or a policy.
@@ -337,21 +337,13 @@ impl SuppressionPlan {
     }
 
     /// The spec from the policies or the correlation default, the same
-    /// for every output.
-    pub fn global(&self, alert: &Alert) -> Option<&Spec> {
-        if self.policies.is_empty() {
-            return alert.group.as_ref().and(self.correlation.as_ref());
-        }
-        let facts = crate::alert::AlertFacts::of(alert);
+    /// for every output; `windowed` for an alert of a windowed rule.
+    pub fn global(&self, alert: &AlertFacts<'_>, windowed: bool) -> Option<&Spec> {
         self.policies
             .iter()
-            .find(|(conditions, _)| conditions.iter().all(|c| c.holds(&facts)))
+            .find(|(conditions, _)| conditions.iter().all(|c| c.holds(alert)))
             .map(|(_, spec)| spec)
-            .or(if alert.group.is_some() {
-                self.correlation.as_ref()
-            } else {
-                None
-            })
+            .or(self.correlation.as_ref().filter(|_| windowed))
     }
 }
 
