@@ -454,3 +454,68 @@ fn bad_warning_settings_name_the_setting() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_output_a_route_and_a_policy_each_suppress_by_their_own_key() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "rules.yml",
+        "title: Script host\nid: 22222222-0000-4000-8000-000000000001\nstatus: test\nlogsource: {product: windows}\ndetection:\n    selection: {EventID: 1}\n    condition: selection\ntags: [attack.execution]\nlevel: medium\n",
+    );
+    // Six events: hosts A, A, A, B, B, B; users u0, u1 alternating.
+    let events: String = (0..6)
+        .map(|i| {
+            format!(
+                "{{\"EventID\": 1, \"Computer\": \"WS-{}\", \"User\": \"u{}\", \"@timestamp\": \"2026-03-02T10:0{i}:00Z\"}}\n",
+                if i < 3 { "A" } else { "B" },
+                i % 2
+            )
+        })
+        .collect();
+    write(dir.path(), "events.jsonl", &events);
+    let config = dir.path().join("vagt.yaml");
+    write(
+        dir.path(),
+        "vagt.yaml",
+        "rules: [rules.yml]\ninputs: [{path: events.jsonl}]\nprogress: never\nsuppression:\n  policies:\n    - {name: execution, match: {tags: [attack.execution]}, window: 1h}\noutputs:\n  - {name: archive, type: file, path: archive.jsonl}\n  - {name: pager, type: file, path: pager.jsonl, suppress: {by: [host], window: 1h}}\n  - {name: soc, type: file, path: soc.jsonl}\nroutes:\n  - {name: own, outputs: [archive, pager], continue: true}\n  - {name: soc, outputs: [soc], suppress: {by: [event.User], window: 1h}}\n",
+    );
+    let (summary, _) = run_with_stats(&config);
+    // Per output: (scope, first alerts' keys, repeats reported per key).
+    let check = |output: &str, scope: &str, key: &str, expected: &[(&str, u64)]| {
+        let alerts = json_lines(&dir.path().join(format!("{output}.jsonl")));
+        let firsts: Vec<&Value> = alerts.iter().filter(|a| !is_follow_up(a)).collect();
+        let follow_ups: Vec<&Value> = alerts.iter().filter(|a| is_follow_up(a)).collect();
+        assert_eq!(firsts.len(), expected.len(), "{output}: {alerts:#?}");
+        let mut reported: Vec<(String, u64)> = follow_ups
+            .iter()
+            .map(|f| {
+                let report = &f["suppression"];
+                assert_eq!(report["scope"], scope, "{output}");
+                let value = if key.is_empty() {
+                    String::new()
+                } else {
+                    report["key"][key].as_str().unwrap().to_string()
+                };
+                (value, report["suppressed"].as_u64().unwrap())
+            })
+            .collect();
+        reported.sort();
+        let expected: Vec<(String, u64)> =
+            expected.iter().map(|(k, n)| (k.to_string(), *n)).collect();
+        assert_eq!(reported, expected, "{output}");
+        let held: u64 = expected.iter().map(|(_, n)| n).sum();
+        assert_eq!(summary["outputs"][output]["suppressed"], held, "{output}");
+        assert_eq!(
+            summary["outputs"][output]["follow_ups"],
+            expected.len() as u64,
+            "{output}"
+        );
+    };
+    // The policy (the rule alone): one alert, five repeats.
+    check("archive", "policy:execution", "", &[("", 5)]);
+    // The output's own spec wins over the policy: by host.
+    check("pager", "output:pager", "host", &[("WS-A", 2), ("WS-B", 2)]);
+    // The route's spec wins over the policy: by user.
+    check("soc", "route:soc", "event.User", &[("u0", 2), ("u1", 2)]);
+}
