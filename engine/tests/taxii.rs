@@ -128,7 +128,9 @@ const RULES: &str = "title: Shared green rule\nid: 11111111-0000-4000-8000-00000
 
 const CATALOG: &str = "actors:\n  - {id: hosp-a, name: Hospital A, kind: hospital}\n  - {id: muni-b, name: Municipality B, kind: municipality}\n";
 
-fn setup(dir: &Path, medallion: &Medallion, outbox: &str) -> std::path::PathBuf {
+/// The config: two organisations' events, alerts to a file and the
+/// sector's collection; `suppression` is its suppression section.
+fn setup(dir: &Path, medallion: &Medallion, outbox: &str, suppression: &str) -> std::path::PathBuf {
     std::fs::write(dir.join("rules.yml"), RULES).unwrap();
     std::fs::write(dir.join("catalog.yaml"), CATALOG).unwrap();
     for (org, host) in [("hosp-a", "HN-WS-0001"), ("muni-b", "FJK-PC-77")] {
@@ -145,13 +147,15 @@ fn setup(dir: &Path, medallion: &Medallion, outbox: &str) -> std::path::PathBuf 
     std::fs::write(
         &config,
         format!(
-            "rules: [rules.yml]\ncatalog: catalog.yaml\nprogress: never\ninputs:\n  - {{path: hosp-a.jsonl, actor: hosp-a}}\n  - {{path: muni-b.jsonl, actor: muni-b}}\npseudonyms: {{key_env: VAGT_TEST_TAXII_KEY}}\nsuppression: {{correlation: {{window: 0s}}}}\noutputs:\n  - {{name: own, type: file, path: alerts.jsonl}}\n  - name: sector\n    type: taxii\n    audience: community\n    collection: {}\n    username_env: VAGT_TEST_TAXII_USER\n    password_env: VAGT_TEST_TAXII_PASSWORD\n    identity: Region Nordvest\n    pseudonymise: true\n    include_events: true\n    outbox: {{dir: {outbox}}}\n",
+            "rules: [rules.yml]\ncatalog: catalog.yaml\nprogress: never\ninputs:\n  - {{path: hosp-a.jsonl, actor: hosp-a}}\n  - {{path: muni-b.jsonl, actor: muni-b}}\npseudonyms: {{key_env: VAGT_TEST_TAXII_KEY}}\nsuppression: {suppression}\noutputs:\n  - {{name: own, type: file, path: alerts.jsonl}}\n  - name: sector\n    type: taxii\n    audience: community\n    collection: {}\n    username_env: VAGT_TEST_TAXII_USER\n    password_env: VAGT_TEST_TAXII_PASSWORD\n    identity: Region Nordvest\n    pseudonymise: true\n    include_events: true\n    outbox: {{dir: {outbox}}}\n",
             medallion.collection()
         ),
     )
     .unwrap();
     config
 }
+
+const NO_SUPPRESSION: &str = "{correlation: {window: 0s}}";
 
 fn run(config: &Path) -> Value {
     run_with_stats_env(
@@ -169,7 +173,7 @@ fn run(config: &Path) -> Value {
 fn alerts_reach_a_taxii_collection_as_stix_and_a_resend_adds_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let medallion = Medallion::start(dir.path());
-    let config = setup(dir.path(), &medallion, "outbox");
+    let config = setup(dir.path(), &medallion, "outbox", NO_SUPPRESSION);
     let summary = run(&config);
     let alerts = json_lines(&dir.path().join("alerts.jsonl"));
     assert_eq!(alerts.len(), 8, "four events at each of two organisations");
@@ -273,7 +277,7 @@ fn alerts_reach_a_taxii_collection_as_stix_and_a_resend_adds_nothing() {
 
     // The same alerts again (a fresh run, a fresh outbox): nothing new.
     std::fs::remove_file(dir.path().join("alerts.jsonl")).unwrap();
-    let config = setup(dir.path(), &medallion, "outbox2");
+    let config = setup(dir.path(), &medallion, "outbox2", NO_SUPPRESSION);
     let summary = run(&config);
     assert_eq!(summary["outputs"]["sector"]["delivered"], 4);
     assert_eq!(summary["outputs"]["sector"]["failed"], 0);
@@ -283,4 +287,48 @@ fn alerts_reach_a_taxii_collection_as_stix_and_a_resend_adds_nothing() {
         .map(|o| format!("{} {}", o["id"], o["modified"]))
         .collect();
     assert_eq!(before, after, "a re-send adds nothing");
+}
+
+#[test]
+fn a_follow_up_is_a_new_version_of_its_first_alerts_sighting() {
+    let dir = tempfile::tempdir().unwrap();
+    let medallion = Medallion::start(dir.path());
+    // Each organisation's two GREEN alerts: one, and a follow-up.
+    let config = setup(
+        dir.path(),
+        &medallion,
+        "outbox",
+        "{policies: [{name: shared, match: {tags: [tlp.green]}, by: [actor], window: 1h}]}",
+    );
+    let summary = run(&config);
+    assert_eq!(summary["outputs"]["sector"]["suppressed"], 2);
+    assert_eq!(summary["outputs"]["sector"]["follow_ups"], 2);
+    let alerts = json_lines(&dir.path().join("alerts.jsonl"));
+    let objects = medallion.objects();
+    let mut versions: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for s in objects.iter().filter(|o| o["type"] == "sighting") {
+        versions
+            .entry(s["id"].as_str().unwrap().into())
+            .or_default()
+            .push(s);
+    }
+    assert_eq!(versions.len(), 2, "one sighting per organisation");
+    for (id, mut v) in versions {
+        v.sort_by_key(|s| s["modified"].as_str().unwrap().to_string());
+        assert_eq!(v.len(), 2, "{id}: the first and the follow-up's version");
+        let first = alerts
+            .iter()
+            .find(|a| a["id"] == v[0]["x_vagt_alert_id"] && a.get("suppression").is_none())
+            .expect("the first alert");
+        assert_eq!(v[0]["count"], 1);
+        assert_eq!(v[1]["count"], 2, "the group's total");
+        assert_eq!(v[1]["x_vagt_alert_id"], first["id"]);
+        assert_eq!(v[1]["first_seen"], v[0]["first_seen"]);
+        // The repeat is the organisation's event at 10:03.
+        assert!(v[1]["last_seen"]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-03-02T10:03:00"));
+        assert!(v[1]["modified"].as_str().unwrap() > v[0]["modified"].as_str().unwrap());
+    }
 }
