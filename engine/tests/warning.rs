@@ -519,3 +519,53 @@ fn an_output_a_route_and_a_policy_each_suppress_by_their_own_key() {
     // The route's spec wins over the policy: by user.
     check("soc", "route:soc", "event.User", &[("u0", 2), ("u1", 2)]);
 }
+
+#[test]
+fn a_live_group_is_closed_by_the_clock_with_its_follow_up() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "rules.yml", &tlp_rules());
+    write(dir.path(), "events.jsonl", "");
+    let config = dir.path().join("vagt.yaml");
+    write(
+        dir.path(),
+        "vagt.yaml",
+        "rules: [rules.yml]\ninputs: [{tail: events.jsonl}]\noutput: alerts.jsonl\nprogress: never\nsuppression:\n  policies: [{name: untagged, match: {tags: [attack.execution]}, window: 2s}]\n",
+    );
+    let mut vagt = crate::support::Vagt::with_config(&config);
+    vagt.wait_for("ready", std::time::Duration::from_secs(30));
+    // Three events of the untagged rule, 100 ms apart in event time.
+    let events: String = (1..4)
+        .map(|i| {
+            format!(
+                "{{\"EventID\": 1, \"n\": {i}, \"@timestamp\": \"2026-03-02T10:00:00.{i}Z\"}}\n"
+            )
+        })
+        .collect();
+    crate::support::append(&dir.path().join("events.jsonl"), &events);
+    let alerts = dir.path().join("alerts.jsonl");
+    let untagged = || -> Vec<Value> {
+        if !alerts.exists() {
+            return Vec::new();
+        }
+        json_lines(&alerts)
+            .into_iter()
+            .filter(|a| a["rule"]["title"] == "TLP rule untagged")
+            .collect()
+    };
+    // While it runs: once two seconds have passed on the clock, the
+    // follow-up comes without any further event.
+    crate::support::eventually("the follow-up", std::time::Duration::from_secs(10), || {
+        untagged().len() == 2
+    });
+    let got = untagged();
+    assert!(!is_follow_up(&got[0]));
+    let report = &got[1]["suppression"];
+    assert_eq!(report["suppressed"], 2);
+    assert_eq!(
+        report["closed"], true,
+        "closed by the clock, not by the end"
+    );
+    let (status, stderr) = vagt.terminate();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(untagged().len(), 2, "nothing left to report at the end");
+}
