@@ -274,6 +274,9 @@ pub struct RunConfig {
     /// The key for pseudonyms of what leaves for the sector.
     #[serde(default)]
     pub pseudonyms: Option<crate::warning::pseudonym::PseudonymConfig>,
+    /// What reloads the config besides SIGHUP: file changes, HTTP.
+    #[serde(default)]
+    pub reload: crate::reload::ReloadConfig,
     /// The file it was read from, if any.
     #[serde(skip)]
     pub source: Option<ConfigSource>,
@@ -595,6 +598,7 @@ impl RunConfig {
                 "must be at least 1",
             ));
         }
+        self.reload.validate()?;
         for (i, input) in self.inputs.iter().enumerate() {
             input
                 .validate()

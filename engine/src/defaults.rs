@@ -59,6 +59,7 @@ pub fn default_config() -> RunConfig {
         pseudonyms: None,
         metrics_listen: None,
         progress: Default::default(),
+        reload: Default::default(),
         source: None,
     }
 }

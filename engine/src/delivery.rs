@@ -33,8 +33,10 @@ use vagt_connectors::live::Ack;
 use crate::alert::{now_rfc3339, Alert, AlertFacts};
 use crate::pipeline::PipelineError;
 use crate::routes::RouteTable;
+use crate::sinks::config::OutputConfig;
+use crate::sinks::running::{OutputRegistry, RunningOutputs};
 use crate::sinks::{
-    dead_letters_written, DeadItem, Delivery, OutputMetrics, SinkEnd, SinkHandle, SinkItem,
+    dead_letters_written, DeadItem, Delivery, SinkEnd, SinkEnv, SinkHandle, SinkItem,
     UndeliveredAlert,
 };
 use crate::telemetry::{self, SinkMetrics};
@@ -79,12 +81,20 @@ pub(crate) struct DeliveryPolicy {
     pub routes: RouteTable,
     pub warning: Warning,
     pub version: String,
+    /// The outputs, in the order routes and audiences index them.
+    pub outputs: Vec<OutputConfig>,
 }
 
 /// The delivery stage.
 pub(crate) struct DeliveryStage {
     pub policy: DeliveryPolicy,
+    /// The outputs, started, in the policy's order.
     pub sinks: Vec<SinkHandle>,
+    /// What outputs started by a reload are given.
+    pub capacity: usize,
+    pub env: SinkEnv,
+    /// Every output the run had, for the summary.
+    pub registry: OutputRegistry,
     pub dead: mpsc::Sender<DeadItem>,
     /// Becomes true if the dead-letter sink fails.
     pub dead_failed: watch::Receiver<bool>,
@@ -109,8 +119,12 @@ impl DeliveryStage {
                     routes,
                     warning,
                     version,
+                    outputs: configs,
                 },
             sinks,
+            capacity,
+            env,
+            registry,
             dead,
             dead_failed,
             state_file,
@@ -120,49 +134,31 @@ impl DeliveryStage {
         let acknowledger = tokio::spawn(acknowledge(pending_rx, dead.clone(), state_file));
         // Each output's end is reported as it happens: one that fails or
         // loses its reader stops the routing at once.
-        let (ended_tx, ended) = mpsc::unbounded_channel();
-        let mut senders = Vec::with_capacity(sinks.len());
-        let mut output_metrics = Vec::with_capacity(sinks.len());
-        for sink in sinks {
-            senders.push((sink.name.clone(), sink.items));
-            output_metrics.push(sink.metrics.clone());
-            let ended_tx = ended_tx.clone();
-            let name = sink.name.clone();
-            let task = sink.task;
-            tokio::spawn(async move {
-                let result = task.await.unwrap_or_else(|e| {
-                    Err(PipelineError::Internal(format!("output {name}: {e}")))
-                });
-                let _ = ended_tx.send(result);
-            });
-        }
-        drop(ended_tx);
-        let outputs = senders.len();
+        let outputs = RunningOutputs::new(
+            sinks.into_iter().zip(configs).collect(),
+            dead.clone(),
+            capacity,
+            env,
+            registry,
+        );
         let router = Router {
             routes,
             warning,
             version,
-            output_metrics,
             last_state: None,
-            senders,
+            outputs,
             dead: dead.clone(),
             dead_failed,
             pending: pending_tx,
             routed,
             metrics: SinkMetrics::new("delivery"),
             outcome: DeliveryOutcome::default(),
-            ended,
             results: Vec::new(),
         };
-        let (routed, mut ended, mut results) = router.run(deliveries).await;
         // Detection is over (or an output is gone); the outputs finish what
         // they were given.
-        while results.len() < outputs {
-            match ended.recv().await {
-                Some(result) => results.push(result),
-                None => break,
-            }
-        }
+        let (routed, outputs, results) = router.run(deliveries).await;
+        let results = outputs.close(results).await;
         let acknowledged = acknowledger
             .await
             .map_err(|e| PipelineError::Internal(format!("acknowledger: {e}")))?;
@@ -182,27 +178,25 @@ struct Router {
     routes: RouteTable,
     warning: Warning,
     version: String,
-    output_metrics: Vec<OutputMetrics>,
     /// The latest window state detection sent, for the state written
     /// after the run's last follow-ups.
     last_state: Option<Vec<u8>>,
-    senders: Vec<(Arc<str>, mpsc::Sender<SinkItem>)>,
+    outputs: RunningOutputs,
     dead: mpsc::Sender<DeadItem>,
     dead_failed: watch::Receiver<bool>,
     pending: mpsc::Sender<Pending>,
     routed: Arc<AtomicU64>,
     metrics: SinkMetrics,
     outcome: DeliveryOutcome,
-    /// Outputs' ends, as they happen.
-    ended: mpsc::UnboundedReceiver<Result<SinkEnd, PipelineError>>,
+    /// Outputs' ends seen while routing.
     results: Vec<Result<SinkEnd, PipelineError>>,
 }
 
-/// What the router hands back: its outcome (or why it stopped), and the
-/// outputs' ends, those seen and those to come.
+/// What the router hands back: its outcome (or why it stopped), the
+/// outputs, and their ends seen so far.
 type Routed = (
     Result<DeliveryOutcome, PipelineError>,
-    mpsc::UnboundedReceiver<Result<SinkEnd, PipelineError>>,
+    RunningOutputs,
     Vec<Result<SinkEnd, PipelineError>>,
 );
 
@@ -213,9 +207,7 @@ impl Router {
         if outcome.is_ok() && !self.finish().await {
             outcome = Ok(());
         }
-        // Dropping the senders tells the outputs that nothing more comes.
-        drop(self.senders);
-        (outcome.map(|()| self.outcome), self.ended, self.results)
+        (outcome.map(|()| self.outcome), self.outputs, self.results)
     }
 
     async fn route_all(
@@ -232,7 +224,7 @@ impl Router {
                     Some(item) => Some(item),
                     None => break,
                 },
-                Some(end) = self.ended.recv() => {
+                Some(end) = self.outputs.next_end() => {
                     // An output ended before detection did: it failed, or
                     // its reader went away.
                     self.results.push(end);
@@ -259,9 +251,12 @@ impl Router {
                 Delivery::Alerts(alerts, received) => self.alerts(alerts, received).await,
                 Delivery::Acks(acks) if acks.is_empty() => true,
                 Delivery::Acks(acks) => self.barrier(false, Then::Acks(acks)).await,
-                Delivery::Reroute(policy) => {
-                    self.reroute(*policy);
-                    true
+                Delivery::Reroute(policy, answer) => {
+                    let going_on = self.reroute(*policy, answer).await?;
+                    if self.outputs.ended_early() {
+                        break;
+                    }
+                    going_on
                 }
                 Delivery::State(bytes) => {
                     let state = match self.with_warning_state(&bytes) {
@@ -287,7 +282,7 @@ impl Router {
 
     /// Routes a batch of alerts; false if an output is gone.
     async fn alerts(&mut self, alerts: Vec<Alert>, received: Instant) -> bool {
-        let mut per_output: Vec<Vec<Arc<Alert>>> = vec![Vec::new(); self.senders.len()];
+        let mut per_output: Vec<Vec<Arc<Alert>>> = vec![Vec::new(); self.outputs.slots.len()];
         let now = now_rfc3339();
         let wall = wall_millis();
         for mut alert in alerts {
@@ -328,10 +323,10 @@ impl Router {
                     continue;
                 };
                 match self.warning.suppressor.offer(o, spec, &alert, wall, &now) {
-                    Offer::Held => self.output_metrics[o].suppressed(),
+                    Offer::Held => self.outputs.slots[o].metrics.suppressed(),
                     Offer::Send(follow_up) => {
                         if let Some(follow_up) = follow_up {
-                            self.output_metrics[o].follow_up();
+                            self.outputs.slots[o].metrics.follow_up();
                             per_output[o].push(Arc::from(follow_up));
                         }
                         per_output[o].push(alert.clone());
@@ -354,12 +349,13 @@ impl Router {
     /// Hands each output its alerts; false if an output is gone.
     async fn send(&mut self, per_output: Vec<Vec<Arc<Alert>>>, received: Instant) -> bool {
         let mut count = 0;
-        for ((_, sender), alerts) in self.senders.iter().zip(per_output) {
+        for (slot, alerts) in self.outputs.slots.iter().zip(per_output) {
             if alerts.is_empty() {
                 continue;
             }
             count = count.max(alerts.len());
-            if sender
+            if slot
+                .items
                 .send(SinkItem::Alerts(alerts, received))
                 .await
                 .is_err()
@@ -379,9 +375,9 @@ impl Router {
         if tlp.admits(audience) {
             return true;
         }
-        self.output_metrics[o].refused_tlp();
+        self.outputs.slots[o].metrics.refused_tlp();
         tracing::info!(
-            output = %self.senders[o].0,
+            output = %self.outputs.slots[o].name,
             alert,
             "{tlp} excludes this output's audience ({}): not sent",
             audience.as_str()
@@ -419,26 +415,54 @@ impl Router {
         }
     }
 
-    /// Takes a reloaded version's routes and warning settings; open
-    /// suppression groups and campaign tracks carry over.
-    fn reroute(&mut self, policy: DeliveryPolicy) {
+    /// Takes a reloaded version's outputs, routes and warning settings,
+    /// all or none: a new output that cannot start leaves everything as
+    /// it was. Open suppression groups and campaign tracks carry over; the
+    /// groups of a removed output send their follow-ups to it before it
+    /// stops. `answer` hears whether the version now runs. False if an
+    /// output is gone.
+    ///
+    /// # Errors
+    /// A changed output can neither start nor go back to its old settings.
+    async fn reroute(
+        &mut self,
+        policy: DeliveryPolicy,
+        answer: oneshot::Sender<Result<(), String>>,
+    ) -> Result<bool, PipelineError> {
         let DeliveryPolicy {
             routes,
             mut warning,
             version,
+            outputs,
         } = policy;
-        warning.adopt(&mut self.warning);
+        let env = SinkEnv {
+            pseudonyms: warning.pseudonyms.clone(),
+            host_fields: warning.catalog_host_fields(),
+        };
+        let started = match self.outputs.start_swap(&outputs, &env).await? {
+            Ok(started) => started,
+            Err(e) => {
+                let _ = answer.send(Err(e));
+                return Ok(true);
+            }
+        };
+        let plan = self.outputs.plan(&outputs);
+        let closing = warning.adopt(&mut self.warning, &plan.moved, &now_rfc3339());
+        let sent = closing.is_empty() || self.follow_ups(closing).await;
+        self.outputs.finish_swap(&outputs, started).await;
         self.warning = warning;
         self.routes = routes;
         crate::reload::announce(&version, Some(&self.version));
         self.version = version;
+        let _ = answer.send(Ok(()));
+        Ok(sent)
     }
 
     /// Follow-ups, each to its output; false if an output is gone.
     async fn follow_ups(&mut self, due: Vec<(usize, Alert)>) -> bool {
-        let mut per_output: Vec<Vec<Arc<Alert>>> = vec![Vec::new(); self.senders.len()];
+        let mut per_output: Vec<Vec<Arc<Alert>>> = vec![Vec::new(); self.outputs.slots.len()];
         for (o, alert) in due {
-            self.output_metrics[o].follow_up();
+            self.outputs.slots[o].metrics.follow_up();
             per_output[o].push(Arc::new(alert));
         }
         self.send(per_output, Instant::now()).await
@@ -475,7 +499,7 @@ impl Router {
         let mut file =
             serde_json::from_slice::<std::collections::BTreeMap<String, Box<RawValue>>>(windows)
                 .ok()?;
-        let names: Vec<Arc<str>> = self.senders.iter().map(|(n, _)| n.clone()).collect();
+        let names = self.outputs.names();
         let state = self.warning.snapshot(&names);
         file.insert(
             "warning".into(),
@@ -499,17 +523,18 @@ impl Router {
     /// Sends a barrier to every output and queues what follows it; false
     /// if an output is gone.
     async fn barrier(&mut self, sync: bool, then: Then) -> bool {
-        let mut taken = Vec::with_capacity(self.senders.len());
-        for (name, sender) in &self.senders {
+        let mut taken = Vec::with_capacity(self.outputs.slots.len());
+        for slot in &self.outputs.slots {
             let (tx, rx) = oneshot::channel();
-            if sender
+            if slot
+                .items
                 .send(SinkItem::Barrier { sync, taken: tx })
                 .await
                 .is_err()
             {
                 return false;
             }
-            taken.push((name.clone(), rx));
+            taken.push((slot.name.clone(), rx));
         }
         self.pending
             .send(Pending { taken, sync, then })

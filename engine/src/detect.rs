@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use vagt_connectors::live::Ack;
 use vagt_connectors::{DeadLetter, EventBatch};
-use vagt_rules::window::TimestampSpec;
+use vagt_rules::window::{TimestampSpec, WindowPlan};
 use vagt_rules::{RuleMatch, RuleSet};
 
 use crate::alert::{now_rfc3339, Alert, AlertBuilder, FieldCandidates};
@@ -77,6 +77,9 @@ pub(crate) struct Detector {
     pub stop_evaluation: Duration,
     /// The state file's snapshots, if one is configured: their interval.
     pub snapshots: Option<Duration>,
+    /// Makes a window stage for a reload that brings the first windowed
+    /// rules to a run without one.
+    pub new_stage: Box<dyn Fn(WindowPlan) -> WindowStage + Send>,
 }
 
 /// What one pass of the loop decided.
@@ -143,30 +146,85 @@ impl Detector {
                 Work::Tick => self.tick(&mut state),
                 // Between two batches: the batches before were evaluated
                 // with the old rules, those after with the new.
-                Work::Reload(reload) => {
-                    let reload = *reload;
-                    self.set = reload.set;
-                    self.catalog = reload.catalog;
-                    self.fields = reload.fields;
-                    metrics = DetectionMetrics::new(&self.set);
-                    scratch = self.set.scratch();
-                    scratch.cancel_when(self.give_up.clone());
-                    telemetry::rules(self.set.len(), reload.rejected);
-                    if self
-                        .sinks
-                        .blocking_send(Delivery::Reroute(reload.policy))
-                        .is_err()
-                    {
-                        break;
+                Work::Reload(reload) => match self.reload(*reload) {
+                    Some(true) => {
+                        metrics = DetectionMetrics::new(&self.set);
+                        scratch = self.set.scratch();
+                        scratch.cancel_when(self.give_up.clone());
+                        Next::Go
                     }
-                    Next::Go
-                }
+                    Some(false) => Next::Go,
+                    None => break,
+                },
             };
             if let Next::End = next {
                 break;
             }
         }
         self.end(state)
+    }
+
+    /// Swaps a reloaded version in, all or none: windows must be able to
+    /// take it, then delivery its outputs; only then rules, catalog and
+    /// windowed rules change. Some(whether it did), None once the sinks
+    /// are gone.
+    fn reload(&mut self, reload: crate::reload::Reload) -> Option<bool> {
+        let crate::reload::Reload {
+            set,
+            rejected,
+            windows,
+            catalog,
+            fields,
+            policy,
+            applied,
+        } = reload;
+        let windows_stay = self.windows.as_ref().map_or(windows.is_empty(), |w| {
+            w.plan().same_rules(&windows)
+        });
+        if let Some(stage) = self.windows.as_ref().filter(|_| !windows_stay) {
+            if let Err(e) = stage.can_replan() {
+                let _ = applied.send(Err(e));
+                return Some(false);
+            }
+        }
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        if self
+            .sinks
+            .blocking_send(Delivery::Reroute(policy, answer))
+            .is_err()
+        {
+            return None;
+        }
+        match answered.blocking_recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                let _ = applied.send(Err(e));
+                return Some(false);
+            }
+            Err(_) => return None,
+        }
+        self.set = set;
+        self.catalog = catalog;
+        self.fields = fields;
+        match self.windows.as_mut() {
+            Some(stage) => {
+                let report = stage.replan(windows);
+                if !windows_stay {
+                    tracing::info!(
+                        kept = report.rules,
+                        dropped = report.dropped_rules,
+                        "reload: window state of unchanged windowed rules kept"
+                    );
+                }
+            }
+            None if !windows.is_empty() => {
+                self.windows = Some((self.new_stage)(windows));
+            }
+            None => {}
+        }
+        telemetry::rules(self.set.len(), rejected);
+        let _ = applied.send(Ok(()));
+        Some(true)
     }
 
     /// Alerts decided outside a batch; false once the sinks are gone.

@@ -286,6 +286,7 @@ pub(crate) fn load_policy(
             routes,
             warning,
             version,
+            outputs: outputs.to_vec(),
         },
     ))
 }
@@ -344,6 +345,7 @@ pub async fn run_until(
         telemetry::install(addr)?;
     }
     crate::reload::announce(&policy.version, None);
+    let version = policy.version.clone();
     telemetry::rules(compiled.set.len(), compiled.rejected.len());
     let names: Vec<String> = config.inputs.iter().map(|i| i.name()).collect();
     let files = input_files(&config);
@@ -455,18 +457,29 @@ pub async fn run_until(
     );
     let readers = std::mem::take(&mut started_inputs.readers);
     let dropped = started_inputs.dropped.clone();
-    // SIGHUP reloads a run started from a config file.
+    // A run started from a config file reloads it (SIGHUP, watch, HTTP).
     let reloads = match config.source.as_ref().map(|s| s.path.clone()) {
-        Some(path) => Some(
-            crate::reload::spawn_on_hangup(path, config.clone(), profile.clone(), &batch_tx)
-                .map_err(PipelineError::Signals)?,
-        ),
+        Some(path) => {
+            let reloading = crate::reload::start(
+                path,
+                config.clone(),
+                version.clone(),
+                profile.clone(),
+                &batch_tx,
+            )
+            .await?;
+            if let Some(addr) = reloading.http {
+                observer.listening("reload", addr);
+            }
+            Some(reloading)
+        }
         None => None,
     };
     drop(batch_tx);
 
     // Detection.
     let set = Arc::new(compiled.set);
+    let new_stage = Box::new(stage_maker(&config, &profile, &names, &timestamps)?);
     let detector = Detector {
         set: set.clone(),
         catalog: catalog.clone(),
@@ -481,6 +494,7 @@ pub async fn run_until(
         give_up: give_up.clone(),
         stop_evaluation: config.stop_evaluation.get(),
         snapshots: state_file.is_some().then_some(snapshot_interval),
+        new_stage,
     };
     let detect = tokio::task::spawn_blocking(move || detector.run(batch_rx));
 
@@ -536,6 +550,8 @@ pub async fn run_until(
     summary.alerts_refused_tlp = delivered.refused_tlp;
     summary.campaigns = delivered.campaigns;
     summary.outputs = output_metrics
+        .lock()
+        .expect("output registry")
         .iter()
         .map(|(name, kind, metrics)| (name.clone(), metrics.report(kind)))
         .collect();
@@ -688,25 +704,7 @@ fn window_stage(
     if compiled.windows.is_empty() && state_file.is_none() {
         return Ok((None, None));
     }
-    let inputs = config
-        .inputs
-        .iter()
-        .zip(names)
-        .map(|(i, name)| StageInput {
-            name: name.clone(),
-            actor: i.actor.clone(),
-            finite: matches!(i.source, SourceConfig::File(_)),
-        })
-        .collect();
-    let mut stage = WindowStage::new(
-        compiled.windows.clone(),
-        config.windows.limits()?,
-        timestamps.to_vec(),
-        profile.host.clone(),
-        inputs,
-    )
-    .with_max_ahead(config.windows.max_ahead())
-    .with_history(config.windows.history());
+    let mut stage = stage_maker(config, profile, names, timestamps)?(compiled.windows.clone());
     let mut saved_warning = None;
     if let Some(path) = state_file {
         if let Some(restored) = stage.restore(path, files)? {
@@ -718,6 +716,34 @@ fn window_stage(
         }
     }
     Ok((Some(stage), saved_warning))
+}
+
+/// Makes window stages for this run's inputs, from a plan.
+fn stage_maker(
+    config: &RunConfig,
+    profile: &Profile,
+    names: &[String],
+    timestamps: &[TimestampSpec],
+) -> Result<impl Fn(vagt_rules::window::WindowPlan) -> WindowStage + Send + 'static, PipelineError>
+{
+    let inputs: Vec<StageInput> = config
+        .inputs
+        .iter()
+        .zip(names)
+        .map(|(i, name)| StageInput {
+            name: name.clone(),
+            actor: i.actor.clone(),
+            finite: matches!(i.source, SourceConfig::File(_)),
+        })
+        .collect();
+    let limits = config.windows.limits()?;
+    let (max_ahead, history) = (config.windows.max_ahead(), config.windows.history());
+    let (timestamps, host) = (timestamps.to_vec(), profile.host.clone());
+    Ok(move |plan| {
+        WindowStage::new(plan, limits, timestamps.clone(), host.clone(), inputs.clone())
+            .with_max_ahead(max_ahead)
+            .with_history(history.clone())
+    })
 }
 
 /// Brings back the suppression groups and campaign tracks a state file
@@ -749,7 +775,7 @@ struct Delivering {
     delivery: tokio::task::JoinHandle<Result<crate::delivery::DeliveryOutcome, PipelineError>>,
     dead_sink: tokio::task::JoinHandle<Result<u64, PipelineError>>,
     dead_count: Arc<AtomicU64>,
-    output_metrics: Vec<(String, &'static str, crate::sinks::OutputMetrics)>,
+    output_metrics: crate::sinks::running::OutputRegistry,
 }
 
 /// Starts the dead-letter sink, every output and the delivery stage that
@@ -796,14 +822,19 @@ async fn start_delivery(
             .await?,
         );
     }
-    let output_metrics = sinks
-        .iter()
-        .map(|s| (s.name.to_string(), s.kind, s.metrics.clone()))
-        .collect();
+    let output_metrics: crate::sinks::running::OutputRegistry = Arc::new(std::sync::Mutex::new(
+        sinks
+            .iter()
+            .map(|s| (s.name.to_string(), s.kind, s.metrics.clone()))
+            .collect(),
+    ));
     let delivery = tokio::spawn(
         DeliveryStage {
             policy,
             sinks,
+            capacity: config.channel_capacity,
+            env,
+            registry: output_metrics.clone(),
             dead: dead_tx,
             dead_failed: dead_failure,
             state_file,

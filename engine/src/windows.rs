@@ -175,6 +175,18 @@ pub enum StateError {
     },
 }
 
+/// What alerts of each windowed rule say about it.
+fn rule_infos(plan: &WindowPlan) -> Vec<RuleInfo> {
+    plan.rules
+        .iter()
+        .map(|r| RuleInfo {
+            meta: r.rule.meta.clone(),
+            logsource: r.logsource.clone(),
+            origin: r.origin.clone(),
+        })
+        .collect()
+}
+
 /// The windowed part of detection.
 #[derive(Debug)]
 pub struct WindowStage {
@@ -265,15 +277,7 @@ impl WindowStage {
         host_columns: Vec<String>,
         inputs: Vec<StageInput>,
     ) -> Self {
-        let infos = plan
-            .rules
-            .iter()
-            .map(|r| RuleInfo {
-                meta: r.rule.meta.clone(),
-                logsource: r.logsource.clone(),
-                origin: r.origin.clone(),
-            })
-            .collect();
+        let infos = rule_infos(&plan);
         let plan = Arc::new(plan);
         // Without windowed rules (a state file for positions only) nothing
         // needs ordering.
@@ -312,6 +316,32 @@ impl WindowStage {
             unordered: 0,
             started: Instant::now(),
         }
+    }
+
+    /// Whether a reload may change its windowed rules now: not while files'
+    /// events wait to be ordered by event time (they refer to the rules
+    /// they were observed for).
+    ///
+    /// # Errors
+    /// Files are still being ordered.
+    pub fn can_replan(&self) -> Result<(), String> {
+        match &self.history {
+            Some(history) if !history.is_empty() => Err(
+                "windowed rules changed while files' events wait to be ordered by event time: reload once the files are read"
+                    .into(),
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// Takes a reloaded version's windowed rules (see
+    /// [`WindowStage::can_replan`]): state of unchanged rules is kept.
+    pub fn replan(&mut self, plan: WindowPlan) -> RestoreReport {
+        self.infos = rule_infos(&plan);
+        let plan = Arc::new(plan);
+        self.plan = plan.clone();
+        let wall = self.wall();
+        self.runtime.replan(plan, wall)
     }
 
     /// The plan it runs.

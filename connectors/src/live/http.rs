@@ -155,24 +155,9 @@ impl HttpConfig {
             if token.actor.trim().is_empty() {
                 return Err(format!("tokens[{i}]: actor is empty"));
             }
-            let digest = match (&token.token_sha256, &token.token_env) {
-                (Some(hex), None) => parse_hex(hex)
-                    .ok_or_else(|| format!("{at}: token_sha256 is not 64 hex digits"))?,
-                (None, Some(var)) => {
-                    let value = std::env::var(var)
-                        .ok()
-                        .filter(|v| !v.is_empty())
-                        .ok_or_else(|| {
-                            format!("{at}: environment variable {var} is unset or empty")
-                        })?;
-                    Sha256::digest(value.as_bytes()).into()
-                }
-                _ => {
-                    return Err(format!(
-                        "{at}: give exactly one of token_sha256 and token_env"
-                    ))
-                }
-            };
+            let digest =
+                token_digest(token.token_sha256.as_deref(), token.token_env.as_deref())
+                    .map_err(|e| format!("{at}: {e}"))?;
             if digests
                 .insert(digest, Arc::from(token.actor.as_str()))
                 .is_some()
@@ -196,6 +181,29 @@ impl HttpConfig {
         } else {
             "http"
         }
+    }
+}
+
+/// The SHA-256 of a bearer token given by its digest in hex
+/// (`token_sha256`) or by the environment variable holding it
+/// (`token_env`): exactly one of them.
+///
+/// # Errors
+/// Neither or both are given, the digest is not 64 hex digits, or the
+/// variable is unset or empty.
+pub fn token_digest(sha256: Option<&str>, env: Option<&str>) -> Result<[u8; 32], String> {
+    match (sha256, env) {
+        (Some(hex), None) => {
+            parse_hex(hex).ok_or_else(|| "token_sha256 is not 64 hex digits".to_string())
+        }
+        (None, Some(var)) => {
+            let value = std::env::var(var)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| format!("environment variable {var} is unset or empty"))?;
+            Ok(Sha256::digest(value.as_bytes()).into())
+        }
+        _ => Err("give exactly one of token_sha256 and token_env".into()),
     }
 }
 

@@ -22,6 +22,7 @@ pub(crate) mod encode;
 pub(crate) mod file;
 pub(crate) mod kafka;
 pub(crate) mod outbox;
+pub(crate) mod running;
 pub(crate) mod stix;
 pub(crate) mod syslog;
 pub(crate) mod taxii;
@@ -55,9 +56,13 @@ pub(crate) enum Delivery {
     Acks(Vec<Ack>),
     /// The state file's content, written once everything before is on disk.
     State(Vec<u8>),
-    /// A reloaded version's routes and warning settings, for the alerts
-    /// after it.
-    Reroute(Box<crate::delivery::DeliveryPolicy>),
+    /// A reloaded version's outputs, routes and warning settings, for the
+    /// alerts after it; the answer says whether it runs (detection swaps
+    /// its rules only then).
+    Reroute(
+        Box<crate::delivery::DeliveryPolicy>,
+        oneshot::Sender<Result<(), String>>,
+    ),
 }
 
 /// What flows to the dead-letter sink.
@@ -308,7 +313,7 @@ pub enum OutputError {
 }
 
 /// What outputs take from the run beyond their own config.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct SinkEnv {
     /// The key for pseudonyms, if configured.
     pub pseudonyms: Option<crate::warning::pseudonym::Pseudonymiser>,
@@ -327,8 +332,24 @@ pub(crate) async fn start(
     capacity: usize,
     env: &SinkEnv,
 ) -> Result<SinkHandle, PipelineError> {
+    start_with(config, dead, append, capacity, env, None).await
+}
+
+/// Starts the task of one output, counting with `metrics` if given (a
+/// reloaded output goes on with its counters).
+///
+/// # Errors
+/// It cannot start (a file that cannot be opened, a bad TLS file).
+pub(crate) async fn start_with(
+    config: &OutputConfig,
+    dead: mpsc::Sender<DeadItem>,
+    append: bool,
+    capacity: usize,
+    env: &SinkEnv,
+    metrics: Option<OutputMetrics>,
+) -> Result<SinkHandle, PipelineError> {
     let name: Arc<str> = Arc::from(config.name.as_str());
-    let metrics = OutputMetrics::new(&name);
+    let metrics = metrics.unwrap_or_else(|| OutputMetrics::new(&name));
     let stdout_is_terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let encoding = config.encoding.unwrap_or(match config.sink {
         SinkConfig::Stdout if stdout_is_terminal => Encoding::Text,

@@ -162,13 +162,21 @@ impl Warning {
     }
 
     /// Takes over the open suppression groups and campaign tracks of the
-    /// version it replaces (a reload).
-    pub fn adopt(&mut self, old: &mut Warning) {
+    /// version it replaces (a reload); `moved[o]` is the new index of old
+    /// output `o`. Returns the follow-ups of groups whose output is gone,
+    /// by old index.
+    pub fn adopt(
+        &mut self,
+        old: &mut Warning,
+        moved: &[Option<usize>],
+        now_text: &str,
+    ) -> Vec<(usize, Alert)> {
         let groups = std::mem::take(&mut old.suppressor);
-        self.suppressor.adopt(groups);
+        let closing = self.suppressor.adopt(groups, moved, now_text);
         if let (Some(new), Some(old)) = (&mut self.campaigns, &mut old.campaigns) {
             new.adopt(old);
         }
+        closing
     }
 
     /// Whether there is no state to keep: no open suppression group and

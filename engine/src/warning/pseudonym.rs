@@ -17,7 +17,7 @@ pub struct PseudonymConfig {
 }
 
 /// Makes pseudonyms under one key.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Pseudonymiser {
     key: Vec<u8>,
 }

@@ -540,10 +540,27 @@ impl Suppressor {
         Offer::Send(ended)
     }
 
-    /// Takes over another suppressor's open groups (a reload; the
-    /// outputs are the same).
-    pub fn adopt(&mut self, other: Suppressor) {
-        self.groups = other.groups;
+    /// Takes over another suppressor's open groups (a reload):
+    /// `moved[o]` is the new index of old output `o`. The groups of an
+    /// output the new version no longer has close: their follow-ups are
+    /// returned, by old index, to be sent before that output stops.
+    pub fn adopt(
+        &mut self,
+        other: Suppressor,
+        moved: &[Option<usize>],
+        now_text: &str,
+    ) -> Vec<(usize, Alert)> {
+        let mut closing = Vec::new();
+        for ((output, id), mut group) in other.groups {
+            match moved.get(output).copied().flatten() {
+                Some(index) => {
+                    self.groups.insert((index, id), group);
+                }
+                None => closing.extend(group.follow_up(true, now_text).map(|a| (output, a))),
+            }
+        }
+        sort_follow_ups(&mut closing);
+        closing
     }
 
     /// Closes the groups whose window has passed on the wall clock too:

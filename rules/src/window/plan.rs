@@ -75,6 +75,13 @@ enum Input {
 }
 
 impl WindowPlan {
+    /// Whether `other` plans the same windowed rules, in the same order
+    /// (their keys): state made under one is valid under the other.
+    pub fn same_rules(&self, other: &WindowPlan) -> bool {
+        self.rules.len() == other.rules.len()
+            && self.rules.iter().zip(&other.rules).all(|(a, b)| a.key == b.key)
+    }
+
     /// Resolves `windows` against the detection rules of `set`. Rules with
     /// a missing reference, in a cycle, or depending on a rejected rule are
     /// rejected; the others are planned.

@@ -861,11 +861,30 @@ impl<E: Clone + Serialize + DeserializeOwned> WindowRuntime<E> {
         }
     }
 
-    /// Resumes from a snapshot (taken at wall clock `wall_ms` now). State of
-    /// rules that are no longer loaded (or whose definition changed) is
-    /// dropped; rules new since the snapshot start empty. Sources resume
-    /// their progress and hold back what they feed as if they had just
-    /// sent.
+    /// Takes a reloaded plan: with the same windowed rules everything is
+    /// kept (the plan's links to the new rule set change); otherwise the
+    /// state of rules whose key is unchanged carries over, as a restart
+    /// would keep it, without going through a file.
+    pub fn replan(&mut self, plan: Arc<WindowPlan>, wall_ms: u64) -> RestoreReport {
+        if self.plan.same_rules(&plan) {
+            self.plan = plan;
+            return RestoreReport {
+                rules: self.rules.len(),
+                pending: self.pending,
+                sources: self.clock.sources().len(),
+                ..RestoreReport::default()
+            };
+        }
+        let snapshot = self.snapshot();
+        self.plan = plan;
+        self.restore(snapshot, wall_ms)
+    }
+
+    /// Resumes from a snapshot (taken at wall clock `wall_ms` now), of an
+    /// earlier run or of this one before a reload. State of rules that are
+    /// no longer loaded (or whose definition changed) is dropped; rules new
+    /// since the snapshot start empty. Sources resume their progress and
+    /// hold back what they feed as if they had just sent.
     pub fn restore(&mut self, snapshot: WindowSnapshot<E>, wall_ms: u64) -> RestoreReport {
         let index: HashMap<&str, usize> = self
             .plan
