@@ -178,9 +178,10 @@ impl Detector {
             policy,
             applied,
         } = reload;
-        let windows_stay = self.windows.as_ref().map_or(windows.is_empty(), |w| {
-            w.plan().same_rules(&windows)
-        });
+        let windows_stay = self
+            .windows
+            .as_ref()
+            .map_or(windows.is_empty(), |w| w.plan().same_rules(&windows));
         if let Some(stage) = self.windows.as_ref().filter(|_| !windows_stay) {
             if let Err(e) = stage.can_replan() {
                 let _ = applied.send(Err(e));

@@ -740,9 +740,15 @@ fn stage_maker(
     let (max_ahead, history) = (config.windows.max_ahead(), config.windows.history());
     let (timestamps, host) = (timestamps.to_vec(), profile.host.clone());
     Ok(move |plan| {
-        WindowStage::new(plan, limits, timestamps.clone(), host.clone(), inputs.clone())
-            .with_max_ahead(max_ahead)
-            .with_history(history.clone())
+        WindowStage::new(
+            plan,
+            limits,
+            timestamps.clone(),
+            host.clone(),
+            inputs.clone(),
+        )
+        .with_max_ahead(max_ahead)
+        .with_history(history.clone())
     })
 }
 

@@ -293,7 +293,18 @@ fn syslog_over_udp_tcp_and_tls_alerts_with_each_listeners_actor() {
 
 /// Sends a raw HTTP/1.1 request; returns the status code and body.
 pub(crate) fn post(addr: SocketAddr, token: Option<&str>, body: &str) -> (u16, String) {
-    post_over(connect(addr), addr, token, "", body.as_bytes())
+    request(addr, "POST /ingest", token, body)
+}
+
+/// Sends `request` (method and path) with `token` and `body`; returns the
+/// status code and body.
+pub(crate) fn request(
+    addr: SocketAddr,
+    request: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    send_over(connect(addr), addr, request, token, "", body.as_bytes())
 }
 
 /// A connection that fails the test rather than hang it.
@@ -307,8 +318,20 @@ fn connect(addr: SocketAddr) -> TcpStream {
 /// As [`post`], over `stream` (plain or TLS), with `headers` (lines ending
 /// in CRLF) added.
 fn post_over(
+    stream: impl Read + Write,
+    addr: SocketAddr,
+    token: Option<&str>,
+    headers: &str,
+    body: &[u8],
+) -> (u16, String) {
+    send_over(stream, addr, "POST /ingest", token, headers, body)
+}
+
+/// As [`request`], over `stream`, with `headers` added.
+fn send_over(
     mut stream: impl Read + Write,
     addr: SocketAddr,
+    request: &str,
     token: Option<&str>,
     headers: &str,
     body: &[u8],
@@ -318,7 +341,7 @@ fn post_over(
         .unwrap_or_default();
     write!(
         stream,
-        "POST /ingest HTTP/1.1\r\nHost: {addr}\r\n{auth}{headers}Content-Type: application/x-ndjson\r\n\
+        "{request} HTTP/1.1\r\nHost: {addr}\r\n{auth}{headers}Content-Type: application/x-ndjson\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )

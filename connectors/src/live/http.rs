@@ -155,9 +155,8 @@ impl HttpConfig {
             if token.actor.trim().is_empty() {
                 return Err(format!("tokens[{i}]: actor is empty"));
             }
-            let digest =
-                token_digest(token.token_sha256.as_deref(), token.token_env.as_deref())
-                    .map_err(|e| format!("{at}: {e}"))?;
+            let digest = token_digest(token.token_sha256.as_deref(), token.token_env.as_deref())
+                .map_err(|e| format!("{at}: {e}"))?;
             if digests
                 .insert(digest, Arc::from(token.actor.as_str()))
                 .is_some()

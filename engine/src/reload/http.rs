@@ -84,9 +84,9 @@ pub(crate) async fn serve(
                 format!("cannot listen on {}: {e}", config.listen),
             ))
         })?;
-    let addr = listener.local_addr().map_err(|e| {
-        PipelineError::Internal(format!("reload.http: {e}"))
-    })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| PipelineError::Internal(format!("reload.http: {e}")))?;
     let endpoint = Arc::new(Endpoint {
         token,
         requests,
@@ -177,5 +177,9 @@ async fn version(State(endpoint): State<Arc<Endpoint>>, headers: HeaderMap) -> R
         return unauthorised();
     }
     let version = endpoint.version.lock().expect("version").clone();
-    (StatusCode::OK, Json(serde_json::json!({"version": version}))).into_response()
+    (
+        StatusCode::OK,
+        Json(serde_json::json!({"version": version})),
+    )
+        .into_response()
 }

@@ -163,7 +163,7 @@ pub(crate) struct Reload {
     /// For delivery, after the alerts before the swap.
     pub policy: Box<DeliveryPolicy>,
     /// Whether it now runs, or why not.
-    pub applied: oneshot::Sender<Result<(), String>>,
+    pub applied: Applied,
 }
 
 /// A version: a digest of the config file's text, the rule files read
@@ -204,8 +204,11 @@ fn fixed(config: &RunConfig) -> [(&'static str, String); 10] {
 struct Prepared {
     config: RunConfig,
     version: String,
-    reload: Box<dyn FnOnce(oneshot::Sender<Result<(), String>>) -> Reload + Send>,
+    reload: Box<dyn FnOnce(Applied) -> Reload + Send>,
 }
+
+/// Where the stages say whether a version now runs, or why not.
+pub(crate) type Applied = oneshot::Sender<Result<(), String>>;
 
 /// Reads and compiles the config at `path` as a new version of `running`.
 fn prepare(path: &Path, running: &RunConfig, profile: &Profile) -> Result<Prepared, ReloadError> {
@@ -338,7 +341,11 @@ impl Reloader {
     /// Prepares a new version and has the stages swap it in.
     async fn reload(&mut self, cause: &Cause) -> Outcome {
         tracing::info!("reload asked for by {cause}");
-        let (path, running, profile) = (self.path.clone(), self.running.clone(), self.profile.clone());
+        let (path, running, profile) = (
+            self.path.clone(),
+            self.running.clone(),
+            self.profile.clone(),
+        );
         let prepared = tokio::task::spawn_blocking(move || prepare(&path, &running, &profile))
             .await
             .unwrap_or_else(|e| Err(ReloadError::Refused(format!("reload task: {e}"))));
@@ -359,8 +366,7 @@ impl Reloader {
             },
             Err(e) => {
                 self.ending = matches!(e, ReloadError::Ending);
-                metrics::counter!("vagt_config_reloads_total", "result" => "rejected")
-                    .increment(1);
+                metrics::counter!("vagt_config_reloads_total", "result" => "rejected").increment(1);
                 tracing::error!(version = %self.version, "reload rejected, the running version stays in force: {e}");
                 Outcome::Rejected {
                     version: self.version.clone(),

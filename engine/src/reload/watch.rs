@@ -2,8 +2,9 @@
 //! folders, or its catalog changes. Editors and deployments replace a file
 //! by writing another and renaming it over, so the folders holding the
 //! files are watched (a rule folder with all it holds), and only events
-//! naming a watched file, or a path inside a watched rule folder, count.
-//! Writes within `reload.debounce` of each other give one reload. After
+//! naming a watched file, or a path inside a watched rule folder, count;
+//! reading a file (as a reload does) is no change. Changes within
+//! `reload.debounce` of each other give one reload. After
 //! each reload the watched set follows the new version's paths.
 
 use std::collections::BTreeSet;
@@ -11,8 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use notify_debouncer_mini::notify::{RecommendedWatcher, RecursiveMode};
-use notify_debouncer_mini::{new_debouncer, DebounceEventResult, Debouncer};
+use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 
 use super::{Cause, Request};
@@ -36,46 +36,46 @@ impl Watched {
 
 /// The running file watch.
 pub(crate) struct Watcher {
-    debouncer: Debouncer<RecommendedWatcher>,
+    watcher: RecommendedWatcher,
     watched: Arc<Mutex<Watched>>,
     /// Folders registered with the watcher, and how.
     registered: BTreeSet<(PathBuf, bool)>,
 }
 
 impl Watcher {
-    /// Starts watching nothing yet; changes become requests.
+    /// Starts watching nothing yet; changes, once quiet for `debounce`,
+    /// become requests.
     ///
     /// # Errors
     /// The system's file watch cannot be set up.
-    pub fn start(debounce: Duration, requests: mpsc::Sender<Request>) -> Result<Watcher, PipelineError> {
+    pub fn start(
+        debounce: Duration,
+        requests: mpsc::Sender<Request>,
+    ) -> Result<Watcher, PipelineError> {
         let watched = Arc::new(Mutex::new(Watched::default()));
         let seen = watched.clone();
-        let debouncer = new_debouncer(debounce, move |events: DebounceEventResult| {
-            let events = match events {
-                Ok(events) => events,
+        let (changes, changed) = mpsc::unbounded_channel::<PathBuf>();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<Event>| {
+            let event = match event {
+                Ok(event) => event,
                 Err(e) => {
                     tracing::warn!("reload.watch: {e}");
                     return;
                 }
             };
-            let changed = {
-                let watched = seen.lock().expect("watched files");
-                events
-                    .into_iter()
-                    .map(|e| e.path)
-                    .find(|p| watched.counts(p))
-            };
-            if let Some(path) = changed {
-                // The watcher's own thread: waiting here is fine.
-                let _ = requests.blocking_send(Request {
-                    cause: Cause::Changed(path),
-                    reply: None,
-                });
+            // Reading a file (as a reload does) is no change of it.
+            if matches!(event.kind, EventKind::Access(_) | EventKind::Other) {
+                return;
+            }
+            let watched = seen.lock().expect("watched files");
+            for path in event.paths.into_iter().filter(|p| watched.counts(p)) {
+                let _ = changes.send(path);
             }
         })
         .map_err(|e| PipelineError::Internal(format!("reload.watch: {e}")))?;
+        tokio::spawn(quiet_then_request(changed, debounce, requests));
         Ok(Watcher {
-            debouncer,
+            watcher,
             watched,
             registered: BTreeSet::new(),
         })
@@ -87,7 +87,13 @@ impl Watcher {
         let mut folders: BTreeSet<(PathBuf, bool)> = BTreeSet::new();
         let files = std::iter::once(path)
             .chain(config.catalog.as_deref())
-            .chain(config.rules.iter().map(PathBuf::as_path).filter(|p| !p.is_dir()));
+            .chain(
+                config
+                    .rules
+                    .iter()
+                    .map(PathBuf::as_path)
+                    .filter(|p| !p.is_dir()),
+            );
         for file in files {
             let file = absolute(file);
             if let Some(parent) = file.parent() {
@@ -100,7 +106,7 @@ impl Watcher {
             folders.insert((folder.clone(), true));
             watched.folders.insert(folder);
         }
-        let watcher = self.debouncer.watcher();
+        let watcher = &mut self.watcher;
         for (folder, recursive) in self.registered.difference(&folders) {
             let _ = watcher.unwatch(folder);
             tracing::debug!(folder = %folder.display(), recursive, "reload.watch: no longer watched");
@@ -120,6 +126,31 @@ impl Watcher {
     }
 }
 
+/// Waits after a change until none came for `debounce`, then asks for
+/// one reload, naming the last file changed.
+async fn quiet_then_request(
+    mut changed: mpsc::UnboundedReceiver<PathBuf>,
+    debounce: Duration,
+    requests: mpsc::Sender<Request>,
+) {
+    while let Some(mut path) = changed.recv().await {
+        loop {
+            match tokio::time::timeout(debounce, changed.recv()).await {
+                Ok(Some(next)) => path = next,
+                Ok(None) => return,
+                Err(_) => break,
+            }
+        }
+        let request = Request {
+            cause: Cause::Changed(path),
+            reply: None,
+        };
+        if requests.send(request).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// A path as the watcher reports it: absolute, with its folder's links
 /// resolved (the file itself may be replaced at any time).
 fn absolute(path: &Path) -> PathBuf {
@@ -128,10 +159,7 @@ fn absolute(path: &Path) -> PathBuf {
         return whole.canonicalize().unwrap_or(whole);
     }
     match (whole.parent(), whole.file_name()) {
-        (Some(parent), Some(name)) => parent
-            .canonicalize()
-            .map(|p| p.join(name))
-            .unwrap_or(whole),
+        (Some(parent), Some(name)) => parent.canonicalize().map(|p| p.join(name)).unwrap_or(whole),
         _ => whole,
     }
 }

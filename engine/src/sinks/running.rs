@@ -198,10 +198,7 @@ impl RunningOutputs {
                 }
                 Err(e) => {
                     let env_before = self.env.clone();
-                    let slot = self
-                        .start(&previous, &env_before, Some(metrics))
-                        .await
-                        .map_err(PipelineError::from)?;
+                    let slot = self.start(&previous, &env_before, Some(metrics)).await?;
                     self.slots[old] = slot;
                     return Ok(Err(format!(
                         "{e}; it runs on with its previous settings{}",

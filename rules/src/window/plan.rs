@@ -79,7 +79,11 @@ impl WindowPlan {
     /// (their keys): state made under one is valid under the other.
     pub fn same_rules(&self, other: &WindowPlan) -> bool {
         self.rules.len() == other.rules.len()
-            && self.rules.iter().zip(&other.rules).all(|(a, b)| a.key == b.key)
+            && self
+                .rules
+                .iter()
+                .zip(&other.rules)
+                .all(|(a, b)| a.key == b.key)
     }
 
     /// Resolves `windows` against the detection rules of `set`. Rules with
