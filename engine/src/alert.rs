@@ -158,47 +158,6 @@ impl<'a> AlertFacts<'a> {
             tlp: alert.tlp,
         }
     }
-
-    /// The facts of an alert's JSON, as vagt writes it.
-    ///
-    /// # Errors
-    /// A field routes need is missing or of the wrong type.
-    pub fn from_json(alert: &'a serde_json::Value) -> Result<AlertFacts<'a>, String> {
-        let text = |path: &str| -> Result<&'a str, String> {
-            alert
-                .pointer(path)
-                .and_then(serde_json::Value::as_str)
-                .ok_or_else(|| format!("{} is missing or not text", &path[1..].replace('/', ".")))
-        };
-        let list = |path: &str| -> Vec<&'a str> {
-            alert
-                .pointer(path)
-                .and_then(serde_json::Value::as_array)
-                .map(|a| a.iter().filter_map(serde_json::Value::as_str).collect())
-                .unwrap_or_default()
-        };
-        let level = |path: &str| -> Result<Level, String> {
-            let name = text(path)?;
-            Level::parse(name).ok_or_else(|| format!("{}: '{name}' is not a level", &path[1..]))
-        };
-        Ok(AlertFacts {
-            id: text("/id")?,
-            actor: alert.get("actor").and_then(serde_json::Value::as_str),
-            severity: level("/severity")?,
-            level: level("/rule/level")?,
-            rule_id: text("/rule/id")?,
-            processes: list("/critical_processes"),
-            tags: list("/rule/tags"),
-            techniques: list("/rule/attack_techniques"),
-            tlp: match alert.get("tlp").and_then(serde_json::Value::as_str) {
-                Some(label) => Some(
-                    Tlp::parse(label)
-                        .ok_or_else(|| format!("tlp: '{label}' is not a TLP label"))?,
-                ),
-                None => None,
-            },
-        })
-    }
 }
 
 /// The evidence of a windowed alert.

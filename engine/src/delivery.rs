@@ -41,7 +41,7 @@ use crate::sinks::{
 };
 use crate::telemetry::{self, SinkMetrics};
 use crate::warning::suppress::Offer;
-use crate::warning::tlp::Tlp;
+use crate::warning::tlp::{Audience, Tlp};
 use crate::warning::Warning;
 use crate::windows::write_state;
 
@@ -294,11 +294,8 @@ impl Router {
             for sector in campaign_alerts {
                 self.campaign(sector, &mut per_output).await;
             }
-            let facts = AlertFacts::of(&alert);
-            let routing = self.routes.route(&facts);
-            let global = self.warning.plan.global(&facts, alert.group.is_some());
-            let tlp = self.warning.settle_tlp(&mut alert, routing.tlp);
-            if routing.outputs.is_empty() {
+            let decision = decide(&self.routes, &mut self.warning, &mut alert, wall, &now);
+            if decision.outputs.is_empty() {
                 self.outcome.unrouted += 1;
                 telemetry::unrouted();
                 let reason = format!(
@@ -310,21 +307,17 @@ impl Router {
                 self.dead_letter(&alert, "routes", reason).await;
                 continue;
             }
+            let tlp = decision.tlp;
             let alert = Arc::new(alert);
             let mut admitted = 0;
-            for &o in &routing.outputs {
-                if !self.admits(o, tlp, &alert.id) {
-                    continue;
-                }
-                admitted += 1;
-                let spec = self.warning.plan.spec_for(o, &routing.taken, global);
-                let Some(spec) = spec else {
-                    per_output[o].push(alert.clone());
-                    continue;
-                };
-                match self.warning.suppressor.offer(o, spec, &alert, wall, &now) {
-                    Offer::Held => self.outputs.slots[o].metrics.suppressed(),
-                    Offer::Send(follow_up) => {
+            for (o, verdict) in decision.outputs {
+                match verdict {
+                    Verdict::Refused(audience) => {
+                        self.refused(o, tlp, audience, &alert.id);
+                        continue;
+                    }
+                    Verdict::Held => self.outputs.slots[o].metrics.suppressed(),
+                    Verdict::Send(follow_up) => {
                         if let Some(follow_up) = follow_up {
                             self.outputs.slots[o].metrics.follow_up();
                             per_output[o].push(Arc::from(follow_up));
@@ -332,6 +325,7 @@ impl Router {
                         per_output[o].push(alert.clone());
                     }
                 }
+                admitted += 1;
             }
             if admitted == 0 {
                 self.outcome.refused_tlp += 1;
@@ -368,13 +362,8 @@ impl Router {
         true
     }
 
-    /// Whether output `o`'s audience may see an alert of `tlp`; a refusal
-    /// is counted and logged.
-    fn admits(&self, o: usize, tlp: Tlp, alert: &str) -> bool {
-        let audience = self.warning.audiences[o];
-        if tlp.admits(audience) {
-            return true;
-        }
+    /// Counts and logs an alert output `o`'s audience may not see.
+    fn refused(&self, o: usize, tlp: Tlp, audience: Audience, alert: &str) {
         self.outputs.slots[o].metrics.refused_tlp();
         tracing::info!(
             output = %self.outputs.slots[o].name,
@@ -382,7 +371,6 @@ impl Router {
             "{tlp} excludes this output's audience ({}): not sent",
             audience.as_str()
         );
-        false
     }
 
     /// A sector campaign alert, to the campaign's outputs its TLP admits.
@@ -404,9 +392,12 @@ impl Router {
             .unwrap_or_default();
         let mut sent = false;
         for o in outputs {
-            if self.admits(o, tlp, &sector.id) {
+            let audience = self.warning.audiences[o];
+            if tlp.admits(audience) {
                 per_output[o].push(sector.clone());
                 sent = true;
+            } else {
+                self.refused(o, tlp, audience, &sector.id);
             }
         }
         if !sent {
@@ -540,6 +531,71 @@ impl Router {
             .send(Pending { taken, sync, then })
             .await
             .is_ok()
+    }
+}
+
+/// What delivery does with one alert at one output it is routed to.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    /// Send it; first the follow-up of the suppression group it ends, if
+    /// any.
+    Send(Option<Box<Alert>>),
+    /// A repeat: held back, counted in its group's follow-up.
+    Held,
+    /// Its TLP excludes this output's audience.
+    Refused(Audience),
+}
+
+/// What delivery does with one alert.
+#[derive(Debug)]
+pub(crate) struct Decision<'r> {
+    /// The alert's TLP after routing.
+    pub tlp: Tlp,
+    /// The routes it took.
+    pub routes: Vec<&'r str>,
+    /// Each output it is routed to (none: no route takes it), in order.
+    pub outputs: Vec<(usize, Verdict)>,
+}
+
+/// Routes an alert (prepared by the warning service), settles its TLP and
+/// offers it to the suppression groups of each output whose audience may
+/// see it; `now` is the clock in ms, `now_text` as RFC 3339. The one
+/// place these decisions are made: the running delivery stage and
+/// `vagt routes test` both ask here.
+pub(crate) fn decide<'r>(
+    routes: &'r RouteTable,
+    warning: &mut Warning,
+    alert: &mut Alert,
+    now: i64,
+    now_text: &str,
+) -> Decision<'r> {
+    let (routing, global) = {
+        let facts = AlertFacts::of(alert);
+        let windowed = alert.group.is_some();
+        (routes.route(&facts), warning.plan.global(&facts, windowed))
+    };
+    let tlp = warning.settle_tlp(alert, routing.tlp);
+    let outputs = routing
+        .outputs
+        .iter()
+        .map(|&o| {
+            let audience = warning.audiences[o];
+            if !tlp.admits(audience) {
+                return (o, Verdict::Refused(audience));
+            }
+            let Some(spec) = warning.plan.spec_for(o, &routing.taken, global) else {
+                return (o, Verdict::Send(None));
+            };
+            match warning.suppressor.offer(o, spec, alert, now, now_text) {
+                Offer::Held => (o, Verdict::Held),
+                Offer::Send(follow_up) => (o, Verdict::Send(follow_up)),
+            }
+        })
+        .collect();
+    Decision {
+        tlp,
+        routes: routing.routes,
+        outputs,
     }
 }
 

@@ -7,6 +7,7 @@ pub mod config;
 pub mod defaults;
 mod delivery;
 mod detect;
+pub mod dry_run;
 pub mod pipeline;
 pub mod progress;
 mod reload;

@@ -214,13 +214,7 @@ fn routes_test(
 ) -> anyhow::Result<ExitCode> {
     use std::io::BufRead;
     let config = RunConfig::from_file(config)?;
-    let catalog = match &config.catalog {
-        Some(path) => vagt_engine::Catalog::from_file(path)?,
-        None => vagt_engine::Catalog::empty(),
-    };
-    let outputs = config.alert_outputs();
-    let table = vagt_engine::routes::RouteTable::compile(&config.routes, &outputs, &catalog)
-        .map_err(|e| config.locate(vagt_engine::config::ConfigError::setting(e.key, e.message)))?;
+    let mut dry_run = vagt_engine::dry_run::DryRun::new(&config)?;
     let input: Box<dyn BufRead> = if alerts.as_os_str() == "-" {
         Box::new(std::io::stdin().lock())
     } else {
@@ -235,10 +229,7 @@ fn routes_test(
         if line.trim().is_empty() {
             continue;
         }
-        let result = serde_json::from_str::<serde_json::Value>(&line)
-            .map_err(|e| e.to_string())
-            .and_then(|alert| table.test(&alert, &outputs));
-        let test = match result {
+        let test = match dry_run.test(&line) {
             Ok(test) => test,
             Err(e) => {
                 bad += 1;
@@ -252,33 +243,18 @@ fn routes_test(
         }
         if json {
             writeln!(stdout, "{}", serde_json::to_string(&test)?)?;
-            continue;
-        }
-        let targets: Vec<String> = test
-            .outputs
-            .iter()
-            .map(|t| match (&t.target, &t.dead_letter) {
-                (Some(target), _) => format!("{} ({target})", t.output),
-                (None, why) => format!(
-                    "{} (dead letter: {})",
-                    t.output,
-                    why.as_deref().unwrap_or("")
-                ),
-            })
-            .collect();
-        if targets.is_empty() {
-            writeln!(stdout, "{}: no route takes it: dead letter", test.id)?;
         } else {
-            let routes = if test.routes.is_empty() {
-                "(none configured: every output)".to_string()
-            } else {
-                test.routes.join(", ")
-            };
+            writeln!(stdout, "{}", describe_route(&test))?;
+        }
+    }
+    for follow_up in dry_run.finish() {
+        if json {
+            writeln!(stdout, "{}", serde_json::json!({"follow_up": follow_up}))?;
+        } else {
             writeln!(
                 stdout,
-                "{}: routes {routes} -> {}",
-                test.id,
-                targets.join(", ")
+                "at the end: a follow-up of {} to {}: {} repeats held back",
+                follow_up.of, follow_up.output, follow_up.suppressed
             )?;
         }
     }
@@ -288,6 +264,43 @@ fn routes_test(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// One line of `vagt routes test`: the alert, its TLP and routes, and
+/// what each output does with it.
+fn describe_route(test: &vagt_engine::dry_run::RouteTest) -> String {
+    if test.outputs.is_empty() {
+        return format!("{} ({}): no route takes it: dead letter", test.id, test.tlp);
+    }
+    let targets: Vec<String> = test
+        .outputs
+        .iter()
+        .map(|t| {
+            let target = t.target.as_deref().unwrap_or("");
+            let reason = t.reason.as_deref().unwrap_or("");
+            let follow_up = t
+                .follow_up
+                .map(|n| format!(", after a follow-up of {n} repeats"))
+                .unwrap_or_default();
+            match t.verdict {
+                "send" => format!("{} ({target}{follow_up})", t.output),
+                "held" => format!("{} (held back: a repeat)", t.output),
+                "refused" => format!("{} (refused: {reason})", t.output),
+                _ => format!("{} (dead letter: {reason})", t.output),
+            }
+        })
+        .collect();
+    let routes = if test.routes.is_empty() {
+        "(none configured: every output)".to_string()
+    } else {
+        test.routes.join(", ")
+    };
+    format!(
+        "{} ({}): routes {routes} -> {}",
+        test.id,
+        test.tlp,
+        targets.join(", ")
+    )
 }
 
 /// An error and its causes, each said once: most of vagt's errors already

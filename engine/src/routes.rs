@@ -283,64 +283,6 @@ impl RouteTable {
     }
 }
 
-/// Where one alert of a `vagt routes test` goes.
-#[derive(Debug, serde::Serialize)]
-pub struct RouteTest {
-    /// The alert's id.
-    pub id: String,
-    /// The routes it takes.
-    pub routes: Vec<String>,
-    /// The outputs it reaches, with where there.
-    pub outputs: Vec<RouteTarget>,
-}
-
-/// One output an alert reaches.
-#[derive(Debug, serde::Serialize)]
-pub struct RouteTarget {
-    /// The output's name.
-    pub output: String,
-    /// The file, topic, URL or address.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
-    /// Why the alert cannot go there after all (it becomes a dead letter).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dead_letter: Option<String>,
-}
-
-impl RouteTable {
-    /// Where the alert in `json` (vagt's alert JSON) goes, as a dry run.
-    ///
-    /// # Errors
-    /// The JSON is not an alert.
-    pub fn test(
-        &self,
-        json: &serde_json::Value,
-        outputs: &[OutputConfig],
-    ) -> Result<RouteTest, String> {
-        let facts = AlertFacts::from_json(json)?;
-        let routing = self.route(&facts);
-        Ok(RouteTest {
-            id: facts.id.to_string(),
-            routes: routing.routes.iter().map(|r| r.to_string()).collect(),
-            outputs: routing
-                .outputs
-                .iter()
-                .map(|&o| {
-                    let (target, dead_letter) = match outputs[o].target(&facts) {
-                        Ok(target) => (Some(target), None),
-                        Err(why) => (None, Some(why)),
-                    };
-                    RouteTarget {
-                        output: outputs[o].name.clone(),
-                        target,
-                        dead_letter,
-                    }
-                })
-                .collect(),
-        })
-    }
-}
-
 /// The conditions of a `match`, or `(key, message)`.
 pub(crate) fn conditions(
     when: &RouteMatch,

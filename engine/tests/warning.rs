@@ -68,6 +68,26 @@ fn spray_config(dir: &Path, extra: &str) -> std::path::PathBuf {
     config
 }
 
+/// `vagt routes test --json` of `config` over the alerts in `alerts`.
+fn dry_run(config: &Path, alerts: &Path) -> Vec<Value> {
+    let out = vagt(&[
+        "routes",
+        "test",
+        config.to_str().unwrap(),
+        alerts.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 fn is_follow_up(alert: &Value) -> bool {
     alert.get("suppression").is_some()
 }
@@ -109,6 +129,20 @@ fn a_spray_gives_one_alert_and_a_follow_up_that_counts_the_rest() {
     assert_eq!(output["suppressed"], n - 1);
     assert_eq!(output["follow_ups"], 1);
     assert_eq!(output["delivered"], 2);
+
+    // The dry run replays the unsuppressed alerts through the same
+    // decisions: the first is sent, the rest held, and the end reports them.
+    let lines = dry_run(&config, &plain.path().join("alerts.jsonl"));
+    assert_eq!(lines.len() as u64, n + 1, "each alert, then the follow-up");
+    let verdicts: Vec<&str> = lines[..n as usize]
+        .iter()
+        .map(|l| l["outputs"][0]["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(verdicts[0], "send");
+    assert!(verdicts[1..].iter().all(|v| *v == "held"), "{verdicts:?}");
+    let follow_up = &lines[n as usize]["follow_up"];
+    assert_eq!(follow_up["of"], all[0]["id"]);
+    assert_eq!(follow_up["suppressed"], n - 1);
 }
 
 #[test]
@@ -235,6 +269,23 @@ fn tlp_decides_which_audiences_get_an_alert_and_refusals_are_counted() {
             summary["outputs"][output]["refused_tlp"], refused as u64,
             "output {output}"
         );
+    }
+    // The dry run over what the organisation got says, per output, what
+    // the run did.
+    for line in dry_run(&config, &dir.path().join("organisation.jsonl")) {
+        for o in line["outputs"].as_array().unwrap() {
+            let audience = match o["output"].as_str().unwrap() {
+                "sector" => "community",
+                other => other,
+            };
+            let tlp = line["tlp"].as_str().unwrap();
+            let expected = if admits(tlp, audience) {
+                "send"
+            } else {
+                "refused"
+            };
+            assert_eq!(o["verdict"], expected, "{line}");
+        }
     }
     // The RED alert reached no one: a dead letter, counted.
     assert_eq!(summary["alerts_refused_tlp"], 1);
