@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
 
+use crate::children_cpu_seconds;
+
 /// Alerts taken by the receiver: (arrival, the alert's stdin line).
 #[derive(Default)]
 struct Taken {
@@ -104,27 +106,6 @@ fn alert_lines(body: &[u8]) -> Vec<Option<u64>> {
         Ok(alert) => vec![one(&alert)],
         Err(_) => Vec::new(),
     }
-}
-
-/// CPU seconds (user + system) of this process's waited-for children.
-fn children_cpu_seconds() -> f64 {
-    children_cpu_of(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default())
-}
-
-/// The children's CPU seconds in a `/proc/PID/stat` line.
-fn children_cpu_of(stat: &str) -> f64 {
-    // Fields after the command name (which may hold spaces): cutime and
-    // cstime are the 14th and 15th of them.
-    let rest = stat.rsplit(") ").next().unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // USER_HZ is 100 on Linux.
-    (ticks(13) + ticks(14)) / 100.0
 }
 
 /// The latency of one run.
@@ -370,13 +351,5 @@ mod tests {
             count_alerts(br#"[{"detected_at":"x"},{"detected_at":"y"}]"#),
             2
         );
-    }
-
-    #[test]
-    fn children_cpu_time_is_read_after_the_command_name() {
-        let stat =
-            "4242 (vagt bench) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 320 80 20 0 1 0 5 0 0";
-        assert!((children_cpu_of(stat) - 4.0).abs() < 1e-9);
-        assert!(children_cpu_seconds() >= 0.0);
     }
 }

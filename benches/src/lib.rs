@@ -2,10 +2,14 @@
 //! given size drawn from the SigmaHQ Windows rules.
 
 pub mod delivery;
+pub mod rsigma;
 pub mod transports;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Waits (at most five minutes) until a started vagt says on stderr that
 /// its rules are compiled, so that a measurement leaves start-up out; the
@@ -23,6 +27,52 @@ pub fn wait_until_ready(stderr: std::process::ChildStderr) -> anyhow::Result<()>
     ready_rx
         .recv_timeout(std::time::Duration::from_secs(300))
         .map_err(|_| anyhow::anyhow!("vagt never said it was ready"))
+}
+
+/// CPU seconds (user + system) of this process's waited-for children.
+pub fn children_cpu_seconds() -> f64 {
+    children_cpu_of(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default())
+}
+
+/// The children's CPU seconds in a `/proc/PID/stat` line.
+fn children_cpu_of(stat: &str) -> f64 {
+    // Fields after the command name (which may hold spaces): cutime and
+    // cstime are the 14th and 15th of them.
+    let rest = stat.rsplit(") ").next().unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // USER_HZ is 100 on Linux.
+    (ticks(13) + ticks(14)) / 100.0
+}
+
+/// Peak resident memory (VmHWM) of a process, in MB.
+pub fn peak_rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Watches a process's peak memory until told to stop.
+pub fn watch_memory(pid: u32) -> (Arc<AtomicBool>, std::thread::JoinHandle<f64>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let handle = std::thread::spawn(move || {
+        let mut peak = 0.0f64;
+        while !flag.load(Ordering::Relaxed) {
+            if let Some(p) = peak_rss_mb(pid) {
+                peak = peak.max(p);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        peak
+    });
+    (stop, handle)
 }
 
 /// `../shared/corpora`; panics with a clear message when it is missing.
@@ -205,5 +255,13 @@ mod tests {
             assert_eq!(unique.len(), n);
         }
         assert_eq!(rule_subset(usize::MAX).len(), windows_rule_files().len());
+    }
+
+    #[test]
+    fn children_cpu_time_is_read_after_the_command_name() {
+        let stat =
+            "4242 (vagt bench) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 320 80 20 0 1 0 5 0 0";
+        assert!((children_cpu_of(stat) - 4.0).abs() < 1e-9);
+        assert!(children_cpu_seconds() >= 0.0);
     }
 }

@@ -1,6 +1,7 @@
 //! Integration tests of the rules crate, one binary.
 
 mod corpus;
+mod fingerprints;
 mod regression;
 mod scoping;
 mod semantics;

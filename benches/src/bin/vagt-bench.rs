@@ -13,7 +13,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,10 @@ use clap::Parser;
 use hdrhistogram::Histogram;
 use vagt_benches::delivery::{self, Outputs};
 use vagt_benches::transports::{transport_run, Transport, HTTP_BODY_BYTES};
-use vagt_benches::{otrf_events, rule_subset, windows_rule_files, write_rules};
+use vagt_benches::{
+    children_cpu_seconds, otrf_events, rsigma, rule_subset, watch_memory, windows_rule_files,
+    write_rules,
+};
 
 /// Alerts the full SigmaHQ Windows rule set raises on one pass over the
 /// OTRF sample (checked, so that a fast but wrong build fails the bench).
@@ -63,6 +66,14 @@ struct Args {
     /// Events for the peer comparison, sampled evenly over the sample.
     #[arg(long, default_value_t = 5_000)]
     peer_events: usize,
+    /// RSigma's CLI (built from source outside the repository, see
+    /// benches/README.md): compared with vagt over the whole sample once,
+    /// with all rules, in `--repeats` rounds.
+    #[arg(long)]
+    peer_rsigma: Option<PathBuf>,
+    /// Only the RSigma comparison.
+    #[arg(long)]
+    rsigma_only: bool,
     /// Skip the transport runs (file vs syslog TCP vs HTTP ingest).
     #[arg(long)]
     skip_transports: bool,
@@ -87,6 +98,8 @@ struct Throughput {
     mb_per_s: f64,
     alerts: u64,
     peak_rss_mb: f64,
+    /// CPU seconds per 100,000 events over the processing phase.
+    cpu_per_100k: f64,
 }
 
 struct Latency {
@@ -114,6 +127,17 @@ fn main() -> anyhow::Result<()> {
         let mut f = std::io::BufWriter::new(std::fs::File::create(&replayed)?);
         for _ in 0..args.replays {
             f.write_all(&events)?;
+        }
+    }
+
+    if let Some(peer) = &args.peer_rsigma {
+        if args.rsigma_only {
+            let report = rsigma_comparison(&args, peer, &events, lines.len(), work.path())?;
+            println!("{report}");
+            if let Some(path) = &args.markdown {
+                std::fs::write(path, &report)?;
+            }
+            return Ok(());
         }
     }
 
@@ -145,7 +169,7 @@ fn main() -> anyhow::Result<()> {
         write_rules(&dir, files)?;
         dirs.push(dir);
     }
-    let mut runs: Vec<Vec<(f64, f64, u64, f64)>> = vec![Vec::new(); configs.len()];
+    let mut runs: Vec<Vec<FileRun>> = vec![Vec::new(); configs.len()];
     for round in 0..=args.repeats {
         for (i, (label, _)) in configs.iter().enumerate() {
             eprintln!(
@@ -162,8 +186,16 @@ fn main() -> anyhow::Result<()> {
     let mut throughput = Vec::new();
     for (i, (label, files)) in configs.iter().enumerate() {
         let runs = &mut runs[i];
-        runs.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let (events_per_s, mb_per_s, alerts, rss) = runs[runs.len() / 2];
+        let mut cpu: Vec<f64> = runs.iter().map(|r| r.cpu_per_100k).collect();
+        cpu.sort_by(f64::total_cmp);
+        runs.sort_by(|a, b| a.events_per_s.total_cmp(&b.events_per_s));
+        let FileRun {
+            events_per_s,
+            mb_per_s,
+            alerts,
+            peak_rss_mb,
+            ..
+        } = runs[runs.len() / 2];
         if files.len() == all.len() && alerts != ALERTS_PER_PASS_ALL_RULES * args.replays as u64 {
             bail!(
                 "all rules raised {alerts} alerts, expected {}: the build under test is wrong",
@@ -176,7 +208,8 @@ fn main() -> anyhow::Result<()> {
             events_per_s,
             mb_per_s,
             alerts,
-            peak_rss_mb: rss,
+            peak_rss_mb,
+            cpu_per_100k: cpu[cpu.len() / 2],
         });
     }
 
@@ -237,6 +270,15 @@ fn main() -> anyhow::Result<()> {
     }
     if !peer_rows.is_empty() {
         report.push_str(&render_peer(&args, &peer_rows));
+    }
+    if let Some(peer) = &args.peer_rsigma {
+        report.push_str(&rsigma_comparison(
+            &args,
+            peer,
+            &events,
+            lines.len(),
+            work.path(),
+        )?);
     }
     if !args.skip_delivery {
         report.push_str(&delivery(&args, &lines, &events, work.path())?);
@@ -309,40 +351,62 @@ fn delivery(args: &Args, lines: &[&[u8]], events: &[u8], work: &Path) -> anyhow:
     Ok(delivery::render(&[latency], &medians))
 }
 
-/// Peak resident memory (VmHWM) of a process, in MB.
-fn peak_rss_mb(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
-/// Watches a process's peak memory until told to stop.
-fn watch_memory(pid: u32) -> (Arc<AtomicBool>, std::thread::JoinHandle<f64>) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let handle = std::thread::spawn(move || {
-        let mut peak = 0.0f64;
-        while !flag.load(Ordering::Relaxed) {
-            if let Some(p) = peak_rss_mb(pid) {
-                peak = peak.max(p);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        peak
-    });
-    (stop, handle)
-}
-
-/// One file run: (events/s, MB/s, alerts, peak RSS MB) over the processing
-/// phase as vagt reports it (rule compilation excluded).
-fn throughput_run(
-    vagt: &Path,
-    rules: &Path,
-    input: &Path,
+/// vagt and RSigma over the whole sample once with all rules, in rounds
+/// (a warm-up first), as markdown.
+fn rsigma_comparison(
+    args: &Args,
+    rsigma_cli: &Path,
+    events: &[u8],
+    count: usize,
     work: &Path,
-) -> anyhow::Result<(f64, f64, u64, f64)> {
+) -> anyhow::Result<String> {
+    let rules = work.join("rsigma-rules");
+    let files = windows_rule_files();
+    write_rules(&rules, &files)?;
+    let once = work.join("otrf-once.jsonl");
+    std::fs::write(&once, events)?;
+    let (mut vagt_runs, mut rsigma_runs) = (Vec::new(), Vec::new());
+    for round in 0..=args.repeats {
+        eprintln!("RSigma comparison, round {round}/{}", args.repeats);
+        let v = rsigma::vagt_run(&args.vagt, &rules, &once, count as u64, work)?;
+        let r = rsigma::rsigma_run(rsigma_cli, &rules, &once, count as u64)?;
+        if v.matches != ALERTS_PER_PASS_ALL_RULES {
+            bail!(
+                "vagt raised {} alerts, expected {ALERTS_PER_PASS_ALL_RULES}: the build under test is wrong",
+                v.matches
+            );
+        }
+        if round > 0 {
+            vagt_runs.push(v);
+            rsigma_runs.push(r);
+        }
+    }
+    Ok(rsigma::render(
+        &rsigma::median(&mut vagt_runs),
+        &rsigma::median(&mut rsigma_runs),
+        files.len(),
+        args.repeats,
+    ))
+}
+
+/// One file run, over the processing phase as vagt reports it.
+#[derive(Debug, Clone, Copy)]
+struct FileRun {
+    events_per_s: f64,
+    mb_per_s: f64,
+    alerts: u64,
+    peak_rss_mb: f64,
+    /// CPU seconds per 100,000 events: the run's, less its start-up
+    /// (rule compilation runs on one thread, so its wall time is its CPU
+    /// time).
+    cpu_per_100k: f64,
+}
+
+/// One file run, over the processing phase as vagt reports it (rule
+/// compilation excluded).
+fn throughput_run(vagt: &Path, rules: &Path, input: &Path, work: &Path) -> anyhow::Result<FileRun> {
     let stats = work.join("stats.json");
+    let cpu_before = children_cpu_seconds();
     let mut child = Command::new(vagt)
         .args([
             "run",
@@ -363,6 +427,7 @@ fn throughput_run(
         .spawn()?;
     let (stop, watcher) = watch_memory(child.id());
     let status = child.wait()?;
+    let cpu = children_cpu_seconds() - cpu_before;
     stop.store(true, Ordering::Relaxed);
     let rss = watcher.join().unwrap_or(0.0);
     if !status.success() {
@@ -370,14 +435,16 @@ fn throughput_run(
     }
     let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats)?)?;
     let secs = s["processing_seconds"].as_f64().unwrap_or(f64::NAN);
+    let startup = s["startup_seconds"].as_f64().unwrap_or(0.0);
     let events = s["events"].as_f64().unwrap_or(0.0);
     let bytes = s["bytes"].as_f64().unwrap_or(0.0);
-    Ok((
-        events / secs,
-        bytes / 1e6 / secs,
-        s["alerts"].as_u64().unwrap_or(0),
-        rss,
-    ))
+    Ok(FileRun {
+        events_per_s: events / secs,
+        mb_per_s: bytes / 1e6 / secs,
+        alerts: s["alerts"].as_u64().unwrap_or(0),
+        peak_rss_mb: rss,
+        cpu_per_100k: (cpu - startup).max(0.0) / events * 100_000.0,
+    })
 }
 
 /// vagt and the peer over the same evenly sampled events with all rules:
@@ -406,15 +473,15 @@ fn peer_comparison(
         "peer comparison: vagt over {} sampled events x20",
         sample.len()
     );
-    let (events_per_s, mb_per_s, alerts, rss) =
-        throughput_run(&args.vagt, all_rules, &replayed, work)?;
+    let run = throughput_run(&args.vagt, all_rules, &replayed, work)?;
     let mut rows = vec![Throughput {
         label: "vagt".into(),
         rules: 0,
-        events_per_s,
-        mb_per_s,
-        alerts: alerts / 20,
-        peak_rss_mb: rss,
+        events_per_s: run.events_per_s,
+        mb_per_s: run.mb_per_s,
+        alerts: run.alerts / 20,
+        peak_rss_mb: run.peak_rss_mb,
+        cpu_per_100k: run.cpu_per_100k,
     }];
     eprintln!(
         "peer comparison: {} over {} sampled events",
@@ -443,6 +510,7 @@ fn peer_comparison(
         mb_per_s: sample_bytes as f64 / 1e6 / secs,
         alerts: s["matches"].as_u64().unwrap_or(0),
         peak_rss_mb: rss,
+        cpu_per_100k: f64::NAN,
     });
     Ok(rows)
 }
@@ -641,16 +709,23 @@ fn render(args: &Args, throughput: &[Throughput], latency: &[Latency]) -> String
          excluded.\n\n",
         args.replays, args.repeats
     ));
-    out.push_str("| configuration | rules | events/s | MB/s | ratio to parse-only | alerts | peak RSS (MB) |\n");
-    out.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
+    let base_cpu = throughput
+        .first()
+        .map(|t| t.cpu_per_100k)
+        .unwrap_or(f64::NAN);
+    out.push_str("| configuration | rules | events/s | MB/s | ratio to parse-only | CPU s per 100k events | CPU ratio to parse-only | events per CPU-s | alerts | peak RSS (MB) |\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for t in throughput {
         out.push_str(&format!(
-            "| {} | {} | {:.0} | {:.0} | {:.2} | {} | {:.0} |\n",
+            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.3} | {:.2} | {:.0} | {} | {:.0} |\n",
             t.label,
             t.rules,
             t.events_per_s,
             t.mb_per_s,
             t.events_per_s / base,
+            t.cpu_per_100k,
+            t.cpu_per_100k / base_cpu,
+            100_000.0 / t.cpu_per_100k,
             t.alerts,
             t.peak_rss_mb
         ));

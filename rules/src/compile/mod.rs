@@ -11,6 +11,7 @@
 //! over its whole string column, and verifies exact predicates only on the
 //! rows where the literal was found.
 
+pub(crate) mod fingerprint;
 pub(crate) mod glob;
 pub(crate) mod literal;
 
@@ -138,6 +139,9 @@ impl Leaf {
 #[derive(Debug, Clone)]
 pub(crate) struct FieldAutomaton {
     pub(crate) automaton: AhoCorasick,
+    /// A SIMD search a value must pass to hold any of its literals, when
+    /// worth having (few literals).
+    pub(crate) fingerprints: Option<aho_corasick::packed::Searcher>,
     /// The rows its literals can matter for.
     pub(crate) scope: FieldScope,
     /// Pattern index → needle.
@@ -603,8 +607,10 @@ fn build_automaton(needles: &[&(String, NeedleId)], scope: FieldScope) -> Option
     let automaton = build(Some(preferred))
         .or_else(|_| build(Some(AhoCorasickKind::NoncontiguousNFA)))
         .ok()?;
+    let literals: Vec<&str> = needles.iter().map(|(t, _)| t.as_str()).collect();
     Some(FieldAutomaton {
         automaton,
+        fingerprints: fingerprint::searcher(&literals),
         scope,
         needles: needles.iter().map(|(_, id)| *id).collect(),
     })

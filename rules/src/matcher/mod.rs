@@ -21,6 +21,7 @@ use chrono::{Datelike, NaiveDateTime, Timelike};
 
 pub use rowset::RowSet;
 
+use crate::compile::fingerprint;
 use crate::compile::{
     FieldAutomaton, FieldId, FieldScope, LeafId, LeafKind, Mode, Node, RuleSet, TextCheck,
     NULLS_COLUMN,
@@ -540,14 +541,26 @@ fn search_rows(automaton: &FieldAutomaton, column: &Column, scope: &RowSet, s: &
             if !values.is_valid(element) {
                 continue;
             }
-            for m in automaton
-                .automaton
-                .find_overlapping_iter(values.value(element))
-            {
-                record_hit(s, automaton.needles[m.pattern().as_usize()], row, rows);
-            }
+            search_value(automaton, values.value(element).as_bytes(), row, s, rows);
         }
     }
+}
+
+/// Runs an automaton over one value, after its fingerprints where the
+/// value is long enough for them to pay.
+fn search_value(
+    automaton: &FieldAutomaton,
+    value: &[u8],
+    row: usize,
+    s: &mut Scratch,
+    rows: usize,
+) {
+    if let Some(fingerprints) = &automaton.fingerprints {
+        if value.len() >= fingerprint::MIN_VALUE_LEN && fingerprints.find(value).is_none() {
+            return;
+        }
+    }
+    search_value_all(automaton, value, row, s, rows);
 }
 
 /// Runs an automaton once over the contiguous bytes of a whole string
@@ -561,6 +574,13 @@ fn search_column(automaton: &FieldAutomaton, column: &Column, s: &mut Scratch) {
     let offsets = values.value_offsets();
     let data = values.value_data();
     let (start, end) = (offsets[0] as usize, offsets[offsets.len() - 1] as usize);
+    if let Some(fingerprints) = &automaton.fingerprints {
+        let elements = offsets.len() - 1;
+        if elements > 0 && (end - start) / elements >= fingerprint::MIN_VALUE_LEN {
+            search_fingerprinted(automaton, fingerprints, column, values, s);
+            return;
+        }
+    }
     let mut element = 0usize;
     for m in automaton.automaton.find_overlapping_iter(&data[start..end]) {
         let (ms, me) = (start + m.start(), start + m.end());
@@ -574,6 +594,54 @@ fn search_column(automaton: &FieldAutomaton, column: &Column, s: &mut Scratch) {
             continue;
         }
         let row = column.row_of_element(element);
+        record_hit(s, automaton.needles[m.pattern().as_usize()], row, rows);
+    }
+}
+
+/// As [`search_column`], over long values: the fingerprints are searched
+/// over the whole column, and the automaton runs only over the values
+/// holding one (each once).
+fn search_fingerprinted(
+    automaton: &FieldAutomaton,
+    fingerprints: &aho_corasick::packed::Searcher,
+    column: &Column,
+    values: &arrow_array::StringArray,
+    s: &mut Scratch,
+) {
+    let rows = s.rows;
+    let offsets = values.value_offsets();
+    let data = values.value_data();
+    let end = offsets[offsets.len() - 1] as usize;
+    let mut at = offsets[0] as usize;
+    let mut element = 0usize;
+    while at < end {
+        let Some(m) = fingerprints.find_in(data, aho_corasick::Span::from(at..end)) else {
+            break;
+        };
+        while (offsets[element + 1] as usize) <= m.start() {
+            element += 1;
+        }
+        let (value_start, value_end) = (offsets[element] as usize, offsets[element + 1] as usize);
+        // A fingerprint straddling two values belongs to neither.
+        if m.end() <= value_end && values.is_valid(element) {
+            let row = column.row_of_element(element);
+            search_value_all(automaton, &data[value_start..value_end], row, s, rows);
+            at = value_end;
+        } else {
+            at = m.start() + 1;
+        }
+    }
+}
+
+/// Runs an automaton over one whole value.
+fn search_value_all(
+    automaton: &FieldAutomaton,
+    value: &[u8],
+    row: usize,
+    s: &mut Scratch,
+    rows: usize,
+) {
+    for m in automaton.automaton.find_overlapping_iter(value) {
         record_hit(s, automaton.needles[m.pattern().as_usize()], row, rows);
     }
 }
