@@ -730,6 +730,9 @@ fn render(args: &Args, throughput: &[Throughput], latency: &[Latency]) -> String
             t.peak_rss_mb
         ));
     }
+    if latency.is_empty() {
+        return out;
+    }
     out.push_str(&format!(
         "\nIngest-to-alert latency: {} events written to `vagt run --input -` at the offered rate; per alert, the \
          time from writing its event to reading the alert (ms).\n\n",
