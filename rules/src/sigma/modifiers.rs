@@ -290,13 +290,15 @@ fn lower_value(
                 return Err(value_error(key, "regex values cannot be transformed"));
             }
             let pattern = scalar_text(key, v)?;
-            let mut builder = regex::RegexBuilder::new(&pattern);
-            builder
+            // Its syntax here; compilation (and its size limit) checks the
+            // rest, once, when the rule set is built.
+            let parsed = regex_syntax::ParserBuilder::new()
                 .case_insensitive(m.regex_flags.insensitive)
                 .multi_line(m.regex_flags.multi_line)
                 .dot_matches_new_line(m.regex_flags.dot_all)
-                .size_limit(1 << 22);
-            if let Err(e) = builder.build() {
+                .build()
+                .parse(&pattern);
+            if let Err(e) = parsed {
                 return Err(value_error(key, format!("invalid regex: {e}")));
             }
             Ok(negate(pred(Test::Regex {
