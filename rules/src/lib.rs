@@ -16,6 +16,7 @@ pub mod compile;
 pub mod error;
 pub mod loader;
 pub mod matcher;
+mod parallel;
 pub mod profile;
 pub mod sigma;
 pub mod window;

@@ -105,8 +105,8 @@ pub fn load_paths<P: AsRef<Path>>(
     for path in paths {
         collect_files(path.as_ref(), &mut files)?;
     }
-    let mut out = RuleCollection::default();
     let mut digest = Sha256::new();
+    let mut read = Vec::with_capacity(files.len());
     for file in files {
         let bytes = std::fs::read(&file).map_err(|source| LoadError::Io {
             path: file.clone(),
@@ -115,9 +115,14 @@ pub fn load_paths<P: AsRef<Path>>(
         digest.update(file.as_os_str().as_encoded_bytes());
         digest.update((bytes.len() as u64).to_le_bytes());
         digest.update(&bytes);
-        match String::from_utf8(bytes) {
-            Ok(text) => load_text(&file, &text, placeholders, &mut out),
-            Err(_) => out.rejected.push(Rejection {
+        read.push((file, bytes));
+    }
+    // Parsed on every core, gathered in the files' order.
+    let parsed = crate::parallel::map(&read, |(file, bytes)| {
+        let mut one = RuleCollection::default();
+        match std::str::from_utf8(bytes) {
+            Ok(text) => load_text(file, text, placeholders, &mut one),
+            Err(_) => one.rejected.push(Rejection {
                 origin: Origin {
                     path: file.clone(),
                     line: 1,
@@ -127,6 +132,14 @@ pub fn load_paths<P: AsRef<Path>>(
                 error: RuleError::Yaml("file is not valid UTF-8".into()),
             }),
         }
+        one
+    });
+    let mut out = RuleCollection::default();
+    for one in parsed {
+        out.rules.extend(one.rules);
+        out.filters.extend(one.filters);
+        out.windows.extend(one.windows);
+        out.rejected.extend(one.rejected);
     }
     out.digest = digest.finalize().into();
     Ok(out)

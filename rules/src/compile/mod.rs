@@ -429,10 +429,9 @@ impl RuleSetBuilder {
         }
 
         let scopes = needle_scopes(&rules, &routes, &interner.leaves, interner.needle_count);
-        let automata: Vec<Vec<FieldAutomaton>> = interner
-            .needles
-            .iter()
-            .map(|needles| -> Vec<FieldAutomaton> {
+        // Built on every core: a few automata dominate start-up.
+        let automata: Vec<Vec<FieldAutomaton>> =
+            crate::parallel::map(&interner.needles, |needles| -> Vec<FieldAutomaton> {
                 let (everywhere, narrow): (Vec<_>, Vec<_>) = needles
                     .iter()
                     .partition(|(_, id)| scopes[*id] == FieldScope::All);
@@ -454,8 +453,7 @@ impl RuleSetBuilder {
                 .filter(|(group, _)| !group.is_empty())
                 .filter_map(|(group, scope)| build_automaton(&group, scope))
                 .collect()
-            })
-            .collect();
+            });
 
         let mut searched = vec![false; interner.needle_count];
         for automaton in automata.iter().flatten() {
