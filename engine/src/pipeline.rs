@@ -256,11 +256,16 @@ pub fn compile_rules(
     config: &RunConfig,
     profile: &Profile,
 ) -> Result<(Compiled, [u8; 32]), PipelineError> {
-    let collection = load_paths(&config.rules, &config.placeholders)?;
+    let collection = load_rules(config)?;
     Ok((
         RuleSetBuilder::new(profile.clone()).build(&collection),
         collection.digest,
     ))
+}
+
+/// Loads the configured rules, not yet compiled.
+pub(crate) fn load_rules(config: &RunConfig) -> Result<vagt_rules::RuleCollection, PipelineError> {
+    Ok(load_paths(&config.rules, &config.placeholders)?)
 }
 
 /// The catalog, and the routes and warning service over it and the

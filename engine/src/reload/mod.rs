@@ -200,18 +200,26 @@ fn fixed(config: &RunConfig) -> [(&'static str, String); 10] {
     ]
 }
 
-/// A new version read, compiled and checked, not yet sent.
+/// A new version read, compiled and checked, not yet sent: its config, and
+/// what the stages take.
 struct Prepared {
     config: RunConfig,
-    version: String,
-    reload: Box<dyn FnOnce(Applied) -> Reload + Send>,
+    reload: Reload,
 }
 
 /// Where the stages say whether a version now runs, or why not.
 pub(crate) type Applied = oneshot::Sender<Result<(), String>>;
 
-/// Reads and compiles the config at `path` as a new version of `running`.
-fn prepare(path: &Path, running: &RunConfig, profile: &Profile) -> Result<Prepared, ReloadError> {
+/// Reads and compiles the config at `path` as a new version of `running`
+/// (which runs as `version`); None if its files give that version again,
+/// found before anything is compiled. `applied` goes with it to the stages.
+fn prepare(
+    path: &Path,
+    running: &RunConfig,
+    version: &str,
+    profile: &Profile,
+    applied: Applied,
+) -> Result<Option<Prepared>, ReloadError> {
     let mut config = RunConfig::from_file(path).map_err(PipelineError::from)?;
     config.expand_folders().map_err(PipelineError::from)?;
     for ((what, old), (_, new)) in fixed(running).into_iter().zip(fixed(&config)) {
@@ -219,27 +227,26 @@ fn prepare(path: &Path, running: &RunConfig, profile: &Profile) -> Result<Prepar
             return Err(ReloadError::NeedsRestart(what));
         }
     }
-    let outputs = config.alert_outputs();
-    let (compiled, rules_digest) = crate::pipeline::compile_rules(&config, profile)?;
+    let collection = crate::pipeline::load_rules(&config)?;
+    if self::version(&config, &collection.digest) == version {
+        return Ok(None);
+    }
+    let compiled = vagt_rules::RuleSetBuilder::new(profile.clone()).build(&collection);
     for rejected in &compiled.rejected {
         tracing::warn!("reload: rule rejected: {rejected}");
     }
-    let (catalog, policy) = crate::pipeline::load_policy(&config, &outputs, &rules_digest)?;
-    let version = policy.version.clone();
-    let fields = FieldCandidates::new(&catalog, profile);
-    Ok(Prepared {
-        config,
-        version,
-        reload: Box::new(move |applied| Reload {
-            set: Arc::new(compiled.set),
-            rejected: compiled.rejected.len(),
-            windows: compiled.windows,
-            fields,
-            catalog,
-            policy: Box::new(policy),
-            applied,
-        }),
-    })
+    let outputs = config.alert_outputs();
+    let (catalog, policy) = crate::pipeline::load_policy(&config, &outputs, &collection.digest)?;
+    let reload = Reload {
+        set: Arc::new(compiled.set),
+        rejected: compiled.rejected.len(),
+        windows: compiled.windows,
+        fields: FieldCandidates::new(&catalog, profile),
+        catalog,
+        policy: Box::new(policy),
+        applied,
+    };
+    Ok(Some(Prepared { config, reload }))
 }
 
 /// Takes reload requests, one at a time, for as long as the run lasts.
@@ -341,22 +348,26 @@ impl Reloader {
     /// Prepares a new version and has the stages swap it in.
     async fn reload(&mut self, cause: &Cause) -> Outcome {
         tracing::info!("reload asked for by {cause}");
-        let (path, running, profile) = (
+        let (path, running, version, profile) = (
             self.path.clone(),
             self.running.clone(),
+            self.version.clone(),
             self.profile.clone(),
         );
-        let prepared = tokio::task::spawn_blocking(move || prepare(&path, &running, &profile))
-            .await
-            .unwrap_or_else(|e| Err(ReloadError::Refused(format!("reload task: {e}"))));
+        let (applied, answer) = oneshot::channel();
+        let prepared = tokio::task::spawn_blocking(move || {
+            prepare(&path, &running, &version, &profile, applied)
+        })
+        .await
+        .unwrap_or_else(|e| Err(ReloadError::Refused(format!("reload task: {e}"))));
         let result = match prepared {
-            Ok(prepared) if prepared.version == self.version => {
+            Ok(None) => {
                 tracing::info!(version = %self.version, "reload: nothing changed");
                 return Outcome::Unchanged {
                     version: self.version.clone(),
                 };
             }
-            Ok(prepared) => self.swap(prepared).await,
+            Ok(Some(prepared)) => self.swap(prepared, answer).await,
             Err(e) => Err(e),
         };
         match result {
@@ -378,16 +389,16 @@ impl Reloader {
 
     /// Sends a prepared version to the stages and waits for their answer;
     /// the version it replaced.
-    async fn swap(&mut self, prepared: Prepared) -> Result<String, ReloadError> {
-        let Prepared {
-            config,
-            version,
-            reload,
-        } = prepared;
+    async fn swap(
+        &mut self,
+        prepared: Prepared,
+        answer: oneshot::Receiver<Result<(), String>>,
+    ) -> Result<String, ReloadError> {
+        let Prepared { config, reload } = prepared;
+        let version = reload.policy.version.clone();
         tracing::info!(%version, "reload: the new version is compiled; swapping it in");
         let work = self.work.upgrade().ok_or(ReloadError::Ending)?;
-        let (applied, answer) = oneshot::channel();
-        work.send(Work::Reload(Box::new(reload(applied))))
+        work.send(Work::Reload(Box::new(reload)))
             .await
             .map_err(|_| ReloadError::Ending)?;
         drop(work);
