@@ -430,17 +430,16 @@ impl Router {
             pseudonyms: warning.pseudonyms.clone(),
             host_fields: warning.catalog_host_fields(),
         };
-        let started = match self.outputs.start_swap(&outputs, &env).await? {
-            Ok(started) => started,
+        let swap = match self.outputs.start_swap(&outputs, &env).await? {
+            Ok(swap) => swap,
             Err(e) => {
                 let _ = answer.send(Err(e));
                 return Ok(true);
             }
         };
-        let plan = self.outputs.plan(&outputs);
-        let closing = warning.adopt(&mut self.warning, &plan.moved, &now_rfc3339());
+        let closing = warning.adopt(&mut self.warning, &swap.moved, &now_rfc3339());
         let sent = closing.is_empty() || self.follow_ups(closing).await;
-        self.outputs.finish_swap(&outputs, started).await;
+        self.outputs.finish_swap(&outputs, swap).await;
         self.warning = warning;
         self.routes = routes;
         crate::reload::announce(&version, Some(&self.version));

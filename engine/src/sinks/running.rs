@@ -54,11 +54,13 @@ pub(crate) struct RunningOutputs {
     env: SinkEnv,
 }
 
-/// Where each output of the version before a swap went.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SwapPlan {
+/// A swap begun by [`RunningOutputs::start_swap`].
+pub(crate) struct Swap {
     /// For each old output, its index in the new version, if it has one.
     pub moved: Vec<Option<usize>>,
+    /// The outputs started for new names, at their index in the new
+    /// version.
+    started: Vec<Option<Slot>>,
 }
 
 impl RunningOutputs {
@@ -144,15 +146,13 @@ impl RunningOutputs {
         self.slots.iter().map(|s| s.name.clone()).collect()
     }
 
-    /// Which old output each new config continues: the same name.
-    pub fn plan(&self, configs: &[OutputConfig]) -> SwapPlan {
-        SwapPlan {
-            moved: self
-                .slots
-                .iter()
-                .map(|s| configs.iter().position(|c| c.name == *s.name))
-                .collect(),
-        }
+    /// For each running output, the index of the new config that
+    /// continues it: the one of the same name.
+    fn moved(&self, configs: &[OutputConfig]) -> Vec<Option<usize>> {
+        self.slots
+            .iter()
+            .map(|s| configs.iter().position(|c| c.name == *s.name))
+            .collect()
     }
 
     /// Starts outputs that are new or changed in `configs` (retiring the
@@ -168,21 +168,21 @@ impl RunningOutputs {
         &mut self,
         configs: &[OutputConfig],
         env: &SinkEnv,
-    ) -> Result<Result<Vec<Slot>, String>, PipelineError> {
-        let plan = self.plan(configs);
+    ) -> Result<Result<Swap, String>, PipelineError> {
+        let moved = self.moved(configs);
         let env_changed = *env != self.env;
-        let mut new: Vec<Option<Slot>> = (0..configs.len()).map(|_| None).collect();
+        let mut started: Vec<Option<Slot>> = (0..configs.len()).map(|_| None).collect();
         // New names first: a failure there changes nothing.
         for (i, config) in configs.iter().enumerate() {
-            if plan.moved.contains(&Some(i)) {
+            if moved.contains(&Some(i)) {
                 continue;
             }
             match self.start(config, env, None).await {
-                Ok(slot) => new[i] = Some(slot),
+                Ok(slot) => started[i] = Some(slot),
                 Err(e) => return Ok(Err(e.to_string())),
             }
         }
-        for (old, target) in plan.moved.iter().enumerate() {
+        for (old, target) in moved.iter().enumerate() {
             let Some(i) = *target else { continue };
             let config = &configs[i];
             if same_sink(&self.slots[old].config, config, env_changed) {
@@ -208,16 +208,16 @@ impl RunningOutputs {
             }
         }
         self.env = env.clone();
-        Ok(Ok(new.into_iter().flatten().collect()))
+        Ok(Ok(Swap { moved, started }))
     }
 
     /// Completes a swap begun by [`RunningOutputs::start_swap`]: retires the
     /// outputs the new version no longer has (after their follow-ups were
     /// sent) and puts the outputs in the new version's order.
-    pub async fn finish_swap(&mut self, configs: &[OutputConfig], started: Vec<Slot>) {
-        let plan = self.plan(configs);
+    pub async fn finish_swap(&mut self, configs: &[OutputConfig], swap: Swap) {
+        let Swap { moved, mut started } = swap;
         for old in (0..self.slots.len()).rev() {
-            if plan.moved[old].is_none() {
+            if moved[old].is_none() {
                 tracing::info!(output = %self.slots[old].name, "reload: the output was removed; it stops once it has taken what it was given");
                 if let Some(e) = self.retire(old).await {
                     tracing::warn!(output = %self.slots[old].name, "{e}");
@@ -228,14 +228,10 @@ impl RunningOutputs {
             .into_iter()
             .map(Some)
             .collect();
-        let mut started: Vec<Option<Slot>> = started.into_iter().map(Some).collect();
         for (i, config) in configs.iter().enumerate() {
-            let slot = match plan.moved.iter().position(|t| *t == Some(i)) {
+            let slot = match moved.iter().position(|t| *t == Some(i)) {
                 Some(o) => old[o].take(),
-                None => started
-                    .iter_mut()
-                    .find(|s| s.as_ref().is_some_and(|s| *s.name == *config.name))
-                    .and_then(Option::take),
+                None => started[i].take(),
             };
             let mut slot = slot.expect("every new output is running");
             // Settings that do not restart it (audience, suppression).
