@@ -206,6 +206,25 @@ pub fn token_digest(sha256: Option<&str>, env: Option<&str>) -> Result<[u8; 32],
     }
 }
 
+/// The bearer token of a request (`Authorization: Bearer <token>`), if it
+/// has a non-empty one.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Whether `token` is the one whose SHA-256 is `digest`, compared in
+/// constant time.
+pub fn token_is(digest: &[u8; 32], token: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    let given: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    bool::from(digest.ct_eq(&given))
+}
+
 fn parse_hex(text: &str) -> Option<[u8; 32]> {
     let text = text.trim();
     if text.len() != 64 {
@@ -236,11 +255,9 @@ impl Ingest {
     /// The organisation whose token this is. Every digest is compared, in
     /// constant time, so that the time taken tells nothing of them.
     fn actor_of(&self, token: &str) -> Option<Arc<str>> {
-        use subtle::ConstantTimeEq;
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let mut found = None;
         for (known, actor) in &self.digests {
-            if bool::from(known.ct_eq(&digest)) {
+            if token_is(known, token) {
                 found = Some(actor.clone());
             }
         }
@@ -478,13 +495,7 @@ async fn ingest(
 ) -> Response {
     // The credential first, on the headers alone: nothing of an unknown
     // client's body is read.
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty());
-    let Some(token) = token else {
+    let Some(token) = bearer_token(&headers) else {
         return state.refuse(StatusCode::UNAUTHORIZED, "missing bearer token");
     };
     let Some(actor) = state.actor_of(token) else {

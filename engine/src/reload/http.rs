@@ -23,9 +23,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use tokio::sync::{mpsc, oneshot};
+use vagt_connectors::live::http::{bearer_token, token_is};
 
 use super::{Cause, Outcome, Request};
 use crate::pipeline::PipelineError;
@@ -107,16 +106,7 @@ pub(crate) async fn serve(
 impl Endpoint {
     /// Whether the request carries the token.
     fn authorised(&self, headers: &HeaderMap) -> bool {
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty());
-        token.is_some_and(|t| {
-            let digest: [u8; 32] = Sha256::digest(t.as_bytes()).into();
-            bool::from(self.token.ct_eq(&digest))
-        })
+        bearer_token(headers).is_some_and(|t| token_is(&self.token, t))
     }
 }
 
