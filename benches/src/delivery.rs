@@ -289,10 +289,6 @@ pub fn write_every_event_rule(dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(dir.to_path_buf())
 }
 
-fn ms(us: u64) -> String {
-    format!("{:.1}", us as f64 / 1000.0)
-}
-
 /// The report's delivery section.
 pub fn render(latency: &[WebhookLatency], throughput: &[OutputsThroughput]) -> String {
     let mut out = String::from(
@@ -304,14 +300,11 @@ pub fn render(latency: &[WebhookLatency], throughput: &[OutputsThroughput]) -> S
     for l in latency {
         let h = &l.hist;
         out.push_str(&format!(
-            "| {}/s | {:.0} | {} | {} | {} | {} | {} |\n",
+            "| {}/s | {:.0} | {} | {} |\n",
             l.offered,
             l.achieved,
             l.alerts,
-            ms(h.value_at_quantile(0.5)),
-            ms(h.value_at_quantile(0.99)),
-            ms(h.value_at_quantile(0.999)),
-            ms(h.max())
+            crate::percentile_cells(h, 1)
         ));
     }
     out.push_str(

@@ -75,6 +75,19 @@ pub fn watch_memory(pid: u32) -> (Arc<AtomicBool>, std::thread::JoinHandle<f64>)
     (stop, handle)
 }
 
+/// The p50, p99, p99.9 and max of a latency histogram (microseconds) as
+/// markdown table cells, in milliseconds with `decimals` places.
+pub fn percentile_cells(h: &hdrhistogram::Histogram<u64>, decimals: usize) -> String {
+    [
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.99),
+        h.value_at_quantile(0.999),
+        h.max(),
+    ]
+    .map(|us| format!("{:.decimals$}", us as f64 / 1000.0))
+    .join(" | ")
+}
+
 /// `../shared/corpora`; panics with a clear message when it is missing.
 pub fn corpora() -> PathBuf {
     let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpora"));
@@ -255,6 +268,14 @@ mod tests {
             assert_eq!(unique.len(), n);
         }
         assert_eq!(rule_subset(usize::MAX).len(), windows_rule_files().len());
+    }
+
+    #[test]
+    fn percentiles_are_cells_in_milliseconds() {
+        let mut h = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+        h.record(1_500).unwrap();
+        assert_eq!(percentile_cells(&h, 2), "1.50 | 1.50 | 1.50 | 1.50");
+        assert_eq!(percentile_cells(&h, 1), "1.5 | 1.5 | 1.5 | 1.5");
     }
 
     #[test]

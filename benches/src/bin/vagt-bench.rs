@@ -682,10 +682,6 @@ fn render_transports(events: usize, rows: &[(Transport, f64)]) -> String {
     out
 }
 
-fn ms(us: u64) -> String {
-    format!("{:.2}", us as f64 / 1000.0)
-}
-
 fn render(args: &Args, throughput: &[Throughput], latency: &[Latency]) -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -745,15 +741,12 @@ fn render(args: &Args, throughput: &[Throughput], latency: &[Latency]) -> String
     for l in latency {
         let h = &l.hist;
         out.push_str(&format!(
-            "| {} | {} | {:.0} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {:.0} | {} | {} |\n",
             l.label,
             l.offered,
             l.achieved,
             l.alerts,
-            ms(h.value_at_quantile(0.5)),
-            ms(h.value_at_quantile(0.99)),
-            ms(h.value_at_quantile(0.999)),
-            ms(h.max())
+            vagt_benches::percentile_cells(h, 2)
         ));
     }
     out
