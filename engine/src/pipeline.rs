@@ -365,15 +365,11 @@ pub async fn run_until(
         .collect();
     let state_file = config.windows.state_file.clone();
     let snapshot_interval = config.windows.snapshot_interval();
-    let (mut windows, saved_warning) = window_stage(
-        &config,
-        &profile,
-        &compiled,
-        &names,
-        &timestamps,
-        &files,
-        observer,
-    )?;
+    // Window stages for this run's inputs: one now, and one later should a
+    // reload bring the first windowed rules.
+    let new_stage = stage_maker(&config, &profile, &names, &timestamps)?;
+    let (mut windows, saved_warning) =
+        window_stage(&config, &compiled, &new_stage, &files, observer)?;
     if let (Some(saved), Some(path)) = (saved_warning, &state_file) {
         restore_warning(&mut policy.warning, &saved, path, &outputs, observer)?;
     }
@@ -484,7 +480,7 @@ pub async fn run_until(
 
     // Detection.
     let set = Arc::new(compiled.set);
-    let new_stage = Box::new(stage_maker(&config, &profile, &names, &timestamps)?);
+    let new_stage = Box::new(new_stage);
     let detector = Detector {
         set: set.clone(),
         catalog: catalog.clone(),
@@ -698,10 +694,8 @@ fn input_files(config: &RunConfig) -> Vec<(Option<u64>, Option<FileId>)> {
 /// state file's input positions), restored from the state file.
 fn window_stage(
     config: &RunConfig,
-    profile: &Profile,
     compiled: &Compiled,
-    names: &[String],
-    timestamps: &[TimestampSpec],
+    new_stage: &dyn Fn(vagt_rules::window::WindowPlan) -> WindowStage,
     files: &[(Option<u64>, Option<FileId>)],
     observer: &dyn RunObserver,
 ) -> Result<(Option<WindowStage>, Option<Box<RawValue>>), PipelineError> {
@@ -709,7 +703,7 @@ fn window_stage(
     if compiled.windows.is_empty() && state_file.is_none() {
         return Ok((None, None));
     }
-    let mut stage = stage_maker(config, profile, names, timestamps)?(compiled.windows.clone());
+    let mut stage = new_stage(compiled.windows.clone());
     let mut saved_warning = None;
     if let Some(path) = state_file {
         if let Some(restored) = stage.restore(path, files)? {
