@@ -80,7 +80,8 @@ impl DryRun {
     /// They are invalid.
     pub fn new(config: &RunConfig) -> Result<DryRun, PipelineError> {
         let outputs = config.alert_outputs();
-        let (_, policy) = crate::pipeline::load_policy(config, &outputs, &[0; 32])?;
+        // A dry run runs no version: it has no name.
+        let (_, policy) = crate::pipeline::load_policy(config, &outputs, String::new())?;
         Ok(DryRun { policy, outputs })
     }
 

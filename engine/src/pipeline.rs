@@ -269,11 +269,12 @@ pub(crate) fn load_rules(config: &RunConfig) -> Result<vagt_rules::RuleCollectio
 }
 
 /// The catalog, and the routes and warning service over it and the
-/// outputs, checked together: at start and for a reload.
+/// outputs, checked together: at start and for a reload; `version` names
+/// them (see [`crate::reload::version`]).
 pub(crate) fn load_policy(
     config: &RunConfig,
     outputs: &[crate::sinks::config::OutputConfig],
-    rules_digest: &[u8; 32],
+    version: String,
 ) -> Result<(Arc<Catalog>, DeliveryPolicy), PipelineError> {
     let catalog = match &config.catalog {
         Some(path) => Catalog::from_file(path)?,
@@ -284,7 +285,6 @@ pub(crate) fn load_policy(
         .map_err(|e| config.locate(ConfigError::setting(e.key, e.message)))?;
     let catalog = Arc::new(catalog);
     let warning = Warning::new(config, outputs, catalog.clone())?;
-    let version = crate::reload::version(config, rules_digest);
     Ok((
         catalog,
         DeliveryPolicy {
@@ -345,7 +345,8 @@ pub async fn run_until(
         .iter()
         .for_each(|u| observer.unroutable(u));
     let outputs = config.alert_outputs();
-    let (catalog, mut policy) = load_policy(&config, &outputs, &rules_digest)?;
+    let version = crate::reload::version(&config, &rules_digest);
+    let (catalog, mut policy) = load_policy(&config, &outputs, version)?;
     if let Some(addr) = config.metrics_listen {
         telemetry::install(addr)?;
     }

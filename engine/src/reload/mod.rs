@@ -228,7 +228,8 @@ fn prepare(
         }
     }
     let collection = crate::pipeline::load_rules(&config)?;
-    if self::version(&config, &collection.digest) == version {
+    let new_version = self::version(&config, &collection.digest);
+    if new_version == version {
         return Ok(None);
     }
     let compiled = vagt_rules::RuleSetBuilder::new(profile.clone()).build(&collection);
@@ -236,7 +237,7 @@ fn prepare(
         tracing::warn!("reload: rule rejected: {rejected}");
     }
     let outputs = config.alert_outputs();
-    let (catalog, policy) = crate::pipeline::load_policy(&config, &outputs, &collection.digest)?;
+    let (catalog, policy) = crate::pipeline::load_policy(&config, &outputs, new_version)?;
     let reload = Reload {
         set: Arc::new(compiled.set),
         rejected: compiled.rejected.len(),
