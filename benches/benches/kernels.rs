@@ -8,10 +8,8 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use vagt_benches::{otrf_events, rule_subset, windows_rule_files};
-use vagt_connectors::{
-    BatchDecoder, DecoderConfig, EventBatch, Format, Frame, Framer, Ingest, Origin, RecordSplitter,
-};
+use vagt_benches::{decode, otrf_events, rule_subset, windows_rule_files};
+use vagt_connectors::{DecoderConfig, EventBatch, Format, Framer, Ingest, Origin};
 use vagt_rules::{load_paths, Placeholders, Profile, RuleSet, RuleSetBuilder};
 
 const EVENTS: usize = 4096;
@@ -35,23 +33,6 @@ fn sample() -> Vec<u8> {
 const PREFILTER_HITS: usize = 50_501;
 const MATCHES_100_RULES: usize = 187;
 const MATCHES_ALL_RULES: usize = 222;
-
-fn decode(bytes: &[u8], batch_size: usize) -> Vec<EventBatch> {
-    let source: Arc<str> = Arc::from("bench");
-    let mut splitter = RecordSplitter::new(bytes, "bench", 4 << 20);
-    let mut decoder = BatchDecoder::new();
-    let mut out = Vec::new();
-    while let Ok(Some(frame)) = splitter.next_frame() {
-        if let Frame::Record(r) = frame {
-            assert!(decoder.push(r, &source).is_none(), "sample decodes cleanly");
-            if decoder.len() >= batch_size {
-                out.extend(decoder.finish());
-            }
-        }
-    }
-    out.extend(decoder.finish());
-    out
-}
 
 fn rules(files: &[std::path::PathBuf]) -> RuleSet {
     let collection = load_paths(files, &Placeholders::new()).expect("rules");

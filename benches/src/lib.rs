@@ -4,6 +4,7 @@
 pub mod delivery;
 pub mod rsigma;
 pub mod transports;
+pub mod workers;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -34,10 +35,25 @@ pub fn children_cpu_seconds() -> f64 {
     children_cpu_of(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default())
 }
 
+/// CPU seconds (user + system) of this process so far, all its threads.
+pub fn own_cpu_seconds() -> f64 {
+    // utime and stime: the 12th and 13th fields after the command name.
+    cpu_at(
+        &std::fs::read_to_string("/proc/self/stat").unwrap_or_default(),
+        11,
+    )
+}
+
 /// The children's CPU seconds in a `/proc/PID/stat` line.
 fn children_cpu_of(stat: &str) -> f64 {
-    // Fields after the command name (which may hold spaces): cutime and
-    // cstime are the 14th and 15th of them.
+    // cutime and cstime: the 14th and 15th fields after the command name.
+    cpu_at(stat, 13)
+}
+
+/// The sum of the tick counts at fields `first` and `first + 1` after the
+/// command name (which may hold spaces) of a `/proc/PID/stat` line, in
+/// seconds.
+fn cpu_at(stat: &str, first: usize) -> f64 {
     let rest = stat.rsplit(") ").next().unwrap_or("");
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| {
@@ -47,7 +63,7 @@ fn children_cpu_of(stat: &str) -> f64 {
             .unwrap_or(0.0)
     };
     // USER_HZ is 100 on Linux.
-    (ticks(13) + ticks(14)) / 100.0
+    (ticks(first) + ticks(first + 1)) / 100.0
 }
 
 /// Peak resident memory (VmHWM) of a process, in MB.
@@ -105,6 +121,29 @@ pub fn otrf_events() -> std::io::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(350 << 20);
     flate2::read::MultiGzDecoder::new(file).read_to_end(&mut out)?;
     Ok(out)
+}
+
+/// JSON lines decoded into Arrow batches of `batch_size` events, as a
+/// file input decodes them.
+///
+/// # Panics
+/// A line does not decode (the corpora decode cleanly).
+pub fn decode(bytes: &[u8], batch_size: usize) -> Vec<vagt_connectors::EventBatch> {
+    use vagt_connectors::{BatchDecoder, Frame, RecordSplitter};
+    let source: Arc<str> = Arc::from("bench");
+    let mut splitter = RecordSplitter::new(bytes, "bench", 4 << 20);
+    let mut decoder = BatchDecoder::new();
+    let mut out = Vec::new();
+    while let Ok(Some(frame)) = splitter.next_frame() {
+        if let Frame::Record(r) = frame {
+            assert!(decoder.push(r, &source).is_none(), "sample decodes cleanly");
+            if decoder.len() >= batch_size {
+                out.extend(decoder.finish());
+            }
+        }
+    }
+    out.extend(decoder.finish());
+    out
 }
 
 /// Every SigmaHQ Windows rule file, sorted.
@@ -283,6 +322,7 @@ mod tests {
         let stat =
             "4242 (vagt bench) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 320 80 20 0 1 0 5 0 0";
         assert!((children_cpu_of(stat) - 4.0).abs() < 1e-9);
+        assert!((cpu_at(stat, 11) - 3.0).abs() < 1e-9);
         assert!(children_cpu_seconds() >= 0.0);
     }
 }

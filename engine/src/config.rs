@@ -19,6 +19,7 @@
 //! dead_letters: dead.jsonl        # default: stderr
 //! decoder: {batch_size: 1024, max_record_bytes: 4194304, max_batch_delay: 5ms}
 //! channel_capacity: 8             # batches in flight between stages
+//! workers: 2                      # detection workers evaluating batches at once (default: the cores)
 //! stop_evaluation: 5s           # after a stop, a batch still evaluating is abandoned
 //! metrics_listen: 127.0.0.1:9898  # Prometheus endpoint (off when unset)
 //! progress: auto                  # auto (bar on a terminal) | always | never
@@ -247,6 +248,10 @@ pub struct RunConfig {
     /// Batches in flight between two stages (backpressure bound).
     #[serde(default = "default_channel_capacity")]
     pub channel_capacity: usize,
+    /// Detection workers: threads evaluating batches at the same time
+    /// (default: the machine's cores). Alerts keep the input's order.
+    #[serde(default)]
+    pub workers: Option<usize>,
     /// After a stop signal (and the inputs' drain), how long the batch
     /// being evaluated may still take before it is abandoned: its events
     /// become dead letters, and files and Kafka resume before them.
@@ -466,6 +471,11 @@ fn parse_error(
 }
 
 impl RunConfig {
+    /// Detection workers to start: the setting, or the machine's cores.
+    pub fn detection_workers(&self) -> usize {
+        self.workers.unwrap_or_else(vagt_rules::workers::available)
+    }
+
     /// Reads a config file, resolving relative paths against its folder.
     pub fn from_file(path: &Path) -> Result<RunConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
@@ -597,6 +607,9 @@ impl RunConfig {
                 "channel_capacity",
                 "must be at least 1",
             ));
+        }
+        if self.workers == Some(0) {
+            return Err(ConfigError::setting("workers", "must be at least 1"));
         }
         self.reload.validate()?;
         for (i, input) in self.inputs.iter().enumerate() {

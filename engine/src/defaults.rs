@@ -51,6 +51,7 @@ pub fn default_config() -> RunConfig {
         dead_letters: None,
         decoder: DecoderConfig::default(),
         channel_capacity: 8,
+        workers: None,
         stop_evaluation: vagt_connectors::ConfigDuration::from_secs(5),
         windows: Default::default(),
         tlp: crate::warning::tlp::Tlp::Amber,

@@ -1,18 +1,20 @@
-//! Detection: the stage between the sources and the sinks. It evaluates
-//! each batch with the compiled rule set, feeds the windowed rules, builds
-//! the alerts, and hands alerts, acknowledgements and state snapshots to
-//! the sinks in order (an acknowledgement after the alerts of its batch; a
-//! snapshot before the acknowledgements it vouches for). It runs on a
-//! blocking thread: evaluation is CPU work.
+//! Detection: the stage between the sources and the sinks. It hands each
+//! batch to the evaluation workers (several batches are evaluated with the
+//! compiled rule set at once), then, batch by batch in the order they came
+//! in, feeds the windowed rules, builds the alerts, and hands alerts,
+//! acknowledgements and state snapshots to the sinks in order (an
+//! acknowledgement after the alerts of its batch; a snapshot before the
+//! acknowledgements it vouches for). It runs on a blocking thread.
 //!
 //! ```text
-//!  Work::Batch ──► skip what an earlier run processed ──► RuleSet::evaluate ──► alerts
+//!  Work::Batch ──► skip what an earlier run processed ──► workers ──► queue, in order ──► alerts
 //!       │                                                    │
 //!       │                                   windows: observe, release ──► alerts, dead letters
-//!       └─ acks ─────────────────────────────────────────────────────────► after the alerts
+//!       └─ acks ── queue, in order ──────────────────────────────────────► after the alerts
 //!  Work::Tick (idle sources), ended inputs, the end: windows decided outside a batch
 //! ```
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,11 +23,12 @@ use tokio::sync::mpsc;
 use vagt_connectors::live::Ack;
 use vagt_connectors::{DeadLetter, EventBatch};
 use vagt_rules::window::{TimestampSpec, WindowPlan};
+use vagt_rules::workers::{Evaluation, Pending, Workers};
 use vagt_rules::{RuleMatch, RuleSet};
 
 use crate::alert::{now_rfc3339, Alert, AlertBuilder, FieldCandidates};
 use crate::catalog::Catalog;
-use crate::pipeline::PipelineError;
+use crate::pipeline::{DetectionReport, PipelineError};
 use crate::sinks::{DeadItem, Delivery};
 use crate::sources::InputBatch;
 use crate::telemetry::{self, DetectionMetrics, SourceMetrics};
@@ -52,6 +55,7 @@ pub(crate) struct DetectOutcome {
     pub late_events: u64,
     pub evicted_keys: u64,
     pub windows: WindowReport,
+    pub detection: DetectionReport,
     /// Detection could not go on (the files' ordering failed).
     pub error: Option<PipelineError>,
 }
@@ -70,8 +74,6 @@ pub(crate) struct Detector {
     pub sinks: mpsc::Sender<Delivery>,
     /// Set by a stop signal: the run ends as stopped.
     pub stop: Arc<AtomicBool>,
-    /// Set when a stopping run gives up on the batch being evaluated.
-    pub give_up: Arc<AtomicBool>,
     /// How long, after a stop, a batch may still be evaluated (for the
     /// dead letters' reason).
     pub stop_evaluation: Duration,
@@ -80,6 +82,9 @@ pub(crate) struct Detector {
     /// Makes a window stage for a reload that brings the first windowed
     /// rules to a run without one.
     pub new_stage: Box<dyn Fn(WindowPlan) -> WindowStage + Send>,
+    /// The threads that evaluate batches (they give up once `give_up`
+    /// is set).
+    pub workers: Workers,
 }
 
 /// What one pass of the loop decided.
@@ -96,6 +101,26 @@ struct Progress {
     held: Vec<Ack>,
     /// Events processed since the last snapshot.
     unsaved: bool,
+    /// Work taken in and not yet processed, oldest first.
+    queued: VecDeque<Queued>,
+}
+
+/// Work taken in, waiting for its turn.
+enum Queued {
+    /// A batch with the workers.
+    Evaluating {
+        input: usize,
+        batch: EventBatch,
+        acks: Vec<Ack>,
+        pending: Pending,
+    },
+    /// Acknowledgements (and an input's end), due after the batches taken
+    /// in before them.
+    Acks {
+        input: usize,
+        ended: bool,
+        acks: Vec<Ack>,
+    },
 }
 
 impl Detector {
@@ -109,15 +134,41 @@ impl Detector {
     /// Runs until the work ends, a stop, or a failed sink.
     pub fn run(mut self, mut work: mpsc::Receiver<Work>) -> DetectOutcome {
         let mut metrics = DetectionMetrics::new(&self.set);
-        let mut scratch = self.set.scratch();
-        scratch.cancel_when(self.give_up.clone());
         let mut state = Progress {
-            outcome: DetectOutcome::default(),
+            outcome: DetectOutcome {
+                detection: DetectionReport {
+                    workers: self.workers.count(),
+                    ..DetectionReport::default()
+                },
+                ..DetectOutcome::default()
+            },
             saved: Instant::now(),
             held: Vec::new(),
             unsaved: false,
+            queued: VecDeque::new(),
         };
-        while let Some(item) = work.blocking_recv() {
+        // Enough batches with the workers that none waits for the next
+        // while the oldest is turned into alerts.
+        let depth = 2 * self.workers.count();
+        loop {
+            // Work is taken in while the workers have room and some is at
+            // hand; otherwise the oldest batch is taken to its end.
+            let item = if state.queued.is_empty() {
+                work.blocking_recv()
+            } else if state.queued.len() < depth {
+                work.try_recv().ok()
+            } else {
+                None
+            };
+            let Some(item) = item else {
+                if state.queued.is_empty() {
+                    break;
+                }
+                match self.next_queued(&metrics, &mut state) {
+                    Next::Go => continue,
+                    Next::End => break,
+                }
+            };
             // The sinks failed (ticks bring this here even when no input
             // does): their error ends the run.
             if self.sinks.is_closed() {
@@ -129,32 +180,39 @@ impl Detector {
                     events: Some(events),
                     acks,
                     ..
-                }) => self.batch(input, events, acks, &mut scratch, &metrics, &mut state),
+                }) => self.submit(input, events, acks, &mut state),
                 Work::Batch(InputBatch {
                     input,
                     events: None,
                     acks,
                     ended,
-                }) => self.ended(input, ended, acks, &mut state),
-                Work::Stop => {
-                    state.outcome.stopped = true;
-                    Next::End
+                }) => {
+                    state.queued.push_back(Queued::Acks { input, ended, acks });
+                    Next::Go
                 }
-                // Batches queued behind the tick: their sources are not
-                // idle, only waiting to be processed.
-                Work::Tick if !work.is_empty() => Next::Go,
+                Work::Stop => match self.drain(&metrics, &mut state) {
+                    Next::Go => {
+                        state.outcome.stopped = true;
+                        Next::End
+                    }
+                    Next::End => Next::End,
+                },
+                // Batches queued behind the tick, or with the workers:
+                // their sources are not idle, only waiting to be processed.
+                Work::Tick if !work.is_empty() || !state.queued.is_empty() => Next::Go,
                 Work::Tick => self.tick(&mut state),
                 // Between two batches: the batches before were evaluated
                 // with the old rules, those after with the new.
-                Work::Reload(reload) => match self.reload(*reload) {
-                    Some(true) => {
-                        metrics = DetectionMetrics::new(&self.set);
-                        scratch = self.set.scratch();
-                        scratch.cancel_when(self.give_up.clone());
-                        Next::Go
-                    }
-                    Some(false) => Next::Go,
-                    None => break,
+                Work::Reload(reload) => match self.drain(&metrics, &mut state) {
+                    Next::End => Next::End,
+                    Next::Go => match self.reload(*reload) {
+                        Some(true) => {
+                            metrics = DetectionMetrics::new(&self.set);
+                            Next::Go
+                        }
+                        Some(false) => Next::Go,
+                        None => Next::End,
+                    },
                 },
             };
             if let Next::End = next {
@@ -162,6 +220,48 @@ impl Detector {
             }
         }
         self.end(state)
+    }
+
+    /// Takes every queued batch to its end.
+    fn drain(&mut self, metrics: &DetectionMetrics, state: &mut Progress) -> Next {
+        while !state.queued.is_empty() {
+            if let Next::End = self.next_queued(metrics, state) {
+                return Next::End;
+            }
+        }
+        Next::Go
+    }
+
+    /// Takes the oldest queued work to its end: waits for its evaluation
+    /// and turns it into alerts, or runs its acknowledgements.
+    fn next_queued(&mut self, metrics: &DetectionMetrics, state: &mut Progress) -> Next {
+        match state.queued.pop_front() {
+            None => Next::Go,
+            Some(Queued::Acks { input, ended, acks }) => {
+                let started = Instant::now();
+                let next = self.ended(input, ended, acks, state);
+                state.outcome.detection.ordered += started.elapsed();
+                next
+            }
+            Some(Queued::Evaluating {
+                input,
+                batch,
+                acks,
+                pending,
+            }) => match pending.wait() {
+                Ok(evaluation) => {
+                    let started = Instant::now();
+                    state.outcome.detection.evaluation += evaluation.elapsed;
+                    let next = self.evaluated(input, batch, acks, evaluation, metrics, state);
+                    state.outcome.detection.ordered += started.elapsed();
+                    next
+                }
+                Err(gone) => {
+                    state.outcome.error = Some(PipelineError::Internal(gone.to_string()));
+                    Next::End
+                }
+            },
+        }
     }
 
     /// Swaps a reloaded version in, all or none: windows must be able to
@@ -314,33 +414,51 @@ impl Detector {
         Next::Go
     }
 
-    /// One batch of events.
-    fn batch(
+    /// One batch of events, handed to the workers (less the rows an
+    /// earlier run processed) and queued behind the work before it.
+    fn submit(
         &mut self,
         input: usize,
         batch: EventBatch,
         acks: Vec<Ack>,
-        scratch: &mut vagt_rules::Scratch,
-        metrics: &DetectionMetrics,
         state: &mut Progress,
     ) -> Next {
         let batch = match self.windows.as_mut() {
             Some(w) => match w.skip_processed(input, batch) {
                 Some(batch) => batch,
                 None => {
-                    return if self.acknowledge(state, acks) {
-                        Next::Go
-                    } else {
-                        Next::End
-                    }
+                    state.queued.push_back(Queued::Acks {
+                        input,
+                        ended: false,
+                        acks,
+                    });
+                    return Next::Go;
                 }
             },
             None => batch,
         };
-        let rows = batch.batch.num_rows();
-        let evaluating = Instant::now();
-        let matches = self.set.evaluate(&batch.batch, scratch);
-        if scratch.was_cancelled() {
+        let pending = self.workers.submit(self.set.clone(), batch.batch.clone());
+        state.queued.push_back(Queued::Evaluating {
+            input,
+            batch,
+            acks,
+            pending,
+        });
+        Next::Go
+    }
+
+    /// A batch the workers evaluated: its alerts, the windows, then its
+    /// acknowledgements.
+    fn evaluated(
+        &mut self,
+        input: usize,
+        batch: EventBatch,
+        acks: Vec<Ack>,
+        evaluation: Evaluation,
+        metrics: &DetectionMetrics,
+        state: &mut Progress,
+    ) -> Next {
+        if evaluation.cancelled {
             // Stopping, and this batch took too long: its events are not
             // lost but reported, and not acknowledged.
             for letter in abandoned(&batch, self.stop_evaluation) {
@@ -349,9 +467,13 @@ impl Detector {
             state.outcome.stopped = true;
             return Next::End;
         }
+        let rows = batch.batch.num_rows();
+        let matches = evaluation.matches;
         state.outcome.events += rows as u64;
-        metrics.batch(evaluating.elapsed());
-        scratch.drain_rule_stats(|rule, stats| metrics.rule(rule, stats));
+        metrics.batch(evaluation.elapsed);
+        for (rule, stats) in evaluation.rule_stats {
+            metrics.rule(rule, stats);
+        }
         self.source_metrics[input].evaluated(rows);
         self.evaluated.fetch_add(rows as u64, Ordering::Relaxed);
         let detected_at = now_rfc3339();
@@ -408,6 +530,17 @@ impl Detector {
     fn end(mut self, mut state: Progress) -> DetectOutcome {
         // Inputs drained after a stop signal end the loop as a stop too.
         state.outcome.stopped |= self.stop.load(Ordering::SeqCst);
+        // A stopping run gave up while later batches were with the
+        // workers: they are reported too, not lost.
+        if state.outcome.stopped {
+            for queued in std::mem::take(&mut state.queued) {
+                if let Queued::Evaluating { input, batch, .. } = queued {
+                    for letter in abandoned(&batch, self.stop_evaluation) {
+                        self.dead_letter(input, letter);
+                    }
+                }
+            }
+        }
         // The sinks failed: their error ends the run.
         state.outcome.sink_gone = self.sinks.is_closed();
         if let Some(mut w) = self.windows.take() {

@@ -35,7 +35,7 @@ enum LogFormat {
 enum Command {
     /// Run a pipeline: from a config file, from flags, or (with neither)
     /// the built-in default over the sample logs in fixtures/.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Work with rules.
     Rules {
         #[command(subcommand)]
@@ -95,6 +95,10 @@ struct RunArgs {
     /// Events per Arrow batch.
     #[arg(long)]
     batch_size: Option<usize>,
+    /// Detection workers evaluating batches at the same time (default: the
+    /// machine's cores).
+    #[arg(long)]
+    workers: Option<usize>,
     /// Values for a Sigma `|expand` placeholder: `NAME=VALUE[,VALUE...]` (repeatable).
     #[arg(long = "placeholder", value_parser = parse_placeholder)]
     placeholders: Vec<(String, Vec<String>)>,
@@ -150,7 +154,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let result = match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Routes {
             command:
                 RoutesCommand::Test {
@@ -357,6 +361,9 @@ fn build_config(args: RunArgs) -> anyhow::Result<RunConfig> {
     }
     if let Some(b) = args.batch_size {
         config.decoder.batch_size = b;
+    }
+    if let Some(w) = args.workers {
+        config.workers = Some(w);
     }
     config.placeholders.extend(args.placeholders);
     if let Some(addr) = args.metrics_listen {

@@ -119,6 +119,8 @@ pub struct RunSummary {
     /// What the windowed rules did with event time: late events per input,
     /// events ordered, reordered or too many to order, sources tracked.
     pub windows: WindowReport,
+    /// Where detection's time went: the workers, and the ordered stage.
+    pub detection: DetectionReport,
     /// The run was stopped by a signal (input not finished).
     pub stopped: bool,
     /// Window state and input positions were written to the state file.
@@ -151,6 +153,21 @@ pub struct RunSummary {
     /// From the first read to the last alert written.
     #[serde(rename = "processing_seconds", serialize_with = "seconds")]
     pub elapsed: Duration,
+}
+
+/// Where detection's time went (for `--stats`): the workers evaluate in
+/// parallel; the ordered stage (alerts, windows, acknowledgements) runs
+/// on one thread, and bounds how far more workers can take a run.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct DetectionReport {
+    /// Evaluation workers that ran.
+    pub workers: usize,
+    /// Time the workers spent evaluating batches, summed over workers.
+    #[serde(rename = "evaluation_seconds", serialize_with = "seconds")]
+    pub evaluation: Duration,
+    /// Time the ordered stage spent on evaluated batches (not waiting).
+    #[serde(rename = "ordered_seconds", serialize_with = "seconds")]
+    pub ordered: Duration,
 }
 
 fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -493,10 +510,13 @@ pub async fn run_until(
         dead: dead_tx.clone(),
         sinks: alert_tx,
         stop: stop.clone(),
-        give_up: give_up.clone(),
         stop_evaluation: config.stop_evaluation.get(),
         snapshots: state_file.is_some().then_some(snapshot_interval),
         new_stage,
+        workers: vagt_rules::workers::Workers::new(
+            config.detection_workers(),
+            Some(give_up.clone()),
+        ),
     };
     let detect = tokio::task::spawn_blocking(move || detector.run(batch_rx));
 
@@ -508,6 +528,7 @@ pub async fn run_until(
         .map_err(|e| PipelineError::Internal(format!("detection task: {e}")))?;
     summary.events = outcome.events;
     summary.late_events = outcome.late_events;
+    summary.detection = outcome.detection;
     summary.evicted_keys = outcome.evicted_keys;
     summary.windows = outcome.windows;
     summary.stopped = outcome.stopped;

@@ -386,3 +386,78 @@ fn each_format_feeds_rules_over_its_columns() {
         String::from_utf8_lossy(&refused.stderr)
     );
 }
+
+/// Alerts of the default run: (input, line, rule) in the order written.
+fn default_run_alerts(workers: &str, stats: &std::path::Path) -> Vec<(String, u64, String)> {
+    let out = vagt(&[
+        "run",
+        "--workers",
+        workers,
+        "--batch-size",
+        "2",
+        "--stats",
+        stats.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    alerts(&out)
+        .iter()
+        .map(|a| {
+            (
+                a["source"]["input"].as_str().unwrap().to_string(),
+                a["source"]["line"].as_u64().unwrap(),
+                a["id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn more_workers_give_the_same_alerts_in_each_inputs_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let stats = dir.path().join("stats.json");
+    let one = default_run_alerts("1", &stats);
+    let four = default_run_alerts("4", &stats);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert_eq!(summary["detection"]["workers"], 4);
+    assert!(summary["detection"]["evaluation_seconds"].as_f64().unwrap() > 0.0);
+    assert_eq!(one.len(), 22, "the default run's alerts");
+    // Inputs are read side by side, so only each input's own order is
+    // fixed: batches of two events, evaluated four at a time, come out in
+    // the order their events were read.
+    for run in [&one, &four] {
+        for pair in run.windows(2) {
+            if pair[0].0 == pair[1].0 {
+                assert!(pair[0].1 <= pair[1].1, "out of order: {pair:?}");
+            }
+        }
+    }
+    let sorted = |run: &[(String, u64, String)]| {
+        let mut v = run.to_vec();
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(&one), sorted(&four));
+}
+
+#[test]
+fn zero_workers_is_refused_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("vagt.yaml");
+    std::fs::write(
+        &config,
+        "rules: [r.yml]\ninputs: [{path: e.jsonl}]\nworkers: 0\n",
+    )
+    .unwrap();
+    let out = vagt(&["run", "--config", config.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("workers") && stderr.contains("at least 1"),
+        "{stderr}"
+    );
+}

@@ -20,6 +20,7 @@ mod parallel;
 pub mod profile;
 pub mod sigma;
 pub mod window;
+pub mod workers;
 
 pub use compile::{
     Compiled, RuleInfo, RuleSet, RuleSetBuilder, Unroutable, NULLS_COLUMN, RAW_COLUMN,

@@ -5,3 +5,4 @@ mod fingerprints;
 mod regression;
 mod scoping;
 mod semantics;
+mod workers;

@@ -89,6 +89,15 @@ struct Args {
     /// Events of the webhook latency run.
     #[arg(long, default_value_t = 60_000)]
     delivery_events: usize,
+    /// Worker counts for the detection-workers runs (evaluation in memory).
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    worker_counts: Vec<usize>,
+    /// Only the detection-workers runs.
+    #[arg(long)]
+    workers_only: bool,
+    /// Skip the detection-workers runs.
+    #[arg(long)]
+    skip_workers: bool,
 }
 
 struct Throughput {
@@ -139,6 +148,15 @@ fn main() -> anyhow::Result<()> {
             }
             return Ok(());
         }
+    }
+
+    if args.workers_only {
+        let report = workers(&args, &events)?;
+        println!("{report}");
+        if let Some(path) = &args.markdown {
+            std::fs::write(path, &report)?;
+        }
+        return Ok(());
     }
 
     if args.delivery_only {
@@ -283,6 +301,9 @@ fn main() -> anyhow::Result<()> {
     if !args.skip_delivery {
         report.push_str(&delivery(&args, &lines, &events, work.path())?);
     }
+    if !args.skip_workers {
+        report.push_str(&workers(&args, &events)?);
+    }
     println!("{report}");
     if let Some(path) = &args.markdown {
         std::fs::write(path, &report)?;
@@ -292,6 +313,14 @@ fn main() -> anyhow::Result<()> {
 
 /// The delivery runs: webhook latency with all rules, and one output
 /// against three with all rules and with a rule every event matches.
+/// The detection-workers runs (`vagt_benches::workers`).
+fn workers(args: &Args, events: &[u8]) -> anyhow::Result<String> {
+    eprintln!("detection workers: {:?}", args.worker_counts);
+    let report =
+        vagt_benches::workers::measure(events, &args.worker_counts, args.replays, args.repeats)?;
+    Ok(vagt_benches::workers::render(&report))
+}
+
 fn delivery(args: &Args, lines: &[&[u8]], events: &[u8], work: &Path) -> anyhow::Result<String> {
     let all_rules = work.join("delivery-rules");
     write_rules(&all_rules, &windows_rule_files())?;

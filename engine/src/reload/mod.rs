@@ -25,8 +25,8 @@
 //! each is logged.
 //!
 //! Not reloaded (a change is rejected, saying to restart): inputs, the
-//! profile, the window settings, the decoder, the dead letters, metrics
-//! and the reload settings themselves.
+//! profile, the window settings, the decoder, the detection workers, the
+//! dead letters, metrics and the reload settings themselves.
 
 pub(crate) mod http;
 pub(crate) mod watch;
@@ -185,7 +185,7 @@ pub(crate) fn version(config: &RunConfig, rules_digest: &[u8; 32]) -> String {
 }
 
 /// The settings a reload cannot change, by name.
-fn fixed(config: &RunConfig) -> [(&'static str, String); 10] {
+fn fixed(config: &RunConfig) -> [(&'static str, String); 11] {
     [
         ("inputs", format!("{:?}", config.inputs)),
         ("profile", config.profile.clone()),
@@ -193,6 +193,7 @@ fn fixed(config: &RunConfig) -> [(&'static str, String); 10] {
         ("decoder", format!("{:?}", config.decoder)),
         ("dead_letters", format!("{:?}", config.dead_letters)),
         ("channel_capacity", config.channel_capacity.to_string()),
+        ("workers", format!("{:?}", config.workers)),
         ("stop_evaluation", format!("{:?}", config.stop_evaluation)),
         ("metrics_listen", format!("{:?}", config.metrics_listen)),
         ("progress", format!("{:?}", config.progress)),
