@@ -30,6 +30,17 @@ pub fn wait_until_ready(stderr: std::process::ChildStderr) -> anyhow::Result<()>
         .map_err(|_| anyhow::anyhow!("vagt never said it was ready"))
 }
 
+/// `vagt run` as the throughput, latency and peer runs start it: the
+/// Windows profile, dead letters discarded, and `--workers` when given.
+pub fn vagt_run_command(vagt: &Path, workers: Option<usize>) -> std::process::Command {
+    let mut command = std::process::Command::new(vagt);
+    command.args(["run", "--profile", "windows", "--dead-letters", "/dev/null"]);
+    if let Some(n) = workers {
+        command.arg("--workers").arg(n.to_string());
+    }
+    command
+}
+
 /// CPU seconds (user + system) of this process's waited-for children.
 pub fn children_cpu_seconds() -> f64 {
     children_cpu_of(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default())

@@ -45,15 +45,15 @@ impl EngineRun {
 /// `rules`, as a user runs it: start-up included, alerts to a file.
 pub fn vagt_run(
     vagt: &Path,
+    workers: Option<usize>,
     rules: &Path,
     events: &Path,
     count: u64,
     work: &Path,
 ) -> anyhow::Result<EngineRun> {
     let alerts = work.join("peer-vagt-alerts.jsonl");
-    let mut command = Command::new(vagt);
+    let mut command = crate::vagt_run_command(vagt, workers);
     command
-        .args(["run", "--profile", "windows", "--dead-letters", "/dev/null"])
         .arg("--rules")
         .arg(rules)
         .arg("--input")

@@ -92,6 +92,10 @@ struct Args {
     /// Worker counts for the detection-workers runs (evaluation in memory).
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     worker_counts: Vec<usize>,
+    /// Passed to `vagt run` as `--workers` in the throughput, latency and
+    /// RSigma runs (default: vagt's own, one per core).
+    #[arg(long)]
+    vagt_workers: Option<usize>,
     /// Only the detection-workers runs.
     #[arg(long)]
     workers_only: bool,
@@ -195,7 +199,13 @@ fn main() -> anyhow::Result<()> {
                 args.repeats,
                 if round == 0 { " (warm-up)" } else { "" }
             );
-            let run = throughput_run(&args.vagt, &dirs[i], &replayed, work.path())?;
+            let run = throughput_run(
+                &args.vagt,
+                args.vagt_workers,
+                &dirs[i],
+                &replayed,
+                work.path(),
+            )?;
             if round > 0 {
                 runs[i].push(run);
             }
@@ -243,7 +253,14 @@ fn main() -> anyhow::Result<()> {
                 rate.map(|r| format!("{r}/s"))
                     .unwrap_or("full speed".into())
             );
-            latency.push(latency_run(&args.vagt, &dirs[i], &lines[..n], rate, label)?);
+            latency.push(latency_run(
+                &args.vagt,
+                args.vagt_workers,
+                &dirs[i],
+                &lines[..n],
+                rate,
+                label,
+            )?);
         }
     }
 
@@ -397,7 +414,14 @@ fn rsigma_comparison(
     let (mut vagt_runs, mut rsigma_runs) = (Vec::new(), Vec::new());
     for round in 0..=args.repeats {
         eprintln!("RSigma comparison, round {round}/{}", args.repeats);
-        let v = rsigma::vagt_run(&args.vagt, &rules, &once, count as u64, work)?;
+        let v = rsigma::vagt_run(
+            &args.vagt,
+            args.vagt_workers,
+            &rules,
+            &once,
+            count as u64,
+            work,
+        )?;
         let r = rsigma::rsigma_run(rsigma_cli, &rules, &once, count as u64)?;
         if v.matches != ALERTS_PER_PASS_ALL_RULES {
             bail!(
@@ -433,19 +457,17 @@ struct FileRun {
 
 /// One file run, over the processing phase as vagt reports it (rule
 /// compilation excluded).
-fn throughput_run(vagt: &Path, rules: &Path, input: &Path, work: &Path) -> anyhow::Result<FileRun> {
+fn throughput_run(
+    vagt: &Path,
+    workers: Option<usize>,
+    rules: &Path,
+    input: &Path,
+    work: &Path,
+) -> anyhow::Result<FileRun> {
     let stats = work.join("stats.json");
     let cpu_before = children_cpu_seconds();
-    let mut child = Command::new(vagt)
-        .args([
-            "run",
-            "--profile",
-            "windows",
-            "--output",
-            "/dev/null",
-            "--dead-letters",
-            "/dev/null",
-        ])
+    let mut child = vagt_benches::vagt_run_command(vagt, workers)
+        .args(["--output", "/dev/null"])
         .arg("--rules")
         .arg(rules)
         .arg("--input")
@@ -502,7 +524,7 @@ fn peer_comparison(
         "peer comparison: vagt over {} sampled events x20",
         sample.len()
     );
-    let run = throughput_run(&args.vagt, all_rules, &replayed, work)?;
+    let run = throughput_run(&args.vagt, args.vagt_workers, all_rules, &replayed, work)?;
     let mut rows = vec![Throughput {
         label: "vagt".into(),
         rules: 0,
@@ -590,21 +612,14 @@ fn alert_line(alert: &str) -> Option<usize> {
 /// event to reading the alert.
 fn latency_run(
     vagt: &Path,
+    workers: Option<usize>,
     rules: &Path,
     lines: &[&[u8]],
     rate: Option<u64>,
     label: &str,
 ) -> anyhow::Result<Latency> {
-    let mut child = Command::new(vagt)
-        .args([
-            "run",
-            "--profile",
-            "windows",
-            "--input",
-            "-",
-            "--dead-letters",
-            "/dev/null",
-        ])
+    let mut child = vagt_benches::vagt_run_command(vagt, workers)
+        .args(["--input", "-"])
         .arg("--rules")
         .arg(rules)
         .stdin(Stdio::piped())
