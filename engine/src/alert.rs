@@ -277,6 +277,11 @@ fn normalise_time(raw: &str) -> Option<String> {
     None
 }
 
+/// The first value of the first candidate column present and non-null.
+pub(crate) fn first_value(batch: &RecordBatch, candidates: &[String], row: usize) -> Option<String> {
+    values(batch, candidates, row).into_iter().next()
+}
+
 /// String values of the first candidate columns present and non-null.
 fn values(batch: &RecordBatch, candidates: &[String], row: usize) -> Vec<String> {
     let schema = batch.schema();

@@ -17,6 +17,7 @@
 //!   - kafka: {brokers: "k1:9092", topics: [events], group_id: vagt}
 //! output: alerts.jsonl            # "-" for stdout (default)
 //! dead_letters: dead.jsonl        # default: stderr
+//! archive: {dir: archive/, max_file_bytes: 134217728, max_file_age: 30s, row_group_rows: 65536, retention_days: 90}
 //! decoder: {batch_size: 1024, max_record_bytes: 4194304, max_batch_delay: 5ms}
 //! channel_capacity: 8             # batches in flight between stages
 //! workers: 2                      # detection workers evaluating batches at once (default: the cores)
@@ -242,6 +243,9 @@ pub struct RunConfig {
     /// Dead-letter output (JSON lines); stderr when unset.
     #[serde(default)]
     pub dead_letters: Option<PathBuf>,
+    /// Keep every event taken in as Parquet, for hunts and SQL.
+    #[serde(default)]
+    pub archive: Option<crate::archive::ArchiveConfig>,
     /// Decoding settings.
     #[serde(default)]
     pub decoder: DecoderConfig,
@@ -531,6 +535,9 @@ impl RunConfig {
         if let Some(d) = &mut self.dead_letters {
             fix(d);
         }
+        if let Some(a) = &mut self.archive {
+            fix(&mut a.dir);
+        }
         if let Some(s) = &mut self.windows.state_file {
             fix(s);
         }
@@ -611,6 +618,11 @@ impl RunConfig {
         if self.workers == Some(0) {
             return Err(ConfigError::setting("workers", "must be at least 1"));
         }
+        if let Some(archive) = &self.archive {
+            archive
+                .validate()
+                .map_err(|e| ConfigError::setting("archive", e))?;
+        }
         self.reload.validate()?;
         for (i, input) in self.inputs.iter().enumerate() {
             input
@@ -682,6 +694,7 @@ impl RunConfig {
             ("output", self.output.as_ref()),
             ("dead_letters", self.dead_letters.as_ref()),
             ("windows.state_file", self.windows.state_file.as_ref()),
+            ("archive.dir", self.archive.as_ref().map(|a| &a.dir)),
         ];
         for (key, path) in files {
             let Some(path) = path.filter(|p| p.as_os_str() != "-") else {

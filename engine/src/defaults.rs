@@ -52,6 +52,7 @@ pub fn default_config() -> RunConfig {
         decoder: DecoderConfig::default(),
         channel_capacity: 8,
         workers: None,
+        archive: None,
         stop_evaluation: vagt_connectors::ConfigDuration::from_secs(5),
         windows: Default::default(),
         tlp: crate::warning::tlp::Tlp::Amber,

@@ -101,6 +101,9 @@ pub(crate) struct DeliveryStage {
     pub state_file: Option<PathBuf>,
     /// Alerts handed to outputs, for the progress display.
     pub routed: Arc<AtomicU64>,
+    /// The archive writer: acknowledgements wait for it like for an
+    /// output.
+    pub archive: Option<mpsc::Sender<crate::archive::writer::ArchiveItem>>,
 }
 
 impl DeliveryStage {
@@ -129,6 +132,7 @@ impl DeliveryStage {
             dead_failed,
             state_file,
             routed,
+            archive,
         } = self;
         let (pending_tx, pending_rx) = mpsc::channel::<Pending>(1024);
         let acknowledger = tokio::spawn(acknowledge(pending_rx, dead.clone(), state_file));
@@ -151,6 +155,7 @@ impl DeliveryStage {
             dead_failed,
             pending: pending_tx,
             routed,
+            archive,
             metrics: SinkMetrics::new("delivery"),
             outcome: DeliveryOutcome::default(),
             results: Vec::new(),
@@ -186,6 +191,7 @@ struct Router {
     dead_failed: watch::Receiver<bool>,
     pending: mpsc::Sender<Pending>,
     routed: Arc<AtomicU64>,
+    archive: Option<mpsc::Sender<crate::archive::writer::ArchiveItem>>,
     metrics: SinkMetrics,
     outcome: DeliveryOutcome,
     /// Outputs' ends seen while routing.
@@ -525,6 +531,14 @@ impl Router {
                 return false;
             }
             taken.push((slot.name.clone(), rx));
+        }
+        if let Some(archive) = &self.archive {
+            let (tx, rx) = oneshot::channel();
+            // A writer that stopped drops the answer: positions stay.
+            let _ = archive
+                .send(crate::archive::writer::ArchiveItem::Barrier(tx))
+                .await;
+            taken.push((Arc::from("archive"), rx));
         }
         self.pending
             .send(Pending { taken, sync, then })

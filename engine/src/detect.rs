@@ -27,6 +27,7 @@ use vagt_rules::workers::{Evaluation, Pending, Workers};
 use vagt_rules::{RuleMatch, RuleSet};
 
 use crate::alert::{now_rfc3339, Alert, AlertBuilder, FieldCandidates};
+use crate::archive::writer::ArchiveItem;
 use crate::catalog::Catalog;
 use crate::pipeline::{DetectionReport, PipelineError};
 use crate::sinks::{DeadItem, Delivery};
@@ -85,6 +86,8 @@ pub(crate) struct Detector {
     /// The threads that evaluate batches (they give up once `give_up`
     /// is set).
     pub workers: Workers,
+    /// The archive writer, if events are archived.
+    pub archive: Option<mpsc::Sender<ArchiveItem>>,
 }
 
 /// What one pass of the loop decided.
@@ -516,6 +519,21 @@ impl Detector {
         {
             return Next::End;
         }
+        // Before its acknowledgements: delivery's barrier for them reaches
+        // the archive after the batch.
+        if let Some(archive) = &self.archive {
+            let item = ArchiveItem::Batch {
+                input,
+                batch,
+                catalog: self.catalog.clone(),
+            };
+            if archive.blocking_send(item).is_err() {
+                state.outcome.error = Some(PipelineError::Internal(
+                    "the archive writer stopped".into(),
+                ));
+                return Next::End;
+            }
+        }
         // After the batch's alerts, so that they run once those are out.
         if !self.acknowledge(state, acks) {
             return Next::End;
@@ -530,6 +548,11 @@ impl Detector {
     fn end(mut self, mut state: Progress) -> DetectOutcome {
         // Inputs drained after a stop signal end the loop as a stop too.
         state.outcome.stopped |= self.stop.load(Ordering::SeqCst);
+        // What the archive holds is committed now, not when its files
+        // are old enough: the acknowledgements still to come wait for it.
+        if let Some(archive) = self.archive.take() {
+            let _ = archive.blocking_send(ArchiveItem::End);
+        }
         // A stopping run gave up while later batches were with the
         // workers: they are reported too, not lost.
         if state.outcome.stopped {

@@ -2,6 +2,7 @@
 //! alerting, and the `vagt` binary's commands.
 
 pub mod alert;
+pub mod archive;
 pub mod catalog;
 pub mod config;
 pub mod defaults;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use vagt_engine::config::{InputConfig, RunConfig};
+use vagt_engine::config::{InputConfig, RunConfig, SourceConfig};
 use vagt_engine::signals::StopSignals;
 use vagt_engine::{defaults, pipeline};
 
@@ -36,6 +36,11 @@ enum Command {
     /// Run a pipeline: from a config file, from flags, or (with neither)
     /// the built-in default over the sample logs in fixtures/.
     Run(Box<RunArgs>),
+    /// Hunt: run rules (single-event and windowed) over an archive written
+    /// by `vagt run --archive`, some organisations and days of it; the
+    /// alerts equal the stream's, with the same ids. Alerts go to stdout
+    /// or `--output`, never to a config's outputs.
+    Hunt(Box<HuntArgs>),
     /// Work with rules.
     Rules {
         #[command(subcommand)]
@@ -99,6 +104,10 @@ struct RunArgs {
     /// machine's cores).
     #[arg(long)]
     workers: Option<usize>,
+    /// Archive every event taken in as Parquet in this folder (for `vagt
+    /// hunt`); the config's other `archive` settings stay.
+    #[arg(long)]
+    archive: Option<PathBuf>,
     /// Values for a Sigma `|expand` placeholder: `NAME=VALUE[,VALUE...]` (repeatable).
     #[arg(long = "placeholder", value_parser = parse_placeholder)]
     placeholders: Vec<(String, Vec<String>)>,
@@ -110,6 +119,51 @@ struct RunArgs {
     stats: Option<PathBuf>,
     /// Progress display on stderr: a bar on a terminal; `always` also prints
     /// a line every few seconds when stderr is not a terminal.
+    #[arg(long, value_enum)]
+    progress: Option<vagt_engine::progress::ProgressMode>,
+}
+
+#[derive(Debug, Args)]
+struct HuntArgs {
+    /// The archive's folder.
+    archive: PathBuf,
+    /// Config file: its rules, catalog, profile, placeholders and window
+    /// settings (not its inputs, outputs, archive or state file).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Sigma rule file or folder (repeatable).
+    #[arg(long, num_args = 1..)]
+    rules: Vec<PathBuf>,
+    /// From: a date (2026-03-01), a time (2026-03-01T12:00:00Z) or a span
+    /// back from now (7d, 12h).
+    #[arg(long)]
+    since: Option<String>,
+    /// Until: a date (its whole day), a time, or a span back from now.
+    #[arg(long)]
+    until: Option<String>,
+    /// Only this organisation's events (repeatable; `_none` for events of
+    /// no known organisation).
+    #[arg(long = "actor")]
+    actors: Vec<String>,
+    /// Critical-process catalog (YAML).
+    #[arg(long)]
+    catalog: Option<PathBuf>,
+    /// Field/logsource profile: `windows`, `passthrough`, or a profile file.
+    #[arg(long)]
+    profile: Option<String>,
+    /// Alert output file, `-` for stdout (the default).
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Dead-letter output file (default: stderr).
+    #[arg(long)]
+    dead_letters: Option<PathBuf>,
+    /// Detection workers (default: the machine's cores).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Also write the run summary as JSON to this file.
+    #[arg(long)]
+    stats: Option<PathBuf>,
+    /// Progress display on stderr.
     #[arg(long, value_enum)]
     progress: Option<vagt_engine::progress::ProgressMode>,
 }
@@ -155,6 +209,7 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::Run(args) => run(*args),
+        Command::Hunt(args) => hunt(*args),
         Command::Routes {
             command:
                 RoutesCommand::Test {
@@ -365,6 +420,12 @@ fn build_config(args: RunArgs) -> anyhow::Result<RunConfig> {
     if let Some(w) = args.workers {
         config.workers = Some(w);
     }
+    if let Some(dir) = args.archive {
+        match config.archive.as_mut() {
+            Some(archive) => archive.dir = dir,
+            None => config.archive = Some(vagt_engine::archive::ArchiveConfig::in_dir(dir)),
+        }
+    }
     config.placeholders.extend(args.placeholders);
     if let Some(addr) = args.metrics_listen {
         config.metrics_listen = Some(addr);
@@ -379,6 +440,71 @@ fn build_config(args: RunArgs) -> anyhow::Result<RunConfig> {
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let stats = args.stats.clone();
     let config = build_config(args)?;
+    run_config(config, stats)
+}
+
+/// A hunt's config: the archive as the one input; alerts to stdout or
+/// `--output`; nothing archived, no state file, no reloads.
+fn build_hunt_config(args: HuntArgs) -> anyhow::Result<RunConfig> {
+    let mut config = match &args.config {
+        Some(path) => RunConfig::from_file(path)?,
+        None => {
+            if args.rules.is_empty() {
+                anyhow::bail!("without --config, --rules is needed");
+            }
+            let mut c = defaults::default_config();
+            c.catalog = None;
+            c
+        }
+    };
+    if !args.rules.is_empty() {
+        config.rules = args.rules;
+    }
+    config.inputs = vec![InputConfig {
+        source: SourceConfig::Archive(vagt_engine::archive::scan::ArchiveInput {
+            dir: args.archive,
+            since: args.since,
+            until: args.until,
+            actors: args.actors,
+        }),
+        format: vagt_connectors::Format::default(),
+        actor: None,
+        timestamp: None,
+    }];
+    config.outputs.clear();
+    config.routes.clear();
+    config.output = args.output;
+    config.archive = None;
+    config.windows.state_file = None;
+    config.source = None;
+    if let Some(c) = args.catalog {
+        config.catalog = Some(c);
+    }
+    if let Some(p) = args.profile {
+        config.profile = p;
+    }
+    if let Some(d) = args.dead_letters {
+        config.dead_letters = Some(d);
+    }
+    if let Some(w) = args.workers {
+        config.workers = Some(w);
+    }
+    if let Some(mode) = args.progress {
+        config.progress = mode;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn hunt(args: HuntArgs) -> anyhow::Result<ExitCode> {
+    let stats = args.stats.clone();
+    let config = build_hunt_config(args)?;
+    run_config(config, stats)
+}
+
+/// Runs a pipeline to its end (or a stop signal); the summary on stderr
+/// and in `stats`.
+fn run_config(config: RunConfig, stats: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

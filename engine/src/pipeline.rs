@@ -97,6 +97,8 @@ pub enum PipelineError {
     #[error("the dead-letter output failed")]
     DeadLettersFailed,
     /// A pipeline task failed unexpectedly.
+    #[error(transparent)]
+    Archive(#[from] crate::archive::ArchiveError),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -147,6 +149,10 @@ pub struct RunSummary {
     pub dropped_records: u64,
     /// Inputs that could not be read, with the reason.
     pub failed_inputs: Vec<String>,
+    /// What the archive committed (with `--archive`).
+    pub archive: Option<crate::archive::ArchiveReport>,
+    /// What each archive input's scan read and skipped, by input.
+    pub archive_scans: std::collections::BTreeMap<String, crate::archive::scan::ScanReport>,
     /// Loading the profile, rules and catalog, and compiling the rules.
     #[serde(rename = "startup_seconds", serialize_with = "seconds")]
     pub startup: Duration,
@@ -420,6 +426,16 @@ pub async fn run_until(
     let ticks = spawn_ticks(&batch_tx);
     let source_metrics: Vec<SourceMetrics> = names.iter().map(|n| SourceMetrics::new(n)).collect();
 
+    // The archive, before delivery: acknowledgements wait for it.
+    let archive = match &config.archive {
+        Some(settings) => Some(crate::archive::writer::start(
+            settings,
+            timestamps.clone(),
+            profile.clone(),
+        )?),
+        None => None,
+    };
+
     // Outputs and delivery. A run with a state file resumes: its outputs
     // are appended to.
     let Delivering {
@@ -435,6 +451,7 @@ pub async fn run_until(
         dead_rx,
         alert_rx,
         counters.alerts.clone(),
+        archive.as_ref().map(|a| a.items.clone()),
     )
     .await?;
 
@@ -517,6 +534,7 @@ pub async fn run_until(
             config.detection_workers(),
             Some(give_up.clone()),
         ),
+        archive: archive.as_ref().map(|a| a.items.clone()),
     };
     let detect = tokio::task::spawn_blocking(move || detector.run(batch_rx));
 
@@ -537,6 +555,12 @@ pub async fn run_until(
         // Nothing will read what the inputs still bring.
         stop.store(true, Ordering::SeqCst);
         let _ = started_inputs.stopping.send(true);
+        // The archive's own error says why it stopped.
+        if let Some(archive) = archive.filter(|a| a.done.is_finished()) {
+            if let Ok(Err(e)) = archive.done.await {
+                return Err(e.into());
+            }
+        }
         return Err(error);
     }
     if outcome.sink_gone {
@@ -568,6 +592,24 @@ pub async fn run_until(
         }
         result => result.map_err(|e| PipelineError::Internal(format!("delivery: {e}")))??,
     };
+    // Delivery is over: the writer commits what it holds and ends.
+    if let Some(archive) = archive {
+        drop(archive.items);
+        summary.archive = Some(
+            archive
+                .done
+                .await
+                .map_err(|e| PipelineError::Internal(format!("archive writer: {e}")))??,
+        );
+    }
+    summary.archive_scans = started_inputs
+        .scans
+        .iter()
+        .map(|(name, report)| {
+            let report = report.lock().map(|r| r.clone()).unwrap_or_default();
+            (name.clone(), report)
+        })
+        .collect();
     summary.alerts = delivered.alerts + delivered.unrouted + delivered.refused_tlp;
     summary.alerts_unrouted = delivered.unrouted;
     summary.alerts_refused_tlp = delivered.refused_tlp;
@@ -754,7 +796,7 @@ fn stage_maker(
         .map(|(i, name)| StageInput {
             name: name.clone(),
             actor: i.actor.clone(),
-            finite: matches!(i.source, SourceConfig::File(_)),
+            finite: matches!(i.source, SourceConfig::File(_) | SourceConfig::Archive(_)),
         })
         .collect();
     let limits = config.windows.limits()?;
@@ -816,6 +858,7 @@ async fn start_delivery(
     dead_rx: mpsc::Receiver<DeadItem>,
     alert_rx: mpsc::Receiver<Delivery>,
     routed: Arc<AtomicU64>,
+    archive: Option<mpsc::Sender<crate::archive::writer::ArchiveItem>>,
 ) -> Result<Delivering, PipelineError> {
     let state_file = config.windows.state_file.clone();
     let resuming = state_file.is_some();
@@ -866,6 +909,7 @@ async fn start_delivery(
             dead_failed: dead_failure,
             state_file,
             routed,
+            archive,
         }
         .run(alert_rx),
     );

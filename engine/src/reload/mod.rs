@@ -26,7 +26,7 @@
 //!
 //! Not reloaded (a change is rejected, saying to restart): inputs, the
 //! profile, the window settings, the decoder, the detection workers, the
-//! dead letters, metrics and the reload settings themselves.
+//! archive, the dead letters, metrics and the reload settings themselves.
 
 pub(crate) mod http;
 pub(crate) mod watch;
@@ -185,7 +185,7 @@ pub(crate) fn version(config: &RunConfig, rules_digest: &[u8; 32]) -> String {
 }
 
 /// The settings a reload cannot change, by name.
-fn fixed(config: &RunConfig) -> [(&'static str, String); 11] {
+fn fixed(config: &RunConfig) -> [(&'static str, String); 12] {
     [
         ("inputs", format!("{:?}", config.inputs)),
         ("profile", config.profile.clone()),
@@ -194,6 +194,7 @@ fn fixed(config: &RunConfig) -> [(&'static str, String); 11] {
         ("dead_letters", format!("{:?}", config.dead_letters)),
         ("channel_capacity", config.channel_capacity.to_string()),
         ("workers", format!("{:?}", config.workers)),
+        ("archive", format!("{:?}", config.archive)),
         ("stop_evaluation", format!("{:?}", config.stop_evaluation)),
         ("metrics_listen", format!("{:?}", config.metrics_listen)),
         ("progress", format!("{:?}", config.progress)),

@@ -3,7 +3,7 @@
 //! stamps on its events and where their time is.
 //!
 //! ```yaml
-//! inputs:                         # each has exactly one of path, tail, syslog, http, kafka
+//! inputs:                         # each has exactly one of path, tail, syslog, http, kafka, archive
 //!   - path: logs/dc01.jsonl       # a file or folder read to its end (.gz read transparently), "-" for stdin
 //!     actor: rnv-hospital-nord    # optional: stamp this actor on its events' alerts
 //!     format: json                # json | windows | syslog | cef | leef | zeek | suricata | logfmt
@@ -11,6 +11,7 @@
 //!   - syslog: {listen: 0.0.0.0:6514, protocol: tls, tls: {cert: c.pem, key: k.pem}}
 //!   - http: {listen: 0.0.0.0:8088, tokens: [{actor: rnv-hospital-nord, token_env: NORD_TOKEN}]}
 //!   - kafka: {brokers: "k1:9092", topics: [events], group_id: vagt}
+//!   - archive: {dir: archive/, since: 7d, until: 2026-03-01, actors: [rnv-hospital-nord]}
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -54,6 +55,9 @@ pub enum SourceConfig {
     Http(HttpConfig),
     /// Kafka topics consumed in a consumer group.
     Kafka(KafkaConfig),
+    /// The events of an archive (some organisations, some time), read to
+    /// the end: a hunt.
+    Archive(crate::archive::scan::ArchiveInput),
 }
 
 /// An input as written: exactly one of `path`, `tail`, `syslog`, `http`
@@ -76,6 +80,9 @@ struct InputFields {
     /// A Kafka consumer.
     #[serde(default)]
     kafka: Option<KafkaConfig>,
+    /// An archive's events.
+    #[serde(default)]
+    archive: Option<crate::archive::scan::ArchiveInput>,
     #[serde(default)]
     format: Format,
     #[serde(default)]
@@ -100,12 +107,13 @@ impl TryFrom<InputFields> for InputConfig {
         sources.extend(f.syslog.map(SourceConfig::Syslog));
         sources.extend(f.http.map(SourceConfig::Http));
         sources.extend(f.kafka.map(SourceConfig::Kafka));
+        sources.extend(f.archive.map(SourceConfig::Archive));
         let source = match sources.len() {
             1 => sources.pop().expect("one"),
-            0 => return Err("no source: give one of path, tail, syslog, http, kafka".into()),
+            0 => return Err("no source: give one of path, tail, syslog, http, kafka, archive".into()),
             _ => {
                 return Err(
-                    "several sources: give only one of path, tail, syslog, http, kafka".into(),
+                    "several sources: give only one of path, tail, syslog, http, kafka, archive".into(),
                 )
             }
         };
@@ -149,6 +157,7 @@ impl InputConfig {
             SourceConfig::Syslog(s) => s.name(),
             SourceConfig::Http(h) => h.name(),
             SourceConfig::Kafka(k) => k.name(),
+            SourceConfig::Archive(a) => a.name(),
         }
     }
 
@@ -186,6 +195,9 @@ impl InputConfig {
                     tls.resolve_relative_to(base);
                 }
             }
+            SourceConfig::Archive(a) if a.dir.is_relative() => {
+                a.dir = base.join(&a.dir);
+            }
             _ => {}
         }
     }
@@ -217,6 +229,12 @@ impl InputConfig {
                 h.digests().map(|_| ())
             }
             SourceConfig::Kafka(k) => k.validate(),
+            SourceConfig::Archive(a) => {
+                if self.actor.is_some() {
+                    return Err("archive inputs give each event the organisation it was archived with, not 'actor'".into());
+                }
+                a.range().map(|_| ()).map_err(|e| e.to_string())
+            }
             _ => Ok(()),
         }
     }

@@ -88,6 +88,8 @@ pub(crate) struct Started {
     /// Closed once every input that can be drained (listeners, Kafka,
     /// tails) has handed on all it took in after the stop.
     pub drained: Option<mpsc::Receiver<()>>,
+    /// What each archive input's scan did, by input name.
+    pub scans: Vec<(String, Arc<std::sync::Mutex<crate::archive::scan::ScanReport>>)>,
 }
 
 impl Started {
@@ -127,6 +129,7 @@ pub(crate) async fn start<W: Send + 'static, D: Send + 'static>(
         live: false,
         stopping: Arc::new(stopping),
         drained: Some(drained),
+        scans: Vec::new(),
     };
     for (index, input) in config.inputs.iter().enumerate() {
         let options = ReadOptions {
@@ -212,6 +215,32 @@ pub(crate) async fn start<W: Send + 'static, D: Send + 'static>(
                     finished(result)
                 })
             }
+            SourceConfig::Archive(archive) => {
+                let report = Arc::new(std::sync::Mutex::new(
+                    crate::archive::scan::ScanReport::default(),
+                ));
+                started.scans.push((name.clone(), report.clone()));
+                let (archive, decoder) = (archive.clone(), options.decoder.clone());
+                let name = name.clone();
+                tokio::task::spawn_blocking(move || {
+                    let send = send;
+                    let result = crate::archive::scan::scan(
+                        &archive,
+                        &decoder,
+                        &report,
+                        |e| send(Some(e), Vec::new()),
+                        dead_letter,
+                    );
+                    end();
+                    let records = report.lock().map_or(0, |r| r.rows);
+                    result
+                        .map(|()| ReadStats {
+                            records,
+                            ..ReadStats::default()
+                        })
+                        .map_err(|e| format!("{name}: {e}"))
+                })
+            }
             SourceConfig::Tail(path) => {
                 started.live = true;
                 let path = path.to_path_buf();
@@ -271,7 +300,10 @@ pub(crate) async fn start<W: Send + 'static, D: Send + 'static>(
                             decoder: None,
                         });
                     }
-                    SourceConfig::File(_) | SourceConfig::Stdin | SourceConfig::Tail(_) => {}
+                    SourceConfig::File(_)
+                    | SourceConfig::Stdin
+                    | SourceConfig::Tail(_)
+                    | SourceConfig::Archive(_) => {}
                 }
                 let runtime = tokio::runtime::Handle::current();
                 let done = done.clone();

@@ -1,0 +1,119 @@
+//! The archive: every event a run takes in, kept as Parquet for hunts and
+//! SQL, partitioned by organisation and then by day
+//! (`actor=…/date=YYYY-MM-DD/part-….parquet`), so that a search for one
+//! organisation's days opens only their files.
+//!
+//! ```text
+//!  detection ── each evaluated batch ──► writer thread: rows by (actor, date) ──► open files
+//!  delivery ─── barrier (before acks) ──►   answered once every row before it is committed
+//!                                            commit: close, fsync, rename, fsync folder, manifest
+//!  vagt hunt ── layout: the files of the asked actors and days ──► scan (DataFusion) ──► batches
+//! ```
+//!
+//! A file is written aside (`.part-….parquet.tmp`), synced, and renamed
+//! into its partition only when complete, then listed in `manifest.jsonl`;
+//! a reader never sees a half file. Input positions (Kafka offsets, the
+//! state file's) do not advance past rows the archive has not committed:
+//! delivery's acknowledgements wait for it like for an output.
+//!
+//! Schema (the partition columns `actor` and `date` come from the path):
+//! `time` (event time, UTC milliseconds, null when unreadable), `received`
+//! (when vagt took it), `host`, `source` (input), `line`, `offset`,
+//! `input_actor` (the organisation its input or credential named),
+//! `channel`, `event_id`, and `raw`, the event's text as detection saw it:
+//! a hunt decodes it again, so that it gives the same alerts, with the
+//! same ids, as the stream did.
+
+pub mod layout;
+pub mod scan;
+pub(crate) mod writer;
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use vagt_connectors::ConfigDuration;
+
+pub use layout::ArchiveError;
+
+/// `archive:` settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveConfig {
+    /// The archive's root folder (created if missing).
+    pub dir: PathBuf,
+    /// A file is committed once it holds this many bytes (default 128 MiB).
+    #[serde(default = "default_max_file_bytes")]
+    pub max_file_bytes: u64,
+    /// Every open file is committed at least this often (default 30s):
+    /// the longest that input positions wait for the archive.
+    #[serde(default = "default_max_file_age")]
+    pub max_file_age: ConfigDuration,
+    /// Rows per Parquet row group (default 65,536): the unit a scan skips
+    /// by its statistics.
+    #[serde(default = "default_row_group_rows")]
+    pub row_group_rows: usize,
+    /// Days kept: older day partitions are removed at start and once a
+    /// day (default: kept for ever).
+    #[serde(default)]
+    pub retention_days: Option<u32>,
+}
+
+fn default_max_file_bytes() -> u64 {
+    128 << 20
+}
+
+fn default_max_file_age() -> ConfigDuration {
+    ConfigDuration::from_secs(30)
+}
+
+fn default_row_group_rows() -> usize {
+    65_536
+}
+
+impl ArchiveConfig {
+    /// The defaults, in `dir`.
+    pub fn in_dir(dir: PathBuf) -> ArchiveConfig {
+        ArchiveConfig {
+            dir,
+            max_file_bytes: default_max_file_bytes(),
+            max_file_age: default_max_file_age(),
+            row_group_rows: default_row_group_rows(),
+            retention_days: None,
+        }
+    }
+
+    /// Checks the settings' values.
+    ///
+    /// # Errors
+    /// A size, age or count of zero.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_file_bytes < 1 << 20 {
+            return Err("max_file_bytes must be at least 1 MiB".into());
+        }
+        if self.max_file_age.get().is_zero() {
+            return Err("max_file_age must be more than 0s".into());
+        }
+        if self.row_group_rows == 0 {
+            return Err("row_group_rows must be at least 1".into());
+        }
+        if self.retention_days == Some(0) {
+            return Err("retention_days must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// What the archive did, for the summary.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ArchiveReport {
+    /// Rows committed.
+    pub rows: u64,
+    /// Files committed.
+    pub files: u64,
+    /// Bytes of the committed files.
+    pub bytes: u64,
+    /// Unfinished files of an earlier run found and removed at start.
+    pub removed_unfinished: u64,
+    /// Day partitions removed by the retention.
+    pub expired_partitions: u64,
+}

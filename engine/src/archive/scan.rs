@@ -1,0 +1,307 @@
+//! Reading the archive back as an input (`vagt hunt`, or `archive:` in a
+//! config's inputs): the files of the asked actors and days are found by
+//! their folders (no other folder is read), each file's footer is checked
+//! (a damaged file is skipped, named, and counted; the others are still
+//! searched), and DataFusion scans them, skipping row groups outside the
+//! time range by their statistics. Each event's text is decoded again as
+//! the stream decoded it, with its original input, line, offset and
+//! organisation, so that detection gives the same alerts with the same
+//! ids.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::UInt64Type;
+use arrow_array::{Array, RecordBatch};
+use datafusion::prelude::{col, lit, ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::scalar::ScalarValue;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use vagt_connectors::{BatchDecoder, DeadLetter, DecoderConfig, EventBatch, Origin, Record};
+
+use super::layout::{self, ArchiveError, PartitionFilter};
+
+/// An archive input: which organisations and which time.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveInput {
+    /// The archive's root folder.
+    pub dir: PathBuf,
+    /// From this time on: a date (`2026-03-01`), a time
+    /// (`2026-03-01T12:00:00Z`), or a span back from now (`7d`, `12h`).
+    #[serde(default)]
+    pub since: Option<String>,
+    /// Up to this time (a date includes its whole day).
+    #[serde(default)]
+    pub until: Option<String>,
+    /// Only these organisations (`_none`: events of no known one); all
+    /// when empty.
+    #[serde(default)]
+    pub actors: Vec<String>,
+}
+
+/// What a scan did, for the summary.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ScanReport {
+    /// Files searched (only those of the asked partitions).
+    pub files: u64,
+    /// Files skipped, each with the reason.
+    pub skipped: Vec<String>,
+    /// Rows read.
+    pub rows: u64,
+}
+
+/// A time bound in milliseconds since the epoch.
+fn bound(what: &'static str, value: &str, end_of_day: bool) -> Result<i64, ArchiveError> {
+    let bad = || ArchiveError::BadTime {
+        what,
+        value: value.to_string(),
+    };
+    let value = value.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {
+        return Ok(t.timestamp_millis());
+    }
+    if let Ok(day) = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+        let t = if end_of_day {
+            day.and_hms_milli_opt(23, 59, 59, 999)
+        } else {
+            day.and_hms_opt(0, 0, 0)
+        };
+        return t.map(|t| t.and_utc().timestamp_millis()).ok_or_else(bad);
+    }
+    if let Ok(span) = humantime::parse_duration(value) {
+        let now = chrono::Utc::now().timestamp_millis();
+        return Ok(now - i64::try_from(span.as_millis()).map_err(|_| bad())?);
+    }
+    Err(bad())
+}
+
+fn day_of(millis: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp_millis(millis).map(|t| t.format("%Y-%m-%d").to_string())
+}
+
+impl ArchiveInput {
+    /// The time range, as milliseconds.
+    ///
+    /// # Errors
+    /// A bound is neither a date, a time nor a span.
+    pub fn range(&self) -> Result<(Option<i64>, Option<i64>), ArchiveError> {
+        let since = self
+            .since
+            .as_deref()
+            .map(|s| bound("since", s, false))
+            .transpose()?;
+        let until = self
+            .until
+            .as_deref()
+            .map(|u| bound("until", u, true))
+            .transpose()?;
+        Ok((since, until))
+    }
+
+    /// The input's name in alerts' sources and dead letters.
+    pub fn name(&self) -> String {
+        format!("archive:{}", self.dir.display())
+    }
+}
+
+/// Checks a file's footer; the reason if it cannot be read.
+fn check(path: &std::path::Path) -> Result<(), String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    parquet::file::reader::SerializedFileReader::new(file)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Scans `input`, handing each batch of events (decoded again from their
+/// text) to `on_batch`. Runs its own small runtime: call it on a blocking
+/// thread.
+///
+/// # Errors
+/// The archive cannot be listed, a bound is invalid, or the scan failed.
+pub fn scan(
+    input: &ArchiveInput,
+    decoder: &DecoderConfig,
+    report: &Mutex<ScanReport>,
+    mut on_batch: impl FnMut(EventBatch),
+    mut on_dead: impl FnMut(DeadLetter),
+) -> Result<(), ArchiveError> {
+    let (since, until) = input.range()?;
+    let filter = PartitionFilter {
+        actors: input.actors.clone(),
+        from_date: since.and_then(day_of),
+        to_date: until.and_then(day_of),
+    };
+    let mut files = Vec::new();
+    for file in layout::find_files(&input.dir, &filter)? {
+        match check(&file.path) {
+            Ok(()) => files.push(file.path.to_string_lossy().into_owned()),
+            Err(reason) => {
+                tracing::error!(file = %file.path.display(), %reason, "archive file skipped: it cannot be read as Parquet");
+                lock(report)
+                    .skipped
+                    .push(format!("{}: {reason}", file.path.display()));
+            }
+        }
+    }
+    lock(report).files = files.len() as u64;
+    if files.is_empty() {
+        return Ok(());
+    }
+    let failed = |e: datafusion::error::DataFusionError| ArchiveError::Scan {
+        path: input.dir.clone(),
+        message: e.to_string(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ArchiveError::io(&input.dir))?;
+    // The archive's own string type, not views: batches are read as the
+    // archive wrote them.
+    let ctx = SessionContext::new_with_config(SessionConfig::new().set_bool(
+        "datafusion.execution.parquet.schema_force_view_types",
+        false,
+    ));
+    let mut frame = runtime
+        .block_on(ctx.read_parquet(files, ParquetReadOptions::default()))
+        .map_err(failed)?;
+    let utc = |t: i64| lit(ScalarValue::TimestampMillisecond(Some(t), Some("UTC".into())));
+    // Rows of no readable time are kept: their day folder placed them.
+    if let Some(t) = since {
+        frame = frame
+            .filter(col("time").is_null().or(col("time").gt_eq(utc(t))))
+            .map_err(failed)?;
+    }
+    if let Some(t) = until {
+        frame = frame
+            .filter(col("time").is_null().or(col("time").lt_eq(utc(t))))
+            .map_err(failed)?;
+    }
+    let frame = frame
+        .select_columns(&["raw", "source", "line", "offset", "input_actor"])
+        .map_err(failed)?;
+    let mut stream = runtime
+        .block_on(frame.execute_stream())
+        .map_err(failed)?;
+    let mut decoding = Decoding::new(decoder.batch_size);
+    while let Some(batch) = runtime.block_on(stream.next()) {
+        let batch = batch.map_err(failed)?;
+        lock(report).rows += batch.num_rows() as u64;
+        decoding
+            .rows(&batch, &mut on_batch, &mut on_dead)
+            .map_err(|message| ArchiveError::Scan {
+                path: input.dir.clone(),
+                message,
+            })?;
+    }
+    decoding.finish(&mut on_batch);
+    Ok(())
+}
+
+fn lock(report: &Mutex<ScanReport>) -> std::sync::MutexGuard<'_, ScanReport> {
+    report
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Archived rows decoded into event batches of `batch_size`.
+struct Decoding {
+    decoder: BatchDecoder,
+    batch_size: usize,
+    /// Interned input and organisation names.
+    names: Vec<Arc<str>>,
+}
+
+impl Decoding {
+    fn new(batch_size: usize) -> Decoding {
+        Decoding {
+            decoder: BatchDecoder::new(),
+            batch_size,
+            names: Vec::new(),
+        }
+    }
+
+    fn name(&mut self, text: &str) -> Arc<str> {
+        if let Some(n) = self.names.iter().find(|n| &***n == text) {
+            return n.clone();
+        }
+        let n: Arc<str> = Arc::from(text);
+        self.names.push(n.clone());
+        n
+    }
+
+    fn rows(
+        &mut self,
+        batch: &RecordBatch,
+        on_batch: &mut impl FnMut(EventBatch),
+        on_dead: &mut impl FnMut(DeadLetter),
+    ) -> Result<(), String> {
+        let (Some(raw), Some(source), Some(line), Some(offset), Some(actor)) = (
+            batch.column_by_name("raw").and_then(|c| c.as_string_opt::<i32>()),
+            batch.column_by_name("source").and_then(|c| c.as_string_opt::<i32>()),
+            batch.column_by_name("line").and_then(|c| c.as_primitive_opt::<UInt64Type>()),
+            batch.column_by_name("offset").and_then(|c| c.as_primitive_opt::<UInt64Type>()),
+            batch.column_by_name("input_actor").and_then(|c| c.as_string_opt::<i32>()),
+        ) else {
+            return Err(format!(
+                "the files' columns are not the archive's: {}",
+                batch.schema()
+            ));
+        };
+        for row in 0..batch.num_rows() {
+            let source = self.name(source.value(row));
+            let actor = (!actor.is_null(row)).then(|| self.name(actor.value(row)));
+            let record = Record {
+                bytes: raw.value(row).as_bytes().to_vec(),
+                origin: Origin {
+                    line: line.value(row),
+                    offset: offset.value(row),
+                },
+            };
+            // The text decoded when it was archived; should it not now,
+            // it is reported, not lost.
+            if let Some(dead) = self.decoder.push_as(record, &source, actor.as_ref()) {
+                on_dead(dead);
+            }
+            if self.decoder.len() >= self.batch_size {
+                if let Some(b) = self.decoder.finish() {
+                    on_batch(b);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, on_batch: &mut impl FnMut(EventBatch)) {
+        if let Some(b) = self.decoder.finish() {
+            on_batch(b);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_are_dates_times_or_spans() {
+        assert_eq!(
+            bound("since", "2026-03-01", false).unwrap(),
+            1_772_323_200_000
+        );
+        assert_eq!(
+            bound("until", "2026-03-01", true).unwrap(),
+            1_772_323_200_000 + 86_400_000 - 1
+        );
+        assert_eq!(
+            bound("since", "2026-03-01T01:00:00+01:00", false).unwrap(),
+            1_772_323_200_000
+        );
+        let now = chrono::Utc::now().timestamp_millis();
+        let week = bound("since", "7d", false).unwrap();
+        assert!((now - week - 7 * 86_400_000).abs() < 60_000);
+        let e = bound("since", "yesterday", false).unwrap_err().to_string();
+        assert!(e.contains("since 'yesterday'"), "{e}");
+    }
+}
