@@ -278,7 +278,11 @@ fn normalise_time(raw: &str) -> Option<String> {
 }
 
 /// The first value of the first candidate column present and non-null.
-pub(crate) fn first_value(batch: &RecordBatch, candidates: &[String], row: usize) -> Option<String> {
+pub(crate) fn first_value(
+    batch: &RecordBatch,
+    candidates: &[String],
+    row: usize,
+) -> Option<String> {
     values(batch, candidates, row).into_iter().next()
 }
 

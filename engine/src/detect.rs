@@ -528,9 +528,8 @@ impl Detector {
                 catalog: self.catalog.clone(),
             };
             if archive.blocking_send(item).is_err() {
-                state.outcome.error = Some(PipelineError::Internal(
-                    "the archive writer stopped".into(),
-                ));
+                state.outcome.error =
+                    Some(PipelineError::Internal("the archive writer stopped".into()));
                 return Next::End;
             }
         }

@@ -447,11 +447,13 @@ pub async fn run_until(
         &config,
         &outputs,
         policy,
-        dead_tx.clone(),
-        dead_rx,
-        alert_rx,
+        DeliveryChannels {
+            dead_tx: dead_tx.clone(),
+            dead_rx,
+            alert_rx,
+            archive: archive.as_ref().map(|a| a.items.clone()),
+        },
         counters.alerts.clone(),
-        archive.as_ref().map(|a| a.items.clone()),
     )
     .await?;
 
@@ -847,6 +849,15 @@ struct Delivering {
     output_metrics: crate::sinks::running::OutputRegistry,
 }
 
+/// What delivery takes from and hands to the other stages.
+struct DeliveryChannels {
+    dead_tx: mpsc::Sender<DeadItem>,
+    dead_rx: mpsc::Receiver<DeadItem>,
+    alert_rx: mpsc::Receiver<Delivery>,
+    /// The archive writer, whose barrier acknowledgements wait for.
+    archive: Option<mpsc::Sender<crate::archive::writer::ArchiveItem>>,
+}
+
 /// Starts the dead-letter sink, every output and the delivery stage that
 /// routes alerts to them. A run with a state file resumes: its outputs are
 /// appended to.
@@ -854,12 +865,15 @@ async fn start_delivery(
     config: &RunConfig,
     outputs: &[crate::sinks::config::OutputConfig],
     policy: DeliveryPolicy,
-    dead_tx: mpsc::Sender<DeadItem>,
-    dead_rx: mpsc::Receiver<DeadItem>,
-    alert_rx: mpsc::Receiver<Delivery>,
+    channels: DeliveryChannels,
     routed: Arc<AtomicU64>,
-    archive: Option<mpsc::Sender<crate::archive::writer::ArchiveItem>>,
 ) -> Result<Delivering, PipelineError> {
+    let DeliveryChannels {
+        dead_tx,
+        dead_rx,
+        alert_rx,
+        archive,
+    } = channels;
     let state_file = config.windows.state_file.clone();
     let resuming = state_file.is_some();
     let dead_path = config.dead_letters.clone();

@@ -1,6 +1,7 @@
 //! Integration tests of the engine through the `vagt` binary, one test
 //! binary with a module per area.
 
+mod archive;
 mod bad_input;
 mod cli;
 mod default_run;

@@ -280,7 +280,14 @@ mod tests {
 
     #[test]
     fn actors_become_distinct_safe_folder_names() {
-        let actors = ["rnv-hospital-nord", "Region Hovedstaden", "_none", "a/b=c", "æøå", "a%2F"];
+        let actors = [
+            "rnv-hospital-nord",
+            "Region Hovedstaden",
+            "_none",
+            "a/b=c",
+            "æøå",
+            "a%2F",
+        ];
         let values: Vec<String> = actors.iter().map(|a| encode_actor(Some(a))).collect();
         for value in &values {
             assert!(value
@@ -298,7 +305,11 @@ mod tests {
     #[test]
     fn only_the_asked_partitions_are_listed() {
         let dir = tempfile::tempdir().unwrap();
-        for (actor, date) in [("a", "2026-01-01"), ("a", "2026-01-02"), ("b", "2026-01-01")] {
+        for (actor, date) in [
+            ("a", "2026-01-01"),
+            ("a", "2026-01-02"),
+            ("b", "2026-01-01"),
+        ] {
             let p = partition_dir(dir.path(), &encode_actor(Some(actor)), date);
             std::fs::create_dir_all(&p).unwrap();
             std::fs::write(p.join("part-1.parquet"), b"x").unwrap();
@@ -312,10 +323,20 @@ mod tests {
         let files = find_files(dir.path(), &filter).unwrap();
         assert_eq!(files.len(), 1);
         assert_eq!(files[0].date, "2026-01-02");
-        assert_eq!(find_files(dir.path(), &PartitionFilter::default()).unwrap().len(), 3);
+        assert_eq!(
+            find_files(dir.path(), &PartitionFilter::default())
+                .unwrap()
+                .len(),
+            3
+        );
         assert_eq!(remove_unfinished(dir.path()).unwrap(), 3);
         let today = chrono::NaiveDate::from_ymd_opt(2026, 1, 2).unwrap();
         assert_eq!(expire(dir.path(), 1, today).unwrap(), 2);
-        assert_eq!(find_files(dir.path(), &PartitionFilter::default()).unwrap().len(), 1);
+        assert_eq!(
+            find_files(dir.path(), &PartitionFilter::default())
+                .unwrap()
+                .len(),
+            1
+        );
     }
 }

@@ -46,6 +46,8 @@ pub struct ArchiveInput {
 pub struct ScanReport {
     /// Files searched (only those of the asked partitions).
     pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
     /// Files skipped, each with the reason.
     pub skipped: Vec<String>,
     /// Rows read.
@@ -136,7 +138,10 @@ pub fn scan(
     let mut files = Vec::new();
     for file in layout::find_files(&input.dir, &filter)? {
         match check(&file.path) {
-            Ok(()) => files.push(file.path.to_string_lossy().into_owned()),
+            Ok(()) => {
+                lock(report).bytes += std::fs::metadata(&file.path).map_or(0, |m| m.len());
+                files.push(file.path.to_string_lossy().into_owned());
+            }
             Err(reason) => {
                 tracing::error!(file = %file.path.display(), %reason, "archive file skipped: it cannot be read as Parquet");
                 lock(report)
@@ -166,7 +171,12 @@ pub fn scan(
     let mut frame = runtime
         .block_on(ctx.read_parquet(files, ParquetReadOptions::default()))
         .map_err(failed)?;
-    let utc = |t: i64| lit(ScalarValue::TimestampMillisecond(Some(t), Some("UTC".into())));
+    let utc = |t: i64| {
+        lit(ScalarValue::TimestampMillisecond(
+            Some(t),
+            Some("UTC".into()),
+        ))
+    };
     // Rows of no readable time are kept: their day folder placed them.
     if let Some(t) = since {
         frame = frame
@@ -181,9 +191,7 @@ pub fn scan(
     let frame = frame
         .select_columns(&["raw", "source", "line", "offset", "input_actor"])
         .map_err(failed)?;
-    let mut stream = runtime
-        .block_on(frame.execute_stream())
-        .map_err(failed)?;
+    let mut stream = runtime.block_on(frame.execute_stream()).map_err(failed)?;
     let mut decoding = Decoding::new(decoder.batch_size);
     while let Some(batch) = runtime.block_on(stream.next()) {
         let batch = batch.map_err(failed)?;
@@ -238,11 +246,21 @@ impl Decoding {
         on_dead: &mut impl FnMut(DeadLetter),
     ) -> Result<(), String> {
         let (Some(raw), Some(source), Some(line), Some(offset), Some(actor)) = (
-            batch.column_by_name("raw").and_then(|c| c.as_string_opt::<i32>()),
-            batch.column_by_name("source").and_then(|c| c.as_string_opt::<i32>()),
-            batch.column_by_name("line").and_then(|c| c.as_primitive_opt::<UInt64Type>()),
-            batch.column_by_name("offset").and_then(|c| c.as_primitive_opt::<UInt64Type>()),
-            batch.column_by_name("input_actor").and_then(|c| c.as_string_opt::<i32>()),
+            batch
+                .column_by_name("raw")
+                .and_then(|c| c.as_string_opt::<i32>()),
+            batch
+                .column_by_name("source")
+                .and_then(|c| c.as_string_opt::<i32>()),
+            batch
+                .column_by_name("line")
+                .and_then(|c| c.as_primitive_opt::<UInt64Type>()),
+            batch
+                .column_by_name("offset")
+                .and_then(|c| c.as_primitive_opt::<UInt64Type>()),
+            batch
+                .column_by_name("input_actor")
+                .and_then(|c| c.as_string_opt::<i32>()),
         ) else {
             return Err(format!(
                 "the files' columns are not the archive's: {}",

@@ -130,8 +130,8 @@ struct Writer {
     config: ArchiveConfig,
     timestamps: Vec<TimestampSpec>,
     profile: Profile,
-    /// The catalog the fields were worked out for, and them.
-    fields: Option<(Arc<Catalog>, FieldCandidates, Vec<String>, Vec<String>)>,
+    /// Where the typed columns come from, for the catalog in force.
+    fields: Option<ColumnSources>,
     /// By (actor folder value, date).
     open: HashMap<(String, String), OpenFile>,
     /// Barriers waiting for the open files to be committed.
@@ -141,6 +141,15 @@ struct Writer {
     run: String,
     sequence: u64,
     expired_on: chrono::NaiveDate,
+}
+
+/// Where a row's typed columns and organisation come from: worked out
+/// once per catalog.
+struct ColumnSources {
+    catalog: Arc<Catalog>,
+    fields: FieldCandidates,
+    channel: Vec<String>,
+    event_id: Vec<String>,
 }
 
 /// One row's place and typed columns.
@@ -219,17 +228,23 @@ impl Writer {
             max_time,
             ..
         } = file;
-        let inner = writer.into_inner().map_err(|source| ArchiveError::Parquet {
-            path: temp.clone(),
-            source,
-        })?;
+        let inner = writer
+            .into_inner()
+            .map_err(|source| ArchiveError::Parquet {
+                path: temp.clone(),
+                source,
+            })?;
         inner.sync_all().map_err(ArchiveError::io(&temp))?;
         let bytes = inner.metadata().map_err(ArchiveError::io(&temp))?.len();
         drop(inner);
         let name = temp
             .file_name()
             .and_then(|n| n.to_str())
-            .map(|n| n.trim_start_matches('.').trim_end_matches(".tmp").to_string())
+            .map(|n| {
+                n.trim_start_matches('.')
+                    .trim_end_matches(".tmp")
+                    .to_string()
+            })
             .unwrap_or_default();
         let dir = temp.parent().map(Path::to_path_buf).unwrap_or_default();
         let committed = dir.join(&name);
@@ -264,14 +279,22 @@ impl Writer {
         let stale = self
             .fields
             .as_ref()
-            .is_none_or(|(c, ..)| !Arc::ptr_eq(c, &catalog));
+            .is_none_or(|f| !Arc::ptr_eq(&f.catalog, &catalog));
         if stale {
-            let fields = FieldCandidates::new(&catalog, &self.profile);
-            let channel = self.profile.columns_for("Channel", &LogSource::default());
-            let event_id = self.profile.columns_for("EventID", &LogSource::default());
-            self.fields = Some((catalog, fields, channel, event_id));
+            self.fields = Some(ColumnSources {
+                fields: FieldCandidates::new(&catalog, &self.profile),
+                channel: self.profile.columns_for("Channel", &LogSource::default()),
+                event_id: self.profile.columns_for("EventID", &LogSource::default()),
+                catalog,
+            });
         }
-        let Some((catalog, fields, channel, event_id)) = self.fields.as_ref() else {
+        let Some(ColumnSources {
+            catalog,
+            fields,
+            channel,
+            event_id,
+        }) = self.fields.as_ref()
+        else {
             return Vec::new();
         };
         let rows = batch.batch.num_rows();
@@ -368,18 +391,22 @@ impl Writer {
         let dir = layout::partition_dir(&self.config.dir, &key.0, &key.1);
         std::fs::create_dir_all(&dir).map_err(ArchiveError::io(&dir))?;
         self.sequence += 1;
-        let temp = dir.join(format!(".part-{}-{:06}.parquet.tmp", self.run, self.sequence));
+        let temp = dir.join(format!(
+            ".part-{}-{:06}.parquet.tmp",
+            self.run, self.sequence
+        ));
         let file = File::create(&temp).map_err(ArchiveError::io(&temp))?;
         let properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
             .set_max_row_group_row_count(Some(self.config.row_group_rows))
             .build();
-        let writer = ArrowWriter::try_new(file, layout::schema(), Some(properties)).map_err(
-            |source| ArchiveError::Parquet {
-                path: temp.clone(),
-                source,
-            },
-        )?;
+        let writer =
+            ArrowWriter::try_new(file, layout::schema(), Some(properties)).map_err(|source| {
+                ArchiveError::Parquet {
+                    path: temp.clone(),
+                    source,
+                }
+            })?;
         Ok(OpenFile {
             temp,
             writer,

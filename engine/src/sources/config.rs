@@ -108,15 +108,19 @@ impl TryFrom<InputFields> for InputConfig {
         sources.extend(f.http.map(SourceConfig::Http));
         sources.extend(f.kafka.map(SourceConfig::Kafka));
         sources.extend(f.archive.map(SourceConfig::Archive));
-        let source = match sources.len() {
-            1 => sources.pop().expect("one"),
-            0 => return Err("no source: give one of path, tail, syslog, http, kafka, archive".into()),
-            _ => {
-                return Err(
-                    "several sources: give only one of path, tail, syslog, http, kafka, archive".into(),
-                )
-            }
-        };
+        let source =
+            match sources.len() {
+                1 => sources.pop().expect("one"),
+                0 => {
+                    return Err(
+                        "no source: give one of path, tail, syslog, http, kafka, archive".into(),
+                    )
+                }
+                _ => return Err(
+                    "several sources: give only one of path, tail, syslog, http, kafka, archive"
+                        .into(),
+                ),
+            };
         Ok(InputConfig {
             source,
             format: f.format,

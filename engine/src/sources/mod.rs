@@ -89,7 +89,10 @@ pub(crate) struct Started {
     /// tails) has handed on all it took in after the stop.
     pub drained: Option<mpsc::Receiver<()>>,
     /// What each archive input's scan did, by input name.
-    pub scans: Vec<(String, Arc<std::sync::Mutex<crate::archive::scan::ScanReport>>)>,
+    pub scans: Vec<(
+        String,
+        Arc<std::sync::Mutex<crate::archive::scan::ScanReport>>,
+    )>,
 }
 
 impl Started {
@@ -232,10 +235,11 @@ pub(crate) async fn start<W: Send + 'static, D: Send + 'static>(
                         dead_letter,
                     );
                     end();
-                    let records = report.lock().map_or(0, |r| r.rows);
+                    let (records, bytes) = report.lock().map_or((0, 0), |r| (r.rows, r.bytes));
                     result
                         .map(|()| ReadStats {
                             records,
+                            bytes,
                             ..ReadStats::default()
                         })
                         .map_err(|e| format!("{name}: {e}"))

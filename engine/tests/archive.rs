@@ -1,0 +1,264 @@
+//! `vagt run --archive` and `vagt hunt`: hunting the archive gives the
+//! stream's alerts, a hunt reads only the partitions it asks for, a
+//! damaged file is skipped and named, an earlier run's unfinished files
+//! are removed and never read.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::cli::{corpora, repo};
+use crate::support::json_lines;
+
+/// Runs vagt with `args`; fails unless it succeeds. Its `--stats` summary.
+fn vagt_ok(args: &[&str], stats: &Path) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_vagt"))
+        .args(args)
+        .arg("--stats")
+        .arg(stats)
+        .env_remove("VAGT_FIXTURES")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "vagt {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&std::fs::read_to_string(stats).unwrap()).unwrap()
+}
+
+fn ids(path: &Path) -> BTreeSet<String> {
+    json_lines(path)
+        .iter()
+        .map(|a| a["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The committed files under `dir` (recursively).
+fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .map(|e| e.into_path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("part-") && n.ends_with(".parquet"))
+        })
+        .collect()
+}
+
+#[test]
+fn hunting_the_archive_gives_the_streams_alert_ids_with_windowed_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let (archive, streamed, hunted) = (
+        dir.path().join("archive"),
+        dir.path().join("streamed.jsonl"),
+        dir.path().join("hunted.jsonl"),
+    );
+    let sample = corpora().join("windows-otrf-sample.jsonl.gz");
+    let sigmahq = corpora().join("sigmahq/rules/windows");
+    let windows = repo().join("fixtures/windows");
+    let catalog = repo().join("fixtures/catalog.yaml");
+    let rules = [
+        s(&sigmahq).to_string(),
+        s(&windows.join("rules")).to_string(),
+        s(&windows.join("chained")).to_string(),
+    ];
+    let mut run: Vec<&str> = vec!["run", "--rules"];
+    run.extend(rules.iter().map(String::as_str));
+    let events = windows.join("events.jsonl");
+    run.extend([
+        "--input",
+        s(&sample),
+        s(&events),
+        "--catalog",
+        s(&catalog),
+        "--archive",
+        s(&archive),
+        "--output",
+        s(&streamed),
+    ]);
+    let stream = vagt_ok(&run, &dir.path().join("stream.json"));
+    // 120,000 OTRF events and 4,180 of the windows fixture.
+    assert_eq!(stream["events"], 124_180);
+    assert_eq!(stream["archive"]["rows"], 124_180);
+    assert_eq!(
+        stream["archive"]["files"].as_u64().unwrap(),
+        parquet_files(&archive).len() as u64
+    );
+
+    let mut hunt: Vec<&str> = vec!["hunt", s(&archive), "--rules"];
+    hunt.extend(rules.iter().map(String::as_str));
+    hunt.extend(["--catalog", s(&catalog), "--output", s(&hunted)]);
+    let summary = vagt_ok(&hunt, &dir.path().join("hunt.json"));
+    let scan = &summary["archive_scans"][format!("archive:{}", archive.display())];
+    assert_eq!(scan["rows"], 124_180);
+    assert_eq!(scan["skipped"].as_array().unwrap().len(), 0);
+
+    let (streamed_ids, hunted_ids) = (ids(&streamed), ids(&hunted));
+    // 621 OTRF alerts and the windows fixture's (8 windowed, plus its
+    // base rules' own).
+    assert!(streamed_ids.len() > 621 + 8, "{}", streamed_ids.len());
+    let windowed = json_lines(&hunted)
+        .iter()
+        .filter(|a| a["group"].is_object())
+        .count();
+    assert!(windowed >= 8, "windowed alerts in the hunt: {windowed}");
+    assert_eq!(streamed_ids, hunted_ids);
+}
+
+/// The default run (the fixtures' two logs and the catalog), archived.
+fn archived_default_run(dir: &Path) -> (PathBuf, PathBuf) {
+    let archive = dir.join("archive");
+    let streamed = dir.join("streamed.jsonl");
+    vagt_ok(
+        &["run", "--archive", s(&archive), "--output", s(&streamed)],
+        &dir.join("stream.json"),
+    );
+    (archive, streamed)
+}
+
+fn hunt_default_rules(
+    archive: &Path,
+    extra: &[&str],
+    out: &Path,
+    stats: &Path,
+) -> serde_json::Value {
+    let rules = repo().join("fixtures/rules");
+    let catalog = repo().join("fixtures/catalog.yaml");
+    let mut args = vec![
+        "hunt",
+        s(archive),
+        "--rules",
+        s(&rules),
+        "--catalog",
+        s(&catalog),
+        "--output",
+        s(out),
+    ];
+    args.extend_from_slice(extra);
+    vagt_ok(&args, stats)
+}
+
+#[test]
+fn a_hunt_of_one_actor_and_one_day_opens_only_that_partitions_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (archive, streamed) = archived_default_run(dir.path());
+    let partition = archive.join("actor=kom-fjordby/date=2025-03-14");
+    let in_partition = parquet_files(&partition).len() as u64;
+    assert!(in_partition > 0);
+    assert!(parquet_files(&archive).len() as u64 > in_partition);
+
+    let hunted = dir.path().join("hunted.jsonl");
+    let summary = hunt_default_rules(
+        &archive,
+        &[
+            "--actor",
+            "kom-fjordby",
+            "--since",
+            "2025-03-14",
+            "--until",
+            "2025-03-14",
+        ],
+        &hunted,
+        &dir.path().join("hunt.json"),
+    );
+    let scan = &summary["archive_scans"][format!("archive:{}", archive.display())];
+    assert_eq!(scan["files"].as_u64().unwrap(), in_partition);
+    // Exactly the streamed alerts of that organisation's day.
+    let expected: BTreeSet<String> = json_lines(&streamed)
+        .iter()
+        .filter(|a| a["actor"] == "kom-fjordby")
+        .filter(|a| {
+            a["event_time"]["first"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("2025-03-14"))
+        })
+        .map(|a| a["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(ids(&hunted), expected);
+}
+
+#[test]
+fn a_damaged_file_is_skipped_and_named_and_the_others_are_searched() {
+    let dir = tempfile::tempdir().unwrap();
+    let (archive, streamed) = archived_default_run(dir.path());
+    let partition = archive.join("actor=kom-fjordby/date=2025-03-14");
+    let damaged = partition.join("part-zz-damaged.parquet");
+    std::fs::write(&damaged, b"PAR1 this is not a parquet file").unwrap();
+    // An unfinished file of a killed run: never read.
+    std::fs::write(partition.join(".part-zz-000001.parquet.tmp"), b"half").unwrap();
+
+    let hunted = dir.path().join("hunted.jsonl");
+    let summary = hunt_default_rules(&archive, &[], &hunted, &dir.path().join("hunt.json"));
+    let scan = &summary["archive_scans"][format!("archive:{}", archive.display())];
+    let skipped = scan["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 1);
+    assert!(
+        skipped[0]
+            .as_str()
+            .unwrap()
+            .contains("part-zz-damaged.parquet"),
+        "{skipped:?}"
+    );
+    assert_eq!(
+        scan["files"].as_u64().unwrap(),
+        parquet_files(&archive).len() as u64 - 1
+    );
+    assert_eq!(ids(&hunted), ids(&streamed));
+
+    // The next archiving run removes the unfinished file and says so.
+    let again = vagt_ok(
+        &[
+            "run",
+            "--archive",
+            s(&archive),
+            "--output",
+            s(&dir.path().join("again.jsonl")),
+        ],
+        &dir.path().join("again.json"),
+    );
+    assert_eq!(again["archive"]["removed_unfinished"], 1);
+    assert!(!partition.join(".part-zz-000001.parquet.tmp").exists());
+}
+
+#[test]
+fn bad_archive_settings_and_bounds_are_refused_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("vagt.yaml");
+    std::fs::write(
+        &config,
+        "rules: [r.yml]\ninputs: [{path: e.jsonl}]\narchive: {dir: archive, max_file_age: 0s}\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vagt"))
+        .args(["run", "--config", s(&config)])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("archive") && stderr.contains("max_file_age"),
+        "{stderr}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_vagt"))
+        .args([
+            "hunt",
+            s(dir.path()),
+            "--rules",
+            s(&repo().join("fixtures/rules")),
+        ])
+        .args(["--since", "last tuesday"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("since 'last tuesday'"), "{stderr}");
+}
