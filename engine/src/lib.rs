@@ -13,6 +13,7 @@ pub mod pipeline;
 pub mod progress;
 mod reload;
 pub mod routes;
+pub mod rule_tests;
 pub mod signals;
 pub mod sinks;
 pub mod sources;

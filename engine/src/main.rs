@@ -202,6 +202,27 @@ enum RulesCommand {
         #[arg(long = "placeholder", value_parser = parse_placeholder)]
         placeholders: Vec<(String, Vec<String>)>,
     },
+    /// Run rule tests: `*.test.yml` files beside the rules (events a rule
+    /// must and must not match) and SigmaHQ's regression data
+    /// (`info.yml` and events). Every rule in PATH is loaded at once.
+    /// Exits non-zero if a test fails.
+    Test {
+        /// Rule files or folders (their `*.test.yml` files are tests).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// More folders with tests (e.g. SigmaHQ's regression_data).
+        #[arg(long, num_args = 1..)]
+        tests: Vec<PathBuf>,
+        /// Profile to compile against.
+        #[arg(long, default_value = "windows")]
+        profile: String,
+        /// Values for a Sigma `|expand` placeholder (repeatable).
+        #[arg(long = "placeholder", value_parser = parse_placeholder)]
+        placeholders: Vec<(String, Vec<String>)>,
+        /// One JSON object per case on stdout instead.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -227,6 +248,22 @@ fn main() -> ExitCode {
                     placeholders,
                 },
         } => check(paths, &profile, verbose, placeholders.into_iter().collect()),
+        Command::Rules {
+            command:
+                RulesCommand::Test {
+                    paths,
+                    tests,
+                    profile,
+                    placeholders,
+                    json,
+                },
+        } => rules_test(
+            paths,
+            tests,
+            &profile,
+            placeholders.into_iter().collect(),
+            json,
+        ),
     };
     match result {
         Ok(code) => code,
@@ -582,6 +619,55 @@ impl pipeline::RunObserver for StderrObserver {
             s.startup.as_secs_f64()
         );
     }
+}
+
+fn rules_test(
+    paths: Vec<PathBuf>,
+    tests: Vec<PathBuf>,
+    profile: &str,
+    placeholders: vagt_rules::Placeholders,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use vagt_engine::rule_tests;
+    let profile = pipeline::load_profile(profile)?;
+    let collection = vagt_rules::load_paths(&paths, &placeholders)?;
+    let compiled = vagt_rules::RuleSetBuilder::new(profile).build(&collection);
+    let mut where_tests = paths;
+    where_tests.extend(tests);
+    let cases = rule_tests::discover(&where_tests)?;
+    let outcomes = rule_tests::run(&cases, &compiled);
+    let mut stdout = std::io::stdout().lock();
+    for o in &outcomes {
+        if json {
+            writeln!(stdout, "{}", serde_json::to_string(o)?)?;
+        } else if !o.passed {
+            writeln!(
+                stdout,
+                "FAIL {} [{}] {}: {} matches, expected {}",
+                o.file.display(),
+                o.case,
+                o.rule,
+                o.matched,
+                o.expected
+            )?;
+            for d in &o.detail {
+                writeln!(stdout, "    {d}")?;
+            }
+        }
+    }
+    let passed = outcomes.iter().filter(|o| o.passed).count();
+    let rules: std::collections::BTreeSet<&str> = cases.iter().map(|c| c.rule.as_str()).collect();
+    eprintln!(
+        "rule tests: {passed} of {} cases passed ({} failed), {} rules tested",
+        outcomes.len(),
+        outcomes.len() - passed,
+        rules.len()
+    );
+    Ok(if passed == outcomes.len() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn check(

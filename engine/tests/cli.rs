@@ -461,3 +461,92 @@ fn zero_workers_is_refused_naming_the_setting() {
         "{stderr}"
     );
 }
+
+/// `vagt rules test ... --json`: the cases run, passed or not.
+fn rule_test_cases(args: &[&str]) -> (Output, Vec<serde_json::Value>) {
+    let mut all = vec!["rules", "test", "--json"];
+    all.extend_from_slice(args);
+    let out = vagt(&all);
+    let cases = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (out, cases)
+}
+
+#[test]
+fn rules_test_runs_sigmahq_regression_data_as_it_is() {
+    let sigmahq = corpora().join("sigmahq");
+    let dirs = [
+        "rules",
+        "rules-emerging-threats",
+        "rules-threat-hunting",
+        "regression_data",
+    ]
+    .map(|d| sigmahq.join(d).to_str().unwrap().to_string());
+    let (out, cases) = rule_test_cases(&[&dirs[0], &dirs[1], &dirs[2], "--tests", &dirs[3]]);
+    let failed: Vec<&serde_json::Value> = cases.iter().filter(|c| c["passed"] != true).collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    assert_eq!(cases.len(), 202);
+    assert!(out.status.success());
+}
+
+#[test]
+fn rule_tests_beside_the_rules_pass_and_are_not_loaded_as_rules() {
+    let rules = repo().join("fixtures/rules");
+    let (out, cases) = rule_test_cases(&[rules.to_str().unwrap()]);
+    assert!(out.status.success(), "{cases:#?}");
+    assert_eq!(cases.len(), 3);
+    let check = vagt(&["rules", "check", rules.to_str().unwrap()]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+}
+
+#[test]
+fn a_failing_rule_test_shows_the_rule_the_case_and_the_events_that_differ() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rule.yml"),
+        "title: Whoami\nid: 99999999-0000-4000-8000-0000000000d1\nlogsource: {category: process_creation, product: windows}\ndetection:\n  sel: {Image|endswith: '\\whoami.exe'}\n  condition: sel\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("rule.test.yml"),
+        "rule: Whoami\ncases:\n  - name: an admin's whoami is benign\n    events:\n      - {Channel: Microsoft-Windows-Sysmon/Operational, EventID: 1, Image: 'C:\\Windows\\System32\\whoami.exe', User: admin}\n    matches: 0\n  - name: whoami matches\n    events:\n      - {Channel: Microsoft-Windows-Sysmon/Operational, EventID: 1, Image: 'C:\\Windows\\System32\\cmd.exe'}\n    matches: 1\n  - name: no such rule\n    events: [{a: 1}]\n    matches: 1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("other.test.yml"),
+        "rule: Not loaded\ncases:\n  - {name: missing, events: [{a: 1}], matches: 0}\n",
+    )
+    .unwrap();
+    let out = vagt(&["rules", "test", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("[an admin's whoami is benign] Whoami")
+            && stdout.contains("1 matches, expected exactly 0")
+            && stdout.contains("matched line 1:")
+            && stdout.contains("whoami.exe"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("[whoami matches]")
+            && stdout.contains("0 matches, expected exactly 1")
+            && stdout.contains("not matched line 1:")
+            && stdout.contains("cmd.exe"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("no rule 'Not loaded' among the rules loaded"),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("rule tests: 0 of 4 cases passed (4 failed)"),
+        "{stderr}"
+    );
+}

@@ -95,8 +95,17 @@ pub struct LoadedWindowRule {
     pub origin: Origin,
 }
 
+/// Whether a file holds rule tests (`*.test.yml`, `*.test.yaml`), which
+/// live beside the rules but are not rules.
+pub fn is_rule_test(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(".test.yml") || n.ends_with(".test.yaml"))
+}
+
 /// Reads rules from files and folders (recursively, `.yml` and `.yaml`,
-/// in sorted order so that loading is deterministic).
+/// in sorted order so that loading is deterministic; in folders, rule
+/// tests are skipped, see [`is_rule_test`]).
 pub fn load_paths<P: AsRef<Path>>(
     paths: &[P],
     placeholders: &Placeholders,
@@ -168,7 +177,8 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>) -> Result<(), LoadError>
         } else if matches!(
             entry.extension().and_then(|e| e.to_str()),
             Some("yml") | Some("yaml")
-        ) {
+        ) && !is_rule_test(&entry)
+        {
             files.push(entry);
         }
     }
