@@ -41,6 +41,11 @@ enum Command {
     /// alerts equal the stream's, with the same ids. Alerts go to stdout
     /// or `--output`, never to a config's outputs.
     Hunt(Box<HuntArgs>),
+    /// SQL over an archive (table `events`, partitioned by `actor` and
+    /// `date`), Parquet files and JSON-lines files, with the rules'
+    /// functions (sigma_match, cidr_contains, event_field, catalog_actor,
+    /// catalog_processes). A table on a terminal, JSON lines otherwise.
+    Sql(Box<SqlArgs>),
     /// Work with rules.
     Rules {
         #[command(subcommand)]
@@ -168,6 +173,23 @@ struct HuntArgs {
     progress: Option<vagt_engine::progress::ProgressMode>,
 }
 
+#[derive(Debug, Args)]
+struct SqlArgs {
+    /// The query.
+    query: String,
+    /// An archive folder, Parquet or JSON-lines files: one is the table
+    /// `events`; several are tables named by their file stems.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Critical-process catalog for catalog_actor and catalog_processes
+    /// (default: the built-in fixtures' catalog).
+    #[arg(long)]
+    catalog: Option<PathBuf>,
+    /// JSON lines even on a terminal.
+    #[arg(long)]
+    json: bool,
+}
+
 fn parse_placeholder(s: &str) -> Result<(String, Vec<String>), String> {
     let (name, values) = s
         .split_once('=')
@@ -231,6 +253,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(*args),
         Command::Hunt(args) => hunt(*args),
+        Command::Sql(args) => sql(*args),
         Command::Routes {
             command:
                 RoutesCommand::Test {
@@ -531,6 +554,50 @@ fn build_hunt_config(args: HuntArgs) -> anyhow::Result<RunConfig> {
     }
     config.validate()?;
     Ok(config)
+}
+
+fn sql(args: SqlArgs) -> anyhow::Result<ExitCode> {
+    let catalog = match &args.catalog {
+        Some(path) => vagt_engine::Catalog::from_file(path)?,
+        None => match defaults::default_config().catalog {
+            Some(path) if path.is_file() => vagt_engine::Catalog::from_file(&path)?,
+            _ => vagt_engine::Catalog::empty(),
+        },
+    };
+    let scratch = tempfile::tempdir().context("a temporary folder")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let answer = runtime.block_on(vagt_engine::sql::query(
+        &args.query,
+        &args.paths,
+        std::sync::Arc::new(catalog),
+        scratch.path(),
+    ))?;
+    let rows: usize = answer.batches.iter().map(|b| b.num_rows()).sum();
+    let mut stdout = std::io::stdout().lock();
+    if args.json || !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(&mut stdout);
+        for batch in &answer.batches {
+            writer.write(batch)?;
+        }
+        writer.finish()?;
+    } else {
+        writeln!(
+            stdout,
+            "{}",
+            datafusion::arrow::util::pretty::pretty_format_batches(&answer.batches)?
+        )?;
+    }
+    for skipped in &answer.skipped {
+        eprintln!("vagt sql: skipped {skipped}");
+    }
+    eprintln!(
+        "vagt sql: {rows} rows; {} archive files skipped",
+        answer.skipped.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn hunt(args: HuntArgs) -> anyhow::Result<ExitCode> {

@@ -262,3 +262,156 @@ fn bad_archive_settings_and_bounds_are_refused_naming_them() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("since 'last tuesday'"), "{stderr}");
 }
+
+/// `vagt sql QUERY PATH... --json`: its rows, and stderr.
+fn sql(query: &str, paths: &[&Path]) -> (std::process::Output, Vec<serde_json::Value>) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_vagt"));
+    command.args(["sql", query, "--json"]);
+    command.args(paths);
+    let out = command.output().unwrap();
+    let rows = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (out, rows)
+}
+
+/// The windows fixture's events split by host between two organisations
+/// (their inputs say which), archived.
+fn archived_two_organisations(dir: &Path) -> (PathBuf, Vec<(String, serde_json::Value)>) {
+    let text = std::fs::read_to_string(repo().join("fixtures/windows/events.jsonl")).unwrap();
+    let mut events = Vec::new();
+    let (mut north, mut south) = (String::new(), String::new());
+    for line in text.lines() {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        let host = event["Hostname"].as_str().unwrap_or("");
+        let actor = if host.starts_with("HN-") {
+            "north"
+        } else {
+            "south"
+        };
+        let file = if actor == "north" {
+            &mut north
+        } else {
+            &mut south
+        };
+        file.push_str(line);
+        file.push('\n');
+        events.push((actor.to_string(), event));
+    }
+    std::fs::write(dir.join("north.jsonl"), north).unwrap();
+    std::fs::write(dir.join("south.jsonl"), south).unwrap();
+    let config = dir.join("vagt.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "rules: [{}]\ninputs:\n  - {{path: north.jsonl, actor: north}}\n  - {{path: south.jsonl, actor: south}}\noutput: alerts.jsonl\narchive: {{dir: archive}}\n",
+            repo().join("fixtures/windows/rules").display()
+        ),
+    )
+    .unwrap();
+    vagt_ok(&["run", "--config", s(&config)], &dir.join("stream.json"));
+    (dir.join("archive"), events)
+}
+
+#[test]
+fn sql_gives_the_top_source_addresses_of_failed_logons_per_organisation_and_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let (archive, events) = archived_two_organisations(dir.path());
+    let query = "SELECT actor, date, address, failed FROM ( \
+          SELECT actor, date, event_field(raw, 'IpAddress') AS address, count(*) AS failed, \
+                 row_number() OVER (PARTITION BY actor, date ORDER BY count(*) DESC, event_field(raw, 'IpAddress')) AS place \
+          FROM events WHERE event_id = '4625' GROUP BY actor, date, event_field(raw, 'IpAddress') \
+        ) WHERE place <= 3 ORDER BY actor, date, failed DESC, address";
+    let (out, rows) = sql(query, &[&archive]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Vec<(String, String, String, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["actor"].as_str().unwrap().to_string(),
+                r["date"].as_str().unwrap().to_string(),
+                r["address"].as_str().unwrap().to_string(),
+                r["failed"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+
+    // Independently, from the events themselves.
+    let mut counts: std::collections::BTreeMap<(String, String, String), u64> = Default::default();
+    for (actor, event) in &events {
+        if event["EventID"] == 4625 {
+            let day = event["@timestamp"].as_str().unwrap()[..10].to_string();
+            let address = event["IpAddress"].as_str().unwrap().to_string();
+            *counts.entry((actor.clone(), day, address)).or_default() += 1;
+        }
+    }
+    let mut groups: std::collections::BTreeMap<(String, String), Vec<(u64, String)>> =
+        Default::default();
+    for ((actor, day, address), n) in counts {
+        groups.entry((actor, day)).or_default().push((n, address));
+    }
+    let mut expected = Vec::new();
+    for ((actor, day), mut list) in groups {
+        list.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        for (n, address) in list.into_iter().take(3) {
+            expected.push((actor.clone(), day.clone(), address, n));
+        }
+    }
+    assert!(expected.len() >= 4, "{expected:?}");
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn sql_names_a_bad_query_and_searches_around_a_damaged_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (archive, events) = archived_two_organisations(dir.path());
+    let partition = std::fs::read_dir(archive.join("actor=north"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::write(partition.join("part-zz-damaged.parquet"), b"PAR1 garbage").unwrap();
+
+    let (out, rows) = sql(
+        "SELECT count(*) AS n, count(DISTINCT actor) AS actors FROM events WHERE sigma_match(event_field(raw, 'Channel'), 'secur*') AND cidr_contains('10.0.0.0/8', event_field(raw, 'IpAddress'))",
+        &[&archive],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("skipped") && stderr.contains("part-zz-damaged.parquet"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1 archive files skipped"), "{stderr}");
+    let expected = events
+        .iter()
+        .filter(|(_, e)| e["Channel"] == "Security")
+        .filter(|(_, e)| {
+            e["IpAddress"]
+                .as_str()
+                .and_then(|a| a.parse::<std::net::Ipv4Addr>().ok())
+                .is_some_and(|a| a.octets()[0] == 10)
+        })
+        .count();
+    assert!(expected > 0);
+    assert_eq!(rows[0]["n"].as_u64().unwrap() as usize, expected);
+    assert_eq!(rows[0]["actors"], 2);
+
+    let (out, _) = sql("SELECT nothing FROM nowhere", &[&archive]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("query \"SELECT nothing FROM nowhere\"") && stderr.contains("nowhere"),
+        "{stderr}"
+    );
+}

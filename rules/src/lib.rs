@@ -23,7 +23,8 @@ pub mod window;
 pub mod workers;
 
 pub use compile::{
-    Compiled, RuleInfo, RuleSet, RuleSetBuilder, Unroutable, NULLS_COLUMN, RAW_COLUMN,
+    glob::Wildcard, Compiled, RuleInfo, RuleSet, RuleSetBuilder, Unroutable, NULLS_COLUMN,
+    RAW_COLUMN,
 };
 pub use error::{LoadError, ProfileError, RuleError};
 pub use loader::{

@@ -179,6 +179,17 @@ pub fn find_files(root: &Path, filter: &PartitionFilter) -> Result<Vec<ArchiveFi
     Ok(files)
 }
 
+/// Checks that a file's Parquet footer reads; the reason if not.
+///
+/// # Errors
+/// The file cannot be opened or is not Parquet.
+pub fn check_footer(path: &Path) -> Result<(), String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    parquet::file::reader::SerializedFileReader::new(file)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 /// A committed file: `part-….parquet`, never an unfinished `.part-…`.
 fn is_committed(path: &Path) -> bool {
     path.file_name()

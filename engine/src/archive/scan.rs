@@ -108,14 +108,6 @@ impl ArchiveInput {
     }
 }
 
-/// Checks a file's footer; the reason if it cannot be read.
-fn check(path: &std::path::Path) -> Result<(), String> {
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    parquet::file::reader::SerializedFileReader::new(file)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
-
 /// Scans `input`, handing each batch of events (decoded again from their
 /// text) to `on_batch`. Runs its own small runtime: call it on a blocking
 /// thread.
@@ -137,7 +129,7 @@ pub fn scan(
     };
     let mut files = Vec::new();
     for file in layout::find_files(&input.dir, &filter)? {
-        match check(&file.path) {
+        match layout::check_footer(&file.path) {
             Ok(()) => {
                 lock(report).bytes += std::fs::metadata(&file.path).map_or(0, |m| m.len());
                 files.push(file.path.to_string_lossy().into_owned());

@@ -173,3 +173,55 @@ mod tests {
         assert!(g.is_match(&pieces.join("-")));
     }
 }
+
+/// A Sigma wildcard pattern (`*`, `?`, backslash escapes) matched against
+/// one value at a time, with the rules' semantics (case-insensitive
+/// unless `cased`): for callers outside the column scan, such as SQL.
+#[derive(Debug, Clone)]
+pub struct Wildcard(WildcardKind);
+
+#[derive(Debug, Clone)]
+enum WildcardKind {
+    Glob(Glob),
+    Regex(regex::Regex),
+}
+
+impl Wildcard {
+    /// Compiles `pattern`.
+    ///
+    /// # Errors
+    /// A pattern with `?` too large for the regex engine.
+    pub fn new(pattern: &str, cased: bool) -> Result<Wildcard, regex::Error> {
+        let pattern = SigmaString::parse(pattern);
+        Ok(Wildcard(match Glob::new(&pattern, cased) {
+            Some(glob) => WildcardKind::Glob(glob),
+            None => WildcardKind::Regex(regex::Regex::new(&super::literal::glob_to_regex(
+                &pattern, cased,
+            ))?),
+        }))
+    }
+
+    /// Whether the whole of `value` matches.
+    pub fn is_match(&self, value: &str) -> bool {
+        match &self.0 {
+            WildcardKind::Glob(g) => g.is_match(value),
+            WildcardKind::Regex(r) => r.is_match(value),
+        }
+    }
+}
+
+#[cfg(test)]
+mod wildcard_tests {
+    use super::Wildcard;
+
+    #[test]
+    fn wildcards_match_as_rules_do() {
+        let w = Wildcard::new(r"*\POWERSHELL.exe", false).unwrap();
+        assert!(w.is_match(r"C:\Windows\System32\powershell.exe"));
+        assert!(!w.is_match(r"C:\powershell.exe.bak"));
+        let q = Wildcard::new("ab?d", false).unwrap();
+        assert!(q.is_match("ABCD") && !q.is_match("abd"));
+        assert!(Wildcard::new(r"a\*b", true).unwrap().is_match("a*b"));
+        assert!(!Wildcard::new("Abc", true).unwrap().is_match("abc"));
+    }
+}

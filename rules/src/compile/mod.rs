@@ -12,7 +12,7 @@
 //! rows where the literal was found.
 
 pub(crate) mod fingerprint;
-pub(crate) mod glob;
+pub mod glob;
 pub(crate) mod literal;
 
 use std::collections::HashMap;

@@ -1,0 +1,187 @@
+//! `vagt sql`: SQL (DataFusion) over the archive and over event files,
+//! speaking the rules' language through functions (see [`functions`]).
+//!
+//! ```text
+//!  PATH... ──► tables: an archive folder (partitioned by actor, date; each
+//!              file's footer checked, damaged ones left out and named),
+//!              a Parquet file, a JSON-lines file
+//!  QUERY ───► DataFusion, with sigma_match, cidr_contains, event_field,
+//!              catalog_actor, catalog_processes ──► batches ──► table or JSON lines
+//! ```
+
+pub mod functions;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::DataType;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::ListingOptions;
+use datafusion::prelude::{JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
+
+use crate::archive::layout::{self, PartitionFilter};
+use crate::catalog::Catalog;
+
+/// Why a query could not run, by who is at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    /// The user: the query is not valid SQL, or names what is not there.
+    #[error("query {query:?}: {message}")]
+    Query { query: String, message: String },
+    /// The user: a path that is neither an archive, a Parquet nor a
+    /// JSON-lines file.
+    #[error("{path}: {message}")]
+    Table { path: PathBuf, message: String },
+    /// The machine: a folder for the archive's table cannot be made.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A query's answer and what was left out.
+#[derive(Debug)]
+pub struct Answer {
+    pub batches: Vec<RecordBatch>,
+    /// Tables registered: (name, path).
+    pub tables: Vec<(String, PathBuf)>,
+    /// Archive files left out, each with the reason.
+    pub skipped: Vec<String>,
+}
+
+/// The table name of `path`: `events` when it is the only one, else its
+/// file stem (letters, digits and `_`).
+fn table_name(path: &Path, only: bool) -> String {
+    if only {
+        return "events".into();
+    }
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("events")
+        .split('.')
+        .next()
+        .unwrap_or("events");
+    stem.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+/// Runs `query` over `paths`.
+///
+/// # Errors
+/// A path cannot be read as a table, or the query fails.
+pub async fn query(
+    query: &str,
+    paths: &[PathBuf],
+    catalog: Arc<Catalog>,
+    scratch: &Path,
+) -> Result<Answer, SqlError> {
+    let ctx = SessionContext::new_with_config(SessionConfig::new().set_bool(
+        "datafusion.execution.parquet.schema_force_view_types",
+        false,
+    ));
+    functions::register(&ctx, catalog);
+    let mut answer = Answer {
+        batches: Vec::new(),
+        tables: Vec::new(),
+        skipped: Vec::new(),
+    };
+    for (i, path) in paths.iter().enumerate() {
+        let name = table_name(path, paths.len() == 1);
+        let table_error = |message: String| SqlError::Table {
+            path: path.clone(),
+            message,
+        };
+        if path.is_dir() {
+            let root = archive_root(path, &scratch.join(format!("table-{i}")), &mut answer)?;
+            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+                .with_file_extension(".parquet")
+                .with_table_partition_cols(vec![
+                    ("actor".to_string(), DataType::Utf8),
+                    ("date".to_string(), DataType::Utf8),
+                ]);
+            ctx.register_listing_table(
+                &name,
+                root.to_string_lossy(),
+                options,
+                Some(layout::schema()),
+                None,
+            )
+            .await
+            .map_err(|e| table_error(e.to_string()))?;
+        } else {
+            let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+            let registered = match ext {
+                "parquet" => {
+                    ctx.register_parquet(&name, path.to_string_lossy(), ParquetReadOptions::default())
+                        .await
+                }
+                "jsonl" | "json" | "ndjson" => {
+                    let ext = format!(".{ext}");
+                    ctx.register_json(
+                        &name,
+                        path.to_string_lossy(),
+                        JsonReadOptions::default().file_extension(&ext),
+                    )
+                    .await
+                }
+                _ => {
+                    return Err(table_error(
+                        "not an archive folder, a .parquet or a JSON-lines (.jsonl, .json, .ndjson) file".into(),
+                    ))
+                }
+            };
+            registered.map_err(|e| table_error(e.to_string()))?;
+        }
+        answer.tables.push((name, path.clone()));
+    }
+    let failed = |e: datafusion::error::DataFusionError| SqlError::Query {
+        query: query.to_string(),
+        message: e.to_string(),
+    };
+    let frame = ctx.sql(query).await.map_err(failed)?;
+    answer.batches = frame.collect().await.map_err(failed)?;
+    Ok(answer)
+}
+
+/// The folder a table over the archive at `dir` lists: the archive itself
+/// when every file's footer reads, else a folder of links to the files
+/// that do, in the same partition folders, so that a damaged file is left
+/// out (and named) and the rest still searched.
+fn archive_root(dir: &Path, links: &Path, answer: &mut Answer) -> Result<PathBuf, SqlError> {
+    let files =
+        layout::find_files(dir, &PartitionFilter::default()).map_err(|e| SqlError::Table {
+            path: dir.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    let mut good = Vec::new();
+    for file in files {
+        match layout::check_footer(&file.path) {
+            Ok(()) => good.push(file),
+            Err(reason) => {
+                tracing::error!(file = %file.path.display(), %reason, "archive file skipped: it cannot be read as Parquet");
+                answer
+                    .skipped
+                    .push(format!("{}: {reason}", file.path.display()));
+            }
+        }
+    }
+    if answer.skipped.is_empty() {
+        return Ok(dir.to_path_buf());
+    }
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SqlError::Io { path, source }
+    };
+    for file in good {
+        let partition = layout::partition_dir(links, &file.actor_value, &file.date);
+        std::fs::create_dir_all(&partition).map_err(io(&partition))?;
+        let name = file.path.file_name().unwrap_or_default();
+        let target = std::fs::canonicalize(&file.path).map_err(io(&file.path))?;
+        std::os::unix::fs::symlink(target, partition.join(name)).map_err(io(&partition))?;
+    }
+    Ok(links.to_path_buf())
+}
