@@ -1,6 +1,7 @@
 //! Shared pieces of vagt's benchmarks: the corpora, and rule subsets of a
 //! given size drawn from the SigmaHQ Windows rules.
 
+pub mod archive;
 pub mod delivery;
 pub mod rsigma;
 pub mod transports;
@@ -39,6 +40,29 @@ pub fn vagt_run_command(vagt: &Path, workers: Option<usize>) -> std::process::Co
         command.arg("--workers").arg(n.to_string());
     }
     command
+}
+
+/// Runs `command` to its end, reading its output with `read`: (wall
+/// seconds, CPU seconds, peak RSS in MB).
+///
+/// # Errors
+/// It cannot start, or it fails.
+pub fn measure(
+    mut command: std::process::Command,
+    read: impl FnOnce(&mut std::process::Child) -> anyhow::Result<()>,
+) -> anyhow::Result<(f64, f64, f64)> {
+    use anyhow::Context;
+    let cpu_before = children_cpu_seconds();
+    let started = std::time::Instant::now();
+    let mut child = command.spawn().context("starting the engine")?;
+    let (stop, watcher) = watch_memory(child.id());
+    read(&mut child)?;
+    let status = child.wait()?;
+    let wall = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let rss = watcher.join().unwrap_or(0.0);
+    anyhow::ensure!(status.success(), "the engine failed: {status}");
+    Ok((wall, children_cpu_seconds() - cpu_before, rss))
 }
 
 /// CPU seconds (user + system) of this process's waited-for children.

@@ -12,11 +12,8 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Instant;
 
-use anyhow::{bail, Context};
-
-use crate::{children_cpu_seconds, watch_memory};
+use anyhow::Context;
 
 /// One engine over the events once.
 #[derive(Debug, Clone)]
@@ -62,7 +59,7 @@ pub fn vagt_run(
         .arg(&alerts)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let (wall_s, cpu_s, peak_rss_mb) = measure(command, |_| Ok(()))?;
+    let (wall_s, cpu_s, peak_rss_mb) = crate::measure(command, |_| Ok(()))?;
     let mut tally = Tally::default();
     for line in BufReader::new(std::fs::File::open(&alerts)?).lines() {
         let alert: serde_json::Value = serde_json::from_str(&line?)?;
@@ -119,7 +116,7 @@ pub fn rsigma_run(
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     let mut tally = Tally::default();
-    let measured = measure(command, |child| {
+    let measured = crate::measure(command, |child| {
         let stdout = child.stdout.take().context("rsigma's stdout")?;
         for line in BufReader::new(stdout).lines() {
             let line = line?;
@@ -131,27 +128,6 @@ pub fn rsigma_run(
         Ok(())
     })?;
     Ok(tally.into_run("RSigma", measured, count))
-}
-
-/// Runs `command` to its end, reading its output with `read`: (wall
-/// seconds, CPU seconds, peak RSS in MB).
-fn measure(
-    mut command: Command,
-    read: impl FnOnce(&mut std::process::Child) -> anyhow::Result<()>,
-) -> anyhow::Result<(f64, f64, f64)> {
-    let cpu_before = children_cpu_seconds();
-    let started = Instant::now();
-    let mut child = command.spawn().context("starting the engine")?;
-    let (stop, watcher) = watch_memory(child.id());
-    read(&mut child)?;
-    let status = child.wait()?;
-    let wall = started.elapsed().as_secs_f64();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let rss = watcher.join().unwrap_or(0.0);
-    if !status.success() {
-        bail!("the engine failed: {status}");
-    }
-    Ok((wall, children_cpu_seconds() - cpu_before, rss))
 }
 
 /// The median run of each engine by CPU seconds.

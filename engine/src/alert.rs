@@ -101,6 +101,10 @@ pub struct Alert {
     /// For a windowed rule: what was measured and the contributing events.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub evidence: Option<WindowEvidence>,
+    /// Found by a retro-hunt over the archive (a new or changed rule run
+    /// over past events), not as the event came in.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub retrospective: bool,
     /// A follow-up: the repeats of an earlier alert that suppression held
     /// back.
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -190,7 +194,7 @@ pub struct EvidenceEvent {
 }
 
 /// Reads the values of named columns from rows of a batch.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct FieldCandidates {
     host: Vec<String>,
     ip: Vec<String>,
@@ -368,6 +372,7 @@ impl Alert {
             source: body.source,
             event: body.event,
             evidence: body.evidence,
+            retrospective: false,
             suppression: None,
             campaign: None,
         }

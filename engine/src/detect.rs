@@ -27,6 +27,7 @@ use vagt_rules::workers::{Evaluation, Pending, Workers};
 use vagt_rules::{RuleMatch, RuleSet};
 
 use crate::alert::{now_rfc3339, Alert, AlertBuilder, FieldCandidates};
+use crate::archive::retro::{new_or_changed, Hunt, RetroHunts};
 use crate::archive::writer::ArchiveItem;
 use crate::catalog::Catalog;
 use crate::pipeline::{DetectionReport, PipelineError};
@@ -88,6 +89,8 @@ pub(crate) struct Detector {
     pub workers: Workers,
     /// The archive writer, if events are archived.
     pub archive: Option<mpsc::Sender<ArchiveItem>>,
+    /// Retro-hunts of new and changed rules after a reload, if configured.
+    pub retro: Option<RetroHunts>,
 }
 
 /// What one pass of the loop decided.
@@ -307,9 +310,33 @@ impl Detector {
             }
             Err(_) => return None,
         }
+        let hunted = self.retro.as_ref().map(|_| new_or_changed(&self.set, &set));
         self.set = set;
         self.catalog = catalog;
         self.fields = fields;
+        if let (Some(retro), Some(rules)) = (&self.retro, hunted.filter(|r| !r.is_empty())) {
+            tracing::info!(
+                rules = rules.len(),
+                span = %humantime::format_duration(retro.span),
+                "retro-hunt of new and changed rules started"
+            );
+            // What came before the swap is committed first, so that the
+            // hunt reads every event the old rules saw.
+            let committed = self.archive.as_ref().map(|archive| {
+                let (done, committed) = tokio::sync::oneshot::channel();
+                let _ = archive.blocking_send(ArchiveItem::Commit);
+                let _ = archive.blocking_send(ArchiveItem::Barrier(done));
+                committed
+            });
+            retro.start(Hunt {
+                committed,
+                set: self.set.clone(),
+                rules,
+                catalog: self.catalog.clone(),
+                fields: self.fields.clone(),
+                sinks: self.sinks.clone(),
+            });
+        }
         match self.windows.as_mut() {
             Some(stage) => {
                 let report = stage.replan(windows);
@@ -333,11 +360,20 @@ impl Detector {
 
     /// Alerts decided outside a batch; false once the sinks are gone.
     fn send_alerts(&self, alerts: Vec<Alert>) -> bool {
+        self.remember(&alerts);
         alerts.is_empty()
             || self
                 .sinks
                 .blocking_send(Delivery::Alerts(alerts, Instant::now()))
                 .is_ok()
+    }
+
+    /// Remembers the ids of alerts sent, which retro-hunts do not send
+    /// again.
+    fn remember(&self, alerts: &[Alert]) {
+        if let Some(retro) = &self.retro {
+            retro.emitted.record(alerts.iter().map(|a| a.id.as_str()));
+        }
     }
 
     /// Hands acknowledgements to the sinks, after the alerts before them,
@@ -511,6 +547,7 @@ impl Detector {
             }
             alerts.extend(released);
         }
+        self.remember(&alerts);
         if !alerts.is_empty()
             && self
                 .sinks
@@ -550,7 +587,7 @@ impl Detector {
         // What the archive holds is committed now, not when its files
         // are old enough: the acknowledgements still to come wait for it.
         if let Some(archive) = self.archive.take() {
-            let _ = archive.blocking_send(ArchiveItem::End);
+            let _ = archive.blocking_send(ArchiveItem::Commit);
         }
         // A stopping run gave up while later batches were with the
         // workers: they are reported too, not lost.

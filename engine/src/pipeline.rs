@@ -537,6 +537,15 @@ pub async fn run_until(
             Some(give_up.clone()),
         ),
         archive: archive.as_ref().map(|a| a.items.clone()),
+        retro: config.archive.as_ref().and_then(|a| {
+            a.retro_hunt.map(|span| crate::archive::retro::RetroHunts {
+                dir: a.dir.clone(),
+                span: span.get(),
+                decoder: config.decoder.clone(),
+                timestamp: profile.timestamp.clone(),
+                emitted: crate::archive::retro::Emitted::default(),
+            })
+        }),
     };
     let detect = tokio::task::spawn_blocking(move || detector.run(batch_rx));
 

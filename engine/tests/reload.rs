@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::support::{append, eventually, json_lines, Vagt};
 
-fn rule(name: &str, id: &str, event_id: u32) -> String {
+pub fn rule(name: &str, id: &str, event_id: u32) -> String {
     format!(
         "title: {name}\nid: {id}\nstatus: test\nlogsource: {{product: windows}}\ndetection:\n    selection: {{EventID: {event_id}}}\n    condition: selection\nlevel: high\n"
     )
@@ -33,7 +33,7 @@ fn add_rule_b(dir: &std::path::Path) {
     .unwrap();
 }
 
-fn events(from: usize, n: usize) -> String {
+pub fn events(from: usize, n: usize) -> String {
     (from..from + n)
         .map(|i| format!("{{\"EventID\": {}, \"n\": {i}}}\n", 1 + i % 2))
         .collect()

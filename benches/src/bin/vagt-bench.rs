@@ -99,6 +99,12 @@ struct Args {
     /// Only the detection-workers runs.
     #[arg(long)]
     workers_only: bool,
+    /// Only the archive runs (stream with and without --archive, hunt).
+    #[arg(long)]
+    archive_only: bool,
+    /// Skip the archive runs.
+    #[arg(long)]
+    skip_archive: bool,
     /// Skip the detection-workers runs.
     #[arg(long)]
     skip_workers: bool,
@@ -152,6 +158,15 @@ fn main() -> anyhow::Result<()> {
             }
             return Ok(());
         }
+    }
+
+    if args.archive_only {
+        let report = archive(&args, &events, work.path())?;
+        println!("{report}");
+        if let Some(path) = &args.markdown {
+            std::fs::write(path, &report)?;
+        }
+        return Ok(());
     }
 
     if args.workers_only {
@@ -321,6 +336,9 @@ fn main() -> anyhow::Result<()> {
     if !args.skip_workers {
         report.push_str(&workers(&args, &events)?);
     }
+    if !args.skip_archive {
+        report.push_str(&archive(&args, &events, work.path())?);
+    }
     println!("{report}");
     if let Some(path) = &args.markdown {
         std::fs::write(path, &report)?;
@@ -330,6 +348,26 @@ fn main() -> anyhow::Result<()> {
 
 /// The delivery runs: webhook latency with all rules, and one output
 /// against three with all rules and with a rule every event matches.
+/// The archive runs (`vagt_benches::archive`), over the sample once.
+fn archive(args: &Args, events: &[u8], work: &Path) -> anyhow::Result<String> {
+    let once = work.join("otrf-once.jsonl");
+    if !once.is_file() {
+        std::fs::write(&once, events)?;
+    }
+    let rules = work.join("rules-archive");
+    if !rules.is_dir() {
+        write_rules(&rules, &windows_rule_files())?;
+    }
+    vagt_benches::archive::measure_archive(
+        &args.vagt,
+        args.vagt_workers,
+        &rules,
+        &once,
+        work,
+        args.repeats,
+    )
+}
+
 /// The detection-workers runs (`vagt_benches::workers`).
 fn workers(args: &Args, events: &[u8]) -> anyhow::Result<String> {
     eprintln!("detection workers: {:?}", args.worker_counts);

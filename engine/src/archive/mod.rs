@@ -25,6 +25,7 @@
 //! same ids, as the stream did.
 
 pub mod layout;
+pub(crate) mod retro;
 pub mod scan;
 pub(crate) mod writer;
 
@@ -56,6 +57,11 @@ pub struct ArchiveConfig {
     /// day (default: kept for ever).
     #[serde(default)]
     pub retention_days: Option<u32>,
+    /// After a reload, new and changed rules are hunted over this much of
+    /// the archive (`7d`), their alerts marked retrospective (default:
+    /// no retro-hunts).
+    #[serde(default)]
+    pub retro_hunt: Option<ConfigDuration>,
 }
 
 fn default_max_file_bytes() -> u64 {
@@ -79,6 +85,7 @@ impl ArchiveConfig {
             max_file_age: default_max_file_age(),
             row_group_rows: default_row_group_rows(),
             retention_days: None,
+            retro_hunt: None,
         }
     }
 
@@ -98,6 +105,9 @@ impl ArchiveConfig {
         }
         if self.retention_days == Some(0) {
             return Err("retention_days must be at least 1".into());
+        }
+        if self.retro_hunt.is_some_and(|d| d.get().is_zero()) {
+            return Err("retro_hunt must be more than 0s".into());
         }
         Ok(())
     }

@@ -37,8 +37,9 @@ pub(crate) enum ArchiveItem {
     },
     /// Answered once everything sent before is committed.
     Barrier(oneshot::Sender<()>),
-    /// Detection ended: commit everything now.
-    End,
+    /// Commit everything now (detection ended, or a retro-hunt is about
+    /// to read the archive).
+    Commit,
     /// Time passes: commit files that are old enough.
     Tick,
 }
@@ -180,7 +181,7 @@ impl Writer {
                 }
                 Ok(())
             }
-            ArchiveItem::End => self.commit_all(),
+            ArchiveItem::Commit => self.commit_all(),
             ArchiveItem::Tick => {
                 if let Some(days) = self.config.retention_days {
                     if today() != self.expired_on {

@@ -225,6 +225,7 @@ impl Campaigns {
             },
             event: None,
             evidence: None,
+            retrospective: false,
             suppression: None,
             campaign: Some(CampaignReport {
                 key: key.to_string(),

@@ -164,6 +164,15 @@ pub(crate) struct CompiledRule {
     pub(crate) info: RuleInfo,
     pub(crate) route: usize,
     pub(crate) node: Node,
+    /// What the rule detects, as a digest: see [`RuleSet::digest`].
+    pub(crate) digest: [u8; 32],
+}
+
+fn detection_digest(id: Option<&str>, logsource: &LogSource, condition: &Cond) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(format!("{id:?}\n{logsource:?}\n{condition:?}").as_bytes());
+    h.finalize().into()
 }
 
 /// A rule that loaded but whose logsource the profile cannot recognise.
@@ -218,6 +227,14 @@ pub(crate) enum FieldScope {
 }
 
 impl RuleSet {
+    /// A digest of what rule `index` detects: its id, logsource and
+    /// condition with its values and global filters (not its title, level
+    /// or tags). Two versions of a rule with the same digest find the same
+    /// events; a reload tells new and changed rules by it.
+    pub fn digest(&self, index: usize) -> [u8; 32] {
+        self.rules[index].digest
+    }
+
     /// Number of rules that can match.
     pub fn len(&self) -> usize {
         self.rules.len()
@@ -425,7 +442,13 @@ impl RuleSetBuilder {
                     routes.len() - 1
                 }
             };
-            rules.push(CompiledRule { info, route, node });
+            let digest = detection_digest(rule.meta.id.as_deref(), &rule.logsource, &condition);
+            rules.push(CompiledRule {
+                info,
+                route,
+                node,
+                digest,
+            });
         }
 
         let scopes = needle_scopes(&rules, &routes, &interner.leaves, interner.needle_count);

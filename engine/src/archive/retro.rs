@@ -1,0 +1,181 @@
+//! Retro-hunts: after a reload swaps in new or changed rules (told apart
+//! by [`vagt_rules::RuleSet::digest`]), those rules are run over the
+//! archive's last `archive.retro_hunt`, on a thread of their own while the
+//! stream goes on. Their alerts are marked `retrospective` and go to
+//! delivery like any other, each id at most once: an id this run already
+//! emitted (the stream's own, or an earlier retro-hunt's) is not sent
+//! again.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use vagt_connectors::DecoderConfig;
+use vagt_rules::window::TimestampSpec;
+use vagt_rules::{RuleMatch, RuleSet};
+
+use super::scan::{scan, ArchiveInput, ScanReport};
+use crate::alert::{now_rfc3339, Alert, AlertBuilder, FieldCandidates};
+use crate::catalog::Catalog;
+use crate::sinks::Delivery;
+
+/// Alert ids remembered, at most: beyond it the oldest are forgotten.
+const REMEMBERED: usize = 1_000_000;
+
+/// The alert ids this run emitted, oldest first.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Emitted(Arc<Mutex<EmittedIds>>);
+
+#[derive(Debug, Default)]
+struct EmittedIds {
+    ids: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl Emitted {
+    /// Remembers `ids`; the ids not seen before.
+    pub fn record<'a>(&self, ids: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+        let mut emitted = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut new = Vec::new();
+        for id in ids {
+            if emitted.ids.insert(id.to_string()) {
+                emitted.order.push_back(id.to_string());
+                new.push(id);
+            }
+        }
+        while emitted.order.len() > REMEMBERED {
+            if let Some(old) = emitted.order.pop_front() {
+                emitted.ids.remove(&old);
+            }
+        }
+        new
+    }
+}
+
+/// What a retro-hunt needs besides the rules.
+#[derive(Debug, Clone)]
+pub(crate) struct RetroHunts {
+    pub dir: std::path::PathBuf,
+    pub span: Duration,
+    pub decoder: DecoderConfig,
+    pub timestamp: TimestampSpec,
+    pub emitted: Emitted,
+}
+
+/// The rules of `new` that `old` does not have with the same detection.
+pub(crate) fn new_or_changed(old: &RuleSet, new: &RuleSet) -> Vec<usize> {
+    let known: HashSet<[u8; 32]> = (0..old.len()).map(|i| old.digest(i)).collect();
+    (0..new.len())
+        .filter(|&i| !known.contains(&new.digest(i)))
+        .collect()
+}
+
+/// The rules, the catalog and the place to send alerts, for one hunt.
+pub(crate) struct Hunt {
+    /// Answered once the archive committed what came before the reload.
+    pub committed: Option<tokio::sync::oneshot::Receiver<()>>,
+    pub set: Arc<RuleSet>,
+    pub rules: Vec<usize>,
+    pub catalog: Arc<Catalog>,
+    pub fields: FieldCandidates,
+    pub sinks: mpsc::Sender<Delivery>,
+}
+
+impl RetroHunts {
+    /// Starts hunting `hunt.rules` of `hunt.set` over the archive's last
+    /// `span`, on a thread of its own.
+    pub fn start(&self, hunt: Hunt) -> std::thread::JoinHandle<()> {
+        let settings = self.clone();
+        std::thread::spawn(move || settings.run(hunt))
+    }
+
+    fn run(self, mut hunt: Hunt) {
+        if let Some(committed) = hunt.committed.take() {
+            // A writer that stopped answers no more: the run is ending.
+            if committed.blocking_recv().is_err() {
+                return;
+            }
+        }
+        let started = Instant::now();
+        let input = ArchiveInput {
+            dir: self.dir.clone(),
+            since: Some(humantime::format_duration(self.span).to_string()),
+            until: None,
+            actors: Vec::new(),
+        };
+        let report = Mutex::new(ScanReport::default());
+        let mut scratch = hunt.set.scratch();
+        let (mut alerts_sent, mut repeated) = (0usize, 0usize);
+        let mut gone = false;
+        let result = scan(
+            &input,
+            &self.decoder,
+            &report,
+            |batch| {
+                if gone {
+                    return;
+                }
+                let matches: Vec<RuleMatch> = hunt
+                    .set
+                    .evaluate(&batch.batch, &mut scratch)
+                    .into_iter()
+                    .filter(|m| hunt.rules.contains(&m.rule))
+                    .collect();
+                if matches.is_empty() {
+                    return;
+                }
+                let detected_at = now_rfc3339();
+                let builder = AlertBuilder::new(&hunt.catalog, &hunt.fields, &detected_at);
+                let alerts = builder.single_event(&hunt.set, &batch, &matches, &self.timestamp);
+                let fresh: HashSet<String> = self
+                    .emitted
+                    .record(alerts.iter().map(|a| a.id.as_str()))
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect();
+                repeated += alerts.len() - fresh.len();
+                let alerts: Vec<Alert> = alerts
+                    .into_iter()
+                    .filter(|a| fresh.contains(&a.id))
+                    .map(|mut a| {
+                        a.retrospective = true;
+                        a
+                    })
+                    .collect();
+                alerts_sent += alerts.len();
+                if !alerts.is_empty()
+                    && hunt
+                        .sinks
+                        .blocking_send(Delivery::Alerts(alerts, Instant::now()))
+                        .is_err()
+                {
+                    gone = true;
+                }
+            },
+            |letter| {
+                tracing::warn!(source = %letter.source, line = letter.line, reason = %letter.reason, "retro-hunt: an archived event does not decode");
+            },
+        );
+        let report = report
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match result {
+            Ok(()) => tracing::info!(
+                rules = hunt.rules.len(),
+                span = %humantime::format_duration(self.span),
+                files = report.files,
+                skipped = report.skipped.len(),
+                events = report.rows,
+                alerts = alerts_sent,
+                already_emitted = repeated,
+                seconds = started.elapsed().as_secs_f64(),
+                "retro-hunt of new and changed rules finished"
+            ),
+            Err(e) => tracing::error!(error = %e, "retro-hunt failed"),
+        }
+    }
+}
