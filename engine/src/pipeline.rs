@@ -414,7 +414,11 @@ pub async fn run_until(
         .inputs
         .iter()
         .zip(&files)
-        .map(|(i, (size, _))| size.filter(|_| matches!(i.source, SourceConfig::File(_))))
+        .map(|(i, (size, _))| match &i.source {
+            SourceConfig::File(_) => *size,
+            SourceConfig::Archive(archive) => archive.selected_bytes(),
+            _ => None,
+        })
         .sum();
     let (progress_stop, progress) = spawn_progress(config.progress, total_bytes, &counters);
     let (batch_tx, batch_rx) = mpsc::channel::<Work>(config.channel_capacity);

@@ -498,3 +498,30 @@ fn a_reload_hunts_new_and_changed_rules_over_the_archive_each_alert_once() {
         .filter(|a| a["retrospective"] == true)
         .all(|a| a["event"]["n"].as_u64().unwrap() < 100));
 }
+
+#[test]
+fn a_hunt_shows_its_progress_through_the_archives_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (archive, _) = archived_default_run(dir.path());
+    let out = Command::new(env!("CARGO_BIN_EXE_vagt"))
+        .args([
+            "hunt",
+            s(&archive),
+            "--rules",
+            s(&repo().join("fixtures/rules")),
+        ])
+        .args([
+            "--output",
+            s(&dir.path().join("hunted.jsonl")),
+            "--progress",
+            "always",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("progress 100% of") && stderr.contains("58 events"),
+        "{stderr}"
+    );
+}

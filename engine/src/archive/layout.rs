@@ -179,14 +179,16 @@ pub fn find_files(root: &Path, filter: &PartitionFilter) -> Result<Vec<ArchiveFi
     Ok(files)
 }
 
-/// Checks that a file's Parquet footer reads; the reason if not.
+/// Checks that a file's Parquet footer reads: its rows, or the reason
+/// why not.
 ///
 /// # Errors
 /// The file cannot be opened or is not Parquet.
-pub fn check_footer(path: &Path) -> Result<(), String> {
+pub fn check_footer(path: &Path) -> Result<u64, String> {
+    use parquet::file::reader::FileReader;
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     parquet::file::reader::SerializedFileReader::new(file)
-        .map(|_| ())
+        .map(|r| r.metadata().file_metadata().num_rows().max(0) as u64)
         .map_err(|e| e.to_string())
 }
 

@@ -115,6 +115,7 @@ impl RetroHunts {
             &input,
             &self.decoder,
             &report,
+            &std::sync::atomic::AtomicU64::new(0),
             |batch| {
                 if gone {
                     return;

@@ -9,6 +9,7 @@
 //! ids.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arrow_array::cast::AsArray;
@@ -106,6 +107,29 @@ impl ArchiveInput {
     pub fn name(&self) -> String {
         format!("archive:{}", self.dir.display())
     }
+
+    /// The partitions' filter for the time range.
+    fn filter(&self) -> Result<PartitionFilter, ArchiveError> {
+        let (since, until) = self.range()?;
+        Ok(PartitionFilter {
+            actors: self.actors.clone(),
+            from_date: since.and_then(day_of),
+            to_date: until.and_then(day_of),
+        })
+    }
+
+    /// Bytes of the files a scan reads (for a progress bar), if they can
+    /// be listed.
+    pub fn selected_bytes(&self) -> Option<u64> {
+        let files = layout::find_files(&self.dir, &self.filter().ok()?).ok()?;
+        Some(
+            files
+                .iter()
+                .filter_map(|f| std::fs::metadata(&f.path).ok())
+                .map(|m| m.len())
+                .sum(),
+        )
+    }
 }
 
 /// Scans `input`, handing each batch of events (decoded again from their
@@ -118,19 +142,17 @@ pub fn scan(
     input: &ArchiveInput,
     decoder: &DecoderConfig,
     report: &Mutex<ScanReport>,
+    progress: &AtomicU64,
     mut on_batch: impl FnMut(EventBatch),
     mut on_dead: impl FnMut(DeadLetter),
 ) -> Result<(), ArchiveError> {
     let (since, until) = input.range()?;
-    let filter = PartitionFilter {
-        actors: input.actors.clone(),
-        from_date: since.and_then(day_of),
-        to_date: until.and_then(day_of),
-    };
     let mut files = Vec::new();
-    for file in layout::find_files(&input.dir, &filter)? {
+    let mut rows_in_files = 0;
+    for file in layout::find_files(&input.dir, &input.filter()?)? {
         match layout::check_footer(&file.path) {
-            Ok(()) => {
+            Ok(rows) => {
+                rows_in_files += rows;
                 lock(report).bytes += std::fs::metadata(&file.path).map_or(0, |m| m.len());
                 files.push(file.path.to_string_lossy().into_owned());
             }
@@ -185,9 +207,18 @@ pub fn scan(
         .map_err(failed)?;
     let mut stream = runtime.block_on(frame.execute_stream()).map_err(failed)?;
     let mut decoding = Decoding::new(decoder.batch_size);
+    // Progress in bytes of the files, by the share of their rows read.
+    let total_bytes = lock(report).bytes;
+    let mut rows_read = 0u64;
     while let Some(batch) = runtime.block_on(stream.next()) {
         let batch = batch.map_err(failed)?;
         lock(report).rows += batch.num_rows() as u64;
+        let before = share(total_bytes, rows_read, rows_in_files);
+        rows_read += batch.num_rows() as u64;
+        progress.fetch_add(
+            share(total_bytes, rows_read, rows_in_files) - before,
+            Ordering::Relaxed,
+        );
         decoding
             .rows(&batch, &mut on_batch, &mut on_dead)
             .map_err(|message| ArchiveError::Scan {
@@ -196,7 +227,20 @@ pub fn scan(
             })?;
     }
     decoding.finish(&mut on_batch);
+    // Rows the time range left out were skipped, not read: the bar ends.
+    progress.fetch_add(
+        total_bytes - share(total_bytes, rows_read, rows_in_files),
+        Ordering::Relaxed,
+    );
     Ok(())
+}
+
+/// `total` × `part` / `whole`, at most `total`.
+fn share(total: u64, part: u64, whole: u64) -> u64 {
+    if whole == 0 {
+        return total;
+    }
+    ((u128::from(total) * u128::from(part.min(whole))) / u128::from(whole)) as u64
 }
 
 fn lock(report: &Mutex<ScanReport>) -> std::sync::MutexGuard<'_, ScanReport> {

@@ -190,6 +190,7 @@ pub(crate) async fn start<W: Send + 'static, D: Send + 'static>(
         };
         let name = input.name();
         let kind = &input.source;
+        let report_last = report_read.clone();
         // How every reader ends: its last bytes reported, its error named.
         let finished = {
             let name = name.clone();
@@ -225,16 +226,19 @@ pub(crate) async fn start<W: Send + 'static, D: Send + 'static>(
                 started.scans.push((name.clone(), report.clone()));
                 let (archive, decoder) = (archive.clone(), options.decoder.clone());
                 let name = name.clone();
+                let bytes = read.clone();
                 tokio::task::spawn_blocking(move || {
                     let send = send;
                     let result = crate::archive::scan::scan(
                         &archive,
                         &decoder,
                         &report,
+                        &bytes,
                         |e| send(Some(e), Vec::new()),
                         dead_letter,
                     );
                     end();
+                    report_last();
                     let (records, bytes) = report.lock().map_or((0, 0), |r| (r.rows, r.bytes));
                     result
                         .map(|()| ReadStats {

@@ -160,7 +160,7 @@ fn archive_root(dir: &Path, links: &Path, answer: &mut Answer) -> Result<PathBuf
     let mut good = Vec::new();
     for file in files {
         match layout::check_footer(&file.path) {
-            Ok(()) => good.push(file),
+            Ok(_) => good.push(file),
             Err(reason) => {
                 tracing::error!(file = %file.path.display(), %reason, "archive file skipped: it cannot be read as Parquet");
                 answer
