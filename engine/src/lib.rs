@@ -17,6 +17,7 @@ pub mod rule_tests;
 pub mod signals;
 pub mod sinks;
 pub mod sources;
+#[cfg(feature = "hunt")]
 pub mod sql;
 pub mod telemetry;
 pub mod warning;

@@ -521,7 +521,7 @@ fn build_hunt_config(args: HuntArgs) -> anyhow::Result<RunConfig> {
         config.rules = args.rules;
     }
     config.inputs = vec![InputConfig {
-        source: SourceConfig::Archive(vagt_engine::archive::scan::ArchiveInput {
+        source: SourceConfig::Archive(vagt_engine::archive::input::ArchiveInput {
             dir: args.archive,
             since: args.since,
             until: args.until,

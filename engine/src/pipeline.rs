@@ -152,7 +152,7 @@ pub struct RunSummary {
     /// What the archive committed (with `--archive`).
     pub archive: Option<crate::archive::ArchiveReport>,
     /// What each archive input's scan read and skipped, by input.
-    pub archive_scans: std::collections::BTreeMap<String, crate::archive::scan::ScanReport>,
+    pub archive_scans: std::collections::BTreeMap<String, crate::archive::input::ScanReport>,
     /// Loading the profile, rules and catalog, and compiling the rules.
     #[serde(rename = "startup_seconds", serialize_with = "seconds")]
     pub startup: Duration,

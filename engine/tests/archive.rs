@@ -525,3 +525,31 @@ fn a_hunt_shows_its_progress_through_the_archives_files() {
         "{stderr}"
     );
 }
+
+#[test]
+fn one_open_file_at_a_time_still_archives_every_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let logs = repo().join("fixtures/logs");
+    std::fs::write(
+        d.join("vagt.yaml"),
+        format!(
+            "rules: [{}]\ncatalog: {}\ninputs:\n  - {{path: {}}}\n  - {{path: {}}}\noutput: streamed.jsonl\narchive: {{dir: archive, max_open_files: 1}}\n",
+            repo().join("fixtures/rules").display(),
+            repo().join("fixtures/catalog.yaml").display(),
+            logs.join("hospital-nord-sysmon.jsonl").display(),
+            logs.join("region-security-evtx.json").display(),
+        ),
+    )
+    .unwrap();
+    let stream = vagt_ok(
+        &["run", "--config", s(&d.join("vagt.yaml"))],
+        &d.join("stream.json"),
+    );
+    assert_eq!(stream["archive"]["rows"], 58);
+    // 12 organisation-days, each file committed when another is opened.
+    assert!(stream["archive"]["files"].as_u64().unwrap() >= 12);
+    let hunted = d.join("hunted.jsonl");
+    hunt_default_rules(&d.join("archive"), &[], &hunted, &d.join("hunt.json"));
+    assert_eq!(ids(&hunted), ids(&d.join("streamed.jsonl")));
+}

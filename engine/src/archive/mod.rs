@@ -24,10 +24,41 @@
 //! a hunt decodes it again, so that it gives the same alerts, with the
 //! same ids, as the stream did.
 
+pub mod input;
 pub mod layout;
 pub(crate) mod retro;
+#[cfg(feature = "hunt")]
 pub mod scan;
 pub(crate) mod writer;
+
+/// A build without the `hunt` feature (DataFusion), such as the fuzz
+/// targets', writes archives but cannot read them back.
+#[cfg(not(feature = "hunt"))]
+pub mod scan {
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Mutex;
+
+    use vagt_connectors::{DeadLetter, DecoderConfig, EventBatch};
+
+    use super::input::{ArchiveInput, ScanReport};
+    use super::layout::ArchiveError;
+
+    /// # Errors
+    /// Always: this build cannot scan archives.
+    pub fn scan(
+        input: &ArchiveInput,
+        _decoder: &DecoderConfig,
+        _report: &Mutex<ScanReport>,
+        _progress: &AtomicU64,
+        _on_batch: impl FnMut(EventBatch),
+        _on_dead: impl FnMut(DeadLetter),
+    ) -> Result<(), ArchiveError> {
+        Err(ArchiveError::Scan {
+            path: input.dir.clone(),
+            message: "this vagt was built without the `hunt` feature (DataFusion)".into(),
+        })
+    }
+}
 
 use std::path::PathBuf;
 
@@ -53,6 +84,11 @@ pub struct ArchiveConfig {
     /// by its statistics.
     #[serde(default = "default_row_group_rows")]
     pub row_group_rows: usize,
+    /// Files open at once (one per organisation and day being written;
+    /// default 64): beyond it the one written to least recently is
+    /// committed, which bounds memory when history spans many days.
+    #[serde(default = "default_max_open_files")]
+    pub max_open_files: usize,
     /// Days kept: older day partitions are removed at start and once a
     /// day (default: kept for ever).
     #[serde(default)]
@@ -76,6 +112,10 @@ fn default_row_group_rows() -> usize {
     65_536
 }
 
+fn default_max_open_files() -> usize {
+    64
+}
+
 impl ArchiveConfig {
     /// The defaults, in `dir`.
     pub fn in_dir(dir: PathBuf) -> ArchiveConfig {
@@ -84,6 +124,7 @@ impl ArchiveConfig {
             max_file_bytes: default_max_file_bytes(),
             max_file_age: default_max_file_age(),
             row_group_rows: default_row_group_rows(),
+            max_open_files: default_max_open_files(),
             retention_days: None,
             retro_hunt: None,
         }
@@ -102,6 +143,9 @@ impl ArchiveConfig {
         }
         if self.row_group_rows == 0 {
             return Err("row_group_rows must be at least 1".into());
+        }
+        if self.max_open_files == 0 {
+            return Err("max_open_files must be at least 1".into());
         }
         if self.retention_days == Some(0) {
             return Err("retention_days must be at least 1".into());

@@ -15,7 +15,8 @@ use vagt_connectors::DecoderConfig;
 use vagt_rules::window::TimestampSpec;
 use vagt_rules::{RuleMatch, RuleSet};
 
-use super::scan::{scan, ArchiveInput, ScanReport};
+use super::input::{ArchiveInput, ScanReport};
+use super::scan::scan;
 use crate::alert::{now_rfc3339, Alert, AlertBuilder, FieldCandidates};
 use crate::catalog::Catalog;
 use crate::sinks::Delivery;

@@ -122,6 +122,8 @@ struct OpenFile {
     temp: PathBuf,
     writer: ArrowWriter<File>,
     opened: Instant,
+    /// When rows were last appended.
+    written: Instant,
     rows: u64,
     min_time: Option<i64>,
     max_time: Option<i64>,
@@ -355,6 +357,9 @@ impl Writer {
                     message: format!("building archive rows: {e}"),
                 }
             })?;
+            if !self.open.contains_key(&key) && self.open.len() >= self.config.max_open_files {
+                self.commit_least_recent()?;
+            }
             let file = match self.open.get_mut(&key) {
                 Some(file) => file,
                 None => {
@@ -362,6 +367,7 @@ impl Writer {
                     self.open.entry(key.clone()).or_insert(file)
                 }
             };
+            file.written = Instant::now();
             file.writer
                 .write(&part)
                 .map_err(|source| ArchiveError::Parquet {
@@ -383,6 +389,21 @@ impl Writer {
                         let _ = answer.send(());
                     }
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits the file written to least recently, to open another.
+    fn commit_least_recent(&mut self) -> Result<(), ArchiveError> {
+        let oldest = self
+            .open
+            .iter()
+            .min_by_key(|(_, f)| f.written)
+            .map(|(k, _)| k.clone());
+        if let Some(key) = oldest {
+            if let Some(file) = self.open.remove(&key) {
+                self.commit(&key, file)?;
             }
         }
         Ok(())
@@ -412,6 +433,7 @@ impl Writer {
             temp,
             writer,
             opened: Instant::now(),
+            written: Instant::now(),
             rows: 0,
             min_time: None,
             max_time: None,

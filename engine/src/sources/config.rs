@@ -57,7 +57,7 @@ pub enum SourceConfig {
     Kafka(KafkaConfig),
     /// The events of an archive (some organisations, some time), read to
     /// the end: a hunt.
-    Archive(crate::archive::scan::ArchiveInput),
+    Archive(crate::archive::input::ArchiveInput),
 }
 
 /// An input as written: exactly one of `path`, `tail`, `syslog`, `http`
@@ -82,7 +82,7 @@ struct InputFields {
     kafka: Option<KafkaConfig>,
     /// An archive's events.
     #[serde(default)]
-    archive: Option<crate::archive::scan::ArchiveInput>,
+    archive: Option<crate::archive::input::ArchiveInput>,
     #[serde(default)]
     format: Format,
     #[serde(default)]

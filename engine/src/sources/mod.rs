@@ -91,7 +91,7 @@ pub(crate) struct Started {
     /// What each archive input's scan did, by input name.
     pub scans: Vec<(
         String,
-        Arc<std::sync::Mutex<crate::archive::scan::ScanReport>>,
+        Arc<std::sync::Mutex<crate::archive::input::ScanReport>>,
     )>,
 }
 
@@ -221,7 +221,7 @@ pub(crate) async fn start<W: Send + 'static, D: Send + 'static>(
             }
             SourceConfig::Archive(archive) => {
                 let report = Arc::new(std::sync::Mutex::new(
-                    crate::archive::scan::ScanReport::default(),
+                    crate::archive::input::ScanReport::default(),
                 ));
                 started.scans.push((name.clone(), report.clone()));
                 let (archive, decoder) = (archive.clone(), options.decoder.clone());
