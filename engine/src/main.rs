@@ -90,25 +90,12 @@ struct RunArgs {
     /// leef, zeek, suricata, logfmt.
     #[arg(long)]
     format: Option<vagt_connectors::Format>,
-    /// Critical-process catalog (YAML).
-    #[arg(long)]
-    catalog: Option<PathBuf>,
     /// Alert output file, `-` for stdout.
     #[arg(long, short)]
     output: Option<PathBuf>,
-    /// Dead-letter output file (default: stderr).
-    #[arg(long)]
-    dead_letters: Option<PathBuf>,
-    /// Field/logsource profile: `windows`, `passthrough`, or a profile file.
-    #[arg(long)]
-    profile: Option<String>,
     /// Events per Arrow batch.
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Detection workers evaluating batches at the same time (default: the
-    /// machine's cores).
-    #[arg(long)]
-    workers: Option<usize>,
     /// Archive every event taken in as Parquet in this folder (for `vagt
     /// hunt`); the config's other `archive` settings stay.
     #[arg(long)]
@@ -122,10 +109,52 @@ struct RunArgs {
     /// Also write the run summary as JSON to this file (for scripts and benchmarks).
     #[arg(long)]
     stats: Option<PathBuf>,
+    #[command(flatten)]
+    pipeline: PipelineFlags,
+}
+
+/// Settings of a pipeline that `vagt run` and `vagt hunt` both take as
+/// flags, over the config file's.
+#[derive(Debug, Args)]
+struct PipelineFlags {
+    /// Critical-process catalog (YAML).
+    #[arg(long)]
+    catalog: Option<PathBuf>,
+    /// Dead-letter output file (default: stderr).
+    #[arg(long)]
+    dead_letters: Option<PathBuf>,
+    /// Field/logsource profile: `windows`, `passthrough`, or a profile file.
+    #[arg(long)]
+    profile: Option<String>,
+    /// Detection workers evaluating batches at the same time (default: the
+    /// machine's cores).
+    #[arg(long)]
+    workers: Option<usize>,
     /// Progress display on stderr: a bar on a terminal; `always` also prints
     /// a line every few seconds when stderr is not a terminal.
     #[arg(long, value_enum)]
     progress: Option<vagt_engine::progress::ProgressMode>,
+}
+
+impl PipelineFlags {
+    /// Overrides the config's settings with the flags given.
+    fn apply(self, config: &mut RunConfig) {
+        if let Some(c) = self.catalog {
+            config.catalog = Some(c);
+        }
+        if let Some(d) = self.dead_letters {
+            config.dead_letters = Some(d);
+        }
+        if let Some(p) = self.profile {
+            config.profile = p;
+        }
+        if let Some(w) = self.workers {
+            config.workers = Some(w);
+        }
+        if let Some(mode) = self.progress {
+            config.progress = mode;
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -150,27 +179,14 @@ struct HuntArgs {
     /// no known organisation).
     #[arg(long = "actor")]
     actors: Vec<String>,
-    /// Critical-process catalog (YAML).
-    #[arg(long)]
-    catalog: Option<PathBuf>,
-    /// Field/logsource profile: `windows`, `passthrough`, or a profile file.
-    #[arg(long)]
-    profile: Option<String>,
     /// Alert output file, `-` for stdout (the default).
     #[arg(long, short)]
     output: Option<PathBuf>,
-    /// Dead-letter output file (default: stderr).
-    #[arg(long)]
-    dead_letters: Option<PathBuf>,
-    /// Detection workers (default: the machine's cores).
-    #[arg(long)]
-    workers: Option<usize>,
     /// Also write the run summary as JSON to this file.
     #[arg(long)]
     stats: Option<PathBuf>,
-    /// Progress display on stderr.
-    #[arg(long, value_enum)]
-    progress: Option<vagt_engine::progress::ProgressMode>,
+    #[command(flatten)]
+    pipeline: PipelineFlags,
 }
 
 #[derive(Debug, Args)]
@@ -459,26 +475,14 @@ fn build_config(args: RunArgs) -> anyhow::Result<RunConfig> {
     if let Some(format) = args.format {
         config.inputs.iter_mut().for_each(|i| i.format = format);
     }
-    if let Some(c) = args.catalog {
-        config.catalog = Some(c);
-    }
     if let Some(o) = args.output {
         // The flag replaces the config's outputs.
         config.output = Some(o);
         config.outputs.clear();
         config.routes.clear();
     }
-    if let Some(d) = args.dead_letters {
-        config.dead_letters = Some(d);
-    }
-    if let Some(p) = args.profile {
-        config.profile = p;
-    }
     if let Some(b) = args.batch_size {
         config.decoder.batch_size = b;
-    }
-    if let Some(w) = args.workers {
-        config.workers = Some(w);
     }
     if let Some(dir) = args.archive {
         match config.archive.as_mut() {
@@ -490,9 +494,7 @@ fn build_config(args: RunArgs) -> anyhow::Result<RunConfig> {
     if let Some(addr) = args.metrics_listen {
         config.metrics_listen = Some(addr);
     }
-    if let Some(mode) = args.progress {
-        config.progress = mode;
-    }
+    args.pipeline.apply(&mut config);
     config.validate()?;
     Ok(config)
 }
@@ -537,21 +539,7 @@ fn build_hunt_config(args: HuntArgs) -> anyhow::Result<RunConfig> {
     config.archive = None;
     config.windows.state_file = None;
     config.source = None;
-    if let Some(c) = args.catalog {
-        config.catalog = Some(c);
-    }
-    if let Some(p) = args.profile {
-        config.profile = p;
-    }
-    if let Some(d) = args.dead_letters {
-        config.dead_letters = Some(d);
-    }
-    if let Some(w) = args.workers {
-        config.workers = Some(w);
-    }
-    if let Some(mode) = args.progress {
-        config.progress = mode;
-    }
+    args.pipeline.apply(&mut config);
     config.validate()?;
     Ok(config)
 }
