@@ -253,7 +253,9 @@ impl FieldCandidates {
     }
 }
 
-fn parse_ip(v: &str) -> Option<std::net::IpAddr> {
+/// An address as events write it (brackets allowed), IPv4-mapped IPv6
+/// addresses as IPv4.
+pub(crate) fn parse_ip(v: &str) -> Option<std::net::IpAddr> {
     let ip: std::net::IpAddr = v
         .trim()
         .trim_matches(|c| c == '[' || c == ']')

@@ -372,7 +372,7 @@ impl Detector {
     /// again.
     fn remember(&self, alerts: &[Alert]) {
         if let Some(retro) = &self.retro {
-            retro.emitted.record(alerts.iter().map(|a| a.id.as_str()));
+            retro.emitted.record(alerts);
         }
     }
 
@@ -400,6 +400,14 @@ impl Detector {
                 .blocking_send(Delivery::Acks(std::mem::take(&mut state.held)));
             state.saved = Instant::now();
             state.unsaved = false;
+        }
+    }
+
+    /// A batch a stopping run gave up evaluating: its events become dead
+    /// letters.
+    fn abandon(&self, input: usize, batch: &EventBatch) {
+        for letter in abandoned(batch, self.stop_evaluation) {
+            self.dead_letter(input, letter);
         }
     }
 
@@ -500,9 +508,7 @@ impl Detector {
         if evaluation.cancelled {
             // Stopping, and this batch took too long: its events are not
             // lost but reported, and not acknowledged.
-            for letter in abandoned(&batch, self.stop_evaluation) {
-                self.dead_letter(input, letter);
-            }
+            self.abandon(input, &batch);
             state.outcome.stopped = true;
             return Next::End;
         }
@@ -594,9 +600,7 @@ impl Detector {
         if state.outcome.stopped {
             for queued in std::mem::take(&mut state.queued) {
                 if let Queued::Evaluating { input, batch, .. } = queued {
-                    for letter in abandoned(&batch, self.stop_evaluation) {
-                        self.dead_letter(input, letter);
-                    }
+                    self.abandon(input, &batch);
                 }
             }
         }

@@ -101,11 +101,6 @@ struct CaseSpec {
     matches: u64,
 }
 
-/// Whether a file holds rule tests in our own format.
-pub fn is_test_file(path: &Path) -> bool {
-    vagt_rules::loader::is_rule_test(path)
-}
-
 /// The test cases in `paths` (files or folders, searched recursively):
 /// `*.test.yml` files and SigmaHQ `info.yml` files, in path order.
 ///
@@ -121,7 +116,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<TestCase>, RuleTestError> {
             })?;
             let p = entry.path();
             let info = p.file_name().is_some_and(|n| n == "info.yml");
-            if entry.file_type().is_file() && (info || is_test_file(p)) {
+            if entry.file_type().is_file() && (info || vagt_rules::loader::is_rule_test(p)) {
                 files.push(p.to_path_buf());
             }
         }

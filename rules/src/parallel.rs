@@ -11,8 +11,7 @@ const MAX_THREADS: usize = 8;
 
 /// `f` over every item, on up to the available cores; results in order.
 pub(crate) fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
+    let threads = crate::workers::available()
         .min(MAX_THREADS)
         .min(items.len());
     if threads <= 1 {

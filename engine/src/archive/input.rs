@@ -92,20 +92,20 @@ impl ArchiveInput {
         format!("archive:{}", self.dir.display())
     }
 
-    /// The partitions' filter for the time range.
-    pub(crate) fn filter(&self) -> Result<PartitionFilter, ArchiveError> {
-        let (since, until) = self.range()?;
-        Ok(PartitionFilter {
+    /// The partitions' filter for the time range `(since, until)` (see
+    /// [`ArchiveInput::range`]).
+    pub(crate) fn filter(&self, (since, until): (Option<i64>, Option<i64>)) -> PartitionFilter {
+        PartitionFilter {
             actors: self.actors.clone(),
             from_date: since.and_then(day_of),
             to_date: until.and_then(day_of),
-        })
+        }
     }
 
     /// Bytes of the files a scan reads (for a progress bar), if they can
     /// be listed.
     pub fn selected_bytes(&self) -> Option<u64> {
-        let files = layout::find_files(&self.dir, &self.filter().ok()?).ok()?;
+        let files = layout::find_files(&self.dir, &self.filter(self.range().ok()?)).ok()?;
         Some(
             files
                 .iter()

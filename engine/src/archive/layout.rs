@@ -192,6 +192,41 @@ pub fn check_footer(path: &Path) -> Result<u64, String> {
         .map_err(|e| e.to_string())
 }
 
+/// The files a search reads and those it leaves out.
+#[derive(Debug, Default)]
+pub struct Readable {
+    /// Committed files whose footer reads.
+    pub files: Vec<ArchiveFile>,
+    /// Their rows, by their footers.
+    pub rows: u64,
+    /// The others, each named with its reason.
+    pub skipped: Vec<String>,
+}
+
+/// The committed files of the partitions `filter` takes, split into
+/// those whose footer reads and those a search leaves out (logged).
+///
+/// # Errors
+/// The archive folder is missing or cannot be read.
+pub fn readable_files(root: &Path, filter: &PartitionFilter) -> Result<Readable, ArchiveError> {
+    let mut readable = Readable::default();
+    for file in find_files(root, filter)? {
+        match check_footer(&file.path) {
+            Ok(rows) => {
+                readable.rows += rows;
+                readable.files.push(file);
+            }
+            Err(reason) => {
+                tracing::error!(file = %file.path.display(), %reason, "archive file skipped: it cannot be read as Parquet");
+                readable
+                    .skipped
+                    .push(format!("{}: {reason}", file.path.display()));
+            }
+        }
+    }
+    Ok(readable)
+}
+
 /// A committed file: `part-….parquet`, never an unfinished `.part-…`.
 fn is_committed(path: &Path) -> bool {
     path.file_name()

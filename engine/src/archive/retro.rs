@@ -34,26 +34,44 @@ struct EmittedIds {
     order: VecDeque<String>,
 }
 
+impl EmittedIds {
+    /// Remembers `id`; whether it is new.
+    fn insert(&mut self, id: &str) -> bool {
+        if !self.ids.insert(id.to_string()) {
+            return false;
+        }
+        self.order.push_back(id.to_string());
+        if self.order.len() > REMEMBERED {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+        true
+    }
+}
+
 impl Emitted {
-    /// Remembers `ids`; the ids not seen before.
-    pub fn record<'a>(&self, ids: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
-        let mut emitted = self
-            .0
+    fn lock(&self) -> std::sync::MutexGuard<'_, EmittedIds> {
+        self.0
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut new = Vec::new();
-        for id in ids {
-            if emitted.ids.insert(id.to_string()) {
-                emitted.order.push_back(id.to_string());
-                new.push(id);
-            }
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Remembers the ids of `alerts`, sent.
+    pub fn record(&self, alerts: &[Alert]) {
+        let mut emitted = self.lock();
+        for alert in alerts {
+            emitted.insert(&alert.id);
         }
-        while emitted.order.len() > REMEMBERED {
-            if let Some(old) = emitted.order.pop_front() {
-                emitted.ids.remove(&old);
-            }
-        }
-        new
+    }
+
+    /// Keeps the alerts whose ids were not emitted before, and remembers
+    /// them; how many were dropped.
+    pub fn keep_new(&self, alerts: &mut Vec<Alert>) -> usize {
+        let before = alerts.len();
+        let mut emitted = self.lock();
+        alerts.retain(|a| emitted.insert(&a.id));
+        before - alerts.len()
     }
 }
 
@@ -132,22 +150,9 @@ impl RetroHunts {
                 }
                 let detected_at = now_rfc3339();
                 let builder = AlertBuilder::new(&hunt.catalog, &hunt.fields, &detected_at);
-                let alerts = builder.single_event(&hunt.set, &batch, &matches, &self.timestamp);
-                let fresh: HashSet<String> = self
-                    .emitted
-                    .record(alerts.iter().map(|a| a.id.as_str()))
-                    .into_iter()
-                    .map(str::to_string)
-                    .collect();
-                repeated += alerts.len() - fresh.len();
-                let alerts: Vec<Alert> = alerts
-                    .into_iter()
-                    .filter(|a| fresh.contains(&a.id))
-                    .map(|mut a| {
-                        a.retrospective = true;
-                        a
-                    })
-                    .collect();
+                let mut alerts = builder.single_event(&hunt.set, &batch, &matches, &self.timestamp);
+                repeated += self.emitted.keep_new(&mut alerts);
+                alerts.iter_mut().for_each(|a| a.retrospective = true);
                 alerts_sent += alerts.len();
                 if !alerts.is_empty()
                     && hunt

@@ -37,24 +37,24 @@ pub fn scan(
     mut on_dead: impl FnMut(DeadLetter),
 ) -> Result<(), ArchiveError> {
     let (since, until) = input.range()?;
-    let mut files = Vec::new();
-    let mut rows_in_files = 0;
-    for file in layout::find_files(&input.dir, &input.filter()?)? {
-        match layout::check_footer(&file.path) {
-            Ok(rows) => {
-                rows_in_files += rows;
-                lock(report).bytes += std::fs::metadata(&file.path).map_or(0, |m| m.len());
-                files.push(file.path.to_string_lossy().into_owned());
-            }
-            Err(reason) => {
-                tracing::error!(file = %file.path.display(), %reason, "archive file skipped: it cannot be read as Parquet");
-                lock(report)
-                    .skipped
-                    .push(format!("{}: {reason}", file.path.display()));
-            }
-        }
+    let readable = layout::readable_files(&input.dir, &input.filter((since, until)))?;
+    let rows_in_files = readable.rows;
+    let files: Vec<String> = readable
+        .files
+        .iter()
+        .map(|f| f.path.to_string_lossy().into_owned())
+        .collect();
+    {
+        let mut report = lock(report);
+        report.bytes = readable
+            .files
+            .iter()
+            .filter_map(|f| std::fs::metadata(&f.path).ok())
+            .map(|m| m.len())
+            .sum();
+        report.files = files.len() as u64;
+        report.skipped = readable.skipped;
     }
-    lock(report).files = files.len() as u64;
     if files.is_empty() {
         return Ok(());
     }
@@ -66,12 +66,7 @@ pub fn scan(
         .enable_all()
         .build()
         .map_err(ArchiveError::io(&input.dir))?;
-    // The archive's own string type, not views: batches are read as the
-    // archive wrote them.
-    let ctx = SessionContext::new_with_config(SessionConfig::new().set_bool(
-        "datafusion.execution.parquet.schema_force_view_types",
-        false,
-    ));
+    let ctx = session();
     let mut frame = runtime
         .block_on(ctx.read_parquet(files, ParquetReadOptions::default()))
         .map_err(failed)?;
@@ -123,6 +118,16 @@ pub fn scan(
         Ordering::Relaxed,
     );
     Ok(())
+}
+
+/// A DataFusion session that reads the archive's strings as the archive
+/// wrote them (`Utf8`), not as views, which the functions and decoding
+/// here take.
+pub(crate) fn session() -> SessionContext {
+    SessionContext::new_with_config(SessionConfig::new().set_bool(
+        "datafusion.execution.parquet.schema_force_view_types",
+        false,
+    ))
 }
 
 /// `total` × `part` / `whole`, at most `total`.

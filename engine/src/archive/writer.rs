@@ -176,11 +176,8 @@ impl Writer {
                 self.commit_due()
             }
             ArchiveItem::Barrier(answer) => {
-                if self.open.is_empty() {
-                    let _ = answer.send(());
-                } else {
-                    self.waiting.push(answer);
-                }
+                self.waiting.push(answer);
+                self.answer_if_all_committed();
                 Ok(())
             }
             ArchiveItem::Commit => self.commit_all(),
@@ -214,10 +211,18 @@ impl Writer {
                 self.commit(&key, file)?;
             }
         }
-        for answer in self.waiting.drain(..) {
-            let _ = answer.send(());
-        }
+        self.answer_if_all_committed();
         Ok(())
+    }
+
+    /// Answers the waiting barriers once no file is open: every row sent
+    /// before them is committed.
+    fn answer_if_all_committed(&mut self) {
+        if self.open.is_empty() {
+            for answer in self.waiting.drain(..) {
+                let _ = answer.send(());
+            }
+        }
     }
 
     /// Closes a file, syncs it, renames it into its partition, syncs the
@@ -278,7 +283,13 @@ impl Writer {
     }
 
     /// Each row's partition and typed columns.
-    fn rows(&mut self, input: usize, batch: &EventBatch, catalog: Arc<Catalog>) -> Vec<Row> {
+    fn rows(
+        &mut self,
+        input: usize,
+        batch: &EventBatch,
+        catalog: Arc<Catalog>,
+        received: i64,
+    ) -> Vec<Row> {
         let stale = self
             .fields
             .as_ref()
@@ -306,7 +317,6 @@ impl Writer {
             Some(spec) => spec.read(&batch.batch, &all),
             None => Vec::new(),
         };
-        let received = received_millis();
         (0..rows)
             .map(|row| {
                 let facts = fields.facts(&batch.batch, row);
@@ -341,7 +351,8 @@ impl Writer {
         batch: &EventBatch,
         catalog: Arc<Catalog>,
     ) -> Result<(), ArchiveError> {
-        let rows = self.rows(input, batch, catalog);
+        let received = received_millis();
+        let rows = self.rows(input, batch, catalog, received);
         let mut groups: Vec<((String, String), Vec<usize>)> = Vec::new();
         for (i, row) in rows.iter().enumerate() {
             match groups.iter_mut().find(|(k, _)| *k == row.partition) {
@@ -349,12 +360,11 @@ impl Writer {
                 None => groups.push((row.partition.clone(), vec![i])),
             }
         }
-        let received = received_millis();
         for (key, members) in groups {
             let part = archive_batch(batch, &rows, &members, received).map_err(|e| {
-                ArchiveError::Scan {
+                ArchiveError::Parquet {
                     path: self.config.dir.clone(),
-                    message: format!("building archive rows: {e}"),
+                    source: parquet::errors::ParquetError::ArrowError(e.to_string()),
                 }
             })?;
             if !self.open.contains_key(&key) && self.open.len() >= self.config.max_open_files {
@@ -384,11 +394,7 @@ impl Writer {
                 if let Some(file) = self.open.remove(&key) {
                     self.commit(&key, file)?;
                 }
-                if self.open.is_empty() {
-                    for answer in self.waiting.drain(..) {
-                        let _ = answer.send(());
-                    }
-                }
+                self.answer_if_all_committed();
             }
         }
         Ok(())

@@ -23,6 +23,7 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 use vagt_rules::{LogSource, Wildcard};
 
+use crate::alert::parse_ip;
 use crate::catalog::{Catalog, EventFacts};
 
 /// Registers every function on `ctx`, the catalog ones with `catalog`.
@@ -136,14 +137,6 @@ fn impact(catalog: &Catalog, value: &str) -> crate::catalog::Impact {
         },
     };
     catalog.impact(&facts, &LogSource::default(), None)
-}
-
-fn parse_ip(value: &str) -> Option<std::net::IpAddr> {
-    let ip: std::net::IpAddr = value.trim().trim_matches(['[', ']']).parse().ok()?;
-    Some(match ip {
-        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
-        v4 => v4,
-    })
 }
 
 /// A field of an event's JSON text: a top-level key (which may hold

@@ -18,7 +18,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::DataType;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::ListingOptions;
-use datafusion::prelude::{JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{JsonReadOptions, ParquetReadOptions};
 
 use crate::archive::layout::{self, PartitionFilter};
 use crate::catalog::Catalog;
@@ -79,10 +79,7 @@ pub async fn query(
     catalog: Arc<Catalog>,
     scratch: &Path,
 ) -> Result<Answer, SqlError> {
-    let ctx = SessionContext::new_with_config(SessionConfig::new().set_bool(
-        "datafusion.execution.parquet.schema_force_view_types",
-        false,
-    ));
+    let ctx = crate::archive::scan::session();
     functions::register(&ctx, catalog);
     let mut answer = Answer {
         batches: Vec::new(),
@@ -152,31 +149,20 @@ pub async fn query(
 /// that do, in the same partition folders, so that a damaged file is left
 /// out (and named) and the rest still searched.
 fn archive_root(dir: &Path, links: &Path, answer: &mut Answer) -> Result<PathBuf, SqlError> {
-    let files =
-        layout::find_files(dir, &PartitionFilter::default()).map_err(|e| SqlError::Table {
+    let readable =
+        layout::readable_files(dir, &PartitionFilter::default()).map_err(|e| SqlError::Table {
             path: dir.to_path_buf(),
             message: e.to_string(),
         })?;
-    let mut good = Vec::new();
-    for file in files {
-        match layout::check_footer(&file.path) {
-            Ok(_) => good.push(file),
-            Err(reason) => {
-                tracing::error!(file = %file.path.display(), %reason, "archive file skipped: it cannot be read as Parquet");
-                answer
-                    .skipped
-                    .push(format!("{}: {reason}", file.path.display()));
-            }
-        }
-    }
-    if answer.skipped.is_empty() {
+    if readable.skipped.is_empty() {
         return Ok(dir.to_path_buf());
     }
+    answer.skipped.extend(readable.skipped);
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| SqlError::Io { path, source }
     };
-    for file in good {
+    for file in readable.files {
         let partition = layout::partition_dir(links, &file.actor_value, &file.date);
         std::fs::create_dir_all(&partition).map_err(io(&partition))?;
         let name = file.path.file_name().unwrap_or_default();
