@@ -27,7 +27,7 @@ use vagt_rules::workers::{Evaluation, Pending, Workers};
 use vagt_rules::{RuleMatch, RuleSet};
 
 use crate::alert::{now_rfc3339, Alert, AlertBuilder, FieldCandidates};
-use crate::archive::retro::{new_or_changed, Hunt, RetroHunts};
+use crate::archive::retro::{new_or_changed, Hunt, RetroHuntReport, RetroHunts};
 use crate::archive::writer::ArchiveItem;
 use crate::catalog::Catalog;
 use crate::pipeline::{DetectionReport, PipelineError};
@@ -58,6 +58,8 @@ pub(crate) struct DetectOutcome {
     pub evicted_keys: u64,
     pub windows: WindowReport,
     pub detection: DetectionReport,
+    /// What retro-hunts did (with `archive.retro_hunt`).
+    pub retro_hunts: Option<RetroHuntReport>,
     /// Detection could not go on (the files' ordering failed).
     pub error: Option<PipelineError>,
 }
@@ -156,6 +158,7 @@ impl Detector {
         // Enough batches with the workers that none waits for the next
         // while the oldest is turned into alerts.
         let depth = 2 * self.workers.count();
+        self.retro_hunt_at_start();
         loop {
             // Work is taken in while the workers have room and some is at
             // hand; otherwise the oldest batch is taken to its end.
@@ -314,28 +317,13 @@ impl Detector {
         self.set = set;
         self.catalog = catalog;
         self.fields = fields;
-        if let (Some(retro), Some(rules)) = (&self.retro, hunted.filter(|r| !r.is_empty())) {
-            tracing::info!(
-                rules = rules.len(),
-                span = %humantime::format_duration(retro.span),
-                "retro-hunt of new and changed rules started"
-            );
-            // What came before the swap is committed first, so that the
-            // hunt reads every event the old rules saw.
-            let committed = self.archive.as_ref().map(|archive| {
-                let (done, committed) = tokio::sync::oneshot::channel();
-                let _ = archive.blocking_send(ArchiveItem::Commit);
-                let _ = archive.blocking_send(ArchiveItem::Barrier(done));
-                committed
-            });
-            retro.start(Hunt {
-                committed,
-                set: self.set.clone(),
-                rules,
-                catalog: self.catalog.clone(),
-                fields: self.fields.clone(),
-                sinks: self.sinks.clone(),
-            });
+        if let (Some(retro), Some(rules)) = (&self.retro, hunted) {
+            let generation = retro.generation();
+            if rules.is_empty() {
+                retro.record(&self.set, generation);
+            } else {
+                self.retro_hunt(retro, rules, generation, true);
+            }
         }
         match self.windows.as_mut() {
             Some(stage) => {
@@ -356,6 +344,56 @@ impl Detector {
         telemetry::rules(self.set.len(), rejected);
         let _ = applied.send(Ok(()));
         Some(true)
+    }
+
+    /// At start: hunts the rules no earlier run hunted the archive with.
+    fn retro_hunt_at_start(&self) {
+        if let Some(retro) = &self.retro {
+            let generation = retro.generation();
+            let rules = retro.not_yet_hunted(&self.set, generation);
+            if !rules.is_empty() {
+                // The archive holds nothing uncommitted of this run yet.
+                self.retro_hunt(retro, rules, generation, false);
+            }
+        }
+    }
+
+    /// Hunts `rules` of the set in force over the archive's last span, on
+    /// a thread of its own; with `commit_first`, once the archive has
+    /// committed what it holds, so that the hunt reads every event the
+    /// rules before did.
+    fn retro_hunt(
+        &self,
+        retro: &RetroHunts,
+        rules: Vec<usize>,
+        generation: u64,
+        commit_first: bool,
+    ) {
+        tracing::info!(
+            rules = rules.len(),
+            span = %humantime::format_duration(retro.span),
+            "retro-hunt of new and changed rules started"
+        );
+        let committed = self
+            .archive
+            .as_ref()
+            .filter(|_| commit_first)
+            .map(|archive| {
+                let (done, committed) = tokio::sync::oneshot::channel();
+                let _ = archive.blocking_send(ArchiveItem::Commit);
+                let _ = archive.blocking_send(ArchiveItem::Barrier(done));
+                committed
+            });
+        retro.start(Hunt {
+            generation,
+            stop: self.stop.clone(),
+            committed,
+            set: self.set.clone(),
+            rules,
+            catalog: self.catalog.clone(),
+            fields: self.fields.clone(),
+            sinks: self.sinks.clone(),
+        });
     }
 
     /// Alerts decided outside a batch; false once the sinks are gone.
@@ -626,6 +664,9 @@ impl Detector {
             state.outcome.state_saved = saving;
             state.outcome.evicted_keys = w.stats().evicted_keys;
             state.outcome.windows = w.report();
+        }
+        if let Some(retro) = &self.retro {
+            state.outcome.retro_hunts = Some(retro.wait());
         }
         state.outcome
     }

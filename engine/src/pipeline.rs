@@ -151,6 +151,9 @@ pub struct RunSummary {
     pub failed_inputs: Vec<String>,
     /// What the archive committed (with `--archive`).
     pub archive: Option<crate::archive::ArchiveReport>,
+    /// What retro-hunts of new and changed rules did (with
+    /// `archive.retro_hunt`).
+    pub retro_hunts: Option<crate::archive::retro::RetroHuntReport>,
     /// What each archive input's scan read and skipped, by input.
     pub archive_scans: std::collections::BTreeMap<String, crate::archive::input::ScanReport>,
     /// Loading the profile, rules and catalog, and compiling the rules.
@@ -521,6 +524,18 @@ pub async fn run_until(
 
     // Detection.
     let set = Arc::new(compiled.set);
+    let retro = match config.archive.as_ref() {
+        Some(a) => match a.retro_hunt {
+            Some(span) => Some(crate::archive::retro::RetroHunts::open(
+                a.dir.clone(),
+                span.get(),
+                config.decoder.clone(),
+                profile.timestamp.clone(),
+            )?),
+            None => None,
+        },
+        None => None,
+    };
     let new_stage = Box::new(new_stage);
     let detector = Detector {
         set: set.clone(),
@@ -541,15 +556,7 @@ pub async fn run_until(
             Some(give_up.clone()),
         ),
         archive: archive.as_ref().map(|a| a.items.clone()),
-        retro: config.archive.as_ref().and_then(|a| {
-            a.retro_hunt.map(|span| crate::archive::retro::RetroHunts {
-                dir: a.dir.clone(),
-                span: span.get(),
-                decoder: config.decoder.clone(),
-                timestamp: profile.timestamp.clone(),
-                emitted: crate::archive::retro::Emitted::default(),
-            })
-        }),
+        retro,
     };
     let detect = tokio::task::spawn_blocking(move || detector.run(batch_rx));
 
@@ -562,6 +569,7 @@ pub async fn run_until(
     summary.events = outcome.events;
     summary.late_events = outcome.late_events;
     summary.detection = outcome.detection;
+    summary.retro_hunts = outcome.retro_hunts;
     summary.evicted_keys = outcome.evicted_keys;
     summary.windows = outcome.windows;
     summary.stopped = outcome.stopped;

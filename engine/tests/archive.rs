@@ -499,6 +499,114 @@ fn a_reload_hunts_new_and_changed_rules_over_the_archive_each_alert_once() {
         .all(|a| a["event"]["n"].as_u64().unwrap() < 100));
 }
 
+/// One finite run of `rules` over events `from..from + n` into
+/// `alerts-{run}.jsonl`, with retro-hunts; its `--stats` and alerts.
+fn retro_run(
+    d: &Path,
+    run: usize,
+    rules: &[(&str, String)],
+    (from, n): (usize, usize),
+) -> (serde_json::Value, Vec<serde_json::Value>) {
+    let folder = d.join(format!("rules-{run}"));
+    std::fs::create_dir(&folder).unwrap();
+    for (name, text) in rules {
+        std::fs::write(folder.join(name), text).unwrap();
+    }
+    std::fs::write(d.join("events.jsonl"), crate::reload::events(from, n)).unwrap();
+    let config = d.join(format!("vagt-{run}.yaml"));
+    std::fs::write(
+        &config,
+        format!("rules: [rules-{run}]\ninputs: [{{path: events.jsonl}}]\noutput: alerts-{run}.jsonl\nprogress: never\narchive: {{dir: archive, retro_hunt: 3650d}}\n"),
+    )
+    .unwrap();
+    let stats = vagt_ok(
+        &["run", "--config", s(&config)],
+        &d.join(format!("stats-{run}.json")),
+    );
+    let alerts = d.join(format!("alerts-{run}.jsonl"));
+    let alerts = if alerts.exists() {
+        json_lines(&alerts)
+    } else {
+        Vec::new()
+    };
+    (stats, alerts)
+}
+
+#[test]
+fn a_start_hunts_the_rules_no_earlier_run_hunted_each_alert_once() {
+    use crate::reload::rule;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let a = (
+        "a.yml",
+        rule("Rule A", "aaaaaaaa-0000-4000-8000-000000000001", 1),
+    );
+    let b = (
+        "b.yml",
+        rule("Rule B", "bbbbbbbb-0000-4000-8000-000000000002", 2),
+    );
+    let changed_b = ("b.yml", b.1.replace("EventID: 2", "EventID: [2, 99]"));
+    let hunted =
+        |stats: &serde_json::Value, field: &str| stats["retro_hunts"][field].as_u64().unwrap();
+    let count = |alerts: &[serde_json::Value], title: &str, retrospective: bool| {
+        alerts
+            .iter()
+            .filter(|a| {
+                a["rule"]["title"] == title
+                    && a["retrospective"].as_bool().unwrap_or(false) == retrospective
+            })
+            .count()
+    };
+
+    // The first run has no record to compare with: it records its rules
+    // and hunts nothing. Events 0..100: odd EventIDs 1, even 2.
+    let (stats, alerts) = retro_run(d, 1, std::slice::from_ref(&a), (0, 100));
+    assert_eq!(hunted(&stats, "hunts"), 0, "{stats}");
+    assert_eq!(count(&alerts, "Rule A", false), 50);
+
+    // Rule B is new at the next start: it hunts the archive, and finds
+    // its 50 past events once, marked retrospective, while the new events
+    // are evaluated live.
+    let (stats, alerts) = retro_run(d, 2, &[a.clone(), b.clone()], (100, 100));
+    assert_eq!(
+        [
+            hunted(&stats, "hunts"),
+            hunted(&stats, "rules"),
+            hunted(&stats, "alerts"),
+            hunted(&stats, "already_emitted"),
+            hunted(&stats, "unfinished"),
+        ],
+        [1, 1, 50, 0, 0],
+        "{stats}"
+    );
+    assert_eq!(count(&alerts, "Rule B", true), 50);
+    assert!(alerts
+        .iter()
+        .filter(|a| a["retrospective"] == true)
+        .all(|a| a["event"]["n"].as_u64().unwrap() < 100));
+    assert_eq!(count(&alerts, "Rule B", false), 50);
+    assert_eq!(count(&alerts, "Rule A", false), 50);
+    assert_eq!(count(&alerts, "Rule A", true), 0);
+
+    // Rule B changed: hunted again at start over all 200 archived events,
+    // but each of its 100 alerts was sent by the run before: none again.
+    let (stats, alerts) = retro_run(d, 3, &[a.clone(), changed_b.clone()], (200, 0));
+    assert_eq!(
+        [
+            hunted(&stats, "hunts"),
+            hunted(&stats, "alerts"),
+            hunted(&stats, "already_emitted")
+        ],
+        [1, 0, 100],
+        "{stats}"
+    );
+    assert!(alerts.is_empty(), "{alerts:?}");
+
+    // The same rules again: nothing to hunt.
+    let (stats, _) = retro_run(d, 4, &[a, changed_b], (200, 0));
+    assert_eq!(hunted(&stats, "hunts"), 0, "{stats}");
+}
+
 #[test]
 fn a_hunt_shows_its_progress_through_the_archives_files() {
     let dir = tempfile::tempdir().unwrap();

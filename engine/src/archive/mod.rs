@@ -26,7 +26,8 @@
 
 pub mod input;
 pub mod layout;
-pub(crate) mod retro;
+pub(crate) mod ledger;
+pub mod retro;
 #[cfg(feature = "hunt")]
 pub mod scan;
 pub(crate) mod writer;
@@ -93,9 +94,10 @@ pub struct ArchiveConfig {
     /// day (default: kept for ever).
     #[serde(default)]
     pub retention_days: Option<u32>,
-    /// After a reload, new and changed rules are hunted over this much of
-    /// the archive (`7d`), their alerts marked retrospective (default:
-    /// no retro-hunts).
+    /// At start and after a reload, new and changed rules are hunted over
+    /// this much of the archive (`7d`), their alerts marked retrospective
+    /// (default: no retro-hunts). The archive's `retro-hunts/` ledger
+    /// remembers the rules that hunted it and the alert ids sent.
     #[serde(default)]
     pub retro_hunt: Option<ConfigDuration>,
 }
