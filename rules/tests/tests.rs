@@ -2,6 +2,7 @@
 
 mod corpus;
 mod fingerprints;
+mod modifier_chains;
 mod regression;
 mod scoping;
 mod semantics;

@@ -14,6 +14,7 @@
 pub(crate) mod fingerprint;
 pub mod glob;
 pub(crate) mod literal;
+pub mod paths;
 
 use std::collections::HashMap;
 
@@ -24,8 +25,10 @@ use crate::error::RuleError;
 use crate::loader::{Origin, Rejection, RuleCollection};
 use crate::profile::{Profile, Routing};
 use crate::sigma::{
-    CmpOp, Cond, LogSource, Part, RegexFlags, RuleMeta, SigmaString, Target, Test, TimePart,
+    CmpOp, Cond, LogSource, Part, RefMatch, RegexFlags, RuleMeta, SigmaString, Target, Test,
+    TimePart,
 };
+use paths::{AutomatonPath, FingerprintPath, MatchPaths};
 
 /// Column name of the raw event text, searched by keyword rules.
 pub const RAW_COLUMN: &str = "_raw";
@@ -94,6 +97,7 @@ pub(crate) enum LeafKind {
     FieldRef {
         other: FieldId,
         cased: bool,
+        how: RefMatch,
     },
     TimePart {
         part: TimePart,
@@ -214,6 +218,7 @@ pub struct RuleSet {
     pub(crate) searched: Vec<bool>,
     pub(crate) needle_count: usize,
     pub(crate) profile_name: String,
+    pub(crate) paths: MatchPaths,
 }
 
 /// The rows of a batch for which a field's prefilter hits can matter.
@@ -259,6 +264,25 @@ impl RuleSet {
     pub fn profile_name(&self) -> &str {
         &self.profile_name
     }
+
+    /// The prefilter automata built: each one's kind, and whether SIMD
+    /// fingerprints are searched before it (what [`MatchPaths`] chose).
+    pub fn automata_built(&self) -> Vec<(AutomatonPath, bool)> {
+        self.automata
+            .iter()
+            .flatten()
+            .map(|a| {
+                let kind = match a.automaton.kind() {
+                    AhoCorasickKind::DFA => AutomatonPath::Dfa,
+                    AhoCorasickKind::ContiguousNFA => AutomatonPath::ContiguousNfa,
+                    // The crate's kinds are non-exhaustive; a new one
+                    // would be an NFA of some sort.
+                    _ => AutomatonPath::NoncontiguousNfa,
+                };
+                (kind, a.fingerprints.is_some())
+            })
+            .collect()
+    }
 }
 
 /// Builds a [`RuleSet`] from loaded rules under a profile.
@@ -274,6 +298,7 @@ impl RuleSet {
 #[derive(Debug)]
 pub struct RuleSetBuilder {
     profile: Profile,
+    paths: MatchPaths,
 }
 
 /// A test, hashable (floats by their bits), to share identical leaves.
@@ -285,7 +310,7 @@ enum TestKey {
     Cidr(ipnet::IpNet),
     Null,
     Exists,
-    FieldRef(String, bool),
+    FieldRef(String, bool, RefMatch),
     TimePart(TimePart, CmpOp, u64),
 }
 
@@ -298,7 +323,7 @@ impl TestKey {
             Test::Cidr(net) => TestKey::Cidr(*net),
             Test::Null => TestKey::Null,
             Test::Exists => TestKey::Exists,
-            Test::FieldRef { other, cased } => TestKey::FieldRef(other.clone(), *cased),
+            Test::FieldRef { other, cased, how } => TestKey::FieldRef(other.clone(), *cased, *how),
             Test::TimePart { part, op, value } => TestKey::TimePart(*part, *op, value.to_bits()),
         }
     }
@@ -342,7 +367,17 @@ impl Interner {
 impl RuleSetBuilder {
     /// A builder mapping fields and logsources with `profile`.
     pub fn new(profile: Profile) -> Self {
-        RuleSetBuilder { profile }
+        RuleSetBuilder {
+            profile,
+            paths: MatchPaths::default(),
+        }
+    }
+
+    /// Forces the matcher's paths (by default chosen by size); every path
+    /// gives the same matches, which the semantics tests check.
+    pub fn paths(mut self, paths: MatchPaths) -> Self {
+        self.paths = paths;
+        self
     }
 
     /// Compiles every rule of the collection, applying its global filters.
@@ -474,7 +509,7 @@ impl RuleSetBuilder {
                 ]
                 .into_iter()
                 .filter(|(group, _)| !group.is_empty())
-                .filter_map(|(group, scope)| build_automaton(&group, scope))
+                .filter_map(|(group, scope)| build_automaton(&group, scope, &self.paths))
                 .collect()
             });
 
@@ -493,6 +528,7 @@ impl RuleSetBuilder {
             automata,
             needle_count: interner.needle_count,
             profile_name: self.profile.name.clone(),
+            paths: self.paths,
         };
         let (windows, window_rejections) =
             crate::window::WindowPlan::build(&collection.windows, &set, &self.profile);
@@ -611,12 +647,20 @@ fn needle_scopes(
 /// with thousands of literals (hashes) hold short values, where a contiguous
 /// NFA is as good. Should a kind fail to build (size limits), the next one
 /// is tried; `None` only if none builds, and then the literals' tests scan
-/// their rows directly.
-fn build_automaton(needles: &[&(String, NeedleId)], scope: FieldScope) -> Option<FieldAutomaton> {
-    let preferred = if needles.len() <= DFA_MAX_PATTERNS {
-        AhoCorasickKind::DFA
-    } else {
-        AhoCorasickKind::ContiguousNFA
+/// their rows directly. `paths` can force a kind (without fallback), no
+/// automaton, or the fingerprints' use.
+fn build_automaton(
+    needles: &[&(String, NeedleId)],
+    scope: FieldScope,
+    paths: &MatchPaths,
+) -> Option<FieldAutomaton> {
+    let preferred = match paths.automaton {
+        AutomatonPath::Auto if needles.len() <= DFA_MAX_PATTERNS => AhoCorasickKind::DFA,
+        AutomatonPath::Auto => AhoCorasickKind::ContiguousNFA,
+        AutomatonPath::Dfa => AhoCorasickKind::DFA,
+        AutomatonPath::ContiguousNfa => AhoCorasickKind::ContiguousNFA,
+        AutomatonPath::NoncontiguousNfa => AhoCorasickKind::NoncontiguousNFA,
+        AutomatonPath::Off => return None,
     };
     let build = |kind| {
         AhoCorasickBuilder::new()
@@ -625,13 +669,20 @@ fn build_automaton(needles: &[&(String, NeedleId)], scope: FieldScope) -> Option
             .kind(kind)
             .build(needles.iter().map(|(t, _)| t.as_bytes()))
     };
-    let automaton = build(Some(preferred))
-        .or_else(|_| build(Some(AhoCorasickKind::NoncontiguousNFA)))
-        .ok()?;
+    let automaton = match paths.automaton {
+        AutomatonPath::Auto => build(Some(preferred))
+            .or_else(|_| build(Some(AhoCorasickKind::NoncontiguousNFA)))
+            .ok()?,
+        _ => build(Some(preferred)).ok()?,
+    };
     let literals: Vec<&str> = needles.iter().map(|(t, _)| t.as_str()).collect();
+    let fingerprints = match paths.fingerprints {
+        FingerprintPath::Never => None,
+        _ => fingerprint::searcher(&literals),
+    };
     Some(FieldAutomaton {
         automaton,
-        fingerprints: fingerprint::searcher(&literals),
+        fingerprints,
         scope,
         needles: needles.iter().map(|(_, id)| *id).collect(),
     })
@@ -785,11 +836,12 @@ fn compile_test(
         Test::Cidr(net) => LeafKind::Cidr(*net),
         Test::Null => LeafKind::Null,
         Test::Exists => LeafKind::Exists,
-        Test::FieldRef { other, cased } => {
+        Test::FieldRef { other, cased, how } => {
             let other = interner.field(profile.columns_for(other, logsource));
             LeafKind::FieldRef {
                 other,
                 cased: *cased,
+                how: *how,
             }
         }
         Test::TimePart { part, op, value } => LeafKind::TimePart {

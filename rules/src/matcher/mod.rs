@@ -21,7 +21,7 @@ use chrono::{Datelike, NaiveDateTime, Timelike};
 
 pub use rowset::RowSet;
 
-use crate::compile::fingerprint;
+use crate::compile::paths::ScanPath;
 use crate::compile::{
     FieldAutomaton, FieldId, FieldScope, LeafId, LeafKind, Mode, Node, RuleSet, TextCheck,
     NULLS_COLUMN,
@@ -297,6 +297,7 @@ impl RuleSet {
             // Only the rows some rule reading these literals can look at; if
             // they are few, search them one by one instead of the column.
             let scope = match &automaton.scope {
+                FieldScope::All if self.paths.scan == ScanPath::Rows => Some(RowSet::full(rows)),
                 FieldScope::All => None,
                 FieldScope::Routes(routes) => {
                     let all = RowSet::full(rows);
@@ -307,14 +308,19 @@ impl RuleSet {
                     if scope.is_empty() {
                         continue;
                     }
-                    (scope.count() * 2 < rows).then_some(scope)
+                    match self.paths.scan {
+                        ScanPath::Auto => (scope.count() * 2 < rows).then_some(scope),
+                        ScanPath::Columns => None,
+                        ScanPath::Rows => Some(scope),
+                    }
                 }
             };
+            let min_len = self.paths.fingerprint_min_len();
             for col_index in self.resolve_field(field, batch, s) {
                 let column = self.column(col_index, batch, s).clone();
                 match &scope {
-                    Some(scope) => search_rows(automaton, &column, scope, s),
-                    None => search_column(automaton, &column, s),
+                    Some(scope) => search_rows(automaton, &column, scope, s, min_len),
+                    None => search_column(automaton, &column, s, min_len),
                 }
             }
         }
@@ -382,7 +388,7 @@ impl RuleSet {
                     }
                 }
             }
-            LeafKind::FieldRef { other, cased } => {
+            LeafKind::FieldRef { other, cased, how } => {
                 let others: Vec<Column> = self
                     .resolve_field(*other, batch, s)
                     .into_iter()
@@ -391,15 +397,9 @@ impl RuleSet {
                 for row in domain.iter() {
                     let equal = columns.iter().any(|c| {
                         c.any_value(row, &mut |a| {
-                            others.iter().any(|o| {
-                                o.any_value(row, &mut |b| {
-                                    if *cased {
-                                        a == b
-                                    } else {
-                                        eq_fold(a, b)
-                                    }
-                                })
-                            })
+                            others
+                                .iter()
+                                .any(|o| o.any_value(row, &mut |b| how.holds(a, b, *cased)))
                         })
                     });
                     if equal {
@@ -531,42 +531,48 @@ impl RuleSet {
 }
 
 /// Runs an automaton over the values of some rows.
-fn search_rows(automaton: &FieldAutomaton, column: &Column, scope: &RowSet, s: &mut Scratch) {
+fn search_rows(
+    automaton: &FieldAutomaton,
+    column: &Column,
+    scope: &RowSet,
+    s: &mut Scratch,
+    min_len: usize,
+) {
     let Column::Str { values, .. } = column else {
         return;
     };
-    let rows = s.rows;
     for row in scope.iter() {
         for element in column.elements_of(row) {
             if !values.is_valid(element) {
                 continue;
             }
-            search_value(automaton, values.value(element).as_bytes(), row, s, rows);
+            search_value(automaton, values.value(element).as_bytes(), row, s, min_len);
         }
     }
 }
 
 /// Runs an automaton over one value, after its fingerprints where the
-/// value is long enough for them to pay.
+/// value is at least `min_len` long (long enough for them to pay).
 fn search_value(
     automaton: &FieldAutomaton,
     value: &[u8],
     row: usize,
     s: &mut Scratch,
-    rows: usize,
+    min_len: usize,
 ) {
     if let Some(fingerprints) = &automaton.fingerprints {
-        if value.len() >= fingerprint::MIN_VALUE_LEN && fingerprints.find(value).is_none() {
+        if value.len() >= min_len && fingerprints.find(value).is_none() {
             return;
         }
     }
+    let rows = s.rows;
     search_value_all(automaton, value, row, s, rows);
 }
 
 /// Runs an automaton once over the contiguous bytes of a whole string
 /// column, attributing each match to the value it lies in (matches that
 /// straddle two values are discarded).
-fn search_column(automaton: &FieldAutomaton, column: &Column, s: &mut Scratch) {
+fn search_column(automaton: &FieldAutomaton, column: &Column, s: &mut Scratch, min_len: usize) {
     let Column::Str { values, .. } = column else {
         return;
     };
@@ -576,7 +582,7 @@ fn search_column(automaton: &FieldAutomaton, column: &Column, s: &mut Scratch) {
     let (start, end) = (offsets[0] as usize, offsets[offsets.len() - 1] as usize);
     if let Some(fingerprints) = &automaton.fingerprints {
         let elements = offsets.len() - 1;
-        if elements > 0 && (end - start) / elements >= fingerprint::MIN_VALUE_LEN {
+        if elements > 0 && (end - start) / elements >= min_len {
             search_fingerprinted(automaton, fingerprints, column, values, s);
             return;
         }
@@ -654,14 +660,6 @@ fn record_hit(s: &mut Scratch, needle: usize, row: usize, rows: usize) {
     }
     if let Some(set) = slot {
         set.insert(row);
-    }
-}
-
-fn eq_fold(a: &str, b: &str) -> bool {
-    if a.is_ascii() && b.is_ascii() {
-        a.eq_ignore_ascii_case(b)
-    } else {
-        a.to_lowercase() == b.to_lowercase()
     }
 }
 

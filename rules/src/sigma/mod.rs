@@ -10,5 +10,5 @@ pub mod value;
 
 pub use document::{parse_document, Document, Level, LogSource, RuleMeta, SigmaFilter, SigmaRule};
 pub use modifiers::Placeholders;
-pub use predicate::{CmpOp, Cond, Predicate, RegexFlags, Target, Test, TimePart};
+pub use predicate::{CmpOp, Cond, Predicate, RefMatch, RegexFlags, Target, Test, TimePart};
 pub use value::{Part, SigmaString};

@@ -12,7 +12,9 @@ use base64::Engine as _;
 use serde_yaml_ng::Value;
 
 use crate::error::RuleError;
-use crate::sigma::predicate::{CmpOp, Cond, Predicate, RegexFlags, Target, Test, TimePart};
+use crate::sigma::predicate::{
+    CmpOp, Cond, Predicate, RefMatch, RegexFlags, Target, Test, TimePart,
+};
 use crate::sigma::value::{Part, SigmaString};
 
 /// Values for `%name%` placeholders used with the `expand` modifier.
@@ -31,6 +33,22 @@ enum Transform {
     Windash,
 }
 
+impl Transform {
+    fn name(self) -> &'static str {
+        match self {
+            Transform::Contains => "contains",
+            Transform::StartsWith => "startswith",
+            Transform::EndsWith => "endswith",
+            Transform::Base64 => "base64",
+            Transform::Base64Offset => "base64offset",
+            Transform::Utf16Le => "utf16le",
+            Transform::Utf16Be => "utf16be",
+            Transform::Utf16Bom => "utf16",
+            Transform::Windash => "windash",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Regex,
@@ -39,6 +57,57 @@ enum Kind {
     Exists,
     FieldRef,
 }
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Regex => "re",
+            Kind::Cidr => "cidr",
+            Kind::Compare(CmpOp::Lt) => "lt",
+            Kind::Compare(CmpOp::Lte) => "lte",
+            Kind::Compare(CmpOp::Gt) => "gt",
+            Kind::Compare(CmpOp::Gte) => "gte",
+            Kind::Compare(CmpOp::Eq) => "eq",
+            Kind::Exists => "exists",
+            Kind::FieldRef => "fieldref",
+        }
+    }
+}
+
+/// Every modifier name vagt knows, as written in a rule.
+pub const MODIFIER_NAMES: &[&str] = &[
+    "contains",
+    "startswith",
+    "endswith",
+    "base64",
+    "base64offset",
+    "utf16le",
+    "wide",
+    "utf16be",
+    "utf16",
+    "windash",
+    "all",
+    "cased",
+    "neq",
+    "expand",
+    "re",
+    "i",
+    "m",
+    "s",
+    "cidr",
+    "lt",
+    "lte",
+    "gt",
+    "gte",
+    "exists",
+    "fieldref",
+    "minute",
+    "hour",
+    "day",
+    "week",
+    "month",
+    "year",
+];
 
 #[derive(Debug, Default)]
 struct Modifiers {
@@ -73,7 +142,11 @@ fn parse_modifiers(key: &str, names: &[&str]) -> Result<Modifiers, RuleError> {
             if previous != kind {
                 return Err(value_error(
                     key,
-                    format!("modifiers {previous:?} and {kind:?} cannot be combined"),
+                    format!(
+                        "modifiers '{}' and '{}' cannot be combined",
+                        previous.name(),
+                        kind.name()
+                    ),
                 ));
             }
         }
@@ -137,7 +210,77 @@ fn parse_modifiers(key: &str, names: &[&str]) -> Result<Modifiers, RuleError> {
             }
         }
     }
+    check_chain(key, &m)?;
     Ok(m)
+}
+
+/// Refuses the chains whose meaning vagt would not honour: a modifier
+/// that does not apply to the kind of test the chain makes. Each refusal
+/// says which modifiers clash and why.
+fn check_chain(key: &str, m: &Modifiers) -> Result<(), RuleError> {
+    let clash = |what: &str, why: &str| Err(value_error(key, format!("{what}: {why}")));
+    let test = match (m.time_part, m.kind) {
+        (Some(_), _) => "a time part",
+        (None, Some(kind)) => kind.name(),
+        (None, None) => return Ok(()),
+    };
+    let first_transform = m.transforms.first().map(|t| t.name());
+    match m.kind {
+        Some(Kind::FieldRef) if m.time_part.is_none() => {
+            if let Some(t) = m.transforms.iter().find(|t| {
+                !matches!(
+                    t,
+                    Transform::Contains | Transform::StartsWith | Transform::EndsWith
+                )
+            }) {
+                return clash(
+                    &format!("'fieldref' cannot be combined with '{}'", t.name()),
+                    "the other field's value is compared as it is; only contains, startswith or endswith apply",
+                );
+            }
+            if m.transforms.len() > 1 {
+                return clash(
+                    "'fieldref' takes one of contains, startswith or endswith",
+                    "more than one would leave unclear how the two fields compare",
+                );
+            }
+        }
+        Some(Kind::Regex) if m.time_part.is_none() => {
+            if let Some(t) = first_transform {
+                return clash(
+                    &format!("'re' cannot be combined with '{t}'"),
+                    "regex values cannot be transformed; write the pattern for what should match",
+                );
+            }
+            if m.cased {
+                return clash(
+                    "'re' cannot be combined with 'cased'",
+                    "a regex is case-sensitive already ('i' makes it ignore case)",
+                );
+            }
+        }
+        _ => {
+            if let Some(t) = first_transform {
+                return clash(
+                    &format!("'{test}' cannot be combined with '{t}'"),
+                    "string modifiers apply to string matches only",
+                );
+            }
+            if m.cased {
+                return clash(
+                    &format!("'{test}' cannot be combined with 'cased'"),
+                    "case applies to string comparisons only",
+                );
+            }
+        }
+    }
+    if m.expand {
+        return clash(
+            &format!("'{test}' cannot be combined with 'expand'"),
+            "placeholders expand into string matches only",
+        );
+    }
+    Ok(())
 }
 
 /// Lowers one `key: value` detection item. `key` is the field name with its
@@ -183,6 +326,9 @@ pub fn lower_item(
     } else {
         Cond::or(per_value)
     };
+    if m.neq && m.kind != Some(Kind::Exists) {
+        return Ok(Cond::Not(Box::new(combined)));
+    }
     Ok(combined)
 }
 
@@ -225,7 +371,8 @@ fn lower_value(
             test,
         })
     };
-    let negate = |c: Cond| if m.neq { Cond::Not(Box::new(c)) } else { c };
+    // `neq` negates the whole item in `lower_item` (a list: differs from
+    // every value), except `exists`, which it turns around here.
 
     if let Some(part) = m.time_part {
         let op = match m.kind {
@@ -239,14 +386,14 @@ fn lower_value(
             }
         };
         let value = scalar_number(key, "time part", v)?;
-        return Ok(negate(pred(Test::TimePart { part, op, value })));
+        return Ok(pred(Test::TimePart { part, op, value }));
     }
 
     if v.is_null() {
         if m.kind.is_some() || !m.transforms.is_empty() {
             return Err(value_error(key, "null cannot be combined with modifiers"));
         }
-        return Ok(negate(pred(Test::Null)));
+        return Ok(pred(Test::Null));
     }
 
     match m.kind {
@@ -267,28 +414,33 @@ fn lower_value(
         Some(Kind::Compare(op)) => {
             let name = format!("{op:?}").to_ascii_lowercase();
             let value = scalar_number(key, &name, v)?;
-            Ok(negate(pred(Test::Compare { op, value })))
+            Ok(pred(Test::Compare { op, value }))
         }
         Some(Kind::Cidr) => {
             let text = scalar_text(key, v)?;
             let net = parse_cidr(&text)
                 .ok_or_else(|| value_error(key, format!("'{text}' is not a valid cidr network")))?;
-            Ok(negate(pred(Test::Cidr(net))))
+            Ok(pred(Test::Cidr(net)))
         }
         Some(Kind::FieldRef) => {
             let other = scalar_text(key, v)?;
             if other.is_empty() {
                 return Err(value_error(key, "fieldref needs a field name"));
             }
-            Ok(negate(pred(Test::FieldRef {
+            let how = match m.transforms.first() {
+                None => RefMatch::Equal,
+                Some(Transform::StartsWith) => RefMatch::StartsWith,
+                Some(Transform::EndsWith) => RefMatch::EndsWith,
+                // check_chain leaves contains only.
+                Some(_) => RefMatch::Contains,
+            };
+            Ok(pred(Test::FieldRef {
                 other,
                 cased: m.cased,
-            })))
+                how,
+            }))
         }
         Some(Kind::Regex) => {
-            if !m.transforms.is_empty() {
-                return Err(value_error(key, "regex values cannot be transformed"));
-            }
             let pattern = scalar_text(key, v)?;
             // Its syntax here; compilation (and its size limit) checks the
             // rest, once, when the rule set is built.
@@ -301,10 +453,10 @@ fn lower_value(
             if let Err(e) = parsed {
                 return Err(value_error(key, format!("invalid regex: {e}")));
             }
-            Ok(negate(pred(Test::Regex {
+            Ok(pred(Test::Regex {
                 pattern,
                 flags: m.regex_flags,
-            })))
+            }))
         }
         None => {
             let text = scalar_text(key, v)?;
@@ -343,7 +495,7 @@ fn lower_value(
                     }));
                 }
             }
-            Ok(negate(Cond::or(alternatives)))
+            Ok(Cond::or(alternatives))
         }
     }
 }
@@ -537,8 +689,9 @@ fn apply_transform(key: &str, t: Transform, vals: Vec<Val>) -> Result<Vec<Val>, 
 const DASHES: [char; 5] = ['-', '/', '\u{2013}', '\u{2014}', '\u{2015}'];
 
 /// All permutations of command-line flag characters at word starts, as
-/// pySigma does: a `-` or `/` not preceded by a word character and followed
-/// by one.
+/// pySigma does: a dash (any of [`DASHES`], so that a rule written with an
+/// en dash, as rules copied from documents often are, expands too) or `/`
+/// not preceded by a word character and followed by one.
 fn windash(s: &SigmaString) -> Vec<SigmaString> {
     // Work on the whole string so that word boundaries across parts count.
     let parts = s.parts();
@@ -553,7 +706,7 @@ fn windash(s: &SigmaString) -> Vec<SigmaString> {
                         Some(n) => is_word(*n),
                         None => matches!(parts.get(index + 1), Some(Part::AnyOne)),
                     };
-                    let is_flag = (c == '-' || c == '/') && !prev_is_word && next_is_word;
+                    let is_flag = DASHES.contains(&c) && !prev_is_word && next_is_word;
                     let options: &[char] = if is_flag {
                         &DASHES
                     } else {

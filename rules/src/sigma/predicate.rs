@@ -156,12 +156,15 @@ pub enum Test {
     Null,
     /// Field present (with any value).
     Exists,
-    /// Field equal to another field of the same event.
+    /// Field equal to, starting with, ending with or containing another
+    /// field of the same event.
     FieldRef {
         /// The other field's Sigma name.
         other: String,
         /// Case-sensitive comparison.
         cased: bool,
+        /// How the field's value is compared with the other's.
+        how: RefMatch,
     },
     /// A part of a timestamp compared with a constant.
     TimePart {
@@ -172,4 +175,42 @@ pub enum Test {
         /// Right-hand side.
         value: f64,
     },
+}
+
+/// How `fieldref` compares a field's value with the other field's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefMatch {
+    /// The same value.
+    Equal,
+    /// The value starts with the other's (`fieldref|startswith`).
+    StartsWith,
+    /// The value ends with the other's (`fieldref|endswith`).
+    EndsWith,
+    /// The value contains the other's (`fieldref|contains`).
+    Contains,
+}
+
+impl RefMatch {
+    /// Whether `value` relates to `other` this way; `cased` compares
+    /// case-sensitively, otherwise case is ignored (Unicode lowercase).
+    pub fn holds(self, value: &str, other: &str, cased: bool) -> bool {
+        let ascii = value.is_ascii() && other.is_ascii();
+        if !cased && !ascii {
+            return self.holds(&value.to_lowercase(), &other.to_lowercase(), true);
+        }
+        let (v, o) = (value.as_bytes(), other.as_bytes());
+        let fold = |a: &[u8], b: &[u8]| {
+            if cased {
+                a == b
+            } else {
+                a.eq_ignore_ascii_case(b)
+            }
+        };
+        match self {
+            RefMatch::Equal => fold(v, o),
+            RefMatch::StartsWith => v.len() >= o.len() && fold(&v[..o.len()], o),
+            RefMatch::EndsWith => v.len() >= o.len() && fold(&v[v.len() - o.len()..], o),
+            RefMatch::Contains => o.is_empty() || v.windows(o.len()).any(|w| fold(w, o)),
+        }
+    }
 }
