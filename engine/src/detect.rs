@@ -27,7 +27,7 @@ use vagt_rules::workers::{Evaluation, Pending, Workers};
 use vagt_rules::{RuleMatch, RuleSet};
 
 use crate::alert::{now_rfc3339, Alert, AlertBuilder, FieldCandidates};
-use crate::archive::retro::{new_or_changed, Hunt, RetroHuntReport, RetroHunts};
+use crate::archive::retro::{new_or_changed, Hunt, RetroHuntReport, RetroHunts, Selection};
 use crate::archive::writer::ArchiveItem;
 use crate::catalog::Catalog;
 use crate::pipeline::{DetectionReport, PipelineError};
@@ -313,16 +313,22 @@ impl Detector {
             }
             Err(_) => return None,
         }
-        let hunted = self.retro.as_ref().map(|_| new_or_changed(&self.set, &set));
+        let empty = WindowPlan::default();
+        let old_plan = self.windows.as_ref().map_or(&empty, |w| w.plan());
+        let hunted = self
+            .retro
+            .as_ref()
+            .map(|_| new_or_changed((&self.set, old_plan), (&set, &windows)));
         self.set = set;
         self.catalog = catalog;
         self.fields = fields;
-        if let (Some(retro), Some(rules)) = (&self.retro, hunted) {
+        if let (Some(retro), Some(selection)) = (&self.retro, hunted) {
             let generation = retro.generation();
-            if rules.is_empty() {
-                retro.record(&self.set, generation);
+            let plan = Arc::new(windows.clone());
+            if selection.is_empty() {
+                retro.record(&self.set, &plan, generation);
             } else {
-                self.retro_hunt(retro, rules, generation, true);
+                self.retro_hunt(retro, selection, plan, generation, true);
             }
         }
         match self.windows.as_mut() {
@@ -350,27 +356,35 @@ impl Detector {
     fn retro_hunt_at_start(&self) {
         if let Some(retro) = &self.retro {
             let generation = retro.generation();
-            let rules = retro.not_yet_hunted(&self.set, generation);
-            if !rules.is_empty() {
+            let plan = Arc::new(
+                self.windows
+                    .as_ref()
+                    .map(|w| w.plan().clone())
+                    .unwrap_or_default(),
+            );
+            let selection = retro.not_yet_hunted(&self.set, &plan, generation);
+            if !selection.is_empty() {
                 // The archive holds nothing uncommitted of this run yet.
-                self.retro_hunt(retro, rules, generation, false);
+                self.retro_hunt(retro, selection, plan, generation, false);
             }
         }
     }
 
-    /// Hunts `rules` of the set in force over the archive's last span, on
-    /// a thread of its own; with `commit_first`, once the archive has
-    /// committed what it holds, so that the hunt reads every event the
-    /// rules before did.
+    /// Hunts the `selection` of the rules and windowed rules (`plan`) in
+    /// force over the archive's last span, on a thread of its own; with
+    /// `commit_first`, once the archive has committed what it holds, so
+    /// that the hunt reads every event the rules before did.
     fn retro_hunt(
         &self,
         retro: &RetroHunts,
-        rules: Vec<usize>,
+        selection: Selection,
+        plan: Arc<WindowPlan>,
         generation: u64,
         commit_first: bool,
     ) {
         tracing::info!(
-            rules = rules.len(),
+            rules = selection.rules.len(),
+            windowed_rules = selection.windows.len(),
             span = %humantime::format_duration(retro.span),
             "retro-hunt of new and changed rules started"
         );
@@ -389,7 +403,8 @@ impl Detector {
             stop: self.stop.clone(),
             committed,
             set: self.set.clone(),
-            rules,
+            plan,
+            selection,
             catalog: self.catalog.clone(),
             fields: self.fields.clone(),
             sinks: self.sinks.clone(),

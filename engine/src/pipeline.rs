@@ -531,6 +531,7 @@ pub async fn run_until(
                 span.get(),
                 config.decoder.clone(),
                 profile.timestamp.clone(),
+                retro_stage_maker(&config, &profile)?,
             )?),
             None => None,
         },
@@ -810,8 +811,10 @@ fn stage_maker(
     profile: &Profile,
     names: &[String],
     timestamps: &[TimestampSpec],
-) -> Result<impl Fn(vagt_rules::window::WindowPlan) -> WindowStage + Send + 'static, PipelineError>
-{
+) -> Result<
+    impl Fn(vagt_rules::window::WindowPlan) -> WindowStage + Send + Sync + 'static,
+    PipelineError,
+> {
     let inputs: Vec<StageInput> = config
         .inputs
         .iter()
@@ -822,9 +825,41 @@ fn stage_maker(
             finite: matches!(i.source, SourceConfig::File(_) | SourceConfig::Archive(_)),
         })
         .collect();
+    stage_maker_for(config, profile, inputs, timestamps.to_vec())
+}
+
+/// Window stages for retro-hunts: one finite input, the archive, whose
+/// events are ordered by event time with the profile's timestamps.
+fn retro_stage_maker(
+    config: &RunConfig,
+    profile: &Profile,
+) -> Result<crate::archive::retro::StageMaker, PipelineError> {
+    let input = StageInput {
+        name: "retro-hunt".into(),
+        actor: None,
+        finite: true,
+    };
+    let make = stage_maker_for(
+        config,
+        profile,
+        vec![input],
+        vec![profile.timestamp.clone()],
+    )?;
+    Ok(crate::archive::retro::StageMaker(Arc::new(make)))
+}
+
+fn stage_maker_for(
+    config: &RunConfig,
+    profile: &Profile,
+    inputs: Vec<StageInput>,
+    timestamps: Vec<TimestampSpec>,
+) -> Result<
+    impl Fn(vagt_rules::window::WindowPlan) -> WindowStage + Send + Sync + 'static,
+    PipelineError,
+> {
     let limits = config.windows.limits()?;
     let (max_ahead, history) = (config.windows.max_ahead(), config.windows.history());
-    let (timestamps, host) = (timestamps.to_vec(), profile.host.clone());
+    let host = profile.host.clone();
     Ok(move |plan| {
         WindowStage::new(
             plan,

@@ -608,6 +608,108 @@ fn a_start_hunts_the_rules_no_earlier_run_hunted_each_alert_once() {
 }
 
 #[test]
+fn a_start_hunts_a_new_windowed_rule_as_a_hunt_of_the_archive_would() {
+    use crate::reload::rule;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let a = (
+        "a.yml",
+        rule("Rule A", "aaaaaaaa-0000-4000-8000-000000000001", 1),
+    );
+    let many_a = (
+        "many_a.yml",
+        "title: Many A\nid: cccccccc-0000-4000-8000-000000000003\ncorrelation:\n  type: event_count\n  rules: [aaaaaaaa-0000-4000-8000-000000000001]\n  timespan: 1h\n  condition: {gte: 10}\nlevel: high\n".to_string(),
+    );
+    // Events a second apart, odd EventIDs 1: rule A takes 50.
+    let timed = |from: usize, n: usize| -> String {
+        (from..from + n)
+            .map(|i| {
+                format!(
+                    "{{\"EventID\": {}, \"n\": {i}, \"@timestamp\": \"2026-11-20T10:{:02}:{:02}Z\"}}\n",
+                    1 + i % 2,
+                    i / 60,
+                    i % 60
+                )
+            })
+            .collect()
+    };
+    let run = |n: usize, rules: &[&(&str, String)], events: String| {
+        let folder = d.join(format!("rules-{n}"));
+        std::fs::create_dir(&folder).unwrap();
+        for (name, text) in rules {
+            std::fs::write(folder.join(name), text).unwrap();
+        }
+        std::fs::write(d.join("events.jsonl"), events).unwrap();
+        let config = d.join(format!("vagt-{n}.yaml"));
+        std::fs::write(
+            &config,
+            format!("rules: [rules-{n}]\ninputs: [{{path: events.jsonl}}]\noutput: alerts-{n}.jsonl\nprogress: never\narchive: {{dir: archive, retro_hunt: 3650d}}\n"),
+        )
+        .unwrap();
+        let stats = vagt_ok(
+            &["run", "--config", s(&config)],
+            &d.join(format!("stats-{n}.json")),
+        );
+        let alerts = d.join(format!("alerts-{n}.jsonl"));
+        (
+            stats,
+            if alerts.exists() {
+                json_lines(&alerts)
+            } else {
+                Vec::new()
+            },
+        )
+    };
+    let (stats, alerts) = run(1, &[&a], timed(0, 100));
+    assert_eq!(stats["retro_hunts"]["hunts"], 0, "{stats}");
+    assert_eq!(alerts.len(), 50);
+
+    // The windowed rule is new at the next start: hunted over the
+    // archive, its alerts are those a hunt of the archive gives.
+    let (stats, alerts) = run(2, &[&a, &many_a], String::new());
+    assert_eq!(stats["retro_hunts"]["hunts"], 1, "{stats}");
+    assert_eq!(
+        stats["retro_hunts"]["rules"], 1,
+        "only the windowed rule: {stats}"
+    );
+    assert!(alerts
+        .iter()
+        .all(|a| a["retrospective"] == true && a["rule"]["title"] == "Many A"));
+    let retro: BTreeSet<String> = alerts
+        .iter()
+        .map(|a| a["id"].as_str().unwrap().to_string())
+        .collect();
+    let hunted = d.join("hunted.jsonl");
+    let hunt = vagt_ok(
+        &[
+            "hunt",
+            s(&d.join("archive")),
+            "--rules",
+            s(&d.join("rules-2")),
+            "--output",
+            s(&hunted),
+        ],
+        &d.join("hunt.json"),
+    );
+    let expected: BTreeSet<String> = json_lines(&hunted)
+        .iter()
+        .filter(|a| a["rule"]["title"] == "Many A")
+        .map(|a| a["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!expected.is_empty());
+    // Both went through the same suppression (correlations by group, 1h).
+    assert_eq!(retro, expected);
+    assert_eq!(
+        stats["retro_hunts"]["alerts"], hunt["alerts"],
+        "{stats}\n{hunt}"
+    );
+
+    // Known now: nothing to hunt.
+    let (stats, _) = run(3, &[&a, &many_a], String::new());
+    assert_eq!(stats["retro_hunts"]["hunts"], 0, "{stats}");
+}
+
+#[test]
 fn a_hunt_shows_its_progress_through_the_archives_files() {
     let dir = tempfile::tempdir().unwrap();
     let (archive, _) = archived_default_run(dir.path());

@@ -20,6 +20,7 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use vagt_rules::window::WindowPlan;
 use vagt_rules::RuleSet;
 
 use super::layout::{sync_dir, ArchiveError};
@@ -39,8 +40,21 @@ pub(crate) struct Ledger {
 struct RuleRecord {
     /// When it was written (RFC 3339).
     written: String,
-    /// The digest of each rule, hexadecimal.
+    /// The digest of each detection rule, hexadecimal.
     rules: Vec<String>,
+    /// The key of each windowed rule (its name and the digest of its
+    /// definition).
+    #[serde(default)]
+    windows: Vec<String>,
+}
+
+/// The rules an earlier run recorded.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct KnownRules {
+    /// Detection rules' digests.
+    pub rules: HashSet<String>,
+    /// Windowed rules' keys.
+    pub windows: HashSet<String>,
 }
 
 fn hex(digest: &[u8; 32]) -> String {
@@ -70,7 +84,7 @@ impl Ledger {
     ///
     /// # Errors
     /// The record cannot be read or is not a rule record.
-    pub fn known_rules(&self) -> Result<Option<HashSet<String>>, ArchiveError> {
+    pub fn known_rules(&self) -> Result<Option<KnownRules>, ArchiveError> {
         let path = self.dir.join(RULES);
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
@@ -81,18 +95,22 @@ impl Ledger {
             path: path.clone(),
             source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
         })?;
-        Ok(Some(record.rules.into_iter().collect()))
+        Ok(Some(KnownRules {
+            rules: record.rules.into_iter().collect(),
+            windows: record.windows.into_iter().collect(),
+        }))
     }
 
-    /// Records the rules of `set` as those that hunted the archive:
-    /// written aside, synced and renamed.
+    /// Records the rules of `set` and the windowed rules of `plan` as
+    /// those that hunted the archive: written aside, synced and renamed.
     ///
     /// # Errors
     /// The record cannot be written.
-    pub fn record_rules(&self, set: &RuleSet) -> Result<(), ArchiveError> {
+    pub fn record_rules(&self, set: &RuleSet, plan: &WindowPlan) -> Result<(), ArchiveError> {
         let record = RuleRecord {
             written: crate::alert::now_rfc3339(),
             rules: (0..set.len()).map(|i| hex(&set.digest(i))).collect(),
+            windows: plan.rules.iter().map(|r| r.key.clone()).collect(),
         };
         let path = self.dir.join(RULES);
         let io = ArchiveError::io(&path);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use vagt_connectors::DecoderConfig;
-use vagt_rules::window::TimestampSpec;
+use vagt_rules::window::{TimestampSpec, WindowPlan};
 use vagt_rules::{RuleMatch, RuleSet};
 
 use super::input::{ArchiveInput, ScanReport};
@@ -23,6 +23,7 @@ use super::scan::scan;
 use crate::alert::{now_rfc3339, Alert, AlertBuilder, FieldCandidates};
 use crate::catalog::Catalog;
 use crate::sinks::Delivery;
+use crate::windows::WindowStage;
 
 /// Alert ids remembered, at most: beyond it the oldest are forgotten.
 const REMEMBERED: usize = 1_000_000;
@@ -114,13 +115,71 @@ pub(crate) struct RetroHunts {
     generations: Arc<(AtomicU64, Mutex<u64>)>,
     /// The hunts started, which the run's end waits for.
     running: Arc<Mutex<Vec<std::thread::JoinHandle<RetroHuntReport>>>>,
+    /// Window stages for hunts of windowed rules.
+    stages: StageMaker,
 }
-/// The rules of `new` that `old` does not have with the same detection.
-pub(crate) fn new_or_changed(old: &RuleSet, new: &RuleSet) -> Vec<usize> {
+
+/// Makes a window stage over one finite input (the archive) for a plan.
+#[derive(Clone)]
+pub(crate) struct StageMaker(pub Arc<dyn Fn(WindowPlan) -> WindowStage + Send + Sync>);
+
+impl std::fmt::Debug for StageMaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StageMaker")
+    }
+}
+
+/// The rules a hunt runs: detection rules and windowed rules (indices
+/// into the set and the plan).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Selection {
+    pub rules: Vec<usize>,
+    pub windows: Vec<usize>,
+}
+
+impl Selection {
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty() && self.windows.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len() + self.windows.len()
+    }
+}
+
+/// The windowed rules of `plan` to hunt: those `known` does not know
+/// (by key), those a hunted detection rule feeds, and the windowed rules
+/// they feed in turn.
+fn windows_to_hunt(plan: &WindowPlan, known: &dyn Fn(&str) -> bool, rules: &[usize]) -> Vec<usize> {
+    let mut hunted: Vec<bool> = plan.rules.iter().map(|r| !known(&r.key)).collect();
+    let mut queue: Vec<usize> = rules
+        .iter()
+        .flat_map(|&r| plan.base_feeds(r).iter().map(|f| f.window))
+        .chain((0..hunted.len()).filter(|&w| hunted[w]))
+        .collect();
+    while let Some(window) = queue.pop() {
+        hunted[window] = true;
+        for feed in plan.window_feeds(window) {
+            if !hunted[feed.window] {
+                queue.push(feed.window);
+            }
+        }
+    }
+    (0..hunted.len()).filter(|&w| hunted[w]).collect()
+}
+/// The rules of `new` (and windowed rules of `new_plan`) that `old`
+/// (`old_plan`) does not have with the same detection.
+pub(crate) fn new_or_changed(
+    (old, old_plan): (&RuleSet, &WindowPlan),
+    (new, new_plan): (&RuleSet, &WindowPlan),
+) -> Selection {
     let known: HashSet<[u8; 32]> = (0..old.len()).map(|i| old.digest(i)).collect();
-    (0..new.len())
+    let rules: Vec<usize> = (0..new.len())
         .filter(|&i| !known.contains(&new.digest(i)))
-        .collect()
+        .collect();
+    let keys: HashSet<&str> = old_plan.rules.iter().map(|r| r.key.as_str()).collect();
+    let windows = windows_to_hunt(new_plan, &|key| keys.contains(key), &rules);
+    Selection { rules, windows }
 }
 
 /// The rules, the catalog and the place to send alerts, for one hunt.
@@ -132,7 +191,8 @@ pub(crate) struct Hunt {
     /// Answered once the archive committed what came before the reload.
     pub committed: Option<tokio::sync::oneshot::Receiver<()>>,
     pub set: Arc<RuleSet>,
-    pub rules: Vec<usize>,
+    pub plan: Arc<WindowPlan>,
+    pub selection: Selection,
     pub catalog: Arc<Catalog>,
     pub fields: FieldCandidates,
     pub sinks: mpsc::Sender<Delivery>,
@@ -149,6 +209,7 @@ impl RetroHunts {
         span: Duration,
         decoder: DecoderConfig,
         timestamp: TimestampSpec,
+        stages: StageMaker,
     ) -> Result<RetroHunts, ArchiveError> {
         let ledger = Ledger::open(&dir)?;
         let earlier = ledger.emitted_since(span, chrono::Utc::now().date_naive())?;
@@ -161,6 +222,7 @@ impl RetroHunts {
             ledger,
             generations: Arc::default(),
             running: Arc::default(),
+            stages,
         })
     }
 
@@ -169,31 +231,35 @@ impl RetroHunts {
         self.generations.0.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// The rules of `set` (generation `generation`, the first) that no
-    /// earlier run recorded as having hunted the archive; none when no
-    /// run recorded any (nothing to compare with) or all did, and the set
-    /// is then recorded at once.
-    pub fn not_yet_hunted(&self, set: &RuleSet, generation: u64) -> Vec<usize> {
-        let rules = match self.ledger.known_rules() {
-            Ok(Some(known)) => not_in(&known, set),
+    /// The rules of `set` and windowed rules of `plan` (generation
+    /// `generation`, the first) that no earlier run recorded as having
+    /// hunted the archive; none when no run recorded any (nothing to
+    /// compare with) or all did, and the rules are then recorded at once.
+    pub fn not_yet_hunted(&self, set: &RuleSet, plan: &WindowPlan, generation: u64) -> Selection {
+        let selection = match self.ledger.known_rules() {
+            Ok(Some(known)) => {
+                let rules = not_in(&known.rules, set);
+                let windows = windows_to_hunt(plan, &|key| known.windows.contains(key), &rules);
+                Selection { rules, windows }
+            }
             Ok(None) => {
                 tracing::info!("retro-hunts: no earlier record of rules in the archive; the rules in force are recorded, not hunted");
-                Vec::new()
+                Selection::default()
             }
             Err(e) => {
                 tracing::error!(error = %e, "retro-hunts: the record of earlier rules cannot be read; the rules in force are recorded, not hunted");
-                Vec::new()
+                Selection::default()
             }
         };
-        if rules.is_empty() {
-            self.record(set, generation);
+        if selection.is_empty() {
+            self.record(set, plan, generation);
         }
-        rules
+        selection
     }
 
-    /// Records `set` as having hunted the archive, unless a later set was
-    /// recorded already.
-    pub fn record(&self, set: &RuleSet, generation: u64) {
+    /// Records `set` and `plan` as having hunted the archive, unless a
+    /// later set was recorded already.
+    pub fn record(&self, set: &RuleSet, plan: &WindowPlan, generation: u64) {
         let mut recorded = self
             .generations
             .1
@@ -202,7 +268,7 @@ impl RetroHunts {
         if *recorded > generation {
             return;
         }
-        match self.ledger.record_rules(set) {
+        match self.ledger.record_rules(set, plan) {
             Ok(()) => *recorded = generation,
             Err(e) => {
                 tracing::error!(error = %e, "retro-hunts: the rules in force cannot be recorded; the next start hunts them again");
@@ -245,16 +311,21 @@ impl RetroHunts {
     }
 
     fn run(self, mut hunt: Hunt) -> RetroHuntReport {
-        let mut outcome = RetroHuntReport {
-            hunts: 1,
-            rules: hunt.rules.len(),
-            unfinished: 1,
-            ..RetroHuntReport::default()
+        let mut out = HuntOutput {
+            emitted: &self.emitted,
+            sinks: &hunt.sinks,
+            report: RetroHuntReport {
+                hunts: 1,
+                rules: hunt.selection.len(),
+                unfinished: 1,
+                ..RetroHuntReport::default()
+            },
+            gone: false,
         };
         if let Some(committed) = hunt.committed.take() {
             // A writer that stopped answers no more: the run is ending.
             if committed.blocking_recv().is_err() {
-                return outcome;
+                return out.report;
             }
         }
         let started = Instant::now();
@@ -266,7 +337,19 @@ impl RetroHunts {
         };
         let report = Mutex::new(ScanReport::default());
         let mut scratch = hunt.set.scratch();
-        let mut gone = false;
+        // The windowed rules hunted, by the id their alerts carry; their
+        // stage holds the whole plan, since windowed rules feed each other.
+        let window_ids: HashSet<String> = hunt
+            .selection
+            .windows
+            .iter()
+            .map(|&w| {
+                let meta = &hunt.plan.rules[w].rule.meta;
+                meta.id.clone().unwrap_or_else(|| meta.title.clone())
+            })
+            .collect();
+        let mut stage = (!window_ids.is_empty()).then(|| (self.stages.0)((*hunt.plan).clone()));
+        let fields = &hunt.fields;
         let result = scan(
             &input,
             &self.decoder,
@@ -275,48 +358,63 @@ impl RetroHunts {
             |batch| {
                 // A stopped run does not wait for its hunts; the next
                 // start hunts again.
-                gone = gone || hunt.stop.load(Ordering::Relaxed);
-                if gone {
+                out.gone = out.gone || hunt.stop.load(Ordering::Relaxed);
+                if out.gone {
                     return;
                 }
-                let matches: Vec<RuleMatch> = hunt
-                    .set
-                    .evaluate(&batch.batch, &mut scratch)
-                    .into_iter()
-                    .filter(|m| hunt.rules.contains(&m.rule))
+                let all = hunt.set.evaluate(&batch.batch, &mut scratch);
+                let matches: Vec<RuleMatch> = all
+                    .iter()
+                    .filter(|m| {
+                        hunt.selection.rules.contains(&m.rule) && hunt.plan.base_emits(m.rule)
+                    })
+                    .copied()
                     .collect();
-                if matches.is_empty() {
-                    return;
-                }
                 let detected_at = now_rfc3339();
-                let builder = AlertBuilder::new(&hunt.catalog, &hunt.fields, &detected_at);
+                let builder = AlertBuilder::new(&hunt.catalog, fields, &detected_at);
                 let mut alerts = builder.single_event(&hunt.set, &batch, &matches, &self.timestamp);
-                outcome.already_emitted += self.emitted.keep_new(&mut alerts) as u64;
-                alerts.iter_mut().for_each(|a| a.retrospective = true);
-                outcome.alerts += alerts.len() as u64;
-                if !alerts.is_empty()
-                    && hunt
-                        .sinks
-                        .blocking_send(Delivery::Alerts(alerts, Instant::now()))
-                        .is_err()
-                {
-                    gone = true;
+                if let Some(stage) = stage.as_mut() {
+                    match stage.observe(&hunt.set, &hunt.catalog, fields, 0, &batch, &all) {
+                        Ok(dead) => dead.into_iter().for_each(|l| {
+                            tracing::warn!(source = %l.source, line = l.line, reason = %l.reason, "retro-hunt: an archived event was refused by the windowed rules");
+                        }),
+                        Err(e) => {
+                            tracing::error!(error = %e, "retro-hunt: the windowed rules failed");
+                            out.gone = true;
+                        }
+                    }
+                    let mut fired = stage.release(&detected_at);
+                    fired.retain(|a| window_ids.contains(&a.rule.id));
+                    alerts.extend(fired);
                 }
+                out.send(alerts);
             },
             |letter| {
                 tracing::warn!(source = %letter.source, line = letter.line, reason = %letter.reason, "retro-hunt: an archived event does not decode");
             },
         );
+        if let (Some(stage), Ok(()), false) = (stage.as_mut(), &result, out.gone) {
+            let mut fired = Vec::new();
+            if let Err(e) = stage.finish(&mut |alerts| fired.extend(alerts)) {
+                tracing::error!(error = %e, "retro-hunt: the windowed rules failed");
+                out.gone = true;
+            }
+            fired.retain(|a| window_ids.contains(&a.rule.id));
+            out.send(fired);
+        }
         let report = report
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut outcome = out.report.clone();
+        let gone = out.gone;
         outcome.events = report.rows;
         match result {
             Ok(()) if !gone => {
-                self.record(&hunt.set, hunt.generation);
+                self.record(&hunt.set, &hunt.plan, hunt.generation);
                 outcome.unfinished = 0;
                 tracing::info!(
-                    rules = hunt.rules.len(),
+                    rules = hunt.selection.rules.len(),
+                    windowed_rules = hunt.selection.windows.len(),
                     span = %humantime::format_duration(self.span),
                     files = report.files,
                     skipped = report.skipped.len(),
@@ -329,11 +427,39 @@ impl RetroHunts {
             }
             Ok(()) => tracing::warn!(
                 alerts = outcome.alerts,
-                "retro-hunt given up: the run is stopping; the next start hunts these rules again"
+                "retro-hunt given up: the run is stopping or its windowed rules failed; the next start hunts these rules again"
             ),
             Err(e) => tracing::error!(error = %e, "retro-hunt failed"),
         }
         outcome
+    }
+}
+
+/// Where a hunt's alerts go: each id at most once, marked retrospective.
+struct HuntOutput<'a> {
+    emitted: &'a Emitted,
+    sinks: &'a mpsc::Sender<Delivery>,
+    report: RetroHuntReport,
+    /// The sinks are gone, the run is stopping, or the hunt failed.
+    gone: bool,
+}
+
+impl HuntOutput<'_> {
+    fn send(&mut self, mut alerts: Vec<Alert>) {
+        if self.gone || alerts.is_empty() {
+            return;
+        }
+        self.report.already_emitted += self.emitted.keep_new(&mut alerts) as u64;
+        alerts.iter_mut().for_each(|a| a.retrospective = true);
+        self.report.alerts += alerts.len() as u64;
+        if !alerts.is_empty()
+            && self
+                .sinks
+                .blocking_send(Delivery::Alerts(alerts, Instant::now()))
+                .is_err()
+        {
+            self.gone = true;
+        }
     }
 }
 
