@@ -499,20 +499,20 @@ fn a_reload_hunts_new_and_changed_rules_over_the_archive_each_alert_once() {
         .all(|a| a["event"]["n"].as_u64().unwrap() < 100));
 }
 
-/// One finite run of `rules` over events `from..from + n` into
-/// `alerts-{run}.jsonl`, with retro-hunts; its `--stats` and alerts.
+/// One finite run of `rules` over `events` into `alerts-{run}.jsonl`,
+/// with retro-hunts; its `--stats` and alerts.
 fn retro_run(
     d: &Path,
     run: usize,
     rules: &[(&str, String)],
-    (from, n): (usize, usize),
+    events: String,
 ) -> (serde_json::Value, Vec<serde_json::Value>) {
     let folder = d.join(format!("rules-{run}"));
     std::fs::create_dir(&folder).unwrap();
     for (name, text) in rules {
         std::fs::write(folder.join(name), text).unwrap();
     }
-    std::fs::write(d.join("events.jsonl"), crate::reload::events(from, n)).unwrap();
+    std::fs::write(d.join("events.jsonl"), events).unwrap();
     let config = d.join(format!("vagt-{run}.yaml"));
     std::fs::write(
         &config,
@@ -534,7 +534,7 @@ fn retro_run(
 
 #[test]
 fn a_start_hunts_the_rules_no_earlier_run_hunted_each_alert_once() {
-    use crate::reload::rule;
+    use crate::reload::{events, rule};
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let a = (
@@ -560,14 +560,14 @@ fn a_start_hunts_the_rules_no_earlier_run_hunted_each_alert_once() {
 
     // The first run has no record to compare with: it records its rules
     // and hunts nothing. Events 0..100: odd EventIDs 1, even 2.
-    let (stats, alerts) = retro_run(d, 1, std::slice::from_ref(&a), (0, 100));
+    let (stats, alerts) = retro_run(d, 1, std::slice::from_ref(&a), events(0, 100));
     assert_eq!(hunted(&stats, "hunts"), 0, "{stats}");
     assert_eq!(count(&alerts, "Rule A", false), 50);
 
     // Rule B is new at the next start: it hunts the archive, and finds
     // its 50 past events once, marked retrospective, while the new events
     // are evaluated live.
-    let (stats, alerts) = retro_run(d, 2, &[a.clone(), b.clone()], (100, 100));
+    let (stats, alerts) = retro_run(d, 2, &[a.clone(), b.clone()], events(100, 100));
     assert_eq!(
         [
             hunted(&stats, "hunts"),
@@ -590,7 +590,7 @@ fn a_start_hunts_the_rules_no_earlier_run_hunted_each_alert_once() {
 
     // Rule B changed: hunted again at start over all 200 archived events,
     // but each of its 100 alerts was sent by the run before: none again.
-    let (stats, alerts) = retro_run(d, 3, &[a.clone(), changed_b.clone()], (200, 0));
+    let (stats, alerts) = retro_run(d, 3, &[a.clone(), changed_b.clone()], String::new());
     assert_eq!(
         [
             hunted(&stats, "hunts"),
@@ -603,7 +603,7 @@ fn a_start_hunts_the_rules_no_earlier_run_hunted_each_alert_once() {
     assert!(alerts.is_empty(), "{alerts:?}");
 
     // The same rules again: nothing to hunt.
-    let (stats, _) = retro_run(d, 4, &[a, changed_b], (200, 0));
+    let (stats, _) = retro_run(d, 4, &[a, changed_b], String::new());
     assert_eq!(hunted(&stats, "hunts"), 0, "{stats}");
 }
 
@@ -633,40 +633,13 @@ fn a_start_hunts_a_new_windowed_rule_as_a_hunt_of_the_archive_would() {
             })
             .collect()
     };
-    let run = |n: usize, rules: &[&(&str, String)], events: String| {
-        let folder = d.join(format!("rules-{n}"));
-        std::fs::create_dir(&folder).unwrap();
-        for (name, text) in rules {
-            std::fs::write(folder.join(name), text).unwrap();
-        }
-        std::fs::write(d.join("events.jsonl"), events).unwrap();
-        let config = d.join(format!("vagt-{n}.yaml"));
-        std::fs::write(
-            &config,
-            format!("rules: [rules-{n}]\ninputs: [{{path: events.jsonl}}]\noutput: alerts-{n}.jsonl\nprogress: never\narchive: {{dir: archive, retro_hunt: 3650d}}\n"),
-        )
-        .unwrap();
-        let stats = vagt_ok(
-            &["run", "--config", s(&config)],
-            &d.join(format!("stats-{n}.json")),
-        );
-        let alerts = d.join(format!("alerts-{n}.jsonl"));
-        (
-            stats,
-            if alerts.exists() {
-                json_lines(&alerts)
-            } else {
-                Vec::new()
-            },
-        )
-    };
-    let (stats, alerts) = run(1, &[&a], timed(0, 100));
+    let (stats, alerts) = retro_run(d, 1, std::slice::from_ref(&a), timed(0, 100));
     assert_eq!(stats["retro_hunts"]["hunts"], 0, "{stats}");
     assert_eq!(alerts.len(), 50);
 
     // The windowed rule is new at the next start: hunted over the
     // archive, its alerts are those a hunt of the archive gives.
-    let (stats, alerts) = run(2, &[&a, &many_a], String::new());
+    let (stats, alerts) = retro_run(d, 2, &[a.clone(), many_a.clone()], String::new());
     assert_eq!(stats["retro_hunts"]["hunts"], 1, "{stats}");
     assert_eq!(
         stats["retro_hunts"]["rules"], 1,
@@ -705,7 +678,7 @@ fn a_start_hunts_a_new_windowed_rule_as_a_hunt_of_the_archive_would() {
     );
 
     // Known now: nothing to hunt.
-    let (stats, _) = run(3, &[&a, &many_a], String::new());
+    let (stats, _) = retro_run(d, 3, &[a, many_a], String::new());
     assert_eq!(stats["retro_hunts"]["hunts"], 0, "{stats}");
 }
 
