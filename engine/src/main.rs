@@ -528,6 +528,7 @@ fn build_hunt_config(args: HuntArgs) -> anyhow::Result<RunConfig> {
             since: args.since,
             until: args.until,
             actors: args.actors,
+            store: None,
         }),
         format: vagt_connectors::Format::default(),
         actor: None,

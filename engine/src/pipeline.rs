@@ -532,6 +532,7 @@ pub async fn run_until(
                 config.decoder.clone(),
                 profile.timestamp.clone(),
                 retro_stage_maker(&config, &profile)?,
+                a.store.clone(),
             )?),
             None => None,
         },

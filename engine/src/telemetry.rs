@@ -28,6 +28,9 @@
 //! | `vagt_window_lowest_watermark_seconds` | gauge (the active source furthest behind, Unix seconds) | |
 //! | `vagt_window_forced_total` | counter (applied early by `max_pending`) | |
 //! | `vagt_window_watermark_seconds` | gauge (the furthest organisation's clock, Unix seconds) | |
+//! | `vagt_archive_uploads_total` | counter (files uploaded to the object store) | |
+//! | `vagt_archive_upload_failures_total` | counter (failed attempts, each retried) | |
+//! | `vagt_archive_upload_pending` | gauge (committed files waiting in the local folder) | |
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -210,6 +213,14 @@ pub fn unrouted() {
 /// Counts an alert by severity.
 pub fn alert(severity: &str) {
     counter!("vagt_alerts_total", "severity" => severity.to_string()).increment(1);
+}
+
+/// The archive's uploads to its object store: files uploaded, failed
+/// attempts, and files waiting.
+pub fn archive_uploads(uploaded: u64, failures: u64, pending: usize) {
+    counter!("vagt_archive_uploads_total").absolute(uploaded);
+    counter!("vagt_archive_upload_failures_total").absolute(failures);
+    gauge!("vagt_archive_upload_pending").set(pending as f64);
 }
 
 /// Publishes the rule counts of the run.

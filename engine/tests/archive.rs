@@ -12,11 +12,17 @@ use crate::support::json_lines;
 
 /// Runs vagt with `args`; fails unless it succeeds. Its `--stats` summary.
 fn vagt_ok(args: &[&str], stats: &Path) -> serde_json::Value {
+    vagt_ok_with(args, stats, &[])
+}
+
+/// [`vagt_ok`] with `env` added to the environment.
+pub fn vagt_ok_with(args: &[&str], stats: &Path, env: &[(&str, String)]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_vagt"))
         .args(args)
         .arg("--stats")
         .arg(stats)
         .env_remove("VAGT_FIXTURES")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap();
     assert!(
@@ -113,6 +119,16 @@ fn hunting_the_archive_gives_the_streams_alert_ids_with_windowed_rules() {
 }
 
 /// The default run (the fixtures' two logs and the catalog), archived.
+/// The hunt flags of one organisation's day of the default fixtures.
+pub const ONE_DAY: [&str; 6] = [
+    "--actor",
+    "kom-fjordby",
+    "--since",
+    "2025-03-14",
+    "--until",
+    "2025-03-14",
+];
+
 fn archived_default_run(dir: &Path) -> (PathBuf, PathBuf) {
     let archive = dir.join("archive");
     let streamed = dir.join("streamed.jsonl");
@@ -155,19 +171,7 @@ fn a_hunt_of_one_actor_and_one_day_opens_only_that_partitions_files() {
     assert!(parquet_files(&archive).len() as u64 > in_partition);
 
     let hunted = dir.path().join("hunted.jsonl");
-    let summary = hunt_default_rules(
-        &archive,
-        &[
-            "--actor",
-            "kom-fjordby",
-            "--since",
-            "2025-03-14",
-            "--until",
-            "2025-03-14",
-        ],
-        &hunted,
-        &dir.path().join("hunt.json"),
-    );
+    let summary = hunt_default_rules(&archive, &ONE_DAY, &hunted, &dir.path().join("hunt.json"));
     let scan = &summary["archive_scans"][format!("archive:{}", archive.display())];
     assert_eq!(scan["files"].as_u64().unwrap(), in_partition);
     // Exactly the streamed alerts of that organisation's day.

@@ -2,6 +2,7 @@
 //! binary with a module per area.
 
 mod archive;
+mod archive_store;
 mod bad_input;
 mod cli;
 mod default_run;

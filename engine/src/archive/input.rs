@@ -24,6 +24,11 @@ pub struct ArchiveInput {
     /// when empty.
     #[serde(default)]
     pub actors: Vec<String>,
+    /// The object store to read instead of `dir`, with its settings (a
+    /// `dir` of `s3://bucket/prefix` reads that store with the settings
+    /// of the environment).
+    #[serde(default)]
+    pub store: Option<super::StoreConfig>,
 }
 
 /// What a scan did, for the summary.
@@ -89,7 +94,10 @@ impl ArchiveInput {
 
     /// The input's name in alerts' sources and dead letters.
     pub fn name(&self) -> String {
-        format!("archive:{}", self.dir.display())
+        match &self.store {
+            Some(store) => format!("archive:{}", store.url),
+            None => format!("archive:{}", self.dir.display()),
+        }
     }
 
     /// The partitions' filter for the time range `(since, until)` (see
@@ -105,6 +113,9 @@ impl ArchiveInput {
     /// Bytes of the files a scan reads (for a progress bar), if they can
     /// be listed.
     pub fn selected_bytes(&self) -> Option<u64> {
+        if self.store.is_some() || self.dir.to_str().is_some_and(super::is_store_url) {
+            return None;
+        }
         let files = layout::find_files(&self.dir, &self.filter(self.range().ok()?)).ok()?;
         Some(
             files

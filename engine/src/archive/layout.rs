@@ -38,6 +38,9 @@ pub enum ArchiveError {
     /// The archive folder does not exist.
     #[error("archive {0} does not exist or is not a folder")]
     Missing(PathBuf),
+    /// The object store refused, failed, or is misnamed (`archive.store`).
+    #[error("archive store {url}: {message}")]
+    Store { url: String, message: String },
 }
 
 impl ArchiveError {
@@ -123,6 +126,12 @@ impl PartitionFilter {
     fn takes_date(&self, date: &str) -> bool {
         self.from_date.as_deref().is_none_or(|f| date >= f)
             && self.to_date.as_deref().is_none_or(|t| date <= t)
+    }
+
+    /// Whether it takes the partition `actor=actor_value/date=date`.
+    #[cfg_attr(not(feature = "hunt"), allow(dead_code))]
+    pub(crate) fn takes(&self, actor_value: &str, date: &str) -> bool {
+        self.takes_actor(actor_value) && self.takes_date(date)
     }
 }
 

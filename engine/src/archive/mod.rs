@@ -30,6 +30,8 @@ pub(crate) mod ledger;
 pub mod retro;
 #[cfg(feature = "hunt")]
 pub mod scan;
+#[cfg(feature = "hunt")]
+pub mod store;
 pub(crate) mod writer;
 
 /// A build without the `hunt` feature (DataFusion), such as the fuzz
@@ -100,6 +102,51 @@ pub struct ArchiveConfig {
     /// remembers the rules that hunted it and the alert ids sent.
     #[serde(default)]
     pub retro_hunt: Option<ConfigDuration>,
+    /// An S3-compatible object store the committed files are uploaded
+    /// to; the folder then holds the files waiting to be uploaded.
+    #[serde(default)]
+    pub store: Option<StoreConfig>,
+}
+
+/// Where the archive's files go besides the local folder (`archive.store`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `s3://bucket/prefix`.
+    pub url: String,
+    /// The store's address, for S3-compatible stores other than AWS
+    /// (`http://minio.local:9000`; default: `AWS_ENDPOINT_URL`, else AWS).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Its region (default: `AWS_REGION`, else `us-east-1`).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Allow plain HTTP (default: `AWS_ALLOW_HTTP`, else no).
+    #[serde(default)]
+    pub allow_http: Option<bool>,
+}
+
+/// What the uploads did (for `--stats`).
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UploadReport {
+    /// `s3://bucket/prefix`.
+    pub url: String,
+    /// Files uploaded (and removed from the local folder).
+    pub uploaded: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Upload attempts that failed (each retried).
+    pub failures: u64,
+    /// Files still waiting in the local folder at the end (uploaded at the
+    /// next start).
+    pub pending: u64,
+    /// Day partitions removed from the store by the retention.
+    pub expired_partitions: u64,
+}
+
+/// Whether `location` names an object store rather than a folder.
+pub fn is_store_url(location: &str) -> bool {
+    location.starts_with("s3://")
 }
 
 fn default_max_file_bytes() -> u64 {
@@ -129,6 +176,7 @@ impl ArchiveConfig {
             max_open_files: default_max_open_files(),
             retention_days: None,
             retro_hunt: None,
+            store: None,
         }
     }
 
@@ -155,6 +203,15 @@ impl ArchiveConfig {
         if self.retro_hunt.is_some_and(|d| d.get().is_zero()) {
             return Err("retro_hunt must be more than 0s".into());
         }
+        if let Some(store) = &self.store {
+            let bucket = store.url.strip_prefix("s3://").unwrap_or_default();
+            if !is_store_url(&store.url) || bucket.split('/').next().is_none_or(str::is_empty) {
+                return Err(format!(
+                    "store.url '{}' is not an s3://bucket/prefix address",
+                    store.url
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -172,4 +229,7 @@ pub struct ArchiveReport {
     pub removed_unfinished: u64,
     /// Day partitions removed by the retention.
     pub expired_partitions: u64,
+    /// What was uploaded to the object store (with `archive.store`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<UploadReport>,
 }

@@ -20,6 +20,7 @@ use super::input::{ArchiveInput, ScanReport};
 use super::layout::ArchiveError;
 use super::ledger::{not_in, EmittedLog, Ledger};
 use super::scan::scan;
+use super::StoreConfig;
 use crate::alert::{now_rfc3339, Alert, AlertBuilder, FieldCandidates};
 use crate::catalog::Catalog;
 use crate::sinks::Delivery;
@@ -117,6 +118,8 @@ pub(crate) struct RetroHunts {
     running: Arc<Mutex<Vec<std::thread::JoinHandle<RetroHuntReport>>>>,
     /// Window stages for hunts of windowed rules.
     stages: StageMaker,
+    /// The object store the archive's files are uploaded to, if any.
+    store: Option<StoreConfig>,
 }
 
 /// Makes a window stage over one finite input (the archive) for a plan.
@@ -210,6 +213,7 @@ impl RetroHunts {
         decoder: DecoderConfig,
         timestamp: TimestampSpec,
         stages: StageMaker,
+        store: Option<StoreConfig>,
     ) -> Result<RetroHunts, ArchiveError> {
         let ledger = Ledger::open(&dir)?;
         let earlier = ledger.emitted_since(span, chrono::Utc::now().date_naive())?;
@@ -223,6 +227,7 @@ impl RetroHunts {
             generations: Arc::default(),
             running: Arc::default(),
             stages,
+            store,
         })
     }
 
@@ -329,12 +334,25 @@ impl RetroHunts {
             }
         }
         let started = Instant::now();
-        let input = ArchiveInput {
+        // The store holds what was uploaded, the folder what waits to be
+        // (a file in both for a moment gives the same alert ids, sent once).
+        let since = Some(humantime::format_duration(self.span).to_string());
+        let folder = ArchiveInput {
             dir: self.dir.clone(),
-            since: Some(humantime::format_duration(self.span).to_string()),
+            since,
             until: None,
             actors: Vec::new(),
+            store: None,
         };
+        let inputs: Vec<ArchiveInput> = self
+            .store
+            .iter()
+            .map(|store| ArchiveInput {
+                store: Some(store.clone()),
+                ..folder.clone()
+            })
+            .chain([folder.clone()])
+            .collect();
         let report = Mutex::new(ScanReport::default());
         let mut scratch = hunt.set.scratch();
         // The windowed rules hunted, by the id their alerts carry; their
@@ -350,31 +368,24 @@ impl RetroHunts {
             .collect();
         let mut stage = (!window_ids.is_empty()).then(|| (self.stages.0)((*hunt.plan).clone()));
         let fields = &hunt.fields;
-        let result = scan(
-            &input,
-            &self.decoder,
-            &report,
-            &AtomicU64::new(0),
-            |batch| {
-                // A stopped run does not wait for its hunts; the next
-                // start hunts again.
-                out.gone = out.gone || hunt.stop.load(Ordering::Relaxed);
-                if out.gone {
-                    return;
-                }
-                let all = hunt.set.evaluate(&batch.batch, &mut scratch);
-                let matches: Vec<RuleMatch> = all
-                    .iter()
-                    .filter(|m| {
-                        hunt.selection.rules.contains(&m.rule) && hunt.plan.base_emits(m.rule)
-                    })
-                    .copied()
-                    .collect();
-                let detected_at = now_rfc3339();
-                let builder = AlertBuilder::new(&hunt.catalog, fields, &detected_at);
-                let mut alerts = builder.single_event(&hunt.set, &batch, &matches, &self.timestamp);
-                if let Some(stage) = stage.as_mut() {
-                    match stage.observe(&hunt.set, &hunt.catalog, fields, 0, &batch, &all) {
+        let mut on_batch = |batch: vagt_connectors::EventBatch| {
+            // A stopped run does not wait for its hunts; the next
+            // start hunts again.
+            out.gone = out.gone || hunt.stop.load(Ordering::Relaxed);
+            if out.gone {
+                return;
+            }
+            let all = hunt.set.evaluate(&batch.batch, &mut scratch);
+            let matches: Vec<RuleMatch> = all
+                .iter()
+                .filter(|m| hunt.selection.rules.contains(&m.rule) && hunt.plan.base_emits(m.rule))
+                .copied()
+                .collect();
+            let detected_at = now_rfc3339();
+            let builder = AlertBuilder::new(&hunt.catalog, fields, &detected_at);
+            let mut alerts = builder.single_event(&hunt.set, &batch, &matches, &self.timestamp);
+            if let Some(stage) = stage.as_mut() {
+                match stage.observe(&hunt.set, &hunt.catalog, fields, 0, &batch, &all) {
                         Ok(dead) => dead.into_iter().for_each(|l| {
                             tracing::warn!(source = %l.source, line = l.line, reason = %l.reason, "retro-hunt: an archived event was refused by the windowed rules");
                         }),
@@ -383,16 +394,29 @@ impl RetroHunts {
                             out.gone = true;
                         }
                     }
-                    let mut fired = stage.release(&detected_at);
-                    fired.retain(|a| window_ids.contains(&a.rule.id));
-                    alerts.extend(fired);
-                }
-                out.send(alerts);
-            },
-            |letter| {
-                tracing::warn!(source = %letter.source, line = letter.line, reason = %letter.reason, "retro-hunt: an archived event does not decode");
-            },
-        );
+                let mut fired = stage.release(&detected_at);
+                fired.retain(|a| window_ids.contains(&a.rule.id));
+                alerts.extend(fired);
+            }
+            out.send(alerts);
+        };
+        let mut on_dead = |letter: vagt_connectors::DeadLetter| {
+            tracing::warn!(source = %letter.source, line = letter.line, reason = %letter.reason, "retro-hunt: an archived event does not decode");
+        };
+        let mut result = Ok(());
+        for input in &inputs {
+            result = scan(
+                input,
+                &self.decoder,
+                &report,
+                &AtomicU64::new(0),
+                &mut on_batch,
+                &mut on_dead,
+            );
+            if result.is_err() {
+                break;
+            }
+        }
         if let (Some(stage), Ok(()), false) = (stage.as_mut(), &result, out.gone) {
             let mut fired = Vec::new();
             if let Err(e) = stage.finish(&mut |alerts| fired.extend(alerts)) {

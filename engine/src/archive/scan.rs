@@ -21,6 +21,7 @@ use vagt_connectors::{BatchDecoder, DeadLetter, DecoderConfig, EventBatch, Origi
 
 use super::input::{ArchiveInput, ScanReport};
 use super::layout::{self, ArchiveError};
+use super::store::Store;
 
 /// Scans `input`, handing each batch of events (decoded again from their
 /// text) to `on_batch`. Runs its own small runtime: call it on a blocking
@@ -37,27 +38,7 @@ pub fn scan(
     mut on_dead: impl FnMut(DeadLetter),
 ) -> Result<(), ArchiveError> {
     let (since, until) = input.range()?;
-    let readable = layout::readable_files(&input.dir, &input.filter((since, until)))?;
-    let rows_in_files = readable.rows;
-    let files: Vec<String> = readable
-        .files
-        .iter()
-        .map(|f| f.path.to_string_lossy().into_owned())
-        .collect();
-    {
-        let mut report = lock(report);
-        report.bytes = readable
-            .files
-            .iter()
-            .filter_map(|f| std::fs::metadata(&f.path).ok())
-            .map(|m| m.len())
-            .sum();
-        report.files = files.len() as u64;
-        report.skipped = readable.skipped;
-    }
-    if files.is_empty() {
-        return Ok(());
-    }
+    let filter = input.filter((since, until));
     let failed = |e: datafusion::error::DataFusionError| ArchiveError::Scan {
         path: input.dir.clone(),
         message: e.to_string(),
@@ -67,8 +48,52 @@ pub fn scan(
         .build()
         .map_err(ArchiveError::io(&input.dir))?;
     let ctx = session();
+    let found = match store_of(input)? {
+        Some(store) => {
+            store.register(&ctx);
+            let readable = runtime.block_on(store.readable_files(&filter))?;
+            Found {
+                bytes: readable.files.iter().map(|f| f.size).sum(),
+                files: readable
+                    .files
+                    .iter()
+                    .map(|f| store.url_of(&f.key))
+                    .collect(),
+                rows: readable.rows,
+                skipped: readable.skipped,
+            }
+        }
+        None => {
+            let readable = layout::readable_files(&input.dir, &filter)?;
+            Found {
+                bytes: readable
+                    .files
+                    .iter()
+                    .filter_map(|f| std::fs::metadata(&f.path).ok())
+                    .map(|m| m.len())
+                    .sum(),
+                files: readable
+                    .files
+                    .iter()
+                    .map(|f| f.path.to_string_lossy().into_owned())
+                    .collect(),
+                rows: readable.rows,
+                skipped: readable.skipped,
+            }
+        }
+    };
+    let rows_in_files = found.rows;
+    {
+        let mut report = lock(report);
+        report.bytes += found.bytes;
+        report.files += found.files.len() as u64;
+        report.skipped.extend(found.skipped);
+    }
+    if found.files.is_empty() {
+        return Ok(());
+    }
     let mut frame = runtime
-        .block_on(ctx.read_parquet(files, ParquetReadOptions::default()))
+        .block_on(ctx.read_parquet(found.files, ParquetReadOptions::default()))
         .map_err(failed)?;
     let utc = |t: i64| {
         lit(ScalarValue::TimestampMillisecond(
@@ -93,7 +118,7 @@ pub fn scan(
     let mut stream = runtime.block_on(frame.execute_stream()).map_err(failed)?;
     let mut decoding = Decoding::new(decoder.batch_size);
     // Progress in bytes of the files, by the share of their rows read.
-    let total_bytes = lock(report).bytes;
+    let total_bytes = found.bytes;
     let mut rows_read = 0u64;
     while let Some(batch) = runtime.block_on(stream.next()) {
         let batch = batch.map_err(failed)?;
@@ -118,6 +143,28 @@ pub fn scan(
         Ordering::Relaxed,
     );
     Ok(())
+}
+
+/// The files a scan reads, wherever they are.
+struct Found {
+    /// Paths or `s3://` addresses.
+    files: Vec<String>,
+    bytes: u64,
+    rows: u64,
+    skipped: Vec<String>,
+}
+
+/// The object store `input` reads, if it reads one: its `store`, or a
+/// `dir` of `s3://bucket/prefix` with the settings of the environment.
+///
+/// # Errors
+/// The store's address or settings are refused.
+pub(crate) fn store_of(input: &ArchiveInput) -> Result<Option<Store>, ArchiveError> {
+    match (&input.store, input.dir.to_str()) {
+        (Some(settings), _) => Store::open(settings).map(Some),
+        (None, Some(dir)) if super::is_store_url(dir) => Store::from_url(dir).map(Some),
+        (None, _) => Ok(None),
+    }
 }
 
 /// A DataFusion session that reads the archive's strings as the archive

@@ -75,6 +75,7 @@ pub(crate) fn start(
     if let Some(days) = config.retention_days {
         report.expired_partitions = layout::expire(&config.dir, days, today())?;
     }
+    let uploads = uploads(config)?;
     let (items, mut rx) = mpsc::channel::<ArchiveItem>(16);
     let ticks = items.downgrade();
     tokio::spawn(async move {
@@ -102,16 +103,88 @@ pub(crate) fn start(
         ),
         sequence: 0,
         expired_on: today(),
+        uploads,
     };
-    let done = tokio::task::spawn_blocking(move || {
-        while let Some(item) = rx.blocking_recv() {
-            writer.take(item)?;
+    let dir = config.dir.clone();
+    let done = tokio::spawn(async move {
+        let writing = tokio::task::spawn_blocking(move || {
+            let result = rx_loop(&mut writer, &mut rx);
+            (result, writer)
+        });
+        let (result, writer) = writing
+            .await
+            .map_err(|e| ArchiveError::io(&dir)(std::io::Error::other(e)))?;
+        let mut report = writer.report;
+        // What was committed is uploaded (a few attempts each) even when
+        // writing failed; the rest waits in the folder for the next run.
+        if let Some(uploads) = writer.uploads {
+            report.store = Some(uploads.finish().await);
         }
-        writer.commit_all()?;
-        Ok(writer.report)
+        result.map(|()| report)
     });
     Ok(RunningArchive { items, done })
 }
+
+/// Takes items until the channel closes, then commits what is open.
+fn rx_loop(writer: &mut Writer, rx: &mut mpsc::Receiver<ArchiveItem>) -> Result<(), ArchiveError> {
+    while let Some(item) = rx.blocking_recv() {
+        writer.take(item)?;
+    }
+    writer.commit_all()
+}
+
+/// The uploads to the object store, when `archive.store` names one: what
+/// an earlier run left in the folder first, and the store's days past the
+/// retention removed.
+#[cfg(feature = "hunt")]
+fn uploads(config: &ArchiveConfig) -> Result<Option<super::store::Uploader>, ArchiveError> {
+    let Some(settings) = &config.store else {
+        return Ok(None);
+    };
+    let store = super::store::Store::open(settings)?;
+    let uploader = super::store::Uploader::start(store, config.dir.clone())?;
+    if let Some(days) = config.retention_days {
+        uploader.expire(days, today());
+    }
+    Ok(Some(uploader))
+}
+
+/// A build without the `hunt` feature (the fuzz targets') has no object
+/// stores.
+#[cfg(not(feature = "hunt"))]
+fn uploads(config: &ArchiveConfig) -> Result<Option<NoUploads>, ArchiveError> {
+    match &config.store {
+        Some(settings) => Err(ArchiveError::Store {
+            url: settings.url.clone(),
+            message: "this vagt was built without the `hunt` feature (object stores)".into(),
+        }),
+        None => Ok(None),
+    }
+}
+
+/// Never made: see the `uploads` above.
+#[cfg(not(feature = "hunt"))]
+enum NoUploads {}
+
+#[cfg(not(feature = "hunt"))]
+impl NoUploads {
+    fn send(&self, _: PathBuf) {
+        match *self {}
+    }
+
+    fn expire(&self, _: u32, _: chrono::NaiveDate) {
+        match *self {}
+    }
+
+    async fn finish(self) -> super::UploadReport {
+        match self {}
+    }
+}
+
+#[cfg(feature = "hunt")]
+type Uploads = super::store::Uploader;
+#[cfg(not(feature = "hunt"))]
+type Uploads = NoUploads;
 
 fn today() -> chrono::NaiveDate {
     chrono::Utc::now().date_naive()
@@ -131,6 +204,8 @@ struct OpenFile {
 
 struct Writer {
     config: ArchiveConfig,
+    /// Committed files go to the object store (`archive.store`).
+    uploads: Option<Uploads>,
     timestamps: Vec<TimestampSpec>,
     profile: Profile,
     /// Where the typed columns come from, for the catalog in force.
@@ -187,6 +262,9 @@ impl Writer {
                         self.expired_on = today();
                         self.report.expired_partitions +=
                             layout::expire(&self.config.dir, days, self.expired_on)?;
+                        if let Some(uploads) = &self.uploads {
+                            uploads.expire(days, self.expired_on);
+                        }
                     }
                 }
                 self.commit_due()
@@ -279,6 +357,9 @@ impl Writer {
         self.report.files += 1;
         self.report.rows += rows;
         self.report.bytes += bytes;
+        if let Some(uploads) = &self.uploads {
+            uploads.send(committed);
+        }
         Ok(())
     }
 

@@ -92,23 +92,19 @@ pub async fn query(
             path: path.clone(),
             message,
         };
-        if path.is_dir() {
+        let store_url = path.to_str().filter(|p| crate::archive::is_store_url(p));
+        if let Some(url) = store_url {
+            let root = store_root(&ctx, url, &mut answer)
+                .await
+                .map_err(|e| table_error(e.to_string()))?;
+            register_archive(&ctx, &name, root)
+                .await
+                .map_err(|e| table_error(e.to_string()))?;
+        } else if path.is_dir() {
             let root = archive_root(path, &scratch.join(format!("table-{i}")), &mut answer)?;
-            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-                .with_file_extension(".parquet")
-                .with_table_partition_cols(vec![
-                    ("actor".to_string(), DataType::Utf8),
-                    ("date".to_string(), DataType::Utf8),
-                ]);
-            ctx.register_listing_table(
-                &name,
-                root.to_string_lossy(),
-                options,
-                Some(layout::schema()),
-                None,
-            )
-            .await
-            .map_err(|e| table_error(e.to_string()))?;
+            register_archive(&ctx, &name, root.to_string_lossy().into_owned())
+                .await
+                .map_err(|e| table_error(e.to_string()))?;
         } else {
             let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
             let registered = match ext {
@@ -142,6 +138,43 @@ pub async fn query(
     let frame = ctx.sql(query).await.map_err(failed)?;
     answer.batches = frame.collect().await.map_err(failed)?;
     Ok(answer)
+}
+
+/// Registers the archive at `root` (a folder or a store's address) as
+/// table `name`, partitioned by actor and date.
+async fn register_archive(
+    ctx: &datafusion::prelude::SessionContext,
+    name: &str,
+    root: String,
+) -> datafusion::error::Result<()> {
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(vec![
+            ("actor".to_string(), DataType::Utf8),
+            ("date".to_string(), DataType::Utf8),
+        ]);
+    ctx.register_listing_table(name, root, options, Some(layout::schema()), None)
+        .await
+}
+
+/// The address a table over the archive in the store at `url` lists
+/// (`s3://bucket/prefix/`), the store registered with `ctx` so that its
+/// listings leave out the files whose footer does not read (named in
+/// `answer`).
+async fn store_root(
+    ctx: &datafusion::prelude::SessionContext,
+    url: &str,
+    answer: &mut Answer,
+) -> Result<String, crate::archive::layout::ArchiveError> {
+    let store = crate::archive::store::Store::from_url(url)?;
+    let readable = store.readable_files(&PartitionFilter::default()).await?;
+    answer.skipped.extend(readable.skipped);
+    if readable.skipped_keys.is_empty() {
+        store.register(ctx);
+    } else {
+        store.register_hiding(ctx, readable.skipped_keys);
+    }
+    Ok(format!("{}/", store.url()))
 }
 
 /// The folder a table over the archive at `dir` lists: the archive itself
