@@ -12,6 +12,8 @@ pub mod dry_run;
 pub mod pipeline;
 pub mod progress;
 mod reload;
+#[cfg(feature = "hunt")]
+pub mod report;
 pub mod routes;
 pub mod rule_tests;
 pub mod signals;

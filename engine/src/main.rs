@@ -1,7 +1,7 @@
 //! The `vagt` command line.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -46,6 +46,11 @@ enum Command {
     /// functions (sigma_match, cidr_contains, event_field, catalog_actor,
     /// catalog_processes). A table on a terminal, JSON lines otherwise.
     Sql(Box<SqlArgs>),
+    /// The quarterly cyber weather forecast: one self-contained HTML file
+    /// from the alerts sent (and the archive's logs), with each figure
+    /// beside the previous period's, and an ATT&CK Navigator layer beside
+    /// it (`OUT` with `.layer.json`).
+    Report(Box<ReportArgs>),
     /// Work with rules.
     Rules {
         #[command(subcommand)]
@@ -206,6 +211,42 @@ struct SqlArgs {
     json: bool,
 }
 
+#[derive(Debug, Parser)]
+struct ReportArgs {
+    /// First day of the period (`2026-07-01`).
+    #[arg(long)]
+    from: chrono::NaiveDate,
+    /// Last day of the period, included (`2026-09-30`).
+    #[arg(long)]
+    to: chrono::NaiveDate,
+    /// Alerts files (JSON lines, as vagt writes them).
+    #[arg(long = "alerts", num_args = 1..)]
+    alerts: Vec<PathBuf>,
+    /// The archive (a folder or `s3://bucket/prefix`), for the coverage:
+    /// which organisations and sources sent logs, and which fell silent.
+    #[arg(long)]
+    archive: Option<PathBuf>,
+    /// `sector`, or an organisation's id for its own edition.
+    #[arg(long, default_value = "sector")]
+    edition: String,
+    /// `da` or `en`.
+    #[arg(long, default_value = "da")]
+    lang: String,
+    /// The report's marking; alerts above it are left out (default: GREEN
+    /// for the sector edition, AMBER+STRICT for an organisation's).
+    #[arg(long)]
+    tlp: Option<String>,
+    /// Critical-process catalog (default: the built-in fixtures').
+    #[arg(long)]
+    catalog: Option<PathBuf>,
+    /// The HTML file to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Also write the report's figures as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
 fn parse_placeholder(s: &str) -> Result<(String, Vec<String>), String> {
     let (name, values) = s
         .split_once('=')
@@ -270,6 +311,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(*args),
         Command::Hunt(args) => hunt(*args),
         Command::Sql(args) => sql(*args),
+        Command::Report(args) => report(*args),
         Command::Routes {
             command:
                 RoutesCommand::Test {
@@ -545,14 +587,82 @@ fn build_hunt_config(args: HuntArgs) -> anyhow::Result<RunConfig> {
     Ok(config)
 }
 
-fn sql(args: SqlArgs) -> anyhow::Result<ExitCode> {
-    let catalog = match &args.catalog {
+/// The catalog at `path`, else the built-in fixtures'.
+fn catalog_or_default(path: Option<&Path>) -> anyhow::Result<vagt_engine::Catalog> {
+    Ok(match path {
         Some(path) => vagt_engine::Catalog::from_file(path)?,
         None => match defaults::default_config().catalog {
             Some(path) if path.is_file() => vagt_engine::Catalog::from_file(&path)?,
             _ => vagt_engine::Catalog::empty(),
         },
+    })
+}
+
+fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    use vagt_engine::report::{Edition, Lang, ReportOptions};
+    use vagt_engine::warning::tlp::Tlp;
+    let catalog = std::sync::Arc::new(catalog_or_default(args.catalog.as_deref())?);
+    let edition = match args.edition.as_str() {
+        "sector" => Edition::Sector,
+        id if catalog.actor(id).is_some() => Edition::Actor(id.to_string()),
+        other => anyhow::bail!(
+            "--edition '{other}' is neither 'sector' nor an organisation of the catalog"
+        ),
     };
+    let lang = match args.lang.as_str() {
+        "da" => Lang::Da,
+        "en" => Lang::En,
+        other => anyhow::bail!("--lang '{other}' is neither 'da' nor 'en'"),
+    };
+    let tlp = match args.tlp.as_deref() {
+        Some(text) => Tlp::parse(text).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--tlp '{text}' is not a TLP 2.0 label (clear, green, amber, amber+strict, red)"
+            )
+        })?,
+        None if edition == Edition::Sector => Tlp::Green,
+        None => Tlp::AmberStrict,
+    };
+    if args.to < args.from {
+        anyhow::bail!("--to {} is before --from {}", args.to, args.from);
+    }
+    if args.alerts.is_empty() && args.archive.is_none() {
+        anyhow::bail!(
+            "nothing to report on: give --alerts FILE... (and --archive DIR for the coverage)"
+        );
+    }
+    let options = ReportOptions {
+        from: args.from,
+        to: args.to,
+        alerts: args.alerts,
+        archive: args.archive,
+        edition,
+        lang,
+        tlp,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let written = runtime.block_on(vagt_engine::report::write(
+        &options,
+        catalog,
+        &args.out,
+        args.json.as_deref(),
+    ))?;
+    eprintln!(
+        "vagt report: {} and {} written ({} alerts in the two periods, {} above {} left out)",
+        args.out.display(),
+        written.layer.display(),
+        written.alerts,
+        written.above_tlp,
+        tlp.label()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sql(args: SqlArgs) -> anyhow::Result<ExitCode> {
+    let catalog = catalog_or_default(args.catalog.as_deref())?;
     let scratch = tempfile::tempdir().context("a temporary folder")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

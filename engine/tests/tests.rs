@@ -17,6 +17,7 @@ mod organisations;
 mod outputs;
 mod receiver;
 mod reload;
+mod report;
 mod resilience;
 mod routing;
 mod sources;

@@ -140,6 +140,17 @@ pub async fn query(
     Ok(answer)
 }
 
+/// A batch's rows as JSON objects (column name to value).
+pub fn batch_rows(batch: &RecordBatch) -> Vec<serde_json::Value> {
+    let mut buf = Vec::new();
+    let mut writer = datafusion::arrow::json::ArrayWriter::new(&mut buf);
+    if writer.write(batch).is_err() || writer.finish().is_err() {
+        return Vec::new();
+    }
+    drop(writer);
+    serde_json::from_slice(&buf).unwrap_or_default()
+}
+
 /// Registers the archive at `root` (a folder or a store's address) as
 /// table `name`, partitioned by actor and date.
 async fn register_archive(
