@@ -392,3 +392,125 @@ fn the_report_renders_in_headless_chromium_without_console_errors() {
         );
     }
 }
+
+#[test]
+fn with_the_archive_the_coverage_counts_organisations_and_sources_that_fell_silent() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let archive = d.join("archive");
+    let alerts = d.join("alerts.jsonl");
+    let run = Command::new(env!("CARGO_BIN_EXE_vagt"))
+        .args(["run", "--archive"])
+        .arg(&archive)
+        .arg("--output")
+        .arg(&alerts)
+        .env_remove("VAGT_FIXTURES")
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    // The default fixtures span 2025-03-13 and 2025-03-14: the report is
+    // of the 14th, beside the 13th.
+    let report = |edition: &str| -> Value {
+        let json = d.join(format!("{edition}.json"));
+        let out = Command::new(env!("CARGO_BIN_EXE_vagt"))
+            .args([
+                "report",
+                "--from",
+                "2025-03-14",
+                "--to",
+                "2025-03-14",
+                "--edition",
+                edition,
+            ])
+            .arg("--alerts")
+            .arg(&alerts)
+            .arg("--archive")
+            .arg(&archive)
+            .arg("--out")
+            .arg(d.join(format!("{edition}.html")))
+            .arg("--json")
+            .arg(&json)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
+    };
+    // Independently: the archive's rows per organisation, source and day.
+    let out = Command::new(env!("CARGO_BIN_EXE_vagt"))
+        .args([
+            "sql",
+            "SELECT actor, source, date, count(*) AS n FROM events GROUP BY actor, source, date",
+        ])
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut days: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let row: Value = serde_json::from_str(line).unwrap();
+        days.entry((
+            row["actor"].as_str().unwrap().into(),
+            row["source"].as_str().unwrap().into(),
+        ))
+        .or_default()
+        .insert(row["date"].as_str().unwrap().into());
+    }
+    let organisations = |day: &str| {
+        days.iter()
+            .filter(|((actor, _), d)| actor != "_none" && d.contains(day))
+            .map(|((actor, _), _)| actor.clone())
+            .collect::<BTreeSet<String>>()
+            .len() as u64
+    };
+    let silent: Vec<&(String, String)> = days
+        .iter()
+        .filter(|(_, d)| d.contains("2025-03-13") && !d.contains("2025-03-14"))
+        .map(|(k, _)| k)
+        .collect();
+    let sector = report("sector");
+    let coverage = &sector["coverage"];
+    assert_eq!(
+        coverage["organisations_now"],
+        organisations("2025-03-14"),
+        "{coverage}"
+    );
+    assert_eq!(
+        coverage["organisations_before"],
+        organisations("2025-03-13"),
+        "{coverage}"
+    );
+    assert!(coverage["organisations_before"].as_u64().unwrap() > 0);
+    assert_eq!(
+        coverage["silent_sources"],
+        silent.len() as u64,
+        "{coverage}"
+    );
+    assert_eq!(
+        coverage["own"],
+        serde_json::json!([]),
+        "the sector edition names no source"
+    );
+    // An organisation's edition lists its own sources.
+    let region = report("rnv-region");
+    let own: BTreeSet<String> = region["coverage"]["own"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["source"].as_str().unwrap().to_string())
+        .collect();
+    let expected: BTreeSet<String> = days
+        .keys()
+        .filter(|(actor, _)| actor == "rnv-region")
+        .map(|(_, source)| source.clone())
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(own, expected);
+}

@@ -364,7 +364,9 @@ pub fn build(
         .collect();
     let coverage = coverage.map(|all| {
         let organisations = |now: bool| {
+            // Events of no known organisation are no organisation's.
             all.iter()
+                .filter(|c| c.actor != crate::archive::layout::NO_ACTOR)
                 .filter(|c| if now { c.now > 0 } else { c.before > 0 })
                 .map(|c| c.actor.as_str())
                 .collect::<BTreeSet<&str>>()
