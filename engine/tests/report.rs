@@ -36,28 +36,29 @@ fn fixture() -> PathBuf {
     repo().join("fixtures/report/alerts.jsonl")
 }
 
-/// `vagt report` for Q3 2026 with `extra` flags into `dir`: the figures
-/// (`--json`), and the paths of the page and the layer.
+/// `vagt report` for Q3 2026 of the fixture with `extra` flags into
+/// `dir`: the figures (`--json`), and the paths of the page and the layer.
 fn report(dir: &Path, name: &str, extra: &[&str]) -> (Value, PathBuf, PathBuf) {
+    let mut args = vec!["--from", "2026-07-01", "--to", "2026-09-30"];
+    args.extend_from_slice(extra);
+    report_of(dir, name, &fixture(), &args)
+}
+
+/// `vagt report` of `alerts` with `args` into `dir`.
+fn report_of(dir: &Path, name: &str, alerts: &Path, args: &[&str]) -> (Value, PathBuf, PathBuf) {
     let out = dir.join(format!("{name}.html"));
     let json = dir.join(format!("{name}.json"));
     let run = Command::new(env!("CARGO_BIN_EXE_vagt"))
-        .args([
-            "report",
-            "--from",
-            "2026-07-01",
-            "--to",
-            "2026-09-30",
-            "--alerts",
-        ])
-        .arg(fixture())
+        .arg("report")
+        .arg("--alerts")
+        .arg(alerts)
         .arg("--catalog")
         .arg(repo().join("fixtures/catalog.yaml"))
         .arg("--out")
         .arg(&out)
         .arg("--json")
         .arg(&json)
-        .args(extra)
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -415,33 +416,18 @@ fn with_the_archive_the_coverage_counts_organisations_and_sources_that_fell_sile
     // The default fixtures span 2025-03-13 and 2025-03-14: the report is
     // of the 14th, beside the 13th.
     let report = |edition: &str| -> Value {
-        let json = d.join(format!("{edition}.json"));
-        let out = Command::new(env!("CARGO_BIN_EXE_vagt"))
-            .args([
-                "report",
-                "--from",
-                "2025-03-14",
-                "--to",
-                "2025-03-14",
-                "--edition",
-                edition,
-            ])
-            .arg("--alerts")
-            .arg(&alerts)
-            .arg("--archive")
-            .arg(&archive)
-            .arg("--out")
-            .arg(d.join(format!("{edition}.html")))
-            .arg("--json")
-            .arg(&json)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
+        let archive = archive.to_str().unwrap();
+        let args = [
+            "--from",
+            "2025-03-14",
+            "--to",
+            "2025-03-14",
+            "--edition",
+            edition,
+            "--archive",
+            archive,
+        ];
+        report_of(d, edition, &alerts, &args).0
     };
     // Independently: the archive's rows per organisation, source and day.
     let out = Command::new(env!("CARGO_BIN_EXE_vagt"))
