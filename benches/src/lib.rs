@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod delivery;
+pub mod intel;
 pub mod rsigma;
 pub mod transports;
 pub mod workers;

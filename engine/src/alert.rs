@@ -112,6 +112,30 @@ pub struct Alert {
     /// A sector campaign: the organisations where the same rule fired.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub campaign: Option<CampaignReport>,
+    /// An indicator of a threat intelligence feed that the event hit.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub indicator: Option<IndicatorHit>,
+}
+
+/// What an indicator hit: the feed, the indicator, and where.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IndicatorHit {
+    /// The feed's name.
+    pub feed: String,
+    /// `ip`, `domain`, `url`, `hash` or `user_agent`.
+    pub kind: String,
+    /// The indicator, as the feed gave it.
+    pub value: String,
+    /// The event field and value it hit.
+    pub field: String,
+    pub matched: String,
+    /// The feed's confidence, 0-100.
+    pub confidence: u8,
+    /// When the indicator stops being in force, if it says.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub valid_until: Option<String>,
+    /// Where in the feed (line, or STIX object id).
+    pub origin: String,
 }
 
 /// What routes match on and templates name: a view of an alert, built
@@ -377,6 +401,7 @@ impl Alert {
             retrospective: false,
             suppression: None,
             campaign: None,
+            indicator: None,
         }
     }
 }
@@ -408,59 +433,62 @@ impl<'a> AlertBuilder<'a> {
         timestamp: &TimestampSpec,
     ) -> Vec<Alert> {
         let raw = batch.raw();
-        let mut alerts = Vec::with_capacity(matches.len());
-        for m in matches {
-            let info = set.rule(m.rule);
-            let text = raw.as_ref().map(|r| r.value(m.row)).unwrap_or("{}");
-            let facts = self.fields.facts(&batch.batch, m.row);
-            let origin = &batch.origins[m.row];
-            let impact = self
-                .catalog
-                .impact(&facts, &info.logsource, origin.actor.as_deref());
-            let rule_id = info.meta.id.as_deref().unwrap_or(&info.meta.title);
-            // The input's timestamp, as windowed rules read it; a value it
-            // cannot read is shown as found.
-            let time = match timestamp.read(&batch.batch, &[m.row]).pop() {
-                Some(Ok(ms)) => Some(format_millis(ms)),
-                _ => self.fields.event_time(&batch.batch, m.row),
-            };
-            // The text was validated as a JSON object when decoded; should
-            // it not be, the alert carries it as a JSON string instead.
-            let event = RawValue::from_string(compact_json(text).into_owned())
-                .or_else(|_| serde_json::value::to_raw_value(text))
-                .ok();
-            // The same event text from two organisations is two detections.
-            let key = match origin.actor.as_deref() {
-                Some(actor) => format!("{rule_id}|{actor}"),
-                None => rule_id.to_string(),
-            };
-            let body = AlertBody {
-                event_time: EventTime {
-                    first: time.clone(),
-                    last: time,
-                },
-                group: None,
-                count: 1,
-                source: EventSource {
-                    input: origin.source.to_string(),
-                    line: origin.line,
-                    offset: origin.offset,
-                },
-                event,
-                evidence: None,
-            };
-            let sender = origin.actor.as_deref().map(str::to_string);
-            alerts.push(Alert::assemble(
-                info,
-                &key,
-                text,
-                sender,
-                impact,
-                body,
-                self.detected_at,
-            ));
-        }
-        alerts
+        matches
+            .iter()
+            .map(|m| self.for_row(set.rule(m.rule), batch, raw, m.row, timestamp))
+            .collect()
+    }
+
+    /// The alert of the rule `info` on row `row` of a batch (whose raw
+    /// texts are `raw`); `timestamp` reads the event time.
+    pub fn for_row(
+        &self,
+        info: &RuleInfo,
+        batch: &EventBatch,
+        raw: Option<&arrow_array::StringArray>,
+        row: usize,
+        timestamp: &TimestampSpec,
+    ) -> Alert {
+        let text = raw.map(|r| r.value(row)).unwrap_or("{}");
+        let facts = self.fields.facts(&batch.batch, row);
+        let origin = &batch.origins[row];
+        let impact = self
+            .catalog
+            .impact(&facts, &info.logsource, origin.actor.as_deref());
+        let rule_id = info.meta.id.as_deref().unwrap_or(&info.meta.title);
+        // The input's timestamp, as windowed rules read it; a value it
+        // cannot read is shown as found.
+        let time = match timestamp.read(&batch.batch, &[row]).pop() {
+            Some(Ok(ms)) => Some(format_millis(ms)),
+            _ => self.fields.event_time(&batch.batch, row),
+        };
+        // The text was validated as a JSON object when decoded; should
+        // it not be, the alert carries it as a JSON string instead.
+        let event = RawValue::from_string(compact_json(text).into_owned())
+            .or_else(|_| serde_json::value::to_raw_value(text))
+            .ok();
+        // The same event text from two organisations is two detections.
+        let key = match origin.actor.as_deref() {
+            Some(actor) => format!("{rule_id}|{actor}"),
+            None => rule_id.to_string(),
+        };
+        let body = AlertBody {
+            event_time: EventTime {
+                first: time.clone(),
+                last: time,
+            },
+            group: None,
+            count: 1,
+            source: EventSource {
+                input: origin.source.to_string(),
+                line: origin.line,
+                offset: origin.offset,
+            },
+            event,
+            evidence: None,
+        };
+        let sender = origin.actor.as_deref().map(str::to_string);
+        Alert::assemble(info, &key, text, sender, impact, body, self.detected_at)
     }
 }
 

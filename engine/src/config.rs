@@ -280,6 +280,10 @@ pub struct RunConfig {
     /// Sector alerts when one rule fires at several organisations.
     #[serde(default)]
     pub campaigns: Option<crate::warning::campaign::CampaignConfig>,
+    /// Threat intelligence feeds whose indicators are matched against
+    /// every event.
+    #[serde(default)]
+    pub intel: Option<crate::intel::IntelConfig>,
     /// The key for pseudonyms of what leaves for the sector.
     #[serde(default)]
     pub pseudonyms: Option<crate::warning::pseudonym::PseudonymConfig>,
@@ -544,6 +548,14 @@ impl RunConfig {
         if let Some(s) = &mut self.windows.spill_dir {
             fix(s);
         }
+        for path in self
+            .intel
+            .iter_mut()
+            .flat_map(|i| i.feeds.iter_mut())
+            .filter_map(|f| f.path.as_mut())
+        {
+            fix(path);
+        }
         if !matches!(self.profile.as_str(), "windows" | "passthrough") {
             self.profile = base.join(&self.profile).display().to_string();
         }
@@ -622,6 +634,11 @@ impl RunConfig {
             archive
                 .validate()
                 .map_err(|e| ConfigError::setting("archive", e))?;
+        }
+        if let Some(intel) = &self.intel {
+            intel
+                .validate()
+                .map_err(|e| ConfigError::setting("intel", e))?;
         }
         self.reload.validate()?;
         for (i, input) in self.inputs.iter().enumerate() {

@@ -58,6 +58,7 @@ pub fn default_config() -> RunConfig {
         tlp: crate::warning::tlp::Tlp::Amber,
         suppression: Default::default(),
         campaigns: None,
+        intel: None,
         pseudonyms: None,
         metrics_listen: None,
         progress: Default::default(),

@@ -93,6 +93,8 @@ pub(crate) struct Detector {
     pub archive: Option<mpsc::Sender<ArchiveItem>>,
     /// Retro-hunts of new and changed rules after a reload, if configured.
     pub retro: Option<RetroHunts>,
+    /// Threat intelligence feeds matched against every batch.
+    pub intel: Option<Arc<crate::intel::Intel>>,
 }
 
 /// What one pass of the loop decided.
@@ -585,6 +587,9 @@ impl Detector {
         };
         let builder = AlertBuilder::new(&self.catalog, &self.fields, &detected_at);
         let mut alerts = builder.single_event(&self.set, &batch, &emitted, &self.timestamps[input]);
+        if let Some(intel) = &self.intel {
+            alerts.extend(intel.alerts(&builder, &batch, &self.timestamps[input]));
+        }
         if let Some(mut w) = self.windows.take() {
             let observed = w.observe(
                 &self.set,

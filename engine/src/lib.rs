@@ -9,6 +9,7 @@ pub mod defaults;
 mod delivery;
 mod detect;
 pub mod dry_run;
+pub mod intel;
 pub mod pipeline;
 pub mod progress;
 mod reload;

@@ -151,6 +151,9 @@ pub struct RunSummary {
     pub failed_inputs: Vec<String>,
     /// What the archive committed (with `--archive`).
     pub archive: Option<crate::archive::ArchiveReport>,
+    /// What the threat intelligence feeds did (with `intel`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intel: Option<crate::intel::IntelReport>,
     /// What retro-hunts of new and changed rules did (with
     /// `archive.retro_hunt`).
     pub retro_hunts: Option<crate::archive::retro::RetroHuntReport>,
@@ -539,7 +542,14 @@ pub async fn run_until(
         None => None,
     };
     let new_stage = Box::new(new_stage);
+    let intel = match &config.intel {
+        Some(c) => Some(Arc::new(crate::intel::Intel::start(c, &profile).map_err(
+            |e| PipelineError::Config(crate::config::ConfigError::setting("intel", e)),
+        )?)),
+        None => None,
+    };
     let detector = Detector {
+        intel: intel.clone(),
         set: set.clone(),
         catalog: catalog.clone(),
         fields: FieldCandidates::new(&catalog, &profile),
@@ -571,6 +581,7 @@ pub async fn run_until(
     summary.events = outcome.events;
     summary.late_events = outcome.late_events;
     summary.detection = outcome.detection;
+    summary.intel = intel.map(|i| i.report());
     summary.retro_hunts = outcome.retro_hunts;
     summary.evicted_keys = outcome.evicted_keys;
     summary.windows = outcome.windows;

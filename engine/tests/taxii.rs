@@ -19,7 +19,7 @@ const COLLECTION: &str = "365fed99-08fa-fdcd-a1b3-fb247eb41d01";
 const KEY: &str = "sector-sharing-test-key-32-bytes";
 
 /// A medallion server on a free loopback port, stopped when dropped.
-struct Medallion {
+pub struct Medallion {
     child: Child,
     port: u16,
 }
@@ -32,7 +32,7 @@ impl Drop for Medallion {
 }
 
 impl Medallion {
-    fn start(dir: &Path) -> Medallion {
+    pub fn start(dir: &Path) -> Medallion {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -87,7 +87,29 @@ impl Medallion {
         server
     }
 
-    fn collection(&self) -> String {
+    /// Adds `objects` to the collection, as a producer would.
+    pub fn add(&self, objects: &[Value]) {
+        let out = Command::new("curl")
+            .args([
+                "-sf",
+                "-u",
+                "vagt:taxii-password",
+                "-H",
+                "Accept: application/taxii+json;version=2.1",
+                "-H",
+                "Content-Type: application/taxii+json;version=2.1",
+                "-X",
+                "POST",
+                "--data-binary",
+            ])
+            .arg(json!({ "objects": objects }).to_string())
+            .arg(format!("{}objects/", self.collection()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "POST objects: {out:?}");
+    }
+
+    pub fn collection(&self) -> String {
         format!(
             "http://127.0.0.1:{}/api1/collections/{COLLECTION}/",
             self.port

@@ -10,6 +10,7 @@ mod delivery;
 mod event_time;
 mod hostile;
 mod http_door;
+mod intel;
 mod kafka;
 mod kafka_delivery;
 mod metrics;

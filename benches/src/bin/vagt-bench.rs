@@ -108,6 +108,13 @@ struct Args {
     /// Skip the detection-workers runs.
     #[arg(long)]
     skip_workers: bool,
+    /// Only the threat intelligence runs (all rules without and with a
+    /// feed of `--indicators` indicators).
+    #[arg(long)]
+    intel_only: bool,
+    /// Indicators of the threat intelligence runs' feed.
+    #[arg(long, default_value_t = 100_000)]
+    indicators: usize,
 }
 
 struct Throughput {
@@ -162,6 +169,26 @@ fn main() -> anyhow::Result<()> {
 
     if args.archive_only {
         let report = archive(&args, &events, work.path())?;
+        println!("{report}");
+        if let Some(path) = &args.markdown {
+            std::fs::write(path, &report)?;
+        }
+        return Ok(());
+    }
+
+    if args.intel_only {
+        let once = work.path().join("otrf-once.jsonl");
+        std::fs::write(&once, &events)?;
+        let rules = work.path().join("rules-intel");
+        write_rules(&rules, &windows_rule_files())?;
+        let report = vagt_benches::intel::measure_intel(
+            &args.vagt,
+            &rules,
+            &once,
+            work.path(),
+            args.repeats,
+            args.indicators,
+        )?;
         println!("{report}");
         if let Some(path) = &args.markdown {
             std::fs::write(path, &report)?;

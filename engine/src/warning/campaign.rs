@@ -226,6 +226,7 @@ impl Campaigns {
             event: None,
             evidence: None,
             retrospective: false,
+            indicator: None,
             suppression: None,
             campaign: Some(CampaignReport {
                 key: key.to_string(),

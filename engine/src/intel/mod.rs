@@ -1,0 +1,555 @@
+//! Threat intelligence in: indicator feeds (addresses and networks,
+//! domains, URLs, file hashes, user agents, each with its validity),
+//! compiled into sets built for the job and matched against the event
+//! fields the profile's columns hold for each kind, batch by batch. A hit
+//! is an alert like any other (organisation, critical processes,
+//! guidance, routes, suppression), carrying the indicator, its feed and
+//! confidence; its TLP is at least the feed's.
+//!
+//! ```text
+//!  feed files ──► read (csv, lines, STIX 2.1 bundle) ──► in force now ──► sets ──┐
+//!   └── re-read every `refresh` when changed; a feed that fails keeps its last good version
+//!  evaluated batch ──► each kind's columns ──► sets.find ──► alerts ◄──────────────┘
+//! ```
+
+pub mod feed;
+pub mod sets;
+pub mod taxii;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arrow_array::cast::AsArray;
+use arrow_array::Array;
+use serde::Deserialize;
+use vagt_connectors::{ConfigDuration, EventBatch};
+use vagt_rules::loader::Origin;
+use vagt_rules::window::{format_millis, TimestampSpec};
+use vagt_rules::{Level, LogSource, Profile, RuleInfo, RuleMeta};
+
+use crate::alert::{Alert, AlertBuilder, IndicatorHit};
+use crate::warning::tlp::Tlp;
+use feed::{Format, Indicator, Kind};
+use sets::Sets;
+
+/// `intel:` in the config.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntelConfig {
+    /// The feeds.
+    pub feeds: Vec<FeedConfig>,
+    /// The event fields each kind of indicator is matched against (Sigma
+    /// names, found through the profile); defaults per kind, see
+    /// [`default_fields`].
+    #[serde(default)]
+    pub fields: BTreeMap<Kind, Vec<String>>,
+}
+
+/// One feed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedConfig {
+    /// Its name, in alerts and metrics.
+    pub name: String,
+    /// The file (written by whatever fetches the feed)...
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// ... in this format;
+    #[serde(default)]
+    pub format: Option<Format>,
+    /// ... or a TAXII 2.1 collection, polled.
+    #[serde(default)]
+    pub taxii: Option<taxii::TaxiiFeedConfig>,
+    /// What each line of a `lines` feed is.
+    #[serde(default)]
+    pub kind: Option<Kind>,
+    /// How far its hits may be shared (default AMBER): an alert's TLP is
+    /// at least this.
+    #[serde(default = "default_tlp")]
+    pub tlp: Tlp,
+    /// How sure the feed is, 0-100 (default 50): 80 and above make high
+    /// alerts, 50 and above medium, below low.
+    #[serde(default = "default_confidence")]
+    pub confidence: u8,
+    /// How often the file is read again when it changed, or the
+    /// collection polled (default 1m).
+    #[serde(default = "default_refresh")]
+    pub refresh: ConfigDuration,
+}
+
+fn default_tlp() -> Tlp {
+    Tlp::Amber
+}
+
+fn default_confidence() -> u8 {
+    50
+}
+
+fn default_refresh() -> ConfigDuration {
+    ConfigDuration::from_secs(60)
+}
+
+/// The fields each kind is matched against unless `intel.fields` says.
+pub fn default_fields(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Ip => &[
+            "SourceIp",
+            "DestinationIp",
+            "IpAddress",
+            "SourceAddress",
+            "DestAddress",
+            "ClientIP",
+            "src_ip",
+            "dst_ip",
+        ],
+        Kind::Domain => &["QueryName", "DestinationHostname", "Domain", "query"],
+        Kind::Url => &["Url", "URL", "RequestUrl", "url"],
+        Kind::Hash => &["Hashes", "Hash", "sha256", "sha1", "md5", "Imphash"],
+        Kind::UserAgent => &["UserAgent", "user_agent", "c-useragent"],
+    }
+}
+
+const KINDS: [Kind; 5] = [
+    Kind::Ip,
+    Kind::Domain,
+    Kind::Url,
+    Kind::Hash,
+    Kind::UserAgent,
+];
+
+impl IntelConfig {
+    /// Checks the settings, naming the feed at fault.
+    ///
+    /// # Errors
+    /// A name is empty or repeated, a `lines` feed has no kind, a
+    /// confidence is above 100, a refresh is 0.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut names = std::collections::BTreeSet::new();
+        for f in &self.feeds {
+            if f.name.trim().is_empty() || !names.insert(f.name.as_str()) {
+                return Err(format!("feed name '{}' is empty or given twice", f.name));
+            }
+            match (&f.path, &f.taxii, f.format) {
+                (Some(_), None, None) => {
+                    return Err(format!(
+                        "feed '{}': a file needs its `format` (csv, lines, stix)",
+                        f.name
+                    ))
+                }
+                (Some(_), None, Some(_)) => {}
+                (None, Some(t), None | Some(Format::Stix)) => {
+                    t.validate()
+                        .map_err(|e| format!("feed '{}': {e}", f.name))?;
+                }
+                (None, Some(_), Some(_)) => {
+                    return Err(format!(
+                        "feed '{}': a TAXII collection gives STIX; no other format",
+                        f.name
+                    ))
+                }
+                _ => return Err(format!("feed '{}': give either `path` or `taxii`", f.name)),
+            }
+            if f.format == Some(Format::Lines) && f.kind.is_none() {
+                return Err(format!(
+                    "feed '{}': a `lines` feed needs its `kind`",
+                    f.name
+                ));
+            }
+            if f.confidence > 100 {
+                return Err(format!(
+                    "feed '{}': confidence {} is above 100",
+                    f.name, f.confidence
+                ));
+            }
+            if f.refresh.get().is_zero() {
+                return Err(format!("feed '{}': refresh must be more than 0s", f.name));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The feeds as last read, compiled.
+#[derive(Debug, Default)]
+struct Loaded {
+    indicators: Vec<Vec<Indicator>>,
+    sets: Sets,
+}
+
+/// What the feeds did (for `--stats`).
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct IntelReport {
+    /// By feed: indicators read, in force when last compiled, loads and
+    /// failed loads.
+    pub feeds: BTreeMap<String, FeedReport>,
+    /// Alerts raised by indicators.
+    pub hits: u64,
+}
+
+/// One feed's figures.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct FeedReport {
+    pub indicators: u64,
+    pub in_force: u64,
+    pub loads: u64,
+    pub failures: u64,
+    /// The last failure, if the last load failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The feeds in force, matched against batches; refreshed on a thread of
+/// its own.
+#[derive(Debug)]
+pub struct Intel {
+    feeds: Vec<FeedConfig>,
+    loaded: Arc<Mutex<Arc<Loaded>>>,
+    report: Arc<Mutex<IntelReport>>,
+    hits: AtomicU64,
+    /// Per kind, the columns that may hold its values.
+    columns: Vec<(Kind, Vec<String>)>,
+    infos: Vec<RuleInfo>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Intel {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The rule an indicator of `feed` raises alerts as.
+fn feed_rule(feed: &FeedConfig) -> RuleInfo {
+    let level = match feed.confidence {
+        80.. => Level::High,
+        50.. => Level::Medium,
+        _ => Level::Low,
+    };
+    let tlp = feed
+        .tlp
+        .label()
+        .trim_start_matches("TLP:")
+        .to_ascii_lowercase();
+    RuleInfo {
+        meta: RuleMeta {
+            id: Some(format!("intel:{}", feed.name)),
+            name: None,
+            title: format!("Indicator of feed {}", feed.name),
+            level,
+            status: None,
+            tags: vec![format!("tlp.{tlp}"), format!("intel.{}", feed.name)],
+            description: Some(format!(
+                "An event holds an indicator of the threat intelligence feed {}.",
+                feed.name
+            )),
+            author: None,
+            references: Vec::new(),
+            falsepositives: Vec::new(),
+        },
+        logsource: LogSource::default(),
+        origin: Origin {
+            path: feed
+                .path
+                .clone()
+                .or_else(|| feed.taxii.as_ref().map(|t| PathBuf::from(&t.collection)))
+                .unwrap_or_default(),
+            line: 1,
+        },
+    }
+}
+
+impl Intel {
+    /// Reads the feeds (one that fails is logged and counted, and starts
+    /// empty) and starts refreshing them.
+    ///
+    /// # Errors
+    /// A TAXII feed's credential variable is unset.
+    pub fn start(config: &IntelConfig, profile: &Profile) -> Result<Intel, String> {
+        let columns = KINDS
+            .iter()
+            .map(|&kind| {
+                let fields: Vec<String> = match config.fields.get(&kind) {
+                    Some(fields) => fields.clone(),
+                    None => default_fields(kind)
+                        .iter()
+                        .map(|f| (*f).to_string())
+                        .collect(),
+                };
+                let mut columns: Vec<String> = Vec::new();
+                for f in &fields {
+                    for c in profile.columns_for(f, &LogSource::default()) {
+                        if !columns.contains(&c) {
+                            columns.push(c);
+                        }
+                    }
+                }
+                (kind, columns)
+            })
+            .collect();
+        let intel = Intel {
+            infos: config.feeds.iter().map(feed_rule).collect(),
+            feeds: config.feeds.clone(),
+            loaded: Arc::default(),
+            report: Arc::default(),
+            hits: AtomicU64::new(0),
+            columns,
+            stop: Arc::default(),
+        };
+        let mut current: Vec<Vec<Indicator>> = vec![Vec::new(); intel.feeds.len()];
+        let mut sources: Vec<Source> = intel
+            .feeds
+            .iter()
+            .map(|f| match (&f.path, &f.taxii) {
+                (_, Some(t)) => taxii::TaxiiSource::new(t)
+                    .map(Source::Taxii)
+                    .map_err(|e| format!("intel feed '{}': {e}", f.name)),
+                (path, None) => Ok(Source::File {
+                    path: path.clone().unwrap_or_default(),
+                    format: f.format.unwrap_or(Format::Csv),
+                    seen: None,
+                }),
+            })
+            .collect::<Result<_, _>>()?;
+        // The first read, before the run starts, on a thread of its own:
+        // a TAXII poll runs its own small runtime, which cannot be started
+        // from the pipeline's.
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                refresh(
+                    &intel.feeds,
+                    &mut sources,
+                    &mut current,
+                    &intel.loaded,
+                    &intel.report,
+                    true,
+                );
+            });
+        });
+        let (feeds, loaded, report, stop) = (
+            intel.feeds.clone(),
+            intel.loaded.clone(),
+            intel.report.clone(),
+            intel.stop.clone(),
+        );
+        std::thread::spawn(move || {
+            let tick = feeds
+                .iter()
+                .map(|f| f.refresh.get())
+                .min()
+                .unwrap_or(Duration::from_secs(60))
+                .min(Duration::from_secs(1));
+            let mut since = std::time::Instant::now();
+            let every = feeds
+                .iter()
+                .map(|f| f.refresh.get())
+                .min()
+                .unwrap_or(Duration::from_secs(60));
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(tick);
+                if since.elapsed() >= every {
+                    since = std::time::Instant::now();
+                    refresh(&feeds, &mut sources, &mut current, &loaded, &report, false);
+                }
+            }
+        });
+        Ok(intel)
+    }
+
+    /// The alerts of the indicators the batch's events hold.
+    pub fn alerts(
+        &self,
+        builder: &AlertBuilder<'_>,
+        batch: &EventBatch,
+        timestamp: &TimestampSpec,
+    ) -> Vec<Alert> {
+        let loaded = self
+            .loaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if loaded.sets.is_empty() {
+            return Vec::new();
+        }
+        let now = now_ms();
+        let schema = batch.batch.schema();
+        let raw = batch.raw();
+        let mut alerts = Vec::new();
+        let mut hit_rows: Vec<(usize, sets::Hit, String, String)> = Vec::new();
+        for (kind, columns) in &self.columns {
+            for name in columns {
+                let Ok(index) = schema.index_of(name) else {
+                    continue;
+                };
+                let Some(values) = batch.batch.column(index).as_string_opt::<i32>() else {
+                    continue;
+                };
+                for row in 0..values.len() {
+                    if values.is_null(row) {
+                        continue;
+                    }
+                    let value = values.value(row);
+                    let Some(hit) = loaded.sets.find(*kind, value) else {
+                        continue;
+                    };
+                    // An indicator that expired since the last compile
+                    // hits no more.
+                    let indicator = &loaded.indicators[hit.0 as usize][hit.1 as usize];
+                    if indicator.valid_at(now) && !hit_rows.iter().any(|h| h.0 == row && h.1 == hit)
+                    {
+                        hit_rows.push((row, hit, name.clone(), value.to_string()));
+                    }
+                }
+            }
+        }
+        for (row, (f, i), field, matched) in hit_rows {
+            let feed = &self.feeds[f as usize];
+            let indicator = &loaded.indicators[f as usize][i as usize];
+            let mut info = self.infos[f as usize].clone();
+            // One detection per indicator: its own id, and its value in
+            // the title.
+            info.meta.id = Some(format!(
+                "intel:{}:{}:{}",
+                feed.name,
+                indicator.kind.as_str(),
+                indicator.value
+            ));
+            info.meta.title = format!(
+                "{} {} of feed {}",
+                indicator.kind.as_str(),
+                indicator.value,
+                feed.name
+            );
+            let mut alert = builder.for_row(&info, batch, raw, row, timestamp);
+            alert.tlp = Some(alert.tlp.map_or(feed.tlp, |t| t.max(feed.tlp)));
+            alert.indicator = Some(IndicatorHit {
+                feed: feed.name.clone(),
+                kind: indicator.kind.as_str().to_string(),
+                value: indicator.value.clone(),
+                field,
+                matched,
+                confidence: feed.confidence,
+                valid_until: indicator.valid_until.map(format_millis),
+                origin: indicator.origin.clone(),
+            });
+            alerts.push(alert);
+        }
+        self.hits.fetch_add(alerts.len() as u64, Ordering::Relaxed);
+        alerts
+    }
+
+    /// What the feeds did.
+    pub fn report(&self) -> IntelReport {
+        let mut report = self
+            .report
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        report.hits = self.hits.load(Ordering::Relaxed);
+        report
+    }
+}
+
+/// Where a feed's indicators come from.
+#[derive(Debug)]
+enum Source {
+    /// A file, read again when its modification time changes.
+    File {
+        path: PathBuf,
+        format: Format,
+        seen: Option<SystemTime>,
+    },
+    /// A TAXII collection, polled.
+    Taxii(taxii::TaxiiSource),
+}
+
+impl Source {
+    /// The feed's indicators if they changed (always at `first`).
+    fn read(
+        &mut self,
+        kind: Option<Kind>,
+        first: bool,
+    ) -> Result<Option<Vec<Indicator>>, feed::FeedError> {
+        match self {
+            Source::File { path, format, seen } => {
+                let modified = std::fs::metadata(&*path).and_then(|m| m.modified()).ok();
+                if !first && modified.is_some() && modified == *seen {
+                    return Ok(None);
+                }
+                // A version that fails is counted once.
+                *seen = modified;
+                feed::read(path, *format, kind).map(Some)
+            }
+            Source::Taxii(source) => source.poll(),
+        }
+    }
+}
+
+/// Reads the feeds that changed (all at `first`), keeps the last good
+/// version of those that fail, and swaps the compiled sets in.
+fn refresh(
+    feeds: &[FeedConfig],
+    sources: &mut [Source],
+    current: &mut [Vec<Indicator>],
+    loaded: &Mutex<Arc<Loaded>>,
+    report: &Mutex<IntelReport>,
+    first: bool,
+) {
+    let mut changed = first;
+    for (i, feed) in feeds.iter().enumerate() {
+        let result = sources[i].read(feed.kind, first);
+        let mut report = report
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = report.feeds.entry(feed.name.clone()).or_default();
+        match result {
+            Ok(None) => {}
+            Ok(Some(indicators)) => {
+                entry.loads += 1;
+                entry.indicators = indicators.len() as u64;
+                entry.error = None;
+                current[i] = indicators;
+                changed = true;
+                tracing::info!(feed = %feed.name, indicators = entry.indicators, "intel feed loaded");
+            }
+            Err(e) => {
+                entry.failures += 1;
+                entry.error = Some(e.to_string());
+                metrics::counter!("vagt_intel_feed_failures_total", "feed" => feed.name.clone())
+                    .increment(1);
+                tracing::error!(feed = %feed.name, error = %e, "intel feed not loaded; its last good version stays in force");
+            }
+        }
+    }
+    if !changed {
+        return;
+    }
+    let views: Vec<&[Indicator]> = current.iter().map(Vec::as_slice).collect();
+    let (sets, refused) = Sets::compile(&views, now_ms());
+    for r in refused.iter().take(10) {
+        tracing::warn!(indicator = %r, "intel indicator skipped");
+    }
+    {
+        let mut report = report
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (i, feed) in feeds.iter().enumerate() {
+            let now = now_ms();
+            report.feeds.entry(feed.name.clone()).or_default().in_force =
+                current[i].iter().filter(|x| x.valid_at(now)).count() as u64;
+        }
+    }
+    let compiled = Arc::new(Loaded {
+        indicators: current.to_vec(),
+        sets,
+    });
+    *loaded
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = compiled;
+}

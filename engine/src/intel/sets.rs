@@ -1,0 +1,232 @@
+//! Indicators compiled for matching at line rate: hash sets for exact
+//! values (domains and their parents, URLs and their path prefixes,
+//! hashes, user agents), and sorted, merged ranges for addresses and
+//! networks (a binary search per value).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use super::feed::{Indicator, Kind};
+
+/// Which indicator a value hit: (feed index, indicator index).
+pub type Hit = (u32, u32);
+
+/// Ranges of addresses, sorted by start, each with the indicator it
+/// comes from, and the furthest end of each range and those before it.
+#[derive(Debug, Default)]
+struct Ranges<T> {
+    ranges: Vec<(T, T, Hit)>,
+    reach: Vec<T>,
+}
+
+impl<T: Ord + Copy> Ranges<T> {
+    fn sort(&mut self) {
+        self.ranges.sort_by_key(|r| (r.0, r.1));
+        self.reach = self
+            .ranges
+            .iter()
+            .scan(None::<T>, |max, r| {
+                let reach = max.map_or(r.1, |m| m.max(r.1));
+                *max = Some(reach);
+                Some(reach)
+            })
+            .collect();
+    }
+
+    /// The indicator of a range holding `value`: the one starting closest
+    /// before it (the narrowest of nested networks).
+    fn find(&self, value: T) -> Option<Hit> {
+        let end = self.ranges.partition_point(|r| r.0 <= value);
+        (0..end)
+            .rev()
+            .take_while(|&j| self.reach[j] >= value)
+            .find(|&j| self.ranges[j].1 >= value)
+            .map(|j| self.ranges[j].2)
+    }
+}
+
+/// Every feed's indicators in force, compiled.
+#[derive(Debug, Default)]
+pub struct Sets {
+    v4: Ranges<u32>,
+    v6: Ranges<u128>,
+    exact: HashMap<(Kind, Box<str>), Hit>,
+    /// Indicators compiled, by kind.
+    pub counts: HashMap<Kind, usize>,
+}
+
+/// The key an exact value is kept under: lower case where case does not
+/// matter, a domain without its trailing dot.
+fn normalise(kind: Kind, value: &str) -> String {
+    let value = value.trim();
+    match kind {
+        Kind::Domain => value.trim_end_matches('.').to_ascii_lowercase(),
+        Kind::Hash => value.to_ascii_lowercase(),
+        Kind::Url | Kind::UserAgent | Kind::Ip => value.to_string(),
+    }
+}
+
+impl Sets {
+    /// Compiles the indicators of `feeds` that are in force at `now`;
+    /// the ones that are not an address or network where one should be
+    /// are skipped and returned.
+    pub fn compile(feeds: &[&[Indicator]], now: i64) -> (Sets, Vec<String>) {
+        let mut sets = Sets::default();
+        let mut refused = Vec::new();
+        for (f, indicators) in feeds.iter().enumerate() {
+            for (i, ind) in indicators.iter().enumerate() {
+                if !ind.valid_at(now) {
+                    continue;
+                }
+                let hit = (f as u32, i as u32);
+                if ind.kind == Kind::Ip {
+                    match parse_net(&ind.value) {
+                        Some(ipnet::IpNet::V4(n)) => sets.v4.ranges.push((
+                            u32::from(n.network()),
+                            u32::from(n.broadcast()),
+                            hit,
+                        )),
+                        Some(ipnet::IpNet::V6(n)) => sets.v6.ranges.push((
+                            u128::from(n.network()),
+                            u128::from(n.broadcast()),
+                            hit,
+                        )),
+                        None => {
+                            refused.push(format!(
+                                "{}: '{}' is not an address or network",
+                                ind.origin, ind.value
+                            ));
+                            continue;
+                        }
+                    }
+                } else {
+                    sets.exact
+                        .entry((ind.kind, normalise(ind.kind, &ind.value).into()))
+                        .or_insert(hit);
+                }
+                *sets.counts.entry(ind.kind).or_default() += 1;
+            }
+        }
+        sets.v4.sort();
+        sets.v6.sort();
+        (sets, refused)
+    }
+
+    /// The indicator `value` (an event field's value) hits as `kind`.
+    pub fn find(&self, kind: Kind, value: &str) -> Option<Hit> {
+        match kind {
+            Kind::Ip => match crate::alert::parse_ip(value)? {
+                IpAddr::V4(a) => self.v4.find(u32::from(a)),
+                IpAddr::V6(a) => self.v6.find(u128::from(a)),
+            },
+            Kind::Domain => {
+                // The domain, then each parent: `a.evil.example` hits
+                // `evil.example`.
+                let domain = normalise(kind, value);
+                let mut rest = domain.as_str();
+                loop {
+                    if let Some(hit) = self.exact.get(&(kind, rest.into())) {
+                        return Some(*hit);
+                    }
+                    rest = rest.split_once('.')?.1;
+                }
+            }
+            Kind::Url => {
+                // The URL whole, then each prefix ending at a `/`.
+                let url = value.trim();
+                let mut end = url.len();
+                loop {
+                    if let Some(hit) = self.exact.get(&(kind, url[..end].into())) {
+                        return Some(*hit);
+                    }
+                    end = url[..end].trim_end_matches('/').rfind('/')? + 1;
+                    if url[..end].ends_with("//") {
+                        return None;
+                    }
+                }
+            }
+            Kind::Hash => {
+                // `SHA256=…,MD5=…` (Sysmon's Hashes) or a bare hash.
+                value.split(',').find_map(|part| {
+                    let hex = part.rsplit('=').next().unwrap_or(part);
+                    self.exact
+                        .get(&(kind, normalise(kind, hex).into()))
+                        .copied()
+                })
+            }
+            Kind::UserAgent => self.exact.get(&(kind, value.trim().into())).copied(),
+        }
+    }
+
+    /// Whether nothing is compiled.
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+}
+
+fn parse_net(text: &str) -> Option<ipnet::IpNet> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| text.parse::<IpAddr>().ok().map(ipnet::IpNet::from))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ind(kind: Kind, value: &str) -> Indicator {
+        Indicator {
+            kind,
+            value: value.into(),
+            valid_from: None,
+            valid_until: None,
+            revoked: false,
+            origin: "t".into(),
+        }
+    }
+
+    #[test]
+    fn each_kind_matches_as_documented() {
+        let feed = [
+            ind(Kind::Ip, "198.51.100.0/24"),
+            ind(Kind::Ip, "203.0.113.9"),
+            ind(Kind::Ip, "2001:db8::/32"),
+            ind(Kind::Domain, "Evil.Example."),
+            ind(Kind::Url, "http://bad.example/kit/"),
+            ind(Kind::Hash, "ABCDEF0123"),
+            ind(Kind::UserAgent, "EvilBot/1.0"),
+        ];
+        let (sets, refused) = Sets::compile(&[&feed], 0);
+        assert!(refused.is_empty());
+        assert_eq!(sets.find(Kind::Ip, "198.51.100.77"), Some((0, 0)));
+        assert_eq!(sets.find(Kind::Ip, "203.0.113.9"), Some((0, 1)));
+        assert_eq!(sets.find(Kind::Ip, "203.0.113.10"), None);
+        assert_eq!(sets.find(Kind::Ip, "2001:db8::1"), Some((0, 2)));
+        assert_eq!(sets.find(Kind::Domain, "cdn.evil.example"), Some((0, 3)));
+        assert_eq!(sets.find(Kind::Domain, "notevil.example"), None);
+        assert_eq!(
+            sets.find(Kind::Url, "http://bad.example/kit/x/payload.exe"),
+            Some((0, 4))
+        );
+        assert_eq!(sets.find(Kind::Url, "http://bad.example/other"), None);
+        assert_eq!(
+            sets.find(Kind::Hash, "SHA1=11,MD5=abcdef0123,SHA256=22"),
+            Some((0, 5))
+        );
+        assert_eq!(sets.find(Kind::UserAgent, "EvilBot/1.0"), Some((0, 6)));
+        assert_eq!(sets.find(Kind::UserAgent, "evilbot/1.0"), None);
+    }
+
+    #[test]
+    fn expired_and_revoked_indicators_are_left_out() {
+        let mut expired = ind(Kind::Domain, "old.example");
+        expired.valid_until = Some(10);
+        let mut revoked = ind(Kind::Domain, "gone.example");
+        revoked.revoked = true;
+        let mut future = ind(Kind::Domain, "soon.example");
+        future.valid_from = Some(100);
+        let (sets, _) = Sets::compile(&[&[expired, revoked, future]], 50);
+        assert!(sets.is_empty());
+    }
+}

@@ -1,0 +1,296 @@
+//! Threat intelligence feeds: 100,000 generated indicators of mixed kinds
+//! over events with known hits give exactly the expected alerts (an
+//! expired and a revoked indicator none); a feed file rewritten while
+//! vagt runs brings a new indicator into force without a restart, and a
+//! broken version keeps the last good one.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::{append, eventually, json_lines, run_with_stats_env, Vagt};
+
+/// A feed of `n` indicators of every kind, none of which the events
+/// below hold unless added.
+fn generated_feed(n: usize) -> String {
+    let mut csv = String::from("kind,value,valid_from,valid_until,revoked\n");
+    for i in 0..n {
+        let (kind, value) = match i % 5 {
+            0 => (
+                "ip",
+                format!("100.{}.{}.{}", (i >> 16) & 63, (i >> 8) & 255, i & 255),
+            ),
+            1 => ("ip", format!("100.64.{}.0/24", (i >> 8) & 255)),
+            2 => ("domain", format!("bad{i}.example")),
+            3 => ("hash", format!("{:064x}", i * 7919)),
+            _ => ("url", format!("http://kit{i}.example/drop/")),
+        };
+        csv.push_str(&format!("{kind},{value},,,\n"));
+    }
+    csv
+}
+
+const RULES: &str = "title: Nothing\nid: 99999999-0000-4000-8000-000000000001\nstatus: test\nlogsource: {product: windows}\ndetection:\n    selection: {EventID: 999999}\n    condition: selection\nlevel: low\n";
+
+fn write_config(dir: &Path, inputs: &str, refresh: &str) -> std::path::PathBuf {
+    std::fs::write(dir.join("rules.yml"), RULES).unwrap();
+    let config = dir.join("vagt.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "rules: [rules.yml]\ninputs: {inputs}\noutput: alerts.jsonl\nprogress: never\nintel:\n  feeds:\n    - {{name: sector, path: sector.csv, format: csv, tlp: amber, confidence: 90, refresh: {refresh}}}\n    - {{name: cfcs, path: cfcs.json, format: stix, tlp: green, confidence: 60, refresh: {refresh}}}\n"
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn stix(objects: &[Value]) -> String {
+    json!({"type": "bundle", "id": "bundle--00000000-0000-4000-8000-000000000000", "objects": objects}).to_string()
+}
+
+#[test]
+fn a_hundred_thousand_indicators_give_exactly_the_expected_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut feed = generated_feed(100_000);
+    feed.push_str("ip,203.0.113.0/28,,,\n");
+    feed.push_str("hash,AAAABBBBCCCCDDDDEEEEFFFF0000111122223333444455556666777788889999,,,\n");
+    feed.push_str("ip,198.51.100.66,,2020-01-01,\n");
+    feed.push_str("domain,revoked.example,,,true\n");
+    std::fs::write(d.join("sector.csv"), feed).unwrap();
+    std::fs::write(
+        d.join("cfcs.json"),
+        stix(&[json!({
+            "type": "indicator", "spec_version": "2.1",
+            "id": "indicator--11111111-0000-4000-8000-000000000001",
+            "pattern": "[domain-name:value = 'c2.evil.example' OR url:value = 'http://drop.example/x/']",
+            "pattern_type": "stix", "valid_from": "2026-01-01T00:00:00Z"
+        })]),
+    )
+    .unwrap();
+    // Event n: the indicator it holds (or none).
+    let events = [
+        (
+            json!({"EventID": 3, "n": 0, "SourceIp": "10.0.0.1", "DestinationIp": "203.0.113.5"}),
+            Some("203.0.113.0/28"),
+        ),
+        (
+            json!({"EventID": 22, "n": 1, "QueryName": "www.c2.evil.example"}),
+            Some("c2.evil.example"),
+        ),
+        (
+            json!({"EventID": 1, "n": 2, "Hashes": "MD5=00,SHA256=aaaabbbbccccddddeeeeffff0000111122223333444455556666777788889999"}),
+            Some("AAAABBBBCCCCDDDDEEEEFFFF0000111122223333444455556666777788889999"),
+        ),
+        (
+            json!({"EventID": 3, "n": 3, "DestinationIp": "100.64.7.200"}),
+            Some("100.64.7.0/24"),
+        ),
+        (
+            json!({"EventID": 3, "n": 4, "Url": "http://drop.example/x/stage2.bin"}),
+            Some("http://drop.example/x/"),
+        ),
+        (
+            json!({"EventID": 3, "n": 5, "DestinationIp": "198.51.100.66"}),
+            None,
+        ),
+        (
+            json!({"EventID": 22, "n": 6, "QueryName": "revoked.example"}),
+            None,
+        ),
+        (
+            json!({"EventID": 22, "n": 7, "QueryName": "good.example", "DestinationIp": "192.0.2.1"}),
+            None,
+        ),
+    ];
+    let text: String = events.iter().map(|(e, _)| format!("{e}\n")).collect();
+    std::fs::write(d.join("events.jsonl"), text).unwrap();
+    let config = write_config(d, "[{path: events.jsonl}]", "1m");
+    let (stats, stderr) = run_with_stats_env(&config, &[]);
+    let alerts = json_lines(&d.join("alerts.jsonl"));
+    let got: BTreeSet<(u64, String)> = alerts
+        .iter()
+        .map(|a| {
+            (
+                a["event"]["n"].as_u64().unwrap(),
+                a["indicator"]["value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected: BTreeSet<(u64, String)> = events
+        .iter()
+        .filter_map(|(e, hit)| hit.map(|h| (e["n"].as_u64().unwrap(), h.to_string())))
+        .collect();
+    assert_eq!(got, expected, "{stderr}");
+    assert_eq!(alerts.len(), expected.len(), "one alert per hit");
+    for a in &alerts {
+        let from_sector = a["indicator"]["feed"] == "sector";
+        // At least the feed's TLP; the feed's confidence sets the level.
+        assert_eq!(
+            a["tlp"],
+            if from_sector {
+                "TLP:AMBER"
+            } else {
+                "TLP:GREEN"
+            },
+            "{a}"
+        );
+        assert_eq!(
+            a["rule"]["level"],
+            if from_sector { "high" } else { "medium" },
+            "{a}"
+        );
+        assert!(
+            a["indicator"]["field"].is_string() && a["indicator"]["matched"].is_string(),
+            "{a}"
+        );
+    }
+    let feeds = &stats["intel"]["feeds"];
+    assert_eq!(feeds["sector"]["indicators"], 100_004, "{stats}");
+    assert_eq!(
+        feeds["sector"]["in_force"], 100_002,
+        "the expired and the revoked are not: {stats}"
+    );
+    assert_eq!(feeds["cfcs"]["indicators"], 2, "{stats}");
+    assert_eq!(stats["intel"]["hits"], expected.len() as u64);
+}
+
+/// The alerts in `dir`'s `alerts.jsonl` of indicator `value`.
+fn hits(dir: &Path, value: &str) -> usize {
+    let alerts = dir.join("alerts.jsonl");
+    if !alerts.exists() {
+        return 0;
+    }
+    json_lines(&alerts)
+        .iter()
+        .filter(|a| a["indicator"]["value"] == value)
+        .count()
+}
+
+/// Appends event `n`, to address `ip`, to `dir`'s tailed events.
+fn send(dir: &Path, n: u32, ip: &str) {
+    append(
+        &dir.join("events.jsonl"),
+        &format!("{{\"EventID\": 3, \"n\": {n}, \"DestinationIp\": \"{ip}\"}}\n"),
+    );
+}
+
+/// Sends events to `ip` until one hits (a feed's new version is in
+/// force), numbered from `from`.
+fn until_it_hits(dir: &Path, ip: &str, from: u32) {
+    let mut n = from;
+    eventually("the new indicator hits", Duration::from_secs(30), || {
+        send(dir, n, ip);
+        n += 1;
+        std::thread::sleep(Duration::from_millis(300));
+        hits(dir, ip) > 0
+    });
+}
+
+/// After a broken version: an event to `ip` still hits.
+fn still_hits(vagt: &mut Vagt, dir: &Path, ip: &str) {
+    vagt.wait_for("intel feed not loaded", Duration::from_secs(30));
+    let before = hits(dir, ip);
+    send(dir, 1000, ip);
+    eventually(
+        "the last good version still hits",
+        Duration::from_secs(30),
+        || hits(dir, ip) > before,
+    );
+}
+
+#[test]
+fn a_rewritten_feed_comes_into_force_while_running_and_a_broken_one_keeps_the_last_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("sector.csv"), "kind,value\nip,192.0.2.10\n").unwrap();
+    std::fs::write(d.join("cfcs.json"), stix(&[])).unwrap();
+    std::fs::write(d.join("events.jsonl"), "").unwrap();
+    let config = write_config(d, "[{tail: events.jsonl}]", "1s");
+    let mut vagt = Vagt::with_config(&config);
+    vagt.wait_for("ready", Duration::from_secs(30));
+    send(d, 0, "192.0.2.10");
+    send(d, 1, "198.51.100.20");
+    eventually("the first indicator hits", Duration::from_secs(30), || {
+        hits(d, "192.0.2.10") == 1
+    });
+    assert_eq!(hits(d, "198.51.100.20"), 0);
+
+    // A new version of the feed: its new indicator hits without a restart.
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(
+        d.join("sector.csv"),
+        "kind,value\nip,192.0.2.10\nip,198.51.100.20\n",
+    )
+    .unwrap();
+    until_it_hits(d, "198.51.100.20", 2);
+
+    // A broken version: named, and the last good one stays in force.
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(d.join("sector.csv"), "kind,value\nbogus,1\n").unwrap();
+    still_hits(&mut vagt, d, "198.51.100.20");
+    let (status, stderr) = vagt.terminate();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("unknown kind 'bogus'"), "{stderr}");
+}
+
+/// A STIX indicator of `pattern`, as a feed producer would post it.
+fn indicator(n: u32, pattern: &str) -> Value {
+    json!({
+        "type": "indicator", "spec_version": "2.1",
+        "id": format!("indicator--22222222-0000-4000-8000-{n:012}"),
+        "created": "2026-11-01T00:00:00.000Z", "modified": "2026-11-01T00:00:00.000Z",
+        "pattern": pattern, "pattern_type": "stix", "valid_from": "2026-01-01T00:00:00Z"
+    })
+}
+
+#[test]
+fn a_taxii_feed_polled_from_medallion_brings_new_indicators_and_keeps_the_last_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server = crate::taxii::Medallion::start(d);
+    server.add(&[indicator(1, "[ipv4-addr:value = '192.0.2.10']")]);
+    std::fs::write(d.join("rules.yml"), RULES).unwrap();
+    std::fs::write(d.join("events.jsonl"), "").unwrap();
+    let config = d.join("vagt.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "rules: [rules.yml]\ninputs: [{{tail: events.jsonl}}]\noutput: alerts.jsonl\nprogress: never\nintel:\n  feeds:\n    - name: sector\n      taxii: {{collection: '{}', username_env: TAXII_USER, password_env: TAXII_PASSWORD}}\n      tlp: green\n      refresh: 1s\n",
+            server.collection()
+        ),
+    )
+    .unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_vagt"));
+    command.envs([("TAXII_USER", "vagt"), ("TAXII_PASSWORD", "taxii-password")]);
+    let mut vagt = Vagt::start_command(command, &["--config", config.to_str().unwrap()]);
+    vagt.wait_for("intel feed loaded", Duration::from_secs(30));
+    vagt.wait_for("ready", Duration::from_secs(30));
+    send(d, 0, "192.0.2.10");
+    eventually("the first indicator hits", Duration::from_secs(30), || {
+        hits(d, "192.0.2.10") == 1
+    });
+
+    // A new indicator in the collection: in force at the next poll.
+    server.add(&[indicator(2, "[ipv4-addr:value = '198.51.100.20']")]);
+    until_it_hits(d, "198.51.100.20", 1);
+
+    // A version vagt cannot match: refused, the last good one stays.
+    server.add(&[indicator(3, "[process:name = 'evil.exe']")]);
+    still_hits(&mut vagt, d, "198.51.100.20");
+    let (status, stderr) = vagt.terminate();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("indicator--22222222-0000-4000-8000-000000000003"),
+        "the refused object is named: {stderr}"
+    );
+    let all = json_lines(&d.join("alerts.jsonl"));
+    assert!(
+        all.iter()
+            .all(|a| a["tlp"] == "TLP:GREEN" || a["tlp"] == "TLP:AMBER"),
+        "at least the feed's TLP"
+    );
+}
