@@ -354,6 +354,40 @@ impl Detector {
         Some(true)
     }
 
+    /// Hunts the indicators that came into force since the last tick over
+    /// the archive's last span (with retro-hunts and intel feeds).
+    fn retro_hunt_new_indicators(&self) {
+        let (Some(retro), Some(intel)) = (&self.retro, &self.intel) else {
+            return;
+        };
+        let Some(added) = intel.take_added() else {
+            return;
+        };
+        tracing::info!(
+            indicators = added.len(),
+            span = %humantime::format_duration(retro.span),
+            "retro-hunt of new indicators started"
+        );
+        let committed = self.archive.as_ref().map(|archive| {
+            let (done, committed) = tokio::sync::oneshot::channel();
+            let _ = archive.blocking_send(ArchiveItem::Commit);
+            let _ = archive.blocking_send(ArchiveItem::Barrier(done));
+            committed
+        });
+        retro.start(Hunt {
+            generation: 0,
+            stop: self.stop.clone(),
+            committed,
+            set: self.set.clone(),
+            plan: Arc::new(WindowPlan::default()),
+            selection: Selection::default(),
+            catalog: self.catalog.clone(),
+            fields: self.fields.clone(),
+            sinks: self.sinks.clone(),
+            intel: Some((intel.clone(), added)),
+        });
+    }
+
     /// At start: hunts the rules no earlier run hunted the archive with.
     fn retro_hunt_at_start(&self) {
         if let Some(retro) = &self.retro {
@@ -410,6 +444,7 @@ impl Detector {
             catalog: self.catalog.clone(),
             fields: self.fields.clone(),
             sinks: self.sinks.clone(),
+            intel: None,
         });
     }
 
@@ -497,8 +532,10 @@ impl Detector {
         }
     }
 
-    /// A clock tick: sources idle long enough stop holding back.
+    /// A clock tick: sources idle long enough stop holding back, and
+    /// indicators newly in force are hunted over the archive.
     fn tick(&mut self, state: &mut Progress) -> Next {
+        self.retro_hunt_new_indicators();
         let Some(w) = self.windows.as_mut() else {
             return Next::Go;
         };

@@ -294,3 +294,74 @@ fn a_taxii_feed_polled_from_medallion_brings_new_indicators_and_keeps_the_last_g
         "at least the feed's TLP"
     );
 }
+
+#[test]
+fn a_new_indicator_is_hunted_over_the_archive_and_finds_its_past_hits_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("rules.yml"), RULES).unwrap();
+    std::fs::write(d.join("sector.csv"), "kind,value\nip,192.0.2.99\n").unwrap();
+    std::fs::write(d.join("events.jsonl"), "").unwrap();
+    let config = d.join("vagt.yaml");
+    std::fs::write(
+        &config,
+        "rules: [rules.yml]\ninputs: [{tail: events.jsonl}]\noutput: alerts.jsonl\nprogress: never\narchive: {dir: archive, retro_hunt: 3650d}\nintel:\n  feeds:\n    - {name: sector, path: sector.csv, format: csv, refresh: 1s}\n",
+    )
+    .unwrap();
+    let mut vagt = Vagt::with_config(&config);
+    vagt.wait_for("ready", Duration::from_secs(30));
+    // Two events to an address no feed names yet: no alert.
+    send(d, 0, "198.51.100.20");
+    send(d, 1, "198.51.100.20");
+    send(d, 2, "192.0.2.99");
+    eventually("the known indicator hits", Duration::from_secs(30), || {
+        hits(d, "192.0.2.99") == 1
+    });
+    assert_eq!(hits(d, "198.51.100.20"), 0);
+    let retrospective = |value: &str| -> Vec<u64> {
+        json_lines(&d.join("alerts.jsonl"))
+            .iter()
+            .filter(|a| a["indicator"]["value"] == value && a["retrospective"] == true)
+            .map(|a| a["event"]["n"].as_u64().unwrap())
+            .collect()
+    };
+
+    // The address comes into the feed: the archive is hunted for it, and
+    // its two past events alert, marked retrospective.
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(
+        d.join("sector.csv"),
+        "kind,value\nip,192.0.2.99\nip,198.51.100.20\n",
+    )
+    .unwrap();
+    vagt.wait_for(
+        "retro-hunt of new indicators finished",
+        Duration::from_secs(30),
+    );
+    eventually("the past hits alert", Duration::from_secs(30), || {
+        retrospective("198.51.100.20").len() == 2
+    });
+
+    // Another new indicator: another hunt, which finds nothing new.
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(
+        d.join("sector.csv"),
+        "kind,value\nip,192.0.2.99\nip,198.51.100.20\nip,203.0.113.1\n",
+    )
+    .unwrap();
+    eventually("the second hunt finished", Duration::from_secs(30), || {
+        vagt.stderr()
+            .matches("retro-hunt of new indicators finished")
+            .count()
+            == 2
+    });
+    let (status, stderr) = vagt.terminate();
+    assert!(status.success(), "{stderr}");
+    let mut past = retrospective("198.51.100.20");
+    past.sort_unstable();
+    assert_eq!(past, [0, 1], "each past hit once: {stderr}");
+    assert!(
+        retrospective("192.0.2.99").is_empty(),
+        "an indicator in force from the start is not hunted"
+    );
+}

@@ -199,6 +199,9 @@ pub(crate) struct Hunt {
     pub catalog: Arc<Catalog>,
     pub fields: FieldCandidates,
     pub sinks: mpsc::Sender<Delivery>,
+    /// A hunt of indicators newly in force instead of rules: the feeds,
+    /// and the new indicators compiled.
+    pub intel: Option<(Arc<crate::intel::Intel>, Arc<crate::intel::Loaded>)>,
 }
 
 impl RetroHunts {
@@ -375,14 +378,18 @@ impl RetroHunts {
             if out.gone {
                 return;
             }
+            let detected_at = now_rfc3339();
+            let builder = AlertBuilder::new(&hunt.catalog, fields, &detected_at);
+            if let Some((intel, added)) = &hunt.intel {
+                out.send(intel.alerts_of(added, &builder, &batch, &self.timestamp));
+                return;
+            }
             let all = hunt.set.evaluate(&batch.batch, &mut scratch);
             let matches: Vec<RuleMatch> = all
                 .iter()
                 .filter(|m| hunt.selection.rules.contains(&m.rule) && hunt.plan.base_emits(m.rule))
                 .copied()
                 .collect();
-            let detected_at = now_rfc3339();
-            let builder = AlertBuilder::new(&hunt.catalog, fields, &detected_at);
             let mut alerts = builder.single_event(&hunt.set, &batch, &matches, &self.timestamp);
             if let Some(stage) = stage.as_mut() {
                 match stage.observe(&hunt.set, &hunt.catalog, fields, 0, &batch, &all) {
@@ -434,8 +441,15 @@ impl RetroHunts {
         outcome.events = report.rows;
         match result {
             Ok(()) if !gone => {
-                self.record(&hunt.set, &hunt.plan, hunt.generation);
+                if hunt.intel.is_none() {
+                    self.record(&hunt.set, &hunt.plan, hunt.generation);
+                }
                 outcome.unfinished = 0;
+                let what = if hunt.intel.is_some() {
+                    "retro-hunt of new indicators finished"
+                } else {
+                    "retro-hunt of new and changed rules finished"
+                };
                 tracing::info!(
                     rules = hunt.selection.rules.len(),
                     windowed_rules = hunt.selection.windows.len(),
@@ -446,7 +460,7 @@ impl RetroHunts {
                     alerts = outcome.alerts,
                     already_emitted = outcome.already_emitted,
                     seconds = started.elapsed().as_secs_f64(),
-                    "retro-hunt of new and changed rules finished"
+                    "{what}"
                 );
             }
             Ok(()) => tracing::warn!(

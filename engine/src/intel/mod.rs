@@ -172,11 +172,23 @@ impl IntelConfig {
     }
 }
 
-/// The feeds as last read, compiled.
+/// Feeds' indicators, compiled.
 #[derive(Debug, Default)]
-struct Loaded {
+pub struct Loaded {
     indicators: Vec<Vec<Indicator>>,
     sets: Sets,
+}
+
+impl Loaded {
+    /// How many indicators.
+    pub fn len(&self) -> usize {
+        self.indicators.iter().map(Vec::len).sum()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// What the feeds did (for `--stats`).
@@ -213,6 +225,9 @@ pub struct Intel {
     columns: Vec<(Kind, Vec<String>)>,
     infos: Vec<RuleInfo>,
     stop: Arc<AtomicBool>,
+    /// Indicators that came into force after the start, by feed, not yet
+    /// taken for a retro-hunt.
+    added: Arc<Mutex<Vec<Vec<Indicator>>>>,
 }
 
 impl Drop for Intel {
@@ -301,6 +316,7 @@ impl Intel {
             hits: AtomicU64::new(0),
             columns,
             stop: Arc::default(),
+            added: Arc::new(Mutex::new(vec![Vec::new(); config.feeds.len()])),
         };
         let mut current: Vec<Vec<Indicator>> = vec![Vec::new(); intel.feeds.len()];
         let mut sources: Vec<Source> = intel
@@ -332,11 +348,12 @@ impl Intel {
                 );
             });
         });
-        let (feeds, loaded, report, stop) = (
+        let (feeds, loaded, report, stop, added) = (
             intel.feeds.clone(),
             intel.loaded.clone(),
             intel.report.clone(),
             intel.stop.clone(),
+            intel.added.clone(),
         );
         std::thread::spawn(move || {
             let tick = feeds
@@ -355,11 +372,29 @@ impl Intel {
                 std::thread::sleep(tick);
                 if since.elapsed() >= every {
                     since = std::time::Instant::now();
+                    let before = current.clone();
                     refresh(&feeds, &mut sources, &mut current, &loaded, &report, false);
+                    note_added(&before, &current, &added);
                 }
             }
         });
         Ok(intel)
+    }
+
+    /// The indicators that came into force since the last call (none
+    /// before the start counts), compiled; `None` when there are none.
+    pub fn take_added(&self) -> Option<Arc<Loaded>> {
+        let mut added = self
+            .added
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if added.iter().all(Vec::is_empty) {
+            return None;
+        }
+        let indicators: Vec<Vec<Indicator>> = added.iter_mut().map(std::mem::take).collect();
+        let views: Vec<&[Indicator]> = indicators.iter().map(Vec::as_slice).collect();
+        let (sets, _) = Sets::compile(&views, now_ms());
+        Some(Arc::new(Loaded { indicators, sets }))
     }
 
     /// The alerts of the indicators the batch's events hold.
@@ -374,6 +409,17 @@ impl Intel {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
+        self.alerts_of(&loaded, builder, batch, timestamp)
+    }
+
+    /// The alerts of the indicators of `loaded` the batch's events hold.
+    pub fn alerts_of(
+        &self,
+        loaded: &Loaded,
+        builder: &AlertBuilder<'_>,
+        batch: &EventBatch,
+        timestamp: &TimestampSpec,
+    ) -> Vec<Alert> {
         if loaded.sets.is_empty() {
             return Vec::new();
         }
@@ -453,6 +499,27 @@ impl Intel {
             .clone();
         report.hits = self.hits.load(Ordering::Relaxed);
         report
+    }
+}
+
+/// Adds to `added` the indicators of `after` that `before` did not have
+/// (by kind and value), feed by feed.
+fn note_added(
+    before: &[Vec<Indicator>],
+    after: &[Vec<Indicator>],
+    added: &Mutex<Vec<Vec<Indicator>>>,
+) {
+    let mut added = added
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for (i, (old, new)) in before.iter().zip(after).enumerate() {
+        let known: std::collections::HashSet<(Kind, &str)> =
+            old.iter().map(|x| (x.kind, x.value.as_str())).collect();
+        added[i].extend(
+            new.iter()
+                .filter(|x| !known.contains(&(x.kind, x.value.as_str())))
+                .cloned(),
+        );
     }
 }
 
