@@ -255,11 +255,13 @@ fn a_taxii_feed_polled_from_medallion_brings_new_indicators_and_keeps_the_last_g
     server.add(&[indicator(1, "[ipv4-addr:value = '192.0.2.10']")]);
     std::fs::write(d.join("rules.yml"), RULES).unwrap();
     std::fs::write(d.join("events.jsonl"), "").unwrap();
+    std::fs::create_dir(d.join("outbox")).unwrap();
     let config = d.join("vagt.yaml");
     std::fs::write(
         &config,
         format!(
-            "rules: [rules.yml]\ninputs: [{{tail: events.jsonl}}]\noutput: alerts.jsonl\nprogress: never\nintel:\n  feeds:\n    - name: sector\n      taxii: {{collection: '{}', username_env: TAXII_USER, password_env: TAXII_PASSWORD}}\n      tlp: green\n      refresh: 1s\n",
+            "rules: [rules.yml]\ninputs: [{{tail: events.jsonl}}]\nprogress: never\noutputs:\n  - {{name: own, type: file, path: alerts.jsonl}}\n  - name: sightings\n    type: taxii\n    audience: community\n    collection: '{}'\n    username_env: TAXII_USER\n    password_env: TAXII_PASSWORD\n    identity: Region Nordvest\n    outbox: {{dir: outbox}}\nintel:\n  feeds:\n    - name: sector\n      taxii: {{collection: '{}', username_env: TAXII_USER, password_env: TAXII_PASSWORD}}\n      tlp: green\n      refresh: 1s\n",
+            server.collection(),
             server.collection()
         ),
     )
@@ -281,6 +283,33 @@ fn a_taxii_feed_polled_from_medallion_brings_new_indicators_and_keeps_the_last_g
     // A version vagt cannot match: refused, the last good one stays.
     server.add(&[indicator(3, "[process:name = 'evil.exe']")]);
     still_hits(&mut vagt, d, "198.51.100.20");
+
+    // The hits go back to the collection as sightings of its own
+    // indicators (GREEN: the community may see them).
+    let sighted = || -> BTreeSet<String> {
+        server
+            .objects()
+            .iter()
+            .filter(|o| o["type"] == "sighting" && o["count"].as_u64() >= Some(1))
+            .filter_map(|o| o["sighting_of_ref"].as_str().map(str::to_string))
+            .collect()
+    };
+    eventually(
+        "the sightings are in the collection",
+        Duration::from_secs(30),
+        || {
+            let s = sighted();
+            s.contains("indicator--22222222-0000-4000-8000-000000000001")
+                && s.contains("indicator--22222222-0000-4000-8000-000000000002")
+        },
+    );
+    assert!(
+        server
+            .objects()
+            .iter()
+            .all(|o| o["pattern_type"] != "sigma"),
+        "no indicator of vagt's own is added for a feed's"
+    );
     let (status, stderr) = vagt.terminate();
     assert!(status.success(), "{stderr}");
     assert!(

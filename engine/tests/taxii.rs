@@ -117,7 +117,7 @@ impl Medallion {
     }
 
     /// Every object version in the collection.
-    fn objects(&self) -> Vec<Value> {
+    pub fn objects(&self) -> Vec<Value> {
         let out = Command::new("curl")
             .args([
                 "-sfg",

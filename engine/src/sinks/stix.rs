@@ -108,9 +108,22 @@ impl StixEncoder {
             None => alert.actor.iter().map(|a| self.name("org", a)).collect(),
         };
         let identities: Vec<Value> = organisations.iter().map(|o| identity(o, o)).collect();
-        let indicator = self.indicator(alert);
+        // A hit of a feed's STIX indicator is a sighting of that
+        // indicator, reported back; any other alert sights its rule.
+        let feed_indicator = alert
+            .indicator
+            .as_ref()
+            .map(|i| i.origin.as_str())
+            .filter(|origin| origin.starts_with("indicator--"));
+        let indicator = match feed_indicator {
+            Some(id) => json!({ "id": id }),
+            None => self.indicator(alert),
+        };
         let sighting = self.sighting(alert, tlp, &indicator, &producer_id, &identities);
-        let mut objects = vec![marking(tlp), producer, indicator];
+        let mut objects = vec![marking(tlp), producer];
+        if feed_indicator.is_none() {
+            objects.push(indicator);
+        }
         objects.extend(identities);
         objects.push(sighting);
         objects
