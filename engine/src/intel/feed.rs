@@ -60,6 +60,10 @@ pub enum Format {
     Lines,
     /// A STIX 2.1 bundle.
     Stix,
+    /// A MISP JSON export: an event (`{"Event": …}`), a list of them, or
+    /// a search's `{"response": [...]}`; its attributes meant for
+    /// detection (`to_ids`), and those in its objects.
+    Misp,
 }
 
 /// One indicator, as the feed gave it.
@@ -155,6 +159,7 @@ pub fn read(path: &Path, format: Format, kind: Option<Kind>) -> Result<Vec<Indic
         }
         Format::Csv => read_csv(&text, &bad),
         Format::Stix => read_stix(&text, &bad),
+        Format::Misp => read_misp(&text, &bad),
     }
 }
 
@@ -258,6 +263,84 @@ fn read_stix(
     stix_indicators(objects, bad)
 }
 
+/// The kind of a MISP attribute type, and which part of a composite
+/// value (`filename|sha256`, `ip-dst|port`) is the indicator.
+fn misp_kind(kind: &str) -> Option<(Kind, usize)> {
+    Some(match kind {
+        "ip-src" | "ip-dst" => (Kind::Ip, 0),
+        "ip-src|port" | "ip-dst|port" => (Kind::Ip, 0),
+        "domain" | "hostname" => (Kind::Domain, 0),
+        "domain|ip" | "hostname|port" => (Kind::Domain, 0),
+        "url" | "uri" | "link" => (Kind::Url, 0),
+        "md5" | "sha1" | "sha256" | "sha512" | "imphash" => (Kind::Hash, 0),
+        "filename|md5" | "filename|sha1" | "filename|sha256" => (Kind::Hash, 1),
+        "user-agent" => (Kind::UserAgent, 0),
+        _ => return None,
+    })
+}
+
+fn read_misp(
+    text: &str,
+    bad: &dyn Fn(String, String) -> FeedError,
+) -> Result<Vec<Indicator>, FeedError> {
+    let export: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| bad("the export".into(), format!("not JSON: {e}")))?;
+    let events: Vec<&serde_json::Value> = match &export {
+        serde_json::Value::Array(items) => items.iter().collect(),
+        serde_json::Value::Object(o) if o.contains_key("response") => export["response"]
+            .as_array()
+            .map(|r| r.iter().collect())
+            .unwrap_or_default(),
+        _ => vec![&export],
+    };
+    let mut out = Vec::new();
+    for (n, wrapped) in events.into_iter().enumerate() {
+        let event = wrapped.get("Event").unwrap_or(wrapped);
+        if !event.is_object() || event.get("Attribute").is_none() && event.get("Object").is_none() {
+            return Err(bad(
+                format!("event {}", n + 1),
+                "not a MISP event (no Attribute or Object list)".into(),
+            ));
+        }
+        let in_objects = event["Object"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|o| o["Attribute"].as_array().into_iter().flatten());
+        let attributes = event["Attribute"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(in_objects);
+        for a in attributes {
+            // Only what the producer meant for detection.
+            if a["to_ids"] == false {
+                continue;
+            }
+            let Some((kind, part)) = a["type"].as_str().and_then(misp_kind) else {
+                continue;
+            };
+            let value = a["value"].as_str().unwrap_or_default();
+            let Some(value) = value.split('|').nth(part).filter(|v| !v.is_empty()) else {
+                return Err(bad(
+                    a["uuid"].as_str().unwrap_or("an attribute").to_string(),
+                    format!("value {value:?} is not a {}", a["type"]),
+                ));
+            };
+            let when = |field: &str| a[field].as_str().and_then(time);
+            out.push(Indicator {
+                kind,
+                value: value.to_string(),
+                valid_from: when("first_seen"),
+                valid_until: when("last_seen"),
+                revoked: a["deleted"] == true,
+                origin: a["uuid"].as_str().unwrap_or("an attribute").to_string(),
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// The indicators of STIX 2.1 `objects` (other types are passed over).
 ///
 /// # Errors
@@ -315,6 +398,42 @@ mod tests {
             stix_pattern("[ipv4-addr:value = '1.2.3.4'] FOLLOWEDBY [x]"),
             None
         );
+    }
+
+    #[test]
+    fn a_misp_export_gives_its_detection_attributes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("misp.json");
+        let export = serde_json::json!({"response": [{"Event": {
+            "info": "phishing wave",
+            "Attribute": [
+                {"uuid": "a1", "type": "ip-dst", "value": "198.51.100.7", "to_ids": true},
+                {"uuid": "a2", "type": "domain", "value": "evil.example", "to_ids": false},
+                {"uuid": "a3", "type": "url", "value": "http://x.example/k/", "to_ids": true, "deleted": true},
+                {"uuid": "a4", "type": "comment", "value": "ignore", "to_ids": true}
+            ],
+            "Object": [{"Attribute": [
+                {"uuid": "a5", "type": "filename|sha256", "value": "evil.exe|ABCD", "to_ids": true, "last_seen": "2030-01-01T00:00:00Z"}
+            ]}]
+        }}]});
+        std::fs::write(&path, export.to_string()).unwrap();
+        let indicators = read(&path, Format::Misp, None).unwrap();
+        let got: Vec<(Kind, &str, bool)> = indicators
+            .iter()
+            .map(|i| (i.kind, i.value.as_str(), i.revoked))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Kind::Ip, "198.51.100.7", false),
+                (Kind::Url, "http://x.example/k/", true),
+                (Kind::Hash, "ABCD", false)
+            ]
+        );
+        assert!(indicators[2].valid_until.is_some());
+        std::fs::write(&path, "{\"nothing\": 1}").unwrap();
+        let e = read(&path, Format::Misp, None).unwrap_err().to_string();
+        assert!(e.contains("not a MISP event"), "{e}");
     }
 
     #[test]

@@ -135,7 +135,7 @@ impl IntelConfig {
             match (&f.path, &f.taxii, f.format) {
                 (Some(_), None, None) => {
                     return Err(format!(
-                        "feed '{}': a file needs its `format` (csv, lines, stix)",
+                        "feed '{}': a file needs its `format` (csv, lines, stix, misp)",
                         f.name
                     ))
                 }
