@@ -367,6 +367,7 @@ fn the_report_renders_in_headless_chromium_without_console_errors() {
                 "--headless=new",
                 "--no-sandbox",
                 "--disable-gpu",
+                "--disable-dev-shm-usage",
                 "--hide-scrollbars",
             ])
             .args([
