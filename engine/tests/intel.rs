@@ -394,3 +394,35 @@ fn a_new_indicator_is_hunted_over_the_archive_and_finds_its_past_hits_once() {
         "an indicator in force from the start is not hunted"
     );
 }
+
+#[test]
+fn an_indicator_comes_into_force_at_its_valid_from_without_a_change_of_its_feed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let soon = chrono::Utc::now() + chrono::Duration::seconds(3);
+    std::fs::write(
+        d.join("sector.csv"),
+        format!(
+            "kind,value,valid_from\nip,192.0.2.10,\nip,198.51.100.20,{}\n",
+            soon.to_rfc3339()
+        ),
+    )
+    .unwrap();
+    std::fs::write(d.join("cfcs.json"), stix(&[])).unwrap();
+    std::fs::write(d.join("events.jsonl"), "").unwrap();
+    let config = write_config(d, "[{tail: events.jsonl}]", "1m");
+    let mut vagt = Vagt::with_config(&config);
+    vagt.wait_for("ready", Duration::from_secs(30));
+    send(d, 0, "198.51.100.20");
+    send(d, 1, "192.0.2.10");
+    eventually(
+        "the indicator in force hits",
+        Duration::from_secs(30),
+        || hits(d, "192.0.2.10") == 1,
+    );
+    assert_eq!(hits(d, "198.51.100.20"), 0, "not yet in force");
+    // Its time comes; the feed's file does not change.
+    until_it_hits(d, "198.51.100.20", 2);
+    let (status, stderr) = vagt.terminate();
+    assert!(status.success(), "{stderr}");
+}

@@ -94,10 +94,15 @@ impl Emitted {
         let before = alerts.len();
         let mut emitted = self.lock();
         alerts.retain(|a| emitted.insert(&a.id));
-        if let Some(log) = &mut emitted.log {
+        before - alerts.len()
+    }
+
+    /// Keeps the ids of `alerts`, sent, for later runs (after
+    /// [`Emitted::keep_new`], once delivery took them).
+    pub fn sent(&self, alerts: &[Alert]) {
+        if let Some(log) = &mut self.lock().log {
             log.append(alerts.iter().map(|a| a.id.as_str()));
         }
-        before - alerts.len()
     }
 }
 
@@ -337,7 +342,7 @@ impl RetroHunts {
             }
         }
         let started = Instant::now();
-        // The store holds what was uploaded, the folder what waits to be
+        // The folder holds what waits to be uploaded, the store what was
         // (a file in both for a moment gives the same alert ids, sent once).
         let since = Some(humantime::format_duration(self.span).to_string());
         let folder = ArchiveInput {
@@ -347,14 +352,13 @@ impl RetroHunts {
             actors: Vec::new(),
             store: None,
         };
-        let inputs: Vec<ArchiveInput> = self
-            .store
-            .iter()
-            .map(|store| ArchiveInput {
+        // The folder first: a file uploaded (and removed) while it is
+        // read is then still found in the store.
+        let inputs: Vec<ArchiveInput> = std::iter::once(folder.clone())
+            .chain(self.store.iter().map(|store| ArchiveInput {
                 store: Some(store.clone()),
                 ..folder.clone()
-            })
-            .chain([folder.clone()])
+            }))
             .collect();
         let report = Mutex::new(ScanReport::default());
         let mut scratch = hunt.set.scratch();
@@ -488,16 +492,22 @@ impl HuntOutput<'_> {
             return;
         }
         self.report.already_emitted += self.emitted.keep_new(&mut alerts) as u64;
-        alerts.iter_mut().for_each(|a| a.retrospective = true);
-        self.report.alerts += alerts.len() as u64;
-        if !alerts.is_empty()
-            && self
-                .sinks
-                .blocking_send(Delivery::Alerts(alerts, Instant::now()))
-                .is_err()
-        {
-            self.gone = true;
+        if alerts.is_empty() {
+            return;
         }
+        alerts.iter_mut().for_each(|a| a.retrospective = true);
+        let ids: Vec<Alert> = alerts.clone();
+        if self
+            .sinks
+            .blocking_send(Delivery::Alerts(alerts, Instant::now()))
+            .is_err()
+        {
+            // Not delivered: not kept as sent either.
+            self.gone = true;
+            return;
+        }
+        self.report.alerts += ids.len() as u64;
+        self.emitted.sent(&ids);
     }
 }
 

@@ -370,8 +370,19 @@ impl Uploader {
                         uploads.report.bytes += bytes;
                         pause = FIRST_RETRY;
                     }
+                    Err(ArchiveError::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        // Gone from the folder (its day expired there):
+                        // nothing to upload, and nothing to wait for.
+                        tracing::warn!(file = %path.display(), "archive store: a file waiting to be uploaded is gone from the folder");
+                        uploads.waiting.remove(0);
+                    }
                     Err(e) => {
                         uploads.report.failures += 1;
+                        // The others are tried before this one again.
+                        let failed = uploads.waiting.remove(0);
+                        uploads.waiting.push(failed);
                         tracing::warn!(file = %path.display(), error = %e, retry_in = ?pause, "archive store: upload failed; the file stays in the local folder");
                         if closed {
                             failed_at_end += 1;

@@ -368,6 +368,7 @@ impl Intel {
                 .map(|f| f.refresh.get())
                 .min()
                 .unwrap_or(Duration::from_secs(60));
+            let mut boundary = next_boundary(&current, now_ms());
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(tick);
                 if since.elapsed() >= every {
@@ -375,6 +376,29 @@ impl Intel {
                     let before = current.clone();
                     refresh(&feeds, &mut sources, &mut current, &loaded, &report, false);
                     note_added(&before, &current, &added);
+                    boundary = next_boundary(&current, now_ms());
+                }
+                // An indicator whose `valid_from` came comes into force
+                // (and is hunted back in time); one whose `valid_until`
+                // passed already matches no more.
+                let now = now_ms();
+                if boundary.is_some_and(|b| b <= now) {
+                    let starting: Vec<Vec<Indicator>> = current
+                        .iter()
+                        .map(|f| {
+                            f.iter()
+                                .filter(|x| {
+                                    x.valid_from.is_some_and(|t| {
+                                        t <= now && boundary.is_some_and(|b| t >= b)
+                                    })
+                                })
+                                .cloned()
+                                .collect()
+                        })
+                        .collect();
+                    compile(&feeds, &current, &loaded, &report);
+                    note_added(&vec![Vec::new(); current.len()], &starting, &added);
+                    boundary = next_boundary(&current, now);
                 }
             }
         });
@@ -594,9 +618,31 @@ fn refresh(
             }
         }
     }
-    if !changed {
-        return;
+    if changed {
+        compile(feeds, current, loaded, report);
     }
+}
+
+/// The next moment an indicator of `current` comes into or goes out of
+/// force after `now` (milliseconds), if any.
+fn next_boundary(current: &[Vec<Indicator>], now: i64) -> Option<i64> {
+    current
+        .iter()
+        .flatten()
+        .filter(|x| !x.revoked)
+        .flat_map(|x| [x.valid_from, x.valid_until])
+        .flatten()
+        .filter(|t| *t > now)
+        .min()
+}
+
+/// Compiles the indicators in force now and swaps them in.
+fn compile(
+    feeds: &[FeedConfig],
+    current: &[Vec<Indicator>],
+    loaded: &Mutex<Arc<Loaded>>,
+    report: &Mutex<IntelReport>,
+) {
     let views: Vec<&[Indicator]> = current.iter().map(Vec::as_slice).collect();
     let (sets, refused) = Sets::compile(&views, now_ms());
     for r in refused.iter().take(10) {

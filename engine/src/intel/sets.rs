@@ -21,7 +21,9 @@ struct Ranges<T> {
 
 impl<T: Ord + Copy> Ranges<T> {
     fn sort(&mut self) {
-        self.ranges.sort_by_key(|r| (r.0, r.1));
+        // Equal starts: the widest first, so that the scan back from a
+        // value meets the narrowest first.
+        self.ranges.sort_by_key(|r| (r.0, std::cmp::Reverse(r.1)));
         self.reach = self
             .ranges
             .iter()
@@ -203,6 +205,11 @@ mod tests {
         assert_eq!(sets.find(Kind::Ip, "203.0.113.9"), Some((0, 1)));
         assert_eq!(sets.find(Kind::Ip, "203.0.113.10"), None);
         assert_eq!(sets.find(Kind::Ip, "2001:db8::1"), Some((0, 2)));
+        // Nested networks: the narrowest, also with the same start.
+        let nested = [ind(Kind::Ip, "10.0.0.0/8"), ind(Kind::Ip, "10.0.0.0/24")];
+        let (nested, _) = Sets::compile(&[&nested], 0);
+        assert_eq!(nested.find(Kind::Ip, "10.0.0.5"), Some((0, 1)));
+        assert_eq!(nested.find(Kind::Ip, "10.9.0.5"), Some((0, 0)));
         assert_eq!(sets.find(Kind::Domain, "cdn.evil.example"), Some((0, 3)));
         assert_eq!(sets.find(Kind::Domain, "notevil.example"), None);
         assert_eq!(

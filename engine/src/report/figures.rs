@@ -63,7 +63,7 @@ pub struct Figures {
     /// Warnings sent, by TLP label.
     pub by_tlp: BTreeMap<String, Count>,
     /// Alerts detected within each of [`DETECT_BUCKETS`], and beyond.
-    pub time_to_detect: [u64; 6],
+    pub time_to_detect: [Count; 6],
     /// Median and 95th percentile of the time to detect, seconds.
     pub detect_median: Option<f64>,
     pub detect_p95: Option<f64>,
@@ -206,7 +206,7 @@ pub fn count(alerts: &[&Alert], catalog: &Catalog) -> Figures {
                     .iter()
                     .position(|b| seconds <= *b as f64)
                     .unwrap_or(DETECT_BUCKETS.len());
-                f.time_to_detect[bucket] += 1;
+                f.time_to_detect[bucket].add(actor);
                 delays.push(seconds);
             }
         }

@@ -391,9 +391,11 @@ fn attack(h: &mut String, report: &Report) -> Result<(), ReportError> {
         t(lang, "techniques")
     );
     for (id, _, _) in TACTICS {
+        // A technique the edition hides is not named either.
         let techniques: Vec<&Row> = report
             .by_technique
             .iter()
+            .filter(|r| r.now.0.is_some_and(|n| n > 0))
             .filter(|r| {
                 report
                     .figures_now

@@ -332,8 +332,8 @@ pub fn build(
         .enumerate()
         .map(|(i, k)| Row {
             key: (*k).to_string(),
-            now: Shown(Some(now.time_to_detect[i])),
-            before: Shown(Some(before.time_to_detect[i])),
+            now: shown(Some(&now.time_to_detect[i])),
+            before: shown(Some(&before.time_to_detect[i])),
         })
         .collect();
     // A level shows when enough organisations' detections make it (or
@@ -402,12 +402,17 @@ pub fn build(
         by_tactic: rows(&now.by_tactic, &before.by_tactic),
         by_technique: rows(&now.by_technique, &before.by_technique),
         by_process: rows(&now.by_process, &before.by_process),
-        by_kind: merged_kinds(&now.by_kind, &before.by_kind),
+        by_kind: protect_partition(merged_kinds(&now.by_kind, &before.by_kind)),
         top_rules,
-        by_tlp: rows(&now.by_tlp, &before.by_tlp),
+        by_tlp: protect_partition(rows(&now.by_tlp, &before.by_tlp)),
         time_to_detect,
-        detect_median_seconds: now.detect_median,
-        detect_p95_seconds: now.detect_p95,
+        // A median of one or two organisations' alerts is theirs.
+        detect_median_seconds: now
+            .detect_median
+            .filter(|_| detect_orgs(&now) >= MIN_ORGANISATIONS),
+        detect_p95_seconds: now
+            .detect_p95
+            .filter(|_| detect_orgs(&now) >= MIN_ORGANISATIONS),
         organisations_alerting: Shown(
             (organisations as usize >= MIN_ORGANISATIONS || organisations == 0)
                 .then_some(organisations),
@@ -418,6 +423,39 @@ pub fn build(
         catalog,
         lang: options.lang,
     }
+}
+
+/// The organisations behind the time-to-detect figures.
+fn detect_orgs(f: &Figures) -> usize {
+    f.time_to_detect
+        .iter()
+        .flat_map(|c| c.organisations.iter())
+        .collect::<BTreeSet<_>>()
+        .len()
+}
+
+/// Rows that split a shown total (each alert in exactly one, as by TLP
+/// or kind): where one row of a period is hidden, the smallest other
+/// one is hidden too, so that the total less the shown rows does not
+/// give the hidden one away.
+fn protect_partition(mut rows: Vec<Row>) -> Vec<Row> {
+    for now in [true, false] {
+        let get = |r: &Row| if now { r.now } else { r.before };
+        if rows.iter().filter(|r| get(r).0.is_none()).count() != 1 {
+            continue;
+        }
+        let smallest = (0..rows.len())
+            .filter_map(|i| get(&rows[i]).0.filter(|n| *n > 0).map(|n| (n, i)))
+            .min();
+        if let Some((_, i)) = smallest {
+            if now {
+                rows[i].now = Shown(None);
+            } else {
+                rows[i].before = Shown(None);
+            }
+        }
+    }
+    rows
 }
 
 /// The organisation's own rows: no hiding, it is their own.
@@ -626,4 +664,27 @@ fn write_aside(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
     file.as_file().sync_all().map_err(io)?;
     file.persist(path).map_err(|e| io(e.error))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_hidden_row_of_a_partition_takes_the_smallest_other_with_it() {
+        let row = |key: &str, now: Option<u64>| Row {
+            key: key.into(),
+            now: Shown(now),
+            before: Shown(Some(5)),
+        };
+        let rows = protect_partition(vec![
+            row("a", None),
+            row("b", Some(7)),
+            row("c", Some(3)),
+            row("d", Some(0)),
+        ]);
+        let now: Vec<Option<u64>> = rows.iter().map(|r| r.now.0).collect();
+        assert_eq!(now, [None, Some(7), None, Some(0)]);
+        assert!(rows.iter().all(|r| r.before.0 == Some(5)));
+    }
 }
