@@ -344,7 +344,7 @@ impl Intel {
                     &mut current,
                     &intel.loaded,
                     &intel.report,
-                    true,
+                    None,
                 );
             });
         });
@@ -362,19 +362,31 @@ impl Intel {
                 .min()
                 .unwrap_or(Duration::from_secs(60))
                 .min(Duration::from_secs(1));
-            let mut since = std::time::Instant::now();
-            let every = feeds
-                .iter()
-                .map(|f| f.refresh.get())
-                .min()
-                .unwrap_or(Duration::from_secs(60));
+            // Each feed at its own interval.
+            let mut last = vec![std::time::Instant::now(); feeds.len()];
             let mut boundary = next_boundary(&current, now_ms());
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(tick);
-                if since.elapsed() >= every {
-                    since = std::time::Instant::now();
+                let due: Vec<bool> = feeds
+                    .iter()
+                    .zip(&last)
+                    .map(|(f, l)| l.elapsed() >= f.refresh.get())
+                    .collect();
+                if due.iter().any(|d| *d) {
+                    for (l, d) in last.iter_mut().zip(&due) {
+                        if *d {
+                            *l = std::time::Instant::now();
+                        }
+                    }
                     let before = current.clone();
-                    refresh(&feeds, &mut sources, &mut current, &loaded, &report, false);
+                    refresh(
+                        &feeds,
+                        &mut sources,
+                        &mut current,
+                        &loaded,
+                        &report,
+                        Some(&due),
+                    );
                     note_added(&before, &current, &added);
                     boundary = next_boundary(&current, now_ms());
                 }
@@ -582,18 +594,24 @@ impl Source {
     }
 }
 
-/// Reads the feeds that changed (all at `first`), keeps the last good
-/// version of those that fail, and swaps the compiled sets in.
+/// Reads the feeds that are `due` and changed (all of them at the first
+/// read, `None`), keeps the last good version of those that fail, and
+/// swaps the compiled sets in.
 fn refresh(
     feeds: &[FeedConfig],
     sources: &mut [Source],
     current: &mut [Vec<Indicator>],
     loaded: &Mutex<Arc<Loaded>>,
     report: &Mutex<IntelReport>,
-    first: bool,
+    due: Option<&[bool]>,
 ) {
+    // `None`: the first read, of every feed.
+    let first = due.is_none();
     let mut changed = first;
     for (i, feed) in feeds.iter().enumerate() {
+        if due.is_some_and(|d| !d[i]) {
+            continue;
+        }
         let result = sources[i].read(feed.kind, first);
         let mut report = report
             .lock()

@@ -485,7 +485,7 @@ fn coverage(h: &mut String, report: &Report) {
         coverage.organisations_now,
         coverage.organisations_before,
         t(lang, "silent"),
-        coverage.silent_sources,
+        cell(Shown(coverage.silent_sources)),
     );
     if report.own.is_none() {
         return;

@@ -156,8 +156,9 @@ pub struct CoverageView {
     /// Organisations that sent events, this period and the one before.
     pub organisations_now: u64,
     pub organisations_before: u64,
-    /// Sources (organisation and input) that sent before and not now.
-    pub silent_sources: u64,
+    /// Sources (organisation and input) that sent before and not now;
+    /// `None` when one or two organisations' sources make the count.
+    pub silent_sources: Option<u64>,
     /// The organisation's own sources (its edition only).
     pub own: Vec<Coverage>,
     /// Those of them that fell silent.
@@ -186,8 +187,8 @@ pub struct Report {
     pub time_to_detect: Vec<Row>,
     pub detect_median_seconds: Option<f64>,
     pub detect_p95_seconds: Option<f64>,
-    /// The organisations that had alerts in either period, and those
-    /// with none in this one.
+    /// The organisations that had alerts this period (hidden when fewer
+    /// than three).
     pub organisations_alerting: Shown,
     /// The organisation's own figures (its edition only).
     pub own: Option<Vec<Row>>,
@@ -380,7 +381,15 @@ pub fn build(
         CoverageView {
             organisations_now: organisations(true),
             organisations_before: organisations(false),
-            silent_sources: all.iter().filter(silent).count() as u64,
+            silent_sources: {
+                let orgs: BTreeSet<&str> = all
+                    .iter()
+                    .filter(silent)
+                    .map(|c| c.actor.as_str())
+                    .collect();
+                (orgs.is_empty() || orgs.len() >= MIN_ORGANISATIONS)
+                    .then(|| all.iter().filter(silent).count() as u64)
+            },
             own_silent: own.iter().filter(silent).cloned().collect(),
             own,
         }
