@@ -238,17 +238,7 @@ const TIME_FIELDS: &[&str] = &[
 impl FieldCandidates {
     /// Column candidates for the catalog's fields and event time.
     pub fn new(catalog: &Catalog, profile: &Profile) -> Self {
-        let resolve = |names: &[String]| -> Vec<String> {
-            let mut out = Vec::new();
-            for n in names {
-                for c in profile.columns_for(n, &LogSource::default()) {
-                    if !out.contains(&c) {
-                        out.push(c);
-                    }
-                }
-            }
-            out
-        };
+        let resolve = |names: &[String]| profile_columns(profile, names);
         let time: Vec<String> = TIME_FIELDS.iter().map(|s| s.to_string()).collect();
         FieldCandidates {
             host: resolve(&catalog.fields().host),
@@ -279,6 +269,20 @@ impl FieldCandidates {
 
 /// An address as events write it (brackets allowed), IPv4-mapped IPv6
 /// addresses as IPv4.
+/// The columns that may hold the Sigma fields `names` under `profile`
+/// (nested and flat shapes), each once, in order.
+pub(crate) fn profile_columns(profile: &Profile, names: &[impl AsRef<str>]) -> Vec<String> {
+    let mut out = Vec::new();
+    for n in names {
+        for c in profile.columns_for(n.as_ref(), &LogSource::default()) {
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
 pub(crate) fn parse_ip(v: &str) -> Option<std::net::IpAddr> {
     let ip: std::net::IpAddr = v
         .trim()

@@ -129,7 +129,8 @@ pub const ONE_DAY: [&str; 6] = [
     "2025-03-14",
 ];
 
-fn archived_default_run(dir: &Path) -> (PathBuf, PathBuf) {
+/// The default run with `--archive`: the archive and the streamed alerts.
+pub fn archived_default_run(dir: &Path) -> (PathBuf, PathBuf) {
     let archive = dir.join("archive");
     let streamed = dir.join("streamed.jsonl");
     vagt_ok(

@@ -399,21 +399,7 @@ fn the_report_renders_in_headless_chromium_without_console_errors() {
 fn with_the_archive_the_coverage_counts_organisations_and_sources_that_fell_silent() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let archive = d.join("archive");
-    let alerts = d.join("alerts.jsonl");
-    let run = Command::new(env!("CARGO_BIN_EXE_vagt"))
-        .args(["run", "--archive"])
-        .arg(&archive)
-        .arg("--output")
-        .arg(&alerts)
-        .env_remove("VAGT_FIXTURES")
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let (archive, alerts) = crate::archive::archived_default_run(d);
     // The default fixtures span 2025-03-13 and 2025-03-14: the report is
     // of the 14th, beside the 13th.
     let report = |edition: &str| -> Value {

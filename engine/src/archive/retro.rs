@@ -97,11 +97,11 @@ impl Emitted {
         before - alerts.len()
     }
 
-    /// Keeps the ids of `alerts`, sent, for later runs (after
-    /// [`Emitted::keep_new`], once delivery took them).
-    pub fn sent(&self, alerts: &[Alert]) {
+    /// Keeps `ids`, sent, for later runs (after [`Emitted::keep_new`],
+    /// once delivery took their alerts).
+    pub fn sent(&self, ids: &[String]) {
         if let Some(log) = &mut self.lock().log {
-            log.append(alerts.iter().map(|a| a.id.as_str()));
+            log.append(ids.iter().map(String::as_str));
         }
     }
 }
@@ -496,7 +496,7 @@ impl HuntOutput<'_> {
             return;
         }
         alerts.iter_mut().for_each(|a| a.retrospective = true);
-        let ids: Vec<Alert> = alerts.clone();
+        let ids: Vec<String> = alerts.iter().map(|a| a.id.clone()).collect();
         if self
             .sinks
             .blocking_send(Delivery::Alerts(alerts, Instant::now()))

@@ -175,14 +175,15 @@ impl IntelConfig {
 /// Feeds' indicators, compiled.
 #[derive(Debug, Default)]
 pub struct Loaded {
-    indicators: Vec<Vec<Indicator>>,
+    /// By feed; shared with the refresh thread's current versions.
+    indicators: Vec<Arc<Vec<Indicator>>>,
     sets: Sets,
 }
 
 impl Loaded {
     /// How many indicators.
     pub fn len(&self) -> usize {
-        self.indicators.iter().map(Vec::len).sum()
+        self.indicators.iter().map(|f| f.len()).sum()
     }
 
     /// Whether there are none.
@@ -290,21 +291,10 @@ impl Intel {
         let columns = KINDS
             .iter()
             .map(|&kind| {
-                let fields: Vec<String> = match config.fields.get(&kind) {
-                    Some(fields) => fields.clone(),
-                    None => default_fields(kind)
-                        .iter()
-                        .map(|f| (*f).to_string())
-                        .collect(),
+                let columns = match config.fields.get(&kind) {
+                    Some(fields) => crate::alert::profile_columns(profile, fields),
+                    None => crate::alert::profile_columns(profile, default_fields(kind)),
                 };
-                let mut columns: Vec<String> = Vec::new();
-                for f in &fields {
-                    for c in profile.columns_for(f, &LogSource::default()) {
-                        if !columns.contains(&c) {
-                            columns.push(c);
-                        }
-                    }
-                }
                 (kind, columns)
             })
             .collect();
@@ -318,7 +308,7 @@ impl Intel {
             stop: Arc::default(),
             added: Arc::new(Mutex::new(vec![Vec::new(); config.feeds.len()])),
         };
-        let mut current: Vec<Vec<Indicator>> = vec![Vec::new(); intel.feeds.len()];
+        let mut current: Vec<Arc<Vec<Indicator>>> = vec![Arc::default(); intel.feeds.len()];
         let mut sources: Vec<Source> = intel
             .feeds
             .iter()
@@ -409,7 +399,7 @@ impl Intel {
                         })
                         .collect();
                     compile(&feeds, &current, &loaded, &report);
-                    note_added(&vec![Vec::new(); current.len()], &starting, &added);
+                    push_added(&added, starting);
                     boundary = next_boundary(&current, now);
                 }
             }
@@ -427,8 +417,11 @@ impl Intel {
         if added.iter().all(Vec::is_empty) {
             return None;
         }
-        let indicators: Vec<Vec<Indicator>> = added.iter_mut().map(std::mem::take).collect();
-        let views: Vec<&[Indicator]> = indicators.iter().map(Vec::as_slice).collect();
+        let indicators: Vec<Arc<Vec<Indicator>>> = added
+            .iter_mut()
+            .map(|a| Arc::new(std::mem::take(a)))
+            .collect();
+        let views: Vec<&[Indicator]> = indicators.iter().map(|f| f.as_slice()).collect();
         let (sets, _) = Sets::compile(&views, now_ms());
         Some(Arc::new(Loaded { indicators, sets }))
     }
@@ -539,23 +532,38 @@ impl Intel {
 }
 
 /// Adds to `added` the indicators of `after` that `before` did not have
-/// (by kind and value), feed by feed.
+/// (by kind and value), feed by feed; feeds not read again are passed
+/// over.
 fn note_added(
-    before: &[Vec<Indicator>],
-    after: &[Vec<Indicator>],
+    before: &[Arc<Vec<Indicator>>],
+    after: &[Arc<Vec<Indicator>>],
     added: &Mutex<Vec<Vec<Indicator>>>,
 ) {
+    let new: Vec<Vec<Indicator>> = before
+        .iter()
+        .zip(after)
+        .map(|(old, new)| {
+            if Arc::ptr_eq(old, new) {
+                return Vec::new();
+            }
+            let known: std::collections::HashSet<(Kind, &str)> =
+                old.iter().map(|x| (x.kind, x.value.as_str())).collect();
+            new.iter()
+                .filter(|x| !known.contains(&(x.kind, x.value.as_str())))
+                .cloned()
+                .collect()
+        })
+        .collect();
+    push_added(added, new);
+}
+
+/// Adds `new` (by feed) to the indicators waiting for a retro-hunt.
+fn push_added(added: &Mutex<Vec<Vec<Indicator>>>, new: Vec<Vec<Indicator>>) {
     let mut added = added
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    for (i, (old, new)) in before.iter().zip(after).enumerate() {
-        let known: std::collections::HashSet<(Kind, &str)> =
-            old.iter().map(|x| (x.kind, x.value.as_str())).collect();
-        added[i].extend(
-            new.iter()
-                .filter(|x| !known.contains(&(x.kind, x.value.as_str())))
-                .cloned(),
-        );
+    for (waiting, new) in added.iter_mut().zip(new) {
+        waiting.extend(new);
     }
 }
 
@@ -600,7 +608,7 @@ impl Source {
 fn refresh(
     feeds: &[FeedConfig],
     sources: &mut [Source],
-    current: &mut [Vec<Indicator>],
+    current: &mut [Arc<Vec<Indicator>>],
     loaded: &Mutex<Arc<Loaded>>,
     report: &Mutex<IntelReport>,
     due: Option<&[bool]>,
@@ -623,7 +631,7 @@ fn refresh(
                 entry.loads += 1;
                 entry.indicators = indicators.len() as u64;
                 entry.error = None;
-                current[i] = indicators;
+                current[i] = Arc::new(indicators);
                 changed = true;
                 tracing::info!(feed = %feed.name, indicators = entry.indicators, "intel feed loaded");
             }
@@ -643,10 +651,10 @@ fn refresh(
 
 /// The next moment an indicator of `current` comes into or goes out of
 /// force after `now` (milliseconds), if any.
-fn next_boundary(current: &[Vec<Indicator>], now: i64) -> Option<i64> {
+fn next_boundary(current: &[Arc<Vec<Indicator>>], now: i64) -> Option<i64> {
     current
         .iter()
-        .flatten()
+        .flat_map(|f| f.iter())
         .filter(|x| !x.revoked)
         .flat_map(|x| [x.valid_from, x.valid_until])
         .flatten()
@@ -657,11 +665,11 @@ fn next_boundary(current: &[Vec<Indicator>], now: i64) -> Option<i64> {
 /// Compiles the indicators in force now and swaps them in.
 fn compile(
     feeds: &[FeedConfig],
-    current: &[Vec<Indicator>],
+    current: &[Arc<Vec<Indicator>>],
     loaded: &Mutex<Arc<Loaded>>,
     report: &Mutex<IntelReport>,
 ) {
-    let views: Vec<&[Indicator]> = current.iter().map(Vec::as_slice).collect();
+    let views: Vec<&[Indicator]> = current.iter().map(|f| f.as_slice()).collect();
     let (sets, refused) = Sets::compile(&views, now_ms());
     for r in refused.iter().take(10) {
         tracing::warn!(indicator = %r, "intel indicator skipped");
