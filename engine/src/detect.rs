@@ -60,6 +60,9 @@ pub(crate) struct DetectOutcome {
     pub detection: DetectionReport,
     /// What retro-hunts did (with `archive.retro_hunt`).
     pub retro_hunts: Option<RetroHuntReport>,
+    /// What the threat intelligence feeds in force at the end did, with
+    /// the hits of those a reload replaced.
+    pub intel: Option<crate::intel::IntelReport>,
     /// Detection could not go on (the files' ordering failed).
     pub error: Option<PipelineError>,
 }
@@ -95,6 +98,8 @@ pub(crate) struct Detector {
     pub retro: Option<RetroHunts>,
     /// Threat intelligence feeds matched against every batch.
     pub intel: Option<Arc<crate::intel::Intel>>,
+    /// Alerts raised by feeds a reload replaced.
+    pub intel_hits_before: u64,
 }
 
 /// What one pass of the loop decided.
@@ -287,6 +292,7 @@ impl Detector {
             catalog,
             fields,
             policy,
+            intel,
             applied,
         } = reload;
         let windows_stay = self
@@ -324,6 +330,19 @@ impl Detector {
         self.set = set;
         self.catalog = catalog;
         self.fields = fields;
+        if let Some(intel) = intel {
+            if let Some(old) = std::mem::replace(&mut self.intel, intel) {
+                self.intel_hits_before += old.report().hits;
+            }
+            // A new feed's indicators are new to the archive.
+            if let (Some(retro), Some(intel)) = (&self.retro, &self.intel) {
+                retro.indicators_not_yet_hunted(intel);
+            }
+            tracing::info!(
+                feeds = self.intel.as_ref().map_or(0, |i| i.report().feeds.len()),
+                "reload: the threat intelligence feeds changed; the new ones are in force"
+            );
+        }
         if let (Some(retro), Some(selection)) = (&self.retro, hunted) {
             let generation = retro.generation();
             let plan = Arc::new(windows.clone());
@@ -388,8 +407,12 @@ impl Detector {
         });
     }
 
-    /// At start: hunts the rules no earlier run hunted the archive with.
+    /// At start: hunts the rules and indicators no earlier run hunted the
+    /// archive with (the indicators at the next tick).
     fn retro_hunt_at_start(&self) {
+        if let (Some(retro), Some(intel)) = (&self.retro, &self.intel) {
+            retro.indicators_not_yet_hunted(intel);
+        }
         if let Some(retro) = &self.retro {
             let generation = retro.generation();
             let plan = Arc::new(
@@ -725,6 +748,11 @@ impl Detector {
         if let Some(retro) = &self.retro {
             state.outcome.retro_hunts = Some(retro.wait());
         }
+        state.outcome.intel = self.intel.as_ref().map(|intel| {
+            let mut report = intel.report();
+            report.hits += self.intel_hits_before;
+            report
+        });
         state.outcome
     }
 }

@@ -797,7 +797,10 @@ fn rules_test(
     use vagt_engine::rule_tests;
     let profile = pipeline::load_profile(profile)?;
     let collection = vagt_rules::load_paths(&paths, &placeholders)?;
-    let compiled = vagt_rules::RuleSetBuilder::new(profile).build(&collection);
+    // Feeds come from a run's config: a rule naming one reads an empty set.
+    let compiled = vagt_rules::RuleSetBuilder::new(profile)
+        .feeds(std::sync::Arc::new(vagt_rules::UncheckedFeeds))
+        .build(&collection);
     let mut where_tests = paths;
     where_tests.extend(tests);
     let cases = rule_tests::discover(&where_tests)?;
@@ -845,7 +848,10 @@ fn check(
     let mut stdout = std::io::stdout().lock();
     let profile = pipeline::load_profile(profile)?;
     let collection = vagt_rules::load_paths(&paths, &placeholders)?;
-    let compiled = vagt_rules::RuleSetBuilder::new(profile.clone()).build(&collection);
+    // Feeds come from a run's config: any name passes the check.
+    let compiled = vagt_rules::RuleSetBuilder::new(profile.clone())
+        .feeds(std::sync::Arc::new(vagt_rules::UncheckedFeeds))
+        .build(&collection);
     for r in &compiled.rejected {
         writeln!(stdout, "rejected: {r}")?;
     }

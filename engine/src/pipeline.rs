@@ -279,17 +279,36 @@ pub fn load_profile(setting: &str) -> Result<Profile, ProfileError> {
     }
 }
 
-/// Loads and compiles the configured rules; also the digest of the rule
-/// files read (see [`vagt_rules::RuleCollection::digest`]).
+/// Loads and compiles the configured rules, their `%feed:NAME%` values
+/// resolved to `intel`'s feeds; also the digest of the rule files read
+/// (see [`vagt_rules::RuleCollection::digest`]).
 pub fn compile_rules(
     config: &RunConfig,
     profile: &Profile,
+    intel: Option<&crate::intel::Intel>,
 ) -> Result<(Compiled, [u8; 32]), PipelineError> {
     let collection = load_rules(config)?;
+    let digest = collection.digest;
     Ok((
-        RuleSetBuilder::new(profile.clone()).build(&collection),
-        collection.digest,
+        compile_collection(collection, config, profile, intel),
+        digest,
     ))
+}
+
+/// Compiles loaded rules, their `%feed:NAME%` values resolved to
+/// `intel`'s feeds, and marked with the TLP of the feeds they read.
+pub(crate) fn compile_collection(
+    mut collection: vagt_rules::RuleCollection,
+    config: &RunConfig,
+    profile: &Profile,
+    intel: Option<&crate::intel::Intel>,
+) -> Compiled {
+    let mut builder = RuleSetBuilder::new(profile.clone());
+    if let (Some(intel), Some(settings)) = (intel, &config.intel) {
+        crate::intel::mark_rules_with_feed_tlp(&mut collection, settings);
+        builder = builder.feeds(intel.lists());
+    }
+    builder.build(&collection)
 }
 
 /// Loads the configured rules, not yet compiled.
@@ -367,7 +386,14 @@ pub async fn run_until(
     config.validate()?;
     config.expand_folders()?;
     let profile = load_profile(&config.profile)?;
-    let (compiled, rules_digest) = compile_rules(&config, &profile)?;
+    // The feeds first: rules may refer to them.
+    let intel = match &config.intel {
+        Some(c) => Some(Arc::new(crate::intel::Intel::start(c, &profile).map_err(
+            |e| PipelineError::Config(crate::config::ConfigError::setting("intel", e)),
+        )?)),
+        None => None,
+    };
+    let (compiled, rules_digest) = compile_rules(&config, &profile, intel.as_deref())?;
     compiled.rejected.iter().for_each(|r| observer.rejected(r));
     compiled
         .unroutable
@@ -513,6 +539,7 @@ pub async fn run_until(
                 config.clone(),
                 version.clone(),
                 profile.clone(),
+                intel.clone(),
                 &batch_tx,
             )
             .await?;
@@ -542,14 +569,9 @@ pub async fn run_until(
         None => None,
     };
     let new_stage = Box::new(new_stage);
-    let intel = match &config.intel {
-        Some(c) => Some(Arc::new(crate::intel::Intel::start(c, &profile).map_err(
-            |e| PipelineError::Config(crate::config::ConfigError::setting("intel", e)),
-        )?)),
-        None => None,
-    };
     let detector = Detector {
         intel: intel.clone(),
+        intel_hits_before: 0,
         set: set.clone(),
         catalog: catalog.clone(),
         fields: FieldCandidates::new(&catalog, &profile),
@@ -581,7 +603,7 @@ pub async fn run_until(
     summary.events = outcome.events;
     summary.late_events = outcome.late_events;
     summary.detection = outcome.detection;
-    summary.intel = intel.map(|i| i.report());
+    summary.intel = outcome.intel;
     summary.retro_hunts = outcome.retro_hunts;
     summary.evicted_keys = outcome.evicted_keys;
     summary.windows = outcome.windows;

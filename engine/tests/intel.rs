@@ -324,10 +324,8 @@ fn a_taxii_feed_polled_from_medallion_brings_new_indicators_and_keeps_the_last_g
     );
 }
 
-#[test]
-fn a_new_indicator_is_hunted_over_the_archive_and_finds_its_past_hits_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+/// A tailed run with an archive, retro-hunts and a feed of 192.0.2.99.
+fn archived_feed_config(d: &Path) -> std::path::PathBuf {
     std::fs::write(d.join("rules.yml"), RULES).unwrap();
     std::fs::write(d.join("sector.csv"), "kind,value\nip,192.0.2.99\n").unwrap();
     std::fs::write(d.join("events.jsonl"), "").unwrap();
@@ -337,6 +335,23 @@ fn a_new_indicator_is_hunted_over_the_archive_and_finds_its_past_hits_once() {
         "rules: [rules.yml]\ninputs: [{tail: events.jsonl}]\noutput: alerts.jsonl\nprogress: never\narchive: {dir: archive, retro_hunt: 3650d}\nintel:\n  feeds:\n    - {name: sector, path: sector.csv, format: csv, refresh: 1s}\n",
     )
     .unwrap();
+    config
+}
+
+/// The event numbers of the retrospective alerts of indicator `value`.
+fn retrospective(d: &Path, value: &str) -> Vec<u64> {
+    json_lines(&d.join("alerts.jsonl"))
+        .iter()
+        .filter(|a| a["indicator"]["value"] == value && a["retrospective"] == true)
+        .map(|a| a["event"]["n"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_new_indicator_is_hunted_over_the_archive_and_finds_its_past_hits_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = archived_feed_config(d);
     let mut vagt = Vagt::with_config(&config);
     vagt.wait_for("ready", Duration::from_secs(30));
     // Two events to an address no feed names yet: no alert.
@@ -347,13 +362,7 @@ fn a_new_indicator_is_hunted_over_the_archive_and_finds_its_past_hits_once() {
         hits(d, "192.0.2.99") == 1
     });
     assert_eq!(hits(d, "198.51.100.20"), 0);
-    let retrospective = |value: &str| -> Vec<u64> {
-        json_lines(&d.join("alerts.jsonl"))
-            .iter()
-            .filter(|a| a["indicator"]["value"] == value && a["retrospective"] == true)
-            .map(|a| a["event"]["n"].as_u64().unwrap())
-            .collect()
-    };
+    let retrospective = |value: &str| retrospective(d, value);
 
     // The address comes into the feed: the archive is hunted for it, and
     // its two past events alert, marked retrospective.
@@ -425,4 +434,276 @@ fn an_indicator_comes_into_force_at_its_valid_from_without_a_change_of_its_feed(
     until_it_hits(d, "198.51.100.20", 2);
     let (status, stderr) = vagt.terminate();
     assert!(status.success(), "{stderr}");
+}
+
+/// Rules reading the `sector` feed: as networks (`cidr`) and as values
+/// (`expand`), and one naming a feed that is not configured.
+const FEED_RULES: &str = r#"title: Connection to a network of the sector feed
+id: 99999999-0000-4000-8000-00000000fe01
+status: test
+logsource: {product: windows}
+detection:
+    selection: {EventID: 3, DestinationIp|cidr: '%feed:sector%'}
+    condition: selection
+level: high
+---
+title: Query of a domain of the sector feed by PowerShell
+id: 99999999-0000-4000-8000-00000000fe02
+status: test
+logsource: {product: windows}
+detection:
+    selection:
+        EventID: 22
+        QueryName|expand: '%feed:sector%'
+        Image|endswith: '\powershell.exe'
+    condition: selection
+level: high
+---
+title: A feed that is not configured
+id: 99999999-0000-4000-8000-00000000fe03
+status: test
+logsource: {product: windows}
+detection:
+    selection: {DestinationIp|cidr: '%feed:nowhere%'}
+    condition: selection
+level: high
+"#;
+
+/// The alerts of rule `suffix` (the end of its id), by event number.
+fn rule_hits(dir: &Path, suffix: &str) -> Vec<(u64, Value)> {
+    let alerts = dir.join("alerts.jsonl");
+    if !alerts.exists() {
+        return Vec::new();
+    }
+    json_lines(&alerts)
+        .into_iter()
+        .filter(|a| {
+            a["rule"]["id"]
+                .as_str()
+                .is_some_and(|id| id.ends_with(suffix))
+        })
+        .map(|a| (a["event"]["n"].as_u64().unwrap(), a["tlp"].clone()))
+        .collect()
+}
+
+#[test]
+fn a_sigma_rule_reads_a_feed_as_a_value_list_and_sees_its_new_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("rules.yml"), FEED_RULES).unwrap();
+    std::fs::write(
+        d.join("sector.csv"),
+        "kind,value\nip,192.0.2.0/24\ndomain,evil.example\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("events.jsonl"), "").unwrap();
+    let config = d.join("vagt.yaml");
+    std::fs::write(
+        &config,
+        "rules: [rules.yml]\ninputs: [{tail: events.jsonl}]\noutput: alerts.jsonl\nprogress: never\nintel:\n  feeds:\n    - {name: sector, path: sector.csv, format: csv, tlp: amber+strict, refresh: 1s}\n",
+    )
+    .unwrap();
+    let mut vagt = Vagt::with_config(&config);
+    let ready = vagt.wait_for("ready", Duration::from_secs(30));
+    let stderr = vagt.stderr();
+    assert!(
+        stderr.contains("'nowhere', which is not loaded: the feeds are sector"),
+        "the unknown feed is named: {stderr}\n{ready}"
+    );
+    let event = |n: u32, body: &str| {
+        append(
+            &d.join("events.jsonl"),
+            &format!("{{\"n\": {n}, {body}}}\n"),
+        )
+    };
+    event(0, r#""EventID": 3, "DestinationIp": "192.0.2.77""#);
+    event(1, r#""EventID": 3, "DestinationIp": "198.51.100.20""#);
+    event(
+        2,
+        r#""EventID": 22, "QueryName": "cdn.evil.example", "Image": "C:\\Windows\\powershell.exe""#,
+    );
+    event(
+        3,
+        r#""EventID": 22, "QueryName": "cdn.evil.example", "Image": "C:\\Windows\\explorer.exe""#,
+    );
+    eventually("both rules alert", Duration::from_secs(30), || {
+        rule_hits(d, "fe01").len() == 1 && rule_hits(d, "fe02").len() == 1
+    });
+    let network = rule_hits(d, "fe01");
+    assert_eq!(network[0].0, 0);
+    assert_eq!(
+        network[0].1, "TLP:AMBER+STRICT",
+        "the feed's TLP marks the rule's alerts"
+    );
+    assert_eq!(rule_hits(d, "fe02")[0].0, 2);
+
+    // A new version of the feed: the rule sees its new network without a
+    // restart or a recompile.
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(
+        d.join("sector.csv"),
+        "kind,value\nip,192.0.2.0/24\nip,198.51.100.0/24\ndomain,evil.example\n",
+    )
+    .unwrap();
+    let mut n = 10;
+    eventually("the new network matches", Duration::from_secs(30), || {
+        event(n, r#""EventID": 3, "DestinationIp": "198.51.100.20""#);
+        n += 1;
+        std::thread::sleep(Duration::from_millis(300));
+        rule_hits(d, "fe01").len() > 1
+    });
+    let (status, stderr) = vagt.terminate();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        rule_hits(d, "fe01")
+            .iter()
+            .all(|(n, _)| *n == 0 || *n >= 10),
+        "event 1 came before the new version"
+    );
+}
+
+#[test]
+fn a_reload_brings_a_new_feed_and_the_rules_that_read_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("rules.yml"), RULES).unwrap();
+    std::fs::write(d.join("sector.csv"), "kind,value\nip,192.0.2.10\n").unwrap();
+    std::fs::write(d.join("extra.txt"), "# new feed\n203.0.113.5\n").unwrap();
+    std::fs::write(d.join("events.jsonl"), "").unwrap();
+    let config = d.join("vagt.yaml");
+    let base = "rules: [rules.yml]\ninputs: [{tail: events.jsonl}]\noutput: alerts.jsonl\nprogress: never\nintel:\n  feeds:\n    - {name: sector, path: sector.csv, format: csv, refresh: 1s}\n";
+    std::fs::write(&config, base).unwrap();
+    let mut vagt = Vagt::with_config(&config);
+    vagt.wait_for("ready", Duration::from_secs(30));
+    send(d, 0, "203.0.113.5");
+    send(d, 1, "192.0.2.10");
+    eventually("the sector feed hits", Duration::from_secs(30), || {
+        hits(d, "192.0.2.10") == 1
+    });
+    assert_eq!(hits(d, "203.0.113.5"), 0);
+
+    // The config gains a feed, and a rule reading it: one reload.
+    std::fs::write(
+        d.join("rules.yml"),
+        format!(
+            "{RULES}---\ntitle: Connection to the extra feed\nid: 99999999-0000-4000-8000-00000000fe09\nstatus: test\nlogsource: {{product: windows}}\ndetection:\n    selection: {{DestinationIp|cidr: '%feed:extra%'}}\n    condition: selection\nlevel: high\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        &config,
+        format!("{base}    - {{name: extra, path: extra.txt, format: lines, kind: ip, tlp: amber+strict}}\n"),
+    )
+    .unwrap();
+    vagt.signal("HUP");
+    vagt.wait_for("reloaded", Duration::from_secs(30));
+    assert!(
+        vagt.stderr()
+            .contains("the threat intelligence feeds changed"),
+        "{}",
+        vagt.stderr()
+    );
+    send(d, 2, "203.0.113.5");
+    send(d, 3, "192.0.2.10");
+    eventually(
+        "the new feed and its rule hit",
+        Duration::from_secs(30),
+        || {
+            hits(d, "203.0.113.5") == 1
+                && rule_hits(d, "fe09").len() == 1
+                && hits(d, "192.0.2.10") == 2
+        },
+    );
+    assert_eq!(rule_hits(d, "fe09")[0], (2, json!("TLP:AMBER+STRICT")));
+
+    // The feed removed again: its indicators no longer hit, and the rule
+    // still reading it is rejected, naming it; the others go on.
+    std::fs::write(&config, base).unwrap();
+    vagt.signal("HUP");
+    eventually("the second reload", Duration::from_secs(30), || {
+        vagt.stderr()
+            .matches("reloaded: this version now runs")
+            .count()
+            == 2
+    });
+    send(d, 4, "203.0.113.5");
+    send(d, 5, "192.0.2.10");
+    eventually(
+        "the sector feed still hits",
+        Duration::from_secs(30),
+        || hits(d, "192.0.2.10") == 3,
+    );
+    let (status, stderr) = vagt.terminate();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("'extra', which is not loaded: the feeds are sector"),
+        "{stderr}"
+    );
+    assert_eq!(hits(d, "203.0.113.5"), 1, "the removed feed no longer hits");
+    assert_eq!(rule_hits(d, "fe09").len(), 1);
+}
+
+#[test]
+fn indicators_that_came_while_vagt_was_down_are_hunted_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = archived_feed_config(d);
+    let retrospective = |value: &str| retrospective(d, value);
+    // The first run: the indicators in force are recorded, not hunted.
+    let mut vagt = Vagt::with_config(&config);
+    vagt.wait_for("ready", Duration::from_secs(30));
+    send(d, 0, "198.51.100.20");
+    send(d, 1, "198.51.100.20");
+    send(d, 2, "192.0.2.99");
+    eventually("the known indicator hits", Duration::from_secs(30), || {
+        hits(d, "192.0.2.99") == 1
+    });
+    let (status, stderr) = vagt.terminate();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the indicators in force are recorded, not hunted"),
+        "{stderr}"
+    );
+
+    // While vagt is down, the feed gains the address of events 0 and 1
+    // (and the tailed file starts afresh, so only the hunt can find them).
+    std::fs::write(d.join("events.jsonl"), "").unwrap();
+    std::fs::write(
+        d.join("sector.csv"),
+        "kind,value\nip,192.0.2.99\nip,198.51.100.20\n",
+    )
+    .unwrap();
+    let mut vagt = Vagt::with_config(&config);
+    vagt.wait_for(
+        "retro-hunt of new indicators finished",
+        Duration::from_secs(60),
+    );
+    eventually("the past hits alert", Duration::from_secs(30), || {
+        retrospective("198.51.100.20").len() == 2
+    });
+    let (status, stderr) = vagt.terminate();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("indicators=1"),
+        "one indicator hunted: {stderr}"
+    );
+    let mut past = retrospective("198.51.100.20");
+    past.sort_unstable();
+    assert_eq!(past, [0, 1], "each past hit once");
+    assert!(retrospective("192.0.2.99").is_empty());
+
+    // A third start with the same feed hunts nothing.
+    std::fs::write(d.join("events.jsonl"), "").unwrap();
+    let mut vagt = Vagt::with_config(&config);
+    vagt.wait_for("ready", Duration::from_secs(30));
+    send(d, 3, "192.0.2.99");
+    // (The output file is written afresh by each run.)
+    eventually("the run goes on", Duration::from_secs(30), || {
+        hits(d, "192.0.2.99") == 1
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, stderr) = vagt.terminate();
+    assert!(status.success(), "{stderr}");
+    assert!(!stderr.contains("retro-hunt of new indicators"), "{stderr}");
+    assert!(retrospective("198.51.100.20").is_empty());
 }

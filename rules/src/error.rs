@@ -62,6 +62,14 @@ pub enum RuleError {
     /// A windowed rule refers to a windowed rule that was rejected.
     #[error("referenced rule '{0}' was rejected")]
     RejectedReference(String),
+    /// A value refers to a threat intelligence feed the run does not have.
+    #[error("refers to feed '{feed}', which is not loaded: {known}")]
+    UnknownFeed {
+        /// The name in `%feed:NAME%`.
+        feed: String,
+        /// The feeds there are.
+        known: String,
+    },
     /// A global filter refers to rules none of which were loaded.
     #[error("filter refers to unknown rule '{0}'")]
     UnknownFilterTarget(String),

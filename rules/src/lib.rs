@@ -22,6 +22,7 @@ pub mod sigma;
 pub mod window;
 pub mod workers;
 
+pub use compile::feeds::{LiveSet, LiveSets, SetTest, UncheckedFeeds};
 pub use compile::paths::{AutomatonPath, FingerprintPath, MatchPaths, ScanPath};
 pub use compile::{
     glob::Wildcard, Compiled, RuleInfo, RuleSet, RuleSetBuilder, Unroutable, NULLS_COLUMN,

@@ -5,7 +5,6 @@
 //! and rows searched one by one (a narrow logsource) as well as the whole
 //! column.
 
-use vagt_connectors::{read_events, DecoderConfig, InputSource};
 use vagt_rules::{load_text, Placeholders, Profile, RuleCollection, RuleSetBuilder};
 
 const LITERALS: [&str; 4] = [
@@ -73,26 +72,7 @@ fn fingerprints_change_no_match() {
         .build(&collection)
         .set;
     let lines: Vec<String> = (0..3000).map(event).collect();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("e.jsonl");
-    std::fs::write(&path, lines.join("\n")).unwrap();
-    let mut scratch = set.scratch();
-    let mut got: Vec<(usize, String)> = Vec::new();
-    let mut offset = 0;
-    read_events(
-        &InputSource::File(path),
-        &DecoderConfig::default(),
-        |b| {
-            for m in set.evaluate(&b.batch, &mut scratch) {
-                let id = set.rule(m.rule).meta.id.clone().unwrap();
-                got.push((offset + m.row, id));
-            }
-            offset += b.batch.num_rows();
-        },
-        |d| panic!("{d:?}"),
-    )
-    .unwrap();
-    got.sort();
+    let got = crate::support::matches_of(&set, &lines.join("\n"));
 
     // Independently: the raw line holds a literal, ignoring ASCII case.
     let mut expected = Vec::new();

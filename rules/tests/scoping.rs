@@ -2,7 +2,6 @@
 //! (the rows of their logsources) when those are few, and the whole column
 //! otherwise; both ways must give the same matches.
 
-use vagt_connectors::{read_events, DecoderConfig, InputSource};
 use vagt_rules::{load_text, Placeholders, Profile, RuleCollection, RuleSetBuilder};
 
 const RULES: &str = r#"
@@ -43,23 +42,7 @@ fn matches(security_events: usize, sysmon_events: usize) -> Vec<(usize, String)>
             r#"{{"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1, "CommandLine": "m {i} SEKURLSA::logonpasswords"}}"#
         ));
     }
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("e.jsonl");
-    std::fs::write(&path, lines.join("\n")).unwrap();
-    let mut scratch = set.scratch();
-    let mut out = Vec::new();
-    read_events(
-        &InputSource::File(path),
-        &DecoderConfig::default(),
-        |b| {
-            for m in set.evaluate(&b.batch, &mut scratch) {
-                out.push((m.row, set.rule(m.rule).meta.id.clone().unwrap()));
-            }
-        },
-        |d| panic!("{d:?}"),
-    )
-    .unwrap();
-    out
+    crate::support::matches_of(&set, &lines.join("\n"))
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! retro-hunts/rules.json                the digests of the rules in force (written aside, synced, renamed)
+//! retro-hunts/indicators.bin            the keys of the feeds' indicators that hunted it (likewise)
 //! retro-hunts/emitted-YYYY-MM-DD.ids    the alert ids sent that day, one per line (appended)
 //! ```
 //!
@@ -28,6 +29,7 @@ use super::layout::{sync_dir, ArchiveError};
 /// The ledger's folder in the archive.
 pub const FOLDER: &str = "retro-hunts";
 const RULES: &str = "rules.json";
+const INDICATORS: &str = "indicators.bin";
 
 /// The ledger of one archive.
 #[derive(Debug, Clone)]
@@ -122,6 +124,53 @@ impl Ledger {
             Ok(())
         };
         write().map_err(io)?;
+        sync_dir(&self.dir)
+    }
+
+    /// The keys of the indicators recorded as having hunted the archive,
+    /// or `None` when no run has recorded any.
+    ///
+    /// # Errors
+    /// The record cannot be read, or is not a list of 8-byte keys.
+    pub fn known_indicators(&self) -> Result<Option<HashSet<u64>>, ArchiveError> {
+        let path = self.dir.join(INDICATORS);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(ArchiveError::io(&path)(e)),
+        };
+        if bytes.len() % 8 != 0 {
+            return Err(ArchiveError::io(&path)(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} bytes are not a list of 8-byte keys", bytes.len()),
+            )));
+        }
+        Ok(Some(
+            bytes
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+                .collect(),
+        ))
+    }
+
+    /// Records `keys` as the indicators that hunted the archive: sorted,
+    /// written aside, synced and renamed.
+    ///
+    /// # Errors
+    /// The record cannot be written.
+    pub fn record_indicators(&self, keys: &HashSet<u64>) -> Result<(), ArchiveError> {
+        let mut sorted: Vec<u64> = keys.iter().copied().collect();
+        sorted.sort_unstable();
+        let bytes: Vec<u8> = sorted.iter().flat_map(|k| k.to_le_bytes()).collect();
+        let path = self.dir.join(INDICATORS);
+        let write = || -> std::io::Result<()> {
+            let mut file = tempfile::NamedTempFile::new_in(&self.dir)?;
+            file.write_all(&bytes)?;
+            file.as_file().sync_all()?;
+            file.persist(&path).map_err(|e| e.error)?;
+            Ok(())
+        };
+        write().map_err(ArchiveError::io(&path))?;
         sync_dir(&self.dir)
     }
 

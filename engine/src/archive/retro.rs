@@ -125,6 +125,9 @@ pub(crate) struct RetroHunts {
     stages: StageMaker,
     /// The object store the archive's files are uploaded to, if any.
     store: Option<StoreConfig>,
+    /// The keys of the indicators that hunted the archive (from the
+    /// ledger, once looked at).
+    indicators: Arc<Mutex<Option<HashSet<u64>>>>,
 }
 
 /// Makes a window stage over one finite input (the archive) for a plan.
@@ -236,7 +239,62 @@ impl RetroHunts {
             running: Arc::default(),
             stages,
             store,
+            indicators: Arc::default(),
         })
+    }
+
+    /// Has `intel` hunt the indicators in force that no run recorded as
+    /// having hunted the archive: those that came while vagt was down,
+    /// and those of feeds new to it. When no run recorded any, those in
+    /// force are recorded, not hunted.
+    pub fn indicators_not_yet_hunted(&self, intel: &crate::intel::Intel) {
+        let mut known = self
+            .indicators
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.is_none() {
+            match self.ledger.known_indicators() {
+                Ok(Some(keys)) => *known = Some(keys),
+                outcome => {
+                    if let Err(e) = outcome {
+                        tracing::error!(error = %e, "retro-hunts: the record of earlier indicators cannot be read; the indicators in force are recorded, not hunted");
+                    } else {
+                        tracing::info!("retro-hunts: no earlier record of indicators in the archive; the indicators in force are recorded, not hunted");
+                    }
+                    let keys = intel.keys_in_force();
+                    self.write_indicators(&keys);
+                    *known = Some(keys);
+                    return;
+                }
+            }
+        }
+        let count = known.as_ref().map_or(0, |k| intel.hunt_those_not_in(k));
+        if count > 0 {
+            tracing::info!(
+                indicators = count,
+                "retro-hunts: indicators in force that have not hunted the archive (new while vagt was down, or of a new feed) are hunted"
+            );
+        }
+    }
+
+    /// Records the indicators of `hunted` as having hunted the archive,
+    /// with those recorded before that are still in force.
+    fn record_indicators(&self, intel: &crate::intel::Intel, hunted: &crate::intel::Loaded) {
+        let mut known = self
+            .indicators
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let in_force = intel.keys_in_force();
+        let keys = known.get_or_insert_default();
+        keys.extend(intel.keys_of(hunted, chrono::Utc::now().timestamp_millis()));
+        keys.retain(|k| in_force.contains(k));
+        self.write_indicators(keys);
+    }
+
+    fn write_indicators(&self, keys: &HashSet<u64>) {
+        if let Err(e) = self.ledger.record_indicators(keys) {
+            tracing::error!(error = %e, "retro-hunts: the indicators in force cannot be recorded; the next start hunts them again");
+        }
     }
 
     /// A number for a rule set newly in force, greater than the last.
@@ -445,8 +503,9 @@ impl RetroHunts {
         outcome.events = report.rows;
         match result {
             Ok(()) if !gone => {
-                if hunt.intel.is_none() {
-                    self.record(&hunt.set, &hunt.plan, hunt.generation);
+                match &hunt.intel {
+                    None => self.record(&hunt.set, &hunt.plan, hunt.generation),
+                    Some((intel, added)) => self.record_indicators(intel, added),
                 }
                 outcome.unfinished = 0;
                 let what = if hunt.intel.is_some() {

@@ -4,7 +4,8 @@
 //! fields the profile's columns hold for each kind, batch by batch. A hit
 //! is an alert like any other (organisation, critical processes,
 //! guidance, routes, suppression), carrying the indicator, its feed and
-//! confidence; its TLP is at least the feed's.
+//! confidence; its TLP is at least the feed's. Sigma rules read a feed as
+//! a value list (`%feed:NAME%`, [`Intel::lists`]), as it is at each batch.
 //!
 //! ```text
 //!  feed files ──► read (csv, lines, STIX 2.1 bundle) ──► in force now ──► sets ──┐
@@ -28,7 +29,7 @@ use serde::Deserialize;
 use vagt_connectors::{ConfigDuration, EventBatch};
 use vagt_rules::loader::Origin;
 use vagt_rules::window::{format_millis, TimestampSpec};
-use vagt_rules::{Level, LogSource, Profile, RuleInfo, RuleMeta};
+use vagt_rules::{Level, LiveSet, LiveSets, LogSource, Profile, RuleInfo, RuleMeta, SetTest};
 
 use crate::alert::{Alert, AlertBuilder, IndicatorHit};
 use crate::warning::tlp::Tlp;
@@ -112,13 +113,7 @@ pub fn default_fields(kind: Kind) -> &'static [&'static str] {
     }
 }
 
-const KINDS: [Kind; 5] = [
-    Kind::Ip,
-    Kind::Domain,
-    Kind::Url,
-    Kind::Hash,
-    Kind::UserAgent,
-];
+use sets::KINDS;
 
 impl IntelConfig {
     /// Checks the settings, naming the feed at fault.
@@ -248,11 +243,6 @@ fn feed_rule(feed: &FeedConfig) -> RuleInfo {
         50.. => Level::Medium,
         _ => Level::Low,
     };
-    let tlp = feed
-        .tlp
-        .label()
-        .trim_start_matches("TLP:")
-        .to_ascii_lowercase();
     RuleInfo {
         meta: RuleMeta {
             id: Some(format!("intel:{}", feed.name)),
@@ -260,7 +250,7 @@ fn feed_rule(feed: &FeedConfig) -> RuleInfo {
             title: format!("Indicator of feed {}", feed.name),
             level,
             status: None,
-            tags: vec![format!("tlp.{tlp}"), format!("intel.{}", feed.name)],
+            tags: vec![feed.tlp.tag(), format!("intel.{}", feed.name)],
             description: Some(format!(
                 "An event holds an indicator of the threat intelligence feed {}.",
                 feed.name
@@ -426,6 +416,56 @@ impl Intel {
         Some(Arc::new(Loaded { indicators, sets }))
     }
 
+    /// Has the indicators in force whose keys ([`indicator_key`]) `known`
+    /// lacks hunted back in time, as if they had just come into force;
+    /// how many.
+    pub fn hunt_those_not_in(&self, known: &std::collections::HashSet<u64>) -> usize {
+        let loaded = self.current();
+        let now = now_ms();
+        let new: Vec<Vec<Indicator>> = self
+            .feeds
+            .iter()
+            .zip(&loaded.indicators)
+            .map(|(feed, indicators)| {
+                indicators
+                    .iter()
+                    .filter(|x| x.valid_at(now) && !known.contains(&indicator_key(&feed.name, x)))
+                    .cloned()
+                    .collect()
+            })
+            .collect();
+        let count = new.iter().map(Vec::len).sum();
+        push_added(&self.added, new);
+        count
+    }
+
+    /// The keys of the indicators in force now.
+    pub fn keys_in_force(&self) -> std::collections::HashSet<u64> {
+        let now = now_ms();
+        self.keys_of(&self.current(), now)
+    }
+
+    /// The keys of the indicators of `loaded` in force at `now`.
+    pub fn keys_of(&self, loaded: &Loaded, now: i64) -> std::collections::HashSet<u64> {
+        self.feeds
+            .iter()
+            .zip(&loaded.indicators)
+            .flat_map(|(feed, indicators)| {
+                indicators
+                    .iter()
+                    .filter(move |x| x.valid_at(now))
+                    .map(|x| indicator_key(&feed.name, x))
+            })
+            .collect()
+    }
+
+    fn current(&self) -> Arc<Loaded> {
+        self.loaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// The alerts of the indicators the batch's events hold.
     pub fn alerts(
         &self,
@@ -433,12 +473,7 @@ impl Intel {
         batch: &EventBatch,
         timestamp: &TimestampSpec,
     ) -> Vec<Alert> {
-        let loaded = self
-            .loaded
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        self.alerts_of(&loaded, builder, batch, timestamp)
+        self.alerts_of(&self.current(), builder, batch, timestamp)
     }
 
     /// The alerts of the indicators of `loaded` the batch's events hold.
@@ -519,6 +554,14 @@ impl Intel {
         alerts
     }
 
+    /// The feeds as value lists of Sigma rules (`%feed:NAME%`).
+    pub fn lists(&self) -> Arc<dyn LiveSets> {
+        Arc::new(FeedLists {
+            names: self.feeds.iter().map(|f| f.name.clone()).collect(),
+            loaded: self.loaded.clone(),
+        })
+    }
+
     /// What the feeds did.
     pub fn report(&self) -> IntelReport {
         let mut report = self
@@ -528,6 +571,99 @@ impl Intel {
             .clone();
         report.hits = self.hits.load(Ordering::Relaxed);
         report
+    }
+}
+
+/// A key of indicator `x` of feed `feed` that stays the same across runs
+/// and versions of the feed (the retro-hunt ledger's).
+pub fn indicator_key(feed: &str, x: &Indicator) -> u64 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [feed, x.kind.as_str(), x.value.as_str()] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    let digest = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(first)
+}
+
+/// The feeds as Sigma rules' value lists: a rule's `%feed:NAME%` reads
+/// the feed's indicators in force when each batch is evaluated, matched
+/// as indicator hits are (a domain's subdomains, a URL's paths, an
+/// address in a network, a hash in a list).
+#[derive(Debug)]
+struct FeedLists {
+    names: Vec<String>,
+    loaded: Arc<Mutex<Arc<Loaded>>>,
+}
+
+/// One feed as a value list.
+#[derive(Debug)]
+struct FeedList {
+    feed: u32,
+    /// Its addresses and networks only (`cidr`).
+    addresses_only: bool,
+    loaded: Arc<Mutex<Arc<Loaded>>>,
+}
+
+impl LiveSets for FeedLists {
+    fn resolve(&self, name: &str, addresses_only: bool) -> Option<Arc<dyn LiveSet>> {
+        let feed = self.names.iter().position(|n| n == name)?;
+        Some(Arc::new(FeedList {
+            feed: feed as u32,
+            addresses_only,
+            loaded: self.loaded.clone(),
+        }))
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.names.clone()
+    }
+}
+
+impl LiveSet for FeedList {
+    fn current(&self) -> SetTest<'_> {
+        let loaded = self
+            .loaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let now = now_ms();
+        let kinds: &[Kind] = if self.addresses_only {
+            &KINDS[..1]
+        } else {
+            &KINDS
+        };
+        Box::new(move |value| {
+            kinds.iter().any(|&kind| {
+                loaded
+                    .sets
+                    .find_in(kind, value, Some(self.feed))
+                    .is_some_and(|(f, i)| loaded.indicators[f as usize][i as usize].valid_at(now))
+            })
+        })
+    }
+}
+
+/// Marks each rule that refers to a feed (`%feed:NAME%`) with the feed's
+/// TLP (a `tlp.*` tag), so that its alerts are at least as restricted as
+/// the indicators they reveal.
+pub fn mark_rules_with_feed_tlp(collection: &mut vagt_rules::RuleCollection, config: &IntelConfig) {
+    for loaded in &mut collection.rules {
+        let mut feeds = Vec::new();
+        loaded.rule.condition.for_each_predicate(&mut |p| {
+            if let vagt_rules::sigma::predicate::Test::InFeed { feed, .. } = &p.test {
+                feeds.push(feed.clone());
+            }
+        });
+        for feed in config.feeds.iter().filter(|f| feeds.contains(&f.name)) {
+            let tag = feed.tlp.tag();
+            if !loaded.rule.meta.tags.contains(&tag) {
+                loaded.rule.meta.tags.push(tag);
+            }
+        }
     }
 }
 

@@ -35,14 +35,15 @@ impl<T: Ord + Copy> Ranges<T> {
             .collect();
     }
 
-    /// The indicator of a range holding `value`: the one starting closest
-    /// before it (the narrowest of nested networks).
-    fn find(&self, value: T) -> Option<Hit> {
+    /// The indicator of a range of `feed` (any: `None`) holding `value`:
+    /// the one starting closest before it (the narrowest of nested
+    /// networks).
+    fn find(&self, value: T, feed: Option<u32>) -> Option<Hit> {
         let end = self.ranges.partition_point(|r| r.0 <= value);
         (0..end)
             .rev()
             .take_while(|&j| self.reach[j] >= value)
-            .find(|&j| self.ranges[j].1 >= value)
+            .find(|&j| self.ranges[j].1 >= value && feed.is_none_or(|f| self.ranges[j].2 .0 == f))
             .map(|j| self.ranges[j].2)
     }
 }
@@ -52,7 +53,11 @@ impl<T: Ord + Copy> Ranges<T> {
 pub struct Sets {
     v4: Ranges<u32>,
     v6: Ranges<u128>,
-    exact: HashMap<(Kind, Box<str>), Hit>,
+    /// Exact values by kind: the first indicator with the value...
+    exact: HashMap<Kind, HashMap<Box<str>, Hit>>,
+    /// ... and those of other feeds with the same value, so that a rule
+    /// asking for one feed finds its own.
+    more: HashMap<Kind, HashMap<Box<str>, Vec<Hit>>>,
     /// Indicators compiled, by kind.
     pub counts: HashMap<Kind, usize>,
 }
@@ -67,6 +72,15 @@ fn normalise(kind: Kind, value: &str) -> String {
         Kind::Url | Kind::UserAgent | Kind::Ip => value.to_string(),
     }
 }
+
+/// The kinds of indicator, in the order a value is looked up as each.
+pub const KINDS: [Kind; 5] = [
+    Kind::Ip,
+    Kind::Domain,
+    Kind::Url,
+    Kind::Hash,
+    Kind::UserAgent,
+];
 
 impl Sets {
     /// Compiles the indicators of `feeds` that are in force at `now`;
@@ -102,9 +116,7 @@ impl Sets {
                         }
                     }
                 } else {
-                    sets.exact
-                        .entry((ind.kind, normalise(ind.kind, &ind.value).into()))
-                        .or_insert(hit);
+                    sets.insert_exact(ind.kind, normalise(ind.kind, &ind.value), hit);
                 }
                 *sets.counts.entry(ind.kind).or_default() += 1;
             }
@@ -114,12 +126,55 @@ impl Sets {
         (sets, refused)
     }
 
+    fn insert_exact(&mut self, kind: Kind, key: String, hit: Hit) {
+        let first = self.exact.entry(kind).or_default();
+        match first.get(key.as_str()) {
+            None => {
+                first.insert(key.into(), hit);
+            }
+            Some(&(feed, _)) if feed == hit.0 => {}
+            Some(_) => {
+                let more = self
+                    .more
+                    .entry(kind)
+                    .or_default()
+                    .entry(key.into())
+                    .or_default();
+                if !more.iter().any(|h| h.0 == hit.0) {
+                    more.push(hit);
+                }
+            }
+        }
+    }
+
+    /// The indicator of `feed` (any feed: `None`) kept under `key`.
+    fn exact(&self, kind: Kind, key: &str, feed: Option<u32>) -> Option<Hit> {
+        let first = *self.exact.get(&kind)?.get(key)?;
+        match feed {
+            None => Some(first),
+            Some(f) if first.0 == f => Some(first),
+            Some(f) => self
+                .more
+                .get(&kind)?
+                .get(key)?
+                .iter()
+                .find(|h| h.0 == f)
+                .copied(),
+        }
+    }
+
     /// The indicator `value` (an event field's value) hits as `kind`.
     pub fn find(&self, kind: Kind, value: &str) -> Option<Hit> {
+        self.find_in(kind, value, None)
+    }
+
+    /// The indicator of `feed` (any feed: `None`) that `value` hits as
+    /// `kind`.
+    pub fn find_in(&self, kind: Kind, value: &str, feed: Option<u32>) -> Option<Hit> {
         match kind {
             Kind::Ip => match crate::alert::parse_ip(value)? {
-                IpAddr::V4(a) => self.v4.find(u32::from(a)),
-                IpAddr::V6(a) => self.v6.find(u128::from(a)),
+                IpAddr::V4(a) => self.v4.find(u32::from(a), feed),
+                IpAddr::V6(a) => self.v6.find(u128::from(a), feed),
             },
             Kind::Domain => {
                 // The domain, then each parent: `a.evil.example` hits
@@ -127,8 +182,8 @@ impl Sets {
                 let domain = normalise(kind, value);
                 let mut rest = domain.as_str();
                 loop {
-                    if let Some(hit) = self.exact.get(&(kind, rest.into())) {
-                        return Some(*hit);
+                    if let Some(hit) = self.exact(kind, rest, feed) {
+                        return Some(hit);
                     }
                     rest = rest.split_once('.')?.1;
                 }
@@ -138,8 +193,8 @@ impl Sets {
                 let url = value.trim();
                 let mut end = url.len();
                 loop {
-                    if let Some(hit) = self.exact.get(&(kind, url[..end].into())) {
-                        return Some(*hit);
+                    if let Some(hit) = self.exact(kind, &url[..end], feed) {
+                        return Some(hit);
                     }
                     end = url[..end].trim_end_matches('/').rfind('/')? + 1;
                     if url[..end].ends_with("//") {
@@ -151,12 +206,10 @@ impl Sets {
                 // `SHA256=…,MD5=…` (Sysmon's Hashes) or a bare hash.
                 value.split(',').find_map(|part| {
                     let hex = part.rsplit('=').next().unwrap_or(part);
-                    self.exact
-                        .get(&(kind, normalise(kind, hex).into()))
-                        .copied()
+                    self.exact(kind, &normalise(kind, hex), feed)
                 })
             }
-            Kind::UserAgent => self.exact.get(&(kind, value.trim().into())).copied(),
+            Kind::UserAgent => self.exact(kind, value.trim(), feed),
         }
     }
 
@@ -223,6 +276,30 @@ mod tests {
         );
         assert_eq!(sets.find(Kind::UserAgent, "EvilBot/1.0"), Some((0, 6)));
         assert_eq!(sets.find(Kind::UserAgent, "evilbot/1.0"), None);
+    }
+
+    #[test]
+    fn a_value_in_two_feeds_is_found_in_each() {
+        let a = [
+            ind(Kind::Domain, "evil.example"),
+            ind(Kind::Ip, "10.0.0.0/8"),
+        ];
+        let b = [
+            ind(Kind::Hash, "00"),
+            ind(Kind::Domain, "EVIL.example"),
+            ind(Kind::Ip, "10.1.0.0/16"),
+        ];
+        let (sets, _) = Sets::compile(&[&a, &b], 0);
+        assert_eq!(sets.find(Kind::Domain, "x.evil.example"), Some((0, 0)));
+        assert_eq!(
+            sets.find_in(Kind::Domain, "x.evil.example", Some(1)),
+            Some((1, 1))
+        );
+        assert_eq!(sets.find_in(Kind::Domain, "evil.example", Some(2)), None);
+        // Nested networks of two feeds: each feed its own.
+        assert_eq!(sets.find(Kind::Ip, "10.1.2.3"), Some((1, 2)));
+        assert_eq!(sets.find_in(Kind::Ip, "10.1.2.3", Some(0)), Some((0, 1)));
+        assert_eq!(sets.find_in(Kind::Ip, "10.2.2.3", Some(1)), None);
     }
 
     #[test]

@@ -24,6 +24,10 @@
 //! reloads and `vagt_config_info{version}` names the version that runs;
 //! each is logged.
 //!
+//! Changed threat intelligence settings (`intel:`) start the new feeds
+//! aside: they are read before the swap, and rules referring to them are
+//! compiled against them; the old feeds stop once the new are in force.
+//!
 //! Not reloaded (a change is rejected, saying to restart): inputs, the
 //! profile, the window settings, the decoder, the detection workers, the
 //! archive, the dead letters, metrics and the reload settings themselves.
@@ -46,6 +50,7 @@ use crate::catalog::Catalog;
 use crate::config::{ConfigError, RunConfig};
 use crate::delivery::DeliveryPolicy;
 use crate::detect::Work;
+use crate::intel::Intel;
 use crate::pipeline::PipelineError;
 
 /// `reload:` in the config: what else than SIGHUP reloads it.
@@ -162,6 +167,9 @@ pub(crate) struct Reload {
     pub fields: FieldCandidates,
     /// For delivery, after the alerts before the swap.
     pub policy: Box<DeliveryPolicy>,
+    /// New threat intelligence feeds (none: `intel:` removed), when the
+    /// settings changed.
+    pub intel: Option<Option<Arc<Intel>>>,
     /// Whether it now runs, or why not.
     pub applied: Applied,
 }
@@ -220,6 +228,7 @@ fn prepare(
     running: &RunConfig,
     version: &str,
     profile: &Profile,
+    intel: Option<Arc<Intel>>,
     applied: Applied,
 ) -> Result<Option<Prepared>, ReloadError> {
     let mut config = RunConfig::from_file(path).map_err(PipelineError::from)?;
@@ -234,7 +243,22 @@ fn prepare(
     if new_version == version {
         return Ok(None);
     }
-    let compiled = vagt_rules::RuleSetBuilder::new(profile.clone()).build(&collection);
+    // Changed feeds are read now, aside, for the rules that refer to them.
+    let new_intel = if config.intel == running.intel {
+        None
+    } else {
+        Some(match &config.intel {
+            Some(settings) => {
+                Some(Arc::new(Intel::start(settings, profile).map_err(|e| {
+                    PipelineError::Config(ConfigError::setting("intel", e))
+                })?))
+            }
+            None => None,
+        })
+    };
+    let feeds = new_intel.clone().unwrap_or(intel);
+    let compiled =
+        crate::pipeline::compile_collection(collection, &config, profile, feeds.as_deref());
     for rejected in &compiled.rejected {
         tracing::warn!("reload: rule rejected: {rejected}");
     }
@@ -247,6 +271,7 @@ fn prepare(
         fields: FieldCandidates::new(&catalog, profile),
         catalog,
         policy: Box::new(policy),
+        intel: new_intel,
         applied,
     };
     Ok(Some(Prepared { config, reload }))
@@ -258,6 +283,8 @@ pub(crate) struct Reloader {
     running: RunConfig,
     version: String,
     profile: Profile,
+    /// The feeds in force.
+    intel: Option<Arc<Intel>>,
     work: mpsc::WeakSender<Work>,
     watcher: Option<watch::Watcher>,
     /// The stages are gone: no reload can run any more.
@@ -289,6 +316,7 @@ pub(crate) async fn start(
     running: RunConfig,
     version: String,
     profile: Profile,
+    intel: Option<Arc<Intel>>,
     work: &mpsc::Sender<Work>,
 ) -> Result<Reloading, PipelineError> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -326,6 +354,7 @@ pub(crate) async fn start(
         running,
         version,
         profile,
+        intel,
         work: work.downgrade(),
         watcher,
         ending: false,
@@ -351,15 +380,16 @@ impl Reloader {
     /// Prepares a new version and has the stages swap it in.
     async fn reload(&mut self, cause: &Cause) -> Outcome {
         tracing::info!("reload asked for by {cause}");
-        let (path, running, version, profile) = (
+        let (path, running, version, profile, intel) = (
             self.path.clone(),
             self.running.clone(),
             self.version.clone(),
             self.profile.clone(),
+            self.intel.clone(),
         );
         let (applied, answer) = oneshot::channel();
         let prepared = tokio::task::spawn_blocking(move || {
-            prepare(&path, &running, &version, &profile, applied)
+            prepare(&path, &running, &version, &profile, intel, applied)
         })
         .await
         .unwrap_or_else(|e| Err(ReloadError::Refused(format!("reload task: {e}"))));
@@ -399,6 +429,7 @@ impl Reloader {
     ) -> Result<String, ReloadError> {
         let Prepared { config, reload } = prepared;
         let version = reload.policy.version.clone();
+        let new_intel = reload.intel.clone();
         tracing::info!(%version, "reload: the new version is compiled; swapping it in");
         let work = self.work.upgrade().ok_or(ReloadError::Ending)?;
         work.send(Work::Reload(Box::new(reload)))
@@ -411,6 +442,9 @@ impl Reloader {
             .map_err(ReloadError::Refused)?;
         if let Some(watcher) = &mut self.watcher {
             watcher.follow(&self.path, &config);
+        }
+        if let Some(intel) = new_intel {
+            self.intel = intel;
         }
         self.running = config;
         Ok(std::mem::replace(&mut self.version, version))

@@ -86,6 +86,11 @@ impl Tlp {
         }
     }
 
+    /// The rule tag that marks it: `tlp.amber+strict`.
+    pub fn tag(self) -> String {
+        format!("tlp.{}", self.label()[4..].to_ascii_lowercase())
+    }
+
     /// Reads `amber`, `AMBER+STRICT`, `TLP:GREEN`, `amber_strict`; the
     /// TLP 1.0 `white` is `CLEAR`.
     pub fn parse(text: &str) -> Option<Tlp> {

@@ -11,6 +11,7 @@
 //! over its whole string column, and verifies exact predicates only on the
 //! rows where the literal was found.
 
+pub mod feeds;
 pub(crate) mod fingerprint;
 pub mod glob;
 pub(crate) mod literal;
@@ -94,6 +95,8 @@ pub(crate) enum LeafKind {
         value: f64,
     },
     Cidr(ipnet::IpNet),
+    /// The value is in a feed, as the feed is when the batch is evaluated.
+    InFeed(std::sync::Arc<dyn feeds::LiveSet>),
     FieldRef {
         other: FieldId,
         cased: bool,
@@ -132,7 +135,10 @@ impl Leaf {
             1
         } else {
             match self.kind {
-                LeafKind::Text { .. } | LeafKind::Cidr(_) | LeafKind::TimePart { .. } => 20,
+                LeafKind::Text { .. }
+                | LeafKind::Cidr(_)
+                | LeafKind::InFeed(_)
+                | LeafKind::TimePart { .. } => 20,
                 _ => 10,
             }
         }
@@ -299,6 +305,7 @@ impl RuleSet {
 pub struct RuleSetBuilder {
     profile: Profile,
     paths: MatchPaths,
+    feeds: Option<std::sync::Arc<dyn feeds::LiveSets>>,
 }
 
 /// A test, hashable (floats by their bits), to share identical leaves.
@@ -311,6 +318,7 @@ enum TestKey {
     Null,
     Exists,
     FieldRef(String, bool, RefMatch),
+    InFeed(String, bool),
     TimePart(TimePart, CmpOp, u64),
 }
 
@@ -324,6 +332,10 @@ impl TestKey {
             Test::Null => TestKey::Null,
             Test::Exists => TestKey::Exists,
             Test::FieldRef { other, cased, how } => TestKey::FieldRef(other.clone(), *cased, *how),
+            Test::InFeed {
+                feed,
+                addresses_only,
+            } => TestKey::InFeed(feed.clone(), *addresses_only),
             Test::TimePart { part, op, value } => TestKey::TimePart(*part, *op, value.to_bits()),
         }
     }
@@ -338,6 +350,8 @@ struct Interner {
     needles: Vec<Vec<(String, NeedleId)>>,
     needle_index: HashMap<(FieldId, String), NeedleId>,
     needle_count: usize,
+    /// The feeds `%feed:NAME%` values resolve to.
+    feeds: Option<std::sync::Arc<dyn feeds::LiveSets>>,
 }
 
 impl Interner {
@@ -370,7 +384,15 @@ impl RuleSetBuilder {
         RuleSetBuilder {
             profile,
             paths: MatchPaths::default(),
+            feeds: None,
         }
+    }
+
+    /// The feeds rules may refer to as `%feed:NAME%`; without them, such a
+    /// rule is rejected.
+    pub fn feeds(mut self, feeds: std::sync::Arc<dyn feeds::LiveSets>) -> Self {
+        self.feeds = Some(feeds);
+        self
     }
 
     /// Forces the matcher's paths (by default chosen by size); every path
@@ -385,7 +407,10 @@ impl RuleSetBuilder {
     pub fn build(&self, collection: &RuleCollection) -> Compiled {
         let mut rejected = collection.rejected.clone();
         let mut unroutable = Vec::new();
-        let mut interner = Interner::default();
+        let mut interner = Interner {
+            feeds: self.feeds.clone(),
+            ..Interner::default()
+        };
         let mut routes: Vec<Option<Node>> = Vec::new();
         let mut route_index: HashMap<LogSource, usize> = HashMap::new();
         let mut rules = Vec::new();
@@ -849,5 +874,32 @@ fn compile_test(
             op: *op,
             value: *value,
         },
+        Test::InFeed {
+            feed,
+            addresses_only,
+        } => {
+            let resolved = interner
+                .feeds
+                .as_ref()
+                .and_then(|f| f.resolve(feed, *addresses_only));
+            match resolved {
+                Some(set) => LeafKind::InFeed(set),
+                None => {
+                    let known = interner
+                        .feeds
+                        .as_ref()
+                        .map(|f| f.names())
+                        .unwrap_or_default();
+                    return Err(RuleError::UnknownFeed {
+                        feed: feed.clone(),
+                        known: if known.is_empty() {
+                            "no feeds are configured (`intel.feeds`)".into()
+                        } else {
+                            format!("the feeds are {}", known.join(", "))
+                        },
+                    });
+                }
+            }
+        }
     })
 }

@@ -377,6 +377,14 @@ impl RuleSet {
                     }
                 }
             }
+            LeafKind::InFeed(set) => {
+                let test = set.current();
+                for row in domain.iter() {
+                    if columns.iter().any(|c| c.any_value(row, &mut |v| test(v))) {
+                        out.insert(row);
+                    }
+                }
+            }
             LeafKind::TimePart { part, op, value } => {
                 for row in domain.iter() {
                     if columns.iter().any(|c| {

@@ -418,6 +418,12 @@ fn lower_value(
         }
         Some(Kind::Cidr) => {
             let text = scalar_text(key, v)?;
+            if let Some(feed) = feed_reference(key, target, &text)? {
+                return Ok(pred(Test::InFeed {
+                    feed,
+                    addresses_only: true,
+                }));
+            }
             let net = parse_cidr(&text)
                 .ok_or_else(|| value_error(key, format!("'{text}' is not a valid cidr network")))?;
             Ok(pred(Test::Cidr(net)))
@@ -460,6 +466,26 @@ fn lower_value(
         }
         None => {
             let text = scalar_text(key, v)?;
+            if m.expand {
+                if let Some(feed) = feed_reference(key, target, &text)? {
+                    if let Some(t) = m.transforms.first() {
+                        return Err(value_error(
+                            key,
+                            format!("a feed is matched as its indicators are (see docs/intel.md), so '%feed:{feed}%' takes no '{}'", t.name()),
+                        ));
+                    }
+                    if m.cased {
+                        return Err(value_error(
+                            key,
+                            format!("a feed is matched as its indicators are (see docs/intel.md), so '%feed:{feed}%' takes no 'cased'"),
+                        ));
+                    }
+                    return Ok(pred(Test::InFeed {
+                        feed,
+                        addresses_only: false,
+                    }));
+                }
+            }
             let starts: Vec<SigmaString> = if m.expand {
                 expand_placeholders(key, &text, placeholders)?
             } else {
@@ -516,6 +542,34 @@ fn json_escape(text: &str) -> String {
         .get(1..quoted.len().saturating_sub(1))
         .unwrap_or_default()
         .to_string()
+}
+
+/// The feed a value `%feed:NAME%` refers to; an error where a feed is
+/// named inside a longer value or in a keyword search.
+fn feed_reference(key: &str, target: &Target, text: &str) -> Result<Option<String>, RuleError> {
+    let Some(at) = text.find("%feed:") else {
+        return Ok(None);
+    };
+    let name = text
+        .strip_prefix("%feed:")
+        .and_then(|rest| rest.strip_suffix('%'))
+        .filter(|name| !name.is_empty() && !name.contains('%'));
+    let Some(name) = name else {
+        return Err(value_error(
+            key,
+            format!(
+                "'{}': a feed is referred to as a whole value, '%feed:NAME%'",
+                &text[at..]
+            ),
+        ));
+    };
+    if *target == Target::Raw {
+        return Err(value_error(
+            key,
+            "a feed is matched against a field, not in a keyword search",
+        ));
+    }
+    Ok(Some(name.to_string()))
 }
 
 fn parse_cidr(text: &str) -> Option<ipnet::IpNet> {
@@ -786,6 +840,43 @@ mod tests {
     fn escaped_wildcards_survive_windash() {
         let c = lower("CommandLine|windash", "'-x \\*'").unwrap();
         assert!(texts(&c).contains(&"/x \\*".to_string()));
+    }
+
+    #[test]
+    fn a_feed_is_a_whole_value_with_expand_or_cidr() {
+        let feed = |c: &Cond| {
+            let mut out = Vec::new();
+            c.for_each_predicate(&mut |p| {
+                if let Test::InFeed {
+                    feed,
+                    addresses_only,
+                } = &p.test
+                {
+                    out.push((feed.clone(), *addresses_only));
+                }
+            });
+            out
+        };
+        let c = lower("DestinationIp|cidr", "'%feed:cfcs-ips%'").unwrap();
+        assert_eq!(feed(&c), vec![("cfcs-ips".to_string(), true)]);
+        let c = lower("QueryName|expand", "['%feed:a%', '%feed:b%']").unwrap();
+        assert_eq!(
+            feed(&c),
+            vec![("a".to_string(), false), ("b".to_string(), false)]
+        );
+        // Without `expand` it is a string like any other.
+        let c = lower("QueryName", "'%feed:a%'").unwrap();
+        assert_eq!(texts(&c), vec!["%feed:a%"]);
+        for (key, value, says) in [
+            ("QueryName|expand", "'www.%feed:a%'", "whole value"),
+            ("QueryName|expand", "'%feed:%'", "whole value"),
+            ("QueryName|contains|expand", "'%feed:a%'", "no 'contains'"),
+            ("QueryName|expand|cased", "'%feed:a%'", "no 'cased'"),
+            ("|expand", "'%feed:a%'", "keyword"),
+        ] {
+            let e = lower(key, value).unwrap_err().to_string();
+            assert!(e.contains(says), "{key}: {e}");
+        }
     }
 
     #[test]

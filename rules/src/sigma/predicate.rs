@@ -166,6 +166,15 @@ pub enum Test {
         /// How the field's value is compared with the other's.
         how: RefMatch,
     },
+    /// The value is an indicator of a threat intelligence feed
+    /// (`%feed:NAME%`), looked up in the feed's version in force.
+    InFeed {
+        /// The feed's name.
+        feed: String,
+        /// Only its addresses and networks (`cidr`): the value is an
+        /// address inside one.
+        addresses_only: bool,
+    },
     /// A part of a timestamp compared with a constant.
     TimePart {
         /// Which part.
