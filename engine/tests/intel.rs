@@ -707,3 +707,56 @@ fn indicators_that_came_while_vagt_was_down_are_hunted_at_the_next_start() {
     assert!(!stderr.contains("retro-hunt of new indicators"), "{stderr}");
     assert!(retrospective("198.51.100.20").is_empty());
 }
+
+#[test]
+fn a_feed_gives_only_the_kinds_its_settings_take() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("sector.csv"),
+        "kind,value\nip,203.0.113.5\ndomain,evil.example\nhash,00ff\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("cfcs.json"), stix(&[])).unwrap();
+    std::fs::write(
+        d.join("events.jsonl"),
+        "{\"n\": 0, \"DestinationIp\": \"203.0.113.5\"}\n{\"n\": 1, \"QueryName\": \"evil.example\"}\n{\"n\": 2, \"Hashes\": \"MD5=00FF\"}\n",
+    )
+    .unwrap();
+    let config = write_config(d, "[{path: events.jsonl}]", "1m");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("format: csv,", "format: csv, kinds: [domain, hash],");
+    std::fs::write(&config, text).unwrap();
+    let (stats, stderr) = run_with_stats_env(&config, &[]);
+    let mut hit: Vec<u64> = json_lines(&d.join("alerts.jsonl"))
+        .iter()
+        .map(|a| a["event"]["n"].as_u64().unwrap())
+        .collect();
+    hit.sort_unstable();
+    assert_eq!(hit, [1, 2], "the address is left out: {stderr}");
+    let sector = &stats["intel"]["feeds"]["sector"];
+    assert_eq!(
+        (&sector["indicators"], &sector["left_out"]),
+        (&json!(2), &json!(1)),
+        "{stats}"
+    );
+
+    // A `lines` feed whose kind `kinds` leaves out is refused, named.
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "name: cfcs, path: cfcs.json, format: stix",
+        "name: cfcs, path: cfcs.json, format: lines, kind: ip, kinds: [url]",
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vagt"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("feed 'cfcs': its lines are of kind ip, which `kinds` leaves out"),
+        "{stderr}"
+    );
+}

@@ -67,6 +67,10 @@ pub struct FeedConfig {
     /// What each line of a `lines` feed is.
     #[serde(default)]
     pub kind: Option<Kind>,
+    /// The kinds of indicator taken from the feed (default all): those of
+    /// other kinds are left out, and counted.
+    #[serde(default)]
+    pub kinds: Option<Vec<Kind>>,
     /// How far its hits may be shared (default AMBER): an alert's TLP is
     /// at least this.
     #[serde(default = "default_tlp")]
@@ -153,6 +157,21 @@ impl IntelConfig {
                     f.name
                 ));
             }
+            if let (Some(kinds), Some(kind)) = (&f.kinds, f.kind) {
+                if !kinds.contains(&kind) {
+                    return Err(format!(
+                        "feed '{}': its lines are of kind {}, which `kinds` leaves out",
+                        f.name,
+                        kind.as_str()
+                    ));
+                }
+            }
+            if f.kinds.as_ref().is_some_and(Vec::is_empty) {
+                return Err(format!(
+                    "feed '{}': `kinds` is empty; leave it out to take every kind",
+                    f.name
+                ));
+            }
             if f.confidence > 100 {
                 return Err(format!(
                     "feed '{}': confidence {} is above 100",
@@ -201,6 +220,8 @@ pub struct IntelReport {
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct FeedReport {
     pub indicators: u64,
+    /// Read, but of a kind the feed's `kinds` leaves out.
+    pub left_out: u64,
     pub in_force: u64,
     pub loads: u64,
     pub failures: u64,
@@ -763,8 +784,13 @@ fn refresh(
         let entry = report.feeds.entry(feed.name.clone()).or_default();
         match result {
             Ok(None) => {}
-            Ok(Some(indicators)) => {
+            Ok(Some(mut indicators)) => {
                 entry.loads += 1;
+                let read = indicators.len();
+                if let Some(kinds) = &feed.kinds {
+                    indicators.retain(|x| kinds.contains(&x.kind));
+                }
+                entry.left_out = (read - indicators.len()) as u64;
                 entry.indicators = indicators.len() as u64;
                 entry.error = None;
                 current[i] = Arc::new(indicators);
