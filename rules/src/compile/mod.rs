@@ -266,6 +266,18 @@ impl RuleSet {
         self.needle_count
     }
 
+    /// Bytes the prefilter automata (and their fingerprint searchers)
+    /// hold: most of a compiled rule set's memory.
+    pub fn automata_memory(&self) -> usize {
+        self.automata
+            .iter()
+            .flatten()
+            .map(|a| {
+                a.automaton.memory_usage() + a.fingerprints.as_ref().map_or(0, |f| f.memory_usage())
+            })
+            .sum()
+    }
+
     /// Name of the profile the set was compiled with.
     pub fn profile_name(&self) -> &str {
         &self.profile_name
