@@ -335,8 +335,8 @@ impl Detector {
                 self.intel_hits_before += old.report().hits;
             }
             // A new feed's indicators are new to the archive.
-            if let (Some(retro), Some(intel)) = (&self.retro, &self.intel) {
-                retro.indicators_not_yet_hunted(intel);
+            if let Some(retro) = &self.retro {
+                retro.indicators_not_yet_hunted(self.intel.as_ref());
             }
             tracing::info!(
                 feeds = self.intel.as_ref().map_or(0, |i| i.report().feeds.len()),
@@ -410,8 +410,8 @@ impl Detector {
     /// At start: hunts the rules and indicators no earlier run hunted the
     /// archive with (the indicators at the next tick).
     fn retro_hunt_at_start(&self) {
-        if let (Some(retro), Some(intel)) = (&self.retro, &self.intel) {
-            retro.indicators_not_yet_hunted(intel);
+        if let Some(retro) = &self.retro {
+            retro.indicators_not_yet_hunted(self.intel.as_ref());
         }
         if let Some(retro) = &self.retro {
             let generation = retro.generation();

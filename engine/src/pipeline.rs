@@ -570,7 +570,9 @@ pub async fn run_until(
     };
     let new_stage = Box::new(new_stage);
     let detector = Detector {
-        intel: intel.clone(),
+        // The detector and the reloader hold the feeds from here on: a
+        // reload that replaces them stops the old ones.
+        intel,
         intel_hits_before: 0,
         set: set.clone(),
         catalog: catalog.clone(),

@@ -125,9 +125,22 @@ pub(crate) struct RetroHunts {
     stages: StageMaker,
     /// The object store the archive's files are uploaded to, if any.
     store: Option<StoreConfig>,
-    /// The keys of the indicators that hunted the archive (from the
-    /// ledger, once looked at).
-    indicators: Arc<Mutex<Option<HashSet<u64>>>>,
+    /// The indicators that hunted the archive, and those being hunted.
+    indicators: Arc<Mutex<IndicatorLedger>>,
+    /// Held while the indicators' record is written.
+    indicators_writer: Arc<Mutex<()>>,
+}
+
+/// What the retro-hunts know of the feeds' indicators.
+#[derive(Debug, Default)]
+struct IndicatorLedger {
+    /// The keys of those that hunted the archive (from the ledger, once
+    /// looked at).
+    known: Option<HashSet<u64>>,
+    /// The keys of those whose hunt is on.
+    hunting: HashSet<u64>,
+    /// The feeds in force.
+    intel: Option<Arc<crate::intel::Intel>>,
 }
 
 /// Makes a window stage over one finite input (the archive) for a plan.
@@ -240,59 +253,93 @@ impl RetroHunts {
             stages,
             store,
             indicators: Arc::default(),
+            indicators_writer: Arc::default(),
         })
     }
 
-    /// Has `intel` hunt the indicators in force that no run recorded as
-    /// having hunted the archive: those that came while vagt was down,
-    /// and those of feeds new to it. When no run recorded any, those in
-    /// force are recorded, not hunted.
-    pub fn indicators_not_yet_hunted(&self, intel: &crate::intel::Intel) {
-        let mut known = self
-            .indicators
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if known.is_none() {
+    /// Has `intel` (the feeds now in force: at start, or after a reload
+    /// replaced them) hunt the indicators in force that no run recorded
+    /// as having hunted the archive and no hunt is on: those that came
+    /// while vagt was down, and those of feeds new to it. When the archive
+    /// has no record and there are feeds, those in force are recorded,
+    /// not hunted; with no feeds yet, any that come later are new.
+    pub fn indicators_not_yet_hunted(&self, intel: Option<&Arc<crate::intel::Intel>>) {
+        let in_force = intel.map(|i| i.keys_in_force()).unwrap_or_default();
+        let mut state = self.lock_indicators();
+        state.intel = intel.cloned();
+        if state.known.is_none() {
             match self.ledger.known_indicators() {
-                Ok(Some(keys)) => *known = Some(keys),
+                Ok(Some(keys)) => state.known = Some(keys),
                 outcome => {
                     if let Err(e) = outcome {
                         tracing::error!(error = %e, "retro-hunts: the record of earlier indicators cannot be read; the indicators in force are recorded, not hunted");
-                    } else {
+                    } else if intel.is_some() {
                         tracing::info!("retro-hunts: no earlier record of indicators in the archive; the indicators in force are recorded, not hunted");
                     }
-                    let keys = intel.keys_in_force();
-                    self.write_indicators(&keys);
-                    *known = Some(keys);
+                    state.known = Some(in_force);
+                    drop(state);
+                    if intel.is_some() {
+                        self.write_indicators();
+                    }
                     return;
                 }
             }
         }
-        let count = known.as_ref().map_or(0, |k| intel.hunt_those_not_in(k));
+        let Some(intel) = intel else { return };
+        let known = state.known.as_ref().map_or(0, HashSet::len);
+        let new: HashSet<u64> = in_force
+            .into_iter()
+            .filter(|k| {
+                !state.known.as_ref().is_some_and(|known| known.contains(k))
+                    && !state.hunting.contains(k)
+            })
+            .collect();
+        state.hunting.extend(&new);
+        drop(state);
+        let count = intel.hunt_those_in(&new);
         if count > 0 {
             tracing::info!(
                 indicators = count,
+                recorded = known,
                 "retro-hunts: indicators in force that have not hunted the archive (new while vagt was down, or of a new feed) are hunted"
             );
         }
     }
 
-    /// Records the indicators of `hunted` as having hunted the archive,
-    /// with those recorded before that are still in force.
-    fn record_indicators(&self, intel: &crate::intel::Intel, hunted: &crate::intel::Loaded) {
-        let mut known = self
-            .indicators
+    fn lock_indicators(&self) -> std::sync::MutexGuard<'_, IndicatorLedger> {
+        self.indicators
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let in_force = intel.keys_in_force();
-        let keys = known.get_or_insert_default();
-        keys.extend(intel.keys_of(hunted, chrono::Utc::now().timestamp_millis()));
-        keys.retain(|k| in_force.contains(k));
-        self.write_indicators(keys);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn write_indicators(&self, keys: &HashSet<u64>) {
-        if let Err(e) = self.ledger.record_indicators(keys) {
+    /// Records the indicators of `hunted` (of `intel`, which a reload may
+    /// have replaced since) as having hunted the archive, with those
+    /// recorded before that the feeds now in force still hold.
+    fn record_indicators(&self, intel: &crate::intel::Intel, hunted: &crate::intel::Loaded) {
+        let keys = intel.keys_of(hunted, chrono::Utc::now().timestamp_millis());
+        let current = self.lock_indicators().intel.clone();
+        let in_force = current.map(|i| i.keys_in_force());
+        {
+            let mut state = self.lock_indicators();
+            state.hunting.retain(|k| !keys.contains(k));
+            let known = state.known.get_or_insert_default();
+            known.extend(keys);
+            if let Some(in_force) = in_force {
+                known.retain(|k| in_force.contains(k));
+            }
+        }
+        self.write_indicators();
+    }
+
+    /// Writes the record as it is now; one writer at a time, so that an
+    /// older record never replaces a newer.
+    fn write_indicators(&self) {
+        let _writer = self
+            .indicators_writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let keys = self.lock_indicators().known.clone().unwrap_or_default();
+        if let Err(e) = self.ledger.record_indicators(&keys) {
             tracing::error!(error = %e, "retro-hunts: the indicators in force cannot be recorded; the next start hunts them again");
         }
     }

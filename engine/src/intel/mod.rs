@@ -192,9 +192,29 @@ pub struct Loaded {
     /// By feed; shared with the refresh thread's current versions.
     indicators: Vec<Arc<Vec<Indicator>>>,
     sets: Sets,
+    /// By feed, the kinds it holds: a value is looked up as those only.
+    kinds: Vec<Vec<Kind>>,
 }
 
 impl Loaded {
+    fn new(indicators: Vec<Arc<Vec<Indicator>>>, sets: Sets) -> Loaded {
+        let kinds = indicators
+            .iter()
+            .map(|feed| {
+                KINDS
+                    .iter()
+                    .copied()
+                    .filter(|k| feed.iter().any(|x| x.kind == *k))
+                    .collect()
+            })
+            .collect();
+        Loaded {
+            indicators,
+            sets,
+            kinds,
+        }
+    }
+
     /// How many indicators.
     pub fn len(&self) -> usize {
         self.indicators.iter().map(|f| f.len()).sum()
@@ -434,13 +454,16 @@ impl Intel {
             .collect();
         let views: Vec<&[Indicator]> = indicators.iter().map(|f| f.as_slice()).collect();
         let (sets, _) = Sets::compile(&views, now_ms());
-        Some(Arc::new(Loaded { indicators, sets }))
+        Some(Arc::new(Loaded::new(indicators, sets)))
     }
 
-    /// Has the indicators in force whose keys ([`indicator_key`]) `known`
-    /// lacks hunted back in time, as if they had just come into force;
+    /// Has the indicators in force whose keys ([`indicator_key`]) are in
+    /// `keys` hunted back in time, as if they had just come into force;
     /// how many.
-    pub fn hunt_those_not_in(&self, known: &std::collections::HashSet<u64>) -> usize {
+    pub fn hunt_those_in(&self, keys: &std::collections::HashSet<u64>) -> usize {
+        if keys.is_empty() {
+            return 0;
+        }
         let loaded = self.current();
         let now = now_ms();
         let new: Vec<Vec<Indicator>> = self
@@ -450,7 +473,7 @@ impl Intel {
             .map(|(feed, indicators)| {
                 indicators
                     .iter()
-                    .filter(|x| x.valid_at(now) && !known.contains(&indicator_key(&feed.name, x)))
+                    .filter(|x| x.valid_at(now) && keys.contains(&indicator_key(&feed.name, x)))
                     .cloned()
                     .collect()
             })
@@ -652,11 +675,14 @@ impl LiveSet for FeedList {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
         let now = now_ms();
-        let kinds: &[Kind] = if self.addresses_only {
-            &KINDS[..1]
-        } else {
-            &KINDS
-        };
+        let kinds: Vec<Kind> = loaded
+            .kinds
+            .get(self.feed as usize)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|k| !self.addresses_only || *k == Kind::Ip)
+            .collect();
         Box::new(move |value| {
             kinds.iter().any(|&kind| {
                 loaded
@@ -670,8 +696,12 @@ impl LiveSet for FeedList {
 
 /// Marks each rule that refers to a feed (`%feed:NAME%`) with the feed's
 /// TLP (a `tlp.*` tag), so that its alerts are at least as restricted as
-/// the indicators they reveal.
+/// the indicators they reveal; and each windowed rule with the most
+/// restrictive TLP of the rules it counts, since its alerts carry their
+/// events.
 pub fn mark_rules_with_feed_tlp(collection: &mut vagt_rules::RuleCollection, config: &IntelConfig) {
+    // The TLP each marked rule gained, by id and name.
+    let mut marked: BTreeMap<String, Tlp> = BTreeMap::new();
     for loaded in &mut collection.rules {
         let mut feeds = Vec::new();
         loaded.rule.condition.for_each_predicate(&mut |p| {
@@ -679,12 +709,61 @@ pub fn mark_rules_with_feed_tlp(collection: &mut vagt_rules::RuleCollection, con
                 feeds.push(feed.clone());
             }
         });
-        for feed in config.feeds.iter().filter(|f| feeds.contains(&f.name)) {
-            let tag = feed.tlp.tag();
-            if !loaded.rule.meta.tags.contains(&tag) {
-                loaded.rule.meta.tags.push(tag);
+        let tlp = config
+            .feeds
+            .iter()
+            .filter(|f| feeds.contains(&f.name))
+            .map(|f| f.tlp)
+            .max();
+        if let Some(tlp) = tlp {
+            add_tag(&mut loaded.rule.meta, tlp);
+            for name in [&loaded.rule.meta.id, &loaded.rule.meta.name]
+                .into_iter()
+                .flatten()
+            {
+                marked.insert(name.clone(), tlp);
             }
         }
+    }
+    // Windowed rules count rules and other windowed rules: until nothing
+    // changes.
+    loop {
+        let mut changed = false;
+        for loaded in &mut collection.windows {
+            let meta = &mut loaded.rule.meta;
+            let counted = loaded
+                .rule
+                .rules
+                .iter()
+                .filter_map(|r| marked.get(r))
+                .max()
+                .copied();
+            let Some(tlp) = counted else { continue };
+            let own = [&meta.id, &meta.name]
+                .into_iter()
+                .flatten()
+                .filter_map(|n| marked.get(n))
+                .max()
+                .copied();
+            if own.is_some_and(|o| o >= tlp) {
+                continue;
+            }
+            add_tag(meta, tlp);
+            for name in [&meta.id, &meta.name].into_iter().flatten() {
+                marked.insert(name.clone(), tlp);
+            }
+            changed = true;
+        }
+        if !changed {
+            break;
+        }
+    }
+}
+
+fn add_tag(meta: &mut RuleMeta, tlp: Tlp) {
+    let tag = tlp.tag();
+    if !meta.tags.contains(&tag) {
+        meta.tags.push(tag);
     }
 }
 
@@ -846,10 +925,7 @@ fn compile(
                 current[i].iter().filter(|x| x.valid_at(now)).count() as u64;
         }
     }
-    let compiled = Arc::new(Loaded {
-        indicators: current.to_vec(),
-        sets,
-    });
+    let compiled = Arc::new(Loaded::new(current.to_vec(), sets));
     *loaded
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner) = compiled;
