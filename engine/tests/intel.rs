@@ -66,7 +66,7 @@ fn a_hundred_thousand_indicators_give_exactly_the_expected_alerts() {
         stix(&[json!({
             "type": "indicator", "spec_version": "2.1",
             "id": "indicator--11111111-0000-4000-8000-000000000001",
-            "pattern": "[domain-name:value = 'c2.evil.example' OR url:value = 'http://drop.example/x/']",
+            "pattern": "[domain-name:value = 'c2.evil.example' OR url:value = 'http://drop.example/x/' OR x509-certificate:hashes.'SHA-1' = '0a1b2c3d4e5f60718293a4b5c6d7e8f901234567']",
             "pattern_type": "stix", "valid_from": "2026-01-01T00:00:00Z"
         })]),
     )
@@ -104,6 +104,10 @@ fn a_hundred_thousand_indicators_give_exactly_the_expected_alerts() {
         (
             json!({"EventID": 22, "n": 7, "QueryName": "good.example", "DestinationIp": "192.0.2.1"}),
             None,
+        ),
+        (
+            json!({"event_type": "tls", "n": 8, "tls": {"fingerprint": "0A:1B:2C:3D:4E:5F:60:71:82:93:A4:B5:C6:D7:E8:F9:01:23:45:67"}}),
+            Some("0a1b2c3d4e5f60718293a4b5c6d7e8f901234567"),
         ),
     ];
     let text: String = events.iter().map(|(e, _)| format!("{e}\n")).collect();
@@ -154,7 +158,7 @@ fn a_hundred_thousand_indicators_give_exactly_the_expected_alerts() {
         feeds["sector"]["in_force"], 100_002,
         "the expired and the revoked are not: {stats}"
     );
-    assert_eq!(feeds["cfcs"]["indicators"], 2, "{stats}");
+    assert_eq!(feeds["cfcs"]["indicators"], 3, "{stats}");
     assert_eq!(stats["intel"]["hits"], expected.len() as u64);
 }
 

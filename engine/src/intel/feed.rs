@@ -24,6 +24,9 @@ pub enum Kind {
     Hash,
     /// An HTTP user agent, whole.
     UserAgent,
+    /// A TLS certificate's fingerprint (SHA-1, SHA-256, MD5), as
+    /// hexadecimal with or without colons.
+    Certificate,
 }
 
 impl Kind {
@@ -35,6 +38,7 @@ impl Kind {
             Kind::Url => "url",
             Kind::Hash => "hash",
             Kind::UserAgent => "user_agent",
+            Kind::Certificate => "certificate",
         }
     }
 
@@ -45,6 +49,9 @@ impl Kind {
             "url" | "uri" => Kind::Url,
             "hash" | "md5" | "sha1" | "sha256" | "sha-1" | "sha-256" => Kind::Hash,
             "user_agent" | "user-agent" | "useragent" => Kind::UserAgent,
+            "certificate" | "x509" | "x509-fingerprint" | "cert" | "tls_fingerprint" => {
+                Kind::Certificate
+            }
             _ => return None,
         })
     }
@@ -241,6 +248,7 @@ fn stix_pattern(pattern: &str) -> Option<Vec<(Kind, String)>> {
                 "domain-name:value" => Kind::Domain,
                 "url:value" => Kind::Url,
                 p if p.starts_with("file:hashes.") => Kind::Hash,
+                p if p.starts_with("x509-certificate:hashes.") => Kind::Certificate,
                 "network-traffic:extensions.'http-request-ext'.request_header.'User-Agent'" => {
                     Kind::UserAgent
                 }
@@ -275,6 +283,9 @@ fn misp_kind(kind: &str) -> Option<(Kind, usize)> {
         "md5" | "sha1" | "sha256" | "sha512" | "imphash" => (Kind::Hash, 0),
         "filename|md5" | "filename|sha1" | "filename|sha256" => (Kind::Hash, 1),
         "user-agent" => (Kind::UserAgent, 0),
+        "x509-fingerprint-sha1" | "x509-fingerprint-sha256" | "x509-fingerprint-md5" => {
+            (Kind::Certificate, 0)
+        }
         _ => return None,
     })
 }
@@ -356,7 +367,7 @@ pub fn stix_indicators(
         let comparisons = stix_pattern(pattern).ok_or_else(|| {
             bad(
                 id.clone(),
-                format!("pattern {pattern:?} is not one vagt matches (ORed comparisons of addresses, domains, URLs, file hashes, user agents)"),
+                format!("pattern {pattern:?} is not one vagt matches (ORed comparisons of addresses, domains, URLs, file hashes, user agents, certificate hashes)"),
             )
         })?;
         let when = |field: &str| object[field].as_str().and_then(time);
@@ -393,6 +404,10 @@ mod tests {
             stix_pattern("[file:hashes.'SHA-256' = 'abc']"),
             Some(vec![(Kind::Hash, "abc".into())])
         );
+        assert_eq!(
+            stix_pattern("[x509-certificate:hashes.'SHA-1' = 'AA:BB']"),
+            Some(vec![(Kind::Certificate, "AA:BB".into())])
+        );
         assert_eq!(stix_pattern("[process:name = 'x']"), None);
         assert_eq!(
             stix_pattern("[ipv4-addr:value = '1.2.3.4'] FOLLOWEDBY [x]"),
@@ -410,7 +425,8 @@ mod tests {
                 {"uuid": "a1", "type": "ip-dst", "value": "198.51.100.7", "to_ids": true},
                 {"uuid": "a2", "type": "domain", "value": "evil.example", "to_ids": false},
                 {"uuid": "a3", "type": "url", "value": "http://x.example/k/", "to_ids": true, "deleted": true},
-                {"uuid": "a4", "type": "comment", "value": "ignore", "to_ids": true}
+                {"uuid": "a4", "type": "comment", "value": "ignore", "to_ids": true},
+                {"uuid": "a6", "type": "x509-fingerprint-sha1", "value": "AA:BB", "to_ids": true}
             ],
             "Object": [{"Attribute": [
                 {"uuid": "a5", "type": "filename|sha256", "value": "evil.exe|ABCD", "to_ids": true, "last_seen": "2030-01-01T00:00:00Z"}
@@ -427,10 +443,11 @@ mod tests {
             [
                 (Kind::Ip, "198.51.100.7", false),
                 (Kind::Url, "http://x.example/k/", true),
+                (Kind::Certificate, "AA:BB", false),
                 (Kind::Hash, "ABCD", false)
             ]
         );
-        assert!(indicators[2].valid_until.is_some());
+        assert!(indicators[3].valid_until.is_some());
         std::fs::write(&path, "{\"nothing\": 1}").unwrap();
         let e = read(&path, Format::Misp, None).unwrap_err().to_string();
         assert!(e.contains("not a MISP event"), "{e}");

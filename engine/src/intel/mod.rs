@@ -114,6 +114,14 @@ pub fn default_fields(kind: Kind) -> &'static [&'static str] {
         Kind::Url => &["Url", "URL", "RequestUrl", "url"],
         Kind::Hash => &["Hashes", "Hash", "sha256", "sha1", "md5", "Imphash"],
         Kind::UserAgent => &["UserAgent", "user_agent", "c-useragent"],
+        Kind::Certificate => &[
+            "tls.fingerprint",
+            "tls.cert_fingerprint",
+            "fingerprint",
+            "certificate.fingerprint",
+            "CertificateThumbprint",
+            "Thumbprint",
+        ],
     }
 }
 

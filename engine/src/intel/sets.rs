@@ -69,17 +69,24 @@ fn normalise(kind: Kind, value: &str) -> String {
     match kind {
         Kind::Domain => value.trim_end_matches('.').to_ascii_lowercase(),
         Kind::Hash => value.to_ascii_lowercase(),
+        // `AA:BB:…` (Suricata, Zeek) and `aabb…` are the same fingerprint.
+        Kind::Certificate => value
+            .chars()
+            .filter(|c| *c != ':')
+            .map(|c| c.to_ascii_lowercase())
+            .collect(),
         Kind::Url | Kind::UserAgent | Kind::Ip => value.to_string(),
     }
 }
 
 /// The kinds of indicator, in the order a value is looked up as each.
-pub const KINDS: [Kind; 5] = [
+pub const KINDS: [Kind; 6] = [
     Kind::Ip,
     Kind::Domain,
     Kind::Url,
     Kind::Hash,
     Kind::UserAgent,
+    Kind::Certificate,
 ];
 
 impl Sets {
@@ -210,6 +217,7 @@ impl Sets {
                 })
             }
             Kind::UserAgent => self.exact(kind, value.trim(), feed),
+            Kind::Certificate => self.exact(kind, &normalise(kind, value), feed),
         }
     }
 
@@ -251,6 +259,7 @@ mod tests {
             ind(Kind::Url, "http://bad.example/kit/"),
             ind(Kind::Hash, "ABCDEF0123"),
             ind(Kind::UserAgent, "EvilBot/1.0"),
+            ind(Kind::Certificate, "AB:CD:EF:01"),
         ];
         let (sets, refused) = Sets::compile(&[&feed], 0);
         assert!(refused.is_empty());
@@ -276,6 +285,8 @@ mod tests {
         );
         assert_eq!(sets.find(Kind::UserAgent, "EvilBot/1.0"), Some((0, 6)));
         assert_eq!(sets.find(Kind::UserAgent, "evilbot/1.0"), None);
+        assert_eq!(sets.find(Kind::Certificate, "abcdef01"), Some((0, 7)));
+        assert_eq!(sets.find(Kind::Certificate, "AB:CD:EF:02"), None);
     }
 
     #[test]
