@@ -10,11 +10,10 @@ use vagt_engine::config::{InputConfig, RunConfig, SourceConfig};
 use vagt_engine::signals::StopSignals;
 use vagt_engine::{defaults, pipeline};
 
-/// mimalloc instead of the system allocator: batches allocate and free
-/// megabytes of column buffers each, which glibc's malloc hands back to
-/// the kernel and faults in again, and mimalloc's huge pages spare the
-/// automata's lookups TLB misses: 25 times fewer page faults and about a
-/// third less CPU with all SigmaHQ rules, for about 100 MB more peak
+/// mimalloc (its v2) instead of the system allocator: batches allocate and
+/// free megabytes of column buffers each, which glibc's malloc hands back
+/// to the kernel and faults in again. With all SigmaHQ rules: 4 times
+/// fewer page faults and 10-20% less CPU, for about 80 MB more peak
 /// memory (benches/README.md, "The allocator").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
