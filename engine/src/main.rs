@@ -10,14 +10,6 @@ use vagt_engine::config::{InputConfig, RunConfig, SourceConfig};
 use vagt_engine::signals::StopSignals;
 use vagt_engine::{defaults, pipeline};
 
-/// mimalloc (its v2) instead of the system allocator: batches allocate and
-/// free megabytes of column buffers each, which glibc's malloc hands back
-/// to the kernel and faults in again. With all SigmaHQ rules: 4 times
-/// fewer page faults and 10-20% less CPU, for about 80 MB more peak
-/// memory (benches/README.md, "The allocator").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// vagt: streaming Sigma detection that says which critical processes an
 /// attack threatens and which organisations must act.
 #[derive(Debug, Parser)]
