@@ -868,6 +868,23 @@ fn check(
             )?;
         }
     }
+    if verbose {
+        for a in compiled.set.automata_summary().iter().take(10) {
+            writeln!(
+                stdout,
+                "automaton: {} literals over {} ({:?}, {}), {:.1} MB",
+                a.literals,
+                a.columns.join(" | "),
+                a.kind,
+                if a.all_rows {
+                    "every row"
+                } else {
+                    "its logsources' rows"
+                },
+                a.bytes as f64 / 1e6
+            )?;
+        }
+    }
     let loaded = compiled.set.len() + compiled.unroutable.len();
     writeln!(
         stdout,

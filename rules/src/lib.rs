@@ -25,8 +25,8 @@ pub mod workers;
 pub use compile::feeds::{LiveSet, LiveSets, SetTest, UncheckedFeeds};
 pub use compile::paths::{AutomatonPath, FingerprintPath, MatchPaths, ScanPath};
 pub use compile::{
-    glob::Wildcard, Compiled, RuleInfo, RuleSet, RuleSetBuilder, Unroutable, NULLS_COLUMN,
-    RAW_COLUMN,
+    glob::Wildcard, AutomatonSummary, Compiled, RuleInfo, RuleSet, RuleSetBuilder, Unroutable,
+    NULLS_COLUMN, RAW_COLUMN,
 };
 pub use error::{LoadError, ProfileError, RuleError};
 pub use loader::{

@@ -185,6 +185,21 @@ fn detection_digest(id: Option<&str>, logsource: &LogSource, condition: &Cond) -
     h.finalize().into()
 }
 
+/// One prefilter automaton, for reports ([`RuleSet::automata_summary`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutomatonSummary {
+    /// The columns it searches (one field under the profile).
+    pub columns: Vec<String>,
+    /// Its literals.
+    pub literals: usize,
+    /// Its kind.
+    pub kind: AutomatonPath,
+    /// Bytes it holds.
+    pub bytes: usize,
+    /// Whether it searches every row (else only its logsources' rows).
+    pub all_rows: bool,
+}
+
 /// A rule that loaded but whose logsource the profile cannot recognise.
 #[derive(Debug, Clone)]
 pub struct Unroutable {
@@ -276,6 +291,31 @@ impl RuleSet {
                 a.automaton.memory_usage() + a.fingerprints.as_ref().map_or(0, |f| f.memory_usage())
             })
             .sum()
+    }
+
+    /// Each prefilter automaton: the columns it searches, its literals,
+    /// kind and bytes; the largest first.
+    pub fn automata_summary(&self) -> Vec<AutomatonSummary> {
+        let mut out: Vec<AutomatonSummary> = self
+            .automata
+            .iter()
+            .enumerate()
+            .flat_map(|(field, automata)| {
+                automata.iter().map(move |a| AutomatonSummary {
+                    columns: self.fields[field].clone(),
+                    literals: a.needles.len(),
+                    kind: match a.automaton.kind() {
+                        AhoCorasickKind::DFA => AutomatonPath::Dfa,
+                        AhoCorasickKind::ContiguousNFA => AutomatonPath::ContiguousNfa,
+                        _ => AutomatonPath::NoncontiguousNfa,
+                    },
+                    bytes: a.automaton.memory_usage(),
+                    all_rows: a.scope == FieldScope::All,
+                })
+            })
+            .collect();
+        out.sort_by_key(|a| std::cmp::Reverse(a.bytes));
+        out
     }
 
     /// Name of the profile the set was compiled with.
@@ -379,6 +419,7 @@ impl Interner {
     }
 
     fn needle(&mut self, field: FieldId, text: String) -> NeedleId {
+        let text = needle_window(text);
         if let Some(id) = self.needle_index.get(&(field, text.clone())) {
             return *id;
         }
@@ -388,6 +429,26 @@ impl Interner {
         self.needle_index.insert((field, text), id);
         id
     }
+}
+
+/// Bytes of a literal the prefilter searches, at most: every hit is
+/// verified by its leaf, so a window of a long literal finds the same
+/// rows, and the automata of long literals (file hashes, registry paths)
+/// build in a fraction of the time and memory.
+const NEEDLE_WINDOW: usize = 32;
+
+/// The last [`NEEDLE_WINDOW`] bytes of `text` (the end of a path or a
+/// hash tells literals apart better than their shared beginnings), on a
+/// character boundary.
+fn needle_window(text: String) -> String {
+    if text.len() <= NEEDLE_WINDOW {
+        return text;
+    }
+    let mut start = text.len() - NEEDLE_WINDOW;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text[start..].to_string()
 }
 
 impl RuleSetBuilder {
@@ -914,4 +975,51 @@ fn compile_test(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_literal_is_searched_by_its_end() {
+        assert_eq!(needle_window("short".into()), "short");
+        let hash = format!("sha256={}", "0123456789abcdef".repeat(4));
+        assert_eq!(needle_window(hash.clone()), hash[hash.len() - 32..]);
+        // Never inside a character.
+        let text = format!("{}é{}", "a".repeat(40), "b".repeat(31));
+        assert_eq!(needle_window(text), "b".repeat(31));
+    }
+
+    #[test]
+    fn a_literal_longer_than_the_window_still_matches_only_itself() {
+        let mut rules = RuleCollection::default();
+        let long = format!("HKLM\\Software\\{}\\Run", "Vendor".repeat(8));
+        let other = format!("HKLM\\Other\\{}\\Run", "Vendor".repeat(8));
+        let yaml = format!("title: t\nlogsource: {{product: test}}\ndetection:\n  sel: {{TargetObject|contains: '{long}'}}\n  condition: sel\n");
+        crate::load_text(
+            "t.yml".as_ref(),
+            &yaml,
+            &crate::Placeholders::new(),
+            &mut rules,
+        );
+        let set = RuleSetBuilder::new(Profile::passthrough())
+            .build(&rules)
+            .set;
+        assert_eq!(set.len(), 1);
+        let values = arrow_array::StringArray::from(vec![long.as_str(), other.as_str()]);
+        let batch = arrow_array::RecordBatch::try_from_iter([(
+            "TargetObject",
+            std::sync::Arc::new(values) as arrow_array::ArrayRef,
+        )])
+        .unwrap();
+        let mut scratch = set.scratch();
+        let rows: Vec<usize> = set
+            .evaluate(&batch, &mut scratch)
+            .iter()
+            .map(|m| m.row)
+            .collect();
+        // Both values end alike for 32 bytes; only the rule's matches.
+        assert_eq!(rows, [0]);
+    }
 }
