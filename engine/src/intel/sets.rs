@@ -3,6 +3,7 @@
 //! hashes, user agents), and sorted, merged ranges for addresses and
 //! networks (a binary search per value).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -63,19 +64,32 @@ pub struct Sets {
 }
 
 /// The key an exact value is kept under: lower case where case does not
-/// matter, a domain without its trailing dot.
-fn normalise(kind: Kind, value: &str) -> String {
+/// matter, a domain without its trailing dot. Borrowed when the value is
+/// its own key (most event values), so that a lookup allocates nothing.
+fn normalise(kind: Kind, value: &str) -> Cow<'_, str> {
     let value = value.trim();
     match kind {
-        Kind::Domain => value.trim_end_matches('.').to_ascii_lowercase(),
-        Kind::Hash => value.to_ascii_lowercase(),
+        Kind::Domain => lower(value.trim_end_matches('.')),
+        Kind::Hash => lower(value),
         // `AA:BB:…` (Suricata, Zeek) and `aabb…` are the same fingerprint.
-        Kind::Certificate => value
-            .chars()
-            .filter(|c| *c != ':')
-            .map(|c| c.to_ascii_lowercase())
-            .collect(),
-        Kind::Url | Kind::UserAgent | Kind::Ip => value.to_string(),
+        Kind::Certificate if value.contains(':') => Cow::Owned(
+            value
+                .chars()
+                .filter(|c| *c != ':')
+                .map(|c| c.to_ascii_lowercase())
+                .collect(),
+        ),
+        Kind::Certificate => lower(value),
+        Kind::Url | Kind::UserAgent | Kind::Ip => Cow::Borrowed(value),
+    }
+}
+
+/// `value` in ASCII lower case, borrowed when it is already.
+fn lower(value: &str) -> Cow<'_, str> {
+    if value.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(value.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(value)
     }
 }
 
@@ -123,7 +137,7 @@ impl Sets {
                         }
                     }
                 } else {
-                    sets.insert_exact(ind.kind, normalise(ind.kind, &ind.value), hit);
+                    sets.insert_exact(ind.kind, normalise(ind.kind, &ind.value).into_owned(), hit);
                 }
                 *sets.counts.entry(ind.kind).or_default() += 1;
             }
@@ -187,7 +201,7 @@ impl Sets {
                 // The domain, then each parent: `a.evil.example` hits
                 // `evil.example`.
                 let domain = normalise(kind, value);
-                let mut rest = domain.as_str();
+                let mut rest: &str = &domain;
                 loop {
                     if let Some(hit) = self.exact(kind, rest, feed) {
                         return Some(hit);
