@@ -531,12 +531,15 @@ impl RuleSetBuilder {
                 }
                 Routing::Events(cond) => cond,
             };
-            let mut condition = rule.condition.clone();
-            if let Some(extra) = filters_for.get(&index) {
-                let mut all = vec![condition];
-                all.extend(extra.iter().map(|c| (*c).clone()));
-                condition = Cond::And(all);
-            }
+            // Cloned only when global filters are added to it.
+            let condition = match filters_for.get(&index) {
+                Some(extra) => {
+                    let mut all = vec![rule.condition.clone()];
+                    all.extend(extra.iter().map(|c| (*c).clone()));
+                    std::borrow::Cow::Owned(Cond::And(all))
+                }
+                None => std::borrow::Cow::Borrowed(&rule.condition),
+            };
             let node = match compile_cond(&condition, &rule.logsource, &self.profile, &mut interner)
             {
                 Ok(n) => n,
