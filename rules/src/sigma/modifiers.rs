@@ -468,16 +468,15 @@ fn lower_value(
             let text = scalar_text(key, v)?;
             if m.expand {
                 if let Some(feed) = feed_reference(key, target, &text)? {
-                    if let Some(t) = m.transforms.first() {
+                    let string_modifier = m
+                        .transforms
+                        .first()
+                        .map(|t| t.name())
+                        .or(m.cased.then_some("cased"));
+                    if let Some(modifier) = string_modifier {
                         return Err(value_error(
                             key,
-                            format!("a feed is matched as its indicators are (see docs/intel.md), so '%feed:{feed}%' takes no '{}'", t.name()),
-                        ));
-                    }
-                    if m.cased {
-                        return Err(value_error(
-                            key,
-                            format!("a feed is matched as its indicators are (see docs/intel.md), so '%feed:{feed}%' takes no 'cased'"),
+                            format!("a feed is matched as its indicators are (see docs/intel.md), so '%feed:{feed}%' takes no '{modifier}'"),
                         ));
                     }
                     return Ok(pred(Test::InFeed {
