@@ -412,8 +412,6 @@ impl Detector {
     fn retro_hunt_at_start(&self) {
         if let Some(retro) = &self.retro {
             retro.indicators_not_yet_hunted(self.intel.as_ref());
-        }
-        if let Some(retro) = &self.retro {
             let generation = retro.generation();
             let plan = Arc::new(
                 self.windows

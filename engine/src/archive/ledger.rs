@@ -114,16 +114,24 @@ impl Ledger {
             rules: (0..set.len()).map(|i| hex(&set.digest(i))).collect(),
             windows: plan.rules.iter().map(|r| r.key.clone()).collect(),
         };
-        let path = self.dir.join(RULES);
-        let io = ArchiveError::io(&path);
+        let bytes = serde_json::to_vec(&record).map_err(|e| ArchiveError::Io {
+            path: self.dir.join(RULES),
+            source: e.into(),
+        })?;
+        self.write_aside(RULES, &bytes)
+    }
+
+    /// Writes `bytes` as the ledger's file `name`: aside, synced, renamed.
+    fn write_aside(&self, name: &str, bytes: &[u8]) -> Result<(), ArchiveError> {
+        let path = self.dir.join(name);
         let write = || -> std::io::Result<()> {
             let mut file = tempfile::NamedTempFile::new_in(&self.dir)?;
-            serde_json::to_writer(&mut file, &record)?;
+            file.write_all(bytes)?;
             file.as_file().sync_all()?;
             file.persist(&path).map_err(|e| e.error)?;
             Ok(())
         };
-        write().map_err(io)?;
+        write().map_err(ArchiveError::io(&path))?;
         sync_dir(&self.dir)
     }
 
@@ -162,16 +170,7 @@ impl Ledger {
         let mut sorted: Vec<u64> = keys.iter().copied().collect();
         sorted.sort_unstable();
         let bytes: Vec<u8> = sorted.iter().flat_map(|k| k.to_le_bytes()).collect();
-        let path = self.dir.join(INDICATORS);
-        let write = || -> std::io::Result<()> {
-            let mut file = tempfile::NamedTempFile::new_in(&self.dir)?;
-            file.write_all(&bytes)?;
-            file.as_file().sync_all()?;
-            file.persist(&path).map_err(|e| e.error)?;
-            Ok(())
-        };
-        write().map_err(ArchiveError::io(&path))?;
-        sync_dir(&self.dir)
+        self.write_aside(INDICATORS, &bytes)
     }
 
     /// The ids sent on the days within `span` before `today`, oldest day
