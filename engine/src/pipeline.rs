@@ -387,12 +387,7 @@ pub async fn run_until(
     config.expand_folders()?;
     let profile = load_profile(&config.profile)?;
     // The feeds first: rules may refer to them.
-    let intel = match &config.intel {
-        Some(c) => Some(Arc::new(crate::intel::Intel::start(c, &profile).map_err(
-            |e| PipelineError::Config(crate::config::ConfigError::setting("intel", e)),
-        )?)),
-        None => None,
-    };
+    let intel = crate::intel::start_configured(config.intel.as_ref(), &profile)?;
     let (compiled, rules_digest) = compile_rules(&config, &profile, intel.as_deref())?;
     compiled.rejected.iter().for_each(|r| observer.rejected(r));
     compiled

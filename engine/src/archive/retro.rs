@@ -264,7 +264,8 @@ impl RetroHunts {
     /// has no record and there are feeds, those in force are recorded,
     /// not hunted; with no feeds yet, any that come later are new.
     pub fn indicators_not_yet_hunted(&self, intel: Option<&Arc<crate::intel::Intel>>) {
-        let in_force = intel.map(|i| i.keys_in_force()).unwrap_or_default();
+        let in_force = intel.map(|i| i.keyed_in_force());
+        let keys = in_force.as_ref().map(|f| f.keys()).unwrap_or_default();
         let mut state = self.lock_indicators();
         state.intel = intel.cloned();
         if state.known.is_none() {
@@ -276,7 +277,7 @@ impl RetroHunts {
                     } else if intel.is_some() {
                         tracing::info!("retro-hunts: no earlier record of indicators in the archive; the indicators in force are recorded, not hunted");
                     }
-                    state.known = Some(in_force);
+                    state.known = Some(keys);
                     drop(state);
                     if intel.is_some() {
                         self.write_indicators();
@@ -285,9 +286,11 @@ impl RetroHunts {
                 }
             }
         }
-        let Some(intel) = intel else { return };
+        let (Some(intel), Some(in_force)) = (intel, in_force) else {
+            return;
+        };
         let known = state.known.as_ref().map_or(0, HashSet::len);
-        let new: HashSet<u64> = in_force
+        let new: HashSet<u64> = keys
             .into_iter()
             .filter(|k| {
                 !state.known.as_ref().is_some_and(|known| known.contains(k))
@@ -296,7 +299,7 @@ impl RetroHunts {
             .collect();
         state.hunting.extend(&new);
         drop(state);
-        let count = intel.hunt_those_in(&new);
+        let count = intel.hunt_these(&in_force, &new);
         if count > 0 {
             tracing::info!(
                 indicators = count,
@@ -318,7 +321,7 @@ impl RetroHunts {
     fn record_indicators(&self, intel: &crate::intel::Intel, hunted: &crate::intel::Loaded) {
         let keys = intel.keys_of(hunted, chrono::Utc::now().timestamp_millis());
         let current = self.lock_indicators().intel.clone();
-        let in_force = current.map(|i| i.keys_in_force());
+        let in_force = current.map(|i| i.keyed_in_force().keys());
         {
             let mut state = self.lock_indicators();
             state.hunting.retain(|k| !keys.contains(k));

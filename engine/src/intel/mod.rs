@@ -32,6 +32,7 @@ use vagt_rules::window::{format_millis, TimestampSpec};
 use vagt_rules::{Level, LiveSet, LiveSets, LogSource, Profile, RuleInfo, RuleMeta, SetTest};
 
 use crate::alert::{Alert, AlertBuilder, IndicatorHit};
+use crate::config::ConfigError;
 use crate::warning::tlp::Tlp;
 use feed::{Format, Indicator, Kind};
 use sets::Sets;
@@ -275,6 +276,20 @@ pub struct Intel {
     added: Arc<Mutex<Vec<Vec<Indicator>>>>,
 }
 
+/// The feeds of `config` started (see [`Intel::start`]); `None` without
+/// `intel:`.
+///
+/// # Errors
+/// As [`Intel::start`].
+pub fn start_configured(
+    config: Option<&IntelConfig>,
+    profile: &Profile,
+) -> Result<Option<Arc<Intel>>, ConfigError> {
+    config
+        .map(|c| Intel::start(c, profile).map(Arc::new))
+        .transpose()
+}
+
 impl Drop for Intel {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -326,7 +341,7 @@ impl Intel {
     ///
     /// # Errors
     /// A TAXII feed's credential variable is unset.
-    pub fn start(config: &IntelConfig, profile: &Profile) -> Result<Intel, String> {
+    pub fn start(config: &IntelConfig, profile: &Profile) -> Result<Intel, ConfigError> {
         let columns = KINDS
             .iter()
             .map(|&kind| {
@@ -352,9 +367,9 @@ impl Intel {
             .feeds
             .iter()
             .map(|f| match (&f.path, &f.taxii) {
-                (_, Some(t)) => taxii::TaxiiSource::new(t)
-                    .map(Source::Taxii)
-                    .map_err(|e| format!("intel feed '{}': {e}", f.name)),
+                (_, Some(t)) => taxii::TaxiiSource::new(t).map(Source::Taxii).map_err(|e| {
+                    ConfigError::setting("intel", format!("intel feed '{}': {e}", f.name))
+                }),
                 (path, None) => Ok(Source::File {
                     path: path.clone().unwrap_or_default(),
                     format: f.format.unwrap_or(Format::Csv),
@@ -465,57 +480,58 @@ impl Intel {
         Some(Arc::new(Loaded::new(indicators, sets)))
     }
 
-    /// Has the indicators in force whose keys ([`indicator_key`]) are in
-    /// `keys` hunted back in time, as if they had just come into force;
-    /// how many.
-    pub fn hunt_those_in(&self, keys: &std::collections::HashSet<u64>) -> usize {
-        if keys.is_empty() {
-            return 0;
+    /// Has the indicators of `in_force` whose keys are in `keys` hunted
+    /// back in time, as if they had just come into force; how many.
+    pub fn hunt_these(
+        &self,
+        in_force: &KeyedInForce,
+        keys: &std::collections::HashSet<u64>,
+    ) -> usize {
+        let mut new: Vec<Vec<Indicator>> = vec![Vec::new(); self.feeds.len()];
+        let mut count = 0;
+        for &(f, i, key) in &in_force.keyed {
+            if keys.contains(&key) {
+                new[f].push(in_force.loaded.indicators[f][i].clone());
+                count += 1;
+            }
         }
-        let loaded = self.current();
-        let now = now_ms();
-        let new: Vec<Vec<Indicator>> = self
-            .feeds
-            .iter()
-            .zip(&loaded.indicators)
-            .map(|(feed, indicators)| {
-                indicators
-                    .iter()
-                    .filter(|x| x.valid_at(now) && keys.contains(&indicator_key(&feed.name, x)))
-                    .cloned()
-                    .collect()
-            })
-            .collect();
-        let count = new.iter().map(Vec::len).sum();
         push_added(&self.added, new);
         count
     }
 
-    /// The keys of the indicators in force now.
-    pub fn keys_in_force(&self) -> std::collections::HashSet<u64> {
-        let now = now_ms();
-        self.keys_of(&self.current(), now)
+    /// The indicators in force now, each with its key ([`indicator_key`]).
+    pub fn keyed_in_force(&self) -> KeyedInForce {
+        let loaded = self.current();
+        let keyed = self.keyed(&loaded, now_ms());
+        KeyedInForce { loaded, keyed }
     }
 
     /// The keys of the indicators of `loaded` in force at `now`.
     pub fn keys_of(&self, loaded: &Loaded, now: i64) -> std::collections::HashSet<u64> {
+        self.keyed(loaded, now)
+            .into_iter()
+            .map(|(_, _, key)| key)
+            .collect()
+    }
+
+    /// The indicators of `loaded` in force at `now`: (feed, index, key).
+    fn keyed(&self, loaded: &Loaded, now: i64) -> Vec<(usize, usize, u64)> {
         self.feeds
             .iter()
             .zip(&loaded.indicators)
-            .flat_map(|(feed, indicators)| {
+            .enumerate()
+            .flat_map(|(f, (feed, indicators))| {
                 indicators
                     .iter()
-                    .filter(move |x| x.valid_at(now))
-                    .map(|x| indicator_key(&feed.name, x))
+                    .enumerate()
+                    .filter(move |(_, x)| x.valid_at(now))
+                    .map(move |(i, x)| (f, i, indicator_key(&feed.name, x)))
             })
             .collect()
     }
 
     fn current(&self) -> Arc<Loaded> {
-        self.loaded
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        in_force(&self.loaded)
     }
 
     /// The alerts of the indicators the batch's events hold.
@@ -626,6 +642,29 @@ impl Intel {
     }
 }
 
+/// The indicators in force at one moment, each with its key.
+#[derive(Debug)]
+pub struct KeyedInForce {
+    loaded: Arc<Loaded>,
+    /// (feed, index in the feed, key).
+    keyed: Vec<(usize, usize, u64)>,
+}
+
+impl KeyedInForce {
+    /// The keys.
+    pub fn keys(&self) -> std::collections::HashSet<u64> {
+        self.keyed.iter().map(|(_, _, key)| *key).collect()
+    }
+}
+
+/// The compiled indicators in force.
+fn in_force(loaded: &Mutex<Arc<Loaded>>) -> Arc<Loaded> {
+    loaded
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
 /// A key of indicator `x` of feed `feed` that stays the same across runs
 /// and versions of the feed (the retro-hunt ledger's).
 pub fn indicator_key(feed: &str, x: &Indicator) -> u64 {
@@ -677,11 +716,7 @@ impl LiveSets for FeedLists {
 
 impl LiveSet for FeedList {
     fn current(&self) -> SetTest<'_> {
-        let loaded = self
-            .loaded
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+        let loaded = in_force(&self.loaded);
         let now = now_ms();
         let kinds: Vec<Kind> = loaded
             .kinds

@@ -247,14 +247,10 @@ fn prepare(
     let new_intel = if config.intel == running.intel {
         None
     } else {
-        Some(match &config.intel {
-            Some(settings) => {
-                Some(Arc::new(Intel::start(settings, profile).map_err(|e| {
-                    PipelineError::Config(ConfigError::setting("intel", e))
-                })?))
-            }
-            None => None,
-        })
+        Some(
+            crate::intel::start_configured(config.intel.as_ref(), profile)
+                .map_err(PipelineError::from)?,
+        )
     };
     let feeds = new_intel.clone().unwrap_or(intel);
     let compiled =
