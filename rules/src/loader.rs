@@ -114,22 +114,14 @@ pub fn load_paths<P: AsRef<Path>>(
     for path in paths {
         collect_files(path.as_ref(), &mut files)?;
     }
-    let mut digest = Sha256::new();
-    let mut read = Vec::with_capacity(files.len());
-    for file in files {
-        let bytes = std::fs::read(&file).map_err(|source| LoadError::Io {
+    // Read and parsed on every core, gathered in the files' order.
+    let parsed = crate::parallel::map(&files, |file| -> Result<_, LoadError> {
+        let bytes = std::fs::read(file).map_err(|source| LoadError::Io {
             path: file.clone(),
             source,
         })?;
-        digest.update(file.as_os_str().as_encoded_bytes());
-        digest.update((bytes.len() as u64).to_le_bytes());
-        digest.update(&bytes);
-        read.push((file, bytes));
-    }
-    // Parsed on every core, gathered in the files' order.
-    let parsed = crate::parallel::map(&read, |(file, bytes)| {
         let mut one = RuleCollection::default();
-        match std::str::from_utf8(bytes) {
+        match std::str::from_utf8(&bytes) {
             Ok(text) => load_text(file, text, placeholders, &mut one),
             Err(_) => one.rejected.push(Rejection {
                 origin: Origin {
@@ -141,10 +133,15 @@ pub fn load_paths<P: AsRef<Path>>(
                 error: RuleError::Yaml("file is not valid UTF-8".into()),
             }),
         }
-        one
+        Ok((bytes, one))
     });
+    let mut digest = Sha256::new();
     let mut out = RuleCollection::default();
-    for one in parsed {
+    for (file, result) in files.iter().zip(parsed) {
+        let (bytes, one) = result?;
+        digest.update(file.as_os_str().as_encoded_bytes());
+        digest.update((bytes.len() as u64).to_le_bytes());
+        digest.update(&bytes);
         out.rules.extend(one.rules);
         out.filters.extend(one.filters);
         out.windows.extend(one.windows);

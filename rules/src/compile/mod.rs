@@ -16,20 +16,23 @@ pub(crate) mod fingerprint;
 pub mod glob;
 pub(crate) mod literal;
 pub mod paths;
+mod regexes;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
-use regex::{Regex, RegexBuilder};
+use regex::Regex;
 
 use crate::error::RuleError;
-use crate::loader::{Origin, Rejection, RuleCollection};
+use crate::loader::{LoadedRule, Origin, Rejection, RuleCollection};
 use crate::profile::{Profile, Routing};
 use crate::sigma::{
     CmpOp, Cond, LogSource, Part, RefMatch, RegexFlags, RuleMeta, SigmaString, Target, Test,
     TimePart,
 };
 use paths::{AutomatonPath, FingerprintPath, MatchPaths};
+use regexes::{RegexSource, Regexes};
 
 /// Column name of the raw event text, searched by keyword rules.
 pub const RAW_COLUMN: &str = "_raw";
@@ -393,40 +396,79 @@ impl TestKey {
     }
 }
 
+/// What lowering builds: the rule set's fields, leaves and literals, each
+/// once.
 #[derive(Default)]
 struct Interner {
     fields: Vec<Vec<String>>,
-    field_index: HashMap<Vec<String>, FieldId>,
     leaves: Vec<Leaf>,
-    leaf_index: HashMap<(FieldId, TestKey), LeafId>,
     needles: Vec<Vec<(String, NeedleId)>>,
-    needle_index: HashMap<(FieldId, String), NeedleId>,
     needle_count: usize,
     /// The feeds `%feed:NAME%` values resolve to.
     feeds: Option<std::sync::Arc<dyn feeds::LiveSets>>,
+    /// How lowering finds what it built; not needed after it.
+    lookups: Lookups,
 }
+
+/// The indexes that share fields, leaves, literals and expressions while
+/// lowering.
+#[derive(Default)]
+struct Lookups {
+    field_index: FoldMap<Vec<String>, FieldId>,
+    /// The field a Sigma field name is, per logsource (the profile's
+    /// mapping, looked up once).
+    field_of_name: FoldMap<LogSource, FoldMap<String, FieldId>>,
+    leaf_index: FoldMap<(FieldId, TestKey), LeafId>,
+    /// Per field, its literals.
+    needle_index: Vec<FoldMap<String, NeedleId>>,
+    /// The rules' regular expressions.
+    regexes: Regexes,
+}
+
+/// A map with a fast hash: lowering hashes every test and literal.
+type FoldMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 impl Interner {
     fn field(&mut self, columns: Vec<String>) -> FieldId {
-        if let Some(id) = self.field_index.get(&columns) {
+        if let Some(id) = self.lookups.field_index.get(&columns) {
             return *id;
         }
         let id = self.fields.len();
         self.fields.push(columns.clone());
         self.needles.push(Vec::new());
-        self.field_index.insert(columns, id);
+        self.lookups.needle_index.push(FoldMap::default());
+        self.lookups.field_index.insert(columns, id);
+        id
+    }
+
+    /// The field of the Sigma field `name` in rules of `logsource`.
+    fn field_named(&mut self, name: &str, logsource: &LogSource, profile: &Profile) -> FieldId {
+        if let Some(id) = self
+            .lookups
+            .field_of_name
+            .get(logsource)
+            .and_then(|names| names.get(name))
+        {
+            return *id;
+        }
+        let id = self.field(profile.columns_for(name, logsource));
+        self.lookups
+            .field_of_name
+            .entry(logsource.clone())
+            .or_default()
+            .insert(name.to_string(), id);
         id
     }
 
     fn needle(&mut self, field: FieldId, text: String) -> NeedleId {
         let text = needle_window(text);
-        if let Some(id) = self.needle_index.get(&(field, text.clone())) {
+        if let Some(id) = self.lookups.needle_index[field].get(&text) {
             return *id;
         }
         let id = self.needle_count;
         self.needle_count += 1;
         self.needles[field].push((text.clone(), id));
-        self.needle_index.insert((field, text), id);
+        self.lookups.needle_index[field].insert(text, id);
         id
     }
 }
@@ -482,6 +524,16 @@ impl RuleSetBuilder {
         let mut unroutable = Vec::new();
         let mut interner = Interner {
             feeds: self.feeds.clone(),
+            lookups: Lookups {
+                regexes: Regexes::prebuilt(
+                    collection
+                        .rules
+                        .iter()
+                        .map(|r| &r.rule.condition)
+                        .chain(collection.filters.iter().map(|f| &f.filter.condition)),
+                ),
+                ..Lookups::default()
+            },
             ..Interner::default()
         };
         let mut routes: Vec<Option<Node>> = Vec::new();
@@ -517,7 +569,31 @@ impl RuleSetBuilder {
             }
         }
 
-        for (index, loaded) in collection.rules.iter().enumerate() {
+        // Each rule's condition, with the global filters added to it (cloned
+        // only then), and what it detects: the digests, formatted and hashed
+        // on every core, are a quarter of lowering's time.
+        let conditions: Vec<(&LoadedRule, Cow<Cond>)> = collection
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(index, loaded)| {
+                let condition = match filters_for.get(&index) {
+                    Some(extra) => {
+                        let mut all = vec![loaded.rule.condition.clone()];
+                        all.extend(extra.iter().map(|c| (*c).clone()));
+                        Cow::Owned(Cond::And(all))
+                    }
+                    None => Cow::Borrowed(&loaded.rule.condition),
+                };
+                (loaded, condition)
+            })
+            .collect();
+        let digests = crate::parallel::map(&conditions, |(loaded, condition)| {
+            let rule = &loaded.rule;
+            detection_digest(rule.meta.id.as_deref(), &rule.logsource, condition)
+        });
+
+        for ((loaded, condition), digest) in conditions.iter().zip(digests) {
             let rule = &loaded.rule;
             let info = RuleInfo {
                 meta: rule.meta.clone(),
@@ -531,16 +607,7 @@ impl RuleSetBuilder {
                 }
                 Routing::Events(cond) => cond,
             };
-            // Cloned only when global filters are added to it.
-            let condition = match filters_for.get(&index) {
-                Some(extra) => {
-                    let mut all = vec![rule.condition.clone()];
-                    all.extend(extra.iter().map(|c| (*c).clone()));
-                    std::borrow::Cow::Owned(Cond::And(all))
-                }
-                None => std::borrow::Cow::Borrowed(&rule.condition),
-            };
-            let node = match compile_cond(&condition, &rule.logsource, &self.profile, &mut interner)
+            let node = match compile_cond(condition, &rule.logsource, &self.profile, &mut interner)
             {
                 Ok(n) => n,
                 Err(error) => {
@@ -578,7 +645,6 @@ impl RuleSetBuilder {
                     routes.len() - 1
                 }
             };
-            let digest = detection_digest(rule.meta.id.as_deref(), &rule.logsource, &condition);
             rules.push(CompiledRule {
                 info,
                 route,
@@ -588,31 +654,13 @@ impl RuleSetBuilder {
         }
 
         let scopes = needle_scopes(&rules, &routes, &interner.leaves, interner.needle_count);
-        // Built on every core: a few automata dominate start-up.
-        let automata: Vec<Vec<FieldAutomaton>> =
-            crate::parallel::map(&interner.needles, |needles| -> Vec<FieldAutomaton> {
-                let (everywhere, narrow): (Vec<_>, Vec<_>) = needles
-                    .iter()
-                    .partition(|(_, id)| scopes[*id] == FieldScope::All);
-                let mut routes_of_narrow: Vec<usize> = Vec::new();
-                for (_, id) in &narrow {
-                    if let FieldScope::Routes(r) = &scopes[*id] {
-                        for route in r {
-                            if !routes_of_narrow.contains(route) {
-                                routes_of_narrow.push(*route);
-                            }
-                        }
-                    }
-                }
-                [
-                    (everywhere, FieldScope::All),
-                    (narrow, FieldScope::Routes(routes_of_narrow)),
-                ]
-                .into_iter()
-                .filter(|(group, _)| !group.is_empty())
-                .filter_map(|(group, scope)| build_automaton(&group, scope, &self.paths))
-                .collect()
-            });
+        let lookups = std::mem::take(&mut interner.lookups);
+        let automata = std::thread::scope(|scope| {
+            // Freeing the lookups' many small keys takes a sixth of
+            // lowering's time: it overlaps the automata's build.
+            scope.spawn(move || drop(lookups));
+            build_automata(&interner.needles, &scopes, &self.paths)
+        });
 
         let mut searched = vec![false; interner.needle_count];
         for automaton in automata.iter().flatten() {
@@ -643,6 +691,39 @@ impl RuleSetBuilder {
     }
 }
 
+/// The prefilter automata of each field (its literals read in every row,
+/// and those read in some logsources' rows), built on every core: a few
+/// automata dominate start-up.
+fn build_automata(
+    needles: &[Vec<(String, NeedleId)>],
+    scopes: &[FieldScope],
+    paths: &MatchPaths,
+) -> Vec<Vec<FieldAutomaton>> {
+    crate::parallel::map(needles, |needles| -> Vec<FieldAutomaton> {
+        let (everywhere, narrow): (Vec<_>, Vec<_>) = needles
+            .iter()
+            .partition(|(_, id)| scopes[*id] == FieldScope::All);
+        let mut routes_of_narrow: Vec<usize> = Vec::new();
+        for (_, id) in &narrow {
+            if let FieldScope::Routes(r) = &scopes[*id] {
+                for route in r {
+                    if !routes_of_narrow.contains(route) {
+                        routes_of_narrow.push(*route);
+                    }
+                }
+            }
+        }
+        [
+            (everywhere, FieldScope::All),
+            (narrow, FieldScope::Routes(routes_of_narrow)),
+        ]
+        .into_iter()
+        .filter(|(group, _)| !group.is_empty())
+        .filter_map(|(group, scope)| build_automaton(&group, scope, paths))
+        .collect()
+    })
+}
+
 /// A filter's logsource covers a rule's when every attribute the filter
 /// sets is the rule's too (pySigma).
 fn logsource_covers(filter: &LogSource, rule: &LogSource) -> bool {
@@ -666,19 +747,18 @@ fn compile_cond(
     };
     Ok(match cond {
         Cond::Pred(p) => {
-            let columns = match &p.target {
-                Target::Raw => vec![RAW_COLUMN.to_string()],
-                Target::Field(name) => profile.columns_for(name, logsource),
+            let field = match &p.target {
+                Target::Raw => interner.field(vec![RAW_COLUMN.to_string()]),
+                Target::Field(name) => interner.field_named(name, logsource, profile),
             };
-            let field = interner.field(columns);
             let key = (field, TestKey::of(&p.test));
-            if let Some(id) = interner.leaf_index.get(&key) {
+            if let Some(id) = interner.lookups.leaf_index.get(&key) {
                 return Ok(Node::Leaf(*id));
             }
             let kind = compile_test(&p.test, field, logsource, profile, interner)?;
             let id = interner.leaves.len();
             interner.leaves.push(Leaf { field, kind });
-            interner.leaf_index.insert(key, id);
+            interner.lookups.leaf_index.insert(key, id);
             Node::Leaf(id)
         }
         Cond::And(items) => {
@@ -877,13 +957,15 @@ fn compile_test(
                                 )));
                             }
                             TextCheck::Regex(
-                                Regex::new(&literal::glob_to_regex(pattern, *cased)).map_err(
-                                    |e| {
+                                interner
+                                    .lookups
+                                    .regexes
+                                    .get(RegexSource::wildcard(pattern, *cased))
+                                    .map_err(|e| {
                                         RuleError::Unsupported(format!(
                                             "wildcard pattern '{pattern}' too complex: {e}"
                                         ))
-                                    },
-                                )?,
+                                    })?,
                             )
                         }
                     };
@@ -892,12 +974,10 @@ fn compile_test(
             }
         }
         Test::Regex { pattern, flags } => {
-            let regex = RegexBuilder::new(pattern)
-                .case_insensitive(flags.insensitive)
-                .multi_line(flags.multi_line)
-                .dot_matches_new_line(flags.dot_all)
-                .size_limit(1 << 22)
-                .build()
+            let regex = interner
+                .lookups
+                .regexes
+                .get(RegexSource::Re(pattern.clone(), *flags))
                 .map_err(|e| RuleError::Value {
                     key: "re".into(),
                     message: format!("invalid regex: {e}"),
@@ -938,7 +1018,7 @@ fn compile_test(
         Test::Null => LeafKind::Null,
         Test::Exists => LeafKind::Exists,
         Test::FieldRef { other, cased, how } => {
-            let other = interner.field(profile.columns_for(other, logsource));
+            let other = interner.field_named(other, logsource, profile);
             LeafKind::FieldRef {
                 other,
                 cased: *cased,

@@ -1,0 +1,145 @@
+//! The regular expressions rules compile to (`re` values, and wildcard
+//! patterns with `?`, which the glob matcher does not take): each distinct
+//! one built once, and those the rules name built before lowering on
+//! every core, since building them is most of lowering's time.
+
+use std::collections::{HashMap, HashSet};
+
+use regex::{Regex, RegexBuilder};
+
+use super::literal::glob_to_regex;
+use super::MAX_PATTERN_REPETITIONS;
+use crate::sigma::{Cond, Part, RegexFlags, SigmaString, Test};
+
+/// The largest compiled program a `re` value may have, so that one rule
+/// cannot make detection slow or large.
+const RE_SIZE_LIMIT: usize = 1 << 22;
+
+/// What an expression is built from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) enum RegexSource {
+    /// A `re` value and its sub-modifiers.
+    Re(String, RegexFlags),
+    /// A wildcard pattern, translated (its case handling is in the text).
+    Wildcard(String),
+}
+
+impl RegexSource {
+    /// The source of a wildcard pattern that has a `?`.
+    pub(super) fn wildcard(pattern: &SigmaString, cased: bool) -> RegexSource {
+        RegexSource::Wildcard(glob_to_regex(pattern, cased))
+    }
+
+    /// The source `test` compiles to, if it compiles to one: a `re` value,
+    /// or a wildcard pattern with `?` and no more wildcards than allowed.
+    fn of(test: &Test) -> Option<RegexSource> {
+        match test {
+            Test::Regex { pattern, flags } => Some(RegexSource::Re(pattern.clone(), *flags)),
+            Test::Match { pattern, cased } => {
+                let parts = pattern.parts();
+                let wildcards = parts
+                    .iter()
+                    .filter(|p| !matches!(p, Part::Literal(_)))
+                    .count();
+                (parts.iter().any(|p| matches!(p, Part::AnyOne))
+                    && wildcards <= MAX_PATTERN_REPETITIONS)
+                    .then(|| RegexSource::wildcard(pattern, *cased))
+            }
+            _ => None,
+        }
+    }
+
+    fn build(&self) -> Result<Regex, regex::Error> {
+        match self {
+            RegexSource::Re(pattern, flags) => RegexBuilder::new(pattern)
+                .case_insensitive(flags.insensitive)
+                .multi_line(flags.multi_line)
+                .dot_matches_new_line(flags.dot_all)
+                .size_limit(RE_SIZE_LIMIT)
+                .build(),
+            RegexSource::Wildcard(pattern) => Regex::new(pattern),
+        }
+    }
+}
+
+/// Built expressions by their source.
+#[derive(Debug, Default)]
+pub(super) struct Regexes(HashMap<RegexSource, Result<Regex, regex::Error>>);
+
+impl Regexes {
+    /// Builds the distinct expressions that `conditions` need, on every
+    /// core (the largest take a millisecond each).
+    pub(super) fn prebuilt<'a>(conditions: impl Iterator<Item = &'a Cond>) -> Regexes {
+        let mut seen = HashSet::new();
+        let mut sources = Vec::new();
+        for condition in conditions {
+            condition.for_each_predicate(&mut |p| {
+                if let Some(source) = RegexSource::of(&p.test) {
+                    if seen.insert(source.clone()) {
+                        sources.push(source);
+                    }
+                }
+            });
+        }
+        let built = crate::parallel::map(&sources, RegexSource::build);
+        Regexes(sources.into_iter().zip(built).collect())
+    }
+
+    /// The expression built from `source` (built now if it was not).
+    pub(super) fn get(&mut self, source: RegexSource) -> Result<Regex, regex::Error> {
+        self.0
+            .entry(source)
+            .or_insert_with_key(RegexSource::build)
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sigma::{Predicate, Target};
+
+    fn pred(test: Test) -> Cond {
+        Cond::Pred(Predicate {
+            target: Target::Field("CommandLine".into()),
+            test,
+        })
+    }
+
+    #[test]
+    fn the_expressions_rules_need_are_built_once_before_lowering() {
+        let re = Test::Regex {
+            pattern: "a+b".into(),
+            flags: RegexFlags::default(),
+        };
+        let wildcard = Test::Match {
+            pattern: SigmaString::parse("ab?d*"),
+            cased: false,
+        };
+        let glob = Test::Match {
+            pattern: SigmaString::parse("ab*d"),
+            cased: false,
+        };
+        let conditions = [
+            Cond::And(vec![pred(re.clone()), pred(glob)]),
+            Cond::Or(vec![pred(re), pred(wildcard)]),
+        ];
+        let mut regexes = Regexes::prebuilt(conditions.iter());
+        // The `re` value once, the `?` pattern; not the glob.
+        assert_eq!(regexes.0.len(), 2);
+        let r = regexes
+            .get(RegexSource::Re("a+b".into(), RegexFlags::default()))
+            .unwrap();
+        assert!(r.is_match("xaab"));
+        let w = regexes
+            .get(RegexSource::wildcard(&SigmaString::parse("ab?d*"), false))
+            .unwrap();
+        assert!(w.is_match("ABCDEF") && !w.is_match("abd"));
+        assert_eq!(regexes.0.len(), 2);
+        // One it did not see is built when asked for; a broken one errs.
+        assert!(regexes
+            .get(RegexSource::Re("(".into(), RegexFlags::default()))
+            .is_err());
+        assert_eq!(regexes.0.len(), 3);
+    }
+}
