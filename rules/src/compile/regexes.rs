@@ -142,4 +142,53 @@ mod tests {
             .is_err());
         assert_eq!(regexes.0.len(), 3);
     }
+
+    #[test]
+    fn a_broken_expression_is_kept_as_its_error_and_flags_make_another() {
+        let re = |pattern: &str, insensitive: bool| Test::Regex {
+            pattern: pattern.into(),
+            flags: RegexFlags {
+                insensitive,
+                ..RegexFlags::default()
+            },
+        };
+        let too_many = "a?".repeat(MAX_PATTERN_REPETITIONS + 1);
+        let conditions = [Cond::Or(vec![
+            pred(re("(", false)),
+            pred(re("ab", false)),
+            pred(re("ab", true)),
+            pred(Test::Match {
+                pattern: SigmaString::parse(&too_many),
+                cased: false,
+            }),
+        ])];
+        let mut regexes = Regexes::prebuilt(conditions.iter());
+        // The broken one and both flag sets; not the pattern with too many
+        // wildcards, which lowering refuses before asking for it.
+        assert_eq!(regexes.0.len(), 3);
+        let prebuilt_error = regexes
+            .get(RegexSource::Re("(".into(), RegexFlags::default()))
+            .unwrap_err();
+        assert_eq!(
+            prebuilt_error.to_string(),
+            RegexSource::Re("(".into(), RegexFlags::default())
+                .build()
+                .unwrap_err()
+                .to_string()
+        );
+        let cased = regexes
+            .get(RegexSource::Re("ab".into(), RegexFlags::default()))
+            .unwrap();
+        let insensitive = regexes
+            .get(RegexSource::Re(
+                "ab".into(),
+                RegexFlags {
+                    insensitive: true,
+                    ..RegexFlags::default()
+                },
+            ))
+            .unwrap();
+        assert!(!cased.is_match("AB") && insensitive.is_match("AB"));
+        assert_eq!(regexes.0.len(), 3);
+    }
 }
