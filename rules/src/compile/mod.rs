@@ -41,8 +41,10 @@ pub const RAW_COLUMN: &str = "_raw";
 /// `exists` counts as present); a `List<Utf8>`, absent when there are none.
 pub const NULLS_COLUMN: &str = "_nulls";
 
-/// Fields with at most this many literals get a DFA automaton.
-const DFA_MAX_PATTERNS: usize = 1000;
+/// Fields with at most this many literals get a DFA automaton. Above 800
+/// the DFAs of SigmaHQ's Windows rules (registry keys, file names) grew to
+/// 5-10 MB each and searched no faster than a contiguous NFA (benches).
+const DFA_MAX_PATTERNS: usize = 800;
 
 pub(crate) type FieldId = usize;
 pub(crate) type LeafId = usize;
