@@ -162,6 +162,14 @@ fn a_hundred_thousand_indicators_give_exactly_the_expected_alerts() {
     assert_eq!(stats["intel"]["hits"], expected.len() as u64);
 }
 
+/// Writes a new version of the `sector` feed file in `dir`, a second
+/// after the last: a file feed is read again when its modification time
+/// changes, which some file systems keep to the second.
+fn rewrite_sector_feed(dir: &Path, text: &str) {
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(dir.join("sector.csv"), text).unwrap();
+}
+
 /// The alerts in `dir`'s `alerts.jsonl` of indicator `value`.
 fn hits(dir: &Path, value: &str) -> usize {
     let alerts = dir.join("alerts.jsonl");
@@ -224,17 +232,11 @@ fn a_rewritten_feed_comes_into_force_while_running_and_a_broken_one_keeps_the_la
     assert_eq!(hits(d, "198.51.100.20"), 0);
 
     // A new version of the feed: its new indicator hits without a restart.
-    std::thread::sleep(Duration::from_millis(1100));
-    std::fs::write(
-        d.join("sector.csv"),
-        "kind,value\nip,192.0.2.10\nip,198.51.100.20\n",
-    )
-    .unwrap();
+    rewrite_sector_feed(d, "kind,value\nip,192.0.2.10\nip,198.51.100.20\n");
     until_it_hits(d, "198.51.100.20", 2);
 
     // A broken version: named, and the last good one stays in force.
-    std::thread::sleep(Duration::from_millis(1100));
-    std::fs::write(d.join("sector.csv"), "kind,value\nbogus,1\n").unwrap();
+    rewrite_sector_feed(d, "kind,value\nbogus,1\n");
     still_hits(&mut vagt, d, "198.51.100.20");
     let (status, stderr) = vagt.terminate();
     assert!(status.success(), "{stderr}");
@@ -370,12 +372,7 @@ fn a_new_indicator_is_hunted_over_the_archive_and_finds_its_past_hits_once() {
 
     // The address comes into the feed: the archive is hunted for it, and
     // its two past events alert, marked retrospective.
-    std::thread::sleep(Duration::from_millis(1100));
-    std::fs::write(
-        d.join("sector.csv"),
-        "kind,value\nip,192.0.2.99\nip,198.51.100.20\n",
-    )
-    .unwrap();
+    rewrite_sector_feed(d, "kind,value\nip,192.0.2.99\nip,198.51.100.20\n");
     vagt.wait_for(
         "retro-hunt of new indicators finished",
         Duration::from_secs(30),
@@ -385,12 +382,10 @@ fn a_new_indicator_is_hunted_over_the_archive_and_finds_its_past_hits_once() {
     });
 
     // Another new indicator: another hunt, which finds nothing new.
-    std::thread::sleep(Duration::from_millis(1100));
-    std::fs::write(
-        d.join("sector.csv"),
+    rewrite_sector_feed(
+        d,
         "kind,value\nip,192.0.2.99\nip,198.51.100.20\nip,203.0.113.1\n",
-    )
-    .unwrap();
+    );
     eventually("the second hunt finished", Duration::from_secs(30), || {
         vagt.stderr()
             .matches("retro-hunt of new indicators finished")
@@ -555,12 +550,10 @@ fn a_sigma_rule_reads_a_feed_as_a_value_list_and_sees_its_new_versions() {
 
     // A new version of the feed: the rule sees its new network without a
     // restart or a recompile.
-    std::thread::sleep(Duration::from_millis(1100));
-    std::fs::write(
-        d.join("sector.csv"),
+    rewrite_sector_feed(
+        d,
         "kind,value\nip,192.0.2.0/24\nip,198.51.100.0/24\ndomain,evil.example\n",
-    )
-    .unwrap();
+    );
     let mut n = 10;
     eventually("the new network matches", Duration::from_secs(30), || {
         event(n, r#""EventID": 3, "DestinationIp": "198.51.100.20""#);
@@ -657,12 +650,7 @@ fn a_reload_brings_a_new_feed_and_the_rules_that_read_it() {
             .count()
     };
     let before = loads(&vagt);
-    std::thread::sleep(Duration::from_millis(1100));
-    std::fs::write(
-        d.join("sector.csv"),
-        "kind,value\nip,192.0.2.10\nip,192.0.2.11\n",
-    )
-    .unwrap();
+    rewrite_sector_feed(d, "kind,value\nip,192.0.2.10\nip,192.0.2.11\n");
     eventually("the new version is read", Duration::from_secs(30), || {
         loads(&vagt) > before
     });
