@@ -163,6 +163,19 @@ pub(crate) struct FieldAutomaton {
     pub(crate) needles: Vec<NeedleId>,
 }
 
+impl FieldAutomaton {
+    /// The kind of automaton it is.
+    fn path(&self) -> AutomatonPath {
+        match self.automaton.kind() {
+            AhoCorasickKind::DFA => AutomatonPath::Dfa,
+            AhoCorasickKind::ContiguousNFA => AutomatonPath::ContiguousNfa,
+            // The crate's kinds are non-exhaustive; a new one would be an
+            // NFA of some sort.
+            _ => AutomatonPath::NoncontiguousNfa,
+        }
+    }
+}
+
 /// Metadata of a compiled rule, for alerts and reports.
 #[derive(Debug, Clone)]
 pub struct RuleInfo {
@@ -309,11 +322,7 @@ impl RuleSet {
                 automata.iter().map(move |a| AutomatonSummary {
                     columns: self.fields[field].clone(),
                     literals: a.needles.len(),
-                    kind: match a.automaton.kind() {
-                        AhoCorasickKind::DFA => AutomatonPath::Dfa,
-                        AhoCorasickKind::ContiguousNFA => AutomatonPath::ContiguousNfa,
-                        _ => AutomatonPath::NoncontiguousNfa,
-                    },
+                    kind: a.path(),
                     bytes: a.automaton.memory_usage(),
                     all_rows: a.scope == FieldScope::All,
                 })
@@ -334,16 +343,7 @@ impl RuleSet {
         self.automata
             .iter()
             .flatten()
-            .map(|a| {
-                let kind = match a.automaton.kind() {
-                    AhoCorasickKind::DFA => AutomatonPath::Dfa,
-                    AhoCorasickKind::ContiguousNFA => AutomatonPath::ContiguousNfa,
-                    // The crate's kinds are non-exhaustive; a new one
-                    // would be an NFA of some sort.
-                    _ => AutomatonPath::NoncontiguousNfa,
-                };
-                (kind, a.fingerprints.is_some())
-            })
+            .map(|a| (a.path(), a.fingerprints.is_some()))
             .collect()
     }
 }
@@ -949,10 +949,7 @@ fn compile_test(
                         Some(glob) => TextCheck::Glob(glob),
                         None => {
                             // `?` needs the regex: bound what it may cost.
-                            let wildcards = parts
-                                .iter()
-                                .filter(|p| !matches!(p, Part::Literal(_)))
-                                .count();
+                            let wildcards = regexes::wildcards(parts);
                             if wildcards > MAX_PATTERN_REPETITIONS {
                                 return Err(RuleError::Unsupported(format!(
                                     "wildcard pattern with '?' and {wildcards} wildcards: at most {MAX_PATTERN_REPETITIONS}"

@@ -37,12 +37,8 @@ impl RegexSource {
             Test::Regex { pattern, flags } => Some(RegexSource::Re(pattern.clone(), *flags)),
             Test::Match { pattern, cased } => {
                 let parts = pattern.parts();
-                let wildcards = parts
-                    .iter()
-                    .filter(|p| !matches!(p, Part::Literal(_)))
-                    .count();
                 (parts.iter().any(|p| matches!(p, Part::AnyOne))
-                    && wildcards <= MAX_PATTERN_REPETITIONS)
+                    && wildcards(parts) <= MAX_PATTERN_REPETITIONS)
                     .then(|| RegexSource::wildcard(pattern, *cased))
             }
             _ => None,
@@ -60,6 +56,15 @@ impl RegexSource {
             RegexSource::Wildcard(pattern) => Regex::new(pattern),
         }
     }
+}
+
+/// The wildcards (`*`, `?`) of a pattern's parts: a pattern with `?`
+/// becomes a regex, whose cost grows with them.
+pub(super) fn wildcards(parts: &[Part]) -> usize {
+    parts
+        .iter()
+        .filter(|p| !matches!(p, Part::Literal(_)))
+        .count()
 }
 
 /// Built expressions by their source.
