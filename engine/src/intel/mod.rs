@@ -759,13 +759,7 @@ pub fn mark_rules_with_feed_tlp(collection: &mut vagt_rules::RuleCollection, con
             .map(|f| f.tlp)
             .max();
         if let Some(tlp) = tlp {
-            add_tag(&mut loaded.rule.meta, tlp);
-            for name in [&loaded.rule.meta.id, &loaded.rule.meta.name]
-                .into_iter()
-                .flatten()
-            {
-                marked.insert(name.clone(), tlp);
-            }
+            mark(&mut loaded.rule.meta, tlp, &mut marked);
         }
     }
     // Windowed rules count rules and other windowed rules: until nothing
@@ -782,19 +776,11 @@ pub fn mark_rules_with_feed_tlp(collection: &mut vagt_rules::RuleCollection, con
                 .max()
                 .copied();
             let Some(tlp) = counted else { continue };
-            let own = [&meta.id, &meta.name]
-                .into_iter()
-                .flatten()
-                .filter_map(|n| marked.get(n))
-                .max()
-                .copied();
+            let own = names(meta).filter_map(|n| marked.get(n)).max().copied();
             if own.is_some_and(|o| o >= tlp) {
                 continue;
             }
-            add_tag(meta, tlp);
-            for name in [&meta.id, &meta.name].into_iter().flatten() {
-                marked.insert(name.clone(), tlp);
-            }
+            mark(meta, tlp, &mut marked);
             changed = true;
         }
         if !changed {
@@ -803,11 +789,21 @@ pub fn mark_rules_with_feed_tlp(collection: &mut vagt_rules::RuleCollection, con
     }
 }
 
-fn add_tag(meta: &mut RuleMeta, tlp: Tlp) {
+/// Tags a rule with `tlp` and notes it under its id and name, which
+/// windowed rules count it by.
+fn mark(meta: &mut RuleMeta, tlp: Tlp, marked: &mut BTreeMap<String, Tlp>) {
     let tag = tlp.tag();
     if !meta.tags.contains(&tag) {
         meta.tags.push(tag);
     }
+    for name in names(meta) {
+        marked.insert(name.clone(), tlp);
+    }
+}
+
+/// A rule's id and name, those it has.
+fn names(meta: &RuleMeta) -> impl Iterator<Item = &String> {
+    [&meta.id, &meta.name].into_iter().flatten()
 }
 
 /// Adds to `added` the indicators of `after` that `before` did not have
