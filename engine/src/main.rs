@@ -878,10 +878,11 @@ fn check(
         for a in compiled.set.automata_summary().iter().take(10) {
             writeln!(
                 stdout,
-                "automaton: {} literals over {} ({:?}, {}), {:.1} MB",
+                "automaton: {} literals over {} ({}, {}), {:.1} MB",
                 a.literals,
                 a.columns.join(" | "),
-                a.kind,
+                a.kind
+                    .map_or_else(|| "hash map".to_string(), |kind| format!("{kind:?}")),
                 if a.all_rows {
                     "every row"
                 } else {

@@ -23,7 +23,7 @@ pub mod window;
 pub mod workers;
 
 pub use compile::feeds::{LiveSet, LiveSets, SetTest, UncheckedFeeds};
-pub use compile::paths::{AutomatonPath, FingerprintPath, MatchPaths, ScanPath};
+pub use compile::paths::{AutomatonPath, FingerprintPath, HashPath, MatchPaths, ScanPath};
 pub use compile::{
     glob::Wildcard, AutomatonSummary, Compiled, RuleInfo, RuleSet, RuleSetBuilder, Unroutable,
     NULLS_COLUMN, RAW_COLUMN,

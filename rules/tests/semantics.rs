@@ -20,7 +20,7 @@ use vagt_rules::loader::{LoadedFilter, LoadedRule, LoadedWindowRule};
 use vagt_rules::sigma::{parse_document, Document};
 use vagt_rules::window::{Observation, SourceKey, WindowLimits, WindowRuntime};
 use vagt_rules::{
-    AutomatonPath, FingerprintPath, MatchPaths, Origin, Profile, RuleCollection, RuleSet,
+    AutomatonPath, FingerprintPath, HashPath, MatchPaths, Origin, Profile, RuleCollection, RuleSet,
     RuleSetBuilder, ScanPath,
 };
 
@@ -190,6 +190,9 @@ fn eval_paths() -> Vec<EvalPath> {
         }),
         with("fingerprints: for every value", &|p| {
             p.paths.fingerprints = FingerprintPath::Always
+        }),
+        with("hash literals: in the automaton", &|p| {
+            p.paths.hashes = HashPath::Never
         }),
         with("all rules in one set, all events in one batch", &|p| {
             p.sets = Sets::Shared
@@ -439,6 +442,7 @@ struct PathTally {
     skipped: BTreeMap<&'static str, usize>,
     automata: usize,
     with_fingerprints: usize,
+    hash_sets: usize,
 }
 
 /// Checks that a set took the path asked for: the forced automaton kind
@@ -447,6 +451,10 @@ fn check_built(set: &RuleSet, path: &EvalPath, tally: &mut PathTally) -> Result<
     let built = set.automata_built();
     tally.automata += built.len();
     tally.with_fingerprints += built.iter().filter(|(_, f)| *f).count();
+    tally.hash_sets += set.hash_sets_built();
+    if path.paths.hashes == HashPath::Never && set.hash_sets_built() > 0 {
+        return Err("built a hash-literal set, forced never".into());
+    }
     let wrong_kind = built.iter().find(|(kind, _)| match path.paths.automaton {
         AutomatonPath::Auto => false,
         AutomatonPath::Off => true,
@@ -617,8 +625,13 @@ fn sigma_semantics_cases_agree_on_every_evaluation_path() {
             Sets::PerCase | Sets::Windowed => run_per_case(path, &cases, &mut tally, &mut failures),
         }
         report.push_str(&format!(
-            "  {:<55} {:>4} cases ({} rejections), {} automata ({} with fingerprints)",
-            path.name, tally.ran, tally.rejections, tally.automata, tally.with_fingerprints
+            "  {:<55} {:>4} cases ({} rejections), {} automata ({} with fingerprints), {} hash sets",
+            path.name,
+            tally.ran,
+            tally.rejections,
+            tally.automata,
+            tally.with_fingerprints,
+            tally.hash_sets
         ));
         for (reason, n) in &tally.skipped {
             report.push_str(&format!("; {n} skipped: {reason}"));
@@ -644,6 +657,10 @@ fn sigma_semantics_cases_agree_on_every_evaluation_path() {
         match (path.paths.automaton, path.paths.fingerprints) {
             (AutomatonPath::Off, _) => assert_eq!(tally.automata, 0, "{}", path.name),
             _ => assert!(tally.automata > 0, "{}: no automaton built", path.name),
+        }
+        match path.paths.hashes {
+            HashPath::Never => assert_eq!(tally.hash_sets, 0, "{}", path.name),
+            HashPath::Auto => assert!(tally.hash_sets > 0, "{}: no hash set", path.name),
         }
         if path.paths.fingerprints == FingerprintPath::Always {
             assert!(

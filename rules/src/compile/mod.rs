@@ -5,6 +5,7 @@
 //!                                         │
 //!                                         ├─► per field: one Aho-Corasick automaton over the
 //!                                         │   required literal of every leaf reading it
+//!                                         │   (file hashes after their key: a hash map)
 //!                                         └─► per logsource: one routing condition (profile)
 //! ```
 //! Evaluation ([`crate::matcher`]) runs each field's automaton once per batch
@@ -14,6 +15,7 @@
 pub mod feeds;
 pub(crate) mod fingerprint;
 pub mod glob;
+pub(crate) mod hashes;
 pub(crate) mod literal;
 pub mod paths;
 mod regexes;
@@ -31,7 +33,7 @@ use crate::sigma::{
     CmpOp, Cond, LogSource, Part, RefMatch, RegexFlags, RuleMeta, SigmaString, Target, Test,
     TimePart,
 };
-use paths::{AutomatonPath, FingerprintPath, MatchPaths};
+use paths::{AutomatonPath, FingerprintPath, HashPath, MatchPaths};
 use regexes::{RegexSource, Regexes};
 
 /// Column name of the raw event text, searched by keyword rules.
@@ -150,10 +152,28 @@ impl Leaf {
     }
 }
 
-/// One field's prefilter automaton.
+/// How a field's prefilter finds its literals in a value.
+#[derive(Debug, Clone)]
+pub(crate) enum Searcher {
+    /// An Aho-Corasick automaton over the literals.
+    Automaton(AhoCorasick),
+    /// A hash map of hash literals (see [`hashes`]).
+    Hashes(hashes::HashLiterals),
+}
+
+impl Searcher {
+    fn memory_usage(&self) -> usize {
+        match self {
+            Searcher::Automaton(a) => a.memory_usage(),
+            Searcher::Hashes(h) => h.memory_usage(),
+        }
+    }
+}
+
+/// One field's prefilter: an automaton, or a set of hash literals.
 #[derive(Debug, Clone)]
 pub(crate) struct FieldAutomaton {
-    pub(crate) automaton: AhoCorasick,
+    pub(crate) searcher: Searcher,
     /// A SIMD search a value must pass to hold any of its literals, when
     /// worth having (few literals).
     pub(crate) fingerprints: Option<aho_corasick::packed::Searcher>,
@@ -164,15 +184,18 @@ pub(crate) struct FieldAutomaton {
 }
 
 impl FieldAutomaton {
-    /// The kind of automaton it is.
-    fn path(&self) -> AutomatonPath {
-        match self.automaton.kind() {
+    /// The kind of automaton it is; `None` for hash literals.
+    fn path(&self) -> Option<AutomatonPath> {
+        let Searcher::Automaton(automaton) = &self.searcher else {
+            return None;
+        };
+        Some(match automaton.kind() {
             AhoCorasickKind::DFA => AutomatonPath::Dfa,
             AhoCorasickKind::ContiguousNFA => AutomatonPath::ContiguousNfa,
             // The crate's kinds are non-exhaustive; a new one would be an
             // NFA of some sort.
             _ => AutomatonPath::NoncontiguousNfa,
-        }
+        })
     }
 }
 
@@ -210,8 +233,8 @@ pub struct AutomatonSummary {
     pub columns: Vec<String>,
     /// Its literals.
     pub literals: usize,
-    /// Its kind.
-    pub kind: AutomatonPath,
+    /// Its kind; `None` for a hash map of hash literals (`SHA256=…`).
+    pub kind: Option<AutomatonPath>,
     /// Bytes it holds.
     pub bytes: usize,
     /// Whether it searches every row (else only its logsources' rows).
@@ -306,7 +329,7 @@ impl RuleSet {
             .iter()
             .flatten()
             .map(|a| {
-                a.automaton.memory_usage() + a.fingerprints.as_ref().map_or(0, |f| f.memory_usage())
+                a.searcher.memory_usage() + a.fingerprints.as_ref().map_or(0, |f| f.memory_usage())
             })
             .sum()
     }
@@ -323,7 +346,7 @@ impl RuleSet {
                     columns: self.fields[field].clone(),
                     literals: a.needles.len(),
                     kind: a.path(),
-                    bytes: a.automaton.memory_usage(),
+                    bytes: a.searcher.memory_usage(),
                     all_rows: a.scope == FieldScope::All,
                 })
             })
@@ -339,12 +362,22 @@ impl RuleSet {
 
     /// The prefilter automata built: each one's kind, and whether SIMD
     /// fingerprints are searched before it (what [`MatchPaths`] chose).
+    /// Hash-literal sets are not automata: see [`RuleSet::hash_sets_built`].
     pub fn automata_built(&self) -> Vec<(AutomatonPath, bool)> {
         self.automata
             .iter()
             .flatten()
-            .map(|a| (a.path(), a.fingerprints.is_some()))
+            .filter_map(|a| Some((a.path()?, a.fingerprints.is_some())))
             .collect()
+    }
+
+    /// The hash-literal sets built (what [`MatchPaths::hashes`] chose).
+    pub fn hash_sets_built(&self) -> usize {
+        self.automata
+            .iter()
+            .flatten()
+            .filter(|a| a.path().is_none())
+            .count()
     }
 }
 
@@ -463,7 +496,11 @@ impl Interner {
     }
 
     fn needle(&mut self, field: FieldId, text: String) -> NeedleId {
-        let text = needle_window(text);
+        // A hash literal stays whole: its set looks it up by key and digits.
+        let text = match hashes::digits_start(&text) {
+            Some(_) => text,
+            None => needle_window(text),
+        };
         if let Some(id) = self.lookups.needle_index[field].get(&text) {
             return *id;
         }
@@ -477,8 +514,9 @@ impl Interner {
 
 /// Bytes of a literal the prefilter searches, at most: every hit is
 /// verified by its leaf, so a window of a long literal finds the same
-/// rows, and the automata of long literals (file hashes, registry paths)
-/// build in a fraction of the time and memory.
+/// rows, and the automata of long literals (registry paths, command
+/// lines) build in a fraction of the time and memory. Hash literals are
+/// not windowed (see [`hashes`]).
 const NEEDLE_WINDOW: usize = 32;
 
 /// The last [`NEEDLE_WINDOW`] bytes of `text` (the end of a path or a
@@ -720,8 +758,22 @@ fn build_automata(
             (narrow, FieldScope::Routes(routes_of_narrow)),
         ]
         .into_iter()
-        .filter(|(group, _)| !group.is_empty())
-        .filter_map(|(group, scope)| build_automaton(&group, scope, paths))
+        .flat_map(|(group, scope)| {
+            let (hash_literals, others): (Vec<_>, Vec<_>) =
+                group.into_iter().partition(|(t, _)| {
+                    paths.hashes == HashPath::Auto && hashes::digits_start(t).is_some()
+                });
+            let hash_set = (!hash_literals.is_empty()).then(|| FieldAutomaton {
+                searcher: Searcher::Hashes(hashes::HashLiterals::new(&hash_literals)),
+                fingerprints: None,
+                scope: scope.clone(),
+                needles: hash_literals.iter().map(|(_, id)| *id).collect(),
+            });
+            let automaton = (!others.is_empty())
+                .then(|| build_automaton(&others, scope, paths))
+                .flatten();
+            hash_set.into_iter().chain(automaton)
+        })
         .collect()
     })
 }
@@ -864,7 +916,7 @@ fn build_automaton(
         _ => fingerprint::searcher(&literals),
     };
     Some(FieldAutomaton {
-        automaton,
+        searcher: Searcher::Automaton(automaton),
         fingerprints,
         scope,
         needles: needles.iter().map(|(_, id)| *id).collect(),

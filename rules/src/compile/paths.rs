@@ -1,8 +1,9 @@
 //! Which of the matcher's equivalent paths run. By default each is chosen
 //! by size: the automaton kind by the number of literals, a column scan or
 //! a scan of a logsource's rows by how many rows the logsource has, the
-//! SIMD fingerprints by how long the values are. Every path must give the
-//! same matches; the semantics tests force each one to prove it.
+//! SIMD fingerprints by how long the values are; hash literals go to a
+//! hash map. Every path must give the same matches; the semantics tests
+//! force each one to prove it.
 
 /// The kind of the prefilter automata.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -47,12 +48,23 @@ pub enum FingerprintPath {
     Always,
 }
 
+/// Where hash literals (a key and a file hash, `SHA256=…`) are searched.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HashPath {
+    /// In a hash map, looked up at each run of hex digits of a value.
+    #[default]
+    Auto,
+    /// In the automaton, with the other literals.
+    Never,
+}
+
 /// The paths a rule set's matcher takes (see [`crate::RuleSetBuilder::paths`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MatchPaths {
     pub automaton: AutomatonPath,
     pub scan: ScanPath,
     pub fingerprints: FingerprintPath,
+    pub hashes: HashPath,
 }
 
 impl MatchPaths {

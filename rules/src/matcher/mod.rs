@@ -23,8 +23,8 @@ pub use rowset::RowSet;
 
 use crate::compile::paths::ScanPath;
 use crate::compile::{
-    FieldAutomaton, FieldId, FieldScope, LeafId, LeafKind, Mode, Node, RuleSet, TextCheck,
-    NULLS_COLUMN,
+    FieldAutomaton, FieldId, FieldScope, LeafId, LeafKind, Mode, Node, RuleSet, Searcher,
+    TextCheck, NULLS_COLUMN,
 };
 use crate::sigma::TimePart;
 use columns::Column;
@@ -585,6 +585,15 @@ fn search_column(automaton: &FieldAutomaton, column: &Column, s: &mut Scratch, m
         return;
     };
     let rows = s.rows;
+    let Searcher::Automaton(ac) = &automaton.searcher else {
+        for element in 0..values.len() {
+            if values.is_valid(element) {
+                let row = column.row_of_element(element);
+                search_value_all(automaton, values.value(element).as_bytes(), row, s, rows);
+            }
+        }
+        return;
+    };
     let offsets = values.value_offsets();
     let data = values.value_data();
     let (start, end) = (offsets[0] as usize, offsets[offsets.len() - 1] as usize);
@@ -596,7 +605,7 @@ fn search_column(automaton: &FieldAutomaton, column: &Column, s: &mut Scratch, m
         }
     }
     let mut element = 0usize;
-    for m in automaton.automaton.find_overlapping_iter(&data[start..end]) {
+    for m in ac.find_overlapping_iter(&data[start..end]) {
         let (ms, me) = (start + m.start(), start + m.end());
         while element + 1 < offsets.len() && (offsets[element + 1] as usize) < me {
             element += 1;
@@ -655,8 +664,13 @@ fn search_value_all(
     s: &mut Scratch,
     rows: usize,
 ) {
-    for m in automaton.automaton.find_overlapping_iter(value) {
-        record_hit(s, automaton.needles[m.pattern().as_usize()], row, rows);
+    match &automaton.searcher {
+        Searcher::Automaton(ac) => {
+            for m in ac.find_overlapping_iter(value) {
+                record_hit(s, automaton.needles[m.pattern().as_usize()], row, rows);
+            }
+        }
+        Searcher::Hashes(set) => set.find(value, &mut |needle| record_hit(s, needle, row, rows)),
     }
 }
 
