@@ -38,7 +38,7 @@ impl Glob {
                 _ => None,
             })
             .collect();
-        let ascii = pieces.iter().all(|p| p.is_ascii());
+        let ascii = pieces.iter().all(|p| super::literal::folds_as_ascii(p));
         let fold = |s: &String| -> String {
             if cased {
                 s.clone()

@@ -6,13 +6,25 @@ use regex_syntax::hir::{Class, Hir, HirKind};
 
 use crate::sigma::{Part, SigmaString};
 
-/// The longest literal piece of a Sigma glob, lowercased, if it is ASCII.
+/// Whether ASCII case folding compares `text` as full lowercasing does:
+/// it holds no letter with a case beyond ASCII (the dashes `windash` adds
+/// are caseless). Such text is searched by the prefilter's automata, which
+/// fold ASCII only, and compared without lowercasing the value.
+pub(crate) fn folds_as_ascii(text: &str) -> bool {
+    text.chars().all(|c| {
+        c.is_ascii()
+            || (c.to_lowercase().eq(std::iter::once(c)) && c.to_uppercase().eq(std::iter::once(c)))
+    })
+}
+
+/// The longest literal piece of a Sigma glob, lowercased, if ASCII case
+/// folding compares it (see [`folds_as_ascii`]).
 pub(crate) fn glob_required_literal(pattern: &SigmaString) -> Option<String> {
     pattern
         .parts()
         .iter()
         .filter_map(|p| match p {
-            Part::Literal(s) if s.is_ascii() => Some(s.to_ascii_lowercase()),
+            Part::Literal(s) if folds_as_ascii(s) => Some(s.to_ascii_lowercase()),
             _ => None,
         })
         .max_by_key(String::len)
@@ -140,6 +152,21 @@ fn case_pair(class: &Class) -> Option<char> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ascii_folding_serves_text_without_cased_letters_beyond_ascii() {
+        assert!(folds_as_ascii("-EncodedCommand"));
+        assert!(
+            folds_as_ascii("–enc ―x —y"),
+            "windash's dashes have no case"
+        );
+        assert!(!folds_as_ascii("PRØVE"));
+        assert!(!folds_as_ascii("straße"), "ß uppercases to SS");
+        assert!(
+            !folds_as_ascii("\u{212A}elvin"),
+            "the Kelvin sign lowercases to k"
+        );
+    }
 
     fn required(pattern: &str) -> Option<String> {
         let hir = regex_syntax::Parser::new().parse(pattern).unwrap();

@@ -78,6 +78,9 @@ pub(crate) enum TextCheck {
         text: String,
         /// Lowercased text (ASCII or full Unicode lowercase).
         lower: String,
+        /// No letter with a case beyond ASCII: compared with ASCII case
+        /// folding, without lowercasing the value.
+        ascii_fold: bool,
         cased: bool,
         /// The literal as an integer, for exact comparison with numeric columns.
         int: Option<i128>,
@@ -963,14 +966,14 @@ fn compile_test(
         Test::Match { pattern, cased } => {
             let parts = pattern.parts();
             let literal = |mode: Mode, text: &String, interner: &mut Interner| {
-                let ascii = text.is_ascii();
-                let lower = if ascii {
+                let ascii_fold = literal::folds_as_ascii(text);
+                let lower = if ascii_fold {
                     text.to_ascii_lowercase()
                 } else {
                     text.to_lowercase()
                 };
                 let needle =
-                    (ascii && !text.is_empty()).then(|| interner.needle(field, lower.clone()));
+                    (ascii_fold && !text.is_empty()).then(|| interner.needle(field, lower.clone()));
                 let int = (mode == Mode::Exact)
                     .then(|| text.parse::<i128>().ok().filter(|i| i.to_string() == *text))
                     .flatten();
@@ -980,6 +983,7 @@ fn compile_test(
                         mode,
                         text: text.clone(),
                         lower,
+                        ascii_fold,
                         cased: *cased,
                         int,
                     },

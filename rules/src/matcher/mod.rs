@@ -62,6 +62,10 @@ pub struct Scratch {
     hits: Vec<Option<RowSet>>,
     touched: Vec<usize>,
     leaf_cache: Vec<Option<RowSet>>,
+    /// The leaves cached in this batch, to clear only those for the next
+    /// (a set holds tens of thousands of leaves; a batch of a few events
+    /// reads few of them).
+    cached_leaves: Vec<usize>,
     route_cache: Vec<Option<RowSet>>,
     rows: usize,
     /// When set, evaluation stops between rules (a run giving up).
@@ -123,6 +127,13 @@ impl RuleSet {
                 scratch.cancelled = true;
                 return Vec::new();
             }
+            // Most rules of a small batch are not for its logsources.
+            if scratch.route_cache[rule.route]
+                .as_ref()
+                .is_some_and(RowSet::is_empty)
+            {
+                continue;
+            }
             let domain = self.route_rows(rule.route, batch, scratch, &all);
             if domain.is_empty() {
                 continue;
@@ -180,8 +191,15 @@ impl RuleSet {
             s.hits[n] = None;
         }
         s.hits.resize(self.needle_count, None);
-        s.leaf_cache.clear();
-        s.leaf_cache.resize(self.leaves.len(), None);
+        if s.leaf_cache.len() == self.leaves.len() {
+            for id in s.cached_leaves.drain(..) {
+                s.leaf_cache[id] = None;
+            }
+        } else {
+            s.cached_leaves.clear();
+            s.leaf_cache.clear();
+            s.leaf_cache.resize(self.leaves.len(), None);
+        }
         s.route_cache.clear();
         s.route_cache.resize(self.routes.len(), None);
         s.rows = batch.num_rows();
@@ -282,6 +300,31 @@ impl RuleSet {
         cols
     }
 
+    /// Resolves the field's columns and readies them for
+    /// [`RuleSet::columns_of`], without copying them.
+    fn ready_field(&self, field: FieldId, batch: &RecordBatch, s: &mut Scratch) {
+        if s.field_columns[field].is_none() {
+            self.resolve_field(field, batch, s);
+        }
+        let Some(cols) = &s.field_columns[field] else {
+            return;
+        };
+        for &c in cols {
+            if s.columns[c].is_none() {
+                s.columns[c] = Some(Column::new(batch.column(c)));
+            }
+        }
+    }
+
+    /// The columns of a field readied by [`RuleSet::ready_field`].
+    fn columns_of(field: FieldId, s: &Scratch) -> impl Iterator<Item = &Column> + Clone {
+        s.field_columns[field]
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|c| s.columns[*c].as_ref())
+    }
+
     fn column<'s>(&self, index: usize, batch: &RecordBatch, s: &'s mut Scratch) -> &'s Column {
         s.columns[index].get_or_insert_with(|| Column::new(batch.column(index)))
     }
@@ -332,6 +375,7 @@ impl RuleSet {
             if s.leaf_cache[id].is_none() {
                 let full = self.leaf_full(id, batch, s);
                 s.leaf_cache[id] = Some(full);
+                s.cached_leaves.push(id);
             }
             let mut out = domain.clone();
             if let Some(cached) = &s.leaf_cache[id] {
@@ -339,17 +383,18 @@ impl RuleSet {
             }
             return out;
         }
-        let columns: Vec<Column> = self
-            .resolve_field(leaf.field, batch, s)
-            .into_iter()
-            .map(|c| self.column(c, batch, s).clone())
-            .collect();
+        self.ready_field(leaf.field, batch, s);
+        if let LeafKind::FieldRef { other, .. } = &leaf.kind {
+            self.ready_field(*other, batch, s);
+        }
+        let s = &*s;
+        let columns = Self::columns_of(leaf.field, s);
         let mut out = RowSet::empty(domain.capacity());
         match &leaf.kind {
             LeafKind::Text { check, .. } => {
                 for row in domain.iter() {
                     if columns
-                        .iter()
+                        .clone()
                         .any(|c| c.any_value(row, &mut |v| text_check(check, v)))
                     {
                         out.insert(row);
@@ -359,7 +404,7 @@ impl RuleSet {
             LeafKind::Compare { op, value } => {
                 for row in domain.iter() {
                     if columns
-                        .iter()
+                        .clone()
                         .any(|c| c.any_number(row, &mut |n| op.holds(n, *value)))
                     {
                         out.insert(row);
@@ -368,7 +413,7 @@ impl RuleSet {
             }
             LeafKind::Cidr(net) => {
                 for row in domain.iter() {
-                    if columns.iter().any(|c| {
+                    if columns.clone().any(|c| {
                         c.any_value(row, &mut |v| {
                             parse_ip(v).is_some_and(|ip| net.contains(&ip))
                         })
@@ -380,14 +425,14 @@ impl RuleSet {
             LeafKind::InFeed(set) => {
                 let test = set.current();
                 for row in domain.iter() {
-                    if columns.iter().any(|c| c.any_value(row, &mut |v| test(v))) {
+                    if columns.clone().any(|c| c.any_value(row, &mut |v| test(v))) {
                         out.insert(row);
                     }
                 }
             }
             LeafKind::TimePart { part, op, value } => {
                 for row in domain.iter() {
-                    if columns.iter().any(|c| {
+                    if columns.clone().any(|c| {
                         c.any_value(row, &mut |v| {
                             time_part(v, *part).is_some_and(|p| op.holds(p as f64, *value))
                         })
@@ -397,16 +442,12 @@ impl RuleSet {
                 }
             }
             LeafKind::FieldRef { other, cased, how } => {
-                let others: Vec<Column> = self
-                    .resolve_field(*other, batch, s)
-                    .into_iter()
-                    .map(|c| self.column(c, batch, s).clone())
-                    .collect();
+                let others = Self::columns_of(*other, s);
                 for row in domain.iter() {
-                    let equal = columns.iter().any(|c| {
+                    let equal = columns.clone().any(|c| {
                         c.any_value(row, &mut |a| {
                             others
-                                .iter()
+                                .clone()
                                 .any(|o| o.any_value(row, &mut |b| how.holds(a, b, *cased)))
                         })
                     });
@@ -420,15 +461,20 @@ impl RuleSet {
         out
     }
 
-    /// Adds the rows where one of `columns` is present with a JSON null.
+    /// Adds the rows where one of the field's columns is present with a
+    /// JSON null (its columns and the nulls column readied).
     fn add_explicit_nulls(
         &self,
-        columns: &[usize],
+        field: FieldId,
         batch: &RecordBatch,
-        s: &mut Scratch,
+        s: &Scratch,
         out: &mut RowSet,
     ) {
         let Some(&nulls_index) = s.column_index.get(NULLS_COLUMN) else {
+            return;
+        };
+        let columns = s.field_columns[field].as_deref().unwrap_or_default();
+        let Some(nulls) = s.columns[nulls_index].as_ref() else {
             return;
         };
         if columns.is_empty() {
@@ -439,7 +485,6 @@ impl RuleSet {
             .iter()
             .map(|c| schema.field(*c).name().as_str())
             .collect();
-        let nulls = self.column(nulls_index, batch, s).clone();
         for row in 0..s.rows {
             if nulls.any_value(row, &mut |name| names.contains(&name)) {
                 out.insert(row);
@@ -451,15 +496,27 @@ impl RuleSet {
     fn leaf_full(&self, id: LeafId, batch: &RecordBatch, s: &mut Scratch) -> RowSet {
         let leaf = &self.leaves[id];
         let rows = s.rows;
-        let col_indices = self.resolve_field(leaf.field, batch, s);
-        let columns: Vec<Column> = col_indices
-            .iter()
-            .map(|c| self.column(*c, batch, s).clone())
-            .collect();
+        self.ready_field(leaf.field, batch, s);
+        if matches!(
+            leaf.kind,
+            LeafKind::Text {
+                needle: Some(_),
+                ..
+            }
+        ) {
+            self.scan_field(leaf.field, batch, s);
+        }
+        if matches!(leaf.kind, LeafKind::Exists) {
+            if let Some(&nulls_index) = s.column_index.get(NULLS_COLUMN) {
+                self.column(nulls_index, batch, s);
+            }
+        }
+        let s = &*s;
+        let columns = Self::columns_of(leaf.field, s);
         let mut out = RowSet::empty(rows);
         match &leaf.kind {
             LeafKind::AnyValue | LeafKind::Exists => {
-                for c in &columns {
+                for c in columns {
                     for row in 0..rows {
                         if c.is_valid(row) {
                             out.insert(row);
@@ -467,12 +524,12 @@ impl RuleSet {
                     }
                 }
                 if matches!(leaf.kind, LeafKind::Exists) {
-                    self.add_explicit_nulls(&col_indices, batch, s, &mut out);
+                    self.add_explicit_nulls(leaf.field, batch, s, &mut out);
                 }
             }
             LeafKind::Null => {
                 let mut present = RowSet::empty(rows);
-                for c in &columns {
+                for c in columns {
                     for row in 0..rows {
                         if c.is_valid(row) {
                             present.insert(row);
@@ -486,12 +543,11 @@ impl RuleSet {
                 needle: Some(needle),
                 check,
             } => {
-                self.scan_field(leaf.field, batch, s);
                 if !self.searched[*needle] {
                     // Its automaton could not be built: test every row.
                     for row in 0..rows {
                         if columns
-                            .iter()
+                            .clone()
                             .any(|c| c.is_text() && c.any_value(row, &mut |v| text_check(check, v)))
                         {
                             out.insert(row);
@@ -501,7 +557,7 @@ impl RuleSet {
                 if let Some(candidates) = &s.hits[*needle] {
                     for row in candidates.iter() {
                         if columns
-                            .iter()
+                            .clone()
                             .any(|c| c.is_text() && c.any_value(row, &mut |v| text_check(check, v)))
                         {
                             out.insert(row);
@@ -509,7 +565,7 @@ impl RuleSet {
                     }
                 }
                 // Numeric and boolean columns are not in the automaton.
-                for c in columns.iter().filter(|c| !c.is_text()) {
+                for c in columns.clone().filter(|c| !c.is_text()) {
                     match check {
                         TextCheck::Literal {
                             mode: Mode::Exact,
@@ -700,6 +756,7 @@ fn text_check(check: &TextCheck, value: &str) -> bool {
             mode,
             text,
             lower,
+            ascii_fold,
             cased,
             ..
         } => {
@@ -712,7 +769,7 @@ fn text_check(check: &TextCheck, value: &str) -> bool {
                     Mode::Contains => memchr::memmem::find(v, t).is_some(),
                 };
             }
-            if text.is_ascii() {
+            if *ascii_fold {
                 let (v, t) = (value.as_bytes(), lower.as_bytes());
                 let n = t.len();
                 return match mode {

@@ -1,17 +1,33 @@
 //! A fixed-size set of row indices of one batch, as a bitmap.
 
+use smallvec::{smallvec, SmallVec};
+
+/// Words held inline: a batch of up to 128 rows (what a live input at a
+/// modest rate hands over) evaluates without allocating its row sets.
+const INLINE_WORDS: usize = 2;
+
 /// Rows of a batch, one bit each.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct RowSet {
-    words: Vec<u64>,
+    words: SmallVec<[u64; INLINE_WORDS]>,
     len: usize,
+}
+
+impl Clone for RowSet {
+    /// Copies the words at once (a derived clone pushes them one by one).
+    fn clone(&self) -> RowSet {
+        RowSet {
+            words: SmallVec::from_slice(&self.words),
+            len: self.len,
+        }
+    }
 }
 
 impl RowSet {
     /// No rows of a batch of `len` rows.
     pub fn empty(len: usize) -> RowSet {
         RowSet {
-            words: vec![0; len.div_ceil(64)],
+            words: smallvec![0; len.div_ceil(64)],
             len,
         }
     }
@@ -19,7 +35,7 @@ impl RowSet {
     /// All rows of a batch of `len` rows.
     pub fn full(len: usize) -> RowSet {
         let mut s = RowSet {
-            words: vec![u64::MAX; len.div_ceil(64)],
+            words: smallvec![u64::MAX; len.div_ceil(64)],
             len,
         };
         s.trim();
