@@ -121,6 +121,11 @@ pub(super) struct Columns {
     pub(super) path: String,
     /// Columns that got a value in the current record.
     touched: Vec<u32>,
+    /// Those of the previous record, in order: records of one source
+    /// mostly repeat their keys, so the k-th value of a record is first
+    /// looked for in the previous record's k-th column, by name, before the
+    /// index is hashed.
+    previous: Vec<u32>,
     /// Reused buffer for compact JSON.
     pub(super) scratch: String,
     /// Upper bound of the text any Arrow array of the batch will hold.
@@ -130,6 +135,7 @@ pub(super) struct Columns {
 impl Columns {
     /// Starts a record.
     pub(super) fn mark(&mut self) -> Mark {
+        std::mem::swap(&mut self.previous, &mut self.touched);
         self.touched.clear();
         self.path.clear();
         Mark {
@@ -184,8 +190,18 @@ impl Columns {
     /// on which one counts (the first, the last), and an attacker could
     /// hide behind the difference.
     pub(super) fn put(&mut self, row: u32, leaf: Leaf) -> Result<(), DuplicateKey> {
-        let c = match self.index.get(self.path.as_str()) {
-            Some(&c) => c as usize,
+        let predicted = self
+            .previous
+            .get(self.touched.len())
+            .map(|&c| c as usize)
+            .filter(|&c| {
+                self.columns
+                    .get(c)
+                    .is_some_and(|col| *col.name == *self.path)
+            });
+        let c = match predicted.or_else(|| self.index.get(self.path.as_str()).map(|&c| c as usize))
+        {
+            Some(c) => c,
             None => {
                 let c = self.columns.len();
                 let name: Box<str> = self.path.as_str().into();
@@ -226,6 +242,7 @@ impl Columns {
         self.text.clear();
         self.items.clear();
         self.touched.clear();
+        self.previous.clear();
         self.path.clear();
         self.bytes = 0;
     }

@@ -387,3 +387,33 @@ fn finish_resets_and_each_batch_has_its_own_schema() {
     assert_eq!(names, [RAW_COLUMN, "b"]);
     assert_eq!(second.origins[0].offset, 300);
 }
+
+#[test]
+fn keys_in_another_order_or_after_a_failed_record_land_in_their_columns() {
+    // Each record's keys are first looked for where the previous record
+    // had them: a change of order, a missing key, a new key and a record
+    // rolled back half-way must not misplace a value.
+    let (batch, dead) = decode(&[
+        r#"{"a": "1", "b": "1", "c": "1"}"#,
+        r#"{"b": "2", "a": "2", "c": "2"}"#,
+        r#"{"a": "3", "c": "3"}"#,
+        r#"{"a": "4", "d": "4", "b": "4", "a": "x"}"#,
+        r#"{"a": "5", "d": "5", "b": "5", "c": "5"}"#,
+    ]);
+    assert_eq!(dead.len(), 1, "the duplicate key: {dead:?}");
+    let b = batch.expect("rows");
+    let s = |v: &[Option<&str>]| v.iter().map(|x| x.map(str::to_string)).collect::<Vec<_>>();
+    assert_eq!(
+        strings(&b, "a"),
+        s(&[Some("1"), Some("2"), Some("3"), Some("5")])
+    );
+    assert_eq!(
+        strings(&b, "b"),
+        s(&[Some("1"), Some("2"), None, Some("5")])
+    );
+    assert_eq!(
+        strings(&b, "c"),
+        s(&[Some("1"), Some("2"), Some("3"), Some("5")])
+    );
+    assert_eq!(strings(&b, "d"), s(&[None, None, None, Some("5")]));
+}
