@@ -48,12 +48,20 @@ pub(crate) struct HashLiterals {
 }
 
 impl HashLiterals {
-    /// The set of `literals`, all hash literals (see [`digits_start`]).
-    pub(crate) fn new(literals: &[&(String, NeedleId)]) -> HashLiterals {
+    /// The set of the hash literals among `literals` (see
+    /// [`digits_start`]), if there are any, and the other literals.
+    pub(crate) fn split(
+        literals: Vec<&(String, NeedleId)>,
+    ) -> (Option<HashLiterals>, Vec<&(String, NeedleId)>) {
         let mut by_digits: HashMap<_, Vec<_>, _> = HashMap::default();
         let mut lengths = Vec::new();
-        for (text, needle) in literals {
-            let start = digits_start(text).expect("only hash literals are given");
+        let mut others = Vec::new();
+        for literal in literals {
+            let (text, needle) = literal;
+            let Some(start) = digits_start(text) else {
+                others.push(literal);
+                continue;
+            };
             let (key, digits) = text.as_bytes().split_at(start);
             let digits = digits.to_ascii_lowercase();
             if !lengths.contains(&digits.len()) {
@@ -65,7 +73,13 @@ impl HashLiterals {
                 .push((key.to_ascii_lowercase().into_boxed_slice(), *needle));
         }
         lengths.sort_unstable();
-        HashLiterals { by_digits, lengths }
+        let set = (!by_digits.is_empty()).then_some(HashLiterals { by_digits, lengths });
+        (set, others)
+    }
+
+    /// The literals it holds.
+    pub(crate) fn needles(&self) -> impl Iterator<Item = NeedleId> + '_ {
+        self.by_digits.values().flatten().map(|(_, needle)| *needle)
     }
 
     /// Calls `hit` with each literal that occurs in `value`.
@@ -152,7 +166,13 @@ mod tests {
         let md5 = (format!("md5={MD5}"), 0);
         let imphash = (format!("imphash={MD5}"), 1);
         let sha256 = (format!("sha256={MD5}{MD5}"), 2);
-        let set = HashLiterals::new(&[&md5, &imphash, &sha256]);
+        let other = ("md5=0123".to_string(), 3);
+        let (set, others) = HashLiterals::split(vec![&md5, &imphash, &other, &sha256]);
+        assert_eq!(others, [&other]);
+        let set = set.expect("hash literals");
+        let mut needles: Vec<_> = set.needles().collect();
+        needles.sort_unstable();
+        assert_eq!(needles, [0, 1, 2]);
         let upper = MD5.to_ascii_uppercase();
         assert_eq!(hits(&set, &format!("MD5={upper},IMPHASH=00")), [0]);
         assert_eq!(hits(&set, &format!("IMPHASH={upper}")), [1]);

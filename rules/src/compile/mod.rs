@@ -762,15 +762,15 @@ fn build_automata(
         ]
         .into_iter()
         .flat_map(|(group, scope)| {
-            let (hash_literals, others): (Vec<_>, Vec<_>) =
-                group.into_iter().partition(|(t, _)| {
-                    paths.hashes == HashPath::Auto && hashes::digits_start(t).is_some()
-                });
-            let hash_set = (!hash_literals.is_empty()).then(|| FieldAutomaton {
-                searcher: Searcher::Hashes(hashes::HashLiterals::new(&hash_literals)),
+            let (hash_set, others) = match paths.hashes {
+                HashPath::Auto => hashes::HashLiterals::split(group),
+                HashPath::Never => (None, group),
+            };
+            let hash_set = hash_set.map(|set| FieldAutomaton {
+                needles: set.needles().collect(),
+                searcher: Searcher::Hashes(set),
                 fingerprints: None,
                 scope: scope.clone(),
-                needles: hash_literals.iter().map(|(_, id)| *id).collect(),
             });
             let automaton = (!others.is_empty())
                 .then(|| build_automaton(&others, scope, paths))
