@@ -177,7 +177,8 @@ fn eval_paths() -> Vec<EvalPath> {
             p.paths.automaton = AutomatonPath::NoncontiguousNfa
         }),
         with("automaton: none (each test reads its rows)", &|p| {
-            p.paths.automaton = AutomatonPath::Off
+            p.paths.automaton = AutomatonPath::Off;
+            p.paths.hashes = HashPath::Never;
         }),
         with("scan: whole columns", &|p| p.paths.scan = ScanPath::Columns),
         with("scan: row by row", &|p| p.paths.scan = ScanPath::Rows),

@@ -6,10 +6,11 @@ use regex_syntax::hir::{Class, Hir, HirKind};
 
 use crate::sigma::{Part, SigmaString};
 
-/// Whether ASCII case folding compares `text` as full lowercasing does:
-/// it holds no letter with a case beyond ASCII (the dashes `windash` adds
-/// are caseless). Such text is searched by the prefilter's automata, which
-/// fold ASCII only, and compared without lowercasing the value.
+/// Whether `text` holds no letter with a case beyond ASCII (the dashes
+/// `windash` adds are caseless), so that it is compared as ASCII text is:
+/// folding ASCII letters only, in the literal and in the value (a value's
+/// Kelvin sign `K` is then not a `k`, as for an ASCII literal), and a
+/// literal of such text is searched by the prefilter's automata.
 pub(crate) fn folds_as_ascii(text: &str) -> bool {
     text.chars().all(|c| {
         c.is_ascii()
@@ -17,14 +18,16 @@ pub(crate) fn folds_as_ascii(text: &str) -> bool {
     })
 }
 
-/// The longest literal piece of a Sigma glob, lowercased, if ASCII case
-/// folding compares it (see [`folds_as_ascii`]).
+/// The longest literal piece of a Sigma glob, lowercased, if it is ASCII.
+/// (Not every piece [`folds_as_ascii`]: a glob with another piece, or with
+/// `?`, lowercases the value fully, and a value's Kelvin sign would then
+/// match a `k` the prefilter does not see.)
 pub(crate) fn glob_required_literal(pattern: &SigmaString) -> Option<String> {
     pattern
         .parts()
         .iter()
         .filter_map(|p| match p {
-            Part::Literal(s) if folds_as_ascii(s) => Some(s.to_ascii_lowercase()),
+            Part::Literal(s) if s.is_ascii() => Some(s.to_ascii_lowercase()),
             _ => None,
         })
         .max_by_key(String::len)
