@@ -379,7 +379,7 @@ impl RuleSet {
         self.automata
             .iter()
             .flatten()
-            .filter(|a| a.path().is_none())
+            .filter(|a| matches!(a.searcher, Searcher::Hashes(_)))
             .count()
     }
 }

@@ -310,9 +310,7 @@ impl RuleSet {
             return;
         };
         for &c in cols {
-            if s.columns[c].is_none() {
-                s.columns[c] = Some(Column::new(batch.column(c)));
-            }
+            ready_column(&mut s.columns, c, batch);
         }
     }
 
@@ -326,7 +324,7 @@ impl RuleSet {
     }
 
     fn column<'s>(&self, index: usize, batch: &RecordBatch, s: &'s mut Scratch) -> &'s Column {
-        s.columns[index].get_or_insert_with(|| Column::new(batch.column(index)))
+        ready_column(&mut s.columns, index, batch)
     }
 
     /// Runs the field's automaton over its string columns, filling `hits`.
@@ -592,6 +590,15 @@ impl RuleSet {
         }
         out
     }
+}
+
+/// The batch's column `index`, typed for matching once per batch.
+fn ready_column<'c>(
+    columns: &'c mut [Option<Column>],
+    index: usize,
+    batch: &RecordBatch,
+) -> &'c Column {
+    columns[index].get_or_insert_with(|| Column::new(batch.column(index)))
 }
 
 /// Runs an automaton over the values of some rows.
