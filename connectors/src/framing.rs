@@ -544,7 +544,11 @@ mod tests {
 
     /// The scanner before blocks: one byte at a time, with `memchr3`
     /// inside strings. The block scanner must agree with it.
-    fn reference_scan(chunk: &[u8], s: &mut ScanState, at_line_start: bool) -> (usize, Option<End>) {
+    fn reference_scan(
+        chunk: &[u8],
+        s: &mut ScanState,
+        at_line_start: bool,
+    ) -> (usize, Option<End>) {
         let mut i = 0;
         while i < chunk.len() {
             if s.in_string {

@@ -1130,6 +1130,32 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_digest_is_the_hash_of_its_formatted_detection() {
+        // Archives record these digests: they must not change with how
+        // they are computed.
+        use sha2::{Digest, Sha256};
+        let mut rules = RuleCollection::default();
+        let yaml = "title: t\nid: 5f1e0a4e-0000-4000-8000-000000000001\nlogsource: {product: windows, category: process_creation}\ndetection:\n  sel: {Image|endswith: '\\cmd.exe', CommandLine|contains|all: ['/c', 'whoami']}\n  filter: {User|re: '^NT AUTHORITY'}\n  condition: sel and not filter\n";
+        crate::load_text(
+            "t.yml".as_ref(),
+            yaml,
+            &crate::Placeholders::new(),
+            &mut rules,
+        );
+        let rule = &rules.rules[0].rule;
+        let (id, logsource, condition) =
+            (rule.meta.id.as_deref(), &rule.logsource, &rule.condition);
+        let formatted = format!("{id:?}\n{logsource:?}\n{condition:?}");
+        let expected: [u8; 32] = Sha256::digest(formatted.as_bytes()).into();
+        assert!(formatted.len() > 100, "{formatted}");
+        assert_eq!(detection_digest(id, logsource, condition), expected);
+        let set = RuleSetBuilder::new(Profile::passthrough())
+            .build(&rules)
+            .set;
+        assert_eq!(set.digest(0), expected);
+    }
+
+    #[test]
     fn a_literal_longer_than_the_window_still_matches_only_itself() {
         let mut rules = RuleCollection::default();
         let long = format!("HKLM\\Software\\{}\\Run", "Vendor".repeat(8));
