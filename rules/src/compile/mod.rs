@@ -43,10 +43,13 @@ pub const RAW_COLUMN: &str = "_raw";
 /// `exists` counts as present); a `List<Utf8>`, absent when there are none.
 pub const NULLS_COLUMN: &str = "_nulls";
 
-/// Fields with at most this many literals get a DFA automaton. Above 800
-/// the DFAs of SigmaHQ's Windows rules (registry keys, file names) grew to
-/// 5-10 MB each and searched no faster than a contiguous NFA (benches).
-const DFA_MAX_PATTERNS: usize = 800;
+/// Fields with at most this many literals get a DFA automaton, the rest a
+/// contiguous NFA. With SigmaHQ's Windows rules, DFAs for the fields of 300
+/// to 800 literals (registry keys, file names, images) took 14 MB and 7% of
+/// the start-up's instructions, and searching events with them took as
+/// many instructions as with NFAs and 6% more (simulated) cache misses
+/// (benches/README.md).
+const DFA_MAX_PATTERNS: usize = 300;
 
 pub(crate) type FieldId = usize;
 pub(crate) type LeafId = usize;

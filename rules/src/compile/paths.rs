@@ -8,7 +8,7 @@
 /// The kind of the prefilter automata.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum AutomatonPath {
-    /// A DFA up to 800 literals, a contiguous NFA beyond, a
+    /// A DFA up to 300 literals, a contiguous NFA beyond, a
     /// noncontiguous NFA should those not build.
     #[default]
     Auto,
