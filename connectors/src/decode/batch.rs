@@ -85,9 +85,10 @@ const HARD_BATCH_BYTES: usize = i32::MAX as usize;
 pub struct BatchDecoder {
     batch_size: usize,
     columns: Columns,
-    raw: String,
-    /// End of each row's text in `raw`.
-    raw_ends: Vec<usize>,
+    /// Each row's text, appended straight into the Arrow column.
+    raw: StringBuilder,
+    /// Bytes of text in `raw`.
+    raw_bytes: usize,
     origins: Vec<EventOrigin>,
     received: Option<Instant>,
     file: Option<FileId>,
@@ -110,8 +111,8 @@ impl BatchDecoder {
         BatchDecoder {
             batch_size: batch_size.max(1),
             columns: Columns::default(),
-            raw: String::new(),
-            raw_ends: Vec::new(),
+            raw: StringBuilder::new(),
+            raw_bytes: 0,
             origins: Vec::new(),
             received: None,
             file: None,
@@ -194,8 +195,8 @@ impl BatchDecoder {
                 "batch full: finish() it when is_full() says so".into()
             });
         }
-        self.raw.push_str(text);
-        self.raw_ends.push(self.raw.len());
+        self.raw.append_value(text);
+        self.raw_bytes += text.len();
         self.origins.push(EventOrigin {
             source: source.clone(),
             line: record.origin.line,
@@ -214,12 +215,10 @@ impl BatchDecoder {
             return None;
         }
         let rows = self.origins.len();
-        let mut raw = StringBuilder::with_capacity(rows, self.raw.len());
-        let mut start = 0;
-        for &end in &self.raw_ends {
-            raw.append_value(&self.raw[start..end]);
-            start = end;
-        }
+        // The next batch's column, sized like this one so it does not grow
+        // by copying as it fills.
+        let next = StringBuilder::with_capacity(rows, self.raw_bytes);
+        let mut raw = std::mem::replace(&mut self.raw, next);
         let mut fields = vec![Field::new(RAW_COLUMN, DataType::Utf8, true)];
         let mut arrays: Vec<ArrayRef> = vec![Arc::new(raw.finish())];
         self.columns.build(rows, &mut fields, &mut arrays);
@@ -231,8 +230,7 @@ impl BatchDecoder {
         let origins = std::mem::take(&mut self.origins);
         let received = self.received.take().unwrap_or_else(Instant::now);
         self.columns.clear();
-        self.raw.clear();
-        self.raw_ends.clear();
+        self.raw_bytes = 0;
         Some(EventBatch {
             batch: batch.ok()?,
             origins,
