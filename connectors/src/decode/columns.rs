@@ -276,52 +276,78 @@ impl Columns {
         for (_, leaf) in values {
             seen.add(leaf);
         }
-        let each = |f: &mut dyn FnMut(Option<Leaf>)| each_row(values, rows, f);
         match seen.data_type() {
             DataType::Int64 => {
                 let mut b = Int64Builder::with_capacity(rows);
-                each(&mut |leaf| match leaf {
-                    Some(Leaf::Int(v)) => b.append_value(v),
-                    _ => b.append_null(),
-                });
+                each_row(
+                    values,
+                    rows,
+                    &mut b,
+                    Int64Builder::append_nulls,
+                    |b, leaf| match leaf {
+                        Leaf::Int(v) => b.append_value(v),
+                        _ => b.append_null(),
+                    },
+                );
                 Arc::new(b.finish())
             }
             DataType::Float64 => {
                 let mut b = Float64Builder::with_capacity(rows);
-                each(&mut |leaf| match leaf {
-                    Some(Leaf::Int(v)) => b.append_value(v as f64),
-                    Some(Leaf::Float(v)) => b.append_value(v),
-                    _ => b.append_null(),
-                });
+                each_row(
+                    values,
+                    rows,
+                    &mut b,
+                    Float64Builder::append_nulls,
+                    |b, leaf| match leaf {
+                        Leaf::Int(v) => b.append_value(v as f64),
+                        Leaf::Float(v) => b.append_value(v),
+                        _ => b.append_null(),
+                    },
+                );
                 Arc::new(b.finish())
             }
             DataType::Boolean => {
                 let mut b = BooleanBuilder::with_capacity(rows);
-                each(&mut |leaf| match leaf {
-                    Some(Leaf::Bool(v)) => b.append_value(v),
-                    _ => b.append_null(),
-                });
+                each_row(
+                    values,
+                    rows,
+                    &mut b,
+                    BooleanBuilder::append_nulls,
+                    |b, leaf| match leaf {
+                        Leaf::Bool(v) => b.append_value(v),
+                        _ => b.append_null(),
+                    },
+                );
                 Arc::new(b.finish())
             }
             DataType::List(_) => {
                 let mut b = ListBuilder::with_capacity(StringBuilder::new(), rows);
-                each(&mut |leaf| match leaf {
-                    Some(Leaf::List(span)) => {
-                        for &item in &self.items[span.range()] {
-                            self.append_text(b.values(), item, scratch);
+                each_row(
+                    values,
+                    rows,
+                    &mut b,
+                    ListBuilder::append_nulls,
+                    |b, leaf| match leaf {
+                        Leaf::List(span) => {
+                            for &item in &self.items[span.range()] {
+                                self.append_text(b.values(), item, scratch);
+                            }
+                            b.append(true);
                         }
-                        b.append(true);
-                    }
-                    _ => b.append_null(),
-                });
+                        _ => b.append_null(),
+                    },
+                );
                 Arc::new(b.finish())
             }
             _ => {
                 let mut b = StringBuilder::with_capacity(rows, seen.text_bytes);
-                each(&mut |leaf| match leaf {
-                    Some(leaf) => self.append_text(&mut b, leaf, scratch),
-                    None => b.append_null(),
-                });
+                each_row(
+                    values,
+                    rows,
+                    &mut b,
+                    StringBuilder::append_nulls,
+                    |b, leaf| self.append_text(b, leaf, scratch),
+                );
                 Arc::new(b.finish())
             }
         }
@@ -380,19 +406,34 @@ impl Columns {
     }
 }
 
-/// Calls `f` once per row in order: with the row's leaf, or `None` where the
-/// column has no value or a `null`.
-fn each_row(values: &[(u32, Leaf)], rows: usize, f: &mut dyn FnMut(Option<Leaf>)) {
+/// Appends each of `rows` rows to `builder` in order: `value` for a row with
+/// a leaf, `nulls(builder, n)` once for each run of `n` rows where the column
+/// has no value or a `null` (a sparse column is mostly such runs).
+fn each_row<B>(
+    values: &[(u32, Leaf)],
+    rows: usize,
+    builder: &mut B,
+    nulls: impl Fn(&mut B, usize),
+    mut value: impl FnMut(&mut B, Leaf),
+) {
+    let mut missing = 0;
     let mut next = 0;
     for &(row, leaf) in values {
-        for _ in next..row as usize {
-            f(None);
-        }
-        f((leaf != Leaf::Null).then_some(leaf));
+        missing += row as usize - next;
         next = row as usize + 1;
+        if leaf == Leaf::Null {
+            missing += 1;
+            continue;
+        }
+        if missing > 0 {
+            nulls(builder, missing);
+            missing = 0;
+        }
+        value(builder, leaf);
     }
-    for _ in next..rows {
-        f(None);
+    missing += rows - next;
+    if missing > 0 {
+        nulls(builder, missing);
     }
 }
 
@@ -479,11 +520,36 @@ mod tests {
     }
 
     #[test]
-    fn each_row_fills_gaps_and_nulls() {
-        let values = [(1, Leaf::Int(1)), (2, Leaf::Null), (4, Leaf::Int(4))];
-        let mut got = Vec::new();
-        each_row(&values, 6, &mut |l| got.push(l));
-        use Leaf::Int;
-        assert_eq!(got, [None, Some(Int(1)), None, None, Some(Int(4)), None]);
+    fn each_row_fills_gaps_and_nulls_in_runs() {
+        let values = [
+            (1, Leaf::Int(1)),
+            (2, Leaf::Null),
+            (4, Leaf::Int(4)),
+            (5, Leaf::Null),
+        ];
+        let mut got: Vec<String> = Vec::new();
+        each_row(
+            &values,
+            8,
+            &mut got,
+            |got, n| got.push(format!("{n} missing")),
+            |got, leaf| got.push(format!("{leaf:?}")),
+        );
+        assert_eq!(
+            got,
+            ["1 missing", "Int(1)", "2 missing", "Int(4)", "3 missing"]
+        );
+        let mut got: Vec<String> = Vec::new();
+        each_row(&[], 2, &mut got, |g, n| g.push(format!("{n}")), |_, _| {});
+        assert_eq!(got, ["2"]);
+        let mut got: Vec<String> = Vec::new();
+        each_row(
+            &[(0, Leaf::Bool(true))],
+            1,
+            &mut got,
+            |g, n| g.push(format!("{n}")),
+            |g, l| g.push(format!("{l:?}")),
+        );
+        assert_eq!(got, ["Bool(true)"]);
     }
 }
