@@ -475,33 +475,48 @@ fn scan(chunk: &[u8], s: &mut ScanState, at_line_start: bool) -> (usize, Option<
                 }
                 continue;
             }
-            match b {
-                b'"' => s.in_string = true,
-                b'{' => {
-                    let line_start = if i == 0 {
-                        at_line_start
-                    } else {
-                        chunk[i - 1] == b'\n'
-                    };
-                    if s.depth > 0 && line_start {
-                        return (i, Some(End::Truncated));
-                    }
-                    s.depth += 1;
-                }
-                b'[' => s.depth += 1,
-                b'}' | b']' => {
-                    s.depth = s.depth.saturating_sub(1);
-                    if s.depth == 0 {
-                        return (i + 1, Some(End::Closed));
-                    }
-                }
-                // A backslash or a newline outside a string.
-                _ => {}
+            if let Some(end) = step_outside_string(chunk, i, s, at_line_start) {
+                return end;
             }
         }
         base += BLOCK;
     }
     (chunk.len(), None)
+}
+
+/// Steps over `chunk[i]`, outside any string: a quote opens one, braces and
+/// brackets change the depth. Returns where the record ends if it does here:
+/// after the bracket that closes it, or before a `{` that starts a line
+/// while it is open (it was truncated). Other bytes change nothing.
+fn step_outside_string(
+    chunk: &[u8],
+    i: usize,
+    s: &mut ScanState,
+    at_line_start: bool,
+) -> Option<(usize, Option<End>)> {
+    match chunk[i] {
+        b'"' => s.in_string = true,
+        b'{' => {
+            let line_start = if i == 0 {
+                at_line_start
+            } else {
+                chunk[i - 1] == b'\n'
+            };
+            if s.depth > 0 && line_start {
+                return Some((i, Some(End::Truncated)));
+            }
+            s.depth += 1;
+        }
+        b'[' => s.depth += 1,
+        b'}' | b']' => {
+            s.depth = s.depth.saturating_sub(1);
+            if s.depth == 0 {
+                return Some((i + 1, Some(End::Closed)));
+            }
+        }
+        _ => {}
+    }
+    None
 }
 
 /// Bytes [`scan`] classifies at a time: one bit each in a `u64`.
@@ -543,7 +558,8 @@ mod tests {
     use super::*;
 
     /// The scanner before blocks: one byte at a time, with `memchr3`
-    /// inside strings. The block scanner must agree with it.
+    /// inside strings (outside them it takes the same steps). The block
+    /// scanner must agree with it.
     fn reference_scan(
         chunk: &[u8],
         s: &mut ScanState,
@@ -574,27 +590,8 @@ mod tests {
                 i += 1;
                 continue;
             }
-            match chunk[i] {
-                b'"' => s.in_string = true,
-                b'{' => {
-                    let line_start = if i == 0 {
-                        at_line_start
-                    } else {
-                        chunk[i - 1] == b'\n'
-                    };
-                    if s.depth > 0 && line_start {
-                        return (i, Some(End::Truncated));
-                    }
-                    s.depth += 1;
-                }
-                b'[' => s.depth += 1,
-                b'}' | b']' => {
-                    s.depth = s.depth.saturating_sub(1);
-                    if s.depth == 0 {
-                        return (i + 1, Some(End::Closed));
-                    }
-                }
-                _ => {}
+            if let Some(end) = step_outside_string(chunk, i, s, at_line_start) {
+                return end;
             }
             i += 1;
         }
