@@ -87,8 +87,6 @@ pub struct BatchDecoder {
     columns: Columns,
     /// Each row's text, appended straight into the Arrow column.
     raw: StringBuilder,
-    /// Bytes of text in `raw`.
-    raw_bytes: usize,
     origins: Vec<EventOrigin>,
     received: Option<Instant>,
     file: Option<FileId>,
@@ -112,7 +110,6 @@ impl BatchDecoder {
             batch_size: batch_size.max(1),
             columns: Columns::default(),
             raw: StringBuilder::new(),
-            raw_bytes: 0,
             origins: Vec::new(),
             received: None,
             file: None,
@@ -196,7 +193,6 @@ impl BatchDecoder {
             });
         }
         self.raw.append_value(text);
-        self.raw_bytes += text.len();
         self.origins.push(EventOrigin {
             source: source.clone(),
             line: record.origin.line,
@@ -217,7 +213,7 @@ impl BatchDecoder {
         let rows = self.origins.len();
         // The next batch's column, sized like this one so it does not grow
         // by copying as it fills.
-        let next = StringBuilder::with_capacity(rows, self.raw_bytes);
+        let next = StringBuilder::with_capacity(rows, self.raw.values_slice().len());
         let mut raw = std::mem::replace(&mut self.raw, next);
         let mut fields = vec![Field::new(RAW_COLUMN, DataType::Utf8, true)];
         let mut arrays: Vec<ArrayRef> = vec![Arc::new(raw.finish())];
@@ -230,7 +226,6 @@ impl BatchDecoder {
         let origins = std::mem::take(&mut self.origins);
         let received = self.received.take().unwrap_or_else(Instant::now);
         self.columns.clear();
-        self.raw_bytes = 0;
         Some(EventBatch {
             batch: batch.ok()?,
             origins,
