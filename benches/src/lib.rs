@@ -159,8 +159,8 @@ pub fn otrf_events() -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// JSON lines decoded into Arrow batches of `batch_size` events, as a
-/// file input decodes them.
+/// JSON lines decoded into Arrow batches of `batch_size` events or the
+/// default `batch_bytes` of text, as a file input decodes them.
 ///
 /// # Panics
 /// A line does not decode (the corpora decode cleanly).
@@ -168,12 +168,12 @@ pub fn decode(bytes: &[u8], batch_size: usize) -> Vec<vagt_connectors::EventBatc
     use vagt_connectors::{BatchDecoder, Frame, RecordSplitter};
     let source: Arc<str> = Arc::from("bench");
     let mut splitter = RecordSplitter::new(bytes, "bench", 4 << 20);
-    let mut decoder = BatchDecoder::new();
+    let mut decoder = BatchDecoder::with_batch_size(batch_size);
     let mut out = Vec::new();
     while let Ok(Some(frame)) = splitter.next_frame() {
         if let Frame::Record(r) = frame {
             assert!(decoder.push(r, &source).is_none(), "sample decodes cleanly");
-            if decoder.len() >= batch_size {
+            if decoder.is_full() {
                 out.extend(decoder.finish());
             }
         }

@@ -45,7 +45,7 @@ impl Ingest {
     pub fn new(format: Format, config: &DecoderConfig) -> Self {
         Ingest {
             parser: RecordParser::new(format),
-            decoder: BatchDecoder::with_batch_size(config.batch_size),
+            decoder: BatchDecoder::with_config(config),
             max_delay: config.max_batch_delay.get(),
             stats: ReadStats::default(),
         }

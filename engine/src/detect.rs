@@ -268,6 +268,7 @@ impl Detector {
                 Ok(evaluation) => {
                     let started = Instant::now();
                     state.outcome.detection.evaluation += evaluation.elapsed;
+                    state.outcome.detection.batches += 1;
                     let next = self.evaluated(input, batch, acks, evaluation, metrics, state);
                     state.outcome.detection.ordered += started.elapsed();
                     next

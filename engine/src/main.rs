@@ -107,6 +107,10 @@ struct RunArgs {
     /// Events per Arrow batch.
     #[arg(long)]
     batch_size: Option<usize>,
+    /// Bytes of events per Arrow batch: a batch is cut at `--batch-size`
+    /// events or at this many bytes, whichever comes first.
+    #[arg(long)]
+    batch_bytes: Option<usize>,
     /// Archive every event taken in as Parquet in this folder (for `vagt
     /// hunt`); the config's other `archive` settings stay.
     #[arg(long)]
@@ -531,6 +535,9 @@ fn build_config(args: RunArgs) -> anyhow::Result<RunConfig> {
     }
     if let Some(b) = args.batch_size {
         config.decoder.batch_size = b;
+    }
+    if let Some(b) = args.batch_bytes {
+        config.decoder.batch_bytes = b;
     }
     if let Some(dir) = args.archive {
         match config.archive.as_mut() {

@@ -174,6 +174,9 @@ pub struct RunSummary {
 pub struct DetectionReport {
     /// Evaluation workers that ran.
     pub workers: usize,
+    /// Batches evaluated (the events divided by this is the mean batch,
+    /// see `decoder.batch_size` and `decoder.batch_bytes`).
+    pub batches: u64,
     /// Time the workers spent evaluating batches, summed over workers.
     #[serde(rename = "evaluation_seconds", serialize_with = "seconds")]
     pub evaluation: Duration,

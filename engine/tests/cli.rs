@@ -445,6 +445,51 @@ fn more_workers_give_the_same_alerts_in_each_inputs_order() {
 }
 
 #[test]
+fn batches_are_cut_at_batch_size_events_or_batch_bytes_of_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let stats = dir.path().join("stats.json");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--workers", "1", "--stats", stats.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = vagt(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+        let batches = summary["detection"]["batches"].as_u64().unwrap();
+        (
+            summary["events"].as_u64().unwrap(),
+            batches,
+            alerts(&out).len(),
+        )
+    };
+    let (events, whole, alerts) = run(&[]);
+    assert!(whole < events, "{whole} batches for {events} events");
+    // A byte is less than any event: each event is a batch of its own.
+    assert_eq!(run(&["--batch-bytes", "1"]), (events, events, alerts));
+    // As many rows as there are events do not cut a batch; bytes do.
+    let (_, by_bytes, _) = run(&["--batch-size", "100000", "--batch-bytes", "2000"]);
+    assert!(by_bytes > whole && by_bytes < events, "{by_bytes}");
+
+    let config = dir.path().join("vagt.yaml");
+    std::fs::write(
+        &config,
+        "rules: [r.yml]\ninputs: [{path: e.jsonl}]\ndecoder: {batch_bytes: 0}\n",
+    )
+    .unwrap();
+    let out = vagt(&["run", "--config", config.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("decoder") && stderr.contains("batch_bytes must be between 1 and"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn zero_workers_is_refused_naming_the_setting() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("vagt.yaml");

@@ -199,7 +199,7 @@ fn a_stop_is_not_held_by_a_batch_still_evaluating() {
     std::fs::write(
         &config,
         format!(
-            "rules: [\"{}\"]\nprofile: passthrough\ninputs: [{{path: events.jsonl}}]\noutput: alerts.jsonl\ndead_letters: dead.jsonl\ndecoder: {{batch_size: 20000}}\nstop_evaluation: 0s\nprogress: never\nmetrics_listen: 127.0.0.1:{port}\n",
+            "rules: [\"{}\"]\nprofile: passthrough\ninputs: [{{path: events.jsonl}}]\noutput: alerts.jsonl\ndead_letters: dead.jsonl\ndecoder: {{batch_size: 20000, batch_bytes: 268435456}}\nstop_evaluation: 0s\nprogress: never\nmetrics_listen: 127.0.0.1:{port}\n",
             corpora().join("sigmahq/rules/windows").display()
         ),
     )

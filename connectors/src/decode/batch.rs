@@ -84,6 +84,7 @@ const HARD_BATCH_BYTES: usize = i32::MAX as usize;
 #[derive(Debug)]
 pub struct BatchDecoder {
     batch_size: usize,
+    batch_bytes: usize,
     columns: Columns,
     /// Each row's text, appended straight into the Arrow column.
     raw: StringBuilder,
@@ -99,15 +100,26 @@ impl Default for BatchDecoder {
 }
 
 impl BatchDecoder {
-    /// An empty decoder, full at the default batch size.
+    /// An empty decoder, full at the default batch size and bytes.
     pub fn new() -> Self {
-        Self::with_batch_size(DecoderConfig::default().batch_size)
+        Self::with_config(&DecoderConfig::default())
     }
 
-    /// An empty decoder, full at `batch_size` records (at least 1).
+    /// An empty decoder, full at `batch_size` records (at least 1) or
+    /// the default `batch_bytes`.
     pub fn with_batch_size(batch_size: usize) -> Self {
+        Self::with_config(&DecoderConfig {
+            batch_size,
+            ..DecoderConfig::default()
+        })
+    }
+
+    /// An empty decoder, full at `config`'s `batch_size` records or
+    /// `batch_bytes` of records (each at least 1).
+    pub fn with_config(config: &DecoderConfig) -> Self {
         BatchDecoder {
-            batch_size: batch_size.max(1),
+            batch_size: config.batch_size.max(1),
+            batch_bytes: config.batch_bytes.clamp(1, MAX_BATCH_BYTES),
             columns: Columns::default(),
             raw: StringBuilder::new(),
             origins: Vec::new(),
@@ -138,9 +150,12 @@ impl BatchDecoder {
     }
 
     /// True when the batch should be finished: it has `batch_size` records,
-    /// or holds [`MAX_BATCH_BYTES`] of text.
+    /// its records hold `batch_bytes`, or it holds [`MAX_BATCH_BYTES`] of
+    /// text with its columns.
     pub fn is_full(&self) -> bool {
-        self.len() >= self.batch_size || self.columns.bytes >= MAX_BATCH_BYTES
+        self.len() >= self.batch_size
+            || self.raw.values_slice().len() >= self.batch_bytes
+            || self.columns.bytes >= MAX_BATCH_BYTES
     }
 
     /// Decodes one record into the batch. A record that is not a valid JSON
@@ -213,7 +228,8 @@ impl BatchDecoder {
         let rows = self.origins.len();
         // The next batch's column, sized like this one so it does not grow
         // by copying as it fills.
-        let next = StringBuilder::with_capacity(rows, self.raw.values_slice().len());
+        let used = self.raw.values_slice().len();
+        let next = StringBuilder::with_capacity(rows, used + used / 4);
         let mut raw = std::mem::replace(&mut self.raw, next);
         let mut fields = vec![Field::new(RAW_COLUMN, DataType::Utf8, true)];
         let mut arrays: Vec<ArrayRef> = vec![Arc::new(raw.finish())];

@@ -20,8 +20,13 @@ use crate::ConfigDuration;
 pub struct DecoderConfig {
     /// Records per Arrow batch (default 1024). Larger batches amortise
     /// per-batch work; smaller ones lower latency and memory. A batch is
-    /// also cut early once it holds [`MAX_BATCH_BYTES`] of text.
+    /// also cut early once its records hold `batch_bytes`.
     pub batch_size: usize,
+    /// Bytes of records per Arrow batch (default 1 MiB, at most
+    /// [`MAX_BATCH_BYTES`]): a batch is cut once its records reach this
+    /// size, whatever its number of rows, so that events of 10 KB make
+    /// batches of the same memory as events of 1 KB.
+    pub batch_bytes: usize,
     /// Longest record accepted, in bytes (default 4 MiB, at most
     /// [`MAX_RECORD_LIMIT`]); longer ones become dead letters without being
     /// held in memory.
@@ -33,8 +38,9 @@ pub struct DecoderConfig {
     pub max_batch_delay: ConfigDuration,
 }
 
-/// Text a batch holds before [`crate::BatchDecoder::is_full`] says to cut
-/// it, whatever its number of rows.
+/// Largest accepted [`DecoderConfig::batch_bytes`]; also the text (records
+/// and their columns) a batch holds before [`crate::BatchDecoder::is_full`]
+/// says to cut it, whatever its settings.
 pub const MAX_BATCH_BYTES: usize = 256 * 1024 * 1024;
 
 /// Largest accepted [`DecoderConfig::max_record_bytes`].
@@ -44,6 +50,7 @@ impl Default for DecoderConfig {
     fn default() -> Self {
         DecoderConfig {
             batch_size: 1024,
+            batch_bytes: 1024 * 1024,
             max_record_bytes: 4 * 1024 * 1024,
             max_batch_delay: ConfigDuration::from_millis(5),
         }
@@ -57,6 +64,9 @@ pub enum InvalidDecoderConfig {
     /// `batch_size` is 0.
     #[error("batch_size must be at least 1")]
     ZeroBatchSize,
+    /// `batch_bytes` (the value given) is 0 or above [`MAX_BATCH_BYTES`].
+    #[error("batch_bytes must be between 1 and {MAX_BATCH_BYTES}, not {0}")]
+    BatchBytes(usize),
     /// `max_record_bytes` (the value given) is below 2 or above
     /// [`MAX_RECORD_LIMIT`].
     #[error("max_record_bytes must be between 2 and {MAX_RECORD_LIMIT}, not {0}")]
@@ -71,6 +81,9 @@ impl DecoderConfig {
     pub fn validate(&self) -> Result<(), InvalidDecoderConfig> {
         if self.batch_size == 0 {
             return Err(InvalidDecoderConfig::ZeroBatchSize);
+        }
+        if !(1..=MAX_BATCH_BYTES).contains(&self.batch_bytes) {
+            return Err(InvalidDecoderConfig::BatchBytes(self.batch_bytes));
         }
         if !(2..=MAX_RECORD_LIMIT).contains(&self.max_record_bytes) {
             return Err(InvalidDecoderConfig::RecordLimit(self.max_record_bytes));
@@ -103,6 +116,13 @@ mod tests {
             ..DecoderConfig::default()
         };
         assert_eq!(zero.validate(), Err(InvalidDecoderConfig::ZeroBatchSize));
+        for bad in [0, MAX_BATCH_BYTES + 1] {
+            let c = DecoderConfig {
+                batch_bytes: bad,
+                ..DecoderConfig::default()
+            };
+            assert_eq!(c.validate(), Err(InvalidDecoderConfig::BatchBytes(bad)));
+        }
         for bad in [0, 1, MAX_RECORD_LIMIT + 1] {
             let c = DecoderConfig {
                 max_record_bytes: bad,

@@ -360,6 +360,25 @@ fn nesting_beyond_the_parser_limit_is_a_dead_letter() {
 }
 
 #[test]
+fn a_batch_is_full_at_batch_bytes_of_records_whatever_its_rows() {
+    let config = DecoderConfig {
+        batch_bytes: 20,
+        ..DecoderConfig::default()
+    };
+    let mut d = BatchDecoder::with_config(&config);
+    let source: Arc<str> = Arc::from("t");
+    assert!(d.push(record(br#"{"a": "0123"}"#, 1), &source).is_none());
+    assert!(!d.is_full(), "13 bytes of 20");
+    // A dead letter adds nothing.
+    assert!(d.push(record(br#"{"a": 0123456789"#, 2), &source).is_some());
+    assert!(!d.is_full());
+    assert!(d.push(record(br#"{"b": 1}"#, 3), &source).is_none());
+    assert!(d.is_full() && d.len() == 2, "21 bytes");
+    assert_eq!(d.finish().unwrap().batch.num_rows(), 2);
+    assert!(!d.is_full());
+}
+
+#[test]
 fn finish_resets_and_each_batch_has_its_own_schema() {
     let mut d = BatchDecoder::with_batch_size(2);
     let source: Arc<str> = Arc::from("t");
