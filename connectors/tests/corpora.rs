@@ -85,7 +85,7 @@ fn otrf_windows_events_decode_without_dead_letters() {
     let got = read(&path, 1024);
     assert!(got.dead.is_empty(), "{:?}", got.dead.first());
     assert_eq!(got.rows(), 5000);
-    // Each batch but the last is cut at 1,024 events or 1 MiB of text.
+    // Each batch but the last is cut at 1,024 events or 2 MiB of text.
     let (last, full) = got.batches.split_last().unwrap();
     assert!(last.batch.num_rows() <= 1024);
     for b in full {
@@ -93,12 +93,12 @@ fn otrf_windows_events_decode_without_dead_letters() {
         let rows = b.batch.num_rows();
         let text = offsets[rows] - offsets[0];
         assert!(
-            rows == 1024 || (rows < 1024 && text >= 1 << 20),
+            rows == 1024 || (rows < 1024 && text >= 2 << 20),
             "{rows} rows, {text} bytes"
         );
         let without_last = offsets[rows - 1] - offsets[0];
         assert!(
-            rows == 1024 || without_last < 1 << 20,
+            rows == 1024 || without_last < 2 << 20,
             "cut late: {rows} rows"
         );
     }

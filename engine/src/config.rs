@@ -18,7 +18,7 @@
 //! output: alerts.jsonl            # "-" for stdout (default)
 //! dead_letters: dead.jsonl        # default: stderr
 //! archive: {dir: archive/, max_file_bytes: 134217728, max_file_age: 30s, row_group_rows: 65536, retention_days: 90}
-//! decoder: {batch_size: 1024, batch_bytes: 1048576, max_record_bytes: 4194304, max_batch_delay: 5ms}
+//! decoder: {batch_size: 1024, batch_bytes: 2097152, max_record_bytes: 4194304, max_batch_delay: 5ms}
 //! channel_capacity: 8             # batches in flight between stages
 //! workers: 2                      # detection workers evaluating batches at once (default: the cores)
 //! stop_evaluation: 5s           # after a stop, a batch still evaluating is abandoned

@@ -22,7 +22,7 @@ pub struct DecoderConfig {
     /// per-batch work; smaller ones lower latency and memory. A batch is
     /// also cut early once its records hold `batch_bytes`.
     pub batch_size: usize,
-    /// Bytes of records per Arrow batch (default 1 MiB, at most
+    /// Bytes of records per Arrow batch (default 2 MiB, at most
     /// [`MAX_BATCH_BYTES`]): a batch is cut once its records reach this
     /// size, whatever its number of rows, so that events of 10 KB make
     /// batches of the same memory as events of 1 KB.
@@ -50,7 +50,7 @@ impl Default for DecoderConfig {
     fn default() -> Self {
         DecoderConfig {
             batch_size: 1024,
-            batch_bytes: 1024 * 1024,
+            batch_bytes: 2 * 1024 * 1024,
             max_record_bytes: 4 * 1024 * 1024,
             max_batch_delay: ConfigDuration::from_millis(5),
         }
