@@ -256,8 +256,19 @@ impl<R: Read> RecordSplitter<R> {
 
     /// Consumes `n` buffered bytes, keeping line and offset up to date.
     fn advance(&mut self, n: usize) {
+        let newlines = memchr::memchr_iter(b'\n', &self.input.unread()[..n]).count();
+        self.advance_lines(n, newlines as u64);
+    }
+
+    /// As [`Self::advance`], for `n` bytes known to hold `newlines`
+    /// newlines (a record's piece, whose newlines [`scan`] counted).
+    fn advance_lines(&mut self, n: usize, newlines: u64) {
         let consumed = &self.input.unread()[..n];
-        self.line += memchr::memchr_iter(b'\n', consumed).count() as u64;
+        debug_assert_eq!(
+            newlines,
+            memchr::memchr_iter(b'\n', consumed).count() as u64
+        );
+        self.line += newlines;
         if let Some(&last) = consumed.last() {
             self.at_line_start = last == b'\n';
         }
@@ -342,6 +353,7 @@ impl<R: Read> RecordSplitter<R> {
                 }));
             }
             let chunk = self.input.unread();
+            let newlines_before = state.newlines;
             let (n, end) = scan(chunk, &mut state, self.at_line_start);
             let piece = &chunk[..n];
             if oversize.is_none() {
@@ -367,7 +379,7 @@ impl<R: Read> RecordSplitter<R> {
                     }
                 }
             }
-            self.advance(n);
+            self.advance_lines(n, state.newlines - newlines_before);
             let Some(end) = end else { continue };
             if let Some(head) = oversize {
                 return Ok(Some(self.dead(origin, self.oversize_reason(), &head)));
@@ -414,6 +426,9 @@ struct ScanState {
     in_string: bool,
     /// The previous byte was a backslash inside a string.
     escape: bool,
+    /// Newlines scanned: between values, and the one that ends a broken
+    /// string.
+    newlines: u64,
 }
 
 /// How a record ended.
@@ -442,6 +457,7 @@ fn scan(chunk: &[u8], s: &mut ScanState, at_line_start: bool) -> (usize, Option<
         // A backslash ended the previous chunk: this byte is escaped.
         s.escape = false;
         if chunk[0] == b'\n' {
+            s.newlines += 1;
             return (1, Some(End::BrokenString));
         }
         base = 1;
@@ -466,15 +482,22 @@ fn scan(chunk: &[u8], s: &mut ScanState, at_line_start: bool) -> (usize, Option<
                             s.escape = true;
                             return (chunk.len(), None);
                         }
-                        Some(b'\n') => return (i + 2, Some(End::BrokenString)),
+                        Some(b'\n') => {
+                            s.newlines += 1;
+                            return (i + 2, Some(End::BrokenString));
+                        }
                         Some(_) => escaped = i + 1,
                     },
-                    b'\n' => return (i + 1, Some(End::BrokenString)),
+                    b'\n' => {
+                        s.newlines += 1;
+                        return (i + 1, Some(End::BrokenString));
+                    }
                     // Braces and brackets inside a string.
                     _ => {}
                 }
                 continue;
             }
+            s.newlines += u64::from(b == b'\n');
             if let Some(end) = step_outside_string(chunk, i, s, at_line_start) {
                 return end;
             }
@@ -618,6 +641,7 @@ mod tests {
                 depth: (flags % 3) as usize,
                 in_string: flags & 4 != 0,
                 escape: flags & 12 == 12,
+                newlines: 0,
             };
             let at_line_start = flags & 16 != 0;
             let (mut got, mut want) = (start(), start());
@@ -625,6 +649,12 @@ mod tests {
             let want_end = reference_scan(&chunk, &mut want, at_line_start);
             let input = String::from_utf8_lossy(&chunk);
             assert_eq!(got_end, want_end, "case {case}: {input:?}");
+            let consumed = &chunk[..got_end.0];
+            assert_eq!(
+                got.newlines,
+                memchr::memchr_iter(b'\n', consumed).count() as u64,
+                "case {case}: {input:?}"
+            );
             assert_eq!(
                 (got.depth, got.in_string, got.escape),
                 (want.depth, want.in_string, want.escape),
