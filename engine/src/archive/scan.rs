@@ -116,7 +116,7 @@ pub fn scan(
         .select_columns(&["raw", "source", "line", "offset", "input_actor"])
         .map_err(failed)?;
     let mut stream = runtime.block_on(frame.execute_stream()).map_err(failed)?;
-    let mut decoding = Decoding::new(decoder.batch_size);
+    let mut decoding = Decoding::new(decoder);
     // Progress in bytes of the files, by the share of their rows read.
     let total_bytes = found.bytes;
     let mut rows_read = 0u64;
@@ -191,19 +191,18 @@ fn lock(report: &Mutex<ScanReport>) -> std::sync::MutexGuard<'_, ScanReport> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Archived rows decoded into event batches of `batch_size`.
+/// Archived rows decoded into event batches cut as a file input cuts
+/// them (`batch_size` events or `batch_bytes` of text).
 struct Decoding {
     decoder: BatchDecoder,
-    batch_size: usize,
     /// Interned input and organisation names.
     names: Vec<Arc<str>>,
 }
 
 impl Decoding {
-    fn new(batch_size: usize) -> Decoding {
+    fn new(config: &DecoderConfig) -> Decoding {
         Decoding {
-            decoder: BatchDecoder::new(),
-            batch_size,
+            decoder: BatchDecoder::with_config(config),
             names: Vec::new(),
         }
     }
@@ -260,7 +259,7 @@ impl Decoding {
             if let Some(dead) = self.decoder.push_as(record, &source, actor.as_ref()) {
                 on_dead(dead);
             }
-            if self.decoder.len() >= self.batch_size {
+            if self.decoder.is_full() {
                 if let Some(b) = self.decoder.finish() {
                     on_batch(b);
                 }
