@@ -457,8 +457,7 @@ fn scan(chunk: &[u8], s: &mut ScanState, at_line_start: bool) -> (usize, Option<
         // A backslash ended the previous chunk: this byte is escaped.
         s.escape = false;
         if chunk[0] == b'\n' {
-            s.newlines += 1;
-            return (1, Some(End::BrokenString));
+            return broken_string(s, 1);
         }
         base = 1;
     }
@@ -482,16 +481,10 @@ fn scan(chunk: &[u8], s: &mut ScanState, at_line_start: bool) -> (usize, Option<
                             s.escape = true;
                             return (chunk.len(), None);
                         }
-                        Some(b'\n') => {
-                            s.newlines += 1;
-                            return (i + 2, Some(End::BrokenString));
-                        }
+                        Some(b'\n') => return broken_string(s, i + 2),
                         Some(_) => escaped = i + 1,
                     },
-                    b'\n' => {
-                        s.newlines += 1;
-                        return (i + 1, Some(End::BrokenString));
-                    }
+                    b'\n' => return broken_string(s, i + 1),
                     // Braces and brackets inside a string.
                     _ => {}
                 }
@@ -505,6 +498,12 @@ fn scan(chunk: &[u8], s: &mut ScanState, at_line_start: bool) -> (usize, Option<
         base += BLOCK;
     }
     (chunk.len(), None)
+}
+
+/// A string broken by the newline just before `end`, which is counted.
+fn broken_string(s: &mut ScanState, end: usize) -> (usize, Option<End>) {
+    s.newlines += 1;
+    (end, Some(End::BrokenString))
 }
 
 /// Steps over `chunk[i]`, outside any string: a quote opens one, braces and
