@@ -160,25 +160,28 @@ pub fn otrf_events() -> std::io::Result<Vec<u8>> {
 }
 
 /// JSON lines decoded into Arrow batches of `batch_size` events or the
-/// default `batch_bytes` of text, as a file input decodes them.
+/// default `batch_bytes` of text, by the reader a file input uses.
 ///
 /// # Panics
 /// A line does not decode (the corpora decode cleanly).
 pub fn decode(bytes: &[u8], batch_size: usize) -> Vec<vagt_connectors::EventBatch> {
-    use vagt_connectors::{BatchDecoder, Frame, RecordSplitter};
-    let source: Arc<str> = Arc::from("bench");
-    let mut splitter = RecordSplitter::new(bytes, "bench", 4 << 20);
-    let mut decoder = BatchDecoder::with_batch_size(batch_size);
+    use vagt_connectors::{read_bytes, DecoderConfig, ReadOptions};
+    let options = ReadOptions {
+        decoder: DecoderConfig {
+            batch_size,
+            ..DecoderConfig::default()
+        },
+        ..ReadOptions::default()
+    };
     let mut out = Vec::new();
-    while let Ok(Some(frame)) = splitter.next_frame() {
-        if let Frame::Record(r) = frame {
-            assert!(decoder.push(r, &source).is_none(), "sample decodes cleanly");
-            if decoder.is_full() {
-                out.extend(decoder.finish());
-            }
-        }
-    }
-    out.extend(decoder.finish());
+    read_bytes(
+        bytes,
+        "bench",
+        &options,
+        |batch| out.push(batch),
+        |dead| panic!("the sample decodes cleanly: {dead:?}"),
+    )
+    .expect("reading from memory does not fail");
     out
 }
 
