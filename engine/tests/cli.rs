@@ -474,33 +474,27 @@ fn batches_are_cut_at_batch_size_events_or_batch_bytes_of_text() {
     let (_, by_bytes, _) = run(&["--batch-size", "100000", "--batch-bytes", "2000"]);
     assert!(by_bytes > whole && by_bytes < events, "{by_bytes}");
 
-    let config = dir.path().join("vagt.yaml");
-    std::fs::write(
-        &config,
-        "rules: [r.yml]\ninputs: [{path: e.jsonl}]\ndecoder: {batch_bytes: 0}\n",
-    )
-    .unwrap();
-    let out = vagt(&["run", "--config", config.to_str().unwrap()]);
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr =
+        refused_config("rules: [r.yml]\ninputs: [{path: e.jsonl}]\ndecoder: {batch_bytes: 0}\n");
     assert!(
         stderr.contains("decoder") && stderr.contains("batch_bytes must be between 1 and"),
         "{stderr}"
     );
 }
 
-#[test]
-fn zero_workers_is_refused_naming_the_setting() {
+/// `vagt run` with a config of `text`, which it must refuse: its stderr.
+fn refused_config(text: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("vagt.yaml");
-    std::fs::write(
-        &config,
-        "rules: [r.yml]\ninputs: [{path: e.jsonl}]\nworkers: 0\n",
-    )
-    .unwrap();
+    std::fs::write(&config, text).unwrap();
     let out = vagt(&["run", "--config", config.to_str().unwrap()]);
     assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn zero_workers_is_refused_naming_the_setting() {
+    let stderr = refused_config("rules: [r.yml]\ninputs: [{path: e.jsonl}]\nworkers: 0\n");
     assert!(
         stderr.contains("workers") && stderr.contains("at least 1"),
         "{stderr}"
