@@ -32,6 +32,8 @@ use std::sync::Arc;
 use crate::dead_letter::{excerpt, DeadLetter, EXCERPT_BYTES};
 use crate::read_buffer::ReadBuffer;
 
+use wide::u8x16;
+
 /// Default size of the read buffer.
 pub const READ_BUFFER: usize = 64 * 1024;
 
@@ -447,10 +449,16 @@ enum End {
 /// belong to the record and how it ended, if it did. `at_line_start` says
 /// whether the byte before `chunk` was a newline.
 ///
-/// It looks at 64 bytes at a time: a mask of the bytes that can change the
-/// state (quotes, backslashes, newlines, braces and brackets) is built for
-/// the block, and only those bytes are stepped through, so the runs of
-/// plain text that make up most of an event cost no branch per byte.
+/// It looks at 64 bytes at a time, without a branch per byte:
+/// - [`BlockMasks`] marks the block's quotes, backslashes, newlines and
+///   brackets, one bit per byte, with vector compares;
+/// - the backslashes inside strings are stepped through, each removing the
+///   byte it escapes (an escaped quote closes no string);
+/// - the remaining quotes give, by a prefix XOR, which bytes are inside a
+///   string;
+/// - only the brackets outside strings and any newline inside one (which
+///   breaks the string) are stepped through, and the newlines outside
+///   strings are counted with one popcount.
 fn scan(chunk: &[u8], s: &mut ScanState, at_line_start: bool) -> (usize, Option<End>) {
     let mut base = 0;
     if s.escape && !chunk.is_empty() {
@@ -461,43 +469,149 @@ fn scan(chunk: &[u8], s: &mut ScanState, at_line_start: bool) -> (usize, Option<
         }
         base = 1;
     }
-    // The byte a backslash escapes, which is not structure.
-    let mut escaped = usize::MAX;
+    // The first byte of the block is escaped by the last of the previous.
+    let mut first_escaped = false;
     while base < chunk.len() {
-        let block = &chunk[base..chunk.len().min(base + BLOCK)];
-        let mut bits = structural_mask(block);
-        while bits != 0 {
-            let i = base + bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            if i == escaped {
-                continue;
+        let len = (chunk.len() - base).min(BLOCK);
+        let valid = if len == BLOCK { !0 } else { (1u64 << len) - 1 };
+        let m = BlockMasks::of(&chunk[base..base + len]);
+        let Strings {
+            inside,
+            escapes_next,
+        } = strings(m, s.in_string, first_escaped, len);
+        let outside_newlines = m.newlines & !inside & valid;
+        let mut events = (m.brackets & !inside) | (m.newlines & inside);
+        while events != 0 {
+            let j = events.trailing_zeros();
+            events &= events - 1;
+            let i = base + j as usize;
+            let newlines_before = || u64::from((outside_newlines & ((1u64 << j) - 1)).count_ones());
+            if inside >> j & 1 == 1 {
+                // A newline inside a string (escaped or not) breaks it.
+                s.newlines += newlines_before();
+                s.in_string = true;
+                return broken_string(s, i + 1);
             }
-            let b = chunk[i];
-            if s.in_string {
-                match b {
-                    b'"' => s.in_string = false,
-                    b'\\' => match chunk.get(i + 1) {
-                        None => {
-                            s.escape = true;
-                            return (chunk.len(), None);
-                        }
-                        Some(b'\n') => return broken_string(s, i + 2),
-                        Some(_) => escaped = i + 1,
-                    },
-                    b'\n' => return broken_string(s, i + 1),
-                    // Braces and brackets inside a string.
-                    _ => {}
-                }
-                continue;
-            }
-            s.newlines += u64::from(b == b'\n');
+            s.in_string = false;
             if let Some(end) = step_outside_string(chunk, i, s, at_line_start) {
+                s.newlines += newlines_before();
                 return end;
             }
         }
-        base += BLOCK;
+        if outside_newlines != 0 {
+            s.newlines += u64::from(outside_newlines.count_ones());
+        }
+        s.in_string = inside >> (len - 1) & 1 == 1;
+        first_escaped = escapes_next;
+        if first_escaped && base + len == chunk.len() {
+            // The escaped byte is in the next chunk.
+            s.escape = true;
+            return (chunk.len(), None);
+        }
+        base += len;
     }
     (chunk.len(), None)
+}
+
+/// Where a block's strings are.
+#[derive(Debug, Clone, Copy)]
+struct Strings {
+    /// One bit per byte inside a string: from an opening quote up to the
+    /// byte before its closing quote.
+    inside: u64,
+    /// The block's last byte is a backslash, inside a string, that escapes
+    /// the byte after the block.
+    escapes_next: bool,
+}
+
+/// Where the strings of a block of `len` bytes with masks `m` are, the
+/// block starting inside one if `in_string`, its first byte escaped if
+/// `first_escaped`.
+///
+/// The bytes escaped are found for all backslashes at once (the byte after
+/// each run of backslashes of odd length); that holds when every backslash
+/// is inside a string, as in valid JSON. A block with a backslash outside
+/// any string is walked backslash by backslash instead, ignoring those, as
+/// the byte-at-a-time scanner does.
+fn strings(m: BlockMasks, in_string: bool, first_escaped: bool, len: usize) -> Strings {
+    let starts_inside = if in_string { !0 } else { 0 };
+    let mut carry = first_escaped;
+    let escaped = escaped_by_runs(m.backslashes, &mut carry);
+    let inside = prefix_xor(m.quotes & !escaped) ^ starts_inside;
+    let valid = if len == BLOCK { !0 } else { (1u64 << len) - 1 };
+    if m.backslashes & !escaped & !inside & valid == 0 {
+        return Strings {
+            inside,
+            escapes_next: if len == BLOCK {
+                carry
+            } else {
+                escaped >> len & 1 == 1
+            },
+        };
+    }
+    walk_escapes(m, starts_inside, first_escaped, len)
+}
+
+/// The bytes escaped by backslashes, if every backslash is inside a
+/// string: the byte after each run of backslashes of odd length. `carry`
+/// says that the block's first byte is escaped (in), and that its last
+/// escapes the next block's first (out).
+fn escaped_by_runs(backslashes: u64, carry: &mut bool) -> u64 {
+    const EVEN: u64 = 0x5555_5555_5555_5555;
+    let escaped_first = u64::from(*carry);
+    let backslashes = backslashes & !escaped_first;
+    let follows_backslash = backslashes << 1 | escaped_first;
+    // A run starting on an odd bit, plus its backslashes, carries out of
+    // the run; one starting on an even bit has no start here and is left.
+    let odd_starts = backslashes & !EVEN & !follows_backslash;
+    let (runs_from_even, overflow) = odd_starts.overflowing_add(backslashes);
+    *carry = overflow;
+    // Within a run from an even bit the odd bits are escaped, and after a
+    // run from an odd bit the even ones; the add flipped the latter.
+    (EVEN ^ (runs_from_even << 1)) & follows_backslash
+}
+
+/// As [`strings`], one backslash at a time: a backslash outside any string
+/// escapes nothing (the JSON is invalid there, and the decoder says so).
+fn walk_escapes(m: BlockMasks, starts_inside: u64, first_escaped: bool, len: usize) -> Strings {
+    let skip_first = u64::from(first_escaped);
+    let mut inside = prefix_xor(m.quotes & !skip_first) ^ starts_inside;
+    let mut backslashes = m.backslashes & !skip_first;
+    while backslashes != 0 {
+        let i = backslashes.trailing_zeros();
+        backslashes &= backslashes - 1;
+        if inside >> i & 1 == 0 {
+            continue;
+        }
+        if i as usize + 1 == len {
+            return Strings {
+                inside,
+                escapes_next: true,
+            };
+        }
+        let escaped = 1u64 << (i + 1);
+        if m.quotes & escaped != 0 {
+            // An escaped quote opens or closes nothing.
+            inside ^= !0 << (i + 1);
+        }
+        backslashes &= !escaped;
+    }
+    Strings {
+        inside,
+        escapes_next: false,
+    }
+}
+
+/// Bit `i` is the XOR of bits `0..=i`: with quote bits, 1 from an opening
+/// quote up to the byte before its closing quote.
+fn prefix_xor(mut x: u64) -> u64 {
+    x ^= x << 1;
+    x ^= x << 2;
+    x ^= x << 4;
+    x ^= x << 8;
+    x ^= x << 16;
+    x ^= x << 32;
+    x
 }
 
 /// A string broken by the newline just before `end`, which is counted.
@@ -544,35 +658,48 @@ fn step_outside_string(
 /// Bytes [`scan`] classifies at a time: one bit each in a `u64`.
 const BLOCK: usize = 64;
 
-/// One bit per byte of `block` (at most [`BLOCK`] bytes) that can change
-/// the scanner's state: `"`, `\\`, newline, `{`, `}`, `[`, `]`.
-fn structural_mask(block: &[u8]) -> u64 {
-    let Ok(full) = <&[u8; BLOCK]>::try_from(block) else {
-        return block
-            .iter()
-            .enumerate()
-            .fold(0, |m, (k, &b)| m | u64::from(is_structural(b)) << k);
-    };
-    // A 0 or 1 per byte (vector compares), then each eight of them
-    // gathered into eight bits by one multiplication: byte i of `v` lands
-    // on bit 56 + i of the product, and no two partial products overlap.
-    let mut flags = [0u8; BLOCK];
-    for (flag, &b) in flags.iter_mut().zip(full) {
-        *flag = u8::from(is_structural(b));
-    }
-    let (eights, _) = flags.as_chunks::<8>();
-    eights.iter().enumerate().fold(0, |m, (k, eight)| {
-        let v = u64::from_le_bytes(*eight);
-        m | (v.wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * k)
-    })
+/// The bytes of a block (at most [`BLOCK`] bytes) that can change the
+/// scanner's state, one bit per byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BlockMasks {
+    quotes: u64,
+    backslashes: u64,
+    newlines: u64,
+    /// `{`, `}`, `[` and `]`.
+    brackets: u64,
 }
 
-#[inline(always)]
-fn is_structural(b: u8) -> bool {
-    // `[`, `\\`, `]` are 0x5b-0x5d and `{`, `|`, `}` 0x7b-0x7d: one range
-    // test with the 0x20 bit set, then `|` left out.
-    let brackets = (b | 0x20).wrapping_sub(b'{') <= 2 && b != b'|';
-    brackets || b == b'"' || b == b'\n'
+impl BlockMasks {
+    fn of(block: &[u8]) -> BlockMasks {
+        let mut padded = [0u8; BLOCK];
+        let full = match <&[u8; BLOCK]>::try_from(block) {
+            Ok(full) => full,
+            Err(_) => {
+                // Zeros are none of the bytes looked for.
+                padded[..block.len()].copy_from_slice(block);
+                &padded
+            }
+        };
+        let splat = u8x16::splat;
+        let mut m = BlockMasks {
+            quotes: 0,
+            backslashes: 0,
+            newlines: 0,
+            brackets: 0,
+        };
+        let (lanes, _) = full.as_chunks::<16>();
+        for (k, lane) in lanes.iter().enumerate() {
+            let v = u8x16::new(*lane);
+            let bits = |found: u8x16| u64::from(found.to_bitmask()) << (16 * k);
+            m.quotes |= bits(v.simd_eq(splat(b'"')));
+            m.backslashes |= bits(v.simd_eq(splat(b'\\')));
+            m.newlines |= bits(v.simd_eq(splat(b'\n')));
+            // `[` and `]` are `{` and `}` without the 0x20 bit.
+            let folded = v | splat(0x20);
+            m.brackets |= bits(folded.simd_eq(splat(b'{')) | folded.simd_eq(splat(b'}')));
+        }
+        m
+    }
 }
 
 #[cfg(test)]
@@ -631,7 +758,7 @@ mod tests {
             seed
         };
         for case in 0..20_000 {
-            let len = (next() % 200) as usize;
+            let len = (next() % 300) as usize;
             let chunk: Vec<u8> = (0..len)
                 .map(|_| BYTES[(next() % BYTES.len() as u64) as usize])
                 .collect();
