@@ -750,13 +750,7 @@ mod tests {
     #[test]
     fn the_block_scanner_agrees_with_the_byte_scanner() {
         const BYTES: &[u8] = b"\"\\\n{}[]|a ";
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::random::xorshift(0x9e37_79b9_7f4a_7c15u64);
         for case in 0..20_000 {
             let len = (next() % 300) as usize;
             let chunk: Vec<u8> = (0..len)

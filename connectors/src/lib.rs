@@ -57,6 +57,8 @@ pub mod ingest;
 pub mod lines;
 pub mod live;
 pub mod parse;
+#[cfg(test)]
+mod random;
 mod read_buffer;
 pub mod reader;
 pub mod source;

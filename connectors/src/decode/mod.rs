@@ -1,7 +1,8 @@
 //! JSON objects → Arrow `RecordBatch`es, the schema inferred per batch.
 //!
-//! Each record is walked once by serde visitors that write its leaves
-//! straight into per-column buffers (no `serde_json::Value` tree). Nested
+//! Each record is walked once, writing its leaves straight into per-column
+//! buffers (no `serde_json::Value` tree): by a walker of our own for the
+//! shapes events have, and by serde visitors for the rest and for errors. Nested
 //! objects become dotted column names, keys kept verbatim:
 //! `{"Event":{"System":{"EventID":4688}}}` fills `Event.System.EventID`.
 //! At [`BatchDecoder::finish`] each column gets the narrowest type holding
@@ -20,7 +21,8 @@
 //! array holding objects or arrays. Items of a `List<Utf8>` are rendered
 //! the same way, `null` items as nulls. JSON `null` and missing keys are
 //! Arrow nulls (the [`NULLS_COLUMN`] tells them apart), `{}` adds nothing,
-//! and of duplicate keys the last wins. Every field is nullable. The
+//! and a record with a key twice is refused (a dead letter: consumers
+//! disagree on which value counts). Every field is nullable. The
 //! record's text is kept in the first column, [`RAW_COLUMN`].
 
 mod batch;
@@ -28,6 +30,7 @@ mod columns;
 mod config;
 pub(crate) mod text;
 mod visit;
+mod walk;
 
 #[cfg(test)]
 mod tests;

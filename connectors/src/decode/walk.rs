@@ -1,0 +1,475 @@
+//! The fast path for decoding a record: a JSON walker of our own for the
+//! shapes events have (objects, strings, integers, booleans, nulls, arrays
+//! of scalars). It writes leaves into the columns as the serde visitors of
+//! [`super::visit`] do, and unescapes each string once, straight into the
+//! arena or the column path, where serde_json would unescape into a
+//! scratch buffer that starts empty for every record.
+//!
+//! Anything else makes it give up, and the record is decoded again by the
+//! visitors, which also word the errors: a float, an integer of more than
+//! 18 digits or `-0`, an array holding arrays or objects, a `\u` escape of
+//! a surrogate, a duplicate key, nesting deeper than [`MAX_DEPTH`], and
+//! any invalid JSON. So what it accepts it decodes exactly as the visitors
+//! would (a test holds it to them), and it never words an error itself.
+
+use wide::u8x16;
+
+use super::columns::{Columns, Leaf, Span};
+
+/// The walker gave up: the record needs the serde visitors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct GaveUp;
+
+type Walk<T> = Result<T, GaveUp>;
+
+/// Objects nested deeper than this go to the visitors (serde_json's own
+/// limit is 128).
+const MAX_DEPTH: usize = 64;
+
+/// Decodes the object `text` into row `row` of `columns`. On
+/// [`GaveUp`] the caller rolls the row back and decodes it with the
+/// visitors.
+pub(super) fn decode_object(text: &str, columns: &mut Columns, row: u32) -> Walk<()> {
+    let mut walker = Walker {
+        text,
+        bytes: text.as_bytes(),
+        at: 0,
+    };
+    walker.skip_whitespace();
+    walker.expect(b'{')?;
+    walker.object(columns, row, true, 0)?;
+    walker.skip_whitespace();
+    if walker.at == walker.bytes.len() {
+        Ok(())
+    } else {
+        Err(GaveUp)
+    }
+}
+
+struct Walker<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Walker<'_> {
+    fn peek(&self) -> Walk<u8> {
+        self.bytes.get(self.at).copied().ok_or(GaveUp)
+    }
+
+    fn skip_whitespace(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.at) {
+            self.at += 1;
+        }
+    }
+
+    fn expect(&mut self, byte: u8) -> Walk<()> {
+        if self.peek()? != byte {
+            return Err(GaveUp);
+        }
+        self.at += 1;
+        Ok(())
+    }
+
+    /// The members of the object whose `{` was just read, each value at
+    /// the column path so far extended by its key (after a dot, unless at
+    /// the root).
+    fn object(&mut self, columns: &mut Columns, row: u32, root: bool, depth: usize) -> Walk<()> {
+        if depth >= MAX_DEPTH {
+            return Err(GaveUp);
+        }
+        self.skip_whitespace();
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Ok(());
+        }
+        let base = columns.path.len();
+        loop {
+            self.skip_whitespace();
+            self.expect(b'"')?;
+            if !root {
+                columns.path.push('.');
+            }
+            self.string(&mut columns.path)?;
+            self.skip_whitespace();
+            self.expect(b':')?;
+            self.skip_whitespace();
+            self.value(columns, row, depth)?;
+            columns.path.truncate(base);
+            self.skip_whitespace();
+            match self.peek()? {
+                b',' => self.at += 1,
+                b'}' => {
+                    self.at += 1;
+                    return Ok(());
+                }
+                _ => return Err(GaveUp),
+            }
+        }
+    }
+
+    /// A member's value, put at the current path.
+    fn value(&mut self, columns: &mut Columns, row: u32, depth: usize) -> Walk<()> {
+        let leaf = match self.peek()? {
+            b'{' => {
+                self.at += 1;
+                return self.object(columns, row, false, depth + 1);
+            }
+            b'[' => {
+                self.at += 1;
+                Leaf::List(self.scalar_array(columns)?)
+            }
+            _ => self.scalar(columns)?,
+        };
+        columns.put(row, leaf).map_err(|_| GaveUp)
+    }
+
+    /// The items of the array whose `[` was just read, if all are scalars.
+    fn scalar_array(&mut self, columns: &mut Columns) -> Walk<Span> {
+        let first = columns.items.len();
+        self.skip_whitespace();
+        if self.peek()? == b']' {
+            self.at += 1;
+            return Ok(Span::new(first, 0));
+        }
+        loop {
+            self.skip_whitespace();
+            let item = self.scalar(columns)?;
+            columns.push_item(item);
+            self.skip_whitespace();
+            match self.peek()? {
+                b',' => self.at += 1,
+                b']' => {
+                    self.at += 1;
+                    return Ok(Span::new(first, columns.items.len() - first));
+                }
+                _ => return Err(GaveUp),
+            }
+        }
+    }
+
+    /// A string (into the arena), integer, boolean or null.
+    fn scalar(&mut self, columns: &mut Columns) -> Walk<Leaf> {
+        Ok(match self.peek()? {
+            b'"' => {
+                self.at += 1;
+                let start = columns.text.len();
+                self.string(&mut columns.text)?;
+                Leaf::Str(Span::new(start, columns.text.len() - start))
+            }
+            b't' => self.word(b"true", Leaf::Bool(true))?,
+            b'f' => self.word(b"false", Leaf::Bool(false))?,
+            b'n' => self.word(b"null", Leaf::Null)?,
+            _ => Leaf::Int(self.integer()?),
+        })
+    }
+
+    fn word(&mut self, word: &[u8], leaf: Leaf) -> Walk<Leaf> {
+        if !self.bytes[self.at..].starts_with(word) {
+            return Err(GaveUp);
+        }
+        self.at += word.len();
+        Ok(leaf)
+    }
+
+    /// An integer of at most 18 digits, which `i64` holds; not `-0`, which
+    /// serde_json reads as a float.
+    fn integer(&mut self) -> Walk<i64> {
+        let negative = self.bytes.get(self.at) == Some(&b'-');
+        if negative {
+            self.at += 1;
+        }
+        let start = self.at;
+        let mut value: i64 = 0;
+        while let Some(&digit @ b'0'..=b'9') = self.bytes.get(self.at) {
+            if self.at - start == 18 {
+                return Err(GaveUp);
+            }
+            value = value * 10 + i64::from(digit - b'0');
+            self.at += 1;
+        }
+        let digits = self.at - start;
+        let leading_zero = digits > 1 && self.bytes[start] == b'0';
+        let fraction = matches!(self.bytes.get(self.at), Some(b'.' | b'e' | b'E'));
+        if digits == 0 || leading_zero || fraction || (negative && value == 0) {
+            return Err(GaveUp);
+        }
+        Ok(if negative { -value } else { value })
+    }
+
+    /// The string whose opening quote was just read, unescaped onto `out`.
+    fn string(&mut self, out: &mut String) -> Walk<()> {
+        loop {
+            let start = self.at;
+            let stop = start + find_special(&self.bytes[start..]).ok_or(GaveUp)?;
+            // Both ends are at ASCII bytes, so on character boundaries.
+            out.push_str(self.text.get(start..stop).ok_or(GaveUp)?);
+            self.at = stop + 1;
+            match self.bytes[stop] {
+                b'"' => return Ok(()),
+                b'\\' => out.push(self.escape()?),
+                // A control character, which JSON strings cannot hold raw.
+                _ => return Err(GaveUp),
+            }
+        }
+    }
+
+    /// The character of the escape whose backslash was just read.
+    fn escape(&mut self) -> Walk<char> {
+        let c = match self.peek()? {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let hex = self.bytes.get(self.at + 1..self.at + 5).ok_or(GaveUp)?;
+                let code = hex.iter().try_fold(0u32, |code, &h| {
+                    let digit = char::from(h).to_digit(16).ok_or(GaveUp)?;
+                    Ok(code << 4 | digit)
+                })?;
+                self.at += 4;
+                // Surrogates (halves of a pair, or lone) are not characters.
+                char::from_u32(code).ok_or(GaveUp)?
+            }
+            _ => return Err(GaveUp),
+        };
+        self.at += 1;
+        Ok(c)
+    }
+}
+
+/// Where the first quote, backslash or control character of `bytes` is.
+fn find_special(bytes: &[u8]) -> Option<usize> {
+    let (lanes, rest) = bytes.as_chunks::<16>();
+    for (k, lane) in lanes.iter().enumerate() {
+        let v = u8x16::new(*lane);
+        let control = v.min(u8x16::splat(0x1f)).simd_eq(v);
+        let hits = v.simd_eq(u8x16::splat(b'"')) | v.simd_eq(u8x16::splat(b'\\')) | control;
+        let mask = hits.to_bitmask();
+        if mask != 0 {
+            return Some(16 * k + mask.trailing_zeros() as usize);
+        }
+    }
+    rest.iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .map(|i| 16 * lanes.len() + i)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader};
+
+    use arrow_array::ArrayRef;
+    use arrow_schema::Field;
+
+    use super::*;
+    use crate::decode::visit;
+
+    /// What a batch of `records` decodes to: its columns, and which records
+    /// were accepted. With `walker_first`, as the decoder does it; without,
+    /// by the visitors alone.
+    fn decode_all(
+        records: &[String],
+        walker_first: bool,
+    ) -> (Vec<Field>, Vec<ArrayRef>, Vec<bool>) {
+        let mut columns = Columns::default();
+        let mut accepted = Vec::new();
+        let mut row = 0;
+        for text in records {
+            let mark = columns.mark();
+            let mut ok = walker_first && decode_object(text, &mut columns, row).is_ok();
+            if !ok {
+                columns.rollback(mark, row);
+                ok = visit::decode_object(text, &mut columns, row).is_ok();
+                if !ok {
+                    columns.rollback(mark, row);
+                }
+            }
+            accepted.push(ok);
+            row += u32::from(ok);
+        }
+        let (mut fields, mut arrays) = (Vec::new(), Vec::new());
+        columns.build(row as usize, &mut fields, &mut arrays);
+        (fields, arrays, accepted)
+    }
+
+    /// How many of `records` the walker decodes itself; panics where the
+    /// batch differs from the visitors' in any way.
+    fn agrees_with_the_visitors(records: &[String]) -> usize {
+        let (fields, arrays, accepted) = decode_all(records, true);
+        let (want_fields, want_arrays, want_accepted) = decode_all(records, false);
+        assert_eq!(accepted, want_accepted, "{records:?}");
+        assert_eq!(fields, want_fields, "{records:?}");
+        for ((got, want), field) in arrays.iter().zip(&want_arrays).zip(&fields) {
+            assert_eq!(
+                got.to_data(),
+                want.to_data(),
+                "column {}: {records:?}",
+                field.name()
+            );
+        }
+        let mut columns = Columns::default();
+        records
+            .iter()
+            .filter(|text| {
+                columns.clear();
+                columns.mark();
+                decode_object(text, &mut columns, 0).is_ok()
+            })
+            .count()
+    }
+
+    #[test]
+    fn edge_cases_decode_as_the_visitors_decode_them() {
+        let cases = [
+            r#"{"a":1,"b":"x","c":true,"d":false,"e":null}"#,
+            r#"  { "a" : { "b" : { "c" : -12 } } , "d" : [ ] , "e" : {} }  "#,
+            "{\"a\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e6\\u0000\\u20AC\"}",
+            r#"{"k\u00e6y.with\"quote":"v","ünï":"cödé €"}"#,
+            r#"{"list":[1,"two",null,true,-3],"ids":["a","b"]}"#,
+            r#"{"nested":[[1],{"a":2}],"mixed":[1,{"b":2}]}"#,
+            r#"{"f":1.5,"g":1e3,"h":-0,"i":0,"j":-0.0,"k":12345678901234567890}"#,
+            r#"{"big":123456789012345678,"bigger":1234567890123456789,"neg":-999999999999999999}"#,
+            r#"{"surrogates":"\ud83d\ude00","lone":"\ud800"}"#,
+            r#"{"dup":1,"dup":2}"#,
+            r#"{"a":{"b":1},"a.b":2}"#,
+            r#"{"a":01}"#,
+            r#"{"a":1,}"#,
+            r#"{"a":[1,]}"#,
+            r#"{"a":tru}"#,
+            r#"{"a":truex}"#,
+            r#"{"a":"\x"}"#,
+            r#"{"a":"\u12"}"#,
+            "{\"a\":\"tab\there\"}",
+            r#"{"a":1} {"b":2}"#,
+            r#"{"a":1}x"#,
+            r#"{"a" 1}"#,
+            r#"{a:1}"#,
+            r#"{"a":-}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":[1,2],"a":[3]}"#,
+            "{}",
+            "{\"x\":\"\\u0041\\u00df\\uffff\"}",
+            "{\"deep\":{\"a\":{\"b\":{\"c\":{\"d\":{\"e\":{\"f\":1}}}}}}}",
+        ];
+        for case in cases {
+            agrees_with_the_visitors(&[case.to_string()]);
+        }
+        let all: Vec<String> = cases.iter().map(|c| c.to_string()).collect();
+        assert!(agrees_with_the_visitors(&all) >= 8);
+        let deep = format!("{}1{}", "{\"a\":".repeat(100), "}".repeat(100));
+        assert_eq!(agrees_with_the_visitors(&[deep]), 0);
+    }
+
+    /// Random records built from JSON pieces, valid and not, in batches so
+    /// that columns, duplicates and rollbacks meet across rows.
+    #[test]
+    fn random_records_decode_as_the_visitors_decode_them() {
+        const PIECES: &[&str] = &[
+            "{",
+            "}",
+            "[",
+            "]",
+            ",",
+            ":",
+            " ",
+            "\n",
+            "\"a\"",
+            "\"b\"",
+            "\"a.b\"",
+            "\"\\n\"",
+            "\"\\u00e9\"",
+            "\"\\ud83d\\ude00\"",
+            "\"x\\\"y\"",
+            "\"\\\\\"",
+            "1",
+            "-1",
+            "0",
+            "-0",
+            "01",
+            "1.5",
+            "1e2",
+            "123456789012345678",
+            "9999999999999999999",
+            "true",
+            "false",
+            "null",
+            "tru",
+            "\"",
+            "\\",
+            "\t",
+            "\"é\"",
+            "\u{1}",
+        ];
+        let mut next = crate::random::xorshift(0x2545_f491_4f6c_dd1du64);
+        let mut walked = 0;
+        for _ in 0..3_000 {
+            let records: Vec<String> = (0..4)
+                .map(|_| {
+                    // Mostly well-formed objects with random members, some
+                    // with random pieces spliced in.
+                    let mut text = String::from("{");
+                    for m in 0..next() % 5 {
+                        if m > 0 {
+                            text.push(',');
+                        }
+                        text.push_str(
+                            ["\"a\"", "\"b\"", "\"c\"", "\"a.b\""][(next() % 4) as usize],
+                        );
+                        text.push(':');
+                        match next() % 4 {
+                            0 => text.push_str("{\"b\":1}"),
+                            1 => text.push_str("[1,\"x\",null]"),
+                            _ => {}
+                        }
+                        for _ in 0..1 + next() % 2 {
+                            text.push_str(PIECES[(next() % PIECES.len() as u64) as usize]);
+                        }
+                    }
+                    text.push('}');
+                    text
+                })
+                .collect();
+            walked += agrees_with_the_visitors(&records);
+        }
+        assert!(walked > 500, "the walker decoded only {walked} records");
+    }
+
+    /// The first 3,000 events of the OTRF sample, whole and with a byte
+    /// changed.
+    #[test]
+    fn real_windows_events_decode_as_the_visitors_decode_them() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/corpora/windows-otrf-sample.jsonl.gz"
+        );
+        let file = std::fs::File::open(path).expect("the shared corpora beside the checkout");
+        let lines: Vec<String> = BufReader::new(flate2::read::GzDecoder::new(file))
+            .lines()
+            .take(3_000)
+            .map(|l| l.expect("the sample is UTF-8 lines"))
+            .collect();
+        for batch in lines.chunks(500) {
+            assert!(agrees_with_the_visitors(batch) * 10 >= batch.len() * 8);
+        }
+        const SWAPS: &[u8] = b"\"\\{}[],:0-. a\nu";
+        let mut next = crate::random::xorshift(0x9e37_79b9_7f4a_7c15u64);
+        let changed: Vec<String> = lines
+            .iter()
+            .take(1_000)
+            .map(|line| {
+                let mut bytes = line.clone().into_bytes();
+                let at = (next() % bytes.len() as u64) as usize;
+                bytes[at] = SWAPS[(next() % SWAPS.len() as u64) as usize];
+                String::from_utf8_lossy(&bytes).into_owned()
+            })
+            .collect();
+        for batch in changed.chunks(100) {
+            agrees_with_the_visitors(batch);
+        }
+    }
+}
