@@ -73,6 +73,26 @@ impl Walker<'_> {
         }
     }
 
+    /// After a member or an item: true at a comma (another follows), false
+    /// at `close` (the object or array ends); either is consumed.
+    fn another(&mut self, close: u8) -> Walk<bool> {
+        self.skip_whitespace();
+        let byte = self.peek()?;
+        self.at += 1;
+        match byte {
+            b',' => Ok(true),
+            _ if byte == close => Ok(false),
+            _ => Err(GaveUp),
+        }
+    }
+
+    /// As [`Walker::another`], writing the comma or `close` to `out`.
+    fn another_written(&mut self, close: u8, out: &mut String) -> Walk<bool> {
+        let more = self.another(close)?;
+        out.push(char::from(if more { b',' } else { close }));
+        Ok(more)
+    }
+
     fn expect(&mut self, byte: u8) -> Walk<()> {
         if self.peek()? != byte {
             return Err(GaveUp);
@@ -106,14 +126,8 @@ impl Walker<'_> {
             self.skip_whitespace();
             self.value(columns, row, depth)?;
             columns.path.truncate(base);
-            self.skip_whitespace();
-            match self.peek()? {
-                b',' => self.at += 1,
-                b'}' => {
-                    self.at += 1;
-                    return Ok(());
-                }
-                _ => return Err(GaveUp),
+            if !self.another(b'}')? {
+                return Ok(());
             }
         }
     }
@@ -152,14 +166,8 @@ impl Walker<'_> {
             }
             let item = self.scalar(columns)?;
             columns.push_item(item);
-            self.skip_whitespace();
-            match self.peek()? {
-                b',' => self.at += 1,
-                b']' => {
-                    self.at += 1;
-                    return Ok(Leaf::List(Span::new(first, columns.items.len() - first)));
-                }
-                _ => return Err(GaveUp),
+            if !self.another(b']')? {
+                return Ok(Leaf::List(Span::new(first, columns.items.len() - first)));
             }
         }
     }
@@ -195,18 +203,8 @@ impl Walker<'_> {
         loop {
             self.skip_whitespace();
             self.compact(out, depth + 1)?;
-            self.skip_whitespace();
-            match self.peek()? {
-                b',' => {
-                    self.at += 1;
-                    out.push(',');
-                }
-                b']' => {
-                    self.at += 1;
-                    out.push(']');
-                    return Ok(());
-                }
-                _ => return Err(GaveUp),
+            if !self.another_written(b']', out)? {
+                return Ok(());
             }
         }
     }
@@ -240,18 +238,8 @@ impl Walker<'_> {
                     out.push(':');
                     self.skip_whitespace();
                     self.compact(out, depth + 1)?;
-                    self.skip_whitespace();
-                    match self.peek()? {
-                        b',' => {
-                            self.at += 1;
-                            out.push(',');
-                        }
-                        b'}' => {
-                            self.at += 1;
-                            out.push('}');
-                            return Ok(());
-                        }
-                        _ => return Err(GaveUp),
+                    if !self.another_written(b'}', out)? {
+                        return Ok(());
                     }
                 }
             }
