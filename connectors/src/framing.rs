@@ -452,10 +452,9 @@ enum End {
 /// It looks at 64 bytes at a time, without a branch per byte:
 /// - [`BlockMasks`] marks the block's quotes, backslashes, newlines and
 ///   brackets, one bit per byte, with vector compares;
-/// - the backslashes inside strings are stepped through, each removing the
-///   byte it escapes (an escaped quote closes no string);
-/// - the remaining quotes give, by a prefix XOR, which bytes are inside a
-///   string;
+/// - [`strings`] finds the bytes escaped by backslashes (an escaped quote
+///   opens or closes no string) and, by a prefix XOR of the other quotes,
+///   which bytes are inside a string;
 /// - only the brackets outside strings and any newline inside one (which
 ///   breaks the string) are stepped through, and the newlines outside
 ///   strings are counted with one popcount.

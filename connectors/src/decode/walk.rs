@@ -1,17 +1,17 @@
-//! The fast path for decoding a record: a JSON walker of our own for the
-//! shapes events have (objects, strings, integers, booleans, nulls, arrays
-//! of scalars). It writes leaves into the columns as the serde visitors of
+//! The fast path for decoding a record: a JSON walker of our own. It
+//! writes leaves into the columns as the serde visitors of
 //! [`super::visit`] do, and unescapes each string once, straight into the
 //! arena or the column path, where serde_json would unescape into a
 //! scratch buffer that starts empty for every record.
 //!
-//! Numbers other than short integers are read by serde_json itself, and
-//! arrays holding arrays or objects become compact JSON text, as the
-//! visitors write them. Anything else makes it give up, and the record is
-//! decoded again by the visitors, which also word the errors: a `\u`
-//! escape of a surrogate, a duplicate key, nesting deeper than
-//! [`MAX_DEPTH`], and any invalid JSON. So what it accepts it decodes exactly as the visitors
-//! would (a test holds it to them), and it never words an error itself.
+//! Integers of up to 18 digits are read here, other numbers by serde_json
+//! itself from their text; arrays holding arrays or objects become compact
+//! JSON text, as the visitors write them. Anything else makes it give up,
+//! and the record is decoded again by the visitors, which also word the
+//! errors: a `\u` escape of a surrogate, a duplicate key, nesting deeper
+//! than [`MAX_DEPTH`], and any invalid JSON. So what it accepts it decodes
+//! exactly as the visitors would (a test holds it to them), and it never
+//! words an error itself.
 
 use wide::u8x16;
 
@@ -254,9 +254,9 @@ impl Walker<'_> {
                 }
                 self.compact_items(out, depth)?;
             }
-            b't' => out.push_str(self.word_text(b"true")?),
-            b'f' => out.push_str(self.word_text(b"false")?),
-            b'n' => out.push_str(self.word_text(b"null")?),
+            b't' => out.push_str(self.word_text("true")?),
+            b'f' => out.push_str(self.word_text("false")?),
+            b'n' => out.push_str(self.word_text("null")?),
             _ => match self.number()? {
                 Number::Int(v) => write_int(out, v),
                 Number::Unsigned(v) => write_int(out, v),
@@ -275,9 +275,10 @@ impl Walker<'_> {
         Ok(())
     }
 
-    fn word_text(&mut self, word: &'static [u8]) -> Walk<&'static str> {
-        self.word(word, Leaf::Null)?;
-        std::str::from_utf8(word).map_err(|_| GaveUp)
+    /// `true`, `false` or `null`, as text.
+    fn word_text(&mut self, word: &'static str) -> Walk<&'static str> {
+        self.word(word.as_bytes(), Leaf::Null)?;
+        Ok(word)
     }
 
     /// A string (into the arena), integer, boolean or null.
