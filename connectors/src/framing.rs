@@ -472,7 +472,7 @@ fn scan(chunk: &[u8], s: &mut ScanState, at_line_start: bool) -> (usize, Option<
     let mut first_escaped = false;
     while base < chunk.len() {
         let len = (chunk.len() - base).min(BLOCK);
-        let valid = if len == BLOCK { !0 } else { (1u64 << len) - 1 };
+        let valid = block_bits(len);
         let m = BlockMasks::of(&chunk[base..base + len]);
         let Strings {
             inside,
@@ -537,7 +537,7 @@ fn strings(m: BlockMasks, in_string: bool, first_escaped: bool, len: usize) -> S
     let mut carry = first_escaped;
     let escaped = escaped_by_runs(m.backslashes, &mut carry);
     let inside = prefix_xor(m.quotes & !escaped) ^ starts_inside;
-    let valid = if len == BLOCK { !0 } else { (1u64 << len) - 1 };
+    let valid = block_bits(len);
     if m.backslashes & !escaped & !inside & valid == 0 {
         return Strings {
             inside,
@@ -598,6 +598,15 @@ fn walk_escapes(m: BlockMasks, starts_inside: u64, first_escaped: bool, len: usi
     Strings {
         inside,
         escapes_next: false,
+    }
+}
+
+/// The bits of a block of `len` bytes (at most [`BLOCK`]).
+fn block_bits(len: usize) -> u64 {
+    if len == BLOCK {
+        !0
+    } else {
+        (1u64 << len) - 1
     }
 }
 

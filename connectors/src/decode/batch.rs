@@ -11,7 +11,7 @@ use arrow_schema::{DataType, Field, Schema};
 
 use super::columns::Columns;
 use super::config::{DecoderConfig, MAX_BATCH_BYTES, MAX_RECORD_LIMIT};
-use super::{visit, walk, RAW_COLUMN};
+use super::{walk, RAW_COLUMN};
 use crate::dead_letter::{excerpt, DeadLetter};
 use crate::framing::Record;
 
@@ -194,13 +194,8 @@ impl BatchDecoder {
         // Rows are fewer than bytes, which stay below `HARD_BATCH_BYTES`.
         let row = self.origins.len() as u32;
         let mark = self.columns.mark();
-        if walk::decode_object(text, &mut self.columns, row).is_err() {
-            // Not the common shape, or not valid: the visitors decide.
-            self.columns.rollback(mark, row);
-            if let Err(e) = visit::decode_object(text, &mut self.columns, row) {
-                self.columns.rollback(mark, row);
-                return dead(json_reason(&e));
-            }
+        if let Err(e) = walk::decode_record(text, &mut self.columns, row, mark) {
+            return dead(json_reason(&e));
         }
         self.columns.bytes += text.len();
         if self.columns.bytes > HARD_BATCH_BYTES {

@@ -15,8 +15,9 @@
 
 use wide::u8x16;
 
-use super::columns::{Columns, Leaf, Span};
+use super::columns::{Columns, Leaf, Mark, Span};
 use super::text::{write_float, write_int, write_json_scalar, write_json_str};
+use super::visit;
 
 /// A number as serde_json reports it to a visitor.
 #[derive(Debug, Clone, Copy)]
@@ -36,10 +37,26 @@ type Walk<T> = Result<T, GaveUp>;
 /// limit is 128).
 const MAX_DEPTH: usize = 64;
 
-/// Decodes the object `text` into row `row` of `columns`. On
-/// [`GaveUp`] the caller rolls the row back and decodes it with the
-/// visitors.
-pub(super) fn decode_object(text: &str, columns: &mut Columns, row: u32) -> Walk<()> {
+/// Decodes the object `text` into row `row` of `columns`, begun at
+/// `mark`: by the walker, or, where it gives up, by the visitors. On error
+/// the row is rolled back and the visitors' error says what is wrong.
+pub(super) fn decode_record(
+    text: &str,
+    columns: &mut Columns,
+    row: u32,
+    mark: Mark,
+) -> Result<(), serde_json::Error> {
+    if decode_object(text, columns, row).is_ok() {
+        return Ok(());
+    }
+    columns.rollback(mark, row);
+    visit::decode_object(text, columns, row).inspect_err(|_| columns.rollback(mark, row))
+}
+
+/// Decodes the object `text` into row `row` of `columns` by the walker
+/// alone; on [`GaveUp`] the row is half-written, for [`decode_record`] to
+/// roll back.
+fn decode_object(text: &str, columns: &mut Columns, row: u32) -> Walk<()> {
     let mut walker = Walker {
         text,
         bytes: text.as_bytes(),
@@ -93,6 +110,15 @@ impl Walker<'_> {
         Ok(more)
     }
 
+    /// After an opening bracket: true if `close` follows at once (an empty
+    /// object or array), which is then consumed.
+    fn empty(&mut self, close: u8) -> Walk<bool> {
+        self.skip_whitespace();
+        let empty = self.peek()? == close;
+        self.at += usize::from(empty);
+        Ok(empty)
+    }
+
     fn expect(&mut self, byte: u8) -> Walk<()> {
         if self.peek()? != byte {
             return Err(GaveUp);
@@ -108,9 +134,7 @@ impl Walker<'_> {
         if depth >= MAX_DEPTH {
             return Err(GaveUp);
         }
-        self.skip_whitespace();
-        if self.peek()? == b'}' {
-            self.at += 1;
+        if self.empty(b'}')? {
             return Ok(());
         }
         let base = columns.path.len();
@@ -154,9 +178,7 @@ impl Walker<'_> {
     fn array(&mut self, columns: &mut Columns, depth: usize) -> Walk<Leaf> {
         let first = columns.items.len();
         let text_mark = columns.text.len();
-        self.skip_whitespace();
-        if self.peek()? == b']' {
-            self.at += 1;
+        if self.empty(b']')? {
             return Ok(Leaf::List(Span::new(first, 0)));
         }
         loop {
@@ -223,9 +245,7 @@ impl Walker<'_> {
             b'{' => {
                 self.at += 1;
                 out.push('{');
-                self.skip_whitespace();
-                if self.peek()? == b'}' {
-                    self.at += 1;
+                if self.empty(b'}')? {
                     out.push('}');
                     return Ok(());
                 }
@@ -246,9 +266,7 @@ impl Walker<'_> {
             b'[' => {
                 self.at += 1;
                 out.push('[');
-                self.skip_whitespace();
-                if self.peek()? == b']' {
-                    self.at += 1;
+                if self.empty(b']')? {
                     out.push(']');
                     return Ok(());
                 }
@@ -424,7 +442,6 @@ mod tests {
     use arrow_schema::Field;
 
     use super::*;
-    use crate::decode::visit;
 
     /// What a batch of `records` decodes to: its columns, and which records
     /// were accepted. With `walker_first`, as the decoder does it; without,
@@ -438,14 +455,15 @@ mod tests {
         let mut row = 0;
         for text in records {
             let mark = columns.mark();
-            let mut ok = walker_first && decode_object(text, &mut columns, row).is_ok();
-            if !ok {
-                columns.rollback(mark, row);
-                ok = visit::decode_object(text, &mut columns, row).is_ok();
+            let ok = if walker_first {
+                decode_record(text, &mut columns, row, mark).is_ok()
+            } else {
+                let ok = visit::decode_object(text, &mut columns, row).is_ok();
                 if !ok {
                     columns.rollback(mark, row);
                 }
-            }
+                ok
+            };
             accepted.push(ok);
             row += u32::from(ok);
         }
