@@ -22,6 +22,7 @@ mod regexes;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex::Regex;
@@ -221,8 +222,12 @@ pub(crate) struct CompiledRule {
     pub(crate) info: RuleInfo,
     pub(crate) route: usize,
     pub(crate) node: Node,
-    /// What the rule detects, as a digest: see [`RuleSet::digest`].
-    pub(crate) digest: [u8; 32],
+    /// What the rule detects: its condition with the global filters added.
+    pub(crate) detection: Arc<Cond>,
+    /// [`RuleSet::digest`], computed when first asked for (formatting and
+    /// hashing every rule was a twentieth of start-up, and only archives
+    /// ask).
+    pub(crate) digest: OnceLock<[u8; 32]>,
 }
 
 fn detection_digest(id: Option<&str>, logsource: &LogSource, condition: &Cond) -> [u8; 32] {
@@ -305,7 +310,14 @@ impl RuleSet {
     /// or tags). Two versions of a rule with the same digest find the same
     /// events; a reload tells new and changed rules by it.
     pub fn digest(&self, index: usize) -> [u8; 32] {
-        self.rules[index].digest
+        let rule = &self.rules[index];
+        *rule.digest.get_or_init(|| {
+            detection_digest(
+                rule.info.meta.id.as_deref(),
+                &rule.info.logsource,
+                &rule.detection,
+            )
+        })
     }
 
     /// Number of rules that can match.
@@ -615,9 +627,7 @@ impl RuleSetBuilder {
             }
         }
 
-        // Each rule's condition, with the global filters added to it (cloned
-        // only then), and what it detects: the digests, formatted and hashed
-        // on every core, are a quarter of lowering's time.
+        // Each rule's condition, with the global filters added to it.
         let conditions: Vec<(&LoadedRule, Cow<Cond>)> = collection
             .rules
             .iter()
@@ -634,12 +644,7 @@ impl RuleSetBuilder {
                 (loaded, condition)
             })
             .collect();
-        let digests = crate::parallel::map(&conditions, |(loaded, condition)| {
-            let rule = &loaded.rule;
-            detection_digest(rule.meta.id.as_deref(), &rule.logsource, condition)
-        });
-
-        for ((loaded, condition), digest) in conditions.iter().zip(digests) {
+        for (loaded, condition) in conditions {
             let rule = &loaded.rule;
             let info = RuleInfo {
                 meta: rule.meta.clone(),
@@ -653,7 +658,7 @@ impl RuleSetBuilder {
                 }
                 Routing::Events(cond) => cond,
             };
-            let node = match compile_cond(condition, &rule.logsource, &self.profile, &mut interner)
+            let node = match compile_cond(&condition, &rule.logsource, &self.profile, &mut interner)
             {
                 Ok(n) => n,
                 Err(error) => {
@@ -695,7 +700,8 @@ impl RuleSetBuilder {
                 info,
                 route,
                 node,
-                digest,
+                detection: Arc::new(condition.into_owned()),
+                digest: OnceLock::new(),
             });
         }
 
