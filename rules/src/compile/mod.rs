@@ -181,9 +181,9 @@ impl Searcher {
 #[derive(Debug, Clone)]
 pub(crate) struct FieldAutomaton {
     pub(crate) searcher: Searcher,
-    /// A SIMD search a value must pass to hold any of its literals, when
-    /// worth having (few literals).
-    pub(crate) fingerprints: Option<aho_corasick::packed::Searcher>,
+    /// A SIMD search that finds the same literals as the automaton, for
+    /// long values, when worth having (few literals).
+    pub(crate) fingerprints: Option<fingerprint::Fingerprints>,
     /// The rows its literals can matter for.
     pub(crate) scope: FieldScope,
     /// Pattern index → needle.
@@ -925,7 +925,7 @@ fn build_automaton(
     let literals: Vec<&str> = needles.iter().map(|(t, _)| t.as_str()).collect();
     let fingerprints = match paths.fingerprints {
         FingerprintPath::Never => None,
-        _ => fingerprint::searcher(&literals),
+        _ => fingerprint::Fingerprints::new(&literals),
     };
     Some(FieldAutomaton {
         searcher: Searcher::Automaton(automaton),

@@ -21,6 +21,7 @@ use chrono::{Datelike, NaiveDateTime, Timelike};
 
 pub use rowset::RowSet;
 
+use crate::compile::fingerprint::Fingerprints;
 use crate::compile::paths::ScanPath;
 use crate::compile::{
     FieldAutomaton, FieldId, FieldScope, LeafId, LeafKind, Mode, Node, RuleSet, Searcher,
@@ -622,8 +623,9 @@ fn search_rows(
     }
 }
 
-/// Runs an automaton over one value, after its fingerprints where the
-/// value is at least `min_len` long (long enough for them to pay).
+/// Finds an automaton's literals in one value: by its fingerprints where
+/// the value is at least `min_len` long (long enough for them to pay), else
+/// by the automaton.
 fn search_value(
     automaton: &FieldAutomaton,
     value: &[u8],
@@ -631,12 +633,15 @@ fn search_value(
     s: &mut Scratch,
     min_len: usize,
 ) {
+    let rows = s.rows;
     if let Some(fingerprints) = &automaton.fingerprints {
-        if value.len() >= min_len && fingerprints.find(value).is_none() {
+        if value.len() >= min_len {
+            fingerprints.find_each(value, 0..value.len(), &mut |literal, _, _| {
+                record_hit(s, automaton.needles[literal], row, rows);
+            });
             return;
         }
     }
-    let rows = s.rows;
     search_value_all(automaton, value, row, s, rows);
 }
 
@@ -684,12 +689,11 @@ fn search_column(automaton: &FieldAutomaton, column: &Column, s: &mut Scratch, m
     }
 }
 
-/// As [`search_column`], over long values: the fingerprints are searched
-/// over the whole column, and the automaton runs only over the values
-/// holding one (each once).
+/// As [`search_column`], over long values, by the fingerprints instead
+/// of the automaton, over the whole column at once.
 fn search_fingerprinted(
     automaton: &FieldAutomaton,
-    fingerprints: &aho_corasick::packed::Searcher,
+    fingerprints: &Fingerprints,
     column: &Column,
     values: &arrow_array::StringArray,
     s: &mut Scratch,
@@ -697,26 +701,16 @@ fn search_fingerprinted(
     let rows = s.rows;
     let offsets = values.value_offsets();
     let data = values.value_data();
-    let end = offsets[offsets.len() - 1] as usize;
-    let mut at = offsets[0] as usize;
-    let mut element = 0usize;
-    while at < end {
-        let Some(m) = fingerprints.find_in(data, aho_corasick::Span::from(at..end)) else {
-            break;
-        };
-        while (offsets[element + 1] as usize) <= m.start() {
-            element += 1;
-        }
-        let (value_start, value_end) = (offsets[element] as usize, offsets[element + 1] as usize);
-        // A fingerprint straddling two values belongs to neither.
-        if m.end() <= value_end && values.is_valid(element) {
+    let span = offsets[0] as usize..offsets[offsets.len() - 1] as usize;
+    fingerprints.find_each(data, span, &mut |literal, start, end| {
+        // The value the occurrence starts in (the last of any empty ones
+        // there); one straddling two values belongs to neither.
+        let element = offsets.partition_point(|&o| o as usize <= start) - 1;
+        if end <= offsets[element + 1] as usize && values.is_valid(element) {
             let row = column.row_of_element(element);
-            search_value_all(automaton, &data[value_start..value_end], row, s, rows);
-            at = value_end;
-        } else {
-            at = m.start() + 1;
+            record_hit(s, automaton.needles[literal], row, rows);
         }
-    }
+    });
 }
 
 /// Runs an automaton over one whole value.
@@ -848,6 +842,56 @@ mod tests {
             Some(19)
         );
         assert_eq!(time_part("not a date", TimePart::Hour), None);
+    }
+
+    /// Over a whole column by fingerprints: each literal is credited to
+    /// the value it lies in, after empty and null values, and never to a
+    /// pair of values it straddles.
+    #[test]
+    fn fingerprints_over_a_column_credit_the_value_holding_the_literal() {
+        use crate::compile::paths::{FingerprintPath, MatchPaths};
+        let mut rules = crate::RuleCollection::default();
+        let yaml = "title: t\nlogsource: {product: test}\ndetection:\n  sel: {CommandLine|contains: 'sekurlsa::'}\n  condition: sel\n";
+        crate::load_text(
+            "t.yml".as_ref(),
+            yaml,
+            &crate::Placeholders::new(),
+            &mut rules,
+        );
+        for fingerprints in [FingerprintPath::Auto, FingerprintPath::Always] {
+            let set = crate::RuleSetBuilder::new(crate::Profile::passthrough())
+                .paths(MatchPaths {
+                    scan: crate::ScanPath::Columns,
+                    fingerprints,
+                    ..MatchPaths::default()
+                })
+                .build(&rules)
+                .set;
+            assert_eq!(set.automata_built(), [(crate::AutomatonPath::Dfa, true)]);
+            let long = "x".repeat(200);
+            let values = arrow_array::StringArray::from(vec![
+                Some(format!("{long}sekur")),
+                Some(format!("lsa::{long}")),
+                Some(String::new()),
+                None,
+                Some(format!("{long}SekurLSA::")),
+                Some(String::new()),
+                Some(format!("sekurlsa::{long}")),
+            ]);
+            let batch = RecordBatch::try_from_iter([(
+                "CommandLine",
+                std::sync::Arc::new(values) as arrow_array::ArrayRef,
+            )])
+            .unwrap();
+            let rows: Vec<usize> = set
+                .evaluate(&batch, &mut set.scratch())
+                .iter()
+                .map(|m| m.row)
+                .collect();
+            assert_eq!(rows, [4, 6], "{fingerprints:?}");
+            // Not even as a candidate for the straddled pair.
+            assert_eq!(set.prefilter_hits(&batch, &mut set.scratch()), 2);
+        }
     }
 
     #[test]
