@@ -281,13 +281,8 @@ impl RuleSet {
         let mut cols = Vec::new();
         for candidate in &self.fields[field] {
             if candidate.contains('*') {
-                let pattern: Vec<&str> = candidate.split('.').collect();
                 for (i, f) in batch.schema().fields().iter().enumerate() {
-                    let name: Vec<&str> = f.name().split('.').collect();
-                    if name.len() == pattern.len()
-                        && name.iter().zip(&pattern).all(|(n, p)| *p == "*" || n == p)
-                        && !cols.contains(&i)
-                    {
+                    if path_matches(f.name(), candidate) && !cols.contains(&i) {
                         cols.push(i);
                     }
                 }
@@ -593,6 +588,26 @@ impl RuleSet {
     }
 }
 
+/// Whether a column's dotted name matches a dotted pattern whose `*`
+/// segments stand for any one segment (`Event.UserData.*.CommandLine`).
+/// Resolved again for every schema, so for every small batch of a live
+/// input: without allocating.
+fn path_matches(name: &str, pattern: &str) -> bool {
+    // Most names differ before the first star: no segment walk for them.
+    let fixed = &pattern[..pattern.find('*').unwrap_or(pattern.len())];
+    if !name.starts_with(fixed) {
+        return false;
+    }
+    let (mut names, mut patterns) = (name.split('.'), pattern.split('.'));
+    loop {
+        match (names.next(), patterns.next()) {
+            (None, None) => return true,
+            (Some(n), Some(p)) if p == "*" || n == p => {}
+            _ => return false,
+        }
+    }
+}
+
 /// The batch's column `index`, typed for matching once per batch.
 fn ready_column<'c>(
     columns: &'c mut [Option<Column>],
@@ -892,6 +907,18 @@ mod tests {
             // Not even as a candidate for the straddled pair.
             assert_eq!(set.prefilter_hits(&batch, &mut set.scratch()), 2);
         }
+    }
+
+    #[test]
+    fn a_star_stands_for_one_segment() {
+        let pattern = "Event.UserData.*.CommandLine";
+        assert!(path_matches("Event.UserData.Op.CommandLine", pattern));
+        assert!(!path_matches("Event.UserData.CommandLine", pattern));
+        assert!(!path_matches("Event.UserData.A.B.CommandLine", pattern));
+        assert!(!path_matches("Event.UserData.Op.CommandLineX", pattern));
+        assert!(!path_matches("Event.UserData.Op.CommandLine.X", pattern));
+        assert!(path_matches("a", "*"));
+        assert!(!path_matches("a.b", "*"));
     }
 
     #[test]
