@@ -382,6 +382,15 @@ pub fn load_text(path: &Path, text: &str, placeholders: &Placeholders, out: &mut
     }
 }
 
+/// The rules of one file's text `yaml`, named `t.yml`, with no
+/// placeholders: for tests.
+#[cfg(test)]
+pub(crate) fn rules_from_yaml(yaml: &str) -> RuleCollection {
+    let mut rules = RuleCollection::default();
+    load_text(Path::new("t.yml"), yaml, &Placeholders::new(), &mut rules);
+    rules
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1143,14 +1143,8 @@ mod tests {
         // Archives record these digests: they must not change with how
         // they are computed.
         use sha2::{Digest, Sha256};
-        let mut rules = RuleCollection::default();
         let yaml = "title: t\nid: 5f1e0a4e-0000-4000-8000-000000000001\nlogsource: {product: windows, category: process_creation}\ndetection:\n  sel: {Image|endswith: '\\cmd.exe', CommandLine|contains|all: ['/c', 'whoami']}\n  filter: {User|re: '^NT AUTHORITY'}\n  condition: sel and not filter\n";
-        crate::load_text(
-            "t.yml".as_ref(),
-            yaml,
-            &crate::Placeholders::new(),
-            &mut rules,
-        );
+        let rules = crate::loader::rules_from_yaml(yaml);
         let rule = &rules.rules[0].rule;
         let (id, logsource, condition) =
             (rule.meta.id.as_deref(), &rule.logsource, &rule.condition);
@@ -1166,16 +1160,10 @@ mod tests {
 
     #[test]
     fn a_literal_longer_than_the_window_still_matches_only_itself() {
-        let mut rules = RuleCollection::default();
         let long = format!("HKLM\\Software\\{}\\Run", "Vendor".repeat(8));
         let other = format!("HKLM\\Other\\{}\\Run", "Vendor".repeat(8));
         let yaml = format!("title: t\nlogsource: {{product: test}}\ndetection:\n  sel: {{TargetObject|contains: '{long}'}}\n  condition: sel\n");
-        crate::load_text(
-            "t.yml".as_ref(),
-            &yaml,
-            &crate::Placeholders::new(),
-            &mut rules,
-        );
+        let rules = crate::loader::rules_from_yaml(&yaml);
         let set = RuleSetBuilder::new(Profile::passthrough())
             .build(&rules)
             .set;

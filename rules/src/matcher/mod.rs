@@ -865,14 +865,8 @@ mod tests {
     #[test]
     fn fingerprints_over_a_column_credit_the_value_holding_the_literal() {
         use crate::compile::paths::{FingerprintPath, MatchPaths};
-        let mut rules = crate::RuleCollection::default();
         let yaml = "title: t\nlogsource: {product: test}\ndetection:\n  sel: {CommandLine|contains: 'sekurlsa::'}\n  condition: sel\n";
-        crate::load_text(
-            "t.yml".as_ref(),
-            yaml,
-            &crate::Placeholders::new(),
-            &mut rules,
-        );
+        let rules = crate::loader::rules_from_yaml(yaml);
         for fingerprints in [FingerprintPath::Auto, FingerprintPath::Always] {
             let set = crate::RuleSetBuilder::new(crate::Profile::passthrough())
                 .paths(MatchPaths {
