@@ -379,7 +379,7 @@ impl RuleSet {
     }
 
     /// The prefilter automata built: each one's kind, and whether SIMD
-    /// fingerprints are searched before it (what [`MatchPaths`] chose).
+    /// fingerprints search long values in its place (what [`MatchPaths`] chose).
     /// Hash-literal sets are not automata: see [`RuleSet::hash_sets_built`].
     pub fn automata_built(&self) -> Vec<(AutomatonPath, bool)> {
         self.automata

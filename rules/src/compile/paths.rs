@@ -36,7 +36,8 @@ pub enum ScanPath {
     Rows,
 }
 
-/// The SIMD fingerprints searched before the automaton.
+/// The SIMD fingerprints, which find a field's literals in long values in
+/// place of the automaton.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum FingerprintPath {
     /// Where the literals allow them, for values of 128 bytes or more.
@@ -68,7 +69,8 @@ pub struct MatchPaths {
 }
 
 impl MatchPaths {
-    /// The value length from which fingerprints are searched first.
+    /// The value length from which fingerprints search in place of the
+    /// automaton.
     pub(crate) fn fingerprint_min_len(&self) -> usize {
         match self.fingerprints {
             FingerprintPath::Always => 0,
