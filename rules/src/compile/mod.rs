@@ -222,6 +222,10 @@ pub(crate) struct CompiledRule {
     pub(crate) info: RuleInfo,
     pub(crate) route: usize,
     pub(crate) node: Node,
+    /// Literal leaves of which at least one holds in every row the rule
+    /// matches (see [`trigger`]): when the prefilter found none of their
+    /// literals in a batch, the rule is not evaluated on it.
+    pub(crate) trigger: Option<Vec<LeafId>>,
     /// What the rule detects: its condition with the global filters added.
     pub(crate) detection: Arc<Cond>,
     /// [`RuleSet::digest`], computed when first asked for (formatting and
@@ -700,6 +704,7 @@ impl RuleSetBuilder {
                 info,
                 route,
                 node,
+                trigger: None,
                 detection: Arc::new(condition.into_owned()),
                 digest: OnceLock::new(),
             });
@@ -719,6 +724,9 @@ impl RuleSetBuilder {
             for n in &automaton.needles {
                 searched[*n] = true;
             }
+        }
+        for rule in &mut rules {
+            rule.trigger = trigger(&rule.node, &interner.leaves, &searched);
         }
         let set = RuleSet {
             searched,
@@ -933,6 +941,34 @@ fn build_automaton(
         scope,
         needles: needles.iter().map(|(_, id)| *id).collect(),
     })
+}
+
+/// Leaves of `node` of which at least one holds wherever `node` does, all
+/// of them literals some automaton searches, so that the prefilter's hits
+/// tell when none can hold; the fewest such. None when the node can hold
+/// without any literal found (a negation, a regex, a comparison, ...).
+fn trigger(node: &Node, leaves: &[Leaf], searched: &[bool]) -> Option<Vec<LeafId>> {
+    match node {
+        Node::Leaf(id) => match leaves[*id].kind {
+            LeafKind::Text {
+                needle: Some(needle),
+                ..
+            } if searched[needle] => Some(vec![*id]),
+            _ => None,
+        },
+        Node::And(children) => children
+            .iter()
+            .filter_map(|c| trigger(c, leaves, searched))
+            .min_by_key(Vec::len),
+        Node::Or(children) | Node::AtLeast(1.., children) => {
+            let mut all = Vec::new();
+            for child in children {
+                all.extend(trigger(child, leaves, searched)?);
+            }
+            Some(all)
+        }
+        Node::AtLeast(0, _) | Node::Not(_) => None,
+    }
 }
 
 fn node_cost(node: &Node, leaves: &[Leaf]) -> u32 {
@@ -1156,6 +1192,39 @@ mod tests {
             .build(&rules)
             .set;
         assert_eq!(set.digest(0), expected);
+    }
+
+    /// The trigger of each rule: how many literal leaves it has, or none.
+    fn trigger_sizes(yaml: &str) -> Vec<Option<usize>> {
+        let set = RuleSetBuilder::new(Profile::passthrough())
+            .build(&crate::loader::rules_from_yaml(yaml))
+            .set;
+        set.rules
+            .iter()
+            .map(|r| r.trigger.as_ref().map(Vec::len))
+            .collect()
+    }
+
+    #[test]
+    fn a_trigger_is_the_fewest_literals_one_of_which_every_match_holds() {
+        let rule = |condition: &str| {
+            format!("title: t\nlogsource: {{product: test}}\ndetection:\n  sel_a: {{Image|endswith: ['\\a.exe', '\\b.exe', '\\c.exe']}}\n  sel_b: {{CommandLine|contains: 'x1'}}\n  re: {{CommandLine|re: 'a.*b'}}\n  condition: {condition}\n")
+        };
+        let cases = [
+            ("sel_a", Some(3)),
+            ("sel_a and sel_b", Some(1)),
+            ("sel_a or sel_b", Some(4)),
+            ("1 of sel_*", Some(4)),
+            ("sel_a and not sel_b", Some(3)),
+            ("sel_a or not sel_b", None),
+            ("not sel_b", None),
+            ("re", None),
+            ("re and sel_b", Some(1)),
+            ("re or sel_b", None),
+        ];
+        for (condition, expected) in cases {
+            assert_eq!(trigger_sizes(&rule(condition)), [expected], "{condition}");
+        }
     }
 
     #[test]

@@ -139,6 +139,12 @@ impl RuleSet {
             if domain.is_empty() {
                 continue;
             }
+            if let Some(trigger) = &rule.trigger {
+                if !trigger.iter().any(|&id| self.may_hold(id, batch, scratch)) {
+                    scratch.rule_stats[index].evaluations += 1;
+                    continue;
+                }
+            }
             let started = Instant::now();
             let hit = self.eval(&rule.node, &domain, batch, scratch);
             let before = matches.len();
@@ -453,6 +459,30 @@ impl RuleSet {
             LeafKind::AnyValue | LeafKind::Null | LeafKind::Exists => {}
         }
         out
+    }
+
+    /// Whether a literal leaf of some rule's trigger can hold in some row:
+    /// false when the prefilter found its literal nowhere in the batch and
+    /// the field has no column the prefilter does not search (numbers and
+    /// booleans are tested without it).
+    fn may_hold(&self, id: LeafId, batch: &RecordBatch, s: &mut Scratch) -> bool {
+        if let Some(cached) = &s.leaf_cache[id] {
+            return !cached.is_empty();
+        }
+        let leaf = &self.leaves[id];
+        let LeafKind::Text {
+            needle: Some(needle),
+            ..
+        } = leaf.kind
+        else {
+            return true;
+        };
+        self.ready_field(leaf.field, batch, s);
+        if Self::columns_of(leaf.field, s).any(|c| !c.is_text()) {
+            return true;
+        }
+        self.scan_field(leaf.field, batch, s);
+        s.hits[needle].is_some()
     }
 
     /// Adds the rows where one of the field's columns is present with a
