@@ -42,12 +42,16 @@ pub struct RuleMatch {
 /// Work done for one rule since the stats were last drained.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RuleStats {
-    /// Batches in which the rule was evaluated (its logsource had rows).
+    /// Batches in which the rule was evaluated (its logsource had rows),
+    /// including those it was skipped on because none of its literals was
+    /// in them.
     pub evaluations: u64,
     /// Rows it matched.
     pub matches: u64,
     /// Time spent evaluating it, in nanoseconds. Shared work (a field's
-    /// prefilter search) is counted for the first rule that needs it.
+    /// prefilter search) is counted for the first rule that needs it while
+    /// evaluating; a search run to check the rules' triggers (whether any
+    /// of their literals is in the batch) is counted for none.
     pub nanos: u64,
 }
 
