@@ -119,6 +119,19 @@ impl Walker<'_> {
         Ok(empty)
     }
 
+    /// Reads the bracket `open` just peeked at and writes it to `out`;
+    /// whether the collection is empty (then `close` is read and written
+    /// too).
+    fn opened_written(&mut self, open: u8, close: u8, out: &mut String) -> Walk<bool> {
+        out.push(char::from(open));
+        self.at += 1;
+        let empty = self.empty(close)?;
+        if empty {
+            out.push(char::from(close));
+        }
+        Ok(empty)
+    }
+
     fn expect(&mut self, byte: u8) -> Walk<()> {
         if self.peek()? != byte {
             return Err(GaveUp);
@@ -243,10 +256,7 @@ impl Walker<'_> {
                 self.compact_string(out)?;
             }
             b'{' => {
-                self.at += 1;
-                out.push('{');
-                if self.empty(b'}')? {
-                    out.push('}');
+                if self.opened_written(b'{', b'}', out)? {
                     return Ok(());
                 }
                 loop {
@@ -264,13 +274,9 @@ impl Walker<'_> {
                 }
             }
             b'[' => {
-                self.at += 1;
-                out.push('[');
-                if self.empty(b']')? {
-                    out.push(']');
-                    return Ok(());
+                if !self.opened_written(b'[', b']', out)? {
+                    self.compact_items(out, depth)?;
                 }
-                self.compact_items(out, depth)?;
             }
             b't' => out.push_str(self.word_text("true")?),
             b'f' => out.push_str(self.word_text("false")?),
