@@ -35,8 +35,22 @@ pub fn wait_until_ready(stderr: std::process::ChildStderr) -> anyhow::Result<()>
 /// `vagt run` as the throughput, latency and peer runs start it: the
 /// Windows profile, dead letters discarded, and `--workers` when given.
 pub fn vagt_run_command(vagt: &Path, workers: Option<usize>) -> std::process::Command {
+    vagt_run_command_cached(vagt, workers, None)
+}
+
+/// As [`vagt_run_command`], its rules taken from the rules cache in
+/// `rules_cache` where kept there (else every rules file parsed, as on a
+/// first run).
+pub fn vagt_run_command_cached(
+    vagt: &Path,
+    workers: Option<usize>,
+    rules_cache: Option<&Path>,
+) -> std::process::Command {
     let mut command = std::process::Command::new(vagt);
     command.args(["run", "--profile", "windows", "--dead-letters", "/dev/null"]);
+    command
+        .arg("--rules-cache")
+        .arg(rules_cache.unwrap_or(Path::new("off")));
     if let Some(n) = workers {
         command.arg("--workers").arg(n.to_string());
     }

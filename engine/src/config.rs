@@ -223,6 +223,11 @@ pub struct RunConfig {
     /// Values for `%placeholder%` with the `expand` modifier.
     #[serde(default)]
     pub placeholders: HashMap<String, Vec<String>>,
+    /// Where what each rules file loaded to is kept between runs, so that
+    /// unchanged files are not parsed again: `auto` (the user's cache
+    /// folder, the default), `off`, or a folder.
+    #[serde(default)]
+    pub rules_cache: RulesCacheSetting,
     /// Critical-process catalog.
     #[serde(default)]
     pub catalog: Option<PathBuf>,
@@ -293,6 +298,59 @@ pub struct RunConfig {
     /// The file it was read from, if any.
     #[serde(skip)]
     pub source: Option<ConfigSource>,
+}
+
+/// The `rules_cache` setting.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum RulesCacheSetting {
+    /// `$XDG_CACHE_HOME/vagt`, else `$HOME/.cache/vagt`; no cache when
+    /// neither is set.
+    #[default]
+    Auto,
+    /// Every rules file parsed on every load.
+    Off,
+    /// This folder.
+    Dir(PathBuf),
+}
+
+/// An empty `rules_cache` setting.
+#[derive(Debug, thiserror::Error)]
+#[error("rules cache: expected `auto`, `off` or a folder, not an empty string")]
+pub struct EmptyRulesCacheSetting;
+
+impl std::str::FromStr for RulesCacheSetting {
+    type Err = EmptyRulesCacheSetting;
+
+    /// `auto`, `off`, or a folder.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(match text {
+            "" => return Err(EmptyRulesCacheSetting),
+            "auto" => RulesCacheSetting::Auto,
+            "off" => RulesCacheSetting::Off,
+            dir => RulesCacheSetting::Dir(PathBuf::from(dir)),
+        })
+    }
+}
+
+impl RulesCacheSetting {
+    /// The cache it names, if any.
+    pub fn cache(&self) -> Option<vagt_rules::RulesCache> {
+        match self {
+            RulesCacheSetting::Auto => {
+                vagt_rules::RulesCache::default_dir().map(vagt_rules::RulesCache::in_dir)
+            }
+            RulesCacheSetting::Off => None,
+            RulesCacheSetting::Dir(dir) => Some(vagt_rules::RulesCache::in_dir(dir)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RulesCacheSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 fn default_profile() -> String {

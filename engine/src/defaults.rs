@@ -43,6 +43,7 @@ pub fn default_config() -> RunConfig {
         rules: vec![dir.join("rules")],
         profile: "windows".into(),
         placeholders: Default::default(),
+        rules_cache: Default::default(),
         catalog: Some(dir.join("catalog.yaml")),
         inputs: inputs.into_iter().map(InputConfig::file).collect(),
         output: None,

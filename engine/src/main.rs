@@ -141,6 +141,10 @@ struct PipelineFlags {
     /// Field/logsource profile: `windows`, `passthrough`, or a profile file.
     #[arg(long)]
     profile: Option<String>,
+    /// Where unchanged rules files' parses are kept between runs: `auto`
+    /// (the user's cache folder, the default), `off`, or a folder.
+    #[arg(long, value_name = "auto|off|DIR")]
+    rules_cache: Option<vagt_engine::config::RulesCacheSetting>,
     /// Detection workers evaluating batches at the same time (default: the
     /// machine's cores).
     #[arg(long)]
@@ -162,6 +166,9 @@ impl PipelineFlags {
         }
         if let Some(p) = self.profile {
             config.profile = p;
+        }
+        if let Some(setting) = self.rules_cache {
+            config.rules_cache = setting;
         }
         if let Some(w) = self.workers {
             config.workers = Some(w);

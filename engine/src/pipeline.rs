@@ -28,7 +28,8 @@ use tokio::sync::mpsc;
 use vagt_connectors::{FileId, Origin};
 use vagt_rules::window::{RestoreReport, TimestampSpec};
 use vagt_rules::{
-    load_paths, Compiled, LoadError, Profile, ProfileError, Rejection, RuleSetBuilder, Unroutable,
+    load_paths_with, Compiled, LoadError, Profile, ProfileError, Rejection, RuleSetBuilder,
+    Unroutable,
 };
 
 use crate::alert::FieldCandidates;
@@ -112,6 +113,9 @@ pub struct RunSummary {
     pub rules_rejected: usize,
     /// Rules whose logsource the profile cannot route.
     pub rules_unroutable: usize,
+    /// What the rules cache did: files taken from it and parsed, whether
+    /// it was written, what went wrong (none with `rules_cache: off`).
+    pub rules_cache: Option<vagt_rules::CacheUse>,
     /// Windowed rules (correlations and statistics) planned.
     pub windowed_rules: usize,
     /// Events refused by windowed rules as later than the allowed lateness.
@@ -289,13 +293,26 @@ pub fn compile_rules(
     config: &RunConfig,
     profile: &Profile,
     intel: Option<&crate::intel::Intel>,
-) -> Result<(Compiled, [u8; 32]), PipelineError> {
-    let collection = load_rules(config)?;
+) -> Result<LoadedRules, PipelineError> {
+    let mut collection = load_rules(config)?;
     let digest = collection.digest;
-    Ok((
-        compile_collection(collection, config, profile, intel),
+    let cache = collection.cache.take();
+    Ok(LoadedRules {
+        compiled: compile_collection(collection, config, profile, intel),
         digest,
-    ))
+        cache,
+    })
+}
+
+/// The configured rules, compiled.
+#[derive(Debug)]
+pub struct LoadedRules {
+    /// The rule set and windowed rules.
+    pub compiled: Compiled,
+    /// The digest of the rule files read.
+    pub digest: [u8; 32],
+    /// What the rules cache did, if one was used.
+    pub cache: Option<vagt_rules::CacheUse>,
 }
 
 /// Compiles loaded rules, their `%feed:NAME%` values resolved to
@@ -315,8 +332,25 @@ pub(crate) fn compile_collection(
 }
 
 /// Loads the configured rules, not yet compiled.
+/// (taken from the rules cache where unchanged; its problems are warned
+/// of, never fatal).
 pub(crate) fn load_rules(config: &RunConfig) -> Result<vagt_rules::RuleCollection, PipelineError> {
-    Ok(load_paths(&config.rules, &config.placeholders)?)
+    let cache = config.rules_cache.cache();
+    let collection = load_paths_with(&config.rules, &config.placeholders, cache.as_ref())?;
+    if let Some(used) = &collection.cache {
+        for problem in &used.problems {
+            tracing::warn!("{problem}");
+        }
+        tracing::debug!(
+            file = %used.file.display(),
+            files = used.files,
+            hits = used.hits,
+            parsed = used.parsed,
+            written = used.written,
+            "rules cache"
+        );
+    }
+    Ok(collection)
 }
 
 /// The catalog, and the routes and warning service over it and the
@@ -391,7 +425,11 @@ pub async fn run_until(
     let profile = load_profile(&config.profile)?;
     // The feeds first: rules may refer to them.
     let intel = crate::intel::start_configured(config.intel.as_ref(), &profile)?;
-    let (compiled, rules_digest) = compile_rules(&config, &profile, intel.as_deref())?;
+    let LoadedRules {
+        compiled,
+        digest: rules_digest,
+        cache: rules_cache,
+    } = compile_rules(&config, &profile, intel.as_deref())?;
     compiled.rejected.iter().for_each(|r| observer.rejected(r));
     compiled
         .unroutable
@@ -432,6 +470,7 @@ pub async fn run_until(
         rules_loaded: compiled.set.len(),
         rules_rejected: compiled.rejected.len(),
         rules_unroutable: compiled.unroutable.len(),
+        rules_cache,
         ..RunSummary::default()
     };
 

@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use crate::cli::{alerts, vagt};
+use crate::cli::{alerts, run_rules_over};
 
 #[test]
 fn malformed_events_and_rules_are_reported_and_the_rest_alerts() {
@@ -53,15 +53,7 @@ fn malformed_events_and_rules_are_reported_and_the_rest_alerts() {
     drop(f);
 
     let dead = dir.path().join("dead.jsonl");
-    let out = vagt(&[
-        "run",
-        "--rules",
-        rules.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--dead-letters",
-        dead.to_str().unwrap(),
-    ]);
+    let out = run_rules_over(&rules, &input, &["--dead-letters", dead.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),

@@ -1,6 +1,6 @@
 //! `vagt rules check` and `vagt run` with flags and config files.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub fn vagt(args: &[&str]) -> Output {
@@ -9,6 +9,29 @@ pub fn vagt(args: &[&str]) -> Output {
         .env_remove("VAGT_FIXTURES")
         .output()
         .expect("run vagt")
+}
+
+/// `vagt run --rules RULES --input INPUT` and `more` arguments.
+pub fn run_rules_over(rules: &Path, input: &Path, more: &[&str]) -> Output {
+    let mut args = vec![
+        "run",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ];
+    args.extend_from_slice(more);
+    vagt(&args)
+}
+
+/// The run summary a successful run wrote with `--stats stats`.
+pub fn summary_of(out: &Output, stats: &Path) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&std::fs::read_to_string(stats).unwrap()).unwrap()
 }
 
 pub fn repo() -> PathBuf {
@@ -115,15 +138,7 @@ fn run_with_flags_and_with_a_config_file() {
     let rule = dir.path().join("rule.yml");
     let input = dir.path().join("events.jsonl");
     let stats = dir.path().join("stats.json");
-    let out = vagt(&[
-        "run",
-        "--rules",
-        rule.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--stats",
-        stats.to_str().unwrap(),
-    ]);
+    let out = run_rules_over(&rule, &input, &["--stats", stats.to_str().unwrap()]);
     assert!(
         out.status.success(),
         "{}",
@@ -452,13 +467,7 @@ fn batches_are_cut_at_batch_size_events_or_batch_bytes_of_text() {
         let mut args = vec!["run", "--workers", "1", "--stats", stats.to_str().unwrap()];
         args.extend_from_slice(extra);
         let out = vagt(&args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let summary: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+        let summary = summary_of(&out, &stats);
         let batches = summary["detection"]["batches"].as_u64().unwrap();
         (
             summary["events"].as_u64().unwrap(),
@@ -586,6 +595,104 @@ fn a_failing_rule_test_shows_the_rule_the_case_and_the_events_that_differ() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("rule tests: 0 of 4 cases passed (4 failed)"),
+        "{stderr}"
+    );
+}
+
+/// The rules cache through `vagt run`: the second run takes every rules
+/// file from it and alerts the same; a changed file is parsed again; a
+/// damaged cache is warned of and rebuilt; `off` reads and writes none.
+#[test]
+fn the_rules_cache_spares_unchanged_files_the_parse() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    let mut files = 0;
+    for entry in std::fs::read_dir(repo().join("fixtures/rules")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if name.ends_with(".yml") && !name.ends_with(".test.yml") {
+            std::fs::copy(&path, rules.join(&name)).unwrap();
+            files += 1;
+        }
+    }
+    let cache = dir.path().join("cache");
+    let stats = dir.path().join("stats.json");
+    let input = repo().join("fixtures/logs/hospital-nord-sysmon.jsonl");
+    let run = |setting: &str| {
+        let out = run_rules_over(
+            &rules,
+            &input,
+            &["--rules-cache", setting, "--stats", stats.to_str().unwrap()],
+        );
+        let summary = summary_of(&out, &stats);
+        let ids: Vec<String> = alerts(&out)
+            .iter()
+            .map(|a| format!("{} {}", a["rule"]["id"], a["source"]["line"]))
+            .collect();
+        (summary["rules_cache"].clone(), ids, out)
+    };
+    let counts = |used: &serde_json::Value| {
+        (
+            used["hits"].as_u64().unwrap(),
+            used["parsed"].as_u64().unwrap(),
+            used["written"].as_bool().unwrap(),
+        )
+    };
+    let setting = cache.to_str().unwrap();
+
+    let (first, parsed_alerts, _) = run(setting);
+    assert_eq!(first["files"], files);
+    assert_eq!(counts(&first), (0, files, true), "{first}");
+    assert!(!parsed_alerts.is_empty(), "the fixtures' rules alert");
+
+    let (second, cached_alerts, _) = run(setting);
+    assert_eq!(counts(&second), (files, 0, false), "{second}");
+    assert_eq!(cached_alerts, parsed_alerts);
+
+    let changed = rules.join("proc_creation_win_lsass_memory_dump.yml");
+    let text = std::fs::read_to_string(&changed).unwrap();
+    std::fs::write(&changed, format!("{text}\n# tuned\n")).unwrap();
+    let (third, _, _) = run(setting);
+    assert_eq!(counts(&third), (files - 1, 1, true), "{third}");
+
+    let file = std::path::PathBuf::from(third["file"].as_str().unwrap());
+    assert!(file.starts_with(&cache), "{}", file.display());
+    std::fs::write(&file, b"not a rules cache").unwrap();
+    let (damaged, damaged_alerts, out) = run(setting);
+    assert_eq!(counts(&damaged), (0, files, true), "{damaged}");
+    assert!(
+        damaged["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("is damaged"),
+        "{damaged}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is damaged"),
+        "the damage is warned of"
+    );
+    assert_eq!(damaged_alerts, parsed_alerts);
+
+    let (off, off_alerts, _) = run("off");
+    assert!(off.is_null(), "{off}");
+    assert_eq!(off_alerts, parsed_alerts);
+}
+
+#[test]
+fn an_empty_rules_cache_setting_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("vagt.yaml");
+    std::fs::write(
+        &config,
+        "rules: [rules]\ninputs: [{path: events.jsonl}]\nrules_cache: ''\n",
+    )
+    .unwrap();
+    let out = vagt(&["run", "--config", config.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("rules_cache") && stderr.contains("expected `auto`, `off` or a folder"),
         "{stderr}"
     );
 }

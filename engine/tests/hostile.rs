@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::cli::{alerts, corpora, vagt};
+use crate::cli::{alerts, corpora, run_rules_over, vagt};
 use crate::metrics::{free_port, scrape, value};
 
 const GOOD: &str = "title: Good\nid: 77777777-0000-4000-8000-000000000007\nlogsource: {product: windows}\ndetection:\n  sel: {CommandLine|contains: mimikatz}\n  condition: sel\n";
@@ -104,15 +104,7 @@ fn hostile_rules_are_rejected_and_the_good_rule_runs() {
         .collect();
     std::fs::write(&input, events.join("\n")).unwrap();
     let stats = dir.path().join("stats.json");
-    let out = vagt(&[
-        "run",
-        "--rules",
-        rules.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--stats",
-        stats.to_str().unwrap(),
-    ]);
+    let out = run_rules_over(&rules, &input, &["--stats", stats.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(alerts(&out).len(), 200, "{stderr}");

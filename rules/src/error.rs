@@ -6,14 +6,14 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 /// Why a single rule was rejected. The message names the construct.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error, serde::Serialize, serde::Deserialize)]
 pub enum RuleError {
     /// The YAML document does not parse.
     #[error("invalid YAML: {0}")]
     Yaml(String),
     /// A mandatory attribute is absent.
     #[error("missing required attribute '{0}'")]
-    Missing(&'static str),
+    Missing(std::borrow::Cow<'static, str>),
     /// An attribute has the wrong shape.
     #[error("attribute '{attribute}': {message}")]
     Attribute {

@@ -12,6 +12,7 @@
 //! The crate is synchronous and knows nothing of I/O runtimes; the engine
 //! feeds it batches.
 
+pub mod cache;
 pub mod compile;
 pub mod error;
 pub mod loader;
@@ -22,6 +23,7 @@ pub mod sigma;
 pub mod window;
 pub mod workers;
 
+pub use cache::{CacheError, CacheUse, RulesCache};
 pub use compile::feeds::{LiveSet, LiveSets, SetTest, UncheckedFeeds};
 pub use compile::paths::{AutomatonPath, FingerprintPath, HashPath, MatchPaths, ScanPath};
 pub use compile::{
@@ -30,7 +32,8 @@ pub use compile::{
 };
 pub use error::{LoadError, ProfileError, RuleError};
 pub use loader::{
-    load_paths, load_text, LoadedRule, LoadedWindowRule, Origin, Rejection, RuleCollection,
+    load_paths, load_paths_with, load_text, LoadedRule, LoadedWindowRule, Origin, Rejection,
+    RuleCollection,
 };
 pub use matcher::{RowSet, RuleMatch, RuleStats, Scratch};
 pub use profile::Profile;

@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 use serde_yaml_ng::Value;
 use sha2::{Digest, Sha256};
 
+use crate::cache::{file_key, CacheUse, FileKey, RulesCache};
 use crate::error::{LoadError, RuleError};
 use crate::sigma::{parse_document, Document, Placeholders, SigmaFilter, SigmaRule};
 use crate::window::WindowRule;
 
 /// Where a document came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Origin {
     /// The file.
     pub path: PathBuf,
@@ -27,7 +28,7 @@ impl std::fmt::Display for Origin {
 }
 
 /// A rule that loaded.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LoadedRule {
     /// The rule.
     pub rule: SigmaRule,
@@ -36,7 +37,7 @@ pub struct LoadedRule {
 }
 
 /// A global filter that loaded.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LoadedFilter {
     /// The filter.
     pub filter: SigmaFilter,
@@ -45,7 +46,7 @@ pub struct LoadedFilter {
 }
 
 /// A document that was rejected, and why.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Rejection {
     /// Where.
     pub origin: Origin,
@@ -71,7 +72,7 @@ impl std::fmt::Display for Rejection {
 }
 
 /// Everything loaded from a set of paths.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct RuleCollection {
     /// Detection rules.
     pub rules: Vec<LoadedRule>,
@@ -81,13 +82,18 @@ pub struct RuleCollection {
     pub windows: Vec<LoadedWindowRule>,
     /// Rejected documents.
     pub rejected: Vec<Rejection>,
-    /// SHA-256 over the files read (paths and contents, in load order):
-    /// the same files give the same digest.
+    /// SHA-256 over the files read (over each one's SHA-256 of its path,
+    /// length and bytes, in load order): the same files give the same
+    /// digest.
+    #[serde(skip)]
     pub digest: [u8; 32],
+    /// What the rules cache did, when one was used.
+    #[serde(skip)]
+    pub cache: Option<CacheUse>,
 }
 
 /// A windowed rule that loaded.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LoadedWindowRule {
     /// The rule.
     pub rule: WindowRule,
@@ -110,45 +116,93 @@ pub fn load_paths<P: AsRef<Path>>(
     paths: &[P],
     placeholders: &Placeholders,
 ) -> Result<RuleCollection, LoadError> {
+    load_paths_with(paths, placeholders, None)
+}
+
+/// As [`load_paths`], taking what an unchanged file loaded to from
+/// `cache` instead of parsing it again, and keeping what the others load
+/// to there (see [`crate::cache`]; [`RuleCollection::cache`] says what it
+/// did).
+pub fn load_paths_with<P: AsRef<Path>>(
+    paths: &[P],
+    placeholders: &Placeholders,
+    cache: Option<&RulesCache>,
+) -> Result<RuleCollection, LoadError> {
     let mut files = Vec::new();
     for path in paths {
         collect_files(path.as_ref(), &mut files)?;
     }
-    // Read and parsed on every core, gathered in the files' order.
-    let parsed = crate::parallel::map(&files, |file| -> Result<_, LoadError> {
+    let opened = cache.map(|c| c.open(paths, placeholders));
+    // Read and parsed (or taken from the cache) on every core, gathered
+    // in the files' order.
+    let loaded = crate::parallel::map(&files, |file| -> Result<_, LoadError> {
         let bytes = std::fs::read(file).map_err(|source| LoadError::Io {
             path: file.clone(),
             source,
         })?;
-        let mut one = RuleCollection::default();
-        match std::str::from_utf8(&bytes) {
-            Ok(text) => load_text(file, text, placeholders, &mut one),
-            Err(_) => one.rejected.push(Rejection {
-                origin: Origin {
-                    path: file.clone(),
-                    line: 1,
-                },
-                rule_id: None,
-                title: None,
-                error: RuleError::Yaml("file is not valid UTF-8".into()),
-            }),
+        let key = file_key(file, &bytes);
+        if let Some(kept) = opened.as_ref().and_then(|o| o.get(&key)) {
+            return Ok(FileLoad {
+                key,
+                one: kept,
+                parsed: false,
+            });
         }
-        Ok((bytes, one))
+        Ok(FileLoad {
+            one: load_file(file, &bytes, placeholders),
+            key,
+            parsed: true,
+        })
     });
+    let loaded = loaded.into_iter().collect::<Result<Vec<_>, _>>()?;
     let mut digest = Sha256::new();
+    for load in &loaded {
+        digest.update(load.key);
+    }
+    let cache_use = opened.map(|opened| {
+        let kept: Vec<_> = loaded
+            .iter()
+            .map(|l| (l.key, l.parsed.then_some(&l.one)))
+            .collect();
+        let hits = loaded.iter().filter(|l| !l.parsed).count();
+        opened.store(&kept, hits)
+    });
     let mut out = RuleCollection::default();
-    for (file, result) in files.iter().zip(parsed) {
-        let (bytes, one) = result?;
-        digest.update(file.as_os_str().as_encoded_bytes());
-        digest.update((bytes.len() as u64).to_le_bytes());
-        digest.update(&bytes);
-        out.rules.extend(one.rules);
-        out.filters.extend(one.filters);
-        out.windows.extend(one.windows);
-        out.rejected.extend(one.rejected);
+    for load in loaded {
+        out.rules.extend(load.one.rules);
+        out.filters.extend(load.one.filters);
+        out.windows.extend(load.one.windows);
+        out.rejected.extend(load.one.rejected);
     }
     out.digest = digest.finalize().into();
+    out.cache = cache_use;
     Ok(out)
+}
+
+/// One rules file: its key (path and bytes) and what it loaded to.
+struct FileLoad {
+    key: FileKey,
+    one: RuleCollection,
+    /// Parsed now, not taken from the cache.
+    parsed: bool,
+}
+
+/// Parses every document of one rules file.
+fn load_file(file: &Path, bytes: &[u8], placeholders: &Placeholders) -> RuleCollection {
+    let mut one = RuleCollection::default();
+    match std::str::from_utf8(bytes) {
+        Ok(text) => load_text(file, text, placeholders, &mut one),
+        Err(_) => one.rejected.push(Rejection {
+            origin: Origin {
+                path: file.to_path_buf(),
+                line: 1,
+            },
+            rule_id: None,
+            title: None,
+            error: RuleError::Yaml("file is not valid UTF-8".into()),
+        }),
+    }
+    one
 }
 
 fn collect_files(path: &Path, files: &mut Vec<PathBuf>) -> Result<(), LoadError> {

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use vagt_rules::{load_paths, Placeholders, Profile, RuleSetBuilder};
+use vagt_rules::{load_paths, load_paths_with, Placeholders, Profile, RuleSetBuilder, RulesCache};
 
 /// `../shared/corpora` relative to the repository; panics loudly if absent.
 pub fn corpora() -> PathBuf {
@@ -37,6 +37,31 @@ fn sigmahq_rules_load_and_compile() {
         loaded * 100 >= total * 99,
         "only {loaded} of {total} rules loaded"
     );
+}
+
+/// Every SigmaHQ rules file, taken from the rules cache, loads to what
+/// parsing it gives: the cache's format covers everything a load holds.
+#[test]
+fn sigmahq_rules_come_back_from_the_cache_as_parsed() {
+    let root = corpora().join("sigmahq/rules");
+    let kept = tempfile::tempdir().expect("temporary folder");
+    let cache = RulesCache::in_dir(kept.path());
+    let none = Placeholders::new();
+    let parsed = load_paths(&[&root], &none).expect("read rules");
+    let first = load_paths_with(&[&root], &none, Some(&cache)).expect("read rules");
+    let cached = load_paths_with(&[&root], &none, Some(&cache)).expect("read rules");
+    let used = cached.cache.clone().expect("a cache was given");
+    assert!(used.files > 3000, "{used:?}");
+    assert_eq!((used.hits, used.parsed), (used.files, 0), "{used:?}");
+    assert!(first.cache.expect("a cache was given").written);
+    let shape = |c: &vagt_rules::RuleCollection| {
+        format!(
+            "{:?}{:?}{:?}{:?}",
+            c.rules, c.filters, c.windows, c.rejected
+        )
+    };
+    assert_eq!(shape(&parsed), shape(&cached));
+    assert_eq!(parsed.digest, cached.digest);
 }
 
 #[test]

@@ -476,31 +476,42 @@ fn rsigma_comparison(
     write_rules(&rules, &files)?;
     let once = work.join("otrf-once.jsonl");
     std::fs::write(&once, events)?;
-    let (mut vagt_runs, mut rsigma_runs) = (Vec::new(), Vec::new());
+    // Filled by the warm-up round, read by the others.
+    let cache = work.join("rules-cache");
+    let (mut parsed_runs, mut cached_runs, mut rsigma_runs) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..=args.repeats {
         eprintln!("RSigma comparison, round {round}/{}", args.repeats);
-        let v = rsigma::vagt_run(
+        let input = (once.as_path(), count as u64);
+        let parsed = rsigma::vagt_run(&args.vagt, args.vagt_workers, &rules, input, None, work)?;
+        let cached = rsigma::vagt_run(
             &args.vagt,
             args.vagt_workers,
             &rules,
-            &once,
-            count as u64,
+            input,
+            Some(&cache),
             work,
         )?;
         let r = rsigma::rsigma_run(rsigma_cli, &rules, &once, count as u64)?;
-        if v.matches != ALERTS_PER_PASS_ALL_RULES {
-            bail!(
-                "vagt raised {} alerts, expected {ALERTS_PER_PASS_ALL_RULES}: the build under test is wrong",
-                v.matches
-            );
+        for v in [&parsed, &cached] {
+            if v.matches != ALERTS_PER_PASS_ALL_RULES {
+                bail!(
+                    "{} raised {} alerts, expected {ALERTS_PER_PASS_ALL_RULES}: the build under test is wrong",
+                    v.engine,
+                    v.matches
+                );
+            }
         }
         if round > 0 {
-            vagt_runs.push(v);
+            parsed_runs.push(parsed);
+            cached_runs.push(cached);
             rsigma_runs.push(r);
         }
     }
     Ok(rsigma::render(
-        &rsigma::median(&mut vagt_runs),
+        &[
+            rsigma::median(&mut parsed_runs),
+            rsigma::median(&mut cached_runs),
+        ],
         &rsigma::median(&mut rsigma_runs),
         files.len(),
         args.repeats,

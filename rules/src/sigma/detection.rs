@@ -60,7 +60,7 @@ pub fn lower_detection(detection: &Value, placeholders: &Placeholders) -> Result
         }
     }
     let Some(condition) = condition else {
-        return Err(RuleError::Missing("detection.condition"));
+        return Err(RuleError::Missing("detection.condition".into()));
     };
     let texts: Vec<String> = match condition {
         Value::String(s) => vec![s.clone()],

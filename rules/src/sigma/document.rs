@@ -80,19 +80,40 @@ impl fmt::Display for Level {
 }
 
 /// A rule's `logsource`.
-#[derive(
-    Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 pub struct LogSource {
     /// e.g. `windows`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub product: Option<String>,
     /// e.g. `process_creation`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub category: Option<String>,
     /// e.g. `security`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub service: Option<String>,
+}
+
+/// In JSON (alerts, reports) the attributes a rule leaves unset are left
+/// out; a binary format (the rules cache) has no names to tell which
+/// are there, so it gets all three.
+impl Serialize for LogSource {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let readable = serializer.is_human_readable();
+        let mut out = serializer.serialize_struct("LogSource", 3)?;
+        for (name, value) in [
+            ("product", &self.product),
+            ("category", &self.category),
+            ("service", &self.service),
+        ] {
+            if readable && value.is_none() {
+                out.skip_field(name)?;
+            } else {
+                out.serialize_field(name, value)?;
+            }
+        }
+        out.end()
+    }
 }
 
 impl fmt::Display for LogSource {
@@ -114,7 +135,7 @@ impl fmt::Display for LogSource {
 }
 
 /// Descriptive metadata carried into alerts.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RuleMeta {
     /// The rule's `id` (a UUID in SigmaHQ), if any.
     pub id: Option<String>,
@@ -139,7 +160,7 @@ pub struct RuleMeta {
 }
 
 /// A parsed and lowered Sigma detection rule.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SigmaRule {
     /// Metadata.
     pub meta: RuleMeta,
@@ -150,7 +171,7 @@ pub struct SigmaRule {
 }
 
 /// A Sigma global filter: tuning applied to the rules it names.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SigmaFilter {
     /// `id`.
     pub id: Option<String>,
@@ -201,7 +222,7 @@ fn parse_filter(
     filter: &Value,
     placeholders: &Placeholders,
 ) -> Result<SigmaFilter, RuleError> {
-    let title = get_str(map, "title")?.ok_or(RuleError::Missing("title"))?;
+    let title = get_str(map, "title")?.ok_or(RuleError::Missing("title".into()))?;
     let Value::Mapping(filter_map) = filter else {
         return Err(RuleError::Attribute {
             attribute: "filter".into(),
@@ -210,7 +231,7 @@ fn parse_filter(
     };
     let rules = string_list(filter_map.get("rules"), "filter.rules")?;
     if rules.is_empty() {
-        return Err(RuleError::Missing("filter.rules"));
+        return Err(RuleError::Missing("filter.rules".into()));
     }
     let mut detection = filter_map.clone();
     detection.remove("rules");
@@ -229,13 +250,13 @@ pub(crate) fn parse_rule(
     map: &Mapping,
     placeholders: &Placeholders,
 ) -> Result<SigmaRule, RuleError> {
-    let title = get_str(map, "title")?.ok_or(RuleError::Missing("title"))?;
+    let title = get_str(map, "title")?.ok_or(RuleError::Missing("title".into()))?;
     let logsource = parse_logsource(map.get("logsource"))?;
     let detection = map
         .get("detection")
-        .ok_or(RuleError::Missing("detection"))?;
+        .ok_or(RuleError::Missing("detection".into()))?;
     if map.get("logsource").is_none() {
-        return Err(RuleError::Missing("logsource"));
+        return Err(RuleError::Missing("logsource".into()));
     }
     let condition = lower_detection(detection, placeholders)?;
     Ok(SigmaRule {

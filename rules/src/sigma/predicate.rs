@@ -6,7 +6,7 @@ use crate::sigma::value::SigmaString;
 use ipnet::IpNet;
 
 /// A boolean expression over predicates.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Cond {
     /// A single test.
     Pred(Predicate),
@@ -52,7 +52,9 @@ impl Cond {
 }
 
 /// Where a predicate looks.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Target {
     /// A named event field (Sigma name, mapped to columns by the profile).
     Field(String),
@@ -61,7 +63,7 @@ pub enum Target {
 }
 
 /// A test on one field of one event.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Predicate {
     /// What is tested.
     pub target: Target,
@@ -70,7 +72,7 @@ pub struct Predicate {
 }
 
 /// Numeric comparison operators.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum CmpOp {
     /// `lt`.
     Lt,
@@ -98,7 +100,7 @@ impl CmpOp {
 }
 
 /// The part of a timestamp a time modifier extracts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum TimePart {
     /// 0..=59.
     Minute,
@@ -115,7 +117,9 @@ pub enum TimePart {
 }
 
 /// Regex flags from the `re` sub-modifiers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct RegexFlags {
     /// `i`: case-insensitive.
     pub insensitive: bool,
@@ -126,7 +130,7 @@ pub struct RegexFlags {
 }
 
 /// The kinds of test a predicate performs.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Test {
     /// Whole-value match of a Sigma string (wildcards express
     /// contains/startswith/endswith). Case-insensitive unless `cased`.
@@ -187,7 +191,7 @@ pub enum Test {
 }
 
 /// How `fieldref` compares a field's value with the other field's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum RefMatch {
     /// The same value.
     Equal,

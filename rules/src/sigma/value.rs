@@ -10,7 +10,7 @@
 use std::fmt;
 
 /// One piece of a [`SigmaString`].
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Part {
     /// Plain text, matched as is (case-folding is decided later).
     Literal(String),
@@ -21,7 +21,7 @@ pub enum Part {
 }
 
 /// A Sigma string value after wildcard and escape processing.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
 pub struct SigmaString {
     parts: Vec<Part>,
 }

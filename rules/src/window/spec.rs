@@ -37,7 +37,7 @@ use crate::sigma::{Placeholders, RuleMeta, SigmaRule};
 pub type Millis = i64;
 
 /// What a windowed rule computes.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum WindowKind {
     /// Sigma `event_count`: events per group within the timespan.
     EventCount,
@@ -118,7 +118,7 @@ impl WindowKind {
 }
 
 /// Which side of the baseline is anomalous.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Direction {
     /// More than normal (fires on the event that crosses the threshold).
     Above,
@@ -127,7 +127,7 @@ pub enum Direction {
 }
 
 /// Settings of a `baseline` rule.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BaselineSpec {
     /// Bucket length.
     pub bucket: Millis,
@@ -145,7 +145,7 @@ pub struct BaselineSpec {
 }
 
 /// A correlation condition: every bound present must hold.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Range {
     /// `gt`.
     pub gt: Option<f64>,
@@ -206,7 +206,7 @@ impl fmt::Display for Range {
 }
 
 /// A windowed rule as written.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WindowRule {
     /// Metadata (title, id, name, level, tags, ...).
     pub meta: RuleMeta,
@@ -295,7 +295,7 @@ pub fn parse_window_rule(
     map: &Mapping,
     placeholders: &Placeholders,
 ) -> Result<(WindowRule, Option<SigmaRule>), RuleError> {
-    let title = get_str(map, "title")?.ok_or(RuleError::Missing("title"))?;
+    let title = get_str(map, "title")?.ok_or(RuleError::Missing("title".into()))?;
     let meta = parse_meta(map, title)?;
     let generate =
         ["generate", "correlation", "statistic"]
@@ -340,14 +340,15 @@ fn parse_correlation(
         "generate",
     ];
     reject_unknown(section, "correlation", KEYS)?;
-    let type_name = get_str(section, "type")?.ok_or(RuleError::Missing("correlation.type"))?;
+    let type_name =
+        get_str(section, "type")?.ok_or(RuleError::Missing("correlation.type".into()))?;
     let rules = field_list(section, "correlation", "rules")?;
     if rules.is_empty() {
-        return Err(RuleError::Missing("correlation.rules"));
+        return Err(RuleError::Missing("correlation.rules".into()));
     }
     let group_by = field_list(section, "correlation", "group-by")?;
     let timespan = timespan_attr(section, "correlation", "timespan")?
-        .ok_or(RuleError::Missing("correlation.timespan"))?;
+        .ok_or(RuleError::Missing("correlation.timespan".into()))?;
     let aliases = parse_aliases(section.get("aliases"))?;
     let (condition, fields) = match section.get("condition") {
         None | Some(Value::Null) => (None, Vec::new()),
@@ -362,7 +363,7 @@ fn parse_correlation(
     let one_field = |fields: &[String]| -> Result<String, RuleError> {
         match fields {
             [one] => Ok(one.clone()),
-            [] => Err(RuleError::Missing("correlation.condition.field")),
+            [] => Err(RuleError::Missing("correlation.condition.field".into())),
             _ => Err(attr(
                 "correlation.condition.field",
                 format!("{type_name} takes one field"),
@@ -373,7 +374,7 @@ fn parse_correlation(
         "event_count" => WindowKind::EventCount,
         "value_count" => {
             if fields.is_empty() {
-                return Err(RuleError::Missing("correlation.condition.field"));
+                return Err(RuleError::Missing("correlation.condition.field".into()));
             }
             WindowKind::ValueCount { fields }
         }
@@ -406,7 +407,7 @@ fn parse_correlation(
             ))
         }
         (_, Some(c)) => Some(c),
-        (_, None) => return Err(RuleError::Missing("correlation.condition")),
+        (_, None) => return Err(RuleError::Missing("correlation.condition".into())),
     };
     if matches!(kind, WindowKind::Temporal) && condition.is_some_and(|c| !c.decided_on_event()) {
         return Err(attr(
@@ -529,7 +530,7 @@ fn parse_statistic(
         "generate",
     ];
     reject_unknown(section, "statistic", KEYS)?;
-    let type_name = get_str(section, "type")?.ok_or(RuleError::Missing("statistic.type"))?;
+    let type_name = get_str(section, "type")?.ok_or(RuleError::Missing("statistic.type".into()))?;
     let mut rules = field_list(section, "statistic", "rules")?;
     let group_by = field_list(section, "statistic", "group-by")?;
     let fields = field_list(section, "statistic", "field")?;
@@ -601,7 +602,7 @@ fn parse_statistic(
             }
             WindowKind::Baseline(BaselineSpec {
                 bucket: timespan_attr(section, "statistic", "bucket")?
-                    .ok_or(RuleError::Missing("statistic.bucket"))?,
+                    .ok_or(RuleError::Missing("statistic.bucket".into()))?,
                 field: fields.first().cloned(),
                 history,
                 warmup,
@@ -612,18 +613,18 @@ fn parse_statistic(
         "first_seen" => {
             allowed(&["field", "learning"])?;
             if fields.is_empty() {
-                return Err(RuleError::Missing("statistic.field"));
+                return Err(RuleError::Missing("statistic.field".into()));
             }
             WindowKind::FirstSeen {
                 fields,
                 learning: timespan_attr(section, "statistic", "learning")?
-                    .ok_or(RuleError::Missing("statistic.learning"))?,
+                    .ok_or(RuleError::Missing("statistic.learning".into()))?,
             }
         }
         "absence" => {
             allowed(&["timespan"])?;
             timespan = timespan_attr(section, "statistic", "timespan")?
-                .ok_or(RuleError::Missing("statistic.timespan"))?;
+                .ok_or(RuleError::Missing("statistic.timespan".into()))?;
             WindowKind::Absence
         }
         other => {
@@ -652,7 +653,7 @@ fn parse_statistic(
         Some(rule)
     } else {
         if rules.is_empty() {
-            return Err(RuleError::Missing("detection (or statistic.rules)"));
+            return Err(RuleError::Missing("detection (or statistic.rules)".into()));
         }
         None
     };

@@ -1,0 +1,529 @@
+//! The rules cache: what each rules file loaded to (its rules, filters,
+//! windowed rules and rejections), kept on disk between runs, so that a
+//! file unchanged since is not parsed again. Parsing YAML and lowering
+//! the detections was two fifths of start-up with SigmaHQ's rules.
+//!
+//! An entry serves only the same path with the same bytes, read with the
+//! same placeholders by the same vagt binary (its path, size and
+//! modification time, and the cache format's version); anything else
+//! parses the file again. A cache that cannot be read or is damaged is
+//! rebuilt; one that cannot be written costs only the time. Either is
+//! reported in [`CacheUse::problems`], never an error of the load.
+//!
+//! ```text
+//!  rules file ─► SHA-256(path, length, bytes) ─► entry? ─ yes ─► decoded (postcard)
+//!                                                 └──── no ──► parsed and lowered
+//!  a file parsed, or an entry no file used ─► every entry written aside, synced, renamed
+//! ```
+//!
+//! One cache file per set of rule paths (`rules-<hash of the paths>.bin`
+//! in the cache folder), so that runs over different rules do not evict
+//! each other's entries.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::loader::RuleCollection;
+use crate::sigma::Placeholders;
+
+/// Changes whenever what an entry holds changes shape.
+const FORMAT: u32 = 1;
+
+/// Identifies a rules file's path and bytes.
+pub(crate) type FileKey = [u8; 32];
+
+/// The key of a file at `path` holding `bytes`.
+pub(crate) fn file_key(path: &Path, bytes: &[u8]) -> FileKey {
+    let mut h = Sha256::new();
+    h.update(path.as_os_str().as_encoded_bytes());
+    h.update((bytes.len() as u64).to_le_bytes());
+    h.update(bytes);
+    h.finalize().into()
+}
+
+/// Where loaded rules are kept between runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RulesCache {
+    dir: PathBuf,
+}
+
+impl RulesCache {
+    /// A cache in `dir` (created when first written).
+    pub fn in_dir(dir: impl Into<PathBuf>) -> RulesCache {
+        RulesCache { dir: dir.into() }
+    }
+
+    /// The user's cache folder for vagt: `$XDG_CACHE_HOME/vagt`, else
+    /// `$HOME/.cache/vagt`; none when neither is set.
+    pub fn default_dir() -> Option<PathBuf> {
+        let non_empty = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+        non_empty("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| non_empty("HOME").map(|home| PathBuf::from(home).join(".cache")))
+            .map(|base| base.join("vagt"))
+    }
+
+    /// The folder it keeps its files in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The cache file for rules read from `roots`.
+    fn file_for<P: AsRef<Path>>(&self, roots: &[P]) -> PathBuf {
+        let mut h = Sha256::new();
+        for root in roots {
+            let root = root.as_ref();
+            let absolute = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+            h.update(absolute.as_os_str().as_encoded_bytes());
+            h.update([0]);
+        }
+        let digest: [u8; 32] = h.finalize().into();
+        let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        self.dir.join(format!("rules-{name}.bin"))
+    }
+
+    /// The entries kept for `roots`, if they were written by this binary
+    /// with these placeholders.
+    pub(crate) fn open<P: AsRef<Path>>(&self, roots: &[P], placeholders: &Placeholders) -> Opened {
+        let path = self.file_for(roots);
+        let stamp = match stamp(placeholders) {
+            Ok(stamp) => stamp,
+            Err(source) => {
+                return Opened::unusable(path, CacheError::Identity { source });
+            }
+        };
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Opened::empty(path, stamp);
+            }
+            Err(source) => {
+                let error = CacheError::Read {
+                    path: path.clone(),
+                    source,
+                };
+                let mut opened = Opened::empty(path, stamp);
+                opened.problems.push(error.to_string());
+                return opened;
+            }
+        };
+        let mut opened = Opened::empty(path, stamp);
+        match postcard::from_bytes::<CacheFile>(&bytes) {
+            Ok(file) if file.format == FORMAT && file.stamp == stamp => {
+                opened.entries = file
+                    .entries
+                    .into_iter()
+                    .map(|e| (e.key, e.body.0.to_vec()))
+                    .collect();
+            }
+            // Another binary or other placeholders: every file is parsed
+            // again and the cache rewritten.
+            Ok(_) => opened.superseded = true,
+            Err(e) => opened.problems.push(
+                CacheError::Damaged {
+                    path: opened.path.clone(),
+                    reason: e.to_string(),
+                }
+                .to_string(),
+            ),
+        }
+        opened
+    }
+}
+
+/// A cache file as read, its entries by file key.
+#[derive(Debug)]
+pub(crate) struct Opened {
+    path: PathBuf,
+    /// None when the running binary cannot be identified: nothing is
+    /// read or written then.
+    stamp: Option<[u8; 32]>,
+    entries: HashMap<FileKey, Vec<u8>>,
+    /// The file was written by another binary or with other placeholders.
+    superseded: bool,
+    problems: Vec<String>,
+}
+
+impl Opened {
+    fn empty(path: PathBuf, stamp: [u8; 32]) -> Opened {
+        Opened {
+            path,
+            stamp: Some(stamp),
+            entries: HashMap::new(),
+            superseded: false,
+            problems: Vec::new(),
+        }
+    }
+
+    fn unusable(path: PathBuf, error: CacheError) -> Opened {
+        Opened {
+            path,
+            stamp: None,
+            entries: HashMap::new(),
+            superseded: false,
+            problems: vec![error.to_string()],
+        }
+    }
+
+    /// What the file with `key` loaded to, if kept and readable.
+    pub(crate) fn get(&self, key: &FileKey) -> Option<RuleCollection> {
+        postcard::from_bytes(self.entries.get(key)?).ok()
+    }
+
+    /// Writes the entries of the files loaded now, in their order (`files`:
+    /// each file's key and what it loaded to, `None` for a file whose
+    /// entry was used as kept), when anything changed.
+    pub(crate) fn store(
+        mut self,
+        files: &[(FileKey, Option<&RuleCollection>)],
+        hits: usize,
+    ) -> CacheUse {
+        let parsed = files.len() - hits;
+        let mut report = CacheUse {
+            file: self.path.clone(),
+            files: files.len(),
+            hits,
+            parsed,
+            written: false,
+            problems: std::mem::take(&mut self.problems),
+        };
+        let Some(stamp) = self.stamp else {
+            return report;
+        };
+        let stale = self.entries.len() != hits || self.superseded;
+        if parsed == 0 && !stale {
+            return report;
+        }
+        let mut entries = Vec::with_capacity(files.len());
+        for (key, loaded) in files {
+            let body = match loaded {
+                Some(collection) => match postcard::to_stdvec(collection) {
+                    Ok(body) => body,
+                    // A path that is not UTF-8: that file is not kept.
+                    Err(_) => continue,
+                },
+                None => match self.entries.remove(key) {
+                    Some(body) => body,
+                    None => continue,
+                },
+            };
+            entries.push((*key, body));
+        }
+        let file = CacheFile {
+            format: FORMAT,
+            stamp,
+            entries: entries
+                .iter()
+                .map(|(key, body)| Entry {
+                    key: *key,
+                    body: Bytes(body),
+                })
+                .collect(),
+        };
+        match write_aside(&self.path, &file) {
+            Ok(()) => report.written = true,
+            Err(e) => report.problems.push(e.to_string()),
+        }
+        report
+    }
+}
+
+/// What the cache did for one load.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CacheUse {
+    /// The cache file.
+    pub file: PathBuf,
+    /// Rules files read.
+    pub files: usize,
+    /// Files whose kept entry was used.
+    pub hits: usize,
+    /// Files parsed (new, changed, or not kept).
+    pub parsed: usize,
+    /// The cache file was (re)written.
+    pub written: bool,
+    /// What went wrong with the cache (the rules loaded regardless).
+    pub problems: Vec<String>,
+}
+
+/// Why the cache could not be used; the load goes on without it.
+#[derive(Debug, Error)]
+pub enum CacheError {
+    /// The running binary, part of every entry's identity, cannot be
+    /// found.
+    #[error("rules cache not used: cannot identify the running vagt binary: {source}")]
+    Identity {
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The cache file exists but cannot be read.
+    #[error("rules cache {path} cannot be read, rules parsed instead: {source}")]
+    Read {
+        /// The cache file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The cache file does not decode.
+    #[error(
+        "rules cache {path} is damaged ({reason}); rules parsed instead and the cache rebuilt"
+    )]
+    Damaged {
+        /// The cache file.
+        path: PathBuf,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// The cache file cannot be written.
+    #[error("rules cache {path} cannot be written: {source}")]
+    Write {
+        /// The cache file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct CacheFile<'a> {
+    format: u32,
+    stamp: [u8; 32],
+    #[serde(borrow)]
+    entries: Vec<Entry<'a>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Entry<'a> {
+    key: FileKey,
+    #[serde(borrow)]
+    body: Bytes<'a>,
+}
+
+/// A byte string, written and read as one (not byte by byte).
+struct Bytes<'a>(&'a [u8]);
+
+impl Serialize for Bytes<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.0)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Bytes<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        <&'de [u8]>::deserialize(deserializer).map(Bytes)
+    }
+}
+
+/// What makes entries valid: the format, this binary, the placeholders.
+fn stamp(placeholders: &Placeholders) -> std::io::Result<[u8; 32]> {
+    let exe = std::env::current_exe()?;
+    let meta = std::fs::metadata(&exe)?;
+    let modified = meta
+        .modified()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let mut h = Sha256::new();
+    h.update(FORMAT.to_le_bytes());
+    h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    h.update([0]);
+    h.update(exe.as_os_str().as_encoded_bytes());
+    h.update([0]);
+    h.update(meta.len().to_le_bytes());
+    h.update(modified.to_le_bytes());
+    let mut names: Vec<&String> = placeholders.keys().collect();
+    names.sort();
+    for name in names {
+        h.update((name.len() as u64).to_le_bytes());
+        h.update(name.as_bytes());
+        let values = &placeholders[name];
+        h.update((values.len() as u64).to_le_bytes());
+        for value in values {
+            h.update((value.len() as u64).to_le_bytes());
+            h.update(value.as_bytes());
+        }
+    }
+    Ok(h.finalize().into())
+}
+
+/// Writes `file` beside `path`, syncs it, renames it over `path` and
+/// syncs the folder: a reader sees the old cache or the new, whole.
+fn write_aside(path: &Path, file: &CacheFile) -> Result<(), CacheError> {
+    let error = |source| CacheError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(error)?;
+    let bytes = postcard::to_stdvec(file).map_err(|e| error(std::io::Error::other(e)))?;
+    let mut aside = tempfile::Builder::new()
+        .prefix(".rules-")
+        .tempfile_in(dir)
+        .map_err(error)?;
+    aside.write_all(&bytes).map_err(error)?;
+    aside.as_file().sync_all().map_err(error)?;
+    aside.persist(path).map_err(|e| error(e.error))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loader::load_paths_with;
+
+    const RULE: &str =
+        "title: a\nid: r-a\nlogsource: {product: windows}\ndetection:\n  sel: {Image|endswith: '\\\\x.exe'}\n  condition: sel\n";
+    const BROKEN: &str = "title: broken\ndetection: [\n";
+
+    fn load(dir: &Path, cache: &RulesCache, placeholders: &Placeholders) -> RuleCollection {
+        load_paths_with(&[dir], placeholders, Some(cache)).unwrap()
+    }
+
+    /// What a load produced, comparable across loads.
+    fn shape(c: &RuleCollection) -> String {
+        format!(
+            "{:?}{:?}{:?}{:?}",
+            c.rules, c.filters, c.windows, c.rejected
+        )
+    }
+
+    #[test]
+    fn an_unchanged_file_comes_from_the_cache_and_a_changed_one_is_parsed() {
+        let rules = tempfile::tempdir().unwrap();
+        let kept = tempfile::tempdir().unwrap();
+        let cache = RulesCache::in_dir(kept.path().join("vagt"));
+        std::fs::write(rules.path().join("a.yml"), RULE).unwrap();
+        std::fs::write(rules.path().join("b.yml"), BROKEN).unwrap();
+        let none = Placeholders::new();
+
+        let first = load(rules.path(), &cache, &none);
+        let used = first.cache.clone().unwrap();
+        assert_eq!((used.files, used.hits, used.parsed), (2, 0, 2));
+        assert!(used.written && used.problems.is_empty(), "{used:?}");
+
+        let second = load(rules.path(), &cache, &none);
+        let used = second.cache.clone().unwrap();
+        assert_eq!((used.hits, used.parsed, used.written), (2, 0, false));
+        assert_eq!(shape(&first), shape(&second));
+        assert_eq!(first.digest, second.digest);
+        assert_eq!(second.rejected.len(), 1, "the rejection is kept too");
+
+        std::fs::write(rules.path().join("a.yml"), RULE.replace("x.exe", "y.exe")).unwrap();
+        let third = load(rules.path(), &cache, &none);
+        let used = third.cache.clone().unwrap();
+        assert_eq!((used.hits, used.parsed, used.written), (1, 1, true));
+        assert!(format!("{:?}", third.rules).contains("y.exe"));
+        assert_ne!(third.digest, second.digest);
+
+        // A file gone leaves an entry no file uses: the cache is rewritten
+        // without it, and the next load uses every entry.
+        std::fs::remove_file(rules.path().join("b.yml")).unwrap();
+        let used = load(rules.path(), &cache, &none).cache.unwrap();
+        assert_eq!((used.hits, used.parsed, used.written), (1, 0, true));
+        let used = load(rules.path(), &cache, &none).cache.unwrap();
+        assert_eq!((used.hits, used.parsed, used.written), (1, 0, false));
+    }
+
+    #[test]
+    fn other_placeholders_parse_every_file_again() {
+        let rules = tempfile::tempdir().unwrap();
+        let kept = tempfile::tempdir().unwrap();
+        let cache = RulesCache::in_dir(kept.path());
+        let rule = "title: p\nlogsource: {product: windows}\ndetection:\n  sel: {User|expand: '%admins%'}\n  condition: sel\n";
+        std::fs::write(rules.path().join("p.yml"), rule).unwrap();
+        let admins = |name: &str| Placeholders::from([("admins".to_string(), vec![name.into()])]);
+
+        let first = load(rules.path(), &cache, &admins("alice"));
+        assert!(format!("{:?}", first.rules).contains("alice"));
+        let second = load(rules.path(), &cache, &admins("bob"));
+        let used = second.cache.clone().unwrap();
+        assert_eq!((used.hits, used.parsed, used.written), (0, 1, true));
+        assert!(format!("{:?}", second.rules).contains("bob"));
+        assert!(!format!("{:?}", second.rules).contains("alice"));
+    }
+
+    #[test]
+    fn a_damaged_cache_is_reported_and_rebuilt() {
+        let rules = tempfile::tempdir().unwrap();
+        let kept = tempfile::tempdir().unwrap();
+        let cache = RulesCache::in_dir(kept.path());
+        std::fs::write(rules.path().join("a.yml"), RULE).unwrap();
+        let none = Placeholders::new();
+        let good = load(rules.path(), &cache, &none);
+        let file = good.cache.clone().unwrap().file;
+
+        let mut bytes = std::fs::read(&file).unwrap();
+        bytes.truncate(bytes.len() / 2);
+        std::fs::write(&file, bytes).unwrap();
+        let after = load(rules.path(), &cache, &none);
+        let used = after.cache.clone().unwrap();
+        assert_eq!((used.hits, used.parsed, used.written), (0, 1, true));
+        assert_eq!(used.problems.len(), 1);
+        assert!(
+            used.problems[0].contains("is damaged"),
+            "{:?}",
+            used.problems
+        );
+        assert!(used.problems[0].contains(&file.display().to_string()));
+        assert_eq!(shape(&good), shape(&after));
+        let used = load(rules.path(), &cache, &none).cache.unwrap();
+        assert_eq!((used.hits, used.problems.len()), (1, 0));
+    }
+
+    #[test]
+    fn a_cache_that_cannot_be_written_costs_only_the_time() {
+        let rules = tempfile::tempdir().unwrap();
+        let kept = tempfile::tempdir().unwrap();
+        // A file where the cache's folder would be.
+        let blocked = kept.path().join("not-a-folder");
+        std::fs::write(&blocked, "x").unwrap();
+        let cache = RulesCache::in_dir(&blocked);
+        std::fs::write(rules.path().join("a.yml"), RULE).unwrap();
+        let loaded = load(rules.path(), &cache, &Placeholders::new());
+        assert_eq!(loaded.rules.len(), 1);
+        let used = loaded.cache.unwrap();
+        assert!(!used.written);
+        assert!(
+            used.problems
+                .iter()
+                .any(|p| p.contains("cannot be written")),
+            "{:?}",
+            used.problems
+        );
+    }
+
+    #[test]
+    fn rule_sets_from_other_folders_keep_their_own_file() {
+        let kept = tempfile::tempdir().unwrap();
+        let cache = RulesCache::in_dir(kept.path());
+        assert_ne!(cache.file_for(&["a"]), cache.file_for(&["b"]));
+        assert_eq!(cache.file_for(&["a", "b"]), cache.file_for(&["a", "b"]));
+        assert_ne!(cache.file_for(&["a", "b"]), cache.file_for(&["ab"]));
+    }
+
+    #[test]
+    fn logsources_leave_unset_attributes_out_of_json_only() {
+        let source = crate::sigma::LogSource {
+            product: Some("windows".into()),
+            category: None,
+            service: Some("security".into()),
+        };
+        assert_eq!(
+            serde_json::to_string(&source).unwrap(),
+            r#"{"product":"windows","service":"security"}"#
+        );
+        let bytes = postcard::to_stdvec(&source).unwrap();
+        let back: crate::sigma::LogSource = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back, source);
+    }
+}
