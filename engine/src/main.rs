@@ -895,8 +895,14 @@ fn check(
                 "automaton: {} literals over {} ({}, {}), {:.1} MB",
                 a.literals,
                 a.columns.join(" | "),
-                a.kind
-                    .map_or_else(|| "hash map".to_string(), |kind| format!("{kind:?}")),
+                match a.kind {
+                    None => "hash map".to_string(),
+                    Some(kind) if a.becomes_dfa => format!(
+                        "{kind:?}, a DFA once it has searched {} KiB",
+                        vagt_rules::compile::upgrade::DFA_AFTER_BYTES / 1024
+                    ),
+                    Some(kind) => format!("{kind:?}"),
+                },
                 if a.all_rows {
                     "every row"
                 } else {

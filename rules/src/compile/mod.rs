@@ -19,6 +19,7 @@ pub(crate) mod hashes;
 pub(crate) mod literal;
 pub mod paths;
 mod regexes;
+pub mod upgrade;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -44,8 +45,9 @@ pub const RAW_COLUMN: &str = "_raw";
 /// `exists` counts as present); a `List<Utf8>`, absent when there are none.
 pub const NULLS_COLUMN: &str = "_nulls";
 
-/// Fields with at most this many literals get a DFA automaton, the rest a
-/// contiguous NFA. With SigmaHQ's Windows rules, DFAs for the fields of 300
+/// Fields with at most this many literals get a DFA automaton once they
+/// have searched enough (see [`upgrade`]), the rest a contiguous NFA
+/// throughout. With SigmaHQ's Windows rules, DFAs for the fields of 300
 /// to 800 literals (registry keys, file names, images) took 14 MB and 7% of
 /// the start-up's instructions, and searching events with them took as
 /// many instructions as with NFAs and 6% more (simulated) cache misses
@@ -188,14 +190,38 @@ pub(crate) struct FieldAutomaton {
     pub(crate) scope: FieldScope,
     /// Pattern index → needle.
     pub(crate) needles: Vec<NeedleId>,
+    /// The DFA the automaton (a contiguous NFA) becomes once it has
+    /// searched enough, for the fields of few literals.
+    pub(crate) upgrade: Option<std::sync::Arc<upgrade::Upgrade>>,
 }
 
 impl FieldAutomaton {
-    /// The kind of automaton it is; `None` for hash literals.
-    fn path(&self) -> Option<AutomatonPath> {
-        let Searcher::Automaton(automaton) = &self.searcher else {
+    /// The automaton to search with now; `None` for hash literals.
+    pub(crate) fn automaton(&self) -> Option<&AhoCorasick> {
+        let Searcher::Automaton(nfa) = &self.searcher else {
             return None;
         };
+        Some(self.upgrade.as_ref().and_then(|u| u.dfa()).unwrap_or(nfa))
+    }
+
+    /// Counts bytes the automaton searched (towards its DFA).
+    pub(crate) fn searched(&self, bytes: usize) {
+        if let Some(upgrade) = &self.upgrade {
+            upgrade.searched(bytes);
+        }
+    }
+
+    /// Bytes the automaton (or hash set) holds now.
+    fn memory_usage(&self) -> usize {
+        match self.automaton() {
+            Some(automaton) => automaton.memory_usage(),
+            None => self.searcher.memory_usage(),
+        }
+    }
+
+    /// The kind of automaton it is now; `None` for hash literals.
+    fn path(&self) -> Option<AutomatonPath> {
+        let automaton = self.automaton()?;
         Some(match automaton.kind() {
             AhoCorasickKind::DFA => AutomatonPath::Dfa,
             AhoCorasickKind::ContiguousNFA => AutomatonPath::ContiguousNfa,
@@ -250,6 +276,9 @@ pub struct AutomatonSummary {
     pub literals: usize,
     /// Its kind; `None` for a hash map of hash literals (`SHA256=…`).
     pub kind: Option<AutomatonPath>,
+    /// A contiguous NFA that becomes a DFA once it has searched
+    /// [`upgrade::DFA_AFTER_BYTES`].
+    pub becomes_dfa: bool,
     /// Bytes it holds.
     pub bytes: usize,
     /// Whether it searches every row (else only its logsources' rows).
@@ -350,9 +379,7 @@ impl RuleSet {
         self.automata
             .iter()
             .flatten()
-            .map(|a| {
-                a.searcher.memory_usage() + a.fingerprints.as_ref().map_or(0, |f| f.memory_usage())
-            })
+            .map(|a| a.memory_usage() + a.fingerprints.as_ref().map_or(0, |f| f.memory_usage()))
             .sum()
     }
 
@@ -368,7 +395,8 @@ impl RuleSet {
                     columns: self.fields[field].clone(),
                     literals: a.needles.len(),
                     kind: a.path(),
-                    bytes: a.searcher.memory_usage(),
+                    becomes_dfa: a.upgrade.as_ref().is_some_and(|u| u.dfa().is_none()),
+                    bytes: a.memory_usage(),
                     all_rows: a.scope == FieldScope::All,
                 })
             })
@@ -788,6 +816,7 @@ fn build_automata(
                 searcher: Searcher::Hashes(set),
                 fingerprints: None,
                 scope: scope.clone(),
+                upgrade: None,
             });
             let automaton = (!others.is_empty())
                 .then(|| build_automaton(&others, scope, paths))
@@ -898,39 +927,38 @@ fn needle_scopes(
 }
 
 /// One automaton over literals (lowercase; matched ASCII case-insensitively).
-/// A DFA searches fastest but grows with the pattern count; the few fields
-/// with thousands of literals (hashes) hold short values, where a contiguous
-/// NFA is as good. Should a kind fail to build (size limits), the next one
-/// is tried; `None` only if none builds, and then the literals' tests scan
-/// their rows directly. `paths` can force a kind (without fallback), no
-/// automaton, or the fingerprints' use.
+/// A DFA searches fastest but grows with the pattern count, and takes
+/// long to build: fields of at most [`DFA_MAX_PATTERNS`] literals start
+/// as a contiguous NFA that becomes a DFA once it has searched enough (see
+/// [`upgrade`]); the few fields with thousands of literals (hashes) hold
+/// short values, where a contiguous NFA is as good. Should a kind fail to
+/// build (size limits), the next one is tried; `None` only if none builds,
+/// and then the literals' tests scan their rows directly. `paths` can
+/// force a kind (without fallback, from the start), no automaton, or the
+/// fingerprints' use.
 fn build_automaton(
     needles: &[&(String, NeedleId)],
     scope: FieldScope,
     paths: &MatchPaths,
 ) -> Option<FieldAutomaton> {
     let preferred = match paths.automaton {
-        AutomatonPath::Auto if needles.len() <= DFA_MAX_PATTERNS => AhoCorasickKind::DFA,
-        AutomatonPath::Auto => AhoCorasickKind::ContiguousNFA,
+        AutomatonPath::Auto | AutomatonPath::ContiguousNfa => AhoCorasickKind::ContiguousNFA,
         AutomatonPath::Dfa => AhoCorasickKind::DFA,
-        AutomatonPath::ContiguousNfa => AhoCorasickKind::ContiguousNFA,
         AutomatonPath::NoncontiguousNfa => AhoCorasickKind::NoncontiguousNFA,
         AutomatonPath::Off => return None,
     };
-    let build = |kind| {
-        AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
-            .kind(kind)
-            .build(needles.iter().map(|(t, _)| t.as_bytes()))
-    };
-    let automaton = match paths.automaton {
-        AutomatonPath::Auto => build(Some(preferred))
-            .or_else(|_| build(Some(AhoCorasickKind::NoncontiguousNFA)))
-            .ok()?,
-        _ => build(Some(preferred)).ok()?,
-    };
     let literals: Vec<&str> = needles.iter().map(|(t, _)| t.as_str()).collect();
+    let build = |kind| aho_corasick(kind, literals.iter().map(|l| l.as_bytes()));
+    let automaton = match paths.automaton {
+        AutomatonPath::Auto => build(preferred)
+            .or_else(|_| build(AhoCorasickKind::NoncontiguousNFA))
+            .ok()?,
+        _ => build(preferred).ok()?,
+    };
+    let upgrade = (paths.automaton == AutomatonPath::Auto
+        && automaton.kind() == AhoCorasickKind::ContiguousNFA
+        && needles.len() <= DFA_MAX_PATTERNS)
+        .then(|| std::sync::Arc::new(upgrade::Upgrade::new(&literals)));
     let fingerprints = match paths.fingerprints {
         FingerprintPath::Never => None,
         _ => fingerprint::Fingerprints::new(&literals),
@@ -940,7 +968,21 @@ fn build_automaton(
         fingerprints,
         scope,
         needles: needles.iter().map(|(_, id)| *id).collect(),
+        upgrade,
     })
+}
+
+/// A prefilter automaton of `kind` over `literals`: every occurrence of
+/// each, ASCII case-insensitively.
+pub(crate) fn aho_corasick<'a>(
+    kind: AhoCorasickKind,
+    literals: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<AhoCorasick, aho_corasick::BuildError> {
+    AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .match_kind(MatchKind::Standard)
+        .kind(Some(kind))
+        .build(literals)
 }
 
 /// Leaves of `node` of which at least one holds wherever `node` does, all

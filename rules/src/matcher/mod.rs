@@ -702,7 +702,7 @@ fn search_column(automaton: &FieldAutomaton, column: &Column, s: &mut Scratch, m
         return;
     };
     let rows = s.rows;
-    let Searcher::Automaton(ac) = &automaton.searcher else {
+    let Some(ac) = automaton.automaton() else {
         for element in 0..values.len() {
             if values.is_valid(element) {
                 let row = column.row_of_element(element);
@@ -721,6 +721,7 @@ fn search_column(automaton: &FieldAutomaton, column: &Column, s: &mut Scratch, m
             return;
         }
     }
+    automaton.searched(end - start);
     let mut element = 0usize;
     for m in ac.find_overlapping_iter(&data[start..end]) {
         let (ms, me) = (start + m.start(), start + m.end());
@@ -770,13 +771,13 @@ fn search_value_all(
     s: &mut Scratch,
     rows: usize,
 ) {
-    match &automaton.searcher {
-        Searcher::Automaton(ac) => {
-            for m in ac.find_overlapping_iter(value) {
-                record_hit(s, automaton.needles[m.pattern().as_usize()], row, rows);
-            }
+    if let Some(ac) = automaton.automaton() {
+        automaton.searched(value.len());
+        for m in ac.find_overlapping_iter(value) {
+            record_hit(s, automaton.needles[m.pattern().as_usize()], row, rows);
         }
-        Searcher::Hashes(set) => set.find(value, &mut |needle| record_hit(s, needle, row, rows)),
+    } else if let Searcher::Hashes(set) = &automaton.searcher {
+        set.find(value, &mut |needle| record_hit(s, needle, row, rows));
     }
 }
 
@@ -910,7 +911,10 @@ mod tests {
                 })
                 .build(&rules)
                 .set;
-            assert_eq!(set.automata_built(), [(crate::AutomatonPath::Dfa, true)]);
+            assert_eq!(
+                set.automata_built(),
+                [(crate::AutomatonPath::ContiguousNfa, true)]
+            );
             let long = "x".repeat(200);
             let values = arrow_array::StringArray::from(vec![
                 Some(format!("{long}sekur")),
