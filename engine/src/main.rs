@@ -892,7 +892,7 @@ fn check(
         for a in compiled.set.automata_summary().iter().take(10) {
             writeln!(
                 stdout,
-                "automaton: {} literals over {} ({}, {}), {:.1} MB",
+                "automaton: {} literals over {} ({}, {}{}), {:.1} MB",
                 a.literals,
                 a.columns.join(" | "),
                 match a.kind {
@@ -907,6 +907,11 @@ fn check(
                     "every row"
                 } else {
                     "its logsources' rows"
+                },
+                if a.fingerprints {
+                    ", long values by fingerprints"
+                } else {
+                    ""
                 },
                 a.bytes as f64 / 1e6
             )?;

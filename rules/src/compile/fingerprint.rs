@@ -1,5 +1,4 @@
-//! Fingerprints: a short piece of every literal of an automaton, in each of
-//! its ASCII case forms, searched with SIMD (a packed Teddy searcher)
+//! Fingerprints: a short piece of every literal of an automaton, searched
 //! instead of the automaton. Around each fingerprint found, the literals it
 //! was taken from are compared in place: every occurrence of a literal
 //! holds its fingerprint at a known offset, so this finds what the
@@ -8,22 +7,35 @@
 //!
 //! ```text
 //!  literals (lowercase) ─► per literal: the 3-byte window with the fewest case forms
-//!                      ─► every case form of each window (at most MAX_PATTERNS) ─► Teddy
+//!     few case forms in all ─► every case form of each window ─► SIMD (packed Teddy)
+//!     more                  ─► a bit per folded window ─► tested at every position
 //!  fingerprint at p ─► each literal it came from, at p − its offset, compared ignoring ASCII case
 //! ```
 //!
-//! It pays on long values (the raw event for keyword rules), where a few
-//! automata with few literals would otherwise walk every byte; it is not
-//! built for automata with many literals (too many fingerprints to be
-//! selective) or with a literal shorter than three bytes.
+//! It pays on long values (the raw event for keyword rules, PowerShell's
+//! context, call traces), where automata would otherwise walk every byte:
+//! the SIMD search skips most bytes, the bit table tests each with a few
+//! independent instructions where the automaton follows a chain of
+//! transitions. A literal shorter than its fingerprint (`)`, `0x`) is
+//! found by a SIMD byte search (`memchr`) instead. Not built for automata
+//! with more than [`MAX_LITERALS`] literals (too many fingerprints to be
+//! selective) or more than [`MAX_SHORT`] short ones.
 
+use std::collections::HashMap;
 use std::ops::Range;
 
 use aho_corasick::packed::{Config, MatchKind, Searcher};
 use aho_corasick::Span;
 
-/// Fingerprints (case forms counted) one searcher may hold.
+/// Fingerprints (case forms counted) one SIMD searcher may hold.
 const MAX_PATTERNS: usize = 64;
+
+/// Literals an automaton may have for fingerprints (in a bit table).
+pub(crate) const MAX_LITERALS: usize = 2_000;
+
+/// Literals shorter than a fingerprint an automaton may have for
+/// fingerprints: each is a pass of its own over the value.
+pub(crate) const MAX_SHORT: usize = 4;
 
 /// A value shorter than this is searched by the automaton directly: the
 /// fingerprint search costs more than it saves.
@@ -32,61 +44,76 @@ pub(crate) const MIN_VALUE_LEN: usize = 128;
 /// An automaton's literals, found by their fingerprints.
 #[derive(Debug, Clone)]
 pub(crate) struct Fingerprints {
-    searcher: Searcher,
-    /// Per fingerprint (the searcher's pattern): the literals it was taken
-    /// from, each with the fingerprint's offset in it.
-    holders: Vec<Vec<(u32, u32)>>,
+    finder: Finder,
+    /// The literals shorter than a fingerprint (by pattern index), found
+    /// byte by byte.
+    short: Vec<u32>,
     /// The literals, lowercase, by the automaton's pattern index.
     literals: Vec<Box<[u8]>>,
+}
+
+/// How fingerprints are found.
+#[derive(Debug, Clone)]
+enum Finder {
+    /// Every case form of every fingerprint, searched with SIMD; per
+    /// fingerprint (the searcher's pattern), the literals it was taken
+    /// from, each with the fingerprint's offset in it.
+    Simd {
+        searcher: Searcher,
+        holders: Vec<Vec<(u32, u32)>>,
+    },
+    /// A bit per folded window (see [`fold`]), tested at every position.
+    Table(WindowTable),
 }
 
 impl Fingerprints {
     /// The fingerprints of `literals` (matched ASCII case-insensitively),
     /// if they are worth having.
     pub(crate) fn new(literals: &[&str]) -> Option<Fingerprints> {
-        let mut patterns: Vec<Vec<u8>> = Vec::new();
-        let mut holders: Vec<Vec<(u32, u32)>> = Vec::new();
+        if literals.is_empty() || literals.len() > MAX_LITERALS {
+            return None;
+        }
         let lowered: Vec<Box<[u8]>> = literals
             .iter()
             .map(|l| l.to_ascii_lowercase().into_bytes().into_boxed_slice())
             .collect();
-        for (index, literal) in lowered.iter().enumerate() {
-            let offset = best_window(literal)?;
-            for form in case_forms(&literal[offset..offset + WINDOW]) {
-                let pattern = match patterns.iter().position(|p| *p == form) {
-                    Some(pattern) => pattern,
-                    None => {
-                        patterns.push(form);
-                        holders.push(Vec::new());
-                        patterns.len() - 1
-                    }
-                };
-                holders[pattern].push((index as u32, offset as u32));
-            }
-            if patterns.len() > MAX_PATTERNS {
-                return None;
-            }
-        }
-        if patterns.is_empty() {
+        // Per literal, where its fingerprint starts; `None` for a short
+        // literal.
+        let simd_offsets: Vec<Option<usize>> = lowered.iter().map(|l| best_window(l)).collect();
+        let offsets = simd_offsets;
+        let finder = simd_finder(&lowered, &offsets)
+            .unwrap_or_else(|| Finder::Table(WindowTable::new(&lowered, &offsets)));
+        let short: Vec<u32> = (0..lowered.len() as u32)
+            .filter(|&i| offsets[i as usize].is_none())
+            .collect();
+        if short.len() > MAX_SHORT
+            || short.len() == lowered.len()
+            || short.iter().any(|&i| lowered[i as usize].is_empty())
+        {
             return None;
         }
-        let searcher = Config::new()
-            .match_kind(MatchKind::LeftmostFirst)
-            .builder()
-            .extend(&patterns)
-            .build()?;
         Some(Fingerprints {
-            searcher,
-            holders,
+            finder,
+            short,
             literals: lowered,
         })
     }
 
+    /// Whether a SIMD search finds the fingerprints (else a bit table).
+    #[cfg(test)]
+    fn simd(&self) -> bool {
+        matches!(self.finder, Finder::Simd { .. })
+    }
+
     /// Heap bytes held.
     pub(crate) fn memory_usage(&self) -> usize {
-        self.searcher.memory_usage()
-            + self.literals.iter().map(|l| l.len()).sum::<usize>()
-            + self.holders.iter().map(|h| h.len() * 8).sum::<usize>()
+        let finder = match &self.finder {
+            Finder::Simd { searcher, holders } => {
+                searcher.memory_usage() + holders.iter().map(|h| h.len() * 8).sum::<usize>()
+            }
+            Finder::Table(table) => table.memory_usage(),
+        };
+        finder + self.literals.iter().map(|l| l.len()).sum::<usize>()
     }
 
     /// Calls `found(literal, start, end)` for every occurrence of a literal
@@ -98,16 +125,11 @@ impl Fingerprints {
         span: Range<usize>,
         found: &mut impl FnMut(usize, usize, usize),
     ) {
-        let mut at = span.start;
-        while at < span.end {
-            let Some(m) = self.searcher.find_in(hay, Span::from(at..span.end)) else {
-                return;
-            };
-            // Fingerprints are all WINDOW bytes long and distinct: at most
-            // one starts at each position, so stepping one byte past each
-            // finds them all, overlapping ones too.
-            let position = m.start();
-            for &(literal, offset) in &self.holders[m.pattern().as_usize()] {
+        for &literal in &self.short {
+            find_short(hay, span.clone(), literal, &self.literals, found);
+        }
+        let mut verify = |position: usize, holders: &[(u32, u32)]| {
+            for &(literal, offset) in holders {
                 let text = &self.literals[literal as usize];
                 let Some(start) = position.checked_sub(offset as usize) else {
                     continue;
@@ -120,7 +142,188 @@ impl Fingerprints {
                     found(literal as usize, start, end);
                 }
             }
-            at = position + 1;
+        };
+        match &self.finder {
+            Finder::Simd { searcher, holders } => {
+                let mut at = span.start;
+                while at < span.end {
+                    let Some(m) = searcher.find_in(hay, Span::from(at..span.end)) else {
+                        return;
+                    };
+                    // Fingerprints are all WINDOW bytes long and distinct: at
+                    // most one starts at each position, so stepping one byte
+                    // past each finds them all, overlapping ones too.
+                    verify(m.start(), &holders[m.pattern().as_usize()]);
+                    at = m.start() + 1;
+                }
+            }
+            Finder::Table(table) => table.find_each(hay, span.clone(), &mut verify),
+        }
+    }
+}
+
+/// Calls `found` for every occurrence of the short literal `literal` in
+/// `hay[span]`, ASCII case ignored: its first byte (in both cases) by a
+/// SIMD byte search, the rest compared.
+fn find_short(
+    hay: &[u8],
+    span: Range<usize>,
+    literal: u32,
+    literals: &[Box<[u8]>],
+    found: &mut impl FnMut(usize, usize, usize),
+) {
+    let text = &literals[literal as usize];
+    let first = text[0];
+    let bytes = &hay[span.clone()];
+    let mut at = |position: usize| {
+        let end = position + text.len();
+        if end <= bytes.len() && bytes[position..end].eq_ignore_ascii_case(text) {
+            found(literal as usize, span.start + position, span.start + end);
+        }
+    };
+    if first.is_ascii_alphabetic() {
+        memchr::memchr2_iter(first, first.to_ascii_uppercase(), bytes).for_each(&mut at);
+    } else {
+        memchr::memchr_iter(first, bytes).for_each(&mut at);
+    }
+}
+
+/// The SIMD finder, if every case form of the fingerprints fits in one
+/// (none for literals without one); `None` if they do not fit, or there
+/// are none.
+fn simd_finder(lowered: &[Box<[u8]>], offsets: &[Option<usize>]) -> Option<Finder> {
+    let mut patterns: Vec<Vec<u8>> = Vec::new();
+    let mut holders: Vec<Vec<(u32, u32)>> = Vec::new();
+    for (index, (literal, offset)) in lowered.iter().zip(offsets).enumerate() {
+        let Some(offset) = *offset else { continue };
+        for form in case_forms(&literal[offset..offset + WINDOW]) {
+            let pattern = match patterns.iter().position(|p| *p == form) {
+                Some(pattern) => pattern,
+                None => {
+                    patterns.push(form);
+                    holders.push(Vec::new());
+                    patterns.len() - 1
+                }
+            };
+            holders[pattern].push((index as u32, offset as u32));
+        }
+        if patterns.len() > MAX_PATTERNS {
+            return None;
+        }
+    }
+    let searcher = Config::new()
+        .match_kind(MatchKind::LeftmostFirst)
+        .builder()
+        .extend(&patterns)
+        .build()?;
+    Some(Finder::Simd { searcher, holders })
+}
+
+/// log2 of the bits of a [`WindowTable`]: 8 KiB, in the first-level
+/// cache beside the haystack.
+const TABLE_BITS: u32 = 16;
+
+/// Fingerprints as a bit per hashed folded window, tested at every
+/// position, and the literals behind each folded window.
+#[derive(Debug, Clone)]
+struct WindowTable {
+    bits: Box<[u64; (1 << TABLE_BITS) / 64]>,
+    holders: HashMap<u32, Vec<(u32, u32)>, foldhash::fast::RandomState>,
+}
+
+/// The window in the low three bytes of `w` with every byte's bit 0x20
+/// set: each ASCII letter becomes its lowercase, and a few other bytes
+/// share a value with another (a backslash with `|`, say), which costs
+/// only a comparison where the literal is not.
+#[inline(always)]
+fn fold(w: u32) -> u32 {
+    (w & 0x00FF_FFFF) | 0x0020_2020
+}
+
+#[inline(always)]
+fn slot(folded: u32) -> usize {
+    (folded.wrapping_mul(0x9E37_79B1) >> (32 - TABLE_BITS)) as usize
+}
+
+impl WindowTable {
+    fn new(lowered: &[Box<[u8]>], offsets: &[Option<usize>]) -> WindowTable {
+        let mut bits = Box::new([0u64; (1 << TABLE_BITS) / 64]);
+        let mut holders: HashMap<u32, Vec<(u32, u32)>, _> = HashMap::default();
+        for (index, (literal, offset)) in lowered.iter().zip(offsets).enumerate() {
+            let Some(offset) = *offset else { continue };
+            let w = &literal[offset..offset + WINDOW];
+            let folded = fold(u32::from_le_bytes([w[0], w[1], w[2], 0]));
+            let slot = slot(folded);
+            bits[slot / 64] |= 1 << (slot % 64);
+            holders
+                .entry(folded)
+                .or_default()
+                .push((index as u32, offset as u32));
+        }
+        WindowTable { bits, holders }
+    }
+
+    fn memory_usage(&self) -> usize {
+        self.bits.len() * 8
+            + self
+                .holders
+                .values()
+                .map(|h| 16 + h.len() * 8)
+                .sum::<usize>()
+    }
+
+    /// Calls `verify(position, holders)` where a fingerprint may start in
+    /// `hay[span]`.
+    fn find_each(
+        &self,
+        hay: &[u8],
+        span: Range<usize>,
+        verify: &mut impl FnMut(usize, &[(u32, u32)]),
+    ) {
+        let bytes = &hay[span.clone()];
+        // Eight bytes read hold the windows at six positions; the test
+        // inline, what follows a set bit out of line.
+        let mut position = 0;
+        while position + 8 <= bytes.len() {
+            let mut eight = [0u8; 8];
+            eight.copy_from_slice(&bytes[position..position + 8]);
+            let x = u64::from_le_bytes(eight);
+            for k in 0..6 {
+                let folded = fold((x >> (8 * k)) as u32);
+                if self.may_hold(folded) {
+                    self.candidates(span.start + position + k, folded, verify);
+                }
+            }
+            position += 6;
+        }
+        while position + WINDOW <= bytes.len() {
+            let w = &bytes[position..position + WINDOW];
+            let folded = fold(u32::from_le_bytes([w[0], w[1], w[2], 0]));
+            if self.may_hold(folded) {
+                self.candidates(span.start + position, folded, verify);
+            }
+            position += 1;
+        }
+    }
+
+    /// Whether some fingerprint may fold to `folded` (its bit is set).
+    #[inline(always)]
+    fn may_hold(&self, folded: u32) -> bool {
+        let slot = slot(folded);
+        self.bits[slot / 64] & (1 << (slot % 64)) != 0
+    }
+
+    /// The literals whose fingerprint folds to `folded`, at `position`.
+    #[cold]
+    #[inline(never)]
+    fn candidates(
+        &self,
+        position: usize,
+        folded: u32,
+        verify: &mut impl FnMut(usize, &[(u32, u32)]),
+    ) {
+        if let Some(holders) = self.holders.get(&folded) {
+            verify(position, holders);
         }
     }
 }
@@ -191,6 +394,28 @@ mod tests {
         }
         out.sort_unstable();
         out
+    }
+
+    /// The fingerprints find in a random span of `hay` what a comparison
+    /// at every position finds wholly inside it.
+    fn agree_in_a_random_span(
+        fingerprints: &Fingerprints,
+        literals: &[&str],
+        hay: &[u8],
+        random: &mut fastrand::Rng,
+    ) {
+        let start = random.usize(..=hay.len());
+        let end = random.usize(start..=hay.len());
+        let expected: Vec<(usize, usize)> = every_occurrence(literals, hay)
+            .into_iter()
+            .filter(|&(l, s)| s >= start && s + literals[l].len() <= end)
+            .collect();
+        assert_eq!(
+            found(fingerprints, hay, start..end),
+            expected,
+            "{}",
+            String::from_utf8_lossy(hay)
+        );
     }
 
     fn found(fingerprints: &Fingerprints, hay: &[u8], span: Range<usize>) -> Vec<(usize, usize)> {
@@ -286,10 +511,71 @@ mod tests {
     }
 
     #[test]
-    fn many_literals_or_one_byte_literals_get_none() {
-        let many: Vec<String> = (0..200).map(|i| format!("abcd{i:03}")).collect();
+    fn too_many_literals_or_short_literals_get_none() {
+        let many: Vec<String> = (0..=MAX_LITERALS).map(|i| format!("abcd{i:04}")).collect();
         let many: Vec<&str> = many.iter().map(String::as_str).collect();
         assert!(Fingerprints::new(&many).is_none());
-        assert!(Fingerprints::new(&["ab", "abc"]).is_none());
+        assert!(Fingerprints::new(&many[..MAX_LITERALS]).is_some());
+        // Short literals only, or too many of them.
+        assert!(Fingerprints::new(&["ab", "c"]).is_none());
+        let five = ["a", "b", "c", "d", "e", "abcdef"];
+        assert!(Fingerprints::new(&five).is_none());
+        assert!(Fingerprints::new(&five[1..]).is_some());
+    }
+
+    /// Literals shorter than a fingerprint beside ones that have one:
+    /// found byte by byte, in either case, within the span only.
+    #[test]
+    fn short_literals_are_found_beside_fingerprinted_ones() {
+        let literals = [")", "0x", "UNKNOWN(", "dbghelp.dll"];
+        let fingerprints = Fingerprints::new(&literals).expect("two short literals");
+        let alphabet = b"()0xXunkowUNKOWdbghelp.DLL|+";
+        let mut random = fastrand::Rng::with_seed(0x2545_f491_4f6c_dd1d);
+        for _ in 0..2_000 {
+            let len = random.usize(..120);
+            let hay: Vec<u8> = (0..len)
+                .map(|_| alphabet[random.usize(..alphabet.len())])
+                .collect();
+            agree_in_a_random_span(&fingerprints, &literals, &hay, &mut random);
+        }
+    }
+
+    /// More case forms than one SIMD searcher holds: a bit table, which
+    /// finds the same as a comparison at every position, letters in any
+    /// case, and bytes that fold together (a backslash and `|`) told apart.
+    #[test]
+    fn a_bit_table_finds_what_simd_cannot_hold() {
+        let mut literals: Vec<String> = (0..150).map(|i| format!("word{i}x")).collect();
+        literals.extend(["a\\b".to_string(), "zz|y".into(), "HostApplication=".into()]);
+        let literals: Vec<&str> = literals.iter().map(String::as_str).collect();
+        let fingerprints = Fingerprints::new(&literals).expect("at most MAX_LITERALS");
+        assert!(!fingerprints.simd());
+        let alphabet = b"abwordxyzWORDXYZ0123456789\\|= HostApplication";
+        let mut random = fastrand::Rng::with_seed(0x51_7cc1_b727_220a);
+        for _ in 0..2_000 {
+            let len = random.usize(..200);
+            let mut hay: Vec<u8> = (0..len)
+                .map(|_| alphabet[random.usize(..alphabet.len())])
+                .collect();
+            // Some literals whole, in a random case.
+            for _ in 0..random.usize(..4) {
+                let literal = literals[random.usize(..literals.len())];
+                let at = random.usize(..=hay.len());
+                let text: Vec<u8> = literal
+                    .bytes()
+                    .map(|b| {
+                        if random.bool() {
+                            b.to_ascii_uppercase()
+                        } else {
+                            b
+                        }
+                    })
+                    .collect();
+                hay.splice(at..at, text);
+            }
+            agree_in_a_random_span(&fingerprints, &literals, &hay, &mut random);
+        }
+        let pipe = b"..a|b..zz\\y..";
+        assert!(found(&fingerprints, pipe, 0..pipe.len()).is_empty());
     }
 }

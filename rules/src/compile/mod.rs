@@ -183,8 +183,8 @@ impl Searcher {
 #[derive(Debug, Clone)]
 pub(crate) struct FieldAutomaton {
     pub(crate) searcher: Searcher,
-    /// A SIMD search that finds the same literals as the automaton, for
-    /// long values, when worth having (few literals).
+    /// A search of the literals' fingerprints that finds what the
+    /// automaton finds, for long values (see [`fingerprint`]).
     pub(crate) fingerprints: Option<fingerprint::Fingerprints>,
     /// The rows its literals can matter for.
     pub(crate) scope: FieldScope,
@@ -279,6 +279,8 @@ pub struct AutomatonSummary {
     /// A contiguous NFA that becomes a DFA once it has searched
     /// [`upgrade::DFA_AFTER_BYTES`].
     pub becomes_dfa: bool,
+    /// Long values are searched by its literals' fingerprints instead.
+    pub fingerprints: bool,
     /// Bytes it holds.
     pub bytes: usize,
     /// Whether it searches every row (else only its logsources' rows).
@@ -396,6 +398,7 @@ impl RuleSet {
                     literals: a.needles.len(),
                     kind: a.path(),
                     becomes_dfa: a.upgrade.as_ref().is_some_and(|u| u.dfa().is_none()),
+                    fingerprints: a.fingerprints.is_some(),
                     bytes: a.memory_usage(),
                     all_rows: a.scope == FieldScope::All,
                 })
