@@ -18,7 +18,8 @@
 //!
 //! One cache file per set of rule paths (`rules-<hash of the paths>.bin`
 //! in the cache folder), so that runs over different rules do not evict
-//! each other's entries.
+//! each other's entries; a folder keeps the [`MAX_FILES`] most recently
+//! used.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -33,6 +34,10 @@ use crate::sigma::Placeholders;
 
 /// Changes whenever what an entry holds changes shape.
 const FORMAT: u32 = 1;
+
+/// Cache files a folder keeps: writing one removes the least recently
+/// used beyond this (rule sets read from temporary folders, say).
+pub const MAX_FILES: usize = 16;
 
 /// Identifies a rules file's path and bytes.
 pub(crate) type FileKey = [u8; 32];
@@ -197,6 +202,11 @@ impl Opened {
         };
         let stale = self.entries.len() != hits || self.superseded;
         if parsed == 0 && !stale {
+            // Used as it is: marked as used, for the pruning of others.
+            let _ = std::fs::File::options()
+                .write(true)
+                .open(&self.path)
+                .and_then(|f| f.set_modified(std::time::SystemTime::now()));
             return report;
         }
         let mut entries = Vec::with_capacity(files.len());
@@ -226,7 +236,10 @@ impl Opened {
                 .collect(),
         };
         match write_aside(&self.path, &file) {
-            Ok(()) => report.written = true,
+            Ok(()) => {
+                report.written = true;
+                prune(&self.path);
+            }
             Err(e) => report.problems.push(e.to_string()),
         }
         report
@@ -351,6 +364,31 @@ fn stamp(placeholders: &Placeholders) -> std::io::Result<[u8; 32]> {
         }
     }
     Ok(h.finalize().into())
+}
+
+/// Removes the cache files beside `kept` beyond the [`MAX_FILES`] most
+/// recently used (written, or read as they were). What cannot be listed
+/// or removed stays: it costs only room.
+fn prune(kept: &Path) {
+    let Some(dir) = kept.parent() else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("rules-") && name.ends_with(".bin")
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    files.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
+    for (_, path) in files.iter().skip(MAX_FILES) {
+        if path != kept {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// Writes `file` beside `path`, syncs it, renames it over `path` and
@@ -500,6 +538,31 @@ mod tests {
             "{:?}",
             used.problems
         );
+    }
+
+    #[test]
+    fn a_folder_keeps_the_most_recently_used_cache_files() {
+        let kept = tempfile::tempdir().unwrap();
+        let cache = RulesCache::in_dir(kept.path());
+        let none = Placeholders::new();
+        let mut folders = Vec::new();
+        for i in 0..MAX_FILES + 3 {
+            let rules = tempfile::tempdir().unwrap();
+            std::fs::write(rules.path().join("a.yml"), RULE).unwrap();
+            let used = load(rules.path(), &cache, &none).cache.unwrap();
+            assert!(used.written, "{i}: {used:?}");
+            folders.push(rules);
+        }
+        let count = || std::fs::read_dir(kept.path()).unwrap().count();
+        assert_eq!(count(), MAX_FILES);
+        // The newest is kept: its next load takes every file from it.
+        let newest = folders.last().unwrap();
+        let used = load(newest.path(), &cache, &none).cache.unwrap();
+        assert_eq!((used.hits, used.written), (1, false));
+        // The oldest was removed: parsed again, and written again.
+        let used = load(folders[0].path(), &cache, &none).cache.unwrap();
+        assert_eq!((used.hits, used.written), (0, true));
+        assert_eq!(count(), MAX_FILES);
     }
 
     #[test]
