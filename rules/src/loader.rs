@@ -498,10 +498,9 @@ mod tests {
             "[".repeat(100_000),
             "]".repeat(100_000)
         );
-        let started = std::time::Instant::now();
         let mut out = RuleCollection::default();
         load_text(Path::new("r.yml"), &deep, &Placeholders::new(), &mut out);
-        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        // The pass's own message: the YAML parser never saw the document.
         assert_eq!(out.rejected.len(), 1);
         let message = out.rejected[0].error.to_string();
         assert!(

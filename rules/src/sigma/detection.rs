@@ -249,9 +249,8 @@ mod tests {
             values.concat()
         );
         let detection: Value = serde_yaml_ng::from_str(&text).unwrap();
-        let started = std::time::Instant::now();
+        // Refused by the count, before any value is lowered.
         let e = lower_detection(&detection, &Placeholders::new()).unwrap_err();
-        assert!(started.elapsed() < std::time::Duration::from_millis(500));
         assert!(
             e.to_string()
                 .contains("100001 values; a rule may hold at most 20000"),
