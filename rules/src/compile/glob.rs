@@ -163,14 +163,13 @@ mod tests {
     #[test]
     fn thousands_of_pieces_cost_one_pass() {
         let pieces: Vec<String> = (0..3_000).map(|i| format!("a{i}")).collect();
+        // A glob, not the regex: each piece is one substring search
+        // forward from the last.
         let g = glob(&format!("*{}*", pieces.join("*")), false);
-        let value = "x".repeat(5_000);
-        let started = std::time::Instant::now();
-        for _ in 0..100 {
-            assert!(!g.is_match(&value));
-        }
-        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!(g.pieces.len(), 3_000);
+        assert!(!g.is_match(&"x".repeat(5_000)));
         assert!(g.is_match(&pieces.join("-")));
+        assert!(!g.is_match(&pieces[1..].join("-")));
     }
 }
 
