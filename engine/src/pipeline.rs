@@ -331,9 +331,8 @@ pub(crate) fn compile_collection(
     builder.build(&collection)
 }
 
-/// Loads the configured rules, not yet compiled.
-/// (taken from the rules cache where unchanged; its problems are warned
-/// of, never fatal).
+/// Loads the configured rules, not yet compiled: unchanged files from the
+/// rules cache, whose problems are warned of, never fatal.
 pub(crate) fn load_rules(config: &RunConfig) -> Result<vagt_rules::RuleCollection, PipelineError> {
     let cache = config.rules_cache.cache();
     let collection = load_paths_with(&config.rules, &config.placeholders, cache.as_ref())?;

@@ -73,11 +73,6 @@ impl RulesCache {
             .map(|base| base.join("vagt"))
     }
 
-    /// The folder it keeps its files in.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The cache file for rules read from `roots`.
     fn file_for<P: AsRef<Path>>(&self, roots: &[P]) -> PathBuf {
         let mut h = Sha256::new();
@@ -183,11 +178,8 @@ impl Opened {
     /// Writes the entries of the files loaded now, in their order (`files`:
     /// each file's key and what it loaded to, `None` for a file whose
     /// entry was used as kept), when anything changed.
-    pub(crate) fn store(
-        mut self,
-        files: &[(FileKey, Option<&RuleCollection>)],
-        hits: usize,
-    ) -> CacheUse {
+    pub(crate) fn store(mut self, files: &[(FileKey, Option<&RuleCollection>)]) -> CacheUse {
+        let hits = files.iter().filter(|(_, parsed)| parsed.is_none()).count();
         let parsed = files.len() - hits;
         let mut report = CacheUse {
             file: self.path.clone(),

@@ -164,8 +164,7 @@ pub fn load_paths_with<P: AsRef<Path>>(
             .iter()
             .map(|l| (l.key, l.parsed.then_some(&l.one)))
             .collect();
-        let hits = loaded.iter().filter(|l| !l.parsed).count();
-        opened.store(&kept, hits)
+        opened.store(&kept)
     });
     let mut out = RuleCollection::default();
     for load in loaded {

@@ -79,10 +79,7 @@ impl Fingerprints {
             .collect();
         // Per literal, where its fingerprint starts; `None` for a short
         // literal.
-        let simd_offsets: Vec<Option<usize>> = lowered.iter().map(|l| best_window(l)).collect();
-        let offsets = simd_offsets;
-        let finder = simd_finder(&lowered, &offsets)
-            .unwrap_or_else(|| Finder::Table(WindowTable::new(&lowered, &offsets)));
+        let offsets: Vec<Option<usize>> = lowered.iter().map(|l| best_window(l)).collect();
         let short: Vec<u32> = (0..lowered.len() as u32)
             .filter(|&i| offsets[i as usize].is_none())
             .collect();
@@ -92,6 +89,8 @@ impl Fingerprints {
         {
             return None;
         }
+        let finder = simd_finder(&lowered, &offsets)
+            .unwrap_or_else(|| Finder::Table(WindowTable::new(&lowered, &offsets)));
         Some(Fingerprints {
             finder,
             short,
@@ -240,6 +239,11 @@ fn fold(w: u32) -> u32 {
     (w & 0x00FF_FFFF) | 0x0020_2020
 }
 
+/// [`fold`] of the window at the start of `bytes` (at least three).
+fn fold_window(bytes: &[u8]) -> u32 {
+    fold(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], 0]))
+}
+
 #[inline(always)]
 fn slot(folded: u32) -> usize {
     (folded.wrapping_mul(0x9E37_79B1) >> (32 - TABLE_BITS)) as usize
@@ -251,8 +255,7 @@ impl WindowTable {
         let mut holders: HashMap<u32, Vec<(u32, u32)>, _> = HashMap::default();
         for (index, (literal, offset)) in lowered.iter().zip(offsets).enumerate() {
             let Some(offset) = *offset else { continue };
-            let w = &literal[offset..offset + WINDOW];
-            let folded = fold(u32::from_le_bytes([w[0], w[1], w[2], 0]));
+            let folded = fold_window(&literal[offset..]);
             let slot = slot(folded);
             bits[slot / 64] |= 1 << (slot % 64);
             holders
@@ -297,8 +300,7 @@ impl WindowTable {
             position += 6;
         }
         while position + WINDOW <= bytes.len() {
-            let w = &bytes[position..position + WINDOW];
-            let folded = fold(u32::from_le_bytes([w[0], w[1], w[2], 0]));
+            let folded = fold_window(&bytes[position..]);
             if self.may_hold(folded) {
                 self.candidates(span.start + position, folded, verify);
             }
