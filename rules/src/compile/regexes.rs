@@ -5,7 +5,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use regex::{Regex, RegexBuilder};
+use regex_automata::meta::{self, Regex};
+use regex_automata::nfa::thompson::WhichCaptures;
+use regex_automata::util::syntax;
 
 use super::literal::glob_to_regex;
 use super::MAX_PATTERN_REPETITIONS;
@@ -14,6 +16,10 @@ use crate::sigma::{Cond, Part, RegexFlags, SigmaString, Test};
 /// The largest compiled program a `re` value may have, so that one rule
 /// cannot make detection slow or large.
 const RE_SIZE_LIMIT: usize = 1 << 22;
+
+/// The size limit of a translated wildcard pattern: `regex::Regex`'s
+/// default, which it was built with before.
+const WILDCARD_SIZE_LIMIT: usize = 10 << 20;
 
 /// What an expression is built from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -45,16 +51,44 @@ impl RegexSource {
         }
     }
 
+    /// The expression, built for `is_match` alone: without capture
+    /// groups, and with the lazy DFA (the PikeVM where that gives up) but
+    /// not the full DFA that `regex::Regex` also builds for small
+    /// expressions, which is a fifth of the building.
     fn build(&self) -> Result<Regex, regex::Error> {
-        match self {
-            RegexSource::Re(pattern, flags) => RegexBuilder::new(pattern)
-                .case_insensitive(flags.insensitive)
-                .multi_line(flags.multi_line)
-                .dot_matches_new_line(flags.dot_all)
-                .size_limit(RE_SIZE_LIMIT)
-                .build(),
-            RegexSource::Wildcard(pattern) => Regex::new(pattern),
-        }
+        let (pattern, syntax, size_limit) = match self {
+            RegexSource::Re(pattern, flags) => (
+                pattern,
+                syntax::Config::new()
+                    .case_insensitive(flags.insensitive)
+                    .multi_line(flags.multi_line)
+                    .dot_matches_new_line(flags.dot_all),
+                RE_SIZE_LIMIT,
+            ),
+            RegexSource::Wildcard(pattern) => (pattern, syntax::Config::new(), WILDCARD_SIZE_LIMIT),
+        };
+        Regex::builder()
+            .syntax(syntax)
+            .configure(
+                Regex::config()
+                    .which_captures(WhichCaptures::None)
+                    .nfa_size_limit(Some(size_limit))
+                    .onepass(false)
+                    .backtrack(false)
+                    .dfa(false),
+            )
+            .build(pattern)
+            .map_err(|e| as_regex_error(&e))
+    }
+}
+
+/// `regex::Regex`'s own wording of a build error: a syntax error with the
+/// pattern and where in it, or the size limit exceeded.
+fn as_regex_error(e: &meta::BuildError) -> regex::Error {
+    match (e.size_limit(), e.syntax_error()) {
+        (Some(limit), _) => regex::Error::CompiledTooBig(limit),
+        (None, Some(syntax)) => regex::Error::Syntax(syntax.to_string()),
+        (None, None) => regex::Error::Syntax(e.to_string()),
     }
 }
 
