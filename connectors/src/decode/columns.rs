@@ -128,6 +128,8 @@ pub(super) struct Columns {
     previous: Vec<u32>,
     /// Reused buffer for compact JSON.
     pub(super) scratch: String,
+    /// Reused buffer for the walker's strings with escapes.
+    pub(super) unescaped: Vec<u8>,
     /// Upper bound of the text any Arrow array of the batch will hold.
     pub(super) bytes: usize,
 }
