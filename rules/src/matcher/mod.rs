@@ -1,14 +1,16 @@
 //! Evaluating a [`RuleSet`] over one Arrow `RecordBatch`.
 //!
 //! Per batch: resolve each field to the batch's columns; run each field's
-//! Aho-Corasick automaton once over the contiguous bytes of its string
-//! columns (lazily, the first time a rule needs it); compute each rule's
+//! Aho-Corasick automaton over its string columns, each distinct value
+//! once, or its fingerprints over the contiguous bytes of a column of long
+//! values (lazily, the first time a rule needs it); compute each rule's
 //! logsource rows once per logsource; then evaluate rule conditions as
 //! bitmap operations, narrowing the candidate rows as an `and` proceeds so
 //! that expensive tests (regexes without a literal, CIDR, time parts) only
 //! run on rows that are still candidates.
 
 pub(crate) mod columns;
+mod repeats;
 mod rowset;
 
 use std::collections::HashMap;
@@ -24,11 +26,12 @@ pub use rowset::RowSet;
 use crate::compile::fingerprint::Fingerprints;
 use crate::compile::paths::ScanPath;
 use crate::compile::{
-    FieldAutomaton, FieldId, FieldScope, LeafId, LeafKind, Mode, Node, RuleSet, Searcher,
+    FieldAutomaton, FieldId, FieldScope, LeafId, LeafKind, Mode, NeedleId, Node, RuleSet, Searcher,
     TextCheck, NULLS_COLUMN,
 };
 use crate::sigma::TimePart;
 use columns::Column;
+use repeats::Repeats;
 
 /// One rule matching one row of a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -659,15 +662,36 @@ fn search_rows(
     s: &mut Scratch,
     min_len: usize,
 ) {
+    let elements = scope
+        .iter()
+        .flat_map(|row| column.elements_of(row).map(move |element| (row, element)));
+    search_values(automaton, column, elements, s, min_len);
+}
+
+/// Runs an automaton over each of `elements` (row, element) of a string
+/// column, a value repeated down the column only once.
+fn search_values(
+    automaton: &FieldAutomaton,
+    column: &Column,
+    elements: impl Iterator<Item = (usize, usize)>,
+    s: &mut Scratch,
+    min_len: usize,
+) {
     let Column::Str { values, .. } = column else {
         return;
     };
-    for row in scope.iter() {
-        for element in column.elements_of(row) {
-            if !values.is_valid(element) {
-                continue;
-            }
-            search_value(automaton, values.value(element).as_bytes(), row, s, min_len);
+    let rows = s.rows;
+    let mut repeats = Repeats::default();
+    for (row, element) in elements {
+        if !values.is_valid(element) {
+            continue;
+        }
+        let value = values.value(element).as_bytes();
+        let needles = repeats.needles(value, |found| {
+            find_needles(automaton, value, min_len, &mut |needle| found.push(needle));
+        });
+        for &needle in needles {
+            record_hit(s, needle, row, rows);
         }
     }
 }
@@ -675,68 +699,47 @@ fn search_rows(
 /// Finds an automaton's literals in one value: by its fingerprints where
 /// the value is at least `min_len` long (long enough for them to pay), else
 /// by the automaton.
-fn search_value(
+fn find_needles(
     automaton: &FieldAutomaton,
     value: &[u8],
-    row: usize,
-    s: &mut Scratch,
     min_len: usize,
+    found: &mut impl FnMut(NeedleId),
 ) {
-    let rows = s.rows;
     if let Some(fingerprints) = &automaton.fingerprints {
         if value.len() >= min_len {
             fingerprints.find_each(value, 0..value.len(), &mut |literal, _, _| {
-                record_hit(s, automaton.needles[literal], row, rows);
+                found(automaton.needles[literal]);
             });
             return;
         }
     }
-    search_value_all(automaton, value, row, s, rows);
+    if let Some(ac) = automaton.automaton() {
+        automaton.searched(value.len());
+        for m in ac.find_overlapping_iter(value) {
+            found(automaton.needles[m.pattern().as_usize()]);
+        }
+    } else if let Searcher::Hashes(set) = &automaton.searcher {
+        set.find(value, found);
+    }
 }
 
-/// Runs an automaton once over the contiguous bytes of a whole string
-/// column, attributing each match to the value it lies in (matches that
-/// straddle two values are discarded).
+/// Runs an automaton over a whole string column: over its contiguous
+/// bytes at once by the fingerprints where its values are long enough for
+/// them to pay on average, else value by value, each distinct value once.
 fn search_column(automaton: &FieldAutomaton, column: &Column, s: &mut Scratch, min_len: usize) {
     let Column::Str { values, .. } = column else {
         return;
     };
-    let rows = s.rows;
-    let Some(ac) = automaton.automaton() else {
-        for element in 0..values.len() {
-            if values.is_valid(element) {
-                let row = column.row_of_element(element);
-                search_value_all(automaton, values.value(element).as_bytes(), row, s, rows);
-            }
-        }
-        return;
-    };
-    let offsets = values.value_offsets();
-    let data = values.value_data();
-    let (start, end) = (offsets[0] as usize, offsets[offsets.len() - 1] as usize);
     if let Some(fingerprints) = &automaton.fingerprints {
-        let elements = offsets.len() - 1;
-        if elements > 0 && (end - start) / elements >= min_len {
+        let offsets = values.value_offsets();
+        let (elements, bytes) = (offsets.len() - 1, offsets[offsets.len() - 1] - offsets[0]);
+        if elements > 0 && bytes as usize / elements >= min_len {
             search_fingerprinted(automaton, fingerprints, column, values, s);
             return;
         }
     }
-    automaton.searched(end - start);
-    let mut element = 0usize;
-    for m in ac.find_overlapping_iter(&data[start..end]) {
-        let (ms, me) = (start + m.start(), start + m.end());
-        while element + 1 < offsets.len() && (offsets[element + 1] as usize) < me {
-            element += 1;
-        }
-        if element + 1 >= offsets.len()
-            || (offsets[element] as usize) > ms
-            || !values.is_valid(element)
-        {
-            continue;
-        }
-        let row = column.row_of_element(element);
-        record_hit(s, automaton.needles[m.pattern().as_usize()], row, rows);
-    }
+    let elements = (0..s.rows).flat_map(|row| column.elements_of(row).map(move |e| (row, e)));
+    search_values(automaton, column, elements, s, min_len);
 }
 
 /// As [`search_column`], over long values, by the fingerprints instead
@@ -761,24 +764,6 @@ fn search_fingerprinted(
             record_hit(s, automaton.needles[literal], row, rows);
         }
     });
-}
-
-/// Runs an automaton over one whole value.
-fn search_value_all(
-    automaton: &FieldAutomaton,
-    value: &[u8],
-    row: usize,
-    s: &mut Scratch,
-    rows: usize,
-) {
-    if let Some(ac) = automaton.automaton() {
-        automaton.searched(value.len());
-        for m in ac.find_overlapping_iter(value) {
-            record_hit(s, automaton.needles[m.pattern().as_usize()], row, rows);
-        }
-    } else if let Searcher::Hashes(set) = &automaton.searcher {
-        set.find(value, &mut |needle| record_hit(s, needle, row, rows));
-    }
 }
 
 fn record_hit(s: &mut Scratch, needle: usize, row: usize, rows: usize) {
