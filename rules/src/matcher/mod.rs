@@ -603,11 +603,7 @@ impl RuleSet {
                             int: Some(wanted),
                             ..
                         } if matches!(c, Column::Int(_) | Column::UInt(_)) => {
-                            for row in 0..rows {
-                                if c.int_value(row) == Some(*wanted) {
-                                    out.insert(row);
-                                }
-                            }
+                            c.rows_with_int(*wanted, &mut |row| out.insert(row));
                         }
                         _ => {
                             for row in 0..rows {
