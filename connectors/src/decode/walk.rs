@@ -413,7 +413,7 @@ impl Walker<'_> {
                 // What was copied runs between ASCII bytes of valid UTF-8,
                 // and each escape is a whole character: this cannot fail.
                 let pushed = done.and_then(|()| {
-                    out.push_str(std::str::from_utf8(&buffer).map_err(|_| GaveUp)?);
+                    out.push_str(super::batch::utf8(&buffer).map_err(|_| GaveUp)?);
                     Ok(())
                 });
                 self.unescaped = buffer;
