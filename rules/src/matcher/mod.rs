@@ -751,12 +751,26 @@ fn search_fingerprinted(
     let offsets = values.value_offsets();
     let data = values.value_data();
     let span = offsets[0] as usize..offsets[offsets.len() - 1] as usize;
+    // The last value an occurrence was found in, and its row: a long
+    // value holds many (a call trace names the same modules frame after
+    // frame), so most are in it.
+    let mut last: Option<(usize, usize)> = None;
     fingerprints.find_each(data, span, &mut |literal, start, end| {
         // The value the occurrence starts in (the last of any empty ones
         // there); one straddling two values belongs to neither.
-        let element = offsets.partition_point(|&o| o as usize <= start) - 1;
+        let within = |element: usize| {
+            offsets[element] as usize <= start && start < offsets[element + 1] as usize
+        };
+        let (element, row) = match last {
+            Some((element, row)) if within(element) => (element, row),
+            _ => {
+                let element = offsets.partition_point(|&o| o as usize <= start) - 1;
+                let row = column.row_of_element(element);
+                last = Some((element, row));
+                (element, row)
+            }
+        };
         if end <= offsets[element + 1] as usize && values.is_valid(element) {
-            let row = column.row_of_element(element);
             record_hit(s, automaton.needles[literal], row, rows);
         }
     });
