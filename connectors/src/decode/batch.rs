@@ -184,7 +184,7 @@ impl BatchDecoder {
         if record.bytes.len() > MAX_RECORD_LIMIT {
             return dead(format!("record exceeds {MAX_RECORD_LIMIT} bytes"));
         }
-        let text = match utf8(&record.bytes) {
+        let text = match super::utf8::checked(&record.bytes) {
             Ok(text) => text,
             Err(e) => return dead(utf8_reason(&record.bytes, e.valid_up_to())),
         };
@@ -247,13 +247,6 @@ impl BatchDecoder {
             received,
         })
     }
-}
-
-/// `bytes` as text, checked by SIMD (a record is mostly ASCII, which the
-/// standard check takes 16 bytes at a time); where they are not UTF-8, the
-/// standard check says where.
-pub(super) fn utf8(bytes: &[u8]) -> Result<&str, std::str::Utf8Error> {
-    simdutf8::basic::from_utf8(bytes).or_else(|_| std::str::from_utf8(bytes))
 }
 
 /// What a record that does not start with `{` is, if it is a JSON value

@@ -29,6 +29,7 @@ mod batch;
 mod columns;
 mod config;
 pub(crate) mod text;
+mod utf8;
 mod visit;
 mod walk;
 

@@ -51,10 +51,15 @@ impl RegexSource {
         }
     }
 
-    /// The expression, built for `is_match` alone: without capture
-    /// groups, and with the lazy DFA (the PikeVM where that gives up) but
-    /// not the full DFA that `regex::Regex` also builds for small
-    /// expressions, which is a fifth of the building.
+    /// The expression, built for `is_match` alone (a match's span or
+    /// groups must never be asked of it): without capture groups, which
+    /// also keeps the one-pass DFA out, and with the lazy DFA (the
+    /// backtracker or the PikeVM where that gives up, as on a Unicode word
+    /// boundary beside non-ASCII text) but not the full DFA that
+    /// `regex::Regex` builds for small expressions here (another dependency
+    /// turns regex-automata's `dfa-build` on), which was a fifth of the
+    /// building. Without capture states a program is smaller, so one just
+    /// over [`RE_SIZE_LIMIT`] with them may now be taken.
     fn build(&self) -> Result<Regex, regex::Error> {
         let (pattern, syntax, size_limit) = match self {
             RegexSource::Re(pattern, flags) => (
@@ -180,6 +185,37 @@ mod tests {
             .get(RegexSource::Re("(".into(), RegexFlags::default()))
             .is_err());
         assert_eq!(regexes.0.len(), 3);
+    }
+
+    /// What the lazy DFA gives up on is answered by the engines behind it,
+    /// as `regex::Regex` answers it.
+    #[test]
+    fn expressions_answer_as_the_regex_crate_does() {
+        let cases = [
+            (r"\bcmd\b", "é cmd é"),
+            (r"\bcmd\b", "écmdé"),
+            (r"(?i)straße", "STRASSE"),
+            (r"(?i)ÆØÅ", "æøå"),
+            (r"^\w+$", "fødselsnummer"),
+            (r"a.c", "aæc"),
+            (r"(a|b)+c", "ababab"),
+        ];
+        for (pattern, hay) in cases {
+            let ours = RegexSource::Re(pattern.into(), RegexFlags::default())
+                .build()
+                .unwrap();
+            let theirs = regex::Regex::new(pattern).unwrap();
+            assert_eq!(
+                ours.is_match(hay),
+                theirs.is_match(hay),
+                "{pattern} on {hay}"
+            );
+        }
+        let big = RegexSource::Re("a{1000}{1000}".into(), RegexFlags::default()).build();
+        assert!(
+            matches!(big, Err(regex::Error::CompiledTooBig(_))),
+            "{big:?}"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Read access to the Arrow columns of one batch as the matcher needs it:
-//! string columns as one contiguous byte buffer (for Aho-Corasick over the
-//! whole column), and any column's value(s) of one row as text.
+//! string columns as values (and, for the fingerprints, their contiguous
+//! bytes), and any column's value(s) of one row as text.
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, UInt64Type};
@@ -104,7 +104,6 @@ impl Column {
         }
     }
 
-    /// The integer value of the row, for exact numeric comparison.
     /// Calls `found` with each row whose integer is `wanted`, in order;
     /// none for a column of other values. One pass over the values, which
     /// is what an `EventID: 4688` costs per batch.
@@ -130,8 +129,7 @@ impl Column {
         }
     }
 
-    /// True for columns whose values are contiguous text (searched by the
-    /// multi-pattern prefilter).
+    /// True for string columns (searched by the multi-pattern prefilter).
     pub(crate) fn is_text(&self) -> bool {
         matches!(self, Column::Str { .. })
     }

@@ -678,44 +678,50 @@ fn search_values(
     };
     let rows = s.rows;
     let mut repeats = Repeats::default();
+    // Counted once for the column: the count is shared by the workers.
+    let mut searched = 0;
     for (row, element) in elements {
         if !values.is_valid(element) {
             continue;
         }
         let value = values.value(element).as_bytes();
         let needles = repeats.needles(value, |found| {
-            find_needles(automaton, value, min_len, &mut |needle| found.push(needle));
+            searched += find_needles(automaton, value, min_len, &mut |needle| found.push(needle));
         });
         for &needle in needles {
             record_hit(s, needle, row, rows);
         }
     }
+    automaton.searched(searched);
 }
 
 /// Finds an automaton's literals in one value: by its fingerprints where
 /// the value is at least `min_len` long (long enough for them to pay), else
-/// by the automaton.
+/// by the automaton; how many bytes the automaton searched.
 fn find_needles(
     automaton: &FieldAutomaton,
     value: &[u8],
     min_len: usize,
     found: &mut impl FnMut(NeedleId),
-) {
+) -> usize {
     if let Some(fingerprints) = &automaton.fingerprints {
         if value.len() >= min_len {
             fingerprints.find_each(value, 0..value.len(), &mut |literal, _, _| {
                 found(automaton.needles[literal]);
             });
-            return;
+            return 0;
         }
     }
     if let Some(ac) = automaton.automaton() {
-        automaton.searched(value.len());
         for m in ac.find_overlapping_iter(value) {
             found(automaton.needles[m.pattern().as_usize()]);
         }
-    } else if let Searcher::Hashes(set) = &automaton.searcher {
-        set.find(value, found);
+        value.len()
+    } else {
+        if let Searcher::Hashes(set) = &automaton.searcher {
+            set.find(value, found);
+        }
+        0
     }
 }
 
