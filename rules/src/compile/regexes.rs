@@ -79,7 +79,6 @@ impl RegexSource {
                     .which_captures(WhichCaptures::None)
                     .nfa_size_limit(Some(size_limit))
                     .onepass(false)
-                    .backtrack(false)
                     .dfa(false),
             )
             .build(pattern)
