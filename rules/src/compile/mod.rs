@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
-use regex_automata::meta::Regex;
+use regexes::Regex;
 
 use crate::error::RuleError;
 use crate::loader::{LoadedRule, Origin, Rejection, RuleCollection};

@@ -4,10 +4,15 @@
 //! every core, since building them is most of lowering's time.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
-use regex_automata::meta::{self, Regex};
-use regex_automata::nfa::thompson::WhichCaptures;
+use regex_automata::hybrid::dfa::{Cache as DfaCache, DFA};
+use regex_automata::nfa::thompson::pikevm::{Cache as PikeCache, PikeVM};
+use regex_automata::nfa::thompson::{self, WhichCaptures};
+use regex_automata::util::pool::Pool;
+use regex_automata::util::prefilter::Prefilter;
 use regex_automata::util::syntax;
+use regex_automata::{Input, MatchKind};
 
 use super::literal::glob_to_regex;
 use super::MAX_PATTERN_REPETITIONS;
@@ -51,15 +56,6 @@ impl RegexSource {
         }
     }
 
-    /// The expression, built for `is_match` alone (a match's span or
-    /// groups must never be asked of it): without capture groups, which
-    /// also keeps the one-pass DFA out, and with the lazy DFA (the
-    /// backtracker or the PikeVM where that gives up, as on a Unicode word
-    /// boundary beside non-ASCII text) but not the full DFA that
-    /// `regex::Regex` builds for small expressions here (another dependency
-    /// turns regex-automata's `dfa-build` on), which was a fifth of the
-    /// building. Without capture states a program is smaller, so one just
-    /// over [`RE_SIZE_LIMIT`] with them may now be taken.
     fn build(&self) -> Result<Regex, regex::Error> {
         let (pattern, syntax, size_limit) = match self {
             RegexSource::Re(pattern, flags) => (
@@ -72,27 +68,104 @@ impl RegexSource {
             ),
             RegexSource::Wildcard(pattern) => (pattern, syntax::Config::new(), WILDCARD_SIZE_LIMIT),
         };
-        Regex::builder()
-            .syntax(syntax)
-            .configure(
-                Regex::config()
-                    .which_captures(WhichCaptures::None)
-                    .nfa_size_limit(Some(size_limit))
-                    .onepass(false)
-                    .dfa(false),
-            )
-            .build(pattern)
-            .map_err(|e| as_regex_error(&e))
+        Regex::new(pattern, &syntax, size_limit)
     }
 }
 
-/// `regex::Regex`'s own wording of a build error: a syntax error with the
-/// pattern and where in it, or the size limit exceeded.
-fn as_regex_error(e: &meta::BuildError) -> regex::Error {
-    match (e.size_limit(), e.syntax_error()) {
-        (Some(limit), _) => regex::Error::CompiledTooBig(limit),
-        (None, Some(syntax)) => regex::Error::Syntax(syntax.to_string()),
-        (None, None) => regex::Error::Syntax(e.to_string()),
+/// A regular expression that answers whether it matches, and nothing
+/// else: all a rule asks of one. Built forward only, without capture
+/// groups: a lazy DFA over one Thompson NFA, with a prefilter for a
+/// literal prefix, and the PikeVM over the same NFA where the lazy DFA
+/// gives up (a Unicode word boundary beside non-ASCII text).
+/// `regex::Regex` also builds the NFA reversed (its lazy DFA finds where a
+/// match starts that way, which `is_match` never needs), a full DFA for
+/// small expressions, a one-pass DFA and a backtracker: three times the
+/// building, at start-up, for every expression of every rule.
+#[derive(Clone)]
+pub(crate) struct Regex(Arc<Engines>);
+
+/// What a [`Regex`] searches with, and the per-thread caches they use.
+struct Engines {
+    /// `None` where the lazy DFA cannot be built for the expression.
+    dfa: Option<DFA>,
+    pikevm: PikeVM,
+    caches: Pool<Caches, CreateCaches>,
+}
+
+/// Makes a thread's [`Caches`].
+type CreateCaches =
+    Box<dyn Fn() -> Caches + Send + Sync + std::panic::UnwindSafe + std::panic::RefUnwindSafe>;
+
+/// One searching thread's mutable state.
+struct Caches {
+    dfa: Option<DfaCache>,
+    pikevm: PikeCache,
+}
+
+impl std::fmt::Debug for Regex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Regex")
+            .field("lazy_dfa", &self.0.dfa.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Regex {
+    /// `pattern` parsed with `syntax`, its NFA at most `size_limit` bytes;
+    /// errors worded as `regex::Regex` words them.
+    fn new(
+        pattern: &str,
+        syntax: &syntax::Config,
+        size_limit: usize,
+    ) -> Result<Regex, regex::Error> {
+        let hir =
+            syntax::parse_with(pattern, syntax).map_err(|e| regex::Error::Syntax(e.to_string()))?;
+        let nfa = thompson::Compiler::new()
+            .configure(
+                thompson::Config::new()
+                    .which_captures(WhichCaptures::None)
+                    .nfa_size_limit(Some(size_limit)),
+            )
+            .build_from_hir(&hir)
+            .map_err(|e| match e.size_limit() {
+                Some(limit) => regex::Error::CompiledTooBig(limit),
+                None => regex::Error::Syntax(e.to_string()),
+            })?;
+        let prefilter = Prefilter::from_hir_prefix(MatchKind::LeftmostFirst, &hir);
+        let dfa = DFA::builder()
+            .configure(
+                DFA::config()
+                    .prefilter(prefilter)
+                    .unicode_word_boundary(true),
+            )
+            .build_from_nfa(nfa.clone())
+            .ok();
+        let pikevm = PikeVM::new_from_nfa(nfa).map_err(|e| regex::Error::Syntax(e.to_string()))?;
+        let create: CreateCaches = {
+            let (dfa, pikevm) = (dfa.clone(), pikevm.clone());
+            Box::new(move || Caches {
+                dfa: dfa.as_ref().map(DFA::create_cache),
+                pikevm: pikevm.create_cache(),
+            })
+        };
+        Ok(Regex(Arc::new(Engines {
+            dfa,
+            pikevm,
+            caches: Pool::new(create),
+        })))
+    }
+
+    /// Whether the expression matches anywhere in `haystack`.
+    pub(crate) fn is_match(&self, haystack: &str) -> bool {
+        let engines = &*self.0;
+        let mut caches = engines.caches.get();
+        let input = Input::new(haystack).earliest(true);
+        if let (Some(dfa), Some(cache)) = (&engines.dfa, caches.dfa.as_mut()) {
+            if let Ok(found) = dfa.try_search_fwd(cache, &input) {
+                return found.is_some();
+            }
+        }
+        engines.pikevm.is_match(&mut caches.pikevm, input)
     }
 }
 
