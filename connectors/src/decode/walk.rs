@@ -451,17 +451,7 @@ impl Walker<'_> {
                     self.at = at + 1;
                     return Ok(());
                 }
-                b'\\' => match bytes.get(at + 1).map(|&b| SIMPLE_ESCAPES[usize::from(b)]) {
-                    Some(byte) if byte != 0 => {
-                        out.push(byte);
-                        at += 2;
-                    }
-                    _ => {
-                        self.at = at + 1;
-                        self.escape_onto(out)?;
-                        at = self.at;
-                    }
-                },
+                b'\\' => at = self.escaped_onto(at, out)?,
                 _ => return Err(GaveUp),
             }
         }
@@ -477,11 +467,7 @@ impl Walker<'_> {
                     self.at = at + 1;
                     return Ok(());
                 }
-                b'\\' => {
-                    self.at = at + 1;
-                    self.escape_onto(out)?;
-                    at = self.at;
-                }
+                b'\\' => at = self.escaped_onto(at, out)?,
                 0..0x20 => return Err(GaveUp),
                 _ => {
                     out.push(byte);
@@ -491,27 +477,33 @@ impl Walker<'_> {
         }
     }
 
-    /// The escape whose backslash was just read, its character written
-    /// onto `out` as UTF-8.
-    fn escape_onto(&mut self, out: &mut Vec<u8>) -> Walk<()> {
-        match self.escape()? {
-            c if c.is_ascii() => out.push(c as u8),
-            c => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+    /// The escape whose backslash is at `backslash`, its character written
+    /// onto `out` as UTF-8; where the text goes on after it. A one-byte
+    /// escape by the table, here in the loop; any other by
+    /// [`Walker::escape`].
+    #[inline(always)]
+    fn escaped_onto(&mut self, backslash: usize, out: &mut Vec<u8>) -> Walk<usize> {
+        match self
+            .bytes
+            .get(backslash + 1)
+            .map(|&b| SIMPLE_ESCAPES[usize::from(b)])
+        {
+            Some(byte) if byte != 0 => {
+                out.push(byte);
+                Ok(backslash + 2)
+            }
+            _ => {
+                self.at = backslash + 1;
+                let c = self.escape()?;
+                out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                Ok(self.at)
+            }
         }
-        Ok(())
     }
 
     /// The character of the escape whose backslash was just read.
     fn escape(&mut self) -> Walk<char> {
         let c = match self.peek()? {
-            b'"' => '"',
-            b'\\' => '\\',
-            b'/' => '/',
-            b'b' => '\u{8}',
-            b'f' => '\u{c}',
-            b'n' => '\n',
-            b'r' => '\r',
-            b't' => '\t',
             b'u' => {
                 let hex = self.bytes.get(self.at + 1..self.at + 5).ok_or(GaveUp)?;
                 let code = hex.iter().try_fold(0u32, |code, &h| {
@@ -522,11 +514,16 @@ impl Walker<'_> {
                 // Surrogates (halves of a pair, or lone) are not characters.
                 char::from_u32(code).ok_or(GaveUp)?
             }
-            _ => return Err(GaveUp),
+            b => char::from(simple_escape(b).ok_or(GaveUp)?),
         };
         self.at += 1;
         Ok(c)
     }
+}
+
+/// The byte the one-byte escape `\<byte>` stands for, if it is one.
+fn simple_escape(byte: u8) -> Option<u8> {
+    Some(SIMPLE_ESCAPES[usize::from(byte)]).filter(|&b| b != 0)
 }
 
 /// Per byte after a backslash, the byte its escape stands for; 0 for a
