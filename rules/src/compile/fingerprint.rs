@@ -382,6 +382,14 @@ mod tests {
         best_window(literal).map(|offset| &literal[offset..offset + WINDOW])
     }
 
+    /// Fewer than `max_len` bytes drawn from `alphabet`.
+    fn random_haystack(random: &mut fastrand::Rng, alphabet: &[u8], max_len: usize) -> Vec<u8> {
+        let len = random.usize(..max_len);
+        (0..len)
+            .map(|_| alphabet[random.usize(..alphabet.len())])
+            .collect()
+    }
+
     /// Every occurrence of every literal in `hay`, ASCII case ignored, as
     /// (literal, start), found by comparing at every position.
     fn every_occurrence(literals: &[&str], hay: &[u8]) -> Vec<(usize, usize)> {
@@ -504,10 +512,7 @@ mod tests {
         let alphabet = b"abcdxABCDX:";
         let mut random = fastrand::Rng::with_seed(0x9e37_79b9_7f4a_7c15);
         for _ in 0..3_000 {
-            let len = random.usize(..300);
-            let hay: Vec<u8> = (0..len)
-                .map(|_| alphabet[random.usize(..alphabet.len())])
-                .collect();
+            let hay = random_haystack(&mut random, alphabet, 300);
             assert_eq!(
                 found(&fingerprints, &hay, 0..hay.len()),
                 every_occurrence(&literals, &hay),
@@ -539,10 +544,7 @@ mod tests {
         let alphabet = b"()0xXunkowUNKOWdbghelp.DLL|+";
         let mut random = fastrand::Rng::with_seed(0x2545_f491_4f6c_dd1d);
         for _ in 0..2_000 {
-            let len = random.usize(..120);
-            let hay: Vec<u8> = (0..len)
-                .map(|_| alphabet[random.usize(..alphabet.len())])
-                .collect();
+            let hay = random_haystack(&mut random, alphabet, 120);
             agree_in_a_random_span(&fingerprints, &literals, &hay, &mut random);
         }
     }
@@ -560,10 +562,7 @@ mod tests {
         let alphabet = b"abwordxyzWORDXYZ0123456789\\|= HostApplication";
         let mut random = fastrand::Rng::with_seed(0x51_7cc1_b727_220a);
         for _ in 0..2_000 {
-            let len = random.usize(..200);
-            let mut hay: Vec<u8> = (0..len)
-                .map(|_| alphabet[random.usize(..alphabet.len())])
-                .collect();
+            let mut hay = random_haystack(&mut random, alphabet, 200);
             // Some literals whole, in a random case.
             for _ in 0..random.usize(..4) {
                 let literal = literals[random.usize(..literals.len())];
