@@ -12,7 +12,10 @@
 //!   before any element) is not, and is reported like other garbage; an
 //!   array still open at the end of the input is reported too.
 //!
-//! It does not validate the JSON inside an object: the decoder does.
+//! It does not validate the JSON inside an object: the decoder does. So a
+//! record that is a line of its own is offered to the decoder as it lies
+//! in the read buffer ([`RecordSplitter::take_line`]); only what the
+//! decoder refuses, and everything not in lines, is framed by structure.
 //! Malformed input becomes a [`DeadLetter`] and scanning resumes at the next
 //! sensible boundary, so the records around it still come out:
 //! - bytes outside any object that are not JSON structure (garbage) are
@@ -207,6 +210,74 @@ impl<R: Read> RecordSplitter<R> {
                 }
             };
         }
+    }
+
+    /// The fast path of JSON lines: offers the next record to `take` if it
+    /// is a whole buffered line of its own (from a `{` at a line start,
+    /// outside any array, to a `}` before the newline and any trailing
+    /// whitespace), without scanning its structure or copying it. `take`
+    /// decodes it and says whether it was one valid object; if so the line
+    /// is consumed and true comes back. Otherwise nothing is consumed past
+    /// whitespace, and [`RecordSplitter::next_frame`] frames the same bytes
+    /// by their structure, as if this had not been called: a line that is
+    /// one valid object is the record that framing would cut from it.
+    ///
+    /// # Errors
+    /// Reading from the underlying reader failed.
+    pub fn take_line(&mut self, take: impl FnOnce(&[u8], Origin) -> bool) -> io::Result<bool> {
+        loop {
+            if !self.input.fill()? {
+                return Ok(false);
+            }
+            if self.in_bom {
+                // A mark is stepped over by `next_frame`, byte by byte.
+                if self.offset > 0 || self.input.unread()[0] == UTF8_BOM[0] {
+                    return Ok(false);
+                }
+                self.in_bom = false;
+            }
+            let structure = self.structure();
+            if structure == 0 {
+                break;
+            }
+            self.advance(structure);
+        }
+        if self.array != ArrayState::Outside
+            || !self.at_line_start
+            || self.input.unread()[0] != b'{'
+        {
+            return Ok(false);
+        }
+        let newline = loop {
+            let chunk = self.input.unread();
+            if let Some(newline) = memchr::memchr(b'\n', chunk) {
+                break newline;
+            }
+            // The line runs past what was read: read on after it, unless
+            // the reader may wait (a live edge) or the line is too long,
+            // where framing by structure takes over.
+            if chunk.len() > self.max_record_bytes
+                || self.input.read_short()
+                || !self.input.read_more()?
+            {
+                return Ok(false);
+            }
+        };
+        let line = &self.input.unread()[..newline];
+        let end = line.len()
+            - line
+                .iter()
+                .rev()
+                .take_while(|b| matches!(b, b' ' | b'\t' | b'\r'))
+                .count();
+        if end > self.max_record_bytes
+            || line[end - 1] != b'}'
+            || !take(&line[..end], self.origin())
+        {
+            return Ok(false);
+        }
+        self.advance_lines(newline + 1, 1);
+        Ok(true)
     }
 
     /// How many buffered bytes from here are whitespace or the structure

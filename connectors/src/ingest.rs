@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::dead_letter::{excerpt, DeadLetter};
 use crate::decode::{BatchDecoder, DecoderConfig, EventBatch};
-use crate::framing::{Frame, Record};
+use crate::framing::{Frame, Origin, Record};
 use crate::parse::{Format, Parsed, RecordParser};
 use crate::reader::ReadStats;
 
@@ -99,6 +99,30 @@ impl Ingest {
             Some(_) => self.stats.dead_letters += 1,
         }
         dead
+    }
+
+    /// Takes a record that is a whole line of the input, borrowed from
+    /// the read buffer (see [`crate::RecordSplitter::take_line`]), if it is
+    /// a valid event; false leaves the batch and the counts as they were,
+    /// for the line to be framed and taken again the slow way, which words
+    /// what is wrong with it.
+    pub fn line(
+        &mut self,
+        line: &[u8],
+        origin: Origin,
+        source: &Arc<str>,
+        actor: Option<&Arc<str>>,
+    ) -> bool {
+        if !matches!(self.parser.parse_bytes(line, source), Ok(Parsed::Same))
+            || self
+                .decoder
+                .push_bytes(line, origin, source, actor)
+                .is_some()
+        {
+            return false;
+        }
+        self.stats.records += 1;
+        true
     }
 
     /// Whether the batch should be handed on now: it is full, or, for a

@@ -193,6 +193,18 @@ impl<R: Read> Framer<R> {
         }
     }
 
+    /// JSON framing's fast path, [`RecordSplitter::take_line`]; line
+    /// framing has none (false).
+    ///
+    /// # Errors
+    /// Reading from the underlying reader failed.
+    pub fn take_line(&mut self, take: impl FnOnce(&[u8], Origin) -> bool) -> io::Result<bool> {
+        match self {
+            Framer::Json(s) => s.take_line(take),
+            Framer::Lines(_) => Ok(false),
+        }
+    }
+
     /// See [`LineSplitter::cut_short_by`] and
     /// [`RecordSplitter::cut_short_by`].
     pub fn cut_short_by(self, flag: Arc<AtomicBool>) -> Self {

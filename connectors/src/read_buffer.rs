@@ -54,6 +54,37 @@ impl<R: Read> ReadBuffer<R> {
         }
     }
 
+    /// Moves the unread bytes to the front of the buffer and reads once
+    /// more after them, for a line that runs past what was read; false if
+    /// the unread bytes fill the buffer or the input has ended.
+    pub(crate) fn read_more(&mut self) -> io::Result<bool> {
+        if self.eof {
+            return Ok(false);
+        }
+        self.buf.copy_within(self.pos..self.filled, 0);
+        self.filled -= self.pos;
+        self.pos = 0;
+        let room = self.buf.len() - self.filled;
+        if room == 0 {
+            return Ok(false);
+        }
+        loop {
+            match self.reader.read(&mut self.buf[self.filled..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(false);
+                }
+                Ok(n) => {
+                    self.filled += n;
+                    self.last_read_short = n < room;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// The bytes read and not consumed yet.
     pub(crate) fn unread(&self) -> &[u8] {
         &self.buf[self.pos..self.filled]

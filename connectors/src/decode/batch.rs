@@ -13,7 +13,7 @@ use super::columns::Columns;
 use super::config::{DecoderConfig, MAX_BATCH_BYTES, MAX_RECORD_LIMIT};
 use super::{walk, RAW_COLUMN};
 use crate::dead_letter::{excerpt, DeadLetter};
-use crate::framing::Record;
+use crate::framing::{Origin, Record};
 
 /// Where an event of a batch came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,21 +172,33 @@ impl BatchDecoder {
         source: &Arc<str>,
         actor: Option<&Arc<str>>,
     ) -> Option<DeadLetter> {
+        self.push_bytes(&record.bytes, record.origin, source, actor)
+    }
+
+    /// As [`BatchDecoder::push_as`], for a record's text that starts at
+    /// `origin`, borrowed (from a read buffer) rather than owned.
+    pub fn push_bytes(
+        &mut self,
+        bytes: &[u8],
+        origin: Origin,
+        source: &Arc<str>,
+        actor: Option<&Arc<str>>,
+    ) -> Option<DeadLetter> {
         let dead = |reason: String| {
             Some(DeadLetter {
                 source: source.to_string(),
-                line: record.origin.line,
-                offset: record.origin.offset,
+                line: origin.line,
+                offset: origin.offset,
                 reason,
-                excerpt: excerpt(&record.bytes),
+                excerpt: excerpt(bytes),
             })
         };
-        if record.bytes.len() > MAX_RECORD_LIMIT {
+        if bytes.len() > MAX_RECORD_LIMIT {
             return dead(format!("record exceeds {MAX_RECORD_LIMIT} bytes"));
         }
-        let text = match super::utf8::checked(&record.bytes) {
+        let text = match super::utf8::checked(bytes) {
             Ok(text) => text,
-            Err(e) => return dead(utf8_reason(&record.bytes, e.valid_up_to())),
+            Err(e) => return dead(utf8_reason(bytes, e.valid_up_to())),
         };
         if let Some(found) = not_an_object(text) {
             return dead(format!("not a JSON object: the record is {found}"));
@@ -209,8 +221,8 @@ impl BatchDecoder {
         self.raw.append_value(text);
         self.origins.push(EventOrigin {
             source: source.clone(),
-            line: record.origin.line,
-            offset: record.origin.offset,
+            line: origin.line,
+            offset: origin.offset,
             actor: actor.cloned(),
             file: self.file,
         });

@@ -171,7 +171,14 @@ impl RecordParser {
     /// The record is not valid in the format; the message says where and
     /// why.
     pub fn parse(&mut self, record: &Record, source: &Arc<str>) -> Result<Parsed, String> {
-        let bytes = &record.bytes;
+        self.parse_bytes(&record.bytes, source)
+    }
+
+    /// As [`RecordParser::parse`], for a record's text.
+    ///
+    /// # Errors
+    /// As [`RecordParser::parse`].
+    pub fn parse_bytes(&mut self, bytes: &[u8], source: &Arc<str>) -> Result<Parsed, String> {
         match self.format {
             Format::Json => Ok(Parsed::Same),
             Format::Windows => {
