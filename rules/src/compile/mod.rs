@@ -4,13 +4,16 @@
 //!  Sigma rules ──lower──► Cond trees ──intern──► leaves (field, test), shared by all rules
 //!                                         │
 //!                                         ├─► per field: one Aho-Corasick automaton over the
-//!                                         │   required literal of every leaf reading it
-//!                                         │   (file hashes after their key: a hash map)
+//!                                         │   required literals of the leaves worth a search
+//!                                         │   (rules' triggers, routing conditions, rules
+//!                                         │   without a trigger; file hashes after their key:
+//!                                         │   a hash map); the others are tested row by row
 //!                                         └─► per logsource: one routing condition (profile)
 //! ```
 //! Evaluation ([`crate::matcher`]) runs each field's automaton once per batch
 //! over its whole string column, and verifies exact predicates only on the
-//! rows where the literal was found.
+//! rows where the literal was found; a literal no automaton searches (a
+//! filter's, say) is tested on the rows the rest of its rule leaves.
 
 pub mod feeds;
 pub(crate) mod fingerprint;
@@ -742,12 +745,19 @@ impl RuleSetBuilder {
         }
 
         let scopes = needle_scopes(&rules, &routes, &interner.leaves, interner.needle_count);
+        let per_field: Vec<usize> = interner.needles.iter().map(Vec::len).collect();
+        let wanted = searched_literals(&rules, &routes, &interner, &per_field);
+        let needles: Vec<Vec<(String, NeedleId)>> = interner
+            .needles
+            .iter()
+            .map(|field| field.iter().filter(|(_, n)| wanted[*n]).cloned().collect())
+            .collect();
         let lookups = std::mem::take(&mut interner.lookups);
         let automata = std::thread::scope(|scope| {
             // Freeing the lookups' many small keys takes a sixth of
             // lowering's time: it overlaps the automata's build.
             scope.spawn(move || drop(lookups));
-            build_automata(&interner.needles, &scopes, &self.paths)
+            build_automata(&needles, &scopes, &self.paths)
         });
 
         let mut searched = vec![false; interner.needle_count];
@@ -756,8 +766,26 @@ impl RuleSetBuilder {
                 searched[*n] = true;
             }
         }
+        let literals = Literals {
+            leaves: &interner.leaves,
+            searched: &searched,
+            per_field: &per_field,
+        };
         for rule in &mut rules {
-            rule.trigger = trigger(&rule.node, &interner.leaves, &searched);
+            rule.trigger = trigger(&rule.node, &literals);
+            if let (Some(trigger), Node::And(children)) = (&rule.trigger, &mut rule.node) {
+                // The trigger's part first: the rows it leaves are the
+                // fewest the rest is tested on.
+                let holds_trigger = |c: &Node| {
+                    let mut ids = Vec::new();
+                    node_leaves(c, &mut ids);
+                    ids.contains(&trigger[0])
+                };
+                if let Some(at) = children.iter().position(holds_trigger) {
+                    let part = children.remove(at);
+                    children.insert(0, part);
+                }
+            }
         }
         let set = RuleSet {
             searched,
@@ -992,27 +1020,90 @@ pub(crate) fn aho_corasick<'a>(
 /// of them literals some automaton searches, so that the prefilter's hits
 /// tell when none can hold; the fewest such. None when the node can hold
 /// without any literal found (a negation, a regex, a comparison, ...).
-fn trigger(node: &Node, leaves: &[Leaf], searched: &[bool]) -> Option<Vec<LeafId>> {
+fn trigger(node: &Node, literals: &Literals<'_>) -> Option<Vec<LeafId>> {
     match node {
-        Node::Leaf(id) => match leaves[*id].kind {
+        Node::Leaf(id) => match literals.leaves[*id].kind {
             LeafKind::Text {
                 needle: Some(needle),
                 ..
-            } if searched[needle] => Some(vec![*id]),
+            } if literals.searched[needle] => Some(vec![*id]),
             _ => None,
         },
+        // Of equally small triggers, the one on the fields with the most
+        // literals: those are searched for other rules anyway.
         Node::And(children) => children
             .iter()
-            .filter_map(|c| trigger(c, leaves, searched))
-            .min_by_key(Vec::len),
+            .filter_map(|c| trigger(c, literals))
+            .min_by_key(|t| (t.len(), std::cmp::Reverse(literals.fewest_per_field(t)))),
         Node::Or(children) | Node::AtLeast(1.., children) => {
             let mut all = Vec::new();
             for child in children {
-                all.extend(trigger(child, leaves, searched)?);
+                all.extend(trigger(child, literals)?);
             }
             Some(all)
         }
         Node::AtLeast(0, _) | Node::Not(_) => None,
+    }
+}
+
+/// The literals worth an automaton: those of the rules' triggers (which
+/// tell, from one search of a column, that a rule need not be tested on a
+/// batch) and of the routing conditions (tested on every row). The others
+/// (filters, and the rest of a rule beside its trigger) are tested on the
+/// few rows the rest of their rule leaves; searching whole columns for
+/// them cost more, as some (`ntdll.dll` in a `CallTrace`) are in nearly
+/// every value.
+fn searched_literals(
+    rules: &[CompiledRule],
+    routes: &[Option<Node>],
+    interner: &Interner,
+    per_field: &[usize],
+) -> Vec<bool> {
+    let all = vec![true; interner.needle_count];
+    let literals = Literals {
+        leaves: &interner.leaves,
+        searched: &all,
+        per_field,
+    };
+    let mut ids: Vec<LeafId> = Vec::new();
+    for route in routes.iter().flatten() {
+        node_leaves(route, &mut ids);
+    }
+    for rule in rules {
+        match trigger(&rule.node, &literals) {
+            Some(trigger) => ids.extend(trigger),
+            // Tested on every row of its logsources.
+            None => node_leaves(&rule.node, &mut ids),
+        }
+    }
+    let mut wanted = vec![false; interner.needle_count];
+    for id in ids {
+        if let LeafKind::Text {
+            needle: Some(n), ..
+        } = interner.leaves[id].kind
+        {
+            wanted[n] = true;
+        }
+    }
+    wanted
+}
+
+/// What [`trigger`] chooses by: the leaves, which literals are searched,
+/// and how many each field's automata search.
+struct Literals<'a> {
+    leaves: &'a [Leaf],
+    searched: &'a [bool],
+    per_field: &'a [usize],
+}
+
+impl Literals<'_> {
+    /// The fewest literals searched in the field of any of `leaves`.
+    fn fewest_per_field(&self, leaves: &[LeafId]) -> usize {
+        leaves
+            .iter()
+            .map(|&id| self.per_field[self.leaves[id].field])
+            .min()
+            .unwrap_or(0)
     }
 }
 
@@ -1270,6 +1361,54 @@ mod tests {
         for (condition, expected) in cases {
             assert_eq!(trigger_sizes(&rule(condition)), [expected], "{condition}");
         }
+    }
+
+    #[test]
+    fn automata_search_only_triggers_and_the_literals_of_rules_without_one() {
+        let yaml = "title: filtered\nlogsource: {product: test}\ndetection:\n  sel: {TargetImage|endswith: '\\lsass.exe'}\n  filter: {CallTrace|contains: 'ntdll.dll'}\n  condition: sel and not filter\n---\ntitle: untriggered\nlogsource: {product: test}\ndetection:\n  sel: {Image|contains: 'x1'}\n  re: {Image|re: 'a.*b'}\n  condition: sel or re\n";
+        let set = RuleSetBuilder::new(Profile::passthrough())
+            .build(&crate::loader::rules_from_yaml(yaml))
+            .set;
+        assert_eq!(set.len(), 2);
+        let mut searched: Vec<(Vec<String>, usize)> = set
+            .automata_summary()
+            .into_iter()
+            .map(|a| (a.columns, a.literals))
+            .collect();
+        searched.sort();
+        // No automaton for the filter's `CallTrace`.
+        assert_eq!(
+            searched,
+            [(vec!["Image".into()], 1), (vec!["TargetImage".into()], 1)]
+        );
+        let column = |values: [&str; 4]| {
+            std::sync::Arc::new(arrow_array::StringArray::from(values.to_vec()))
+                as arrow_array::ArrayRef
+        };
+        let batch = arrow_array::RecordBatch::try_from_iter([
+            (
+                "TargetImage",
+                column([
+                    "C:\\lsass.exe",
+                    "C:\\LSASS.EXE",
+                    "C:\\a.exe",
+                    "C:\\lsass.exe",
+                ]),
+            ),
+            (
+                "CallTrace",
+                column(["ntdll.dll|x", "UNKNOWN", "UNKNOWN", "NTDLL.DLL"]),
+            ),
+            ("Image", column(["x1", "b", "a-b", "c"])),
+        ])
+        .unwrap();
+        let mut scratch = set.scratch();
+        let matches: Vec<(usize, usize)> = set
+            .evaluate(&batch, &mut scratch)
+            .iter()
+            .map(|m| (m.rule, m.row))
+            .collect();
+        assert_eq!(matches, [(1, 0), (0, 1), (1, 2)]);
     }
 
     #[test]

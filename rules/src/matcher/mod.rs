@@ -379,6 +379,9 @@ impl RuleSet {
     fn leaf(&self, id: LeafId, domain: &RowSet, batch: &RecordBatch, s: &mut Scratch) -> RowSet {
         let leaf = &self.leaves[id];
         if leaf.cacheable() {
+            if self.unsearched_literal(id) {
+                return self.text_rows(id, domain, batch, s);
+            }
             if s.leaf_cache[id].is_none() {
                 let full = self.leaf_full(id, batch, s);
                 s.leaf_cache[id] = Some(full);
@@ -524,6 +527,49 @@ impl RuleSet {
     }
 
     /// Full-batch result of a cacheable leaf.
+    /// Whether `id` is a literal's leaf that no automaton searches: one
+    /// tested only on the rows the rest of its rule leaves (see
+    /// `searched_literals` in [`crate::compile`]).
+    fn unsearched_literal(&self, id: LeafId) -> bool {
+        matches!(
+            self.leaves[id].kind,
+            LeafKind::Text {
+                needle: Some(needle),
+                ..
+            } if !self.searched[needle]
+        )
+    }
+
+    /// The rows of `domain` where the literal leaf `id` holds, each
+    /// tested by itself, as [`RuleSet::leaf_full`] tests the rows its
+    /// automaton found.
+    fn text_rows(
+        &self,
+        id: LeafId,
+        domain: &RowSet,
+        batch: &RecordBatch,
+        s: &mut Scratch,
+    ) -> RowSet {
+        let leaf = &self.leaves[id];
+        let mut out = RowSet::empty(domain.capacity());
+        let LeafKind::Text { check, .. } = &leaf.kind else {
+            return out;
+        };
+        self.ready_field(leaf.field, batch, s);
+        let columns = Self::columns_of(leaf.field, s);
+        // Every column, numeric ones as their text, as `leaf_full` tests
+        // the automaton's rows and then the columns it does not search.
+        for row in domain.iter() {
+            if columns
+                .clone()
+                .any(|c| c.any_value(row, &mut |v| text_check(check, v)))
+            {
+                out.insert(row);
+            }
+        }
+        out
+    }
+
     fn leaf_full(&self, id: LeafId, batch: &RecordBatch, s: &mut Scratch) -> RowSet {
         let leaf = &self.leaves[id];
         let rows = s.rows;
@@ -574,17 +620,7 @@ impl RuleSet {
                 needle: Some(needle),
                 check,
             } => {
-                if !self.searched[*needle] {
-                    // Its automaton could not be built: test every row.
-                    for row in 0..rows {
-                        if columns
-                            .clone()
-                            .any(|c| c.is_text() && c.any_value(row, &mut |v| text_check(check, v)))
-                        {
-                            out.insert(row);
-                        }
-                    }
-                }
+                // A literal no automaton searches is tested by `text_rows`.
                 if let Some(candidates) = &s.hits[*needle] {
                     for row in candidates.iter() {
                         if columns
