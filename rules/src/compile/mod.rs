@@ -375,7 +375,7 @@ impl RuleSet {
 
     /// Number of distinct literals in the prefilter automata.
     pub fn literal_count(&self) -> usize {
-        self.needle_count
+        self.searched.iter().filter(|&&searched| searched).count()
     }
 
     /// Bytes the prefilter automata (and their fingerprint searchers)
