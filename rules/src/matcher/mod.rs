@@ -829,11 +829,39 @@ fn record_hit(s: &mut Scratch, needle: usize, row: usize, rows: usize) {
     }
 }
 
+/// Whether `hay` holds `needle` (lowercase), ASCII case-insensitively:
+/// each place where the needle's rarest byte is, in either case (found
+/// with SIMD), compared whole. Values run to tens of kilobytes (a
+/// PowerShell script block), where comparing at every offset cost more
+/// than all of the automata's searches.
 fn contains_ascii_fold(hay: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty()
-        || hay
-            .windows(needle.len())
-            .any(|w| w.eq_ignore_ascii_case(needle))
+    if needle.len() > hay.len() {
+        return false;
+    }
+    let Some((at, &rare)) = needle.iter().enumerate().min_by_key(|(_, &b)| byte_rank(b)) else {
+        return true;
+    };
+    let starts = &hay[at..=hay.len() - needle.len() + at];
+    memchr::memchr2_iter(rare, rare.to_ascii_uppercase(), starts)
+        .any(|start| hay[start..start + needle.len()].eq_ignore_ascii_case(needle))
+}
+
+/// How common a (lowercase) byte is in event text, roughly: letters by
+/// their frequency in English, the separators of paths and command lines
+/// and whitespace as the commonest. Lower is rarer.
+fn byte_rank(byte: u8) -> u8 {
+    const COMMON: &[u8] = b"etaoinsrhldcumfpgwybvkxjqz";
+    match byte {
+        b' ' | b'\\' | b'.' | b'/' | b'-' | b'_' | b':' | b'"' => 200,
+        b'a'..=b'z' => {
+            100 + COMMON
+                .iter()
+                .position(|&c| c == byte)
+                .map_or(0, |p| 26 - p as u8)
+        }
+        b'0'..=b'9' => 90,
+        _ => 10,
+    }
 }
 
 fn text_check(check: &TextCheck, value: &str) -> bool {
@@ -916,6 +944,45 @@ fn time_part(value: &str, part: TimePart) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_literal_is_found_case_insensitively_wherever_it_is() {
+        let naive = |hay: &[u8], needle: &[u8]| {
+            needle.is_empty()
+                || hay
+                    .windows(needle.len())
+                    .any(|w| w.eq_ignore_ascii_case(needle))
+        };
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let alphabet = b"aAbB\\.xX-1 zZ";
+        for _ in 0..20_000 {
+            let mut draw = |len: u64| -> Vec<u8> {
+                (0..next() % len)
+                    .map(|_| alphabet[next() as usize % alphabet.len()])
+                    .collect()
+            };
+            let hay = draw(40);
+            let needle = draw(5).to_ascii_lowercase();
+            assert_eq!(
+                contains_ascii_fold(&hay, &needle),
+                naive(&hay, &needle),
+                "{:?} in {:?}",
+                String::from_utf8_lossy(&needle),
+                String::from_utf8_lossy(&hay)
+            );
+        }
+        assert!(contains_ascii_fold(
+            b"C:\\Windows\\System32\\NTDLL.dll",
+            b"ntdll.dll"
+        ));
+        assert!(!contains_ascii_fold(b"ntdll.dl", b"ntdll.dll"));
+    }
 
     #[test]
     fn time_parts_from_common_formats() {
