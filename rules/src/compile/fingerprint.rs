@@ -375,7 +375,7 @@ fn case_forms(window: &[u8]) -> Vec<Vec<u8>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn window(literal: &[u8]) -> Option<&[u8]> {
@@ -383,7 +383,11 @@ mod tests {
     }
 
     /// Fewer than `max_len` bytes drawn from `alphabet`.
-    fn random_haystack(random: &mut fastrand::Rng, alphabet: &[u8], max_len: usize) -> Vec<u8> {
+    pub(crate) fn random_haystack(
+        random: &mut fastrand::Rng,
+        alphabet: &[u8],
+        max_len: usize,
+    ) -> Vec<u8> {
         let len = random.usize(..max_len);
         (0..len)
             .map(|_| alphabet[random.usize(..alphabet.len())])

@@ -378,10 +378,9 @@ impl RuleSet {
 
     fn leaf(&self, id: LeafId, domain: &RowSet, batch: &RecordBatch, s: &mut Scratch) -> RowSet {
         let leaf = &self.leaves[id];
-        if leaf.cacheable() {
-            if self.unsearched_literal(id) {
-                return self.text_rows(id, domain, batch, s);
-            }
+        // A literal no automaton searches is tested on each row of the
+        // domain below, as the leaves that are never cached are.
+        if leaf.cacheable() && !self.unsearched_literal(id) {
             if s.leaf_cache[id].is_none() {
                 let full = self.leaf_full(id, batch, s);
                 s.leaf_cache[id] = Some(full);
@@ -526,7 +525,6 @@ impl RuleSet {
         }
     }
 
-    /// Full-batch result of a cacheable leaf.
     /// Whether `id` is a literal's leaf that no automaton searches: one
     /// tested only on the rows the rest of its rule leaves (see
     /// `searched_literals` in [`crate::compile`]).
@@ -540,36 +538,7 @@ impl RuleSet {
         )
     }
 
-    /// The rows of `domain` where the literal leaf `id` holds, each
-    /// tested by itself, as [`RuleSet::leaf_full`] tests the rows its
-    /// automaton found.
-    fn text_rows(
-        &self,
-        id: LeafId,
-        domain: &RowSet,
-        batch: &RecordBatch,
-        s: &mut Scratch,
-    ) -> RowSet {
-        let leaf = &self.leaves[id];
-        let mut out = RowSet::empty(domain.capacity());
-        let LeafKind::Text { check, .. } = &leaf.kind else {
-            return out;
-        };
-        self.ready_field(leaf.field, batch, s);
-        let columns = Self::columns_of(leaf.field, s);
-        // Every column, numeric ones as their text, as `leaf_full` tests
-        // the automaton's rows and then the columns it does not search.
-        for row in domain.iter() {
-            if columns
-                .clone()
-                .any(|c| c.any_value(row, &mut |v| text_check(check, v)))
-            {
-                out.insert(row);
-            }
-        }
-        out
-    }
-
+    /// Full-batch result of a cacheable leaf.
     fn leaf_full(&self, id: LeafId, batch: &RecordBatch, s: &mut Scratch) -> RowSet {
         let leaf = &self.leaves[id];
         let rows = s.rows;
@@ -620,7 +589,8 @@ impl RuleSet {
                 needle: Some(needle),
                 check,
             } => {
-                // A literal no automaton searches is tested by `text_rows`.
+                // A literal no automaton searches is tested by `leaf` on
+                // the rows of its domain.
                 if let Some(candidates) = &s.hits[*needle] {
                     for row in candidates.iter() {
                         if columns
@@ -953,22 +923,12 @@ mod tests {
                     .windows(needle.len())
                     .any(|w| w.eq_ignore_ascii_case(needle))
         };
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        use crate::compile::fingerprint::tests::random_haystack;
+        let mut random = fastrand::Rng::with_seed(0x9e37_79b9_7f4a_7c15);
         let alphabet = b"aAbB\\.xX-1 zZ";
         for _ in 0..20_000 {
-            let mut draw = |len: u64| -> Vec<u8> {
-                (0..next() % len)
-                    .map(|_| alphabet[next() as usize % alphabet.len()])
-                    .collect()
-            };
-            let hay = draw(40);
-            let needle = draw(5).to_ascii_lowercase();
+            let hay = random_haystack(&mut random, alphabet, 40);
+            let needle = random_haystack(&mut random, alphabet, 5).to_ascii_lowercase();
             assert_eq!(
                 contains_ascii_fold(&hay, &needle),
                 naive(&hay, &needle),
