@@ -9,7 +9,7 @@ use crate::dead_letter::{excerpt, DeadLetter};
 use crate::decode::{BatchDecoder, DecoderConfig, EventBatch};
 use crate::framing::{Frame, Origin, Record};
 use crate::parse::{Format, Parsed, RecordParser};
-use crate::reader::ReadStats;
+use crate::reader::{ReadOptions, ReadStats};
 
 /// Parses, decodes and batches the records of one input.
 ///
@@ -49,6 +49,14 @@ impl Ingest {
             max_delay: config.max_batch_delay.get(),
             stats: ReadStats::default(),
         }
+    }
+
+    /// An empty stage for the records of a source read with `options`:
+    /// their format, batching, and the columns decoded.
+    pub fn for_source(options: &ReadOptions) -> Self {
+        let mut ingest = Ingest::new(options.format, &options.decoder);
+        ingest.decoder.set_projection(options.projection.clone());
+        ingest
     }
 
     /// Takes one frame of the stream `source`, from `actor`; a frame that

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use crate::dead_letter::DeadLetter;
-use crate::decode::{DecoderConfig, EventBatch};
+use crate::decode::{DecoderConfig, EventBatch, SharedProjection};
 use crate::error::ConnectorError;
 use crate::framing::{Frame, Origin};
 use crate::ingest::Ingest;
@@ -35,6 +35,8 @@ pub struct ReadOptions {
     pub format: Format,
     /// The organisation the source's events come from.
     pub actor: Option<Arc<str>>,
+    /// The columns decoded (by default all).
+    pub projection: SharedProjection,
 }
 
 /// Reads `source` to its end, handing out batches and dead letters as they
@@ -80,7 +82,7 @@ pub fn read_source(
 ) -> Result<ReadStats, ConnectorError> {
     options.decoder.validate()?;
     let reader = source.open_counted(progress)?;
-    let mut ingest = Ingest::new(options.format, &options.decoder);
+    let mut ingest = Ingest::for_source(options);
     // Which file it is, so that a later run resumes only in the same one.
     if let InputSource::File(path) = source {
         let metadata = std::fs::metadata(path).ok();
@@ -121,7 +123,7 @@ pub fn read_bytes(
     mut on_dead: impl FnMut(DeadLetter),
 ) -> Result<ReadStats, ConnectorError> {
     options.decoder.validate()?;
-    let mut ingest = Ingest::new(options.format, &options.decoder);
+    let mut ingest = Ingest::for_source(options);
     let name: Arc<str> = Arc::from(name);
     let framer = Framer::new(
         options.format,

@@ -46,7 +46,7 @@ pub fn tail_events(
 ) -> Result<ReadStats, ConnectorError> {
     options.decoder.validate()?;
     let name: Arc<str> = Arc::from(path.display().to_string().as_str());
-    let mut ingest = Ingest::new(options.format, &options.decoder);
+    let mut ingest = Ingest::for_source(options);
     let mut start = start;
     let mut bytes = 0;
     while !stop.load(Ordering::SeqCst) {

@@ -74,6 +74,7 @@ fn every_format_parses_its_samples_and_refuses_malformed_lines_with_a_reason() {
                 },
                 format: sample.format,
                 actor: Some(Arc::from("rnv-test")),
+                ..ReadOptions::default()
             };
             let source = InputSource::File(folder().join(file));
             let mut events: BTreeMap<u64, BTreeMap<String, Value>> = BTreeMap::new();

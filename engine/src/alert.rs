@@ -248,6 +248,14 @@ impl FieldCandidates {
         }
     }
 
+    /// Every column they name.
+    pub fn columns(&self) -> impl Iterator<Item = &str> {
+        [&self.host, &self.ip, &self.application, &self.time]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+    }
+
     /// Facts about one row for the catalog.
     pub fn facts(&self, batch: &RecordBatch, row: usize) -> EventFacts {
         EventFacts {

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use vagt_connectors::live::Ack;
-use vagt_connectors::{DeadLetter, EventBatch};
+use vagt_connectors::{DeadLetter, EventBatch, SharedProjection};
 use vagt_rules::window::{TimestampSpec, WindowPlan};
 use vagt_rules::workers::{Evaluation, Pending, Workers};
 use vagt_rules::{RuleMatch, RuleSet};
@@ -31,6 +31,7 @@ use crate::archive::retro::{new_or_changed, Hunt, RetroHuntReport, RetroHunts, S
 use crate::archive::writer::ArchiveItem;
 use crate::catalog::Catalog;
 use crate::pipeline::{DetectionReport, PipelineError};
+use crate::projection::Readers;
 use crate::sinks::{DeadItem, Delivery};
 use crate::sources::InputBatch;
 use crate::telemetry::{self, DetectionMetrics, SourceMetrics};
@@ -100,6 +101,9 @@ pub(crate) struct Detector {
     pub intel: Option<Arc<crate::intel::Intel>>,
     /// Alerts raised by feeds a reload replaced.
     pub intel_hits_before: u64,
+    /// The columns the inputs decode, and what reads them.
+    pub projection: SharedProjection,
+    pub readers: Readers,
 }
 
 /// What one pass of the loop decided.
@@ -369,6 +373,7 @@ impl Detector {
             }
             None => {}
         }
+        self.project();
         telemetry::rules(self.set.len(), rejected);
         let _ = applied.send(Ok(()));
         Some(true)
@@ -598,6 +603,7 @@ impl Detector {
             },
             None => batch,
         };
+        let batch = self.with_columns_read(batch);
         let pending = self.workers.submit(self.set.clone(), batch.batch.clone());
         state.queued.push_back(Queued::Evaluating {
             input,
@@ -606,6 +612,39 @@ impl Detector {
             pending,
         });
         Next::Go
+    }
+
+    /// `batch` with every column read now: a batch decoded before a reload
+    /// brought rules reading more columns is decoded again.
+    fn with_columns_read(&self, batch: EventBatch) -> EventBatch {
+        let needed = self.projection.get();
+        if batch.covers(needed.as_deref()) {
+            return batch;
+        }
+        match batch.decoded_again(needed) {
+            Some(again) => again,
+            None => {
+                tracing::warn!(
+                    rows = batch.batch.num_rows(),
+                    "a batch could not be decoded again for the columns the rules now read; evaluated as it was"
+                );
+                batch
+            }
+        }
+    }
+
+    /// The columns the rules, windows, catalog and feeds read now, for
+    /// the inputs' decoders from their next batch on.
+    pub(crate) fn project(&self) {
+        let projection = self.readers.projection(
+            &self.set,
+            self.windows.as_ref().map(|w| w.plan()),
+            &self.fields,
+            self.intel.as_deref(),
+        );
+        if self.projection.get().as_deref() != Some(&projection) {
+            self.projection.set(Some(projection));
+        }
     }
 
     /// A batch the workers evaluated: its alerts, the windows, then its

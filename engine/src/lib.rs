@@ -12,6 +12,7 @@ pub mod dry_run;
 pub mod intel;
 pub mod pipeline;
 pub mod progress;
+mod projection;
 mod reload;
 #[cfg(feature = "hunt")]
 pub mod report;

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
-use vagt_connectors::{FileId, Origin};
+use vagt_connectors::{FileId, Origin, SharedProjection};
 use vagt_rules::window::{RestoreReport, TimestampSpec};
 use vagt_rules::{
     load_paths_with, Compiled, LoadError, Profile, ProfileError, Rejection, RuleSetBuilder,
@@ -37,6 +37,7 @@ use crate::catalog::{Catalog, CatalogError};
 use crate::config::{ConfigError, RunConfig, SourceConfig};
 use crate::delivery::{DeliveryPolicy, DeliveryStage};
 use crate::detect::{Detector, Work};
+use crate::projection::Readers;
 use crate::routes::RouteTable;
 use crate::signals::StopSignals;
 use crate::sinks::dead_letters::write_dead_letters;
@@ -540,6 +541,15 @@ pub async fn run_until(
             }
         }
     }
+    // The columns the inputs decode: those read now.
+    let fields = FieldCandidates::new(&catalog, &profile);
+    let column_readers = Readers::new(&profile, &timestamps);
+    let projection = SharedProjection::new(Some(column_readers.projection(
+        &compiled.set,
+        windows.as_ref().map(|w| w.plan()),
+        &fields,
+        intel.as_deref(),
+    )));
     let mut started_inputs = sources::start(
         &config,
         &resume,
@@ -551,6 +561,7 @@ pub async fn run_until(
             bytes: counters.bytes.clone(),
             metrics: source_metrics.clone(),
             stop: stop.clone(),
+            projection: projection.clone(),
         },
         &|name, addr| observer.listening(name, addr),
     )
@@ -612,7 +623,7 @@ pub async fn run_until(
         intel_hits_before: 0,
         set: set.clone(),
         catalog: catalog.clone(),
-        fields: FieldCandidates::new(&catalog, &profile),
+        fields,
         windows,
         timestamps,
         source_metrics: source_metrics.clone(),
@@ -629,6 +640,8 @@ pub async fn run_until(
         ),
         archive: archive.as_ref().map(|a| a.items.clone()),
         retro,
+        projection,
+        readers: column_readers,
     };
     let detect = tokio::task::spawn_blocking(move || detector.run(batch_rx));
 

@@ -395,3 +395,51 @@ fn window_state_of_unchanged_rules_survives_a_reload_and_a_changed_rule_starts_a
     let (status, stderr) = vagt.terminate();
     assert!(status.success(), "{stderr}");
 }
+
+/// Inputs decode only the columns the rules read: a reload that brings a
+/// rule reading a field no rule read before (here `User`) alerts on it
+/// from the next event on, with no event lost or evaluated twice.
+#[test]
+fn a_reloaded_rule_reading_a_new_field_sees_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    rule_a(d);
+    let config =
+        "rules: [rules]\ninputs: [{tail: events.jsonl}]\noutput: alerts.jsonl\nprogress: never\n";
+    let mut vagt = start(d, config, &[]);
+    let users = |from: usize, n: usize| -> String {
+        (from..from + n)
+            .map(|i| {
+                format!(
+                    "{{\"EventID\": {}, \"User\": \"alice\", \"n\": {i}}}\n",
+                    1 + i % 2
+                )
+            })
+            .collect()
+    };
+    append(&d.join("events.jsonl"), &users(0, 40));
+    eventually("rule A alerts", Duration::from_secs(30), || {
+        titled(d, "alerts.jsonl", "Rule A").len() == 20
+    });
+    std::fs::write(
+        d.join("rules/user.yml"),
+        "title: Alice\nid: cccccccc-0000-4000-8000-000000000003\nstatus: test\nlogsource: {product: windows}\ndetection:\n    selection: {User: alice}\n    condition: selection\nlevel: high\n",
+    )
+    .unwrap();
+    vagt.signal("HUP");
+    vagt.wait_for("reloaded", Duration::from_secs(30));
+    append(&d.join("events.jsonl"), &users(40, 40));
+    eventually("the new rule alerts", Duration::from_secs(30), || {
+        titled(d, "alerts.jsonl", "Alice").len() == 40
+    });
+    let (status, stderr) = vagt.terminate();
+    assert!(status.success(), "{stderr}");
+    let alice = titled(d, "alerts.jsonl", "Alice");
+    let mut seen: Vec<u64> = alice
+        .iter()
+        .map(|a| a["event"]["n"].as_u64().unwrap())
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (40..80).collect::<Vec<u64>>());
+    assert_eq!(titled(d, "alerts.jsonl", "Rule A").len(), 40);
+}

@@ -1,7 +1,9 @@
 //! What the fuzz targets share: reading bytes as an input format, and the
 //! invariants every run must keep.
 
-use vagt_connectors::{read_bytes, DecoderConfig, Format, ReadOptions};
+use vagt_connectors::{
+    read_bytes, DecoderConfig, Format, Projection, ReadOptions, SharedProjection,
+};
 
 /// Reads `data` as events of `format` in small batches. Nothing may panic,
 /// and every record is an event or a dead letter with a reason.
@@ -14,6 +16,11 @@ pub fn read(format: Format, data: &[u8]) {
         },
         format,
         actor: None,
+        // Most fields are checked without being decoded, as in a run.
+        projection: SharedProjection::new(Some(Projection::new(
+            ["EventID", "Image", "a", "a.b"],
+            |path, pattern| path == pattern,
+        ))),
     };
     let mut events = 0u64;
     let mut dead = 0u64;
@@ -23,6 +30,10 @@ pub fn read(format: Format, data: &[u8]) {
         &options,
         |batch| {
             assert_eq!(batch.batch.num_rows(), batch.origins.len());
+            // What was taken with most fields only checked decodes in
+            // full too: checking is never more lenient than decoding.
+            let full = batch.decoded_again(None).expect("decodes in full");
+            assert_eq!(full.batch.num_rows(), batch.batch.num_rows());
             events += batch.batch.num_rows() as u64;
         },
         |letter| {

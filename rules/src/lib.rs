@@ -35,6 +35,6 @@ pub use loader::{
     load_paths, load_paths_with, load_text, LoadedRule, LoadedWindowRule, Origin, Rejection,
     RuleCollection,
 };
-pub use matcher::{RowSet, RuleMatch, RuleStats, Scratch};
+pub use matcher::{path_matches, RowSet, RuleMatch, RuleStats, Scratch};
 pub use profile::Profile;
 pub use sigma::{Level, LogSource, Placeholders, RuleMeta};

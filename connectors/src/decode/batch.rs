@@ -11,6 +11,7 @@ use arrow_schema::{DataType, Field, Schema};
 
 use super::columns::Columns;
 use super::config::{DecoderConfig, MAX_BATCH_BYTES, MAX_RECORD_LIMIT};
+use super::projection::{Projection, SharedProjection};
 use super::{walk, RAW_COLUMN};
 use crate::dead_letter::{excerpt, DeadLetter};
 use crate::framing::{Origin, Record};
@@ -46,6 +47,9 @@ pub struct EventBatch {
     /// When the batch's first record was decoded: the ingest time that
     /// alert latency is measured from.
     pub received: Instant,
+    /// The columns it was decoded with; `None` for all (see
+    /// [`Projection`]).
+    pub projection: Option<Arc<Projection>>,
 }
 
 impl EventBatch {
@@ -54,6 +58,45 @@ impl EventBatch {
         self.batch
             .column_by_name(RAW_COLUMN)
             .and_then(|c| c.as_string_opt::<i32>())
+    }
+
+    /// Whether its columns hold every column `needed` fills.
+    pub fn covers(&self, needed: Option<&Projection>) -> bool {
+        match (&self.projection, needed) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(have), Some(needed)) => std::ptr::eq(&**have, needed) || have.covers(needed),
+        }
+    }
+
+    /// The same events with their columns decoded again from their text,
+    /// onto `projection` (`None` for every column): for a batch decoded
+    /// for fewer columns than its consumers now read (after a rule
+    /// reload). `None` if the batch has no text column or an event's text
+    /// no longer decodes, which cannot happen to a batch a decoder made.
+    pub fn decoded_again(&self, projection: Option<Arc<Projection>>) -> Option<EventBatch> {
+        let raw = self.raw()?;
+        let mut decoder = BatchDecoder::with_batch_size(self.origins.len());
+        decoder.set_projection(SharedProjection(Arc::new(std::sync::RwLock::new(
+            projection,
+        ))));
+        let source: Arc<str> = Arc::from("");
+        for (row, origin) in self.origins.iter().enumerate() {
+            let at = Origin {
+                line: origin.line,
+                offset: origin.offset,
+            };
+            if decoder
+                .push_bytes(raw.value(row).as_bytes(), at, &source, None)
+                .is_some()
+            {
+                return None;
+            }
+        }
+        let mut again = decoder.finish()?;
+        again.origins.clone_from(&self.origins);
+        again.received = self.received;
+        Some(again)
     }
 }
 
@@ -91,6 +134,8 @@ pub struct BatchDecoder {
     origins: Vec<EventOrigin>,
     received: Option<Instant>,
     file: Option<FileId>,
+    /// Where the projection of each new batch is read from.
+    projection: SharedProjection,
 }
 
 impl Default for BatchDecoder {
@@ -125,7 +170,14 @@ impl BatchDecoder {
             origins: Vec::new(),
             received: None,
             file: None,
+            projection: SharedProjection::default(),
         }
+    }
+
+    /// Decodes the batches begun from now on onto the projection `shared`
+    /// holds when each begins (at its first record).
+    pub fn set_projection(&mut self, shared: SharedProjection) {
+        self.projection = shared;
     }
 
     /// Stamps the events pushed from now on as read from `file`.
@@ -203,6 +255,10 @@ impl BatchDecoder {
         if let Some(found) = not_an_object(text) {
             return dead(format!("not a JSON object: the record is {found}"));
         }
+        if self.origins.is_empty() {
+            // A batch begins: with the projection in force now.
+            self.columns.projection = self.projection.get();
+        }
         // Rows are fewer than bytes, which stay below `HARD_BATCH_BYTES`.
         let row = self.origins.len() as u32;
         let mark = self.columns.mark();
@@ -253,10 +309,12 @@ impl BatchDecoder {
         let origins = std::mem::take(&mut self.origins);
         let received = self.received.take().unwrap_or_else(Instant::now);
         self.columns.clear();
+        let projection = self.columns.projection.clone();
         Some(EventBatch {
             batch: batch.ok()?,
             origins,
             received,
+            projection,
         })
     }
 }

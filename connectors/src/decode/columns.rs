@@ -15,6 +15,7 @@ use arrow_array::{Array, ArrayRef};
 use arrow_schema::{DataType, Field};
 use foldhash::fast::RandomState;
 
+use super::projection::Projection;
 use super::text::{write_float, write_json_list};
 use super::NULLS_COLUMN;
 
@@ -92,6 +93,12 @@ struct Column {
     values: Vec<(u32, Leaf)>,
     /// Whether any value is (or was, before a rollback) a JSON `null`.
     has_null: bool,
+    /// Whether its values are kept: false for a column outside the
+    /// projection, whose leaves are checked but dropped.
+    decoded: bool,
+    /// For a column not decoded, the last row that had it (`u32::MAX`
+    /// for none), to refuse a key twice in a record all the same.
+    last_row: u32,
 }
 
 /// Where a record's decoding started, to undo it if it fails.
@@ -132,6 +139,8 @@ pub(super) struct Columns {
     pub(super) unescaped: Vec<u8>,
     /// Upper bound of the text any Arrow array of the batch will hold.
     pub(super) bytes: usize,
+    /// The columns filled; `None` for all. Changed only between batches.
+    pub(super) projection: Option<std::sync::Arc<Projection>>,
 }
 
 impl Columns {
@@ -152,9 +161,12 @@ impl Columns {
     /// aligned after a record fails half-way.
     pub(super) fn rollback(&mut self, mark: Mark, row: u32) {
         for &c in &self.touched {
-            let values = &mut self.columns[c as usize].values;
-            if values.last().is_some_and(|(r, _)| *r == row) {
-                values.pop();
+            let column = &mut self.columns[c as usize];
+            if column.values.last().is_some_and(|(r, _)| *r == row) {
+                column.values.pop();
+            }
+            if column.last_row == row {
+                column.last_row = u32::MAX;
             }
         }
         for column in self.columns.drain(mark.columns..) {
@@ -186,12 +198,16 @@ impl Columns {
         self.items.push(leaf);
     }
 
-    /// Sets the value of the column at the current path in row `row`. A
-    /// second value for the same column and row (a key twice in an object,
-    /// or `a.b` beside `{"a": {"b": ..}}`) is refused: consumers disagree
-    /// on which one counts (the first, the last), and an attacker could
-    /// hide behind the difference.
+    /// Sets the value of the column at the current path in row `row`; see
+    /// [`Columns::put_at`].
     pub(super) fn put(&mut self, row: u32, leaf: Leaf) -> Result<(), DuplicateKey> {
+        let c = self.column_here();
+        self.put_at(c, row, leaf)
+    }
+
+    /// The column at the current path: the previous record's column at
+    /// the same place if it is the one, else found by name, else new.
+    pub(super) fn column_here(&mut self) -> usize {
         let predicted = self
             .previous
             .get(self.touched.len())
@@ -201,22 +217,47 @@ impl Columns {
                     .get(c)
                     .is_some_and(|col| *col.name == *self.path)
             });
-        let c = match predicted.or_else(|| self.index.get(self.path.as_str()).map(|&c| c as usize))
+        if let Some(c) =
+            predicted.or_else(|| self.index.get(self.path.as_str()).map(|&c| c as usize))
         {
-            Some(c) => c,
-            None => {
-                let c = self.columns.len();
-                let name: Box<str> = self.path.as_str().into();
-                self.index.insert(name.clone(), c as u32);
-                let values = self.spare.pop().unwrap_or_default();
-                self.columns.push(Column {
-                    name,
-                    values,
-                    has_null: false,
-                });
-                c
+            return c;
+        }
+        let c = self.columns.len();
+        let name: Box<str> = self.path.as_str().into();
+        self.index.insert(name.clone(), c as u32);
+        let values = self.spare.pop().unwrap_or_default();
+        let decoded = self.projection.as_ref().is_none_or(|p| p.decodes(&name));
+        self.columns.push(Column {
+            name,
+            values,
+            has_null: false,
+            decoded,
+            last_row: u32::MAX,
+        });
+        c
+    }
+
+    /// Whether the values of column `c` are kept.
+    pub(super) fn decoded(&self, c: usize) -> bool {
+        self.columns[c].decoded
+    }
+
+    /// Sets the value of column `c` (the one at the current path) in row
+    /// `row`, or, for a column not decoded, only notes that the row has
+    /// it. A second value for the same column and row (a key twice in an
+    /// object, or `a.b` beside `{"a": {"b": ..}}`) is refused: consumers
+    /// disagree on which one counts (the first, the last), and an attacker
+    /// could hide behind the difference.
+    pub(super) fn put_at(&mut self, c: usize, row: u32, leaf: Leaf) -> Result<(), DuplicateKey> {
+        if !self.columns[c].decoded {
+            let column = &mut self.columns[c];
+            if column.last_row == row {
+                return Err(DuplicateKey(self.path.clone()));
             }
-        };
+            column.last_row = row;
+            self.touched.push(c as u32);
+            return Ok(());
+        }
         self.bytes += LEAF_BYTES
             + match leaf {
                 Leaf::Str(s) | Leaf::BigInt(s) | Leaf::Json(s) => s.len(),

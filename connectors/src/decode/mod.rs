@@ -23,11 +23,13 @@
 //! Arrow nulls (the [`NULLS_COLUMN`] tells them apart), `{}` adds nothing,
 //! and a record with a key twice is refused (a dead letter: consumers
 //! disagree on which value counts). Every field is nullable. The
-//! record's text is kept in the first column, [`RAW_COLUMN`].
+//! record's text is kept in the first column, [`RAW_COLUMN`]. A
+//! [`Projection`] limits the other columns to those some consumer reads.
 
 mod batch;
 mod columns;
 mod config;
+mod projection;
 pub(crate) mod text;
 mod utf8;
 mod visit;
@@ -38,6 +40,7 @@ mod tests;
 
 pub use batch::{BatchDecoder, EventBatch, EventOrigin, FileId};
 pub use config::{DecoderConfig, InvalidDecoderConfig, MAX_BATCH_BYTES, MAX_RECORD_LIMIT};
+pub use projection::{PathMatch, Projection, SharedProjection};
 
 /// Name of the column holding each record's original text.
 pub const RAW_COLUMN: &str = "_raw";

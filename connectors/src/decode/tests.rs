@@ -436,3 +436,175 @@ fn keys_in_another_order_or_after_a_failed_record_land_in_their_columns() {
     );
     assert_eq!(strings(&b, "d"), s(&[None, None, None, Some("5")]));
 }
+
+/// A `*` segment stands for any one segment (as the rules match).
+fn segments(path: &str, pattern: &str) -> bool {
+    let (path, pattern): (Vec<_>, Vec<_>) =
+        (path.split('.').collect(), pattern.split('.').collect());
+    path.len() == pattern.len() && path.iter().zip(&pattern).all(|(a, b)| *b == "*" || a == b)
+}
+
+/// Decodes `records` into one batch onto `projection` (`None`: every
+/// column): the batch, and each record's dead letter reason if refused.
+fn decode_onto(
+    records: &[String],
+    projection: Option<Projection>,
+) -> (Option<EventBatch>, Vec<Option<String>>) {
+    let mut d = BatchDecoder::new();
+    d.set_projection(SharedProjection::new(projection));
+    let source: Arc<str> = Arc::from("t");
+    let reasons = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            d.push(record(r.as_bytes(), i as u64 + 1), &source)
+                .map(|dead| dead.reason)
+        })
+        .collect();
+    (d.finish(), reasons)
+}
+
+/// Records of every shape the walker and the visitors take, their kept
+/// and skipped fields alike: escapes, arrays, nesting, numbers, nulls,
+/// keys twice, and what is not JSON.
+fn projection_cases() -> Vec<String> {
+    let mut cases: Vec<String> = [
+        r#"{"a":1,"skip":"x","k":true,"s2":false,"e":null}"#,
+        r#"  { "a" : { "b" : { "c" : -12 } } , "d" : [ ] , "skip" : {} }  "#,
+        "{\"skip\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e6\\u0000\\u20AC\",\"a\":\"\\u00e6\"}",
+        r#"{"skip":"\ud83d\ude00","a":"\ud800"}"#,
+        r#"{"a":"\ud83d\ude00","skip":"\ud800"}"#,
+        r#"{"list":[1,"two",null,true,-3],"skip":["a","b",{"c":[1,{"d":2}]}]}"#,
+        r#"{"skip":[[1],{"a":2}],"list":[1,{"b":2}]}"#,
+        r#"{"skip":1.5,"a":1e3,"k":-0,"s3":0,"s4":-0.0,"s5":12345678901234567890}"#,
+        r#"{"skip":1,"skip":2}"#,
+        r#"{"skip":{"x":1},"skip.x":2}"#,
+        r#"{"a":1,"a":2}"#,
+        r#"{"skip":01}"#,
+        r#"{"skip":1,}"#,
+        r#"{"skip":[1,]}"#,
+        r#"{"skip":tru}"#,
+        r#"{"skip":"\x"}"#,
+        r#"{"skip":"\u12"}"#,
+        "{\"skip\":\"tab\there\"}",
+        r#"{"skip":1} {"a":2}"#,
+        r#"{"skip" 1}"#,
+        r#"{"skip":-}"#,
+        r#"{"skip":[{"b" 1}]}"#,
+        r#"{"skip":[{"b":1},]}"#,
+        r#"{"p":{"one":{"q":"kept","r":"skipped"}},"nested":{"x":[1,2],"y":"s"}}"#,
+        r#"{"e":null,"skip":null,"k":null}"#,
+        "{}",
+    ]
+    .iter()
+    .map(|c| c.to_string())
+    .collect();
+    cases.push(format!(
+        "{{\"skip\":{}1{},\"a\":1}}",
+        "[".repeat(70),
+        "]".repeat(70)
+    ));
+    cases.push(format!(
+        "{{\"skip\":{}1{}}}",
+        "[".repeat(200),
+        "]".repeat(200)
+    ));
+    cases.push(format!("{}1{}", "{\"skip\":".repeat(100), "}".repeat(100)));
+    let events = include_str!("../../../fixtures/logs/hospital-nord-sysmon.jsonl");
+    cases.extend(events.lines().map(str::to_string));
+    cases
+}
+
+#[test]
+fn a_projection_keeps_what_it_names_and_refuses_what_full_decoding_refuses() {
+    let cases = projection_cases();
+    let names = [
+        "a", "k", "e", "list", "nested.x", "p.*.q", "Image", "EventID",
+    ];
+    let projection = Projection::new(names, segments);
+    // Record by record: the same acceptance and the same reasons.
+    for case in &cases {
+        let one = std::slice::from_ref(case);
+        let (_, full) = decode_onto(one, None);
+        let (_, projected) = decode_onto(one, Some(projection.clone()));
+        assert_eq!(full, projected, "{case}");
+    }
+    // All at once: the columns named are those of the full batch.
+    let (full, reasons) = decode_onto(&cases, None);
+    let (projected, projected_reasons) = decode_onto(&cases, Some(projection.clone()));
+    assert_eq!(reasons, projected_reasons);
+    let (full, projected) = (full.unwrap(), projected.unwrap());
+    assert!(full.projection.is_none());
+    assert_eq!(projected.projection.as_deref(), Some(&projection));
+    let schema = full.batch.schema();
+    let kept: Vec<&str> = schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .filter(|n| *n == RAW_COLUMN || projection.decodes(n))
+        .collect();
+    let got: Vec<String> = projected
+        .batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .filter(|n| n != NULLS_COLUMN)
+        .collect();
+    assert_eq!(got, kept);
+    assert!(
+        kept.len() >= 8 && kept.len() < schema.fields().len() / 2,
+        "{kept:?}"
+    );
+    for name in kept {
+        assert_eq!(
+            column(&projected.batch, name).to_data(),
+            column(&full.batch, name).to_data(),
+            "{name}"
+        );
+    }
+    // Nulls are listed for the columns kept.
+    let nulls = lists(&projected.batch, NULLS_COLUMN);
+    let listed: Vec<String> = nulls.into_iter().flatten().flatten().flatten().collect();
+    assert!(listed.contains(&"e".to_string()) && listed.contains(&"k".to_string()));
+    assert!(!listed.iter().any(|n| n == "skip"));
+}
+
+#[test]
+fn a_batch_decoded_onto_a_projection_is_decoded_again_in_full() {
+    let cases = projection_cases();
+    let projection = Projection::new(["a"], segments);
+    let (full, _) = decode_onto(&cases, None);
+    let (projected, _) = decode_onto(&cases, Some(projection.clone()));
+    let (full, projected) = (full.unwrap(), projected.unwrap());
+    assert!(projected.covers(Some(&projection)));
+    assert!(!projected.covers(Some(&Projection::new(["a", "k"], segments))));
+    assert!(!projected.covers(None));
+    assert!(full.covers(Some(&projection)) && full.covers(None));
+    let again = projected.decoded_again(None).expect("decodes");
+    assert_eq!(again.batch, full.batch);
+    assert_eq!(again.origins, projected.origins);
+    assert!(again.covers(None));
+    let narrower = full.decoded_again(Some(Arc::new(projection))).unwrap();
+    assert_eq!(narrower.batch, projected.batch);
+}
+
+#[test]
+fn a_new_projection_applies_from_the_next_batch() {
+    let shared = SharedProjection::new(Some(Projection::new(["a"], segments)));
+    let mut d = BatchDecoder::new();
+    d.set_projection(shared.clone());
+    let source: Arc<str> = Arc::from("t");
+    let push = |d: &mut BatchDecoder| {
+        assert!(d.push(record(br#"{"a":1,"b":2}"#, 1), &source).is_none());
+    };
+    push(&mut d);
+    shared.set(None);
+    push(&mut d);
+    let first = d.finish().unwrap();
+    assert_eq!(first.batch.num_columns(), 2, "{:?}", first.batch.schema());
+    push(&mut d);
+    let second = d.finish().unwrap();
+    assert_eq!(second.batch.num_columns(), 3);
+    assert!(second.projection.is_none());
+}

@@ -182,20 +182,99 @@ impl Walker<'_> {
         }
     }
 
-    /// A member's value, put at the current path.
+    /// A member's value, put at the current path; only checked if the
+    /// column there is not decoded.
     fn value(&mut self, columns: &mut Columns, row: u32, depth: usize) -> Walk<()> {
-        let leaf = match self.peek()? {
+        if self.peek()? == b'{' {
+            self.at += 1;
+            return self.object(columns, row, false, depth + 1);
+        }
+        let c = columns.column_here();
+        let leaf = if !columns.decoded(c) {
+            self.skip(depth + 1)?;
+            Leaf::Null
+        } else if self.peek()? == b'[' {
+            self.at += 1;
+            self.array(columns, depth)?
+        } else {
+            self.scalar(columns)?
+        };
+        columns.put_at(c, row, leaf).map_err(|_| GaveUp)
+    }
+
+    /// Reads past any value, checking it as the visitors would, without
+    /// storing it; gives up where [`Walker::compact`] would.
+    fn skip(&mut self, depth: usize) -> Walk<()> {
+        if depth >= MAX_DEPTH {
+            return Err(GaveUp);
+        }
+        match self.peek()? {
+            b'"' => {
+                self.at += 1;
+                self.skip_string()
+            }
             b'{' => {
                 self.at += 1;
-                return self.object(columns, row, false, depth + 1);
+                if self.empty(b'}')? {
+                    return Ok(());
+                }
+                loop {
+                    self.skip_whitespace();
+                    self.expect(b'"')?;
+                    self.skip_string()?;
+                    self.skip_whitespace();
+                    self.expect(b':')?;
+                    self.skip_whitespace();
+                    self.skip(depth + 1)?;
+                    if !self.another(b'}')? {
+                        return Ok(());
+                    }
+                }
             }
             b'[' => {
                 self.at += 1;
-                self.array(columns, depth)?
+                if self.empty(b']')? {
+                    return Ok(());
+                }
+                loop {
+                    self.skip_whitespace();
+                    self.skip(depth + 1)?;
+                    if !self.another(b']')? {
+                        return Ok(());
+                    }
+                }
             }
-            _ => self.scalar(columns)?,
-        };
-        columns.put(row, leaf).map_err(|_| GaveUp)
+            b't' => self.word(b"true", Leaf::Null).map(drop),
+            b'f' => self.word(b"false", Leaf::Null).map(drop),
+            b'n' => self.word(b"null", Leaf::Null).map(drop),
+            _ => self.number().map(drop),
+        }
+    }
+
+    /// Reads past the string whose opening quote was just read, checking
+    /// its escapes as [`Walker::string`] does.
+    fn skip_string(&mut self) -> Walk<()> {
+        loop {
+            let stop = self.at + find_special(&self.bytes[self.at..]).ok_or(GaveUp)?;
+            match self.bytes[stop] {
+                b'"' => {
+                    self.at = stop + 1;
+                    return Ok(());
+                }
+                b'\\' => match self
+                    .bytes
+                    .get(stop + 1)
+                    .map(|&b| SIMPLE_ESCAPES[usize::from(b)])
+                {
+                    Some(byte) if byte != 0 => self.at = stop + 2,
+                    _ => {
+                        self.at = stop + 1;
+                        self.escape()?;
+                    }
+                },
+                _ => return Err(GaveUp),
+            }
+        }
     }
 
     /// The array whose `[` was just read: a list while its items are

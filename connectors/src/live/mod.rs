@@ -186,7 +186,7 @@ pub fn decode_live(
     mut on_dead: impl FnMut(DeadLetter),
 ) -> Result<ReadStats, crate::ConnectorError> {
     options.decoder.validate()?;
-    let mut ingest = Ingest::new(options.format, &options.decoder);
+    let mut ingest = Ingest::for_source(options);
     let mut acks: Vec<Ack> = Vec::new();
     loop {
         let waiting = !ingest.is_empty() || !acks.is_empty();

@@ -290,6 +290,16 @@ pub fn start_configured(
         .transpose()
 }
 
+impl Intel {
+    /// Every column an indicator is looked for in.
+    pub fn columns(&self) -> impl Iterator<Item = &str> {
+        self.columns
+            .iter()
+            .flat_map(|(_, columns)| columns)
+            .map(String::as_str)
+    }
+}
+
 impl Drop for Intel {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);

@@ -20,7 +20,7 @@ use vagt_connectors::live::kafka::KafkaHandle;
 use vagt_connectors::live::{self, Ack, LiveContext, LiveError, Payload};
 use vagt_connectors::{
     read_source, tail_events, ConnectorError, DeadLetter, EventBatch, FileId, InputSource, Origin,
-    ReadOptions, ReadStats,
+    ReadOptions, ReadStats, SharedProjection,
 };
 
 use crate::config::{RunConfig, SourceConfig};
@@ -60,6 +60,8 @@ pub(crate) struct Outputs<W, D> {
     pub bytes: Arc<AtomicU64>,
     pub metrics: Vec<SourceMetrics>,
     pub stop: Arc<AtomicBool>,
+    /// The columns decoded.
+    pub projection: SharedProjection,
 }
 
 /// A running Kafka input.
@@ -139,6 +141,7 @@ pub(crate) async fn start<W: Send + 'static, D: Send + 'static>(
             decoder: config.decoder.clone(),
             format: input.format,
             actor: input.actor.as_deref().map(Arc::from),
+            projection: outputs.projection.clone(),
         };
         // Bytes this input read, reported to its metric and to the run's
         // progress with each batch it hands on.

@@ -358,6 +358,13 @@ impl RuleSet {
         })
     }
 
+    /// Every column name or pattern (`*` for a segment) a rule reads,
+    /// for the decoders' projection; `_raw` is among them for keyword
+    /// rules.
+    pub fn columns_read(&self) -> impl Iterator<Item = &str> {
+        self.fields.iter().flatten().map(String::as_str)
+    }
+
     /// Number of rules that can match.
     pub fn len(&self) -> usize {
         self.rules.len()

@@ -631,7 +631,7 @@ impl RuleSet {
 /// segments stand for any one segment (`Event.UserData.*.CommandLine`).
 /// Resolved again for every schema, so for every small batch of a live
 /// input: without allocating.
-fn path_matches(name: &str, pattern: &str) -> bool {
+pub fn path_matches(name: &str, pattern: &str) -> bool {
     // Most names differ before the first star: no segment walk for them.
     let fixed = &pattern[..pattern.find('*').unwrap_or(pattern.len())];
     if !name.starts_with(fixed) {

@@ -75,6 +75,21 @@ enum Input {
 }
 
 impl WindowPlan {
+    /// Every column a windowed rule reads a group-by or value field from.
+    pub fn columns_read(&self) -> impl Iterator<Item = &str> {
+        self.base_feeds
+            .iter()
+            .chain(&self.window_feeds)
+            .flatten()
+            .flat_map(|feed| feed.group.iter().chain(&feed.values))
+            .filter_map(|source| match source {
+                FieldSource::Columns(columns) => Some(columns),
+                FieldSource::ChildGroup(_) => None,
+            })
+            .flatten()
+            .map(String::as_str)
+    }
+
     /// Whether `other` plans the same windowed rules, in the same order
     /// (their keys): state made under one is valid under the other.
     pub fn same_rules(&self, other: &WindowPlan) -> bool {

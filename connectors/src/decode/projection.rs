@@ -1,0 +1,177 @@
+//! Projection: which columns a decoder fills. Every consumer of a batch
+//! (rules, windows, the catalog, intel, event time, alerts, the archive)
+//! names the columns it reads; a record's other leaves are checked as JSON
+//! (a record is refused exactly as when they are decoded, duplicate keys
+//! included) but not stored, copied or built into Arrow arrays. The
+//! record's text stays whole in the [`super::RAW_COLUMN`], so a batch can
+//! always be decoded again in full ([`super::EventBatch::decoded_in_full`]).
+//!
+//! ```text
+//!  consumers' column names ─► Projection ─► SharedProjection ─► each source's decoder
+//!                                               ▲ swapped on reload; a batch carries the one it was decoded with
+//! ```
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+
+use foldhash::fast::RandomState;
+
+/// Whether a column's path matches a pattern, as the pattern's reader
+/// (the rules) resolves it.
+pub type PathMatch = fn(path: &str, pattern: &str) -> bool;
+
+/// The columns a decoder fills: paths, and patterns (names with a `*`)
+/// matched as their reader matches them.
+#[derive(Debug, Clone)]
+pub struct Projection {
+    exact: HashSet<Box<str>, RandomState>,
+    patterns: Vec<Box<str>>,
+    matches: PathMatch,
+}
+
+impl Projection {
+    /// The projection onto `columns`, its patterns matched by `matches`.
+    pub fn new<S: AsRef<str>>(
+        columns: impl IntoIterator<Item = S>,
+        matches: PathMatch,
+    ) -> Projection {
+        let mut projection = Projection {
+            exact: HashSet::default(),
+            patterns: Vec::new(),
+            matches,
+        };
+        for column in columns {
+            let column = column.as_ref();
+            // As the rules resolve them: a name with a star is a pattern.
+            if column.contains('*') {
+                if !projection.patterns.iter().any(|p| **p == *column) {
+                    projection.patterns.push(column.into());
+                }
+            } else {
+                projection.exact.insert(column.into());
+            }
+        }
+        projection
+    }
+
+    /// Whether the column at `path` is filled.
+    pub fn decodes(&self, path: &str) -> bool {
+        self.exact.contains(path) || self.patterns.iter().any(|p| (self.matches)(path, p))
+    }
+
+    /// Whether every column `other` fills, this one fills too.
+    pub fn covers(&self, other: &Projection) -> bool {
+        other.exact.iter().all(|c| self.decodes(c))
+            && other
+                .patterns
+                .iter()
+                .all(|p| self.patterns.iter().any(|q| q == p))
+    }
+
+    /// How many names and patterns it holds.
+    pub fn len(&self) -> usize {
+        self.exact.len() + self.patterns.len()
+    }
+
+    /// True if it fills no column.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Equal if they hold the same names and patterns (matched the same way,
+/// since one reader's patterns are matched by one function).
+impl PartialEq for Projection {
+    fn eq(&self, other: &Self) -> bool {
+        self.exact == other.exact && self.patterns == other.patterns
+    }
+}
+
+impl Eq for Projection {}
+
+/// The projection the decoders of a running vagt use, shared by its
+/// sources and swapped when what the consumers read changes (a rule
+/// reload); `None` fills every column. Decoders read it once per batch.
+#[derive(Debug, Clone, Default)]
+pub struct SharedProjection(pub(super) Arc<RwLock<Option<Arc<Projection>>>>);
+
+impl SharedProjection {
+    /// Shared `projection`.
+    pub fn new(projection: Option<Projection>) -> SharedProjection {
+        SharedProjection(Arc::new(RwLock::new(projection.map(Arc::new))))
+    }
+
+    /// The projection now.
+    pub fn get(&self) -> Option<Arc<Projection>> {
+        match self.0.read() {
+            Ok(current) => current.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces it: batches begun from now on use `projection`.
+    pub fn set(&self, projection: Option<Projection>) {
+        let projection = projection.map(Arc::new);
+        match self.0.write() {
+            Ok(mut current) => *current = projection,
+            Err(poisoned) => *poisoned.into_inner() = projection,
+        }
+    }
+}
+
+/// Two handles are equal if they share one projection.
+impl PartialEq for SharedProjection {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for SharedProjection {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `*` segment stands for any one segment.
+    fn segments(path: &str, pattern: &str) -> bool {
+        let (path, pattern): (Vec<_>, Vec<_>) =
+            (path.split('.').collect(), pattern.split('.').collect());
+        path.len() == pattern.len() && path.iter().zip(&pattern).all(|(a, b)| *b == "*" || a == b)
+    }
+
+    fn projection(columns: &[&str]) -> Projection {
+        Projection::new(columns, segments)
+    }
+
+    #[test]
+    fn names_and_patterns_select_columns() {
+        let projection = projection(&["Image", "Event.UserData.*.CommandLine"]);
+        assert!(projection.decodes("Image"));
+        assert!(!projection.decodes("Image.Name"));
+        assert!(!projection.decodes("ImageLoaded"));
+        assert!(projection.decodes("Event.UserData.Op.CommandLine"));
+        assert!(!projection.decodes("Event.UserData.CommandLine"));
+        assert_eq!(projection.len(), 2);
+    }
+
+    #[test]
+    fn a_projection_covers_what_it_fills() {
+        let wide = projection(&["a", "b", "c.*"]);
+        assert!(wide.covers(&projection(&["a", "c.x"])));
+        assert!(wide.covers(&projection(&["c.*"])));
+        assert!(!wide.covers(&projection(&["d"])));
+        assert!(!wide.covers(&projection(&["*.x"])));
+        assert!(wide.covers(&projection(&[])));
+    }
+
+    #[test]
+    fn a_shared_projection_is_swapped_for_all_holders() {
+        let shared = SharedProjection::default();
+        let holder = shared.clone();
+        assert!(holder.get().is_none());
+        shared.set(Some(projection(&["a"])));
+        assert!(holder
+            .get()
+            .is_some_and(|p| p.decodes("a") && !p.decodes("b")));
+    }
+}
