@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_yaml_ng::Value;
 use sha2::{Digest, Sha256};
 
-use crate::cache::{file_key, CacheUse, FileKey, RulesCache};
+use crate::cache::{file_key, CacheUse, FileKey, FileStat, Kept, RulesCache};
 use crate::error::{LoadError, RuleError};
 use crate::sigma::{parse_document, Document, Placeholders, SigmaFilter, SigmaRule};
 use crate::window::WindowRule;
@@ -136,6 +136,22 @@ pub fn load_paths_with<P: AsRef<Path>>(
     // Read and parsed (or taken from the cache) on every core, gathered
     // in the files' order.
     let loaded = crate::parallel::map(&files, |file| -> Result<_, LoadError> {
+        // With a cache, a file whose stat vouches for it is not read.
+        let stat = opened.as_ref().and_then(|_| FileStat::of(file));
+        let vouched = opened
+            .as_ref()
+            .zip(stat.as_ref())
+            .and_then(|(o, stat)| o.key_of(file, stat))
+            .and_then(|key| Some((key, opened.as_ref()?.get(&key)?)));
+        if let Some((key, kept)) = vouched {
+            return Ok(FileLoad {
+                key,
+                one: kept,
+                parsed: false,
+                stat,
+                read: false,
+            });
+        }
         let bytes = std::fs::read(file).map_err(|source| LoadError::Io {
             path: file.clone(),
             source,
@@ -146,12 +162,16 @@ pub fn load_paths_with<P: AsRef<Path>>(
                 key,
                 one: kept,
                 parsed: false,
+                stat,
+                read: true,
             });
         }
         Ok(FileLoad {
             one: load_file(file, &bytes, placeholders),
             key,
             parsed: true,
+            stat,
+            read: true,
         })
     });
     let loaded = loaded.into_iter().collect::<Result<Vec<_>, _>>()?;
@@ -160,9 +180,16 @@ pub fn load_paths_with<P: AsRef<Path>>(
         digest.update(load.key);
     }
     let cache_use = opened.map(|opened| {
-        let kept: Vec<_> = loaded
+        let kept: Vec<Kept> = loaded
             .iter()
-            .map(|l| (l.key, l.parsed.then_some(&l.one)))
+            .zip(&files)
+            .map(|(l, path)| Kept {
+                key: l.key,
+                loaded: l.parsed.then_some(&l.one),
+                path,
+                stat: l.stat,
+                read: l.read,
+            })
             .collect();
         opened.store(&kept)
     });
@@ -184,6 +211,10 @@ struct FileLoad {
     one: RuleCollection,
     /// Parsed now, not taken from the cache.
     parsed: bool,
+    /// Its stat, when loaded with a cache.
+    stat: Option<FileStat>,
+    /// Read to know its key.
+    read: bool,
 }
 
 /// Parses every document of one rules file.
@@ -213,16 +244,26 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>) -> Result<(), LoadError>
         files.push(path.to_path_buf());
         return Ok(());
     }
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+    // Whether an entry is a folder, from the listing itself where it
+    // says (no stat of each of 2,400 files); a link is followed.
+    let mut entries: Vec<(PathBuf, bool)> = std::fs::read_dir(path)
         .map_err(|source| LoadError::Io {
             path: path.to_path_buf(),
             source,
         })?
-        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let path = e.path();
+            let folder = match e.file_type() {
+                Ok(t) if !t.is_symlink() => t.is_dir(),
+                _ => path.is_dir(),
+            };
+            Some((path, folder))
+        })
         .collect();
     entries.sort();
-    for entry in entries {
-        if entry.is_dir() {
+    for (entry, folder) in entries {
+        if folder {
             collect_files(&entry, files)?;
         } else if matches!(
             entry.extension().and_then(|e| e.to_str()),
