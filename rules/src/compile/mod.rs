@@ -1418,6 +1418,42 @@ mod tests {
         assert_eq!(matches, [(1, 0), (0, 1), (1, 2)]);
     }
 
+    /// `hidden`, in two filters of one rule and searched by no automaton,
+    /// is tested once per row of a batch whichever filter asks, and afresh
+    /// in the next batch.
+    #[test]
+    fn a_literal_two_filters_share_is_right_for_each_batch_and_domain() {
+        let yaml = "title: shared\nlogsource: {product: test}\ndetection:\n  sel: {Cmd|contains: 'go'}\n  f1: {Cmd|contains|all: ['hidden', 'a']}\n  f2: {Cmd|contains|all: ['hidden', 'b']}\n  condition: sel and not f1 and not f2\n";
+        let set = RuleSetBuilder::new(Profile::passthrough())
+            .build(&crate::loader::rules_from_yaml(yaml))
+            .set;
+        assert_eq!(set.len(), 1);
+        let rows = [
+            "go hidden a",
+            "go hidden b",
+            "go hidden",
+            "go a b",
+            "hidden a",
+            "go HIDDEN A B",
+        ];
+        let mut scratch = set.scratch();
+        let mut matches = |values: Vec<&str>| {
+            let column = std::sync::Arc::new(arrow_array::StringArray::from(values))
+                as arrow_array::ArrayRef;
+            let batch = arrow_array::RecordBatch::try_from_iter([("Cmd", column)]).unwrap();
+            let found: Vec<usize> = set
+                .evaluate(&batch, &mut scratch)
+                .iter()
+                .map(|m| m.row)
+                .collect();
+            found
+        };
+        assert_eq!(matches(rows.to_vec()), [2, 3]);
+        // The next batch, the rows rotated: nothing carried over.
+        let rotated: Vec<&str> = rows[2..].iter().chain(&rows[..2]).copied().collect();
+        assert_eq!(matches(rotated), [0, 1]);
+    }
+
     #[test]
     fn a_literal_longer_than_the_window_still_matches_only_itself() {
         let long = format!("HKLM\\Software\\{}\\Run", "Vendor".repeat(8));

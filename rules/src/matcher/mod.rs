@@ -70,9 +70,14 @@ pub struct Scratch {
     hits: Vec<Option<RowSet>>,
     touched: Vec<usize>,
     leaf_cache: Vec<Option<RowSet>>,
-    /// The leaves cached in this batch, to clear only those for the next
-    /// (a set holds tens of thousands of leaves; a batch of a few events
-    /// reads few of them).
+    /// Per text leaf tested row by row: the rows tested so far in this
+    /// batch and those it holds in, so that a literal that several
+    /// selections share (`hidden` in four of one rule) is tested once
+    /// per row.
+    tested: Vec<Option<(RowSet, RowSet)>>,
+    /// The leaves cached or tested in this batch, to clear only those for
+    /// the next (a set holds tens of thousands of leaves; a batch of a few
+    /// events reads few of them).
     cached_leaves: Vec<usize>,
     route_cache: Vec<Option<RowSet>>,
     rows: usize,
@@ -208,11 +213,14 @@ impl RuleSet {
         if s.leaf_cache.len() == self.leaves.len() {
             for id in s.cached_leaves.drain(..) {
                 s.leaf_cache[id] = None;
+                s.tested[id] = None;
             }
         } else {
             s.cached_leaves.clear();
             s.leaf_cache.clear();
             s.leaf_cache.resize(self.leaves.len(), None);
+            s.tested.clear();
+            s.tested.resize(self.leaves.len(), None);
         }
         s.route_cache.clear();
         s.route_cache.resize(self.routes.len(), None);
@@ -376,6 +384,41 @@ impl RuleSet {
         }
     }
 
+    /// The rows of `domain` where text leaf `id` holds, testing only those
+    /// not tested yet in this batch.
+    fn text_rows(&self, id: LeafId, check: &TextCheck, domain: &RowSet, s: &mut Scratch) -> RowSet {
+        let (mut tested, mut holds) = match s.tested[id].take() {
+            Some(done) => done,
+            None => {
+                if s.leaf_cache[id].is_none() {
+                    s.cached_leaves.push(id);
+                }
+                (
+                    RowSet::empty(domain.capacity()),
+                    RowSet::empty(domain.capacity()),
+                )
+            }
+        };
+        let mut todo = domain.clone();
+        todo.and_not_with(&tested);
+        {
+            let columns = Self::columns_of(self.leaves[id].field, s);
+            for row in todo.iter() {
+                if columns
+                    .clone()
+                    .any(|c| c.any_value(row, &mut |v| text_check(check, v)))
+                {
+                    holds.insert(row);
+                }
+            }
+        }
+        tested.or_with(&todo);
+        let mut out = domain.clone();
+        out.and_with(&holds);
+        s.tested[id] = Some((tested, holds));
+        out
+    }
+
     fn leaf(&self, id: LeafId, domain: &RowSet, batch: &RecordBatch, s: &mut Scratch) -> RowSet {
         let leaf = &self.leaves[id];
         // A literal no automaton searches is tested on each row of the
@@ -396,20 +439,15 @@ impl RuleSet {
         if let LeafKind::FieldRef { other, .. } = &leaf.kind {
             self.ready_field(*other, batch, s);
         }
+        if let LeafKind::Text { check, .. } = &leaf.kind {
+            return self.text_rows(id, check, domain, s);
+        }
         let s = &*s;
         let columns = Self::columns_of(leaf.field, s);
         let mut out = RowSet::empty(domain.capacity());
         match &leaf.kind {
-            LeafKind::Text { check, .. } => {
-                for row in domain.iter() {
-                    if columns
-                        .clone()
-                        .any(|c| c.any_value(row, &mut |v| text_check(check, v)))
-                    {
-                        out.insert(row);
-                    }
-                }
-            }
+            // Tested above, by `text_rows`.
+            LeafKind::Text { .. } => {}
             LeafKind::Compare { op, value } => {
                 for row in domain.iter() {
                     if columns
