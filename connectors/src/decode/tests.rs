@@ -468,37 +468,16 @@ fn decode_onto(
 /// and skipped fields alike: escapes, arrays, nesting, numbers, nulls,
 /// keys twice, and what is not JSON.
 fn projection_cases() -> Vec<String> {
-    let mut cases: Vec<String> = [
-        r#"{"a":1,"skip":"x","k":true,"s2":false,"e":null}"#,
-        r#"  { "a" : { "b" : { "c" : -12 } } , "d" : [ ] , "skip" : {} }  "#,
-        "{\"skip\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e6\\u0000\\u20AC\",\"a\":\"\\u00e6\"}",
-        r#"{"skip":"\ud83d\ude00","a":"\ud800"}"#,
-        r#"{"a":"\ud83d\ude00","skip":"\ud800"}"#,
-        r#"{"list":[1,"two",null,true,-3],"skip":["a","b",{"c":[1,{"d":2}]}]}"#,
-        r#"{"skip":[[1],{"a":2}],"list":[1,{"b":2}]}"#,
-        r#"{"skip":1.5,"a":1e3,"k":-0,"s3":0,"s4":-0.0,"s5":12345678901234567890}"#,
-        r#"{"skip":1,"skip":2}"#,
-        r#"{"skip":{"x":1},"skip.x":2}"#,
-        r#"{"a":1,"a":2}"#,
-        r#"{"skip":01}"#,
-        r#"{"skip":1,}"#,
-        r#"{"skip":[1,]}"#,
-        r#"{"skip":tru}"#,
-        r#"{"skip":"\x"}"#,
-        r#"{"skip":"\u12"}"#,
-        "{\"skip\":\"tab\there\"}",
-        r#"{"skip":1} {"a":2}"#,
-        r#"{"skip" 1}"#,
-        r#"{"skip":-}"#,
-        r#"{"skip":[{"b" 1}]}"#,
-        r#"{"skip":[{"b":1},]}"#,
-        r#"{"p":{"one":{"q":"kept","r":"skipped"}},"nested":{"x":[1,2],"y":"s"}}"#,
-        r#"{"e":null,"skip":null,"k":null}"#,
-        "{}",
-    ]
-    .iter()
-    .map(|c| c.to_string())
-    .collect();
+    let mut cases: Vec<String> = super::walk::tests::EDGE_CASES
+        .iter()
+        .chain(&[
+            r#"{"a":1,"skip":"x","k":true,"s2":false,"e":null}"#,
+            r#"{"skip":{"x":1},"skip.x":2}"#,
+            r#"{"p":{"one":{"q":"kept","r":"skipped"}},"nested":{"x":[1,2],"y":"s"}}"#,
+            r#"{"e":null,"skip":null,"k":null}"#,
+        ])
+        .map(|c| c.to_string())
+        .collect();
     cases.push(format!(
         "{{\"skip\":{}1{},\"a\":1}}",
         "[".repeat(70),
@@ -518,24 +497,33 @@ fn projection_cases() -> Vec<String> {
 #[test]
 fn a_projection_keeps_what_it_names_and_refuses_what_full_decoding_refuses() {
     let cases = projection_cases();
-    let names = [
-        "a", "k", "e", "list", "nested.x", "p.*.q", "Image", "EventID",
-    ];
-    let projection = Projection::new(names, segments);
+    // One keeping `a`, one skipping it: the edge cases are mostly in `a`.
+    for names in [
+        &[
+            "a", "k", "e", "list", "nested.x", "p.*.q", "Image", "EventID",
+        ][..],
+        &["k", "e", "b", "p.*.q", "Image"][..],
+    ] {
+        projected_as_full(&cases, &Projection::new(names, segments));
+    }
+}
+
+/// Holds decoding onto `projection` to full decoding over `cases`.
+fn projected_as_full(cases: &[String], projection: &Projection) {
     // Record by record: the same acceptance and the same reasons.
-    for case in &cases {
+    for case in cases {
         let one = std::slice::from_ref(case);
         let (_, full) = decode_onto(one, None);
         let (_, projected) = decode_onto(one, Some(projection.clone()));
         assert_eq!(full, projected, "{case}");
     }
     // All at once: the columns named are those of the full batch.
-    let (full, reasons) = decode_onto(&cases, None);
-    let (projected, projected_reasons) = decode_onto(&cases, Some(projection.clone()));
+    let (full, reasons) = decode_onto(cases, None);
+    let (projected, projected_reasons) = decode_onto(cases, Some(projection.clone()));
     assert_eq!(reasons, projected_reasons);
     let (full, projected) = (full.unwrap(), projected.unwrap());
     assert!(full.projection.is_none());
-    assert_eq!(projected.projection.as_deref(), Some(&projection));
+    assert_eq!(projected.projection.as_deref(), Some(projection));
     let schema = full.batch.schema();
     let kept: Vec<&str> = schema
         .fields()
@@ -553,7 +541,7 @@ fn a_projection_keeps_what_it_names_and_refuses_what_full_decoding_refuses() {
         .collect();
     assert_eq!(got, kept);
     assert!(
-        kept.len() >= 8 && kept.len() < schema.fields().len() / 2,
+        kept.len() >= 5 && kept.len() < schema.fields().len() / 2,
         "{kept:?}"
     );
     for name in kept {
@@ -567,7 +555,7 @@ fn a_projection_keeps_what_it_names_and_refuses_what_full_decoding_refuses() {
     let nulls = lists(&projected.batch, NULLS_COLUMN);
     let listed: Vec<String> = nulls.into_iter().flatten().flatten().flatten().collect();
     assert!(listed.contains(&"e".to_string()) && listed.contains(&"k".to_string()));
-    assert!(!listed.iter().any(|n| n == "skip"));
+    assert!(listed.iter().all(|n| projection.decodes(n)));
 }
 
 #[test]
