@@ -696,3 +696,38 @@ fn an_empty_rules_cache_setting_is_refused_by_name() {
         "{stderr}"
     );
 }
+
+/// Only the columns something reads are decoded, yet a rule still reads a
+/// key with spaces by its Sigma name (`ThreatName` is `Threat Name`), and
+/// a key twice in a field no rule reads still makes a dead letter.
+#[test]
+fn undecoded_fields_are_checked_and_spaced_names_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("rules")).unwrap();
+    std::fs::write(
+        d.join("rules/threat.yml"),
+        "title: Threat\nid: dddddddd-0000-4000-8000-000000000004\nstatus: test\nlogsource: {product: windows}\ndetection:\n    selection: {ThreatName: 'Trojan:Win32/X'}\n    condition: selection\nlevel: high\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("events.jsonl"),
+        concat!(
+            "{\"EventID\": 1116, \"Threat Name\": \"Trojan:Win32/X\", \"Unread\": \"y\"}\n",
+            "{\"EventID\": 1116, \"Threat Name\": \"Other\", \"Unread\": [1, {\"a\": 2}]}\n",
+            "{\"EventID\": 1116, \"Threat Name\": \"Trojan:Win32/X\", \"Unread\": 1, \"Unread\": 2}\n",
+            "{\"EventID\": 1116, \"Unread\": \"\\x\"}\n",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("vagt.yaml"),
+        "rules: [rules]\ninputs: [{path: events.jsonl}]\noutput: alerts.jsonl\ndead_letters: dead.jsonl\nprogress: never\n",
+    )
+    .unwrap();
+    let (summary, stderr) = crate::support::run_with_stats(&d.join("vagt.yaml"));
+    assert_eq!(summary["alerts"], 1, "{summary} {stderr}");
+    assert_eq!(summary["dead_letters"], 2, "{summary}");
+    let dead = std::fs::read_to_string(d.join("dead.jsonl")).unwrap();
+    assert!(dead.contains("duplicate key 'Unread'"), "{dead}");
+}

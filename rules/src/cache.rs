@@ -228,6 +228,10 @@ pub(crate) struct Opened {
     known: HashMap<Vec<u8>, (FileStat, FileKey)>,
     /// When it was written (nanoseconds since the epoch).
     written: i64,
+    /// When it was opened, before any rules file was looked at: what a
+    /// rewrite records as its time, so that a file changed while the
+    /// rules were being read is never taken as settled.
+    opened: i64,
     /// The file was written by another binary or with other placeholders.
     superseded: bool,
     problems: Vec<String>,
@@ -241,6 +245,7 @@ impl Opened {
             entries: HashMap::new(),
             known: HashMap::new(),
             written: 0,
+            opened: now_nanos(),
             superseded: false,
             problems: Vec::new(),
         }
@@ -253,6 +258,7 @@ impl Opened {
             entries: HashMap::new(),
             known: HashMap::new(),
             written: 0,
+            opened: now_nanos(),
             superseded: false,
             problems: vec![error.to_string()],
         }
@@ -289,10 +295,9 @@ impl Opened {
         let Some(stamp) = self.stamp else {
             return report;
         };
-        let now = now_nanos();
         let vouched_now = files
             .iter()
-            .any(|f| f.read && f.stat.is_some_and(|s| s.settled_before(now)));
+            .any(|f| f.read && f.stat.is_some_and(|s| s.settled_before(self.opened)));
         let stale = self.entries.len() != hits || self.superseded || vouched_now;
         if parsed == 0 && !stale {
             // Used as it is: marked as used, for the pruning of others.
@@ -320,7 +325,7 @@ impl Opened {
         let file = CacheFile {
             format: FORMAT,
             stamp,
-            written: now,
+            written: self.opened,
             entries: entries
                 .iter()
                 .map(|(key, body)| Entry {

@@ -54,9 +54,13 @@ impl Projection {
         projection
     }
 
-    /// Whether the column at `path` is filled.
+    /// Whether the column at `path` is filled: named, matching a pattern,
+    /// or named with its spaces left out (Sigma's field names are the
+    /// log's with spaces stripped: `ThreatName` reads `Threat Name`).
     pub fn decodes(&self, path: &str) -> bool {
-        self.exact.contains(path) || self.patterns.iter().any(|p| (self.matches)(path, p))
+        self.exact.contains(path)
+            || self.patterns.iter().any(|p| (self.matches)(path, p))
+            || (path.contains(' ') && self.exact.contains(path.replace(' ', "").as_str()))
     }
 
     /// Whether every column `other` fills, this one fills too.
@@ -151,6 +155,7 @@ mod tests {
         assert!(!projection.decodes("ImageLoaded"));
         assert!(projection.decodes("Event.UserData.Op.CommandLine"));
         assert!(!projection.decodes("Event.UserData.CommandLine"));
+        assert!(projection.decodes("Im age") && !projection.decodes("Im-age"));
         assert_eq!(projection.len(), 2);
     }
 
