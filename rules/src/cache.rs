@@ -598,12 +598,11 @@ mod tests {
         assert_eq!((used.hits, used.parsed, used.written), (1, 0, false));
     }
 
-    /// Sets the file's modification time `ago` back (its change time
-    /// stays now).
-    fn age(path: &Path, ago: std::time::Duration) {
+    /// Sets the file's modification time to `at` (its change time
+    /// becomes now).
+    fn set_modified(path: &Path, at: std::time::SystemTime) {
         let file = std::fs::File::options().write(true).open(path).unwrap();
-        file.set_modified(std::time::SystemTime::now() - ago)
-            .unwrap();
+        file.set_modified(at).unwrap();
     }
 
     #[test]
@@ -633,12 +632,7 @@ mod tests {
         // still tells, and the new bytes are parsed.
         let before = std::fs::metadata(&a).unwrap().modified().unwrap();
         std::fs::write(&a, RULE.replace("x.exe", "y.exe")).unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&a)
-            .unwrap()
-            .set_modified(before)
-            .unwrap();
+        set_modified(&a, before);
         let changed = load(rules.path(), &cache, &none);
         assert!(format!("{:?}", changed.rules).contains("y.exe"));
         assert_ne!(shape(&changed), first);
@@ -646,7 +640,10 @@ mod tests {
         assert_eq!(used(changed), (1, 1, 1, true));
         // A file whose times changed but not its bytes is read, found kept,
         // and vouched for from the next rewrite on.
-        age(&b, std::time::Duration::from_secs(60));
+        set_modified(
+            &b,
+            std::time::SystemTime::now() - std::time::Duration::from_secs(60),
+        );
         let touched = load(rules.path(), &cache, &none);
         assert_eq!(
             touched.cache.as_ref().map(|u| (u.hits, u.parsed)),

@@ -138,19 +138,17 @@ pub fn load_paths_with<P: AsRef<Path>>(
     let loaded = crate::parallel::map(&files, |file| -> Result<_, LoadError> {
         // With a cache, a file whose stat vouches for it is not read.
         let stat = opened.as_ref().and_then(|_| FileStat::of(file));
-        let vouched = opened
-            .as_ref()
-            .zip(stat.as_ref())
-            .and_then(|(o, stat)| o.key_of(file, stat))
-            .and_then(|key| Some((key, opened.as_ref()?.get(&key)?)));
-        if let Some((key, kept)) = vouched {
-            return Ok(FileLoad {
-                key,
-                one: kept,
-                parsed: false,
-                stat,
-                read: false,
-            });
+        if let (Some(opened), Some(stat)) = (&opened, stat) {
+            let key = opened.key_of(file, &stat);
+            if let Some((key, kept)) = key.and_then(|key| Some((key, opened.get(&key)?))) {
+                return Ok(FileLoad {
+                    key,
+                    one: kept,
+                    parsed: false,
+                    stat: Some(stat),
+                    read: false,
+                });
+            }
         }
         let bytes = std::fs::read(file).map_err(|source| LoadError::Io {
             path: file.clone(),

@@ -77,9 +77,7 @@ impl EventBatch {
     pub fn decoded_again(&self, projection: Option<Arc<Projection>>) -> Option<EventBatch> {
         let raw = self.raw()?;
         let mut decoder = BatchDecoder::with_batch_size(self.origins.len());
-        decoder.set_projection(SharedProjection(Arc::new(std::sync::RwLock::new(
-            projection,
-        ))));
+        decoder.set_projection(SharedProjection::holding(projection));
         let source: Arc<str> = Arc::from("");
         for (row, origin) in self.origins.iter().enumerate() {
             let at = Origin {

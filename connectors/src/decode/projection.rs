@@ -4,7 +4,7 @@
 //! (a record is refused exactly as when they are decoded, duplicate keys
 //! included) but not stored, copied or built into Arrow arrays. The
 //! record's text stays whole in the [`super::RAW_COLUMN`], so a batch can
-//! always be decoded again in full ([`super::EventBatch::decoded_in_full`]).
+//! always be decoded again in full ([`super::EventBatch::decoded_again`]).
 //!
 //! ```text
 //!  consumers' column names ─► Projection ─► SharedProjection ─► each source's decoder
@@ -97,12 +97,17 @@ impl Eq for Projection {}
 /// sources and swapped when what the consumers read changes (a rule
 /// reload); `None` fills every column. Decoders read it once per batch.
 #[derive(Debug, Clone, Default)]
-pub struct SharedProjection(pub(super) Arc<RwLock<Option<Arc<Projection>>>>);
+pub struct SharedProjection(Arc<RwLock<Option<Arc<Projection>>>>);
 
 impl SharedProjection {
     /// Shared `projection`.
     pub fn new(projection: Option<Projection>) -> SharedProjection {
-        SharedProjection(Arc::new(RwLock::new(projection.map(Arc::new))))
+        SharedProjection::holding(projection.map(Arc::new))
+    }
+
+    /// Shared `projection`, as a batch holds it.
+    pub(super) fn holding(projection: Option<Arc<Projection>>) -> SharedProjection {
+        SharedProjection(Arc::new(RwLock::new(projection)))
     }
 
     /// The projection now.
@@ -133,11 +138,11 @@ impl PartialEq for SharedProjection {
 impl Eq for SharedProjection {}
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    /// A `*` segment stands for any one segment.
-    fn segments(path: &str, pattern: &str) -> bool {
+    /// A `*` segment stands for any one segment (as the rules match).
+    pub(in crate::decode) fn segments(path: &str, pattern: &str) -> bool {
         let (path, pattern): (Vec<_>, Vec<_>) =
             (path.split('.').collect(), pattern.split('.').collect());
         path.len() == pattern.len() && path.iter().zip(&pattern).all(|(a, b)| *b == "*" || a == b)

@@ -8,6 +8,7 @@ use arrow_array::types::{Float64Type, Int64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::DataType;
 
+use super::projection::tests::segments;
 use super::*;
 use crate::framing::{Origin, Record};
 use crate::DeadLetter;
@@ -435,13 +436,6 @@ fn keys_in_another_order_or_after_a_failed_record_land_in_their_columns() {
         s(&[Some("1"), Some("2"), Some("3"), Some("5")])
     );
     assert_eq!(strings(&b, "d"), s(&[None, None, None, Some("5")]));
-}
-
-/// A `*` segment stands for any one segment (as the rules match).
-fn segments(path: &str, pattern: &str) -> bool {
-    let (path, pattern): (Vec<_>, Vec<_>) =
-        (path.split('.').collect(), pattern.split('.').collect());
-    path.len() == pattern.len() && path.iter().zip(&pattern).all(|(a, b)| *b == "*" || a == b)
 }
 
 /// Decodes `records` into one batch onto `projection` (`None`: every

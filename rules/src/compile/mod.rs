@@ -1337,11 +1337,16 @@ mod tests {
         assert_eq!(set.digest(0), expected);
     }
 
+    /// The rules of `yaml`, compiled with field names as they are.
+    fn set_of(yaml: &str) -> RuleSet {
+        RuleSetBuilder::new(Profile::passthrough())
+            .build(&crate::loader::rules_from_yaml(yaml))
+            .set
+    }
+
     /// The trigger of each rule: how many literal leaves it has, or none.
     fn trigger_sizes(yaml: &str) -> Vec<Option<usize>> {
-        let set = RuleSetBuilder::new(Profile::passthrough())
-            .build(&crate::loader::rules_from_yaml(yaml))
-            .set;
+        let set = set_of(yaml);
         set.rules
             .iter()
             .map(|r| r.trigger.as_ref().map(Vec::len))
@@ -1373,9 +1378,7 @@ mod tests {
     #[test]
     fn automata_search_only_triggers_and_the_literals_of_rules_without_one() {
         let yaml = "title: filtered\nlogsource: {product: test}\ndetection:\n  sel: {TargetImage|endswith: '\\lsass.exe'}\n  filter: {CallTrace|contains: 'ntdll.dll'}\n  condition: sel and not filter\n---\ntitle: untriggered\nlogsource: {product: test}\ndetection:\n  sel: {Image|contains: 'x1'}\n  re: {Image|re: 'a.*b'}\n  condition: sel or re\n";
-        let set = RuleSetBuilder::new(Profile::passthrough())
-            .build(&crate::loader::rules_from_yaml(yaml))
-            .set;
+        let set = set_of(yaml);
         assert_eq!(set.len(), 2);
         let mut searched: Vec<(Vec<String>, usize)> = set
             .automata_summary()
@@ -1424,9 +1427,7 @@ mod tests {
     #[test]
     fn a_literal_two_filters_share_is_right_for_each_batch_and_domain() {
         let yaml = "title: shared\nlogsource: {product: test}\ndetection:\n  sel: {Cmd|contains: 'go'}\n  f1: {Cmd|contains|all: ['hidden', 'a']}\n  f2: {Cmd|contains|all: ['hidden', 'b']}\n  condition: sel and not f1 and not f2\n";
-        let set = RuleSetBuilder::new(Profile::passthrough())
-            .build(&crate::loader::rules_from_yaml(yaml))
-            .set;
+        let set = set_of(yaml);
         assert_eq!(set.len(), 1);
         let rows = [
             "go hidden a",

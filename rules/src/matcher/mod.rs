@@ -446,8 +446,6 @@ impl RuleSet {
         let columns = Self::columns_of(leaf.field, s);
         let mut out = RowSet::empty(domain.capacity());
         match &leaf.kind {
-            // Tested above, by `text_rows`.
-            LeafKind::Text { .. } => {}
             LeafKind::Compare { op, value } => {
                 for row in domain.iter() {
                     if columns
@@ -503,7 +501,8 @@ impl RuleSet {
                     }
                 }
             }
-            LeafKind::AnyValue | LeafKind::Null | LeafKind::Exists => {}
+            // Text by `text_rows` above; the others are always cached.
+            LeafKind::Text { .. } | LeafKind::AnyValue | LeafKind::Null | LeafKind::Exists => {}
         }
         out
     }
