@@ -88,7 +88,9 @@ struct Walker<'a> {
     bytes: &'a [u8],
     at: usize,
     /// Where a string with escapes is unescaped, before it is checked
-    /// for UTF-8 and moved to where it goes; reused across records.
+    /// for UTF-8 and moved to where it goes; reused across records, and
+    /// as long as the longest record so far and a lane (its bytes past
+    /// what a string wrote are left over from earlier ones).
     unescaped: Vec<u8>,
 }
 
@@ -471,7 +473,7 @@ impl Walker<'_> {
     }
 
     /// The string whose opening quote was just read, unescaped onto `out`:
-    /// one copy if it has no escape, else by [`Walker::unescaped_onto`].
+    /// one copy if it has no escape, else by [`Walker::unescaped_into`].
     fn string(&mut self, out: &mut String) -> Walk<()> {
         let start = self.at;
         let stop = start + find_special(&self.bytes[start..]).ok_or(GaveUp)?;
@@ -485,14 +487,20 @@ impl Walker<'_> {
             }
             b'\\' => {
                 let mut buffer = std::mem::take(&mut self.unescaped);
-                buffer.clear();
-                buffer.extend_from_slice(plain.as_bytes());
+                // Room for any string of the record unescaped, and a lane
+                // more; grown once, kept across records.
+                let room = self.bytes.len() + LANE;
+                if buffer.len() < room {
+                    buffer.resize(room, 0);
+                }
+                buffer[..plain.len()].copy_from_slice(plain.as_bytes());
                 self.at = stop;
-                let done = self.unescaped_onto(&mut buffer);
+                let done = self.unescaped_into(&mut buffer, plain.len());
                 // What was copied runs between ASCII bytes of valid UTF-8,
                 // and each escape is a whole character: this cannot fail.
-                let pushed = done.and_then(|()| {
-                    out.push_str(super::utf8::checked(&buffer).map_err(|_| GaveUp)?);
+                let pushed = done.and_then(|written| {
+                    let text = buffer.get(..written).ok_or(GaveUp)?;
+                    out.push_str(super::utf8::checked(text).map_err(|_| GaveUp)?);
                     Ok(())
                 });
                 self.unescaped = buffer;
@@ -504,78 +512,103 @@ impl Walker<'_> {
     }
 
     /// The rest of a string from the escape at `self.at` to its closing
-    /// quote, unescaped onto `out`. Paths and messages hold an escape every
-    /// few bytes, so the text is copied 16 bytes at a time whatever it
-    /// holds and cut back to the first quote, backslash or control
-    /// character among them: one fixed-size copy per escape instead of a
-    /// copy of each piece between them.
-    fn unescaped_onto(&mut self, out: &mut Vec<u8>) -> Walk<()> {
+    /// quote, unescaped into `buffer` after the `written` bytes it holds;
+    /// how many it then holds. Paths and messages hold an escape every few
+    /// bytes (`\r\n\t` between the lines of a Windows message), so the
+    /// text is copied 16 bytes at a time whatever it holds and the count
+    /// moved only to the first quote, backslash or control character among
+    /// them: one fixed-size store per escape, written by index with no
+    /// capacity to check. An unescaped string is never longer than its
+    /// text, and `buffer` is a lane longer than the record, so the stores
+    /// fit; one that did not would only make the walker give up.
+    fn unescaped_into(&mut self, buffer: &mut [u8], mut written: usize) -> Walk<usize> {
         let bytes = self.bytes;
         let mut at = self.at;
         loop {
-            let Some(lane) = bytes.get(at..).and_then(<[u8]>::first_chunk::<16>) else {
-                return self.unescaped_tail(at, out);
+            let Some(lane) = bytes.get(at..).and_then(<[u8]>::first_chunk::<LANE>) else {
+                return self.unescaped_tail(at, buffer, written);
             };
             let mask = special_mask(lane);
-            out.extend_from_slice(lane);
+            buffer
+                .get_mut(written..written + LANE)
+                .ok_or(GaveUp)?
+                .copy_from_slice(lane);
             if mask == 0 {
-                at += 16;
+                at += LANE;
+                written += LANE;
                 continue;
             }
             let first = mask.trailing_zeros() as usize;
-            out.truncate(out.len() - 16 + first);
             at += first;
+            written += first;
             match bytes[at] {
                 b'"' => {
                     self.at = at + 1;
-                    return Ok(());
+                    return Ok(written);
                 }
-                b'\\' => at = self.escaped_onto(at, out)?,
+                b'\\' => (at, written) = self.escaped_into(at, buffer, written)?,
                 _ => return Err(GaveUp),
             }
         }
     }
 
-    /// As [`Walker::unescaped_onto`] from `at`, fewer than 16 bytes before
+    /// As [`Walker::unescaped_into`] from `at`, fewer than 16 bytes before
     /// the end of the record, a byte at a time.
-    fn unescaped_tail(&mut self, mut at: usize, out: &mut Vec<u8>) -> Walk<()> {
+    fn unescaped_tail(
+        &mut self,
+        mut at: usize,
+        buffer: &mut [u8],
+        mut written: usize,
+    ) -> Walk<usize> {
         loop {
             let byte = *self.bytes.get(at).ok_or(GaveUp)?;
             match byte {
                 b'"' => {
                     self.at = at + 1;
-                    return Ok(());
+                    return Ok(written);
                 }
-                b'\\' => at = self.escaped_onto(at, out)?,
+                b'\\' => (at, written) = self.escaped_into(at, buffer, written)?,
                 0..0x20 => return Err(GaveUp),
                 _ => {
-                    out.push(byte);
+                    *buffer.get_mut(written).ok_or(GaveUp)? = byte;
                     at += 1;
+                    written += 1;
                 }
             }
         }
     }
 
     /// The escape whose backslash is at `backslash`, its character written
-    /// onto `out` as UTF-8; where the text goes on after it. A one-byte
-    /// escape by the table, here in the loop; any other by
-    /// [`Walker::escape`].
+    /// into `buffer` at `written` as UTF-8; where the text goes on after it,
+    /// and how many bytes `buffer` then holds. A one-byte escape by the
+    /// table, here in the loop; any other by [`Walker::escape`].
     #[inline(always)]
-    fn escaped_onto(&mut self, backslash: usize, out: &mut Vec<u8>) -> Walk<usize> {
+    fn escaped_into(
+        &mut self,
+        backslash: usize,
+        buffer: &mut [u8],
+        written: usize,
+    ) -> Walk<(usize, usize)> {
         match self
             .bytes
             .get(backslash + 1)
             .map(|&b| SIMPLE_ESCAPES[usize::from(b)])
         {
             Some(byte) if byte != 0 => {
-                out.push(byte);
-                Ok(backslash + 2)
+                *buffer.get_mut(written).ok_or(GaveUp)? = byte;
+                Ok((backslash + 2, written + 1))
             }
             _ => {
                 self.at = backslash + 1;
                 let c = self.escape()?;
-                out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
-                Ok(self.at)
+                let mut utf8 = [0; 4];
+                let encoded = c.encode_utf8(&mut utf8).as_bytes();
+                let end = written + encoded.len();
+                buffer
+                    .get_mut(written..end)
+                    .ok_or(GaveUp)?
+                    .copy_from_slice(encoded);
+                Ok((self.at, end))
             }
         }
     }
@@ -621,9 +654,12 @@ const SIMPLE_ESCAPES: [u8; 256] = {
     table
 };
 
+/// The bytes [`special_mask`] looks at in one round.
+const LANE: usize = 16;
+
 /// One bit per quote, backslash or control character of `lane`.
 #[inline(always)]
-fn special_mask(lane: &[u8; 16]) -> u32 {
+fn special_mask(lane: &[u8; LANE]) -> u32 {
     let v = u8x16::new(*lane);
     let control = v.min(u8x16::splat(0x1f)).simd_eq(v);
     let hits = v.simd_eq(u8x16::splat(b'"')) | v.simd_eq(u8x16::splat(b'\\')) | control;
