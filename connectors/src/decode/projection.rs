@@ -17,7 +17,8 @@ use std::sync::{Arc, RwLock};
 use foldhash::fast::RandomState;
 
 /// Whether a column's path matches a pattern, as the pattern's reader
-/// (the rules) resolves it.
+/// (the rules) resolves it. A star stands for some text, so a path it
+/// matches starts with the pattern's text before the first star.
 pub type PathMatch = fn(path: &str, pattern: &str) -> bool;
 
 /// The columns a decoder fills: paths, and patterns (names with a `*`)
@@ -25,8 +26,19 @@ pub type PathMatch = fn(path: &str, pattern: &str) -> bool;
 #[derive(Debug, Clone)]
 pub struct Projection {
     exact: HashSet<Box<str>, RandomState>,
-    patterns: Vec<Box<str>>,
+    /// The patterns, by the text before their first star. Every new
+    /// column of every batch is asked about, and the profile gives each
+    /// field a pattern (`Event.UserData.*.<field>`): one comparison per
+    /// group, not a match per pattern, turns most paths away.
+    patterns: Vec<PatternGroup>,
     matches: PathMatch,
+}
+
+/// Patterns that begin with the same text before their first star.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PatternGroup {
+    fixed: Box<str>,
+    patterns: Vec<Box<str>>,
 }
 
 impl Projection {
@@ -43,10 +55,8 @@ impl Projection {
         for column in columns {
             let column = column.as_ref();
             // As the rules resolve them: a name with a star is a pattern.
-            if column.contains('*') {
-                if !projection.patterns.iter().any(|p| **p == *column) {
-                    projection.patterns.push(column.into());
-                }
+            if let Some(star) = column.find('*') {
+                projection.add_pattern(&column[..star], column);
             } else {
                 projection.exact.insert(column.into());
             }
@@ -54,27 +64,46 @@ impl Projection {
         projection
     }
 
+    /// Adds `pattern`, whose text before the first star is `fixed`, unless
+    /// it is there.
+    fn add_pattern(&mut self, fixed: &str, pattern: &str) {
+        match self.patterns.iter_mut().find(|g| *g.fixed == *fixed) {
+            Some(group) if group.patterns.iter().any(|p| **p == *pattern) => {}
+            Some(group) => group.patterns.push(pattern.into()),
+            None => self.patterns.push(PatternGroup {
+                fixed: fixed.into(),
+                patterns: vec![pattern.into()],
+            }),
+        }
+    }
+
+    /// The patterns, group by group.
+    fn patterns(&self) -> impl Iterator<Item = &str> {
+        self.patterns
+            .iter()
+            .flat_map(|g| g.patterns.iter().map(|p| &**p))
+    }
+
     /// Whether the column at `path` is filled: named, matching a pattern,
     /// or named with its spaces left out (Sigma's field names are the
     /// log's with spaces stripped: `ThreatName` reads `Threat Name`).
     pub fn decodes(&self, path: &str) -> bool {
         self.exact.contains(path)
-            || self.patterns.iter().any(|p| (self.matches)(path, p))
+            || self.patterns.iter().any(|g| {
+                path.starts_with(&*g.fixed) && g.patterns.iter().any(|p| (self.matches)(path, p))
+            })
             || (path.contains(' ') && self.exact.contains(path.replace(' ', "").as_str()))
     }
 
     /// Whether every column `other` fills, this one fills too.
     pub fn covers(&self, other: &Projection) -> bool {
         other.exact.iter().all(|c| self.decodes(c))
-            && other
-                .patterns
-                .iter()
-                .all(|p| self.patterns.iter().any(|q| q == p))
+            && other.patterns().all(|p| self.patterns().any(|q| q == p))
     }
 
     /// How many names and patterns it holds.
     pub fn len(&self) -> usize {
-        self.exact.len() + self.patterns.len()
+        self.exact.len() + self.patterns().count()
     }
 
     /// True if it fills no column.
@@ -162,6 +191,35 @@ pub(super) mod tests {
         assert!(!projection.decodes("Event.UserData.CommandLine"));
         assert!(projection.decodes("Im age") && !projection.decodes("Im-age"));
         assert_eq!(projection.len(), 2);
+    }
+
+    #[test]
+    fn patterns_grouped_by_their_text_before_a_star_each_select_their_columns() {
+        let projection = projection(&[
+            "Event.UserData.*.CommandLine",
+            "Event.UserData.*.Image",
+            "Event.UserData.*.Image",
+            "*.Hashes",
+            "Event.*.Op.*.User",
+        ]);
+        assert_eq!(projection.len(), 4, "the pattern named twice counts once");
+        assert!(projection.decodes("Event.UserData.Op.CommandLine"));
+        assert!(projection.decodes("Event.UserData.Op.Image"));
+        assert!(projection.decodes("Sysmon.Hashes"));
+        assert!(projection.decodes("Event.X.Op.Y.User"));
+        assert!(!projection.decodes("Event.UserData.Op.User"));
+        assert!(!projection.decodes("Event.Hashes.X"));
+        // Groups held in another order are the same projection.
+        let again = Projection::new(
+            [
+                "*.Hashes",
+                "Event.UserData.*.Image",
+                "Event.UserData.*.CommandLine",
+                "Event.*.Op.*.User",
+            ],
+            segments,
+        );
+        assert!(again.covers(&projection) && projection.covers(&again));
     }
 
     #[test]
