@@ -99,6 +99,9 @@ struct Column {
     /// For a column not decoded, the last row that had it (`u32::MAX`
     /// for none), to refuse a key twice in a record all the same.
     last_row: u32,
+    /// The column whose value followed this one's the last time it was
+    /// set: a guess at the next one, checked by name.
+    next: u32,
 }
 
 /// Where a record's decoding started, to undo it if it fails.
@@ -128,11 +131,11 @@ pub(super) struct Columns {
     pub(super) path: String,
     /// Columns that got a value in the current record.
     touched: Vec<u32>,
-    /// Those of the previous record, in order: records of one source
-    /// mostly repeat their keys, so the k-th value of a record is first
-    /// looked for in the previous record's k-th column, by name, before the
-    /// index is hashed.
+    /// Those of the previous record, in order.
     previous: Vec<u32>,
+    /// The column of the first value of the record before: a guess,
+    /// checked by name.
+    first: u32,
     /// Reused buffer for compact JSON.
     pub(super) scratch: String,
     /// Reused buffer for the walker's strings with escapes.
@@ -205,23 +208,37 @@ impl Columns {
         self.put_at(c, row, leaf)
     }
 
-    /// The column at the current path: the previous record's column at
-    /// the same place if it is the one, else found by name, else new.
+    /// The column at the current path. Records of one source hold their
+    /// keys in the same order, and sources mix a few kinds of record (the
+    /// events of Sysmon and of the Security log), so before the index is
+    /// hashed the path is compared with the name of the column that came
+    /// after the previous value's column last time, then with the previous
+    /// record's column at the same place.
     pub(super) fn column_here(&mut self) -> usize {
-        let predicted = self
-            .previous
-            .get(self.touched.len())
-            .map(|&c| c as usize)
-            .filter(|&c| {
-                self.columns
-                    .get(c)
-                    .is_some_and(|col| *col.name == *self.path)
-            });
-        if let Some(c) =
-            predicted.or_else(|| self.index.get(self.path.as_str()).map(|&c| c as usize))
-        {
-            return c;
+        let after = match self.touched.last() {
+            Some(&c) => self.columns[c as usize].next,
+            None => self.first,
+        };
+        let c = self
+            .column_predicted(after)
+            .or_else(|| self.column_predicted(*self.previous.get(self.touched.len())?))
+            .or_else(|| self.index.get(self.path.as_str()).map(|&c| c as usize))
+            .unwrap_or_else(|| self.new_column());
+        match self.touched.last() {
+            Some(&before) => self.columns[before as usize].next = c as u32,
+            None => self.first = c as u32,
         }
+        c
+    }
+
+    /// `c`, if it is the column at the current path.
+    fn column_predicted(&self, c: u32) -> Option<usize> {
+        let column = self.columns.get(c as usize)?;
+        (*column.name == *self.path).then_some(c as usize)
+    }
+
+    /// A new column at the current path.
+    fn new_column(&mut self) -> usize {
         let c = self.columns.len();
         let name: Box<str> = self.path.as_str().into();
         self.index.insert(name.clone(), c as u32);
@@ -233,6 +250,7 @@ impl Columns {
             has_null: false,
             decoded,
             last_row: u32::MAX,
+            next: u32::MAX,
         });
         c
     }
@@ -286,6 +304,7 @@ impl Columns {
         self.items.clear();
         self.touched.clear();
         self.previous.clear();
+        self.first = u32::MAX;
         self.path.clear();
         self.bytes = 0;
     }
