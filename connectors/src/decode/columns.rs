@@ -102,6 +102,39 @@ struct Column {
     /// The column whose value followed this one's the last time it was
     /// set: a guess at the next one, checked by name.
     next: u32,
+    /// Whether the name holds no quote, backslash or control character,
+    /// so that a key's text in a record can be compared with it as it is.
+    plain_name: bool,
+    /// How the key was written that named the column when it was made.
+    key: KeyText,
+}
+
+/// The text of the key that named a column (its name after the path and
+/// dot it was under), as a record holds it: for a plain key of at most 15
+/// bytes, with its closing quote as 16 bytes and a mask of those that
+/// count, so that a record's key is compared in one round.
+#[derive(Debug, Clone, Copy)]
+struct KeyText {
+    /// Where in the name the key's text starts.
+    at: usize,
+    /// The key's bytes and closing quote, zeros after; and the mask.
+    lane: Option<(u128, u128)>,
+}
+
+impl KeyText {
+    /// The key's text in `name` from `at`; its lane only if the name is
+    /// plain (`plain_name`).
+    fn new(name: &str, at: usize, plain_name: bool) -> KeyText {
+        let text = name.as_bytes().get(at..).unwrap_or_default();
+        let lane = (plain_name && text.len() < 16).then(|| {
+            let mut bytes = [0u8; 16];
+            bytes[..text.len()].copy_from_slice(text);
+            bytes[text.len()] = b'"';
+            let mask = u128::MAX >> (8 * (15 - text.len()));
+            (u128::from_le_bytes(bytes), mask)
+        });
+        KeyText { at, lane }
+    }
 }
 
 /// Where a record's decoding started, to undo it if it fails.
@@ -129,6 +162,8 @@ pub(super) struct Columns {
     pub(super) items: Vec<Leaf>,
     /// The dotted path of the value being decoded.
     pub(super) path: String,
+    /// Where in the path the last key's text starts.
+    pub(super) key_at: usize,
     /// Columns that got a value in the current record.
     touched: Vec<u32>,
     /// Those of the previous record, in order.
@@ -211,24 +246,99 @@ impl Columns {
     /// The column at the current path. Records of one source hold their
     /// keys in the same order, and sources mix a few kinds of record (the
     /// events of Sysmon and of the Security log), so before the index is
-    /// hashed the path is compared with the name of the column that came
-    /// after the previous value's column last time, then with the previous
-    /// record's column at the same place.
+    /// hashed the path is compared with the two columns guessed for the
+    /// value: the one that came after the previous value's column last
+    /// time, then the previous record's column at the same place.
     pub(super) fn column_here(&mut self) -> usize {
-        let after = match self.touched.last() {
-            Some(&c) => self.columns[c as usize].next,
-            None => self.first,
-        };
         let c = self
-            .column_predicted(after)
-            .or_else(|| self.column_predicted(*self.previous.get(self.touched.len())?))
+            .column_predicted(self.guess_after())
+            .or_else(|| self.column_predicted(self.guess_in_place()?))
             .or_else(|| self.index.get(self.path.as_str()).map(|&c| c as usize))
             .unwrap_or_else(|| self.new_column());
+        self.follows(c);
+        c
+    }
+
+    /// The column of the key whose text starts `key` (just after its
+    /// opening quote) under the current path, if it is one of the two
+    /// guessed for the value, read from the record itself: the key's text
+    /// is the rest of the column's name, up to a quote. Most keys are so
+    /// found without being copied onto the path or hashed. With the
+    /// column, the length of the key's text. Only a name that holds no
+    /// byte JSON writes escaped is read so: then the text is the key.
+    pub(super) fn column_of_key(&mut self, key: &[u8], root: bool) -> Option<(usize, usize)> {
+        let found = self
+            .key_names(self.guess_after(), key, root)
+            .or_else(|| self.key_names(self.guess_in_place()?, key, root))?;
+        self.follows(found.0);
+        Some(found)
+    }
+
+    /// `c` and the length of `key`'s text, if `key` names column `c`
+    /// under the current path; see [`Columns::column_of_key`]. A key at
+    /// the root that made the column is compared in one round.
+    #[inline(always)]
+    fn key_names(&self, c: u32, key: &[u8], root: bool) -> Option<(usize, usize)> {
+        let column = self.columns.get(c as usize)?;
+        if let (true, 0, Some((text, mask)), Some(lane)) = (
+            root,
+            column.key.at,
+            column.key.lane,
+            key.first_chunk::<16>(),
+        ) {
+            let named = u128::from_le_bytes(*lane) & mask == text;
+            return named.then_some((c as usize, column.name.len()));
+        }
+        self.key_names_by_bytes(column, key, root)
+            .then(|| (c as usize, column.name.len() - self.key_start(root)))
+    }
+
+    /// Where a key's text starts in the path of its value.
+    fn key_start(&self, root: bool) -> usize {
+        if root {
+            0
+        } else {
+            self.path.len() + 1
+        }
+    }
+
+    /// Whether `key` names `column` under the current path, by comparing
+    /// their bytes.
+    fn key_names_by_bytes(&self, column: &Column, key: &[u8], root: bool) -> bool {
+        let name = column.name.as_bytes();
+        let at = self.key_start(root);
+        let under_path = root
+            || (name.get(..at - 1) == Some(self.path.as_bytes())
+                && name.get(at - 1) == Some(&b'.'));
+        let Some(rest) = name.get(at..) else {
+            return false;
+        };
+        column.plain_name
+            && under_path
+            && key.get(..rest.len()) == Some(rest)
+            && key.get(rest.len()) == Some(&b'"')
+    }
+
+    /// The column whose value came after the previous value's column last
+    /// time (the first value's column, for a record's first value).
+    fn guess_after(&self) -> u32 {
+        match self.touched.last() {
+            Some(&c) => self.columns[c as usize].next,
+            None => self.first,
+        }
+    }
+
+    /// The previous record's column at the place of the value.
+    fn guess_in_place(&self) -> Option<u32> {
+        self.previous.get(self.touched.len()).copied()
+    }
+
+    /// Notes that column `c` came after the previous value's column.
+    fn follows(&mut self, c: usize) {
         match self.touched.last() {
             Some(&before) => self.columns[before as usize].next = c as u32,
             None => self.first = c as u32,
         }
-        c
     }
 
     /// `c`, if it is the column at the current path.
@@ -244,6 +354,8 @@ impl Columns {
         self.index.insert(name.clone(), c as u32);
         let values = self.spare.pop().unwrap_or_default();
         let decoded = self.projection.as_ref().is_none_or(|p| p.decodes(&name));
+        let plain_name = !name.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20);
+        let key = KeyText::new(&name, self.key_at, plain_name);
         self.columns.push(Column {
             name,
             values,
@@ -251,6 +363,8 @@ impl Columns {
             decoded,
             last_row: u32::MAX,
             next: u32::MAX,
+            plain_name,
+            key,
         });
         c
     }
@@ -260,7 +374,7 @@ impl Columns {
         self.columns[c].decoded
     }
 
-    /// Sets the value of column `c` (the one at the current path) in row
+    /// Sets the value of column `c` (the one the value's key names) in row
     /// `row`, or, for a column not decoded, only notes that the row has
     /// it. A second value for the same column and row (a key twice in an
     /// object, or `a.b` beside `{"a": {"b": ..}}`) is refused: consumers
@@ -270,7 +384,7 @@ impl Columns {
         if !self.columns[c].decoded {
             let column = &mut self.columns[c];
             if column.last_row == row {
-                return Err(DuplicateKey(self.path.clone()));
+                return Err(DuplicateKey(column.name.to_string()));
             }
             column.last_row = row;
             self.touched.push(c as u32);
@@ -280,12 +394,12 @@ impl Columns {
             + match leaf {
                 Leaf::Str(s) | Leaf::BigInt(s) | Leaf::Json(s) => s.len(),
                 // Listed by name in the nulls column.
-                Leaf::Null => self.path.len(),
+                Leaf::Null => self.columns[c].name.len(),
                 _ => 0,
             };
         let column = &mut self.columns[c];
         if column.values.last().is_some_and(|(r, _)| *r == row) {
-            return Err(DuplicateKey(self.path.clone()));
+            return Err(DuplicateKey(column.name.to_string()));
         }
         column.has_null |= leaf == Leaf::Null;
         column.values.push((row, leaf));

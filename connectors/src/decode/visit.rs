@@ -46,6 +46,7 @@ impl<'de> Visitor<'de> for ObjectVisitor<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let base = self.columns.path.len();
+        let key_at = base + usize::from(!self.root);
         while map
             .next_key_seed(KeySeed {
                 path: &mut self.columns.path,
@@ -53,6 +54,7 @@ impl<'de> Visitor<'de> for ObjectVisitor<'_> {
             })?
             .is_some()
         {
+            self.columns.key_at = key_at;
             map.next_value_seed(ValueSeed {
                 columns: &mut *self.columns,
                 row: self.row,

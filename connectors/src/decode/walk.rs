@@ -169,14 +169,36 @@ impl Walker<'_> {
         loop {
             self.skip_whitespace();
             self.expect(b'"')?;
-            if !root {
-                columns.path.push('.');
+            let key = self.at;
+            let known = columns.column_of_key(&self.bytes[key..], root);
+            match known {
+                Some((_, len)) => self.at += len + 1,
+                None => {
+                    if !root {
+                        columns.path.push('.');
+                    }
+                    columns.key_at = columns.path.len();
+                    self.string(&mut columns.path)?;
+                }
             }
-            self.string(&mut columns.path)?;
             self.skip_whitespace();
             self.expect(b':')?;
             self.skip_whitespace();
-            self.value(columns, row, depth)?;
+            match known {
+                Some((c, _)) if self.peek()? != b'{' => self.leaf(columns, row, depth, c)?,
+                // The key of a leaf column before, of an object now: the
+                // object's members go under its path.
+                Some((_, len)) => {
+                    if !root {
+                        columns.path.push('.');
+                    }
+                    columns
+                        .path
+                        .push_str(self.text.get(key..key + len).ok_or(GaveUp)?);
+                    self.value(columns, row, depth)?;
+                }
+                None => self.value(columns, row, depth)?,
+            }
             columns.path.truncate(base);
             if !self.another(b'}')? {
                 return Ok(());
@@ -184,14 +206,19 @@ impl Walker<'_> {
         }
     }
 
-    /// A member's value, put at the current path; only checked if the
-    /// column there is not decoded.
+    /// A member's value, at the current path.
     fn value(&mut self, columns: &mut Columns, row: u32, depth: usize) -> Walk<()> {
         if self.peek()? == b'{' {
             self.at += 1;
             return self.object(columns, row, false, depth + 1);
         }
         let c = columns.column_here();
+        self.leaf(columns, row, depth, c)
+    }
+
+    /// A member's value that is no object, put in column `c`; only
+    /// checked if that column is not decoded.
+    fn leaf(&mut self, columns: &mut Columns, row: u32, depth: usize, c: usize) -> Walk<()> {
         let leaf = if !columns.decoded(c) {
             self.skip(depth + 1)?;
             Leaf::Null
@@ -689,40 +716,44 @@ pub(crate) mod tests {
 
     use super::*;
 
-    /// What a batch of `records` decodes to: its columns, and which records
-    /// were accepted. With `walker_first`, as the decoder does it; without,
-    /// by the visitors alone.
+    /// What a batch of `records` decodes to: its columns, which records
+    /// were accepted, and how many the walker took without giving up. With
+    /// `walker_first`, as the decoder does it; without, by the visitors
+    /// alone.
     fn decode_all(
         records: &[String],
         walker_first: bool,
-    ) -> (Vec<Field>, Vec<ArrayRef>, Vec<bool>) {
+    ) -> (Vec<Field>, Vec<ArrayRef>, Vec<bool>, usize) {
         let mut columns = Columns::default();
         let mut accepted = Vec::new();
-        let mut row = 0;
+        let (mut row, mut walked) = (0, 0);
         for text in records {
             let mark = columns.mark();
-            let ok = if walker_first {
-                decode_record(text, &mut columns, row, mark).is_ok()
-            } else {
+            let by_walker = walker_first && decode_object(text, &mut columns, row).is_ok();
+            let ok = by_walker || {
+                columns.rollback(mark, row);
                 let ok = visit::decode_object(text, &mut columns, row).is_ok();
                 if !ok {
                     columns.rollback(mark, row);
                 }
                 ok
             };
+            walked += usize::from(by_walker);
             accepted.push(ok);
             row += u32::from(ok);
         }
         let (mut fields, mut arrays) = (Vec::new(), Vec::new());
         columns.build(row as usize, &mut fields, &mut arrays);
-        (fields, arrays, accepted)
+        (fields, arrays, accepted, walked)
     }
 
     /// How many of `records` the walker decodes itself; panics where the
-    /// batch differs from the visitors' in any way.
+    /// batch differs from the visitors' in any way, or where the walker
+    /// gives up on more records in one batch than one by one (what it
+    /// guesses from the records before must never make it give up).
     fn agrees_with_the_visitors(records: &[String]) -> usize {
-        let (fields, arrays, accepted) = decode_all(records, true);
-        let (want_fields, want_arrays, want_accepted) = decode_all(records, false);
+        let (fields, arrays, accepted, walked) = decode_all(records, true);
+        let (want_fields, want_arrays, want_accepted, _) = decode_all(records, false);
         assert_eq!(accepted, want_accepted, "{records:?}");
         assert_eq!(fields, want_fields, "{records:?}");
         for ((got, want), field) in arrays.iter().zip(&want_arrays).zip(&fields) {
@@ -734,14 +765,19 @@ pub(crate) mod tests {
             );
         }
         let mut columns = Columns::default();
-        records
+        let alone = records
             .iter()
             .filter(|text| {
                 columns.clear();
                 columns.mark();
                 decode_object(text, &mut columns, 0).is_ok()
             })
-            .count()
+            .count();
+        assert_eq!(
+            walked, alone,
+            "records the walker took in one batch and one by one"
+        );
+        alone
     }
 
     /// Records at the edges of what the walker takes: every kind of value,
