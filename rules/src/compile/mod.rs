@@ -33,6 +33,7 @@ use regexes::Regex;
 
 use crate::error::RuleError;
 use crate::loader::{LoadedRule, Origin, Rejection, RuleCollection};
+use crate::matcher::contains::LowerFinder;
 use crate::profile::{Profile, Routing};
 use crate::sigma::{
     CmpOp, Cond, LogSource, Part, RefMatch, RegexFlags, RuleMeta, SigmaString, Target, Test,
@@ -93,6 +94,8 @@ pub(crate) enum TextCheck {
         cased: bool,
         /// The literal as an integer, for exact comparison with numeric columns.
         int: Option<i128>,
+        /// Its finder in long lowercased values (for `Contains`).
+        finder: LowerFinder,
     },
     Regex(Regex),
     /// A wildcard pattern of literals and `*`.
@@ -1174,6 +1177,7 @@ fn compile_test(
                         ascii_fold,
                         cased: *cased,
                         int,
+                        finder: LowerFinder::default(),
                     },
                 }
             };

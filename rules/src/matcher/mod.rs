@@ -10,6 +10,7 @@
 //! run on rows that are still candidates.
 
 pub(crate) mod columns;
+pub(crate) mod contains;
 mod repeats;
 mod rowset;
 
@@ -31,6 +32,7 @@ use crate::compile::{
 };
 use crate::sigma::TimePart;
 use columns::Column;
+use contains::contains_ascii_fold;
 use repeats::Repeats;
 
 /// One rule matching one row of a batch.
@@ -836,41 +838,6 @@ fn record_hit(s: &mut Scratch, needle: usize, row: usize, rows: usize) {
     }
 }
 
-/// Whether `hay` holds `needle` (lowercase), ASCII case-insensitively:
-/// each place where the needle's rarest byte is, in either case (found
-/// with SIMD), compared whole. Values run to tens of kilobytes (a
-/// PowerShell script block), where comparing at every offset cost more
-/// than all of the automata's searches.
-fn contains_ascii_fold(hay: &[u8], needle: &[u8]) -> bool {
-    if needle.len() > hay.len() {
-        return false;
-    }
-    let Some((at, &rare)) = needle.iter().enumerate().min_by_key(|(_, &b)| byte_rank(b)) else {
-        return true;
-    };
-    let starts = &hay[at..=hay.len() - needle.len() + at];
-    memchr::memchr2_iter(rare, rare.to_ascii_uppercase(), starts)
-        .any(|start| hay[start..start + needle.len()].eq_ignore_ascii_case(needle))
-}
-
-/// How common a (lowercase) byte is in event text, roughly: letters by
-/// their frequency in English, the separators of paths and command lines
-/// and whitespace as the commonest. Lower is rarer.
-fn byte_rank(byte: u8) -> u8 {
-    const COMMON: &[u8] = b"etaoinsrhldcumfpgwybvkxjqz";
-    match byte {
-        b' ' | b'\\' | b'.' | b'/' | b'-' | b'_' | b':' | b'"' => 200,
-        b'a'..=b'z' => {
-            100 + COMMON
-                .iter()
-                .position(|&c| c == byte)
-                .map_or(0, |p| 26 - p as u8)
-        }
-        b'0'..=b'9' => 90,
-        _ => 10,
-    }
-}
-
 fn text_check(check: &TextCheck, value: &str) -> bool {
     match check {
         TextCheck::Regex(re) => re.is_match(value),
@@ -881,6 +848,7 @@ fn text_check(check: &TextCheck, value: &str) -> bool {
             lower,
             ascii_fold,
             cased,
+            finder,
             ..
         } => {
             if *cased {
@@ -899,7 +867,7 @@ fn text_check(check: &TextCheck, value: &str) -> bool {
                     Mode::Exact => v.len() == n && v.eq_ignore_ascii_case(t),
                     Mode::Prefix => v.len() >= n && v[..n].eq_ignore_ascii_case(t),
                     Mode::Suffix => v.len() >= n && v[v.len() - n..].eq_ignore_ascii_case(t),
-                    Mode::Contains => contains_ascii_fold(v, t),
+                    Mode::Contains => contains_ascii_fold(v, t, finder),
                 };
             }
             let v = value.to_lowercase();
@@ -951,35 +919,6 @@ fn time_part(value: &str, part: TimePart) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_literal_is_found_case_insensitively_wherever_it_is() {
-        let naive = |hay: &[u8], needle: &[u8]| {
-            needle.is_empty()
-                || hay
-                    .windows(needle.len())
-                    .any(|w| w.eq_ignore_ascii_case(needle))
-        };
-        use crate::compile::fingerprint::tests::random_haystack;
-        let mut random = fastrand::Rng::with_seed(0x9e37_79b9_7f4a_7c15);
-        let alphabet = b"aAbB\\.xX-1 zZ";
-        for _ in 0..20_000 {
-            let hay = random_haystack(&mut random, alphabet, 40);
-            let needle = random_haystack(&mut random, alphabet, 5).to_ascii_lowercase();
-            assert_eq!(
-                contains_ascii_fold(&hay, &needle),
-                naive(&hay, &needle),
-                "{:?} in {:?}",
-                String::from_utf8_lossy(&needle),
-                String::from_utf8_lossy(&hay)
-            );
-        }
-        assert!(contains_ascii_fold(
-            b"C:\\Windows\\System32\\NTDLL.dll",
-            b"ntdll.dll"
-        ));
-        assert!(!contains_ascii_fold(b"ntdll.dl", b"ntdll.dll"));
-    }
 
     #[test]
     fn time_parts_from_common_formats() {
