@@ -12,6 +12,12 @@
 //!  fingerprint at p ─► each literal it came from, at p − its offset, compared ignoring ASCII case
 //! ```
 //!
+//! Where at least half of the literals share a piece of two punctuation
+//! bytes (`::` in most of mimikatz's keywords), those are found by a SIMD
+//! substring search for that piece instead: it has one case form, so the
+//! search skips bytes far faster than Teddy over many case forms, and the
+//! literals left have few enough case forms for Teddy's faster kind.
+//!
 //! It pays on long values (the raw event for keyword rules, PowerShell's
 //! context, call traces), where automata would otherwise walk every byte:
 //! the SIMD search skips most bytes, the bit table tests each with a few
@@ -26,6 +32,7 @@ use std::ops::Range;
 
 use aho_corasick::packed::{Config, MatchKind, Searcher};
 use aho_corasick::Span;
+use memchr::memmem;
 
 /// Fingerprints (case forms counted) one SIMD searcher may hold.
 const MAX_PATTERNS: usize = 64;
@@ -44,12 +51,22 @@ pub(crate) const MIN_VALUE_LEN: usize = 128;
 /// An automaton's literals, found by their fingerprints.
 #[derive(Debug, Clone)]
 pub(crate) struct Fingerprints {
+    /// The literals found by a piece they share, if any.
+    shared: Option<SharedPiece>,
     finder: Finder,
     /// The literals shorter than a fingerprint (by pattern index), found
     /// byte by byte.
     short: Vec<u32>,
     /// The literals, lowercase, by the automaton's pattern index.
     literals: Vec<Box<[u8]>>,
+}
+
+/// A piece of two punctuation bytes that many literals hold, found with
+/// SIMD; each literal holding it, with the piece's offset in it.
+#[derive(Debug, Clone)]
+struct SharedPiece {
+    finder: memmem::Finder<'static>,
+    holders: Vec<(u32, u32)>,
 }
 
 /// How fingerprints are found.
@@ -64,6 +81,8 @@ enum Finder {
     },
     /// A bit per folded window (see [`fold`]), tested at every position.
     Table(WindowTable),
+    /// No literal is left for fingerprints (all hold the shared piece).
+    Nothing,
 }
 
 impl Fingerprints {
@@ -77,11 +96,19 @@ impl Fingerprints {
             .iter()
             .map(|l| l.to_ascii_lowercase().into_bytes().into_boxed_slice())
             .collect();
+        let shared = shared_piece(&lowered);
+        let in_shared = |i: usize| {
+            shared
+                .as_ref()
+                .is_some_and(|s| s.holders.iter().any(|&(l, _)| l as usize == i))
+        };
         // Per literal, where its fingerprint starts; `None` for a short
-        // literal.
-        let offsets: Vec<Option<usize>> = lowered.iter().map(|l| best_window(l)).collect();
+        // literal and for one found by the shared piece.
+        let offsets: Vec<Option<usize>> = (0..lowered.len())
+            .map(|i| best_window(&lowered[i]).filter(|_| !in_shared(i)))
+            .collect();
         let short: Vec<u32> = (0..lowered.len() as u32)
-            .filter(|&i| offsets[i as usize].is_none())
+            .filter(|&i| offsets[i as usize].is_none() && !in_shared(i as usize))
             .collect();
         if short.len() > MAX_SHORT
             || short.len() == lowered.len()
@@ -89,9 +116,14 @@ impl Fingerprints {
         {
             return None;
         }
-        let finder = simd_finder(&lowered, &offsets)
-            .unwrap_or_else(|| Finder::Table(WindowTable::new(&lowered, &offsets)));
+        let finder = if offsets.iter().all(Option::is_none) {
+            Finder::Nothing
+        } else {
+            simd_finder(&lowered, &offsets)
+                .unwrap_or_else(|| Finder::Table(WindowTable::new(&lowered, &offsets)))
+        };
         Some(Fingerprints {
+            shared,
             finder,
             short,
             literals: lowered,
@@ -104,6 +136,12 @@ impl Fingerprints {
         matches!(self.finder, Finder::Simd { .. })
     }
 
+    /// The piece the literals found by it share, if any.
+    #[cfg(test)]
+    fn shared(&self) -> Option<&[u8]> {
+        self.shared.as_ref().map(|s| s.finder.needle())
+    }
+
     /// Heap bytes held.
     pub(crate) fn memory_usage(&self) -> usize {
         let finder = match &self.finder {
@@ -111,8 +149,10 @@ impl Fingerprints {
                 searcher.memory_usage() + holders.iter().map(|h| h.len() * 8).sum::<usize>()
             }
             Finder::Table(table) => table.memory_usage(),
+            Finder::Nothing => 0,
         };
-        finder + self.literals.iter().map(|l| l.len()).sum::<usize>()
+        let shared = self.shared.as_ref().map_or(0, |s| s.holders.len() * 8);
+        finder + shared + self.literals.iter().map(|l| l.len()).sum::<usize>()
     }
 
     /// Calls `found(literal, start, end)` for every occurrence of a literal
@@ -142,6 +182,15 @@ impl Fingerprints {
                 }
             }
         };
+        if let Some(shared) = &self.shared {
+            // One byte past each, not past its end: the piece may overlap
+            // itself (`:::` holds `::` twice).
+            let mut at = span.start;
+            while let Some(found) = shared.finder.find(&hay[at..span.end]) {
+                verify(at + found, &shared.holders);
+                at += found + 1;
+            }
+        }
         match &self.finder {
             Finder::Simd { searcher, holders } => {
                 let mut at = span.start;
@@ -157,6 +206,7 @@ impl Fingerprints {
                 }
             }
             Finder::Table(table) => table.find_each(hay, span.clone(), &mut verify),
+            Finder::Nothing => {}
         }
     }
 }
@@ -185,6 +235,45 @@ fn find_short(
     } else {
         memchr::memchr_iter(first, bytes).for_each(&mut at);
     }
+}
+
+/// The piece of two punctuation bytes that the most literals hold, if at
+/// least half of them (and two) do. A quote or backslash is in every raw
+/// event many times over (JSON's quotes and escapes), so no piece with one
+/// is taken.
+fn shared_piece(lowered: &[Box<[u8]>]) -> Option<SharedPiece> {
+    let piece_byte = |b: &u8| b.is_ascii_punctuation() && !matches!(b, b'"' | b'\\');
+    let mut counts: HashMap<[u8; 2], usize> = HashMap::new();
+    for literal in lowered {
+        let mut pieces: Vec<[u8; 2]> = literal
+            .windows(2)
+            .filter(|w| w.iter().all(piece_byte))
+            .map(|w| [w[0], w[1]])
+            .collect();
+        pieces.sort_unstable();
+        pieces.dedup();
+        for piece in pieces {
+            *counts.entry(piece).or_default() += 1;
+        }
+    }
+    let (piece, count) = counts
+        .into_iter()
+        .max_by_key(|&(piece, count)| (count, std::cmp::Reverse(piece)))?;
+    if count < 2 || count * 2 < lowered.len() {
+        return None;
+    }
+    let holders = lowered
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let at = memmem::find(l, &piece)?;
+            Some((i as u32, at as u32))
+        })
+        .collect();
+    Some(SharedPiece {
+        finder: memmem::Finder::new(&piece).into_owned(),
+        holders,
+    })
 }
 
 /// The SIMD finder, if every case form of the fingerprints fits in one
@@ -524,6 +613,47 @@ pub(crate) mod tests {
                 String::from_utf8_lossy(&hay)
             );
         }
+    }
+
+    /// Literals that mostly share a piece of two punctuation bytes: those
+    /// found by it, the rest by their fingerprints, the piece overlapping
+    /// itself and straddling the span's ends.
+    #[test]
+    fn literals_sharing_a_piece_are_found_by_it() {
+        let literals = [
+            "sekurlsa::",
+            "lsadump::",
+            "::d",
+            "a:::b",
+            "kiwi",
+            "mimilib.dll",
+        ];
+        let fingerprints = Fingerprints::new(&literals).expect("few literals");
+        assert_eq!(fingerprints.shared(), Some(&b"::"[..]));
+        let alphabet = b"sekurlaSEKURLAdmpDMP:::bBiIwWkK.";
+        let mut random = fastrand::Rng::with_seed(0x51ed_270b_a1d3_c9f5);
+        for _ in 0..3_000 {
+            let hay = random_haystack(&mut random, alphabet, 200);
+            agree_in_a_random_span(&fingerprints, &literals, &hay, &mut random);
+        }
+        let hay = b"xx:::dD::::b LSADUMP::: SeKuRlSa::";
+        assert_eq!(
+            found(&fingerprints, hay, 0..hay.len()),
+            every_occurrence(&literals, hay)
+        );
+        // Fewer than half share one, or the piece has a quote or backslash.
+        assert!(Fingerprints::new(&["a::b", "cdef", "ghij"])
+            .unwrap()
+            .shared()
+            .is_none());
+        assert!(Fingerprints::new(&["a\\\\b", "c\\\\d"])
+            .unwrap()
+            .shared()
+            .is_none());
+        assert!(Fingerprints::new(&["a--b", "c--d", "efgh"])
+            .unwrap()
+            .shared()
+            .is_some());
     }
 
     #[test]
