@@ -40,6 +40,15 @@ fn decode_ok(records: &[&str]) -> RecordBatch {
     batch.expect("rows")
 }
 
+/// The names of the batch's columns, in order.
+fn column_names(b: &RecordBatch) -> Vec<String> {
+    b.schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect()
+}
+
 fn column(b: &RecordBatch, name: &str) -> ArrayRef {
     let index = b
         .schema()
@@ -89,10 +98,8 @@ fn nested_objects_are_flattened_with_keys_verbatim_in_first_seen_order() {
         r##"{"Event": {"#attributes": {"xmlns": "x"}, "System": {"EventID": 4688, "Channel": "Security"}, "EventData": {"Data": {"#text": "t"}}}}"##,
         r##"{"z": 1, "Event": {"System": {"EventID": 1}}}"##,
     ]);
-    let schema = b.schema();
-    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     assert_eq!(
-        names,
+        column_names(&b),
         [
             RAW_COLUMN,
             "Event.#attributes.xmlns",
@@ -102,7 +109,7 @@ fn nested_objects_are_flattened_with_keys_verbatim_in_first_seen_order() {
             "z"
         ]
     );
-    assert!(schema.fields().iter().all(|f| f.is_nullable()));
+    assert!(b.schema().fields().iter().all(|f| f.is_nullable()));
     let ids = column(&b, "Event.System.EventID");
     assert_eq!(ids.as_primitive::<Int64Type>().values().as_ref(), [4688, 1]);
     assert_eq!(strings(&b, "Event.EventData.Data.#text"), [s("t"), None]);
@@ -286,13 +293,7 @@ fn a_record_failing_half_way_leaves_no_trace() {
     let n = column(&b, "n");
     assert_eq!((n.len(), n.null_count()), (2, 1));
     assert_eq!(lists(&b, "l"), [Some(vec![s("x")]), Some(vec![s("w")])]);
-    let names: Vec<String> = b
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    assert_eq!(names, [RAW_COLUMN, "s", "n", "l", "t"]);
+    assert_eq!(column_names(&b), [RAW_COLUMN, "s", "n", "l", "t"]);
 }
 
 #[test]
@@ -397,14 +398,7 @@ fn finish_resets_and_each_batch_has_its_own_schema() {
 
     assert!(d.push(record(br#"{"b": 2}"#, 3), &source).is_none());
     let second = d.finish().unwrap();
-    let names: Vec<String> = second
-        .batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    assert_eq!(names, [RAW_COLUMN, "b"]);
+    assert_eq!(column_names(&second.batch), [RAW_COLUMN, "b"]);
     assert_eq!(second.origins[0].offset, 300);
 }
 
@@ -525,14 +519,8 @@ fn projected_as_full(cases: &[String], projection: &Projection) {
         .map(|f| f.name().as_str())
         .filter(|n| *n == RAW_COLUMN || projection.decodes(n))
         .collect();
-    let got: Vec<String> = projected
-        .batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .filter(|n| n != NULLS_COLUMN)
-        .collect();
+    let mut got = column_names(&projected.batch);
+    got.retain(|n| n != NULLS_COLUMN);
     assert_eq!(got, kept);
     assert!(
         kept.len() >= 5 && kept.len() < schema.fields().len() / 2,
