@@ -163,7 +163,7 @@ pub(super) struct Columns {
     /// The dotted path of the value being decoded.
     pub(super) path: String,
     /// Where in the path the last key's text starts.
-    pub(super) key_at: usize,
+    key_at: usize,
     /// Columns that got a value in the current record.
     touched: Vec<u32>,
     /// Those of the previous record, in order.
@@ -241,6 +241,16 @@ impl Columns {
     pub(super) fn put(&mut self, row: u32, leaf: Leaf) -> Result<(), DuplicateKey> {
         let c = self.column_here();
         self.put_at(c, row, leaf)
+    }
+
+    /// Starts a member's key on the path: a dot before it unless at the
+    /// root, and where its text begins noted for a column it makes. The
+    /// key's text is pushed onto [`Columns::path`] next.
+    pub(super) fn begin_key(&mut self, root: bool) {
+        if !root {
+            self.path.push('.');
+        }
+        self.key_at = self.path.len();
     }
 
     /// The column at the current path. Records of one source hold their

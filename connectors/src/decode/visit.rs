@@ -46,15 +46,13 @@ impl<'de> Visitor<'de> for ObjectVisitor<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let base = self.columns.path.len();
-        let key_at = base + usize::from(!self.root);
         while map
             .next_key_seed(KeySeed {
-                path: &mut self.columns.path,
-                dot: !self.root,
+                columns: &mut *self.columns,
+                root: self.root,
             })?
             .is_some()
         {
-            self.columns.key_at = key_at;
             map.next_value_seed(ValueSeed {
                 columns: &mut *self.columns,
                 row: self.row,
@@ -67,8 +65,8 @@ impl<'de> Visitor<'de> for ObjectVisitor<'_> {
 
 /// Appends `.key` (or `key` at the root) to the path.
 struct KeySeed<'a> {
-    path: &'a mut String,
-    dot: bool,
+    columns: &'a mut Columns,
+    root: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
@@ -87,10 +85,8 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
     }
 
     fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<(), E> {
-        if self.dot {
-            self.path.push('.');
-        }
-        self.path.push_str(key);
+        self.columns.begin_key(self.root);
+        self.columns.path.push_str(key);
         Ok(())
     }
 }

@@ -174,10 +174,7 @@ impl Walker<'_> {
             match known {
                 Some((_, len)) => self.at += len + 1,
                 None => {
-                    if !root {
-                        columns.path.push('.');
-                    }
-                    columns.key_at = columns.path.len();
+                    columns.begin_key(root);
                     self.string(&mut columns.path)?;
                 }
             }
@@ -189,9 +186,7 @@ impl Walker<'_> {
                 // The key of a leaf column before, of an object now: the
                 // object's members go under its path.
                 Some((_, len)) => {
-                    if !root {
-                        columns.path.push('.');
-                    }
+                    columns.begin_key(root);
                     columns
                         .path
                         .push_str(self.text.get(key..key + len).ok_or(GaveUp)?);
