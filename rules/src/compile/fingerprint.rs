@@ -97,18 +97,18 @@ impl Fingerprints {
             .map(|l| l.to_ascii_lowercase().into_bytes().into_boxed_slice())
             .collect();
         let shared = shared_piece(&lowered);
-        let in_shared = |i: usize| {
-            shared
-                .as_ref()
-                .is_some_and(|s| s.holders.iter().any(|&(l, _)| l as usize == i))
-        };
+        // Per literal, whether the shared piece finds it.
+        let mut in_shared = vec![false; lowered.len()];
+        for &(literal, _) in shared.iter().flat_map(|s| &s.holders) {
+            in_shared[literal as usize] = true;
+        }
         // Per literal, where its fingerprint starts; `None` for a short
         // literal and for one found by the shared piece.
         let offsets: Vec<Option<usize>> = (0..lowered.len())
-            .map(|i| best_window(&lowered[i]).filter(|_| !in_shared(i)))
+            .map(|i| best_window(&lowered[i]).filter(|_| !in_shared[i]))
             .collect();
         let short: Vec<u32> = (0..lowered.len() as u32)
-            .filter(|&i| offsets[i as usize].is_none() && !in_shared(i as usize))
+            .filter(|&i| offsets[i as usize].is_none() && !in_shared[i as usize])
             .collect();
         if short.len() > MAX_SHORT
             || short.len() == lowered.len()
