@@ -239,28 +239,24 @@ pub(crate) struct Opened {
 
 impl Opened {
     fn empty(path: PathBuf, stamp: [u8; 32]) -> Opened {
-        Opened {
-            path,
-            stamp: Some(stamp),
-            entries: HashMap::new(),
-            known: HashMap::new(),
-            written: 0,
-            opened: now_nanos(),
-            superseded: false,
-            problems: Vec::new(),
-        }
+        Opened::holding_nothing(path, Some(stamp), Vec::new())
     }
 
     fn unusable(path: PathBuf, error: CacheError) -> Opened {
+        Opened::holding_nothing(path, None, vec![error.to_string()])
+    }
+
+    /// No entry and no file known, opened now.
+    fn holding_nothing(path: PathBuf, stamp: Option<[u8; 32]>, problems: Vec<String>) -> Opened {
         Opened {
             path,
-            stamp: None,
+            stamp,
             entries: HashMap::new(),
             known: HashMap::new(),
             written: 0,
             opened: now_nanos(),
             superseded: false,
-            problems: vec![error.to_string()],
+            problems,
         }
     }
 
