@@ -8,6 +8,7 @@
 //! ```text
 //!  literals (lowercase) ─► per literal: the 3-byte window with the fewest case forms
 //!     few case forms in all ─► every case form of each window ─► SIMD (packed Teddy)
+//!     more, and SIMD holds the short literals' ─► the long ones skip bytes (Wu–Manber)
 //!     more                  ─► a bit per folded window ─► tested at every position
 //!  fingerprint at p ─► each literal it came from, at p − its offset, compared ignoring ASCII case
 //! ```
@@ -17,6 +18,12 @@
 //! substring search for that piece instead: it has one case form, so the
 //! search skips bytes far faster than Teddy over many case forms, and the
 //! literals left have few enough case forms for Teddy's faster kind.
+//!
+//! Where there are too many case forms for SIMD (PowerShell's context,
+//! searched for 250 cmdlet names), the literals of at least
+//! [`SKIP_MIN_LEN`] bytes are found by a [`SkipSearch`], which reads a
+//! few bytes of every window as long as the shortest of them, and SIMD
+//! finds the few short ones, if it holds them.
 //!
 //! It pays on long values (the raw event for keyword rules, PowerShell's
 //! context, call traces), where automata would otherwise walk every byte:
@@ -53,6 +60,8 @@ pub(crate) const MIN_VALUE_LEN: usize = 128;
 pub(crate) struct Fingerprints {
     /// The literals found by a piece they share, if any.
     shared: Option<SharedPiece>,
+    /// Long literals found by skipping bytes, if the others fit SIMD.
+    skip: Option<SkipSearch>,
     finder: Finder,
     /// The literals shorter than a fingerprint (by pattern index), found
     /// byte by byte.
@@ -98,17 +107,20 @@ impl Fingerprints {
             .collect();
         let shared = shared_piece(&lowered);
         // Per literal, whether the shared piece finds it.
-        let mut in_shared = vec![false; lowered.len()];
+        let mut found_elsewhere = vec![false; lowered.len()];
         for &(literal, _) in shared.iter().flat_map(|s| &s.holders) {
-            in_shared[literal as usize] = true;
+            found_elsewhere[literal as usize] = true;
         }
         // Per literal, where its fingerprint starts; `None` for a short
-        // literal and for one found by the shared piece.
-        let offsets: Vec<Option<usize>> = (0..lowered.len())
-            .map(|i| best_window(&lowered[i]).filter(|_| !in_shared[i]))
-            .collect();
+        // literal and for one found otherwise.
+        let offsets = |elsewhere: &[bool]| -> Vec<Option<usize>> {
+            (0..lowered.len())
+                .map(|i| best_window(&lowered[i]).filter(|_| !elsewhere[i]))
+                .collect()
+        };
+        let windows = offsets(&found_elsewhere);
         let short: Vec<u32> = (0..lowered.len() as u32)
-            .filter(|&i| offsets[i as usize].is_none() && !in_shared[i as usize])
+            .filter(|&i| windows[i as usize].is_none() && !found_elsewhere[i as usize])
             .collect();
         if short.len() > MAX_SHORT
             || short.len() == lowered.len()
@@ -116,14 +128,39 @@ impl Fingerprints {
         {
             return None;
         }
-        let finder = if offsets.iter().all(Option::is_none) {
+        let mut skip = None;
+        let finder = if windows.iter().all(Option::is_none) {
             Finder::Nothing
+        } else if let Some(simd) = simd_finder(&lowered, &windows) {
+            simd
         } else {
-            simd_finder(&lowered, &offsets)
-                .unwrap_or_else(|| Finder::Table(WindowTable::new(&lowered, &offsets)))
+            // Too many case forms for SIMD: the long literals skip bytes,
+            // if SIMD holds the rest; else all are tested at every position.
+            let long: Vec<bool> = (0..lowered.len())
+                .map(|i| !found_elsewhere[i] && lowered[i].len() >= SKIP_MIN_LEN)
+                .collect();
+            let not_long: Vec<bool> = found_elsewhere
+                .iter()
+                .zip(&long)
+                .map(|(e, l)| *e || *l)
+                .collect();
+            let rest = offsets(&not_long);
+            let rest_finder = if rest.iter().all(Option::is_none) {
+                Some(Finder::Nothing)
+            } else {
+                simd_finder(&lowered, &rest)
+            };
+            match rest_finder {
+                Some(rest_finder) if long.iter().filter(|l| **l).count() >= SKIP_MIN_LITERALS => {
+                    skip = Some(SkipSearch::new(&lowered, &long));
+                    rest_finder
+                }
+                _ => Finder::Table(WindowTable::new(&lowered, &windows)),
+            }
         };
         Some(Fingerprints {
             shared,
+            skip,
             finder,
             short,
             literals: lowered,
@@ -134,6 +171,12 @@ impl Fingerprints {
     #[cfg(test)]
     fn simd(&self) -> bool {
         matches!(self.finder, Finder::Simd { .. })
+    }
+
+    /// Whether long literals are found by skipping bytes.
+    #[cfg(test)]
+    fn skips(&self) -> bool {
+        self.skip.is_some()
     }
 
     /// The piece the literals found by it share, if any.
@@ -152,7 +195,8 @@ impl Fingerprints {
             Finder::Nothing => 0,
         };
         let shared = self.shared.as_ref().map_or(0, |s| s.holders.len() * 8);
-        finder + shared + self.literals.iter().map(|l| l.len()).sum::<usize>()
+        let skip = self.skip.as_ref().map_or(0, SkipSearch::memory_usage);
+        finder + shared + skip + self.literals.iter().map(|l| l.len()).sum::<usize>()
     }
 
     /// Calls `found(literal, start, end)` for every occurrence of a literal
@@ -190,6 +234,9 @@ impl Fingerprints {
                 verify(at + found, &shared.holders);
                 at += found + 1;
             }
+        }
+        if let Some(skip) = &self.skip {
+            skip.find_each(hay, span.clone(), &mut verify);
         }
         match &self.finder {
             Finder::Simd { searcher, holders } => {
@@ -421,6 +468,109 @@ impl WindowTable {
 
 /// Bytes in a fingerprint.
 const WINDOW: usize = 3;
+
+/// Literals at least this long may be found by a [`SkipSearch`].
+const SKIP_MIN_LEN: usize = 8;
+
+/// Long literals a [`SkipSearch`] is built for, at least: for fewer, the
+/// bit table's pass costs little more.
+const SKIP_MIN_LITERALS: usize = 8;
+
+/// log2 of a [`SkipSearch`]'s shift table: a byte each, 32 KiB.
+const SKIP_BITS: u32 = 15;
+
+/// Long literals found without looking at every byte (Wu and Manber's
+/// multi-pattern search): a window as long as the shortest of them slides
+/// over the value, and the folded three bytes at its end say how far it
+/// may move before it could end on the first bytes of some literal. Where
+/// they may end one (no shift), the literals ending that way are compared
+/// in place. In prose or PowerShell, most windows move by most of their
+/// length, so a value is read a few bytes in every window's length.
+#[derive(Debug, Clone)]
+struct SkipSearch {
+    /// Bytes in the window: the shortest literal's length.
+    window: usize,
+    /// Per hashed folded three bytes, how far the window may move.
+    shifts: Box<[u8; 1 << SKIP_BITS]>,
+    /// Per folded three bytes that end some literal's first window, those
+    /// literals, with the offset of those bytes in each.
+    holders: HashMap<u32, Vec<(u32, u32)>, foldhash::fast::RandomState>,
+}
+
+impl SkipSearch {
+    /// The search for the literals of `lowered` marked in `long` (each at
+    /// least [`SKIP_MIN_LEN`] bytes).
+    fn new(lowered: &[Box<[u8]>], long: &[bool]) -> SkipSearch {
+        let chosen = || (0..lowered.len()).filter(|&i| long[i]);
+        let window = chosen()
+            .map(|i| lowered[i].len())
+            .min()
+            .unwrap_or(SKIP_MIN_LEN)
+            .min(usize::from(u8::MAX));
+        let farthest = (window - WINDOW + 1) as u8;
+        let mut shifts = Box::new([farthest; 1 << SKIP_BITS]);
+        let mut holders: HashMap<u32, Vec<(u32, u32)>, _> = HashMap::default();
+        for i in chosen() {
+            let first = &lowered[i][..window];
+            for at in 0..=window - WINDOW {
+                let slot = skip_slot(fold_window(&first[at..]));
+                shifts[slot] = shifts[slot].min((window - WINDOW - at) as u8);
+            }
+            let end = window - WINDOW;
+            holders
+                .entry(fold_window(&first[end..]))
+                .or_default()
+                .push((i as u32, end as u32));
+        }
+        SkipSearch {
+            window,
+            shifts,
+            holders,
+        }
+    }
+
+    fn memory_usage(&self) -> usize {
+        self.shifts.len()
+            + self
+                .holders
+                .values()
+                .map(|h| 16 + h.len() * 8)
+                .sum::<usize>()
+    }
+
+    /// Calls `verify(position, holders)` where the last three bytes of
+    /// some literal's first window may start in `hay[span]`.
+    fn find_each(
+        &self,
+        hay: &[u8],
+        span: Range<usize>,
+        verify: &mut impl FnMut(usize, &[(u32, u32)]),
+    ) {
+        let bytes = &hay[span.clone()];
+        // The window's last byte; the four bytes read end with it (the
+        // window is longer than four).
+        let mut end = self.window - 1;
+        while end < bytes.len() {
+            let mut four = [0u8; 4];
+            four.copy_from_slice(&bytes[end - 3..=end]);
+            let folded = fold(u32::from_le_bytes(four) >> 8);
+            let shift = self.shifts[skip_slot(folded)];
+            if shift == 0 {
+                if let Some(holders) = self.holders.get(&folded) {
+                    verify(span.start + end + 1 - WINDOW, holders);
+                }
+                end += 1;
+            } else {
+                end += usize::from(shift);
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn skip_slot(folded: u32) -> usize {
+    (folded.wrapping_mul(0x9E37_79B1) >> (32 - SKIP_BITS)) as usize
+}
 
 /// Where the 3-byte window of a literal that is likely rarest starts, the
 /// first such: each letter doubles its case forms, and each backslash or
@@ -717,5 +867,65 @@ pub(crate) mod tests {
         }
         let pipe = b"..a|b..zz\\y..";
         assert!(found(&fingerprints, pipe, 0..pipe.len()).is_empty());
+    }
+
+    /// Many long literals (too many case forms for SIMD) beside a few
+    /// short ones: the long ones skip bytes, the short ones go to SIMD,
+    /// and together they find what a comparison at every position finds,
+    /// in any case, wherever the literals lie, overlapping or straddling
+    /// the span's ends.
+    #[test]
+    fn long_literals_skip_bytes_and_find_what_a_comparison_finds() {
+        let mut literals: Vec<String> = (0..120)
+            .map(|i| format!("Invoke-Word{i}{}", "x".repeat(i % 7)))
+            .collect();
+        // Sharing their first window's last bytes, a prefix of another,
+        // overlapping themselves, bytes that fold together.
+        literals.extend([
+            "Invoke-Word1".to_string(),
+            "abcabcabcabc".into(),
+            "a\\b-Host|Name".into(),
+            "Get-Process -Name".into(),
+            " -w ".into(),
+            "-nop".into(),
+            "iex".into(),
+        ]);
+        let literals: Vec<&str> = literals.iter().map(String::as_str).collect();
+        let fingerprints = Fingerprints::new(&literals).expect("at most MAX_LITERALS");
+        assert!(fingerprints.skips());
+        assert!(fingerprints.simd());
+        let alphabet = b"InvokeWrdINVOKEWORD-0123456789xXabcABC\\|Hst Nm -wnopiexPNGet";
+        let mut random = fastrand::Rng::with_seed(0x3c6e_f372_fe94_f82b);
+        for _ in 0..2_000 {
+            let mut hay = random_haystack(&mut random, alphabet, 300);
+            for _ in 0..random.usize(..5) {
+                let literal = literals[random.usize(..literals.len())];
+                let at = random.usize(..=hay.len());
+                let text: Vec<u8> = literal
+                    .bytes()
+                    .map(|b| {
+                        if random.bool() {
+                            b.to_ascii_uppercase()
+                        } else {
+                            b
+                        }
+                    })
+                    .collect();
+                hay.splice(at..at, text);
+            }
+            agree_in_a_random_span(&fingerprints, &literals, &hay, &mut random);
+        }
+        let hay = b"abcabcabcabcabcabc INVOKE-WORD1xx invoke-word119xxxxxx";
+        assert_eq!(
+            found(&fingerprints, hay, 0..hay.len()),
+            every_occurrence(&literals, hay)
+        );
+        // Short literals SIMD cannot hold: every position is tested.
+        let mut crowded = literals.clone();
+        crowded.extend([
+            "abcd", "efgh", "ijkl", "mnop", "qrst", "uvwx", "yzab", "cdef",
+        ]);
+        let table = Fingerprints::new(&crowded).expect("at most MAX_LITERALS");
+        assert!(!table.skips() && !table.simd());
     }
 }
