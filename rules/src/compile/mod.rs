@@ -102,6 +102,26 @@ pub(crate) enum TextCheck {
     Glob(glob::Glob),
 }
 
+impl TextCheck {
+    /// Whether the prefilter finding the literal's needle in a value is the
+    /// check's answer: a `contains` ignoring ASCII case whose needle is the
+    /// whole literal, lowercased (not a window of a long one), which the
+    /// automata, fingerprints and hash sets find in any ASCII case wholly
+    /// inside a value.
+    pub(crate) fn answered_by_needle(&self) -> bool {
+        matches!(
+            self,
+            TextCheck::Literal {
+                mode: Mode::Contains,
+                ascii_fold: true,
+                cased: false,
+                lower,
+                ..
+            } if lower.len() <= NEEDLE_WINDOW
+        )
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) enum LeafKind {
     /// A string test; `needle` is a literal every match contains.

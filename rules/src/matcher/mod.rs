@@ -631,12 +631,15 @@ impl RuleSet {
                 // A literal no automaton searches is tested by `leaf` on
                 // the rows of its domain.
                 if let Some(candidates) = &s.hits[*needle] {
-                    for row in candidates.iter() {
-                        if columns
-                            .clone()
-                            .any(|c| c.is_text() && c.any_value(row, &mut |v| text_check(check, v)))
-                        {
-                            out.insert(row);
+                    if check.answered_by_needle() {
+                        out.or_with(candidates);
+                    } else {
+                        for row in candidates.iter() {
+                            if columns.clone().any(|c| {
+                                c.is_text() && c.any_value(row, &mut |v| text_check(check, v))
+                            }) {
+                                out.insert(row);
+                            }
                         }
                     }
                 }
