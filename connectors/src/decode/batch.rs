@@ -295,10 +295,11 @@ impl BatchDecoder {
         // by copying as it fills.
         let used = self.raw.values_slice().len();
         let next = StringBuilder::with_capacity(rows, used + used / 4);
-        let mut raw = std::mem::replace(&mut self.raw, next);
+        let raw = std::mem::replace(&mut self.raw, next).finish();
         let mut fields = vec![Field::new(RAW_COLUMN, DataType::Utf8, true)];
-        let mut arrays: Vec<ArrayRef> = vec![Arc::new(raw.finish())];
-        self.columns.build(rows, &mut fields, &mut arrays);
+        let mut arrays: Vec<ArrayRef> = Vec::new();
+        self.columns.build(rows, &raw, &mut fields, &mut arrays);
+        arrays.insert(0, Arc::new(raw));
         let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays);
         debug_assert!(
             batch.is_ok(),

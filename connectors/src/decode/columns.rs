@@ -11,7 +11,7 @@ use std::sync::Arc;
 use arrow_array::builder::{
     BooleanBuilder, Float64Builder, Int64Builder, ListBuilder, StringBuilder,
 };
-use arrow_array::{Array, ArrayRef};
+use arrow_array::{Array, ArrayRef, StringArray};
 use arrow_schema::{DataType, Field};
 use foldhash::fast::RandomState;
 
@@ -23,7 +23,7 @@ use super::NULLS_COLUMN;
 /// rendering of a number (24) and the separators around it.
 pub(super) const LEAF_BYTES: usize = 32;
 
-/// A range of the text arena or of the list items.
+/// A range of the text arena, of a record, or of the list items.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Span {
     start: u32,
@@ -60,6 +60,9 @@ pub(super) enum Leaf {
     Float(f64),
     /// A JSON string, in the arena.
     Str(Span),
+    /// A JSON string without escapes, where it lies in its record (the
+    /// text the batch's `_raw` column holds for the row): not copied.
+    Raw(Span),
     /// An integer beyond `i64`, as its digits in the arena.
     BigInt(Span),
     /// An array of scalars: the list items in the span.
@@ -230,7 +233,7 @@ impl Columns {
         // A string item may be rendered JSON-quoted, escapes and all.
         self.bytes += LEAF_BYTES
             + match leaf {
-                Leaf::Str(s) | Leaf::BigInt(s) => 6 * s.len(),
+                Leaf::Str(s) | Leaf::Raw(s) | Leaf::BigInt(s) => 6 * s.len(),
                 _ => 0,
             };
         self.items.push(leaf);
@@ -402,7 +405,7 @@ impl Columns {
         }
         self.bytes += LEAF_BYTES
             + match leaf {
-                Leaf::Str(s) | Leaf::BigInt(s) | Leaf::Json(s) => s.len(),
+                Leaf::Str(s) | Leaf::Raw(s) | Leaf::BigInt(s) | Leaf::Json(s) => s.len(),
                 // Listed by name in the nulls column.
                 Leaf::Null => self.columns[c].name.len(),
                 _ => 0,
@@ -434,10 +437,12 @@ impl Columns {
     }
 
     /// Builds one array per column that has a value in any of the `rows`
-    /// rows, then the [`NULLS_COLUMN`] if any key was `null`.
+    /// rows, then the [`NULLS_COLUMN`] if any key was `null`; `records`
+    /// holds each row's record, where its [`Leaf::Raw`] strings lie.
     pub(super) fn build(
         &mut self,
         rows: usize,
+        records: &StringArray,
         fields: &mut Vec<Field>,
         arrays: &mut Vec<ArrayRef>,
     ) {
@@ -446,7 +451,7 @@ impl Columns {
             if column.values.is_empty() {
                 continue;
             }
-            let array = self.build_column(&column.values, rows, &mut scratch);
+            let array = self.build_column(&column.values, rows, records, &mut scratch);
             fields.push(Field::new(&*column.name, array.data_type().clone(), true));
             arrays.push(array);
         }
@@ -457,7 +462,13 @@ impl Columns {
         self.scratch = scratch;
     }
 
-    fn build_column(&self, values: &[(u32, Leaf)], rows: usize, scratch: &mut String) -> ArrayRef {
+    fn build_column(
+        &self,
+        values: &[(u32, Leaf)],
+        rows: usize,
+        records: &StringArray,
+        scratch: &mut String,
+    ) -> ArrayRef {
         let mut seen = Seen::default();
         for (_, leaf) in values {
             seen.add(leaf);
@@ -470,7 +481,7 @@ impl Columns {
                     rows,
                     &mut b,
                     Int64Builder::append_nulls,
-                    |b, leaf| match leaf {
+                    |b, _, leaf| match leaf {
                         Leaf::Int(v) => b.append_value(v),
                         _ => b.append_null(),
                     },
@@ -484,7 +495,7 @@ impl Columns {
                     rows,
                     &mut b,
                     Float64Builder::append_nulls,
-                    |b, leaf| match leaf {
+                    |b, _, leaf| match leaf {
                         Leaf::Int(v) => b.append_value(v as f64),
                         Leaf::Float(v) => b.append_value(v),
                         _ => b.append_null(),
@@ -499,7 +510,7 @@ impl Columns {
                     rows,
                     &mut b,
                     BooleanBuilder::append_nulls,
-                    |b, leaf| match leaf {
+                    |b, _, leaf| match leaf {
                         Leaf::Bool(v) => b.append_value(v),
                         _ => b.append_null(),
                     },
@@ -513,10 +524,11 @@ impl Columns {
                     rows,
                     &mut b,
                     ListBuilder::append_nulls,
-                    |b, leaf| match leaf {
+                    |b, row, leaf| match leaf {
                         Leaf::List(span) => {
+                            let record = records.value(row);
                             for &item in &self.items[span.range()] {
-                                self.append_text(b.values(), item, scratch);
+                                self.append_text(b.values(), item, record, scratch);
                             }
                             b.append(true);
                         }
@@ -532,16 +544,16 @@ impl Columns {
                     rows,
                     &mut b,
                     StringBuilder::append_nulls,
-                    |b, leaf| self.append_text(b, leaf, scratch),
+                    |b, row, leaf| self.append_text(b, leaf, records.value(row), scratch),
                 );
                 Arc::new(b.finish())
             }
         }
     }
 
-    /// Appends a leaf as text: strings verbatim, other scalars as their
-    /// JSON text, arrays as compact JSON.
-    fn append_text(&self, b: &mut StringBuilder, leaf: Leaf, scratch: &mut String) {
+    /// Appends a leaf of the row whose record is `record` as text: strings
+    /// verbatim, other scalars as their JSON text, arrays as compact JSON.
+    fn append_text(&self, b: &mut StringBuilder, leaf: Leaf, record: &str, scratch: &mut String) {
         match leaf {
             Leaf::Null => b.append_null(),
             Leaf::Bool(v) => b.append_value(if v { "true" } else { "false" }),
@@ -552,9 +564,10 @@ impl Columns {
                 b.append_value(&*scratch);
             }
             Leaf::Str(s) | Leaf::BigInt(s) | Leaf::Json(s) => b.append_value(&self.text[s.range()]),
+            Leaf::Raw(s) => b.append_value(&record[s.range()]),
             Leaf::List(s) => {
                 scratch.clear();
-                write_json_list(scratch, &self.items[s.range()], &self.text);
+                write_json_list(scratch, &self.items[s.range()], &self.text, record);
                 b.append_value(&*scratch);
             }
         }
@@ -592,15 +605,16 @@ impl Columns {
     }
 }
 
-/// Appends each of `rows` rows to `builder` in order: `value` for a row with
-/// a leaf, `nulls(builder, n)` once for each run of `n` rows where the column
-/// has no value or a `null` (a sparse column is mostly such runs).
+/// Appends each of `rows` rows to `builder` in order: `value(builder, row,
+/// leaf)` for a row with a leaf, `nulls(builder, n)` once for each run of
+/// `n` rows where the column has no value or a `null` (a sparse column is
+/// mostly such runs).
 fn each_row<B>(
     values: &[(u32, Leaf)],
     rows: usize,
     builder: &mut B,
     nulls: impl Fn(&mut B, usize),
-    mut value: impl FnMut(&mut B, Leaf),
+    mut value: impl FnMut(&mut B, usize, Leaf),
 ) {
     let mut missing = 0;
     let mut next = 0;
@@ -615,7 +629,7 @@ fn each_row<B>(
             nulls(builder, missing);
             missing = 0;
         }
-        value(builder, leaf);
+        value(builder, row as usize, leaf);
     }
     missing += rows - next;
     if missing > 0 {
@@ -644,7 +658,7 @@ impl Seen {
             Leaf::Int(_) => self.int = true,
             Leaf::Float(_) => self.float = true,
             Leaf::List(_) => self.list = true,
-            Leaf::Str(s) | Leaf::BigInt(s) | Leaf::Json(s) => {
+            Leaf::Str(s) | Leaf::Raw(s) | Leaf::BigInt(s) | Leaf::Json(s) => {
                 self.text = true;
                 self.text_bytes += s.len();
             }
@@ -699,6 +713,10 @@ mod tests {
         assert_eq!(seen(&[list, Leaf::Null]), utf8_list);
         assert_eq!(seen(&[Leaf::Bool(true), Leaf::Int(1)]), DataType::Utf8);
         assert_eq!(seen(&[Leaf::Int(1), text]), DataType::Utf8);
+        assert_eq!(
+            seen(&[Leaf::Int(1), Leaf::Raw(Span::new(3, 4))]),
+            DataType::Utf8
+        );
         assert_eq!(seen(&[list, Leaf::Int(1)]), DataType::Utf8);
         assert_eq!(seen(&[Leaf::Json(Span::new(0, 2))]), DataType::Utf8);
         assert_eq!(seen(&[Leaf::BigInt(Span::new(0, 20))]), DataType::Utf8);
@@ -719,14 +737,26 @@ mod tests {
             8,
             &mut got,
             |got, n| got.push(format!("{n} missing")),
-            |got, leaf| got.push(format!("{leaf:?}")),
+            |got, row, leaf| got.push(format!("{row}: {leaf:?}")),
         );
         assert_eq!(
             got,
-            ["1 missing", "Int(1)", "2 missing", "Int(4)", "3 missing"]
+            [
+                "1 missing",
+                "1: Int(1)",
+                "2 missing",
+                "4: Int(4)",
+                "3 missing"
+            ]
         );
         let mut got: Vec<String> = Vec::new();
-        each_row(&[], 2, &mut got, |g, n| g.push(format!("{n}")), |_, _| {});
+        each_row(
+            &[],
+            2,
+            &mut got,
+            |g, n| g.push(format!("{n}")),
+            |_, _, _| {},
+        );
         assert_eq!(got, ["2"]);
         let mut got: Vec<String> = Vec::new();
         each_row(
@@ -734,7 +764,7 @@ mod tests {
             1,
             &mut got,
             |g, n| g.push(format!("{n}")),
-            |g, l| g.push(format!("{l:?}")),
+            |g, _, l| g.push(format!("{l:?}")),
         );
         assert_eq!(got, ["Bool(true)"]);
     }

@@ -54,14 +54,16 @@ pub(crate) fn write_int(out: &mut String, v: impl itoa::Integer) {
     out.push_str(itoa::Buffer::new().format(v));
 }
 
-/// Appends a scalar leaf as JSON, its text taken from `arena`.
-pub(super) fn write_json_scalar(out: &mut String, leaf: Leaf, arena: &str) {
+/// Appends a scalar leaf as JSON, its text taken from `arena`, or from
+/// `record` (its row's record) for a [`Leaf::Raw`].
+pub(super) fn write_json_scalar(out: &mut String, leaf: Leaf, arena: &str, record: &str) {
     match leaf {
         Leaf::Null => out.push_str("null"),
         Leaf::Bool(v) => out.push_str(if v { "true" } else { "false" }),
         Leaf::Int(v) => write_int(out, v),
         Leaf::Float(v) => write_float(out, v),
         Leaf::Str(s) => write_json_str(out, &arena[s.range()]),
+        Leaf::Raw(s) => write_json_str(out, &record[s.range()]),
         Leaf::BigInt(s) | Leaf::Json(s) => out.push_str(&arena[s.range()]),
         // Items are scalars; a list here would be a bug, rendered empty.
         Leaf::List(_) => out.push_str("[]"),
@@ -69,13 +71,13 @@ pub(super) fn write_json_scalar(out: &mut String, leaf: Leaf, arena: &str) {
 }
 
 /// Appends the items of a scalar array as a JSON array.
-pub(super) fn write_json_list(out: &mut String, items: &[Leaf], arena: &str) {
+pub(super) fn write_json_list(out: &mut String, items: &[Leaf], arena: &str, record: &str) {
     out.push('[');
     for (i, &item) in items.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        write_json_scalar(out, item, arena);
+        write_json_scalar(out, item, arena, record);
     }
     out.push(']');
 }

@@ -221,7 +221,8 @@ impl ItemSeed<'_> {
         out.clear();
         out.push('[');
         for &item in &self.columns.items[self.first..] {
-            write_json_scalar(&mut out, item, &self.columns.text);
+            // The visitors copy every string into the arena.
+            write_json_scalar(&mut out, item, &self.columns.text, "");
             out.push(',');
         }
         out

@@ -337,7 +337,7 @@ impl Walker<'_> {
         out.clear();
         out.push('[');
         for &item in &columns.items[first..] {
-            write_json_scalar(&mut out, item, &columns.text);
+            write_json_scalar(&mut out, item, &columns.text, self.text);
             out.push(',');
         }
         let written = self.compact_items(&mut out, depth);
@@ -426,9 +426,17 @@ impl Walker<'_> {
         Ok(match self.peek()? {
             b'"' => {
                 self.at += 1;
-                let start = columns.text.len();
-                self.string(&mut columns.text)?;
-                Leaf::Str(Span::new(start, columns.text.len() - start))
+                let start = self.at;
+                let stop = self.plain_end()?;
+                if self.bytes[stop] == b'"' {
+                    // No escape: the value is read where it lies.
+                    self.at = stop + 1;
+                    Leaf::Raw(Span::new(start, stop - start))
+                } else {
+                    let at = columns.text.len();
+                    self.string_from(stop, &mut columns.text)?;
+                    Leaf::Str(Span::new(at, columns.text.len() - at))
+                }
             }
             b't' => self.word(b"true", Leaf::Bool(true))?,
             b'f' => self.word(b"false", Leaf::Bool(false))?,
@@ -497,8 +505,20 @@ impl Walker<'_> {
     /// The string whose opening quote was just read, unescaped onto `out`:
     /// one copy if it has no escape, else by [`Walker::unescaped_into`].
     fn string(&mut self, out: &mut String) -> Walk<()> {
+        let stop = self.plain_end()?;
+        self.string_from(stop, out)
+    }
+
+    /// Where the string whose opening quote was just read first holds a
+    /// quote, backslash or control character.
+    fn plain_end(&self) -> Walk<usize> {
         let start = self.at;
-        let stop = start + find_special(&self.bytes[start..]).ok_or(GaveUp)?;
+        Ok(start + find_special(&self.bytes[start..]).ok_or(GaveUp)?)
+    }
+
+    /// As [`Walker::string`], its first special byte at `stop`.
+    fn string_from(&mut self, stop: usize, out: &mut String) -> Walk<()> {
+        let start = self.at;
         // Both ends are at ASCII bytes, so on character boundaries.
         let plain = self.text.get(start..stop).ok_or(GaveUp)?;
         match self.bytes[stop] {
@@ -738,7 +758,13 @@ pub(crate) mod tests {
             row += u32::from(ok);
         }
         let (mut fields, mut arrays) = (Vec::new(), Vec::new());
-        columns.build(row as usize, &mut fields, &mut arrays);
+        let kept = records
+            .iter()
+            .zip(&accepted)
+            .filter(|(_, ok)| **ok)
+            .map(|(text, _)| Some(text.as_str()));
+        let kept = arrow_array::StringArray::from_iter(kept);
+        columns.build(row as usize, &kept, &mut fields, &mut arrays);
         (fields, arrays, accepted, walked)
     }
 
