@@ -10,10 +10,17 @@
 //! (`powershell`, ` -w `, `hidden`) is otherwise at hundreds of places in
 //! a script, each a restart of the byte search. The rarest byte and the
 //! finder are worked out the first time the literal is tested.
+//!
+//! A long value of a batch's string column is lowercased once per batch
+//! ([`LoweredValues`]): PowerShell's context is tested for `reg`, `hidden`
+//! and the host's path, and lowering it is most of each test.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::OnceLock;
 
+use foldhash::fast::RandomState;
 use memchr::memmem;
 
 /// Values at least this long are lowercased and searched with the finder.
@@ -47,6 +54,57 @@ impl LowerFinder {
 thread_local! {
     /// The value being searched, lowercased; reused.
     static LOWERED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The long values of one batch's string columns lowercased so far, each
+/// once, by where they lie: within a batch, its Arrow buffers neither move
+/// nor change, so a place and a length name one value. Only values read
+/// from those buffers may be given, and [`LoweredValues::clear`] must be
+/// called before the next batch.
+#[derive(Debug, Default)]
+pub(crate) struct LoweredValues {
+    /// Per value (its address and length), its range in `bytes`.
+    at: HashMap<(usize, usize), Range<usize>, RandomState>,
+    bytes: Vec<u8>,
+}
+
+impl LoweredValues {
+    /// Forgets every value (their batch is done); keeps the memory.
+    pub(crate) fn clear(&mut self) {
+        self.at.clear();
+        self.bytes.clear();
+    }
+
+    /// `value` lowercased (ASCII only).
+    fn lowered(&mut self, value: &[u8]) -> &[u8] {
+        let key = (value.as_ptr() as usize, value.len());
+        let range = match self.at.get(&key) {
+            Some(range) => range.clone(),
+            None => {
+                let start = self.bytes.len();
+                self.bytes.extend(value.iter().map(u8::to_ascii_lowercase));
+                let range = start..self.bytes.len();
+                self.at.insert(key, range.clone());
+                range
+            }
+        };
+        &self.bytes[range]
+    }
+}
+
+/// As [`contains_ascii_fold`], for a value read from a batch's string
+/// column: a long one lowercased once per batch in `lowered`.
+pub(crate) fn column_value_contains(
+    hay: &[u8],
+    needle: &[u8],
+    finder: &LowerFinder,
+    lowered: &mut LoweredValues,
+) -> bool {
+    if hay.len() < LOWERED_FROM || needle.len() > hay.len() || needle.is_empty() {
+        return contains_ascii_fold(hay, needle, finder);
+    }
+    let prepared = finder.prepared(needle);
+    prepared.finder.find(lowered.lowered(hay)).is_some()
 }
 
 /// Whether `hay` holds `needle` (lowercase), ASCII case-insensitively.
@@ -140,6 +198,24 @@ mod tests {
                 }
             }
         }
+        // A batch's values, each tested for two literals: lowered once.
+        let values: Vec<Vec<u8>> = (0..50)
+            .map(|_| random_haystack(&mut random, alphabet, 4 * LOWERED_FROM))
+            .collect();
+        let mut lowered = LoweredValues::default();
+        for needle in [&b"ab"[..], b"x-1 z"] {
+            let finder = LowerFinder::default();
+            for value in &values {
+                assert_eq!(
+                    column_value_contains(value, needle, &finder, &mut lowered),
+                    naive(value, needle)
+                );
+            }
+        }
+        let long = values.iter().filter(|v| v.len() >= LOWERED_FROM).count();
+        assert_eq!(lowered.at.len(), long);
+        lowered.clear();
+        assert!(lowered.at.is_empty() && lowered.bytes.is_empty());
         let finder = LowerFinder::default();
         assert!(contains_ascii_fold(
             b"C:\\Windows\\System32\\NTDLL.dll",

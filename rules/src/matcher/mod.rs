@@ -32,7 +32,7 @@ use crate::compile::{
 };
 use crate::sigma::TimePart;
 use columns::Column;
-use contains::contains_ascii_fold;
+use contains::{column_value_contains, contains_ascii_fold, LoweredValues};
 use repeats::Repeats;
 
 /// One rule matching one row of a batch.
@@ -82,6 +82,8 @@ pub struct Scratch {
     /// events reads few of them).
     cached_leaves: Vec<usize>,
     route_cache: Vec<Option<RowSet>>,
+    /// Long string values lowercased in this batch, for `contains` tests.
+    lowered: LoweredValues,
     rows: usize,
     /// When set, evaluation stops between rules (a run giving up).
     cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
@@ -226,6 +228,7 @@ impl RuleSet {
         }
         s.route_cache.clear();
         s.route_cache.resize(self.routes.len(), None);
+        s.lowered.clear();
         s.rows = batch.num_rows();
     }
 
@@ -403,17 +406,19 @@ impl RuleSet {
         };
         let mut todo = domain.clone();
         todo.and_not_with(&tested);
+        let mut lowered = std::mem::take(&mut s.lowered);
         {
             let columns = Self::columns_of(self.leaves[id].field, s);
             for row in todo.iter() {
                 if columns
                     .clone()
-                    .any(|c| c.any_value(row, &mut |v| text_check(check, v)))
+                    .any(|c| column_holds(c, row, check, &mut lowered))
                 {
                     holds.insert(row);
                 }
             }
         }
+        s.lowered = lowered;
         tested.or_with(&todo);
         let mut out = domain.clone();
         out.and_with(&holds);
@@ -427,7 +432,9 @@ impl RuleSet {
         // domain below, as the leaves that are never cached are.
         if leaf.cacheable() && !self.unsearched_literal(id) {
             if s.leaf_cache[id].is_none() {
-                let full = self.leaf_full(id, batch, s);
+                let mut lowered = std::mem::take(&mut s.lowered);
+                let full = self.leaf_full(id, batch, s, &mut lowered);
+                s.lowered = lowered;
                 s.leaf_cache[id] = Some(full);
                 s.cached_leaves.push(id);
             }
@@ -577,8 +584,15 @@ impl RuleSet {
         )
     }
 
-    /// Full-batch result of a cacheable leaf.
-    fn leaf_full(&self, id: LeafId, batch: &RecordBatch, s: &mut Scratch) -> RowSet {
+    /// Full-batch result of a cacheable leaf; `lowered` is the batch's
+    /// (see [`LoweredValues`]).
+    fn leaf_full(
+        &self,
+        id: LeafId,
+        batch: &RecordBatch,
+        s: &mut Scratch,
+        lowered: &mut LoweredValues,
+    ) -> RowSet {
         let leaf = &self.leaves[id];
         let rows = s.rows;
         self.ready_field(leaf.field, batch, s);
@@ -635,9 +649,10 @@ impl RuleSet {
                         out.or_with(candidates);
                     } else {
                         for row in candidates.iter() {
-                            if columns.clone().any(|c| {
-                                c.is_text() && c.any_value(row, &mut |v| text_check(check, v))
-                            }) {
+                            if columns
+                                .clone()
+                                .any(|c| c.is_text() && column_holds(c, row, check, lowered))
+                            {
                                 out.insert(row);
                             }
                         }
@@ -655,7 +670,7 @@ impl RuleSet {
                         }
                         _ => {
                             for row in 0..rows {
-                                if c.any_value(row, &mut |v| text_check(check, v)) {
+                                if c.any_value(row, &mut |v| text_check(check, v, None)) {
                                     out.insert(row);
                                 }
                             }
@@ -841,7 +856,24 @@ fn record_hit(s: &mut Scratch, needle: usize, row: usize, rows: usize) {
     }
 }
 
-fn text_check(check: &TextCheck, value: &str) -> bool {
+/// Whether some value of `row` in `column` passes `check`; the values of a
+/// string column lie in the batch's buffers, so `lowered` may keep them.
+fn column_holds(
+    column: &Column,
+    row: usize,
+    check: &TextCheck,
+    lowered: &mut LoweredValues,
+) -> bool {
+    let lowered = column.is_text().then_some(lowered);
+    match lowered {
+        Some(lowered) => column.any_value(row, &mut |v| text_check(check, v, Some(&mut *lowered))),
+        None => column.any_value(row, &mut |v| text_check(check, v, None)),
+    }
+}
+
+/// Whether `value` passes `check`; `lowered` only for a value of a batch's
+/// string column (see [`LoweredValues`]).
+fn text_check(check: &TextCheck, value: &str, lowered: Option<&mut LoweredValues>) -> bool {
     match check {
         TextCheck::Regex(re) => re.is_match(value),
         TextCheck::Glob(glob) => glob.is_match(value),
@@ -870,7 +902,10 @@ fn text_check(check: &TextCheck, value: &str) -> bool {
                     Mode::Exact => v.len() == n && v.eq_ignore_ascii_case(t),
                     Mode::Prefix => v.len() >= n && v[..n].eq_ignore_ascii_case(t),
                     Mode::Suffix => v.len() >= n && v[v.len() - n..].eq_ignore_ascii_case(t),
-                    Mode::Contains => contains_ascii_fold(v, t, finder),
+                    Mode::Contains => match lowered {
+                        Some(lowered) => column_value_contains(v, t, finder, lowered),
+                        None => contains_ascii_fold(v, t, finder),
+                    },
                 };
             }
             let v = value.to_lowercase();
