@@ -305,7 +305,8 @@ impl BatchDecoder {
             batch.is_ok(),
             "columns are built to the row count: {batch:?}"
         );
-        let origins = std::mem::take(&mut self.origins);
+        // The next batch's, sized like this one.
+        let origins = std::mem::replace(&mut self.origins, Vec::with_capacity(rows));
         let received = self.received.take().unwrap_or_else(Instant::now);
         self.columns.clear();
         let projection = self.columns.projection.clone();
