@@ -201,15 +201,26 @@ impl Fingerprints {
 
     /// Calls `found(literal, start, end)` for every occurrence of a literal
     /// in `hay[span]`, ASCII case ignored (an occurrence found more than
-    /// once may be reported more than once).
+    /// once may be reported more than once), except those starting before
+    /// where `found` said, for an earlier occurrence of the same literal,
+    /// that it needs no more of that literal (0 for every occurrence): a
+    /// call trace holds `:\Windows\System32\` at every frame, and one
+    /// occurrence per value is all a prefilter needs.
     pub(crate) fn find_each(
         &self,
         hay: &[u8],
         span: Range<usize>,
-        found: &mut impl FnMut(usize, usize, usize),
+        found: &mut impl FnMut(usize, usize, usize) -> usize,
     ) {
+        // Per literal, before where its occurrences are not wanted.
+        let mut until = vec![0; self.literals.len()];
+        let mut report = |literal: usize, start: usize, end: usize| {
+            if start >= until[literal] {
+                until[literal] = found(literal, start, end);
+            }
+        };
         for &literal in &self.short {
-            find_short(hay, span.clone(), literal, &self.literals, found);
+            find_short(hay, span.clone(), literal, &self.literals, &mut report);
         }
         let mut verify = |position: usize, holders: &[(u32, u32)]| {
             for &(literal, offset) in holders {
@@ -219,10 +230,11 @@ impl Fingerprints {
                 };
                 let end = start + text.len();
                 if start >= span.start
+                    && start >= until[literal as usize]
                     && end <= span.end
                     && hay[start..end].eq_ignore_ascii_case(text)
                 {
-                    found(literal as usize, start, end);
+                    until[literal as usize] = found(literal as usize, start, end);
                 }
             }
         };
@@ -678,6 +690,7 @@ pub(crate) mod tests {
         fingerprints.find_each(hay, span, &mut |literal, start, end| {
             assert_eq!(end - start, fingerprints.literals[literal].len());
             out.push((literal, start));
+            0
         });
         out.sort_unstable();
         out.dedup();
@@ -927,5 +940,44 @@ pub(crate) mod tests {
         ]);
         let table = Fingerprints::new(&crowded).expect("at most MAX_LITERALS");
         assert!(!table.skips() && !table.simd());
+    }
+
+    /// Once `found` says where it needs no more of a literal, occurrences
+    /// of it starting before are not reported, those after are, and other
+    /// literals are not affected: by SIMD, by the skip search and by the
+    /// byte search of short literals.
+    #[test]
+    fn occurrences_before_where_found_says_are_skipped() {
+        let mut many: Vec<String> = (0..120).map(|i| format!("Invoke-Word{i}")).collect();
+        many.extend([":\\windows\\system32\\".to_string(), "0x".into()]);
+        let few = vec![
+            ":\\windows\\system32\\".to_string(),
+            "0x".into(),
+            "kernelbase.dll".into(),
+        ];
+        for literals in [few, many] {
+            let literals: Vec<&str> = literals.iter().map(String::as_str).collect();
+            let fingerprints = Fingerprints::new(&literals).expect("few literals");
+            assert_eq!(fingerprints.skips(), literals.len() > 3);
+            let frame = "C:\\Windows\\System32\\KERNELBASE.dll+0x2c13e|";
+            let hay = frame.repeat(4).into_bytes();
+            // Values of two frames each: a literal once per value.
+            let value = 2 * frame.len();
+            let mut got = Vec::new();
+            fingerprints.find_each(&hay, 0..hay.len(), &mut |literal, start, _| {
+                got.push((literal, start));
+                (start / value + 1) * value
+            });
+            got.sort_unstable();
+            let expected: Vec<(usize, usize)> = every_occurrence(&literals, &hay)
+                .into_iter()
+                .filter(|&(_, start)| start % value < frame.len())
+                .collect();
+            // Each literal present (all three of the few; of the many,
+            // the path and `0x`) in the first frame of each value.
+            let present = if literals.len() == 3 { 3 } else { 2 };
+            assert_eq!(expected.len(), 2 * present);
+            assert_eq!(got, expected);
+        }
     }
 }

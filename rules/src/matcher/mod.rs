@@ -769,8 +769,10 @@ fn find_needles(
 ) -> usize {
     if let Some(fingerprints) = &automaton.fingerprints {
         if value.len() >= min_len {
+            // One occurrence of a literal in the value is enough.
             fingerprints.find_each(value, 0..value.len(), &mut |literal, _, _| {
                 found(automaton.needles[literal]);
+                value.len()
             });
             return 0;
         }
@@ -839,9 +841,13 @@ fn search_fingerprinted(
                 (element, row)
             }
         };
-        if end <= offsets[element + 1] as usize && values.is_valid(element) {
+        let element_end = offsets[element + 1] as usize;
+        if end <= element_end && values.is_valid(element) {
             record_hit(s, automaton.needles[literal], row, rows);
         }
+        // No more of this literal in this value: found once, or it
+        // straddles the value's end, as any later one starting in it would.
+        element_end
     });
 }
 
