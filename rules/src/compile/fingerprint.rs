@@ -370,12 +370,21 @@ fn simd_finder(lowered: &[Box<[u8]>], offsets: &[Option<usize>]) -> Option<Finde
 /// cache beside the haystack.
 const TABLE_BITS: u32 = 16;
 
+/// Per folded window, the literals it was taken from, each with the
+/// window's offset in it.
+type Holders = HashMap<u32, Vec<(u32, u32)>, foldhash::fast::RandomState>;
+
+/// Heap bytes `holders` holds, roughly.
+fn holders_memory(holders: &Holders) -> usize {
+    holders.values().map(|h| 16 + h.len() * 8).sum()
+}
+
 /// Fingerprints as a bit per hashed folded window, tested at every
 /// position, and the literals behind each folded window.
 #[derive(Debug, Clone)]
 struct WindowTable {
     bits: Box<[u64; (1 << TABLE_BITS) / 64]>,
-    holders: HashMap<u32, Vec<(u32, u32)>, foldhash::fast::RandomState>,
+    holders: Holders,
 }
 
 /// The window in the low three bytes of `w` with every byte's bit 0x20
@@ -400,7 +409,7 @@ fn slot(folded: u32) -> usize {
 impl WindowTable {
     fn new(lowered: &[Box<[u8]>], offsets: &[Option<usize>]) -> WindowTable {
         let mut bits = Box::new([0u64; (1 << TABLE_BITS) / 64]);
-        let mut holders: HashMap<u32, Vec<(u32, u32)>, _> = HashMap::default();
+        let mut holders = Holders::default();
         for (index, (literal, offset)) in lowered.iter().zip(offsets).enumerate() {
             let Some(offset) = *offset else { continue };
             let folded = fold_window(&literal[offset..]);
@@ -415,12 +424,7 @@ impl WindowTable {
     }
 
     fn memory_usage(&self) -> usize {
-        self.bits.len() * 8
-            + self
-                .holders
-                .values()
-                .map(|h| 16 + h.len() * 8)
-                .sum::<usize>()
+        self.bits.len() * 8 + holders_memory(&self.holders)
     }
 
     /// Calls `verify(position, holders)` where a fingerprint may start in
@@ -506,7 +510,7 @@ struct SkipSearch {
     shifts: Box<[u8; 1 << SKIP_BITS]>,
     /// Per folded three bytes that end some literal's first window, those
     /// literals, with the offset of those bytes in each.
-    holders: HashMap<u32, Vec<(u32, u32)>, foldhash::fast::RandomState>,
+    holders: Holders,
 }
 
 impl SkipSearch {
@@ -521,7 +525,7 @@ impl SkipSearch {
             .min(usize::from(u8::MAX));
         let farthest = (window - WINDOW + 1) as u8;
         let mut shifts = Box::new([farthest; 1 << SKIP_BITS]);
-        let mut holders: HashMap<u32, Vec<(u32, u32)>, _> = HashMap::default();
+        let mut holders = Holders::default();
         for i in chosen() {
             let first = &lowered[i][..window];
             for at in 0..=window - WINDOW {
@@ -542,12 +546,7 @@ impl SkipSearch {
     }
 
     fn memory_usage(&self) -> usize {
-        self.shifts.len()
-            + self
-                .holders
-                .values()
-                .map(|h| 16 + h.len() * 8)
-                .sum::<usize>()
+        self.shifts.len() + holders_memory(&self.holders)
     }
 
     /// Calls `verify(position, holders)` where the last three bytes of
@@ -643,6 +642,49 @@ pub(crate) mod tests {
         (0..len)
             .map(|_| alphabet[random.usize(..alphabet.len())])
             .collect()
+    }
+
+    /// [`agree_in_a_random_span`] over 2,000 random haystacks shorter than
+    /// `max_len` of `alphabet`, each with fewer than `most` of `literals`
+    /// put in.
+    fn agree_with_literals_inserted(
+        fingerprints: &Fingerprints,
+        literals: &[&str],
+        alphabet: &[u8],
+        max_len: usize,
+        most: usize,
+    ) {
+        let mut random = fastrand::Rng::with_seed(0x51_7cc1_b727_220a ^ max_len as u64);
+        for _ in 0..2_000 {
+            let mut hay = random_haystack(&mut random, alphabet, max_len);
+            insert_literals(&mut random, literals, &mut hay, most);
+            agree_in_a_random_span(fingerprints, literals, &hay, &mut random);
+        }
+    }
+
+    /// Fewer than `most` of `literals`, whole, each in a random case, put
+    /// at random places of `hay`.
+    fn insert_literals(
+        random: &mut fastrand::Rng,
+        literals: &[&str],
+        hay: &mut Vec<u8>,
+        most: usize,
+    ) {
+        for _ in 0..random.usize(..most) {
+            let literal = literals[random.usize(..literals.len())];
+            let at = random.usize(..=hay.len());
+            let text: Vec<u8> = literal
+                .bytes()
+                .map(|b| {
+                    if random.bool() {
+                        b.to_ascii_uppercase()
+                    } else {
+                        b
+                    }
+                })
+                .collect();
+            hay.splice(at..at, text);
+        }
     }
 
     /// Every occurrence of every literal in `hay`, ASCII case ignored, as
@@ -857,27 +899,7 @@ pub(crate) mod tests {
         let fingerprints = Fingerprints::new(&literals).expect("at most MAX_LITERALS");
         assert!(!fingerprints.simd());
         let alphabet = b"abwordxyzWORDXYZ0123456789\\|= HostApplication";
-        let mut random = fastrand::Rng::with_seed(0x51_7cc1_b727_220a);
-        for _ in 0..2_000 {
-            let mut hay = random_haystack(&mut random, alphabet, 200);
-            // Some literals whole, in a random case.
-            for _ in 0..random.usize(..4) {
-                let literal = literals[random.usize(..literals.len())];
-                let at = random.usize(..=hay.len());
-                let text: Vec<u8> = literal
-                    .bytes()
-                    .map(|b| {
-                        if random.bool() {
-                            b.to_ascii_uppercase()
-                        } else {
-                            b
-                        }
-                    })
-                    .collect();
-                hay.splice(at..at, text);
-            }
-            agree_in_a_random_span(&fingerprints, &literals, &hay, &mut random);
-        }
+        agree_with_literals_inserted(&fingerprints, &literals, alphabet, 200, 4);
         let pipe = b"..a|b..zz\\y..";
         assert!(found(&fingerprints, pipe, 0..pipe.len()).is_empty());
     }
@@ -908,26 +930,7 @@ pub(crate) mod tests {
         assert!(fingerprints.skips());
         assert!(fingerprints.simd());
         let alphabet = b"InvokeWrdINVOKEWORD-0123456789xXabcABC\\|Hst Nm -wnopiexPNGet";
-        let mut random = fastrand::Rng::with_seed(0x3c6e_f372_fe94_f82b);
-        for _ in 0..2_000 {
-            let mut hay = random_haystack(&mut random, alphabet, 300);
-            for _ in 0..random.usize(..5) {
-                let literal = literals[random.usize(..literals.len())];
-                let at = random.usize(..=hay.len());
-                let text: Vec<u8> = literal
-                    .bytes()
-                    .map(|b| {
-                        if random.bool() {
-                            b.to_ascii_uppercase()
-                        } else {
-                            b
-                        }
-                    })
-                    .collect();
-                hay.splice(at..at, text);
-            }
-            agree_in_a_random_span(&fingerprints, &literals, &hay, &mut random);
-        }
+        agree_with_literals_inserted(&fingerprints, &literals, alphabet, 300, 5);
         let hay = b"abcabcabcabcabcabc INVOKE-WORD1xx invoke-word119xxxxxx";
         assert_eq!(
             found(&fingerprints, hay, 0..hay.len()),
