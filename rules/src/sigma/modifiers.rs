@@ -731,7 +731,19 @@ fn apply_transform(key: &str, t: Transform, vals: Vec<Val>) -> Result<Vec<Val>, 
                 out.push(Val::Bytes(bytes));
             }
             Transform::Windash => match val {
-                Val::Str(s) => out.extend(windash(&s).into_iter().map(Val::Str)),
+                Val::Str(s) => {
+                    let variants = windash(&s).ok_or_else(|| {
+                        value_error(
+                            key,
+                            format!(
+                                "windash: the value has more than {MAX_WINDASH_FLAGS} command-line flags, \
+                                 whose permutations would be over {} strings",
+                                DASHES.len().pow(MAX_WINDASH_FLAGS)
+                            ),
+                        )
+                    })?;
+                    out.extend(variants.into_iter().map(Val::Str));
+                }
                 Val::Bytes(_) => return Err(value_error(key, "windash applies to text only")),
             },
         }
@@ -741,15 +753,22 @@ fn apply_transform(key: &str, t: Transform, vals: Vec<Val>) -> Result<Vec<Val>, 
 
 const DASHES: [char; 5] = ['-', '/', '\u{2013}', '\u{2014}', '\u{2015}'];
 
+/// Flags one `windash` value may hold: each multiplies its strings by five
+/// (SigmaHQ's values hold one or two), so that a value of many cannot
+/// take the loader's memory.
+const MAX_WINDASH_FLAGS: u32 = 5;
+
 /// All permutations of command-line flag characters at word starts, as
 /// pySigma does: a dash (any of [`DASHES`], so that a rule written with an
 /// en dash, as rules copied from documents often are, expands too) or `/`
-/// not preceded by a word character and followed by one.
-fn windash(s: &SigmaString) -> Vec<SigmaString> {
+/// not preceded by a word character and followed by one. `None` for a
+/// value of more than [`MAX_WINDASH_FLAGS`] flags.
+fn windash(s: &SigmaString) -> Option<Vec<SigmaString>> {
     // Work on the whole string so that word boundaries across parts count.
     let parts = s.parts();
     let mut variants = vec![SigmaString::default()];
     let mut prev_is_word = false;
+    let mut flags = 0;
     for (index, part) in parts.iter().enumerate() {
         match part {
             Part::Literal(text) => {
@@ -761,6 +780,10 @@ fn windash(s: &SigmaString) -> Vec<SigmaString> {
                     };
                     let is_flag = DASHES.contains(&c) && !prev_is_word && next_is_word;
                     let options: &[char] = if is_flag {
+                        flags += 1;
+                        if flags > MAX_WINDASH_FLAGS {
+                            return None;
+                        }
                         &DASHES
                     } else {
                         std::slice::from_ref(&chars[i])
@@ -785,7 +808,7 @@ fn windash(s: &SigmaString) -> Vec<SigmaString> {
             }
         }
     }
-    variants
+    Some(variants)
 }
 
 fn is_word(c: char) -> bool {
@@ -833,6 +856,29 @@ mod tests {
         assert_eq!(t.len(), 5);
         assert!(t.contains(&"* /enc a-b*".to_string()));
         assert!(t.contains(&"* \u{2013}enc a-b*".to_string()));
+    }
+
+    /// Each flag multiplies the strings by five: a value of many (a list
+    /// written as one YAML scalar) is rejected, naming the key, not left
+    /// to take the loader's memory.
+    #[test]
+    fn windash_rejects_a_value_of_too_many_flags() {
+        let five = "' -a -b -c -d -e'";
+        assert_eq!(
+            texts(&lower("CommandLine|windash|contains", five).unwrap()).len(),
+            3125
+        );
+        let many = format!("'{}'", " -e".repeat(30));
+        match lower("CommandLine|windash|contains", &many) {
+            Err(RuleError::Value { key, message }) => {
+                assert_eq!(key, "CommandLine|windash|contains");
+                assert!(
+                    message.contains("more than 5 command-line flags"),
+                    "{message}"
+                );
+            }
+            other => panic!("expected a value error, got {other:?}"),
+        }
     }
 
     #[test]
