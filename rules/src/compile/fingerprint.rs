@@ -401,9 +401,10 @@ fn fold_window(bytes: &[u8]) -> u32 {
     fold(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], 0]))
 }
 
+/// `folded` hashed to `BITS` bits: a slot of a table of `1 << BITS`.
 #[inline(always)]
-fn slot(folded: u32) -> usize {
-    (folded.wrapping_mul(0x9E37_79B1) >> (32 - TABLE_BITS)) as usize
+fn slot<const BITS: u32>(folded: u32) -> usize {
+    (folded.wrapping_mul(0x9E37_79B1) >> (32 - BITS)) as usize
 }
 
 impl WindowTable {
@@ -413,7 +414,7 @@ impl WindowTable {
         for (index, (literal, offset)) in lowered.iter().zip(offsets).enumerate() {
             let Some(offset) = *offset else { continue };
             let folded = fold_window(&literal[offset..]);
-            let slot = slot(folded);
+            let slot = slot::<TABLE_BITS>(folded);
             bits[slot / 64] |= 1 << (slot % 64);
             holders
                 .entry(folded)
@@ -463,7 +464,7 @@ impl WindowTable {
     /// Whether some fingerprint may fold to `folded` (its bit is set).
     #[inline(always)]
     fn may_hold(&self, folded: u32) -> bool {
-        let slot = slot(folded);
+        let slot = slot::<TABLE_BITS>(folded);
         self.bits[slot / 64] & (1 << (slot % 64)) != 0
     }
 
@@ -529,7 +530,7 @@ impl SkipSearch {
         for i in chosen() {
             let first = &lowered[i][..window];
             for at in 0..=window - WINDOW {
-                let slot = skip_slot(fold_window(&first[at..]));
+                let slot = slot::<SKIP_BITS>(fold_window(&first[at..]));
                 shifts[slot] = shifts[slot].min((window - WINDOW - at) as u8);
             }
             let end = window - WINDOW;
@@ -565,7 +566,7 @@ impl SkipSearch {
             let mut four = [0u8; 4];
             four.copy_from_slice(&bytes[end - 3..=end]);
             let folded = fold(u32::from_le_bytes(four) >> 8);
-            let shift = self.shifts[skip_slot(folded)];
+            let shift = self.shifts[slot::<SKIP_BITS>(folded)];
             if shift == 0 {
                 if let Some(holders) = self.holders.get(&folded) {
                     verify(span.start + end + 1 - WINDOW, holders);
@@ -576,11 +577,6 @@ impl SkipSearch {
             }
         }
     }
-}
-
-#[inline(always)]
-fn skip_slot(folded: u32) -> usize {
-    (folded.wrapping_mul(0x9E37_79B1) >> (32 - SKIP_BITS)) as usize
 }
 
 /// Where the 3-byte window of a literal that is likely rarest starts, the
