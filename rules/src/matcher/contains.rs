@@ -5,17 +5,17 @@
 //!
 //! A short value is searched for the literal's rarest byte, in both cases,
 //! each place compared whole. A long one is lowercased (ASCII only, so
-//! every byte stays where it was) into a buffer of the thread and searched
-//! with the literal's SIMD substring finder: a literal of common letters
-//! (`powershell`, ` -w `, `hidden`) is otherwise at hundreds of places in
-//! a script, each a restart of the byte search. The rarest byte and the
-//! finder are worked out the first time the literal is tested.
+//! every byte stays where it was) and searched with the literal's SIMD
+//! substring finder: a literal of common letters (`powershell`, ` -w `,
+//! `hidden`) is otherwise at hundreds of places in a script, each a restart
+//! of the byte search. The rarest byte and the finder are worked out the
+//! first time the literal is tested.
 //!
 //! A long value of a batch's string column is lowercased once per batch
 //! ([`LoweredValues`]): PowerShell's context is tested for `reg`, `hidden`
 //! and the host's path, and lowering it is most of each test.
 
-use std::cell::RefCell;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::OnceLock;
@@ -49,11 +49,6 @@ impl LowerFinder {
             })
         })
     }
-}
-
-thread_local! {
-    /// The value being searched, lowercased; reused.
-    static LOWERED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The long values of one batch's string columns lowercased so far, each
@@ -92,24 +87,16 @@ impl LoweredValues {
     }
 }
 
-/// As [`contains_ascii_fold`], for a value read from a batch's string
-/// column: a long one lowercased once per batch in `lowered`.
-pub(crate) fn column_value_contains(
+/// Whether `hay` holds `needle` (lowercase), ASCII case-insensitively.
+/// `finder` must only ever be given this `needle`. `lowered` is the batch's
+/// for a value read from one of its string columns (a long one is then
+/// lowercased once per batch); `None` for any other text.
+pub(crate) fn contains_ascii_fold(
     hay: &[u8],
     needle: &[u8],
     finder: &LowerFinder,
-    lowered: &mut LoweredValues,
+    lowered: Option<&mut LoweredValues>,
 ) -> bool {
-    if hay.len() < LOWERED_FROM || needle.len() > hay.len() || needle.is_empty() {
-        return contains_ascii_fold(hay, needle, finder);
-    }
-    let prepared = finder.prepared(needle);
-    prepared.finder.find(lowered.lowered(hay)).is_some()
-}
-
-/// Whether `hay` holds `needle` (lowercase), ASCII case-insensitively.
-/// `finder` must only ever be given this `needle`.
-pub(crate) fn contains_ascii_fold(hay: &[u8], needle: &[u8], finder: &LowerFinder) -> bool {
     if needle.len() > hay.len() {
         return false;
     }
@@ -120,11 +107,11 @@ pub(crate) fn contains_ascii_fold(hay: &[u8], needle: &[u8], finder: &LowerFinde
     if hay.len() < LOWERED_FROM {
         return by_rarest_byte(hay, needle, prepared.rare_at);
     }
-    LOWERED.with_borrow_mut(|lowered| {
-        lowered.clear();
-        lowered.extend(hay.iter().map(u8::to_ascii_lowercase));
-        prepared.finder.find(lowered).is_some()
-    })
+    let lower = match lowered {
+        Some(lowered) => Cow::Borrowed(lowered.lowered(hay)),
+        None => Cow::Owned(hay.to_ascii_lowercase()),
+    };
+    prepared.finder.find(&lower).is_some()
 }
 
 /// Each place where the needle's byte at `at` is, in either case (found
@@ -189,7 +176,7 @@ mod tests {
                 let finder = LowerFinder::default();
                 for _ in 0..2 {
                     assert_eq!(
-                        contains_ascii_fold(&hay, &needle, &finder),
+                        contains_ascii_fold(&hay, &needle, &finder, None),
                         naive(&hay, &needle),
                         "{:?} in {:?}",
                         String::from_utf8_lossy(&needle),
@@ -207,7 +194,7 @@ mod tests {
             let finder = LowerFinder::default();
             for value in &values {
                 assert_eq!(
-                    column_value_contains(value, needle, &finder, &mut lowered),
+                    contains_ascii_fold(value, needle, &finder, Some(&mut lowered)),
                     naive(value, needle)
                 );
             }
@@ -220,21 +207,29 @@ mod tests {
         assert!(contains_ascii_fold(
             b"C:\\Windows\\System32\\NTDLL.dll",
             b"ntdll.dll",
-            &finder
+            &finder,
+            None
         ));
-        assert!(!contains_ascii_fold(b"ntdll.dl", b"ntdll.dll", &finder));
+        assert!(!contains_ascii_fold(
+            b"ntdll.dl",
+            b"ntdll.dll",
+            &finder,
+            None
+        ));
         let script = format!("{} PowerShell.exe -W Hidden", "$x = 1; ".repeat(64));
         let finder = LowerFinder::default();
         assert!(contains_ascii_fold(
             script.as_bytes(),
             b" -w hidden",
-            &finder
+            &finder,
+            None
         ));
         let finder = LowerFinder::default();
         assert!(!contains_ascii_fold(
             script.as_bytes(),
             b" -w hiddenx",
-            &finder
+            &finder,
+            None
         ));
     }
 }

@@ -32,7 +32,7 @@ use crate::compile::{
 };
 use crate::sigma::TimePart;
 use columns::Column;
-use contains::{column_value_contains, contains_ascii_fold, LoweredValues};
+use contains::{contains_ascii_fold, LoweredValues};
 use repeats::Repeats;
 
 /// One rule matching one row of a batch.
@@ -870,11 +870,8 @@ fn column_holds(
     check: &TextCheck,
     lowered: &mut LoweredValues,
 ) -> bool {
-    let lowered = column.is_text().then_some(lowered);
-    match lowered {
-        Some(lowered) => column.any_value(row, &mut |v| text_check(check, v, Some(&mut *lowered))),
-        None => column.any_value(row, &mut |v| text_check(check, v, None)),
-    }
+    let mut lowered = column.is_text().then_some(lowered);
+    column.any_value(row, &mut |v| text_check(check, v, lowered.as_deref_mut()))
 }
 
 /// Whether `value` passes `check`; `lowered` only for a value of a batch's
@@ -908,10 +905,7 @@ fn text_check(check: &TextCheck, value: &str, lowered: Option<&mut LoweredValues
                     Mode::Exact => v.len() == n && v.eq_ignore_ascii_case(t),
                     Mode::Prefix => v.len() >= n && v[..n].eq_ignore_ascii_case(t),
                     Mode::Suffix => v.len() >= n && v[v.len() - n..].eq_ignore_ascii_case(t),
-                    Mode::Contains => match lowered {
-                        Some(lowered) => column_value_contains(v, t, finder, lowered),
-                        None => contains_ascii_fold(v, t, finder),
-                    },
+                    Mode::Contains => contains_ascii_fold(v, t, finder, lowered),
                 };
             }
             let v = value.to_lowercase();
