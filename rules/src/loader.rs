@@ -259,8 +259,10 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>) -> Result<(), LoadError>
             Some((e.file_name(), path, folder))
         })
         .collect();
-    // By name: the order of the paths (one folder's), without comparing
-    // their shared components each time.
+    // By name, kept beside the path: the order of the paths (one
+    // folder's), without parsing their components at each comparison
+    // (which `Path::file_name` would too: 27.5 against 7.9 M instructions
+    // for SigmaHQ's 2,407 files).
     entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     for (_, entry, folder) in entries {
         if folder {

@@ -295,11 +295,10 @@ impl BatchDecoder {
         // by copying as it fills.
         let used = self.raw.values_slice().len();
         let next = StringBuilder::with_capacity(rows, used + used / 4);
-        let raw = std::mem::replace(&mut self.raw, next).finish();
+        let raw = Arc::new(std::mem::replace(&mut self.raw, next).finish());
         let mut fields = vec![Field::new(RAW_COLUMN, DataType::Utf8, true)];
-        let mut arrays: Vec<ArrayRef> = Vec::new();
+        let mut arrays: Vec<ArrayRef> = vec![raw.clone()];
         self.columns.build(rows, &raw, &mut fields, &mut arrays);
-        arrays.insert(0, Arc::new(raw));
         let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays);
         debug_assert!(
             batch.is_ok(),
