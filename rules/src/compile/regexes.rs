@@ -1,10 +1,17 @@
 //! The regular expressions rules compile to (`re` values, and wildcard
 //! patterns with `?`, which the glob matcher does not take): each distinct
-//! one built once, and those the rules name built before lowering on
-//! every core, since building them is most of lowering's time.
+//! one checked once, before lowering and on every core, and its matching
+//! engines built when it first tests a value. Most expressions never do:
+//! their rule's literals rule the event out first (40 of SigmaHQ's 178
+//! distinct Windows expressions test a value over the OTRF sample), and
+//! building them was a sixth of start-up.
+//!
+//! A rule is still refused at load for an expression that would not
+//! build: its syntax is parsed then, and an expression whose automaton
+//! could come near the size limit ([`nfa_bound`]) is built then too.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use regex_automata::hybrid::dfa::{Cache as DfaCache, DFA};
 use regex_automata::nfa::thompson::pikevm::{Cache as PikeCache, PikeVM};
@@ -13,6 +20,8 @@ use regex_automata::util::pool::Pool;
 use regex_automata::util::prefilter::Prefilter;
 use regex_automata::util::syntax;
 use regex_automata::{Input, MatchKind};
+use regex_syntax::hir::{Class, Hir, HirKind};
+use regex_syntax::utf8::Utf8Sequences;
 
 use super::literal::glob_to_regex;
 use super::MAX_PATTERN_REPETITIONS;
@@ -72,6 +81,60 @@ impl RegexSource {
     }
 }
 
+/// Bytes an automaton state is counted at by [`nfa_bound`]: more than a
+/// Thompson NFA spends on a state and its transition (a tested bound,
+/// `the_bound_is_above_every_automaton_built`).
+const STATE_BYTES: usize = 64;
+
+/// An expression whose [`nfa_bound`] is at most this share of its size
+/// limit is built when first used; a larger one at load, where its size
+/// is checked exactly.
+const LAZY_SHARE_OF_LIMIT: usize = 4;
+
+/// What every Thompson NFA holds whatever its expression (its start
+/// states and the unanchored prefix), counted generously.
+const NFA_BASE_BYTES: usize = 4096;
+
+/// An upper bound of the bytes of the Thompson NFA that `hir` compiles
+/// to: a state per literal byte, per byte range of a class's UTF-8 forms
+/// and per node, repetitions counted as often as they may repeat (once
+/// more than their minimum when unbounded).
+fn nfa_bound(hir: &Hir) -> usize {
+    NFA_BASE_BYTES.saturating_add(states_bound(hir).saturating_mul(STATE_BYTES))
+}
+
+/// The states [`nfa_bound`] counts for `hir`.
+fn states_bound(hir: &Hir) -> usize {
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => 1,
+        HirKind::Literal(literal) => literal.0.len() + 1,
+        HirKind::Class(Class::Bytes(class)) => class.ranges().len() + 1,
+        HirKind::Class(Class::Unicode(class)) => {
+            let forms: usize = class
+                .ranges()
+                .iter()
+                .flat_map(|r| Utf8Sequences::new(r.start(), r.end()))
+                .map(|sequence| sequence.len())
+                .sum();
+            forms + 1
+        }
+        HirKind::Repetition(repetition) => {
+            let times = match repetition.max {
+                Some(max) => max.max(1),
+                None => repetition.min.saturating_add(1),
+            };
+            states_bound(&repetition.sub)
+                .saturating_mul(times as usize)
+                .saturating_add(1)
+        }
+        HirKind::Capture(capture) => states_bound(&capture.sub).saturating_add(2),
+        HirKind::Concat(subs) | HirKind::Alternation(subs) => subs
+            .iter()
+            .map(states_bound)
+            .fold(subs.len() + 1, usize::saturating_add),
+    }
+}
+
 /// A regular expression that answers whether it matches, and nothing
 /// else: all a rule asks of one. Built forward only, without capture
 /// groups: a lazy DFA over one Thompson NFA, with a prefilter for a
@@ -81,8 +144,19 @@ impl RegexSource {
 /// match starts that way, which `is_match` never needs), a full DFA for
 /// small expressions, a one-pass DFA and a backtracker: three times the
 /// building, at start-up, for every expression of every rule.
+///
+/// The engines are built on the first test ([`Regex::is_match`]), from
+/// the expression parsed at load.
 #[derive(Clone)]
-pub(crate) struct Regex(Arc<Engines>);
+pub(crate) struct Regex(Arc<Built>);
+
+/// An expression's engines, or what builds them when first asked for.
+struct Built {
+    /// The parsed expression the engines are built from on first use;
+    /// `None` where they were built at load.
+    hir: Option<Hir>,
+    engines: OnceLock<Option<Engines>>,
+}
 
 /// What a [`Regex`] searches with, and the per-thread caches they use.
 struct Engines {
@@ -104,15 +178,21 @@ struct Caches {
 
 impl std::fmt::Debug for Regex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let engines = self.0.engines.get();
         f.debug_struct("Regex")
-            .field("lazy_dfa", &self.0.dfa.is_some())
+            .field("built", &engines.is_some())
+            .field(
+                "lazy_dfa",
+                &engines.map(|e| e.as_ref().is_some_and(|e| e.dfa.is_some())),
+            )
             .finish_non_exhaustive()
     }
 }
 
 impl Regex {
     /// `pattern` parsed with `syntax`, its NFA at most `size_limit` bytes;
-    /// errors worded as `regex::Regex` words them.
+    /// errors worded as `regex::Regex` words them. Built now only if its
+    /// [`nfa_bound`] comes near `size_limit`.
     fn new(
         pattern: &str,
         syntax: &syntax::Config,
@@ -120,18 +200,53 @@ impl Regex {
     ) -> Result<Regex, regex::Error> {
         let hir =
             syntax::parse_with(pattern, syntax).map_err(|e| regex::Error::Syntax(e.to_string()))?;
+        if nfa_bound(&hir).saturating_mul(LAZY_SHARE_OF_LIMIT) <= size_limit {
+            return Ok(Regex(Arc::new(Built {
+                hir: Some(hir),
+                engines: OnceLock::new(),
+            })));
+        }
+        let engines = Engines::build(&hir, Some(size_limit))?;
+        Ok(Regex(Arc::new(Built {
+            hir: None,
+            engines: OnceLock::from(Some(engines)),
+        })))
+    }
+
+    /// Whether the expression matches anywhere in `haystack`.
+    pub(crate) fn is_match(&self, haystack: &str) -> bool {
+        let built = &*self.0;
+        let engines = built.engines.get_or_init(|| {
+            // Parsed, and well under the size limit: building cannot fail
+            // (the limit is lifted here, so that a bound that was wrong
+            // costs memory, never a match). An expression that still did
+            // not build would match nothing.
+            built
+                .hir
+                .as_ref()
+                .and_then(|hir| Engines::build(hir, None).ok())
+        });
+        engines
+            .as_ref()
+            .is_some_and(|engines| engines.is_match(haystack))
+    }
+}
+
+impl Engines {
+    /// The engines for `hir`, its NFA at most `size_limit` bytes if given.
+    fn build(hir: &Hir, size_limit: Option<usize>) -> Result<Engines, regex::Error> {
         let nfa = thompson::Compiler::new()
             .configure(
                 thompson::Config::new()
                     .which_captures(WhichCaptures::None)
-                    .nfa_size_limit(Some(size_limit)),
+                    .nfa_size_limit(size_limit),
             )
-            .build_from_hir(&hir)
+            .build_from_hir(hir)
             .map_err(|e| match e.size_limit() {
                 Some(limit) => regex::Error::CompiledTooBig(limit),
                 None => regex::Error::Syntax(e.to_string()),
             })?;
-        let prefilter = Prefilter::from_hir_prefix(MatchKind::LeftmostFirst, &hir);
+        let prefilter = Prefilter::from_hir_prefix(MatchKind::LeftmostFirst, hir);
         let dfa = DFA::builder()
             .configure(
                 DFA::config()
@@ -148,24 +263,22 @@ impl Regex {
                 pikevm: pikevm.create_cache(),
             })
         };
-        Ok(Regex(Arc::new(Engines {
+        Ok(Engines {
             dfa,
             pikevm,
             caches: Pool::new(create),
-        })))
+        })
     }
 
-    /// Whether the expression matches anywhere in `haystack`.
-    pub(crate) fn is_match(&self, haystack: &str) -> bool {
-        let engines = &*self.0;
-        let mut caches = engines.caches.get();
+    fn is_match(&self, haystack: &str) -> bool {
+        let mut caches = self.caches.get();
         let input = Input::new(haystack).earliest(true);
-        if let (Some(dfa), Some(cache)) = (&engines.dfa, caches.dfa.as_mut()) {
+        if let (Some(dfa), Some(cache)) = (&self.dfa, caches.dfa.as_mut()) {
             if let Ok(found) = dfa.try_search_fwd(cache, &input) {
                 return found.is_some();
             }
         }
-        engines.pikevm.is_match(&mut caches.pikevm, input)
+        self.pikevm.is_match(&mut caches.pikevm, input)
     }
 }
 
@@ -183,8 +296,9 @@ pub(super) fn wildcards(parts: &[Part]) -> usize {
 pub(super) struct Regexes(HashMap<RegexSource, Result<Regex, regex::Error>>);
 
 impl Regexes {
-    /// Builds the distinct expressions that `conditions` need, on every
-    /// core (the largest take a millisecond each).
+    /// Checks the distinct expressions that `conditions` need, on every
+    /// core: each parsed, the few that could come near their size limit
+    /// built (the largest take a millisecond each).
     pub(super) fn prebuilt<'a>(conditions: impl Iterator<Item = &'a Cond>) -> Regexes {
         let mut seen = HashSet::new();
         let mut sources = Vec::new();
@@ -201,7 +315,7 @@ impl Regexes {
         Regexes(sources.into_iter().zip(built).collect())
     }
 
-    /// The expression built from `source` (built now if it was not).
+    /// The expression checked from `source` (checked now if it was not).
     pub(super) fn get(&mut self, source: RegexSource) -> Result<Regex, regex::Error> {
         self.0
             .entry(source)
@@ -337,5 +451,101 @@ mod tests {
             .unwrap();
         assert!(!cased.is_match("AB") && insensitive.is_match("AB"));
         assert_eq!(regexes.0.len(), 3);
+    }
+
+    /// The NFA's bytes, as the size limit counts them.
+    fn nfa_bytes(hir: &Hir) -> usize {
+        thompson::Compiler::new()
+            .configure(thompson::Config::new().which_captures(WhichCaptures::None))
+            .build_from_hir(hir)
+            .unwrap()
+            .memory_usage()
+    }
+
+    /// Every `re` value of SigmaHQ's rules, with its flags.
+    fn corpus_expressions() -> Vec<(String, RegexFlags)> {
+        let rules = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/corpora/sigmahq/rules"
+        );
+        let loaded =
+            crate::loader::load_paths(&[rules], &crate::sigma::Placeholders::default()).unwrap();
+        let mut found = Vec::new();
+        for rule in &loaded.rules {
+            rule.rule.condition.for_each_predicate(&mut |p| {
+                if let Test::Regex { pattern, flags } = &p.test {
+                    found.push((pattern.clone(), *flags));
+                }
+            });
+        }
+        found
+    }
+
+    #[test]
+    fn the_bound_is_above_every_automaton_built() {
+        let mut expressions: Vec<(String, RegexFlags)> = [
+            r"\w+",
+            r"(?i)\w{2,40}",
+            r".{0,200}",
+            r"[^\s]{3,}\.exe",
+            r"(?i)straße|ÆØÅ",
+            r"\p{L}{5}",
+            r"(a|b|c)*d{3,5}",
+            r"\d{1,3}(\.\d{1,3}){3}",
+            r"^$",
+            r"(?s).*",
+            r"(?i)[a-z0-9+/]{50,}={0,2}",
+            r"\b\w+\b",
+            r"x{1000}",
+            r"\w{30}",
+            r"(?i)\w{100}",
+        ]
+        .iter()
+        .map(|p| (p.to_string(), RegexFlags::default()))
+        .collect();
+        let corpus = corpus_expressions();
+        assert!(corpus.len() > 100, "{} expressions", corpus.len());
+        expressions.extend(corpus);
+        let mut lazy = 0;
+        for (pattern, flags) in &expressions {
+            let config = syntax::Config::new()
+                .case_insensitive(flags.insensitive)
+                .multi_line(flags.multi_line)
+                .dot_matches_new_line(flags.dot_all);
+            let Ok(hir) = syntax::parse_with(pattern, &config) else {
+                continue;
+            };
+            let (bytes, bound) = (nfa_bytes(&hir), nfa_bound(&hir));
+            assert!(bytes <= bound, "{pattern}: {bytes} bytes, bound {bound}");
+            lazy += usize::from(bound * LAZY_SHARE_OF_LIMIT <= RE_SIZE_LIMIT);
+        }
+        // The bound lets nearly all of them wait to be built.
+        assert!(
+            lazy * 10 >= expressions.len() * 9,
+            "{lazy} of {}",
+            expressions.len()
+        );
+    }
+
+    #[test]
+    fn an_expression_is_built_when_first_used_and_a_large_one_at_load() {
+        let small = RegexSource::Re("a+b".into(), RegexFlags::default())
+            .build()
+            .unwrap();
+        assert!(small.0.engines.get().is_none(), "{small:?}");
+        assert!(small.is_match("xaab") && !small.is_match("ba"));
+        assert!(small.0.engines.get().is_some_and(Option::is_some));
+        // Near the limit: built at load, where it still fits.
+        let large = RegexSource::Re("\\w{100}".into(), RegexFlags::default())
+            .build()
+            .unwrap();
+        assert!(large.0.engines.get().is_some(), "{large:?}");
+        assert!(large.is_match(&"é".repeat(100)) && !large.is_match("short"));
+        // Over it: refused at load, as before.
+        let too_big = RegexSource::Re("\\w{1000}".into(), RegexFlags::default()).build();
+        assert!(
+            matches!(too_big, Err(regex::Error::CompiledTooBig(_))),
+            "{too_big:?}"
+        );
     }
 }
