@@ -820,7 +820,7 @@ fn rules_test(
     // Feeds come from a run's config: a rule naming one reads an empty set.
     let compiled = vagt_rules::RuleSetBuilder::new(profile)
         .feeds(std::sync::Arc::new(vagt_rules::UncheckedFeeds))
-        .build(&collection);
+        .build_from(collection);
     let mut where_tests = paths;
     where_tests.extend(tests);
     let cases = rule_tests::discover(&where_tests)?;

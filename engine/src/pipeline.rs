@@ -329,7 +329,7 @@ pub(crate) fn compile_collection(
         crate::intel::mark_rules_with_feed_tlp(&mut collection, settings);
         builder = builder.feeds(intel.lists());
     }
-    builder.build(&collection)
+    builder.build_from(collection)
 }
 
 /// Loads the configured rules, not yet compiled: unchanged files from the
