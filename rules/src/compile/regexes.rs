@@ -20,7 +20,7 @@ use regex_automata::util::pool::Pool;
 use regex_automata::util::prefilter::Prefilter;
 use regex_automata::util::syntax;
 use regex_automata::{Input, MatchKind};
-use regex_syntax::hir::{Class, Hir, HirKind};
+use regex_syntax::hir::{Class, Hir, HirKind, Repetition};
 use regex_syntax::utf8::Utf8Sequences;
 
 use super::literal::glob_to_regex;
@@ -78,6 +78,76 @@ impl RegexSource {
             RegexSource::Wildcard(pattern) => (pattern, syntax::Config::new(), WILDCARD_SIZE_LIMIT),
         };
         Regex::new(pattern, &syntax, size_limit)
+    }
+}
+
+/// `hir` reduced to what decides whether it matches somewhere, all a rule
+/// asks: a part at either end of a sequence that can match the empty
+/// string and asserts nothing (`.*`, `(?:\s?-p)?`) decides nothing and
+/// goes, and a repetition left at either end counts only its minimum
+/// (`-k\s\w{1,64}` matches where `-k\s\w` does). Capture groups and
+/// each branch of an alternation are reduced alike. A smaller automaton is
+/// quicker to build and to run, and an expression that began with `.*`
+/// gets a literal prefix for its prefilter.
+fn for_is_match(hir: Hir) -> Hir {
+    match hir.into_kind() {
+        HirKind::Capture(capture) => for_is_match(*capture.sub),
+        HirKind::Alternation(branches) => {
+            Hir::alternation(branches.into_iter().map(for_is_match).collect())
+        }
+        HirKind::Concat(parts) => {
+            let decides =
+                |part: &Hir| !asserts_nothing(part) || part.properties().minimum_len() != Some(0);
+            let Some(first) = parts.iter().position(decides) else {
+                return Hir::empty();
+            };
+            let last = parts.iter().rposition(decides).unwrap_or(first);
+            let mut kept: Vec<Hir> = parts
+                .into_iter()
+                .skip(first)
+                .take(last + 1 - first)
+                .collect();
+            for end in [0, kept.len() - 1] {
+                let part = std::mem::replace(&mut kept[end], Hir::empty());
+                kept[end] = at_its_minimum(part);
+            }
+            Hir::concat(kept)
+        }
+        kind => at_its_minimum(rebuilt(kind)),
+    }
+}
+
+/// Whether `hir` holds no assertion (`^`, `$`, `\b`), which could fail
+/// where the rest would match.
+fn asserts_nothing(hir: &Hir) -> bool {
+    hir.properties().look_set().is_empty()
+}
+
+/// A repetition at an end of what must match, as its minimum: `x{2,5}` at
+/// the end of a match holds `x{2}` there. Anything else as it is.
+fn at_its_minimum(hir: Hir) -> Hir {
+    match hir.into_kind() {
+        HirKind::Repetition(r) if r.max != Some(r.min) && r.min > 0 && asserts_nothing(&r.sub) => {
+            Hir::repetition(Repetition {
+                max: Some(r.min),
+                ..r
+            })
+        }
+        kind => rebuilt(kind),
+    }
+}
+
+/// The expression of `kind` again.
+fn rebuilt(kind: HirKind) -> Hir {
+    match kind {
+        HirKind::Empty => Hir::empty(),
+        HirKind::Literal(literal) => Hir::literal(literal.0),
+        HirKind::Class(class) => Hir::class(class),
+        HirKind::Look(look) => Hir::look(look),
+        HirKind::Repetition(repetition) => Hir::repetition(repetition),
+        HirKind::Capture(capture) => Hir::capture(capture),
+        HirKind::Concat(parts) => Hir::concat(parts),
+        HirKind::Alternation(branches) => Hir::alternation(branches),
     }
 }
 
@@ -200,6 +270,7 @@ impl Regex {
     ) -> Result<Regex, regex::Error> {
         let hir =
             syntax::parse_with(pattern, syntax).map_err(|e| regex::Error::Syntax(e.to_string()))?;
+        let hir = for_is_match(hir);
         if nfa_bound(&hir).saturating_mul(LAZY_SHARE_OF_LIMIT) <= size_limit {
             return Ok(Regex(Arc::new(Built {
                 hir: Some(hir),
@@ -547,5 +618,122 @@ mod tests {
             matches!(too_big, Err(regex::Error::CompiledTooBig(_))),
             "{too_big:?}"
         );
+    }
+
+    /// Every string value of SigmaHQ's regression events (real events
+    /// that its rules must match), at most `limit` of them.
+    fn regression_strings(limit: usize) -> Vec<String> {
+        fn strings(value: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+            match value {
+                serde_json::Value::String(s) => {
+                    out.insert(s.clone());
+                }
+                serde_json::Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
+                serde_json::Value::Object(map) => map.values().for_each(|v| strings(v, out)),
+                _ => {}
+            }
+        }
+        let root = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/corpora/sigmahq/regression_data"
+        );
+        let mut found = std::collections::BTreeSet::new();
+        for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
+            let entry = entry.unwrap();
+            if entry.path().extension().is_some_and(|e| e == "json") {
+                // One event per file, or one per line.
+                let text = std::fs::read_to_string(entry.path()).unwrap();
+                let events: Vec<serde_json::Value> = serde_json::from_str(&text)
+                    .map(|event| vec![event])
+                    .unwrap_or_else(|_| {
+                        text.lines()
+                            .filter_map(|line| serde_json::from_str(line).ok())
+                            .collect()
+                    });
+                events.iter().for_each(|event| strings(event, &mut found));
+            }
+        }
+        found.into_iter().take(limit).collect()
+    }
+
+    /// The expressions reduced for `is_match` answer as the `regex` crate
+    /// answers the whole expressions: SigmaHQ's, over the values of the
+    /// events its rules are tested with, and ones built to be reduced.
+    #[test]
+    fn reduced_expressions_match_where_the_whole_ones_do() {
+        let mut haystacks = regression_strings(400);
+        assert!(haystacks.len() >= 200, "{} strings", haystacks.len());
+        haystacks.extend(
+            [
+                "",
+                "foo",
+                "xfoo",
+                "foox",
+                "-k netsvcs -p",
+                "-k ",
+                "-k x",
+                "cmd",
+                "a cmd b",
+                "acmdb",
+                "xx",
+                "x",
+                "barfoo",
+                "ab\nfoo",
+                "FOO",
+                "é-k éé",
+            ]
+            .map(String::from),
+        );
+        let mut patterns: Vec<(String, RegexFlags)> = [
+            r".*foo.*",
+            r"foo\w{1,64}",
+            r"^foo.*",
+            r"foo.*$",
+            r"(.*foo)",
+            r"a.*|foo",
+            r"x{2,5}",
+            r"\bcmd\b.*",
+            r".*",
+            r"(?:-p)?",
+            r"-k\s\w{1,64}(?:\s?(?:-p|-s))?",
+            r"(?m)^foo.+",
+            r".+foo.+",
+            r"(?i)FOO\s*",
+            r"\w{2,}foo",
+            r"(x|y)*foo(x|y){0,3}",
+            r"^$",
+            r"$",
+        ]
+        .iter()
+        .map(|p| (p.to_string(), RegexFlags::default()))
+        .collect();
+        patterns.extend(corpus_expressions());
+        for (pattern, flags) in &patterns {
+            let Ok(ours) = RegexSource::Re(pattern.clone(), *flags).build() else {
+                continue;
+            };
+            let theirs = regex::RegexBuilder::new(pattern)
+                .case_insensitive(flags.insensitive)
+                .multi_line(flags.multi_line)
+                .dot_matches_new_line(flags.dot_all)
+                .build()
+                .unwrap();
+            for hay in &haystacks {
+                assert_eq!(
+                    ours.is_match(hay),
+                    theirs.is_match(hay),
+                    "{pattern} ({flags:?}) on {hay:?}"
+                );
+            }
+        }
+        // svchost's flags, whose `\w{1,64}` was a 1.1 MB NFA built at load,
+        // now wait for their first test.
+        let flags = RegexSource::Re(
+            r"-k\s\w{1,64}(?:\s?(?:-p|-s))?".into(),
+            RegexFlags::default(),
+        )
+        .build()
+        .unwrap();
+        assert!(flags.0.engines.get().is_none(), "{flags:?}");
     }
 }
