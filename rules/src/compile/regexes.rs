@@ -4,7 +4,9 @@
 //! engines built when it first tests a value. Most expressions never do:
 //! their rule's literals rule the event out first (40 of SigmaHQ's 178
 //! distinct Windows expressions test a value over the OTRF sample), and
-//! building them was a sixth of start-up.
+//! building them was a seventh of start-up. What is built is the
+//! expression reduced to what decides whether it matches
+//! ([`for_is_match`]), all a rule asks of it.
 //!
 //! A rule is still refused at load for an expression that would not
 //! build: its syntax is parsed then, and an expression whose automaton
@@ -216,7 +218,7 @@ fn states_bound(hir: &Hir) -> usize {
 /// building, at start-up, for every expression of every rule.
 ///
 /// The engines are built on the first test ([`Regex::is_match`]), from
-/// the expression parsed at load.
+/// the expression parsed and reduced ([`for_is_match`]) at load.
 #[derive(Clone)]
 pub(crate) struct Regex(Arc<Built>);
 
