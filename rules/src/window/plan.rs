@@ -35,7 +35,7 @@ pub struct Feed {
     pub slot: usize,
     /// Where each group-by field is read.
     pub group: Vec<FieldSource>,
-    /// Where each value field is read (see [`WindowKind::value_fields`]).
+    /// Where each value field is read (see [`WindowKind::value_fields`](super::spec::WindowKind::value_fields)).
     pub values: Vec<FieldSource>,
 }
 
