@@ -868,10 +868,11 @@ fn check(
     let mut stdout = std::io::stdout().lock();
     let profile = pipeline::load_profile(profile)?;
     let collection = vagt_rules::load_paths(&paths, &placeholders)?;
+    let filters = collection.filters.len();
     // Feeds come from a run's config: any name passes the check.
     let compiled = vagt_rules::RuleSetBuilder::new(profile.clone())
         .feeds(std::sync::Arc::new(vagt_rules::UncheckedFeeds))
-        .build(&collection);
+        .build_from(collection);
     for r in &compiled.rejected {
         writeln!(stdout, "rejected: {r}")?;
     }
@@ -926,7 +927,7 @@ fn check(
         compiled.unroutable.len(),
         if verbose || compiled.unroutable.is_empty() { "" } else { ": list them with --verbose" },
         compiled.windows.active(),
-        collection.filters.len(),
+        filters,
         compiled.rejected.len(),
         compiled.set.literal_count(),
         compiled.set.automata_memory() as f64 / 1e6,
