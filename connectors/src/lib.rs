@@ -66,8 +66,9 @@ pub mod tail;
 
 pub use dead_letter::{DeadLetter, EXCERPT_BYTES};
 pub use decode::{
-    BatchDecoder, DecoderConfig, EventBatch, EventOrigin, FileId, InvalidDecoderConfig, PathMatch,
-    Projection, SharedProjection, MAX_BATCH_BYTES, MAX_RECORD_LIMIT, NULLS_COLUMN, RAW_COLUMN,
+    BatchDecoder, DecoderConfig, EventBatch, EventOrigin, FileId, Gate, InvalidDecoderConfig,
+    PathMatch, Projection, SharedProjection, MAX_BATCH_BYTES, MAX_RECORD_LIMIT, NULLS_COLUMN,
+    RAW_COLUMN,
 };
 pub use duration::ConfigDuration;
 pub use error::ConnectorError;

@@ -702,32 +702,78 @@ fn an_empty_rules_cache_setting_is_refused_by_name() {
 /// a key twice in a field no rule reads still makes a dead letter.
 #[test]
 fn undecoded_fields_are_checked_and_spaced_names_still_read() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    std::fs::create_dir(d.join("rules")).unwrap();
-    std::fs::write(
-        d.join("rules/threat.yml"),
+    let (dir, summary, stderr) = run_one_rule(
         "title: Threat\nid: dddddddd-0000-4000-8000-000000000004\nstatus: test\nlogsource: {product: windows}\ndetection:\n    selection: {ThreatName: 'Trojan:Win32/X'}\n    condition: selection\nlevel: high\n",
-    )
-    .unwrap();
-    std::fs::write(
-        d.join("events.jsonl"),
         concat!(
             "{\"EventID\": 1116, \"Threat Name\": \"Trojan:Win32/X\", \"Unread\": \"y\"}\n",
             "{\"EventID\": 1116, \"Threat Name\": \"Other\", \"Unread\": [1, {\"a\": 2}]}\n",
             "{\"EventID\": 1116, \"Threat Name\": \"Trojan:Win32/X\", \"Unread\": 1, \"Unread\": 2}\n",
             "{\"EventID\": 1116, \"Unread\": \"\\x\"}\n",
         ),
-    )
-    .unwrap();
+    );
+    let d = dir.path();
+    assert_eq!(summary["alerts"], 1, "{summary} {stderr}");
+    assert_eq!(summary["dead_letters"], 2, "{summary}");
+    let dead = std::fs::read_to_string(d.join("dead.jsonl")).unwrap();
+    assert!(dead.contains("duplicate key 'Unread'"), "{dead}");
+}
+
+/// A field only rules of one event log read (`Message`, by a rule of the
+/// Application log) is decoded only in that log's rows, yet read there
+/// wherever the channel lies in the event and however it is written;
+/// its value in other rows is still checked as JSON.
+#[test]
+fn a_field_read_in_one_channel_is_read_there_wherever_the_channel_lies() {
+    let (dir, summary, stderr) = run_one_rule(
+        "title: Atera\nid: dddddddd-0000-4000-8000-000000000005\nstatus: test\nlogsource: {product: windows, service: application}\ndetection:\n    selection: {Message|contains: AteraAgent}\n    condition: selection\nlevel: high\n",
+        concat!(
+            "{\"Channel\": \"Application\", \"Message\": \"AteraAgent 1\"}\n",
+            "{\"Message\": \"AteraAgent 2\\r\\n\\tinstalled\", \"EventID\": 1033, \"Channel\": \"application\"}\n",
+            "{\"Event\": {\"System\": {\"Channel\": \"Application\"}}, \"Message\": \"AteraAgent 3\"}\n",
+            "{\"Channel\": \"Security\", \"Message\": \"AteraAgent\"}\n",
+            "{\"Message\": \"AteraAgent\", \"Channel\": \"System\"}\n",
+            "{\"Message\": \"AteraAgent\", \"Message\": \"x\", \"Channel\": \"System\"}\n",
+            "{\"Message\": \"\\x\", \"Channel\": \"System\"}\n",
+        ),
+    );
+    let d = dir.path();
+    assert_eq!(summary["dead_letters"], 2, "{summary} {stderr}");
+    let alerts = crate::support::json_lines(&d.join("alerts.jsonl"));
+    let mut found: Vec<String> = alerts
+        .iter()
+        .map(|a| {
+            a["event"]["Message"]
+                .as_str()
+                .unwrap_or_default()
+                .chars()
+                .take(12)
+                .collect()
+        })
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        ["AteraAgent 1", "AteraAgent 2", "AteraAgent 3"],
+        "{summary}"
+    );
+    let dead = std::fs::read_to_string(d.join("dead.jsonl")).unwrap();
+    assert!(dead.contains("duplicate key 'Message'"), "{dead}");
+}
+
+/// `vagt run --stats` of the rule `rule` over the events `events`, alerts
+/// and dead letters written in the folder returned: the folder, the run
+/// summary and stderr.
+fn run_one_rule(rule: &str, events: &str) -> (tempfile::TempDir, serde_json::Value, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("rules")).unwrap();
+    std::fs::write(d.join("rules/rule.yml"), rule).unwrap();
+    std::fs::write(d.join("events.jsonl"), events).unwrap();
     std::fs::write(
         d.join("vagt.yaml"),
         "rules: [rules]\ninputs: [{path: events.jsonl}]\noutput: alerts.jsonl\ndead_letters: dead.jsonl\nprogress: never\n",
     )
     .unwrap();
     let (summary, stderr) = crate::support::run_with_stats(&d.join("vagt.yaml"));
-    assert_eq!(summary["alerts"], 1, "{summary} {stderr}");
-    assert_eq!(summary["dead_letters"], 2, "{summary}");
-    let dead = std::fs::read_to_string(d.join("dead.jsonl")).unwrap();
-    assert!(dead.contains("duplicate key 'Unread'"), "{dead}");
+    (dir, summary, stderr)
 }

@@ -27,8 +27,8 @@ pub use cache::{CacheError, CacheUse, RulesCache};
 pub use compile::feeds::{LiveSet, LiveSets, SetTest, UncheckedFeeds};
 pub use compile::paths::{AutomatonPath, FingerprintPath, HashPath, MatchPaths, ScanPath};
 pub use compile::{
-    glob::Wildcard, AutomatonSummary, Compiled, RuleInfo, RuleSet, RuleSetBuilder, Unroutable,
-    NULLS_COLUMN, RAW_COLUMN,
+    glob::Wildcard, AutomatonSummary, Compiled, FieldGate, RuleInfo, RuleSet, RuleSetBuilder,
+    Unroutable, NULLS_COLUMN, RAW_COLUMN,
 };
 pub use error::{LoadError, ProfileError, RuleError};
 pub use loader::{

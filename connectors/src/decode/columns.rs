@@ -110,6 +110,10 @@ struct Column {
     plain_name: bool,
     /// How the key was written that named the column when it was made.
     key: KeyText,
+    /// The number of its gate, for a column decoded only in some rows.
+    gate: Option<u32>,
+    /// Its bit, for a column a gate reads.
+    gate_source: Option<u32>,
 }
 
 /// The text of the key that named a column (its name after the path and
@@ -182,11 +186,100 @@ pub(super) struct Columns {
     pub(super) bytes: usize,
     /// The columns filled; `None` for all. Changed only between batches.
     pub(super) projection: Option<std::sync::Arc<Projection>>,
+    /// What the record so far says of the gates.
+    pub(super) gated: GatedRow,
+}
+
+/// What a record says of its projection's gates (see
+/// [`super::gates`]), and the values it skipped for them.
+#[derive(Debug, Default)]
+pub(super) struct GatedRow {
+    /// The gates met by the values read so far, a bit each.
+    open: u64,
+    /// A value in a gate's column could not be told: every gate is met.
+    all_open: bool,
+    /// Values of gated columns not decoded when read.
+    pub(super) skipped: Vec<Skipped>,
+}
+
+/// A value of a gated column, skipped when read because no gate of the
+/// record was yet met.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Skipped {
+    /// Its column.
+    pub(super) column: usize,
+    /// Where the value starts in the record.
+    pub(super) at: usize,
+    /// How deep it lies.
+    pub(super) depth: usize,
+    /// Its column's gate.
+    gate: u32,
 }
 
 impl Columns {
+    /// The gate of column `c`, if it is decoded only in some rows and the
+    /// record so far does not meet it.
+    pub(super) fn gate_shut(&self, c: usize) -> Option<u32> {
+        let gate = self.columns[c].gate?;
+        (!self.gate_open(gate)).then_some(gate)
+    }
+
+    /// Whether the record so far meets gate `gate`.
+    fn gate_open(&self, gate: u32) -> bool {
+        self.gated.all_open || self.gated.open >> gate & 1 == 1
+    }
+
+    /// Notes that the value of column `c`, whose gate `gate` is shut,
+    /// starting at `at` in the record and `depth` deep, was skipped; false
+    /// if one was skipped for it before (a key twice).
+    pub(super) fn skip_gated(&mut self, c: usize, gate: u32, at: usize, depth: usize) -> bool {
+        if self.gated.skipped.iter().any(|s| s.column == c) {
+            return false;
+        }
+        self.gated.skipped.push(Skipped {
+            column: c,
+            at,
+            depth,
+            gate,
+        });
+        true
+    }
+
+    /// The values skipped in the record whose gate it has met since, in
+    /// the order read; the others are dropped.
+    pub(super) fn skipped_now_open(&mut self) -> Vec<Skipped> {
+        let mut skipped = std::mem::take(&mut self.gated.skipped);
+        skipped.retain(|s| self.gate_open(s.gate));
+        skipped
+    }
+
+    /// Notes the value `leaf` of column `c` for the gates reading it; the
+    /// record's text is `record`.
+    #[inline]
+    pub(super) fn note_for_gates(&mut self, c: usize, leaf: Leaf, record: &[u8]) {
+        let Some(bit) = self.columns[c].gate_source else {
+            return;
+        };
+        let text = match leaf {
+            Leaf::Raw(span) => record.get(span.range()),
+            Leaf::Str(span) => self.text.as_bytes().get(span.range()),
+            _ => None,
+        };
+        let Some(gates) = self.projection.as_ref().map(|p| p.gates()) else {
+            return;
+        };
+        match text.and_then(|t| gates.value(t)) {
+            Some(Some(id)) => self.gated.open |= gates.opened_by(bit, id),
+            Some(None) => {}
+            None => self.gated.all_open = true,
+        }
+    }
+
     /// Starts a record.
     pub(super) fn mark(&mut self) -> Mark {
+        self.gated.open = 0;
+        self.gated.all_open = false;
+        self.gated.skipped.clear();
         std::mem::swap(&mut self.previous, &mut self.touched);
         self.touched.clear();
         self.path.clear();
@@ -367,6 +460,11 @@ impl Columns {
         self.index.insert(name.clone(), c as u32);
         let values = self.spare.pop().unwrap_or_default();
         let decoded = self.projection.as_ref().is_none_or(|p| p.decodes(&name));
+        let gate = self.projection.as_ref().and_then(|p| p.gate_of(&name));
+        let gate_source = self
+            .projection
+            .as_ref()
+            .and_then(|p| p.gates().source(&name));
         let plain_name = !name.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20);
         let key = KeyText::new(&name, self.key_at, plain_name);
         self.columns.push(Column {
@@ -378,6 +476,8 @@ impl Columns {
             next: u32::MAX,
             plain_name,
             key,
+            gate,
+            gate_source,
         });
         c
     }

@@ -29,6 +29,7 @@
 mod batch;
 mod columns;
 mod config;
+mod gates;
 mod projection;
 pub(crate) mod text;
 mod utf8;
@@ -40,6 +41,7 @@ mod tests;
 
 pub use batch::{BatchDecoder, EventBatch, EventOrigin, FileId};
 pub use config::{DecoderConfig, InvalidDecoderConfig, MAX_BATCH_BYTES, MAX_RECORD_LIMIT};
+pub use gates::Gate;
 pub use projection::{PathMatch, Projection, SharedProjection};
 
 /// Name of the column holding each record's original text.

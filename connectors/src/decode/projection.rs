@@ -16,6 +16,8 @@ use std::sync::{Arc, RwLock};
 
 use foldhash::fast::RandomState;
 
+use super::gates::{Gate, Gates};
+
 /// Whether a column's path matches a pattern, as the pattern's reader
 /// (the rules) resolves it. A star stands for some text, so a path it
 /// matches starts with the pattern's text before the first star.
@@ -32,6 +34,8 @@ pub struct Projection {
     /// group, not a match per pattern, turns most paths away.
     patterns: Vec<PatternGroup>,
     matches: PathMatch,
+    /// Columns filled only in some rows.
+    gates: Gates,
 }
 
 /// Patterns that begin with the same text before their first star.
@@ -51,6 +55,7 @@ impl Projection {
             exact: HashSet::default(),
             patterns: Vec::new(),
             matches,
+            gates: Gates::default(),
         };
         for column in columns {
             let column = column.as_ref();
@@ -62,6 +67,58 @@ impl Projection {
             }
         }
         projection
+    }
+
+    /// The projection also filling the `gated` columns, each only in the
+    /// rows its gate lets through (see [`super::gates`]), and the columns
+    /// the gates read in every row. A column this projection already
+    /// fills, and a pattern's, is filled in every row; gates given
+    /// before are replaced.
+    pub fn gated(mut self, gated: impl IntoIterator<Item = (String, Gate)>) -> Projection {
+        let (patterns, gated): (Vec<_>, Vec<_>) = gated
+            .into_iter()
+            .partition(|(column, _)| column.contains('*'));
+        // A pattern's columns are filled in every row.
+        for (pattern, _) in &patterns {
+            if let Some(star) = pattern.find('*') {
+                self.add_pattern(&pattern[..star], pattern);
+            }
+        }
+        for (_, gate) in &gated {
+            self.exact
+                .extend(gate.columns().iter().map(|c| c.as_str().into()));
+        }
+        self.gates = Gates::default();
+        let narrow: Vec<(String, Gate)> = gated
+            .into_iter()
+            .filter(|(column, _)| !self.decodes(column))
+            .collect();
+        self.exact
+            .extend(narrow.iter().map(|(column, _)| column.as_str().into()));
+        self.gates = Gates::new(narrow);
+        self
+    }
+
+    /// The number of the gate of the column at `path` (named, or named
+    /// with its spaces left out), if it is filled only in some rows.
+    pub(super) fn gate_of(&self, path: &str) -> Option<u32> {
+        if self.gates.len() == 0 {
+            return None;
+        }
+        self.gates.number(path).or_else(|| {
+            path.contains(' ')
+                .then(|| self.gates.number(&path.replace(' ', "")))?
+        })
+    }
+
+    /// The gates, for the decoder.
+    pub(super) fn gates(&self) -> &Gates {
+        &self.gates
+    }
+
+    /// How many columns are filled only in some rows.
+    pub fn gated_len(&self) -> usize {
+        self.gates.len()
     }
 
     /// Adds `pattern`, whose text before the first star is `fixed`, unless
@@ -96,9 +153,16 @@ impl Projection {
     }
 
     /// Whether every column `other` fills, this one fills too.
+    /// A column it fills only in some rows, `other` must fill in the
+    /// same rows.
     pub fn covers(&self, other: &Projection) -> bool {
-        other.exact.iter().all(|c| self.decodes(c))
-            && other.patterns().all(|p| self.patterns().any(|q| q == p))
+        other.exact.iter().all(|c| {
+            self.decodes(c)
+                && self
+                    .gates
+                    .gate(c)
+                    .is_none_or(|g| other.gates.gate(c) == Some(g))
+        }) && other.patterns().all(|p| self.patterns().any(|q| q == p))
     }
 
     /// How many names and patterns it holds.
@@ -116,7 +180,7 @@ impl Projection {
 /// since one reader's patterns are matched by one function).
 impl PartialEq for Projection {
     fn eq(&self, other: &Self) -> bool {
-        self.exact == other.exact && self.patterns == other.patterns
+        self.exact == other.exact && self.patterns == other.patterns && self.gates == other.gates
     }
 }
 

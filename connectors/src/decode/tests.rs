@@ -578,3 +578,194 @@ fn a_new_projection_applies_from_the_next_batch() {
     assert_eq!(second.batch.num_columns(), 3);
     assert!(second.projection.is_none());
 }
+
+/// The projection of the Windows profile's shape: `Message` read only in
+/// the Application log's rows, the channel in either of its columns.
+fn message_in_application() -> Projection {
+    let channels = ["Channel", "Event.System.Channel"];
+    let gate = Gate::new(channels, ["Application"]).expect("an ASCII gate");
+    Projection::new(["EventID"], segments).gated([("Message".to_string(), gate)])
+}
+
+/// A gated column holds, in the rows that meet its gate (wherever in the
+/// record the gate's column lies, and when a value there cannot be told),
+/// what full decoding gives, and nothing in the others; every record is
+/// accepted or refused as full decoding does, for the same reason.
+#[test]
+fn a_gated_column_is_decoded_in_the_rows_that_meet_its_gate() {
+    // Each record, and whether its row meets the gate (refused: `None`).
+    let cases: &[(&str, Option<bool>)] = &[
+        (
+            r#"{"Channel":"Application","Message":"before"}"#,
+            Some(true),
+        ),
+        (
+            r#"{"Message":"after\r\n\tit","Channel":"APPLICATION"}"#,
+            Some(true),
+        ),
+        (
+            r#"{"Channel":"Security","Message":"other log"}"#,
+            Some(false),
+        ),
+        (
+            r#"{"Message":"other log\r\n","Channel":"Security"}"#,
+            Some(false),
+        ),
+        (r#"{"Message":"no channel","EventID":1}"#, Some(false)),
+        (
+            r#"{"Event":{"System":{"Channel":"application"}},"Message":"nested"}"#,
+            Some(true),
+        ),
+        (
+            r#"{"Message":"two","Channel":"System","Event":{"System":{"Channel":"Application"}}}"#,
+            Some(true),
+        ),
+        (
+            r#"{"Channel":5,"Message":"a number cannot be told"}"#,
+            Some(true),
+        ),
+        (
+            r#"{"Channel":"Applicatiön","Message":"nor a non-ASCII name"}"#,
+            Some(true),
+        ),
+        (
+            r#"{"Channel":["Application"],"Message":"nor a list"}"#,
+            Some(true),
+        ),
+        (
+            r#"{"Channel":"System","Message":["a list", 1, {"b":null}]}"#,
+            Some(false),
+        ),
+        (
+            r#"{"Message":["a list", 1, {"b":null}],"Channel":"Application"}"#,
+            Some(true),
+        ),
+        (r#"{"Message":"a","Message":"b","Channel":"System"}"#, None),
+        (
+            r#"{"Message":"a","Channel":"Application","Message":"b"}"#,
+            None,
+        ),
+        (
+            r#"{"Message":"a","Channel":"Application","Message":"b"}"#,
+            None,
+        ),
+        (r#"{"Message":"\x","Channel":"System"}"#, None),
+        (r#"{"Message":"a	tab","Channel":"System"}"#, None),
+        (r#"{"Message":"\ud800","Channel":"System"}"#, None),
+        // The walker leaves a surrogate pair to the visitors, which
+        // decode every column of the record.
+        (
+            r#"{"Message":"\u00e9\ud83d\ude00","Channel":"System"}"#,
+            Some(true),
+        ),
+        (
+            r#"{"Message":"\u00e9\ud83d\ude00","Channel":"Application"}"#,
+            Some(true),
+        ),
+    ];
+    let records: Vec<String> = cases.iter().map(|(r, _)| r.to_string()).collect();
+    let (full, reasons) = decode_onto(&records, None);
+    let (gated, gated_reasons) = decode_onto(&records, Some(message_in_application()));
+    assert_eq!(reasons, gated_reasons);
+    for ((record, meets), reason) in cases.iter().zip(&reasons) {
+        assert_eq!(meets.is_none(), reason.is_some(), "{record}: {reason:?}");
+    }
+    let (full, gated) = (full.unwrap(), gated.unwrap());
+    let meets: Vec<bool> = cases.iter().filter_map(|(_, m)| *m).collect();
+    let expected: Vec<Option<String>> = strings(&full.batch, "Message")
+        .into_iter()
+        .zip(&meets)
+        .map(|(value, meets)| value.filter(|_| *meets))
+        .collect();
+    assert_eq!(strings(&gated.batch, "Message"), expected);
+    assert_eq!(
+        strings(&gated.batch, "Channel"),
+        strings(&full.batch, "Channel"),
+        "a gate's column is decoded in every row"
+    );
+    assert!(meets.iter().any(|m| !m) && meets.iter().filter(|m| **m).count() >= 8);
+}
+
+/// A batch decoded onto a gated projection serves only a projection
+/// gating its columns alike.
+#[test]
+fn a_gated_projection_covers_only_the_same_gates() {
+    let gated = message_in_application();
+    let everywhere = Projection::new(
+        ["EventID", "Message", "Channel", "Event.System.Channel"],
+        segments,
+    );
+    let other = Projection::new(["EventID"], segments).gated([(
+        "Message".to_string(),
+        Gate::new(["Channel", "Event.System.Channel"], ["Security"]).unwrap(),
+    )]);
+    assert!(gated.covers(&message_in_application()) && gated == message_in_application());
+    assert!(!gated.covers(&everywhere) && everywhere.covers(&gated));
+    assert!(!gated.covers(&other) && gated != other);
+    assert!(gated.decodes("Message") && gated.decodes("Channel"));
+    assert_eq!(gated.gated_len(), 1);
+    // A column something reads in every row is not gated.
+    let both = Projection::new(["Message"], segments).gated([(
+        "Message".to_string(),
+        Gate::new(["Channel"], ["Application"]).unwrap(),
+    )]);
+    assert_eq!(both.gated_len(), 0);
+    // Nor is a pattern, whose columns are still filled.
+    let pattern = Projection::new(["EventID"], segments).gated([(
+        "Event.*.Message".to_string(),
+        Gate::new(["Channel"], ["Application"]).unwrap(),
+    )]);
+    assert_eq!(pattern.gated_len(), 0);
+    assert!(pattern.decodes("Event.UserData.Message") && !pattern.decodes("Event.UserData"));
+}
+
+/// Strings skipped unread (outside the projection, or gated in a row
+/// that does not meet the gate), with escapes at every offset around
+/// the 64-byte blocks they are read in, valid and not, are refused
+/// exactly as when they are decoded.
+#[test]
+fn skipped_strings_with_escapes_anywhere_are_checked_as_decoded_ones() {
+    const ESCAPES: &[&str] = &[
+        r"\\",
+        r"\n",
+        r"\\\\",
+        r#"\\\""#,
+        r"\\\\\\\n",
+        r#"\""#,
+        r"\u00e9",
+        r"\ud83d\ude00",
+        r"\ud800",
+        r"\x",
+        r"\u00",
+        "\u{1}",
+        "\\\u{1}",
+        "\t",
+    ];
+    let skipping = [Projection::new(["n"], segments), message_in_application()];
+    let mut checked = 0;
+    for before in (0..70).chain(120..136) {
+        for after in [0, 1, 63, 64, 65, 130] {
+            for escape in ESCAPES {
+                let text = format!(
+                    "{}{escape}{}",
+                    "a".repeat(before),
+                    "\\r\\nb".repeat(after / 4)
+                );
+                for record in [
+                    format!(r#"{{"Message":"{text}","n":1}}"#),
+                    format!(r#"{{"n":1,"Channel":"System","Message":"{text}"}}"#),
+                    format!(r#"{{"Message":"{text}"}}"#),
+                ] {
+                    let one = std::slice::from_ref(&record);
+                    let (_, full) = decode_onto(one, None);
+                    for projection in &skipping {
+                        let (_, skipped) = decode_onto(one, Some(projection.clone()));
+                        assert_eq!(full, skipped, "{record}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 86 * 6 * ESCAPES.len() * 3 * 2);
+}

@@ -74,6 +74,7 @@ impl Walker<'_> {
         self.skip_whitespace();
         self.expect(b'{')?;
         self.object(columns, row, true, 0)?;
+        self.gated_at_end(columns, row)?;
         self.skip_whitespace();
         if self.at == self.bytes.len() {
             Ok(())
@@ -212,18 +213,50 @@ impl Walker<'_> {
     }
 
     /// A member's value that is no object, put in column `c`; only
-    /// checked if that column is not decoded.
+    /// checked if that column is not decoded, and checked and noted for
+    /// later if it is decoded only in rows that meet a gate the record
+    /// has not met so far.
     fn leaf(&mut self, columns: &mut Columns, row: u32, depth: usize, c: usize) -> Walk<()> {
         let leaf = if !columns.decoded(c) {
             self.skip(depth + 1)?;
             Leaf::Null
-        } else if self.peek()? == b'[' {
-            self.at += 1;
-            self.array(columns, depth)?
+        } else if let Some(gate) = columns.gate_shut(c) {
+            if !columns.skip_gated(c, gate, self.at, depth) {
+                return Err(GaveUp);
+            }
+            return self.skip(depth + 1);
         } else {
-            self.scalar(columns)?
+            self.leaf_value(columns, depth)?
         };
-        columns.put_at(c, row, leaf).map_err(|_| GaveUp)
+        columns.put_at(c, row, leaf).map_err(|_| GaveUp)?;
+        columns.note_for_gates(c, leaf, self.bytes);
+        Ok(())
+    }
+
+    /// A value that is no object, decoded.
+    #[inline]
+    fn leaf_value(&mut self, columns: &mut Columns, depth: usize) -> Walk<Leaf> {
+        if self.peek()? == b'[' {
+            self.at += 1;
+            self.array(columns, depth)
+        } else {
+            self.scalar(columns)
+        }
+    }
+
+    /// At the record's end: the values of gated columns skipped when read
+    /// whose gate the record met later, decoded now.
+    fn gated_at_end(&mut self, columns: &mut Columns, row: u32) -> Walk<()> {
+        let end = self.at;
+        for skipped in columns.skipped_now_open() {
+            self.at = skipped.at;
+            let leaf = self.leaf_value(columns, skipped.depth)?;
+            columns
+                .put_at(skipped.column, row, leaf)
+                .map_err(|_| GaveUp)?;
+        }
+        self.at = end;
+        Ok(())
     }
 
     /// Reads past any value, checking it as the visitors would, without
@@ -276,8 +309,57 @@ impl Walker<'_> {
     }
 
     /// Reads past the string whose opening quote was just read, checking
-    /// its escapes as [`Walker::string`] does.
+    /// its escapes as [`Walker::string`] does. A block of 64 bytes at a
+    /// time: which bytes are escaped is worked out from the block's
+    /// backslashes at once (see [`escaped_bytes`]), so that a Windows
+    /// message with an escape every few bytes costs few more rounds than
+    /// one without. A block with an escape other than a one-byte one, and
+    /// the string's last bytes, are read a byte at a time by
+    /// [`Walker::skip_string_bytes`].
     fn skip_string(&mut self) -> Walk<()> {
+        let bytes = self.bytes;
+        let mut at = self.at;
+        // Whether the block's first byte is escaped by the one before.
+        let mut carried = 0u64;
+        'blocks: while let Some(block) = bytes.get(at..).and_then(<[u8]>::first_chunk::<BLOCK>) {
+            let (backslashes, stops) = block_masks(block);
+            let (escaped, next) = if backslashes | carried == 0 {
+                (0, 0)
+            } else {
+                escaped_bytes(backslashes, carried)
+            };
+            // An escaped quote ends nothing; an escaped control character
+            // is no escape, and found below.
+            let stops = stops & !escaped;
+            let before = match stops {
+                0 => u64::MAX,
+                _ => (1 << stops.trailing_zeros()) - 1,
+            };
+            let mut escapes = escaped & before;
+            while escapes != 0 {
+                if SIMPLE_ESCAPES[usize::from(block[escapes.trailing_zeros() as usize])] == 0 {
+                    // A `\u` escape, or none: byte by byte from its block.
+                    break 'blocks;
+                }
+                escapes &= escapes - 1;
+            }
+            if stops != 0 {
+                let stop = at + stops.trailing_zeros() as usize;
+                if bytes[stop] != b'"' {
+                    return Err(GaveUp);
+                }
+                self.at = stop + 1;
+                return Ok(());
+            }
+            at += BLOCK;
+            carried = next;
+        }
+        self.at = at - carried as usize;
+        self.skip_string_bytes()
+    }
+
+    /// As [`Walker::skip_string`], from an unescaped byte of the string.
+    fn skip_string_bytes(&mut self) -> Walk<()> {
         loop {
             let stop = self.at + find_special(&self.bytes[self.at..]).ok_or(GaveUp)?;
             match self.bytes[stop] {
@@ -708,6 +790,44 @@ fn special_mask(lane: &[u8; LANE]) -> u32 {
     hits.to_bitmask()
 }
 
+/// The bytes [`Walker::skip_string`] looks at in one round.
+const BLOCK: usize = 64;
+
+/// One bit per backslash of `block`, and one per quote or control
+/// character.
+#[inline(always)]
+fn block_masks(block: &[u8; BLOCK]) -> (u64, u64) {
+    let (lanes, _) = block.as_chunks::<LANE>();
+    let (mut backslashes, mut stops) = (0u64, 0u64);
+    for (k, lane) in lanes.iter().enumerate() {
+        let v = u8x16::new(*lane);
+        // A quote (0x22) or control character (below 0x20) is, with its
+        // bit 1 flipped, at most 0x20; nothing else is.
+        let flipped = v ^ u8x16::splat(0x02);
+        let stop = flipped.min(u8x16::splat(0x20)).simd_eq(flipped);
+        backslashes |= u64::from(v.simd_eq(u8x16::splat(b'\\')).to_bitmask()) << (LANE * k);
+        stops |= u64::from(stop.to_bitmask()) << (LANE * k);
+    }
+    (backslashes, stops)
+}
+
+/// Of a block whose backslashes are the bits of `backslashes`, its first
+/// byte escaped if `carried` is 1: the bytes escaped (each after a
+/// backslash that is not itself escaped), and whether the next block's
+/// first byte is. The backslashes of a run pair off from its start: the
+/// borrow of subtracting them from the odd bits runs through the run and
+/// stops on odd or even ground by its length (simdjson's way).
+#[inline(always)]
+fn escaped_bytes(backslashes: u64, carried: u64) -> (u64, u64) {
+    const ODD_BITS: u64 = 0xAAAA_AAAA_AAAA_AAAA;
+    // A backslash that is itself escaped escapes nothing.
+    let leading = backslashes & !carried;
+    let codes = ((leading << 1) | ODD_BITS).wrapping_sub(leading) ^ ODD_BITS;
+    let escaped = codes ^ (backslashes | carried);
+    let escaping = codes & backslashes;
+    (escaped, escaping >> (BLOCK - 1))
+}
+
 /// Where the first quote, backslash or control character of `bytes` is.
 fn find_special(bytes: &[u8]) -> Option<usize> {
     let (lanes, rest) = bytes.as_chunks::<16>();
@@ -852,6 +972,49 @@ pub(crate) mod tests {
         assert!(agrees_with_the_visitors(&all) >= 8);
         let deep = format!("{}1{}", "{\"a\":".repeat(100), "}".repeat(100));
         assert_eq!(agrees_with_the_visitors(&[deep]), 0);
+    }
+
+    /// Blocks of backslashes (every pattern of 16 bytes, at each end of
+    /// a block, and random ones), their first byte escaped or not, as a
+    /// byte-at-a-time reading tells the escaped bytes.
+    #[test]
+    fn escaped_bytes_are_those_a_reading_byte_by_byte_finds() {
+        let by_bytes = |backslashes: u64, carried: u64| {
+            let (mut escaped, mut escaping) = (0u64, carried == 1);
+            for i in 0..BLOCK {
+                if escaping {
+                    escaped |= 1 << i;
+                    escaping = false;
+                } else {
+                    escaping = backslashes & (1 << i) != 0;
+                }
+            }
+            (escaped, u64::from(escaping))
+        };
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut random = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for pattern in 0..=u64::from(u16::MAX) {
+            let noise = random() & random();
+            for backslashes in [
+                pattern,
+                pattern << 48,
+                pattern << 24 | noise,
+                noise | pattern,
+            ] {
+                for carried in 0..2 {
+                    assert_eq!(
+                        escaped_bytes(backslashes, carried),
+                        by_bytes(backslashes, carried),
+                        "{backslashes:064b} {carried}"
+                    );
+                }
+            }
+        }
     }
 
     /// Escapes at every offset around the 16-byte steps of the unescaping

@@ -17,6 +17,8 @@
 
 pub mod feeds;
 pub(crate) mod fingerprint;
+mod gates;
+pub use gates::FieldGate;
 pub mod glob;
 pub(crate) mod hashes;
 pub(crate) mod literal;
@@ -353,6 +355,8 @@ pub struct RuleSet {
     pub(crate) routes: Vec<Option<Node>>,
     pub(crate) leaves: Vec<Leaf>,
     pub(crate) fields: Vec<Vec<String>>,
+    /// Per field: the rows it is read in, `None` for every row.
+    pub(crate) field_gates: Vec<Option<FieldGate>>,
     /// Per field: its prefilter automata, one per scope (the literals read
     /// by rules that see every row, and those read only by rules of narrower
     /// logsources), so that narrow literals are not searched everywhere.
@@ -395,6 +399,17 @@ impl RuleSet {
     /// rules.
     pub fn columns_read(&self) -> impl Iterator<Item = &str> {
         self.fields.iter().flatten().map(String::as_str)
+    }
+
+    /// The columns of each field a rule reads (as in
+    /// [`RuleSet::columns_read`]) with the rows the rules read it in:
+    /// `None` for every row, or a gate every row of every logsource
+    /// reading it meets (see [`gates`]).
+    pub fn fields_gated(&self) -> impl Iterator<Item = (&[String], Option<&FieldGate>)> {
+        self.fields
+            .iter()
+            .zip(&self.field_gates)
+            .map(|(columns, gate)| (columns.as_slice(), gate.as_ref()))
     }
 
     /// Number of rules that can match.
@@ -827,7 +842,9 @@ impl RuleSetBuilder {
                 }
             }
         }
+        let field_gates = gates::field_gates(&rules, &routes, &interner.leaves, &interner.fields);
         let set = RuleSet {
+            field_gates,
             searched,
             rules,
             routes,
