@@ -1018,7 +1018,8 @@ pub(crate) mod tests {
     }
 
     /// Escapes at every offset around the 16-byte steps of the unescaping
-    /// loop, and near the record's end, where it goes a byte at a time.
+    /// loop and the 64-byte blocks of skipping, and near the record's end,
+    /// where each goes a byte at a time.
     #[test]
     fn escapes_at_every_offset_decode_as_the_visitors_decode_them() {
         const ESCAPES: &[&str] = &[
@@ -1031,8 +1032,8 @@ pub(crate) mod tests {
             "\u{1}",
         ];
         let mut records = Vec::new();
-        for before in 0..36 {
-            for after in [0, 1, 15, 16, 17, 40] {
+        for before in (0..36).chain(60..70).chain(122..132) {
+            for after in [0, 1, 15, 16, 17, 40, 63, 64, 65, 130] {
                 for escape in ESCAPES {
                     let text = format!(
                         "{}{escape}{}",
@@ -1049,10 +1050,10 @@ pub(crate) mod tests {
         // All but those with a raw control character.
         assert_eq!(walked, records.len() / ESCAPES.len() * (ESCAPES.len() - 1));
         // A second escape at every offset of the 16-byte steps that begin
-        // at the first (a step restarts after each escape), invalid ones
-        // too, which both refuse.
+        // at the first (a step restarts after each escape), and of two
+        // 64-byte blocks, invalid ones too, which both refuse.
         let mut records = Vec::new();
-        for between in 0..40 {
+        for between in 0..140 {
             let gap = "x".repeat(between);
             for second in [r"\n", r"\u00e9", r"\ud83d\ude00", r"\x", r"\u00", r"\ud800"] {
                 records.push(format!(r#"{{"k":"a\\{gap}{second}b","n":1}}"#));
@@ -1061,7 +1062,7 @@ pub(crate) mod tests {
         }
         // The walker decodes the valid ones itself, but the surrogate pair,
         // which it leaves to the visitors.
-        assert_eq!(agrees_with_the_visitors(&records), 40 * 2 * 2);
+        assert_eq!(agrees_with_the_visitors(&records), 140 * 2 * 2);
     }
 
     /// Random records built from JSON pieces, valid and not, in batches so
