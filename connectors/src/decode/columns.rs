@@ -200,6 +200,9 @@ pub(super) struct GatedRow {
     all_open: bool,
     /// Values of gated columns not decoded when read.
     pub(super) skipped: Vec<Skipped>,
+    /// Per gate's column (by its bit): the last value read in it and what
+    /// it told, if any yet in the batch; events of one log come in runs.
+    last: Vec<Option<(Vec<u8>, Option<Option<u32>>)>>,
 }
 
 /// A value of a gated column, skipped when read because no gate of the
@@ -268,7 +271,27 @@ impl Columns {
         let Some(gates) = self.projection.as_ref().map(|p| p.gates()) else {
             return;
         };
-        match text.and_then(|t| gates.value(t)) {
+        let at = bit as usize;
+        if self.gated.last.len() <= at {
+            self.gated.last.resize(at + 1, None);
+        }
+        let told = match (text, &mut self.gated.last[at]) {
+            (Some(text), Some((last, told))) if last.as_slice() == text => *told,
+            (Some(text), last) => {
+                let told = gates.value(text);
+                match last {
+                    Some((bytes, was)) => {
+                        bytes.clear();
+                        bytes.extend_from_slice(text);
+                        *was = told;
+                    }
+                    None => *last = Some((text.to_vec(), told)),
+                }
+                told
+            }
+            (None, _) => None,
+        };
+        match told {
             Some(Some(id)) => self.gated.open |= gates.opened_by(bit, id),
             Some(None) => {}
             None => self.gated.all_open = true,
@@ -522,6 +545,8 @@ impl Columns {
 
     /// Empties the columns for the next batch, keeping allocations.
     pub(super) fn clear(&mut self) {
+        // The next batch may have another projection.
+        self.gated.last.clear();
         self.index.clear();
         for mut column in self.columns.drain(..) {
             column.values.clear();
