@@ -202,7 +202,15 @@ pub(super) struct GatedRow {
     pub(super) skipped: Vec<Skipped>,
     /// Per gate's column (by its bit): the last value read in it and what
     /// it told, if any yet in the batch; events of one log come in runs.
-    last: Vec<Option<(Vec<u8>, Option<Option<u32>>)>>,
+    last: Vec<Option<LastValue>>,
+}
+
+/// A value read in a gate's column, and what it told (see
+/// [`super::gates::Gates::value`]).
+#[derive(Debug, Clone)]
+struct LastValue {
+    text: Vec<u8>,
+    told: Option<Option<u32>>,
 }
 
 /// A value of a gated column, skipped when read because no gate of the
@@ -276,16 +284,21 @@ impl Columns {
             self.gated.last.resize(at + 1, None);
         }
         let told = match (text, &mut self.gated.last[at]) {
-            (Some(text), Some((last, told))) if last.as_slice() == text => *told,
+            (Some(text), Some(last)) if last.text == text => last.told,
             (Some(text), last) => {
                 let told = gates.value(text);
                 match last {
-                    Some((bytes, was)) => {
-                        bytes.clear();
-                        bytes.extend_from_slice(text);
-                        *was = told;
+                    Some(last) => {
+                        last.text.clear();
+                        last.text.extend_from_slice(text);
+                        last.told = told;
                     }
-                    None => *last = Some((text.to_vec(), told)),
+                    None => {
+                        *last = Some(LastValue {
+                            text: text.to_vec(),
+                            told,
+                        })
+                    }
                 }
                 told
             }
