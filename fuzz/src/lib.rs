@@ -2,7 +2,7 @@
 //! invariants every run must keep.
 
 use vagt_connectors::{
-    read_bytes, DecoderConfig, Format, Projection, ReadOptions, SharedProjection,
+    read_bytes, DecoderConfig, Format, Gate, Projection, ReadOptions, SharedProjection,
 };
 
 /// Reads `data` as events of `format` in small batches. Nothing may panic,
@@ -16,11 +16,20 @@ pub fn read(format: Format, data: &[u8]) {
         },
         format,
         actor: None,
-        // Most fields are checked without being decoded, as in a run.
-        projection: SharedProjection::new(Some(Projection::new(
-            ["EventID", "Image", "a", "a.b"],
-            |path, pattern| path == pattern,
-        ))),
+        // Most fields are checked without being decoded, as in a run, and
+        // two only in records whose channel (`c`, `Channel`) lets them in.
+        projection: SharedProjection::new(Some(
+            Projection::new(["EventID", "Image", "a", "a.b"], |path, pattern| {
+                path == pattern
+            })
+            .gated(
+                [("k", ["c"], "x"), ("Message", ["Channel"], "Application")]
+                    .into_iter()
+                    .filter_map(|(column, gate, value)| {
+                        Some((column.to_string(), Gate::new(gate, [value])?))
+                    }),
+            ),
+        )),
     };
     let mut events = 0u64;
     let mut dead = 0u64;
