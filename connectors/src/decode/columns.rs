@@ -257,11 +257,19 @@ impl Columns {
     }
 
     /// The values skipped in the record whose gate it has met since, in
-    /// the order read; the others are dropped.
+    /// the order read (the others are dropped), for [`Columns::done_with`]
+    /// to take back.
     pub(super) fn skipped_now_open(&mut self) -> Vec<Skipped> {
         let mut skipped = std::mem::take(&mut self.gated.skipped);
         skipped.retain(|s| self.gate_open(s.gate));
         skipped
+    }
+
+    /// Takes back the list [`Columns::skipped_now_open`] gave, emptied, to
+    /// be filled again without allocating.
+    pub(super) fn done_with(&mut self, mut skipped: Vec<Skipped>) {
+        skipped.clear();
+        self.gated.skipped = skipped;
     }
 
     /// Notes the value `leaf` of column `c` for the gates reading it; the

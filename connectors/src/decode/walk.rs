@@ -248,15 +248,15 @@ impl Walker<'_> {
     /// whose gate the record met later, decoded now.
     fn gated_at_end(&mut self, columns: &mut Columns, row: u32) -> Walk<()> {
         let end = self.at;
-        for skipped in columns.skipped_now_open() {
-            self.at = skipped.at;
-            let leaf = self.leaf_value(columns, skipped.depth)?;
-            columns
-                .put_at(skipped.column, row, leaf)
-                .map_err(|_| GaveUp)?;
-        }
+        let skipped = columns.skipped_now_open();
+        let decoded = skipped.iter().try_for_each(|value| {
+            self.at = value.at;
+            let leaf = self.leaf_value(columns, value.depth)?;
+            columns.put_at(value.column, row, leaf).map_err(|_| GaveUp)
+        });
+        columns.done_with(skipped);
         self.at = end;
-        Ok(())
+        decoded
     }
 
     /// Reads past any value, checking it as the visitors would, without
