@@ -53,16 +53,8 @@ impl Gate {
 
     /// Either gate's rows: `None` if their columns differ.
     pub fn or(&self, other: &Gate) -> Option<Gate> {
-        (self.columns == other.columns).then(|| {
-            let mut values = self.values.clone();
-            values.extend(other.values.iter().cloned());
-            values.sort_unstable();
-            values.dedup();
-            Gate {
-                columns: self.columns.clone(),
-                values,
-            }
-        })
+        let values = self.values.iter().chain(&other.values);
+        (self.columns == other.columns).then(|| Gate::new(&self.columns, values))?
     }
 
     /// The columns it reads.
@@ -74,10 +66,8 @@ impl Gate {
 /// The gates of a projection, numbered for the decoder.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Gates {
-    /// Gated column → its gate.
-    gated: HashMap<Box<str>, Gate, RandomState>,
-    /// Gated column → its gate's number.
-    number: HashMap<Box<str>, u32, RandomState>,
+    /// Gated column → its gate, and the gate's number.
+    gated: HashMap<Box<str>, (Gate, u32), RandomState>,
     /// Per gate: the columns it reads (a bit each) and its values' ids.
     compiled: Vec<CompiledGate>,
     /// Column a gate reads → its bit.
@@ -125,8 +115,8 @@ impl Gates {
             let Some(gate) = gate.filter(|_| !sources.contains(&*column)) else {
                 continue;
             };
-            if gates.add(&column, &gate) {
-                gates.gated.insert(column, gate);
+            if let Some(number) = gates.number_of(&gate) {
+                gates.gated.insert(column, (gate, number));
             }
         }
         let sources = gates.source.len();
@@ -143,14 +133,15 @@ impl Gates {
         gates
     }
 
-    /// Numbers `gate` for `column`; false if it reads too many columns.
-    fn add(&mut self, column: &str, gate: &Gate) -> bool {
+    /// The number of `gate`, numbered anew unless an equal one was; none
+    /// if it would read or be one too many.
+    fn number_of(&mut self, gate: &Gate) -> Option<u32> {
         let mut sources = 0u64;
         for c in &gate.columns {
             let next = self.source.len() as u32;
             let bit = *self.source.entry(c.as_str().into()).or_insert(next);
             if bit as usize >= MAX_SOURCES {
-                return false;
+                return None;
             }
             sources |= 1 << bit;
         }
@@ -167,24 +158,23 @@ impl Gates {
             .position(|g| g.sources == sources && g.values == values)
         {
             Some(n) => n,
-            None if self.compiled.len() == MAX_GATES => return false,
+            None if self.compiled.len() == MAX_GATES => return None,
             None => {
                 self.compiled.push(CompiledGate { sources, values });
                 self.compiled.len() - 1
             }
         };
-        self.number.insert(column.into(), number as u32);
-        true
+        Some(number as u32)
     }
 
     /// The gate of column `path`, as given.
     pub(super) fn gate(&self, path: &str) -> Option<&Gate> {
-        self.gated.get(path)
+        self.gated.get(path).map(|(gate, _)| gate)
     }
 
     /// The number of the gate of column `path`.
     pub(super) fn number(&self, path: &str) -> Option<u32> {
-        self.number.get(path).copied()
+        self.gated.get(path).map(|&(_, number)| number)
     }
 
     /// The bit of column `path` if a gate reads it.
@@ -202,6 +192,7 @@ impl Gates {
         if value.len() > self.longest {
             return Some(None);
         }
+        // Lowercased on the stack: a channel's name is short.
         let mut lower = [0u8; 256];
         let lower = match lower.get_mut(..value.len()) {
             Some(lower) => lower,
@@ -227,7 +218,11 @@ impl Gates {
 
 impl PartialEq for Gates {
     fn eq(&self, other: &Self) -> bool {
-        self.gated == other.gated
+        self.gated.len() == other.gated.len()
+            && self
+                .gated
+                .iter()
+                .all(|(c, (g, _))| other.gate(c) == Some(g))
     }
 }
 

@@ -58,37 +58,39 @@ impl Projection {
             gates: Gates::default(),
         };
         for column in columns {
-            let column = column.as_ref();
-            // As the rules resolve them: a name with a star is a pattern.
-            if let Some(star) = column.find('*') {
-                projection.add_pattern(&column[..star], column);
-            } else {
-                projection.exact.insert(column.into());
-            }
+            projection.add(column.as_ref());
         }
         projection
+    }
+
+    /// Adds `column`: as the rules resolve them, a name with a star is a
+    /// pattern.
+    fn add(&mut self, column: &str) {
+        match column.find('*') {
+            Some(star) => self.add_pattern(&column[..star], column),
+            None => {
+                self.exact.insert(column.into());
+            }
+        }
     }
 
     /// The projection also filling the `gated` columns, each only in the
     /// rows its gate lets through (see [`super::gates`]), and the columns
     /// the gates read in every row. A column this projection already
-    /// fills, and a pattern's, is filled in every row; gates given
-    /// before are replaced.
+    /// fills, and a pattern's, is filled in every row; so, from then on,
+    /// are the columns an earlier call gated.
     pub fn gated(mut self, gated: impl IntoIterator<Item = (String, Gate)>) -> Projection {
         let (patterns, gated): (Vec<_>, Vec<_>) = gated
             .into_iter()
             .partition(|(column, _)| column.contains('*'));
         // A pattern's columns are filled in every row.
         for (pattern, _) in &patterns {
-            if let Some(star) = pattern.find('*') {
-                self.add_pattern(&pattern[..star], pattern);
-            }
+            self.add(pattern);
         }
         for (_, gate) in &gated {
             self.exact
                 .extend(gate.columns().iter().map(|c| c.as_str().into()));
         }
-        self.gates = Gates::default();
         let narrow: Vec<(String, Gate)> = gated
             .into_iter()
             .filter(|(column, _)| !self.decodes(column))
@@ -105,10 +107,7 @@ impl Projection {
         if self.gates.len() == 0 {
             return None;
         }
-        self.gates.number(path).or_else(|| {
-            path.contains(' ')
-                .then(|| self.gates.number(&path.replace(' ', "")))?
-        })
+        by_name(path, |name| self.gates.number(name))
     }
 
     /// The gates, for the decoder.
@@ -145,11 +144,10 @@ impl Projection {
     /// or named with its spaces left out (Sigma's field names are the
     /// log's with spaces stripped: `ThreatName` reads `Threat Name`).
     pub fn decodes(&self, path: &str) -> bool {
-        self.exact.contains(path)
+        by_name(path, |name| self.exact.contains(name).then_some(())).is_some()
             || self.patterns.iter().any(|g| {
                 path.starts_with(&*g.fixed) && g.patterns.iter().any(|p| (self.matches)(path, p))
             })
-            || (path.contains(' ') && self.exact.contains(path.replace(' ', "").as_str()))
     }
 
     /// Whether every column `other` fills, this one fills too.
@@ -174,6 +172,13 @@ impl Projection {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// What `find` finds for the column at `path` by its name: the path, or
+/// the path with its spaces left out (Sigma's field names are the log's
+/// with spaces stripped: `ThreatName` reads `Threat Name`).
+fn by_name<T>(path: &str, find: impl Fn(&str) -> Option<T>) -> Option<T> {
+    find(path).or_else(|| path.contains(' ').then(|| find(&path.replace(' ', "")))?)
 }
 
 /// Equal if they hold the same names and patterns (matched the same way,

@@ -4,6 +4,7 @@
 //! not UTF-8, to say where.
 
 /// `bytes` as text, or where they stop being UTF-8.
+#[inline]
 pub(super) fn checked(bytes: &[u8]) -> Result<&str, std::str::Utf8Error> {
     simdutf8::basic::from_utf8(bytes).or_else(|_| std::str::from_utf8(bytes))
 }

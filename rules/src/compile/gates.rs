@@ -9,7 +9,10 @@
 use super::{node_leaves, CompiledRule, FieldId, Leaf, LeafKind, Mode, Node, TextCheck};
 
 /// Rows that hold one of `values` in one of `columns` (text equal to one,
-/// ignoring case): the only rows a field so gated is read in.
+/// ignoring case): the only rows a field so gated is read in. The
+/// decoders use it where they can tell it (`vagt_connectors::Gate::new`:
+/// no pattern among the columns, ASCII values), and fill the field in
+/// every row otherwise.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldGate {
     pub columns: Vec<String>,
@@ -30,8 +33,6 @@ impl FieldGate {
     }
 }
 
-type Gate = FieldGate;
-
 /// Per field of a rule set: the gate every row it is read in meets, or
 /// `None` for every row.
 pub(super) fn field_gates(
@@ -39,8 +40,8 @@ pub(super) fn field_gates(
     routes: &[Option<Node>],
     leaves: &[Leaf],
     fields: &[Vec<String>],
-) -> Vec<Option<Gate>> {
-    let route_gates: Vec<Option<Gate>> = routes
+) -> Vec<Option<FieldGate>> {
+    let route_gates: Vec<Option<FieldGate>> = routes
         .iter()
         .map(|route| route.as_ref().and_then(|n| node_gate(n, leaves, fields)))
         .collect();
@@ -88,7 +89,7 @@ pub(super) fn field_gates(
 /// A gate every row that satisfies `node` meets, if one can be told: an
 /// exact text of one field, any of a disjunction's, one of a
 /// conjunction's.
-fn node_gate(node: &Node, leaves: &[Leaf], fields: &[Vec<String>]) -> Option<Gate> {
+fn node_gate(node: &Node, leaves: &[Leaf], fields: &[Vec<String>]) -> Option<FieldGate> {
     match node {
         Node::Leaf(id) => {
             let leaf = &leaves[*id];
@@ -102,13 +103,10 @@ fn node_gate(node: &Node, leaves: &[Leaf], fields: &[Vec<String>]) -> Option<Gat
                             ..
                         },
                     ..
-                } => {
-                    let columns = &fields[leaf.field];
-                    (!columns.iter().any(|c| c.contains('*'))).then(|| Gate {
-                        columns: columns.clone(),
-                        values: vec![text.clone()],
-                    })
-                }
+                } => Some(FieldGate {
+                    columns: fields[leaf.field].clone(),
+                    values: vec![text.clone()],
+                }),
                 _ => None,
             }
         }
